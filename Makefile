@@ -1,0 +1,41 @@
+# Two commands: `make app` (dashboard on an embedded dataset) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+PORT   ?= 8501
+
+.PHONY: app test notebooks bench clean help
+
+help:
+	@echo "make app        set up .venv and open the dashboard (http://localhost:$(PORT))"
+	@echo "make test       set up .venv with the test extras and run the whole suite"
+	@echo "make notebooks  open JupyterLab on notebooks/"
+	@echo "make bench      run the benchmark scripts in benchmarks/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.stamp-app: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[app]"
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[app,notebooks,dev]"
+	touch $@
+
+app: $(VENV)/.stamp-app
+	$(BIN)/python -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+
+test: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+notebooks: $(VENV)/.stamp-dev
+	$(BIN)/python -m jupyter lab notebooks/
+
+bench: $(VENV)/.stamp-dev
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

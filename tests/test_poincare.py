@@ -1,0 +1,335 @@
+"""Poincaré geometry against independent oracles: geoopt (float64, k = -c) away from the boundary,
+mpmath (50 digits) near it, hypothesis for the gyrogroup identities."""
+
+from __future__ import annotations
+
+import math
+
+import geoopt.manifolds.stereographic.math as gm
+import mpmath as mp
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.optimize import minimize_scalar
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from chestlab import poincare as P
+
+F64 = torch.float64
+CS = [0.1, 0.5, 1.0, 2.0]
+
+
+def ball_points(n: int, d: int, c: float, seed: int, max_rel: float = 0.95, dtype=F64) -> torch.Tensor:
+    """Points spread over the ball up to norm max_rel / sqrt(c) (radius uniform in [0, max_rel])."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(n, d, generator=g, dtype=dtype)
+    u = u / u.norm(dim=-1, keepdim=True)
+    rad = torch.rand(n, 1, generator=g, dtype=dtype) * max_rel
+    return u * rad / math.sqrt(c)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs() / b.abs().clamp_min(1e-300)).max())
+
+
+def k_of(c: float) -> torch.Tensor:
+    return torch.tensor(-c, dtype=F64)
+
+
+# ------------------------------------------------------------------------------------------------
+# geoopt oracle, away from the boundary
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c", CS)
+def test_against_geoopt(c):
+    x, y = ball_points(64, 7, c, 1, 0.9), ball_points(64, 7, c, 2, 0.9)
+    v = torch.randn(64, 7, dtype=F64, generator=torch.Generator().manual_seed(3))
+    k = k_of(c)
+    tol = 1e-10
+    assert rel_err(P.mobius_add(x, y, c), gm.mobius_add(x, y, k=k)) < tol
+    assert rel_err(P.dist(x, y, c), gm.dist(x, y, k=k)) < tol
+    assert rel_err(P.dist0(x, c), gm.dist0(x, k=k)) < tol
+    assert rel_err(P.pairwise_dist(x, y, c), gm.dist(x[:, None], y[None], k=k)) < tol
+    assert rel_err(P.expmap0(v, c), gm.expmap0(v, k=k)) < tol
+    assert rel_err(P.logmap0(x, c), gm.logmap0(x, k=k)) < tol
+    assert rel_err(P.expmap(x, 0.3 * v, c), gm.expmap(x, 0.3 * v, k=k)) < tol
+    assert rel_err(P.logmap(x, y, c), gm.logmap(x, y, k=k)) < 1e-9
+    r = torch.tensor(1.7, dtype=F64)
+    assert rel_err(P.mobius_scalar_mul(r, x, c), gm.mobius_scalar_mul(r, x, k=k)) < tol
+    assert rel_err(P.mobius_scalar_mul(-0.4, x, c), gm.mobius_scalar_mul(torch.tensor(-0.4, dtype=F64), x, k=k)) < tol
+    assert rel_err(P.conformal_factor(x, c), gm.lambda_x(x, k=k, keepdim=True)) < tol
+
+
+def test_pairwise_matches_elementwise_and_close_pairs_are_exact():
+    c = 0.7
+    x = ball_points(40, 5, c, 5)
+    y = torch.cat([x[:10] + 1e-9, ball_points(30, 5, c, 6)])  # near-duplicates cancel in the matmul
+    pw = P.pairwise_dist(x, y, c)
+    ref = P.dist(x[:, None], y[None], c)
+    assert rel_err(pw, ref) < 1e-10
+    assert torch.equal(P.pairwise_dist(x, x, c).diagonal(), torch.zeros(40, dtype=F64))
+
+
+# ------------------------------------------------------------------------------------------------
+# near the boundary: mpmath oracle (geoopt's float64 dist loses whole units there)
+# ------------------------------------------------------------------------------------------------
+mp.mp.dps = 50
+
+
+def mp_dist(x, y, c) -> float:
+    """Textbook Eq. 2, artanh(sqrt(c) ||(-x) + y||), in 50-digit arithmetic on the float64 inputs."""
+    x = [mp.mpf(float(t)) for t in x]
+    y = [mp.mpf(float(t)) for t in y]
+    c = mp.mpf(c)
+    xy = mp.fsum(a * b for a, b in zip(x, y))
+    x2, y2 = mp.fsum(a * a for a in x), mp.fsum(b * b for b in y)
+    den = 1 - 2 * c * xy + c * c * x2 * y2
+    num = [(1 - 2 * c * xy + c * y2) * (-a) + (1 - c * x2) * b for a, b in zip(x, y)]
+    n = mp.sqrt(mp.fsum(t * t for t in num)) / den
+    return float(2 / mp.sqrt(c) * mp.atanh(mp.sqrt(c) * n))
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, 3.0])
+@pytest.mark.parametrize("gap", [1e-6, 1e-9])
+def test_dist_exact_near_boundary(c, gap):
+    g = torch.Generator().manual_seed(7)
+    u = torch.randn(8, 6, dtype=F64, generator=g)
+    u = u / u.norm(dim=-1, keepdim=True)
+    x = u * (1 / math.sqrt(c) - gap)  # 'gap' from the boundary
+    y = torch.roll(x, 1, 0) * torch.linspace(0.5, 1.0, 8, dtype=F64)[:, None]
+    ours = P.dist(x, y, c)
+    ref = torch.tensor([mp_dist(x[i], y[i], c) for i in range(8)], dtype=F64)
+    assert rel_err(ours, ref) < 1e-12
+    assert rel_err(P.pairwise_dist(x, y, c).diagonal(), ref) < 1e-12
+    zero = torch.zeros(1, 6, dtype=F64)
+    ref0 = torch.tensor([mp_dist(zero[0], x[i], c) for i in range(8)], dtype=F64)
+    assert rel_err(P.dist0(x, c), ref0) < 1e-12
+    if gap == 1e-9:
+        # the reason for all the care: geoopt's clamped artanh is off by whole units here
+        assert float((gm.dist(x, y, k=k_of(c)) - ref).abs().max()) > 1.0
+
+
+def test_logmap0_exact_near_boundary():
+    c = 1.0
+    x = torch.tensor([[1 - 1e-9, 0.0], [0.6, 0.8 - 1e-10]], dtype=F64)
+    for i in range(2):
+        n = mp.sqrt(mp.fsum(mp.mpf(float(t)) ** 2 for t in x[i]))
+        expected = float(mp.atanh(n) / n)
+        got = float(P.logmap0(x[i : i + 1], c).norm() / x[i].norm())
+        assert abs(got - expected) / expected < 1e-12
+
+
+# ------------------------------------------------------------------------------------------------
+# the Euclidean limit c -> 0
+# ------------------------------------------------------------------------------------------------
+def test_c_to_zero_is_smooth():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, 4, dtype=F64, generator=g), torch.randn(20, 4, dtype=F64, generator=g)
+    v = torch.randn(20, 4, dtype=F64, generator=g)
+    euclid = 2 * (x - y).norm(dim=-1)
+    assert torch.equal(P.dist(x, y, 0.0), euclid)
+    for c in [1e-12, 1e-8]:
+        # the first correction is O(c |x|^2): no 0/0, no jump
+        assert rel_err(P.dist(x, y, c), euclid) < 1e3 * c + 1e-14
+        assert rel_err(P.pairwise_dist(x, y, c), P.pairwise_dist(x, y, 0.0)) < 1e3 * c + 1e-12
+        assert rel_err(P.expmap0(v, c), v) < 1e3 * c + 1e-15
+        assert rel_err(P.logmap0(x, c), x) < 1e3 * c + 1e-15
+        assert rel_err(P.mobius_add(x, y, c), x + y) < 1e4 * c + 1e-15
+        assert rel_err(P.mobius_scalar_mul(0.3, x, c), 0.3 * x) < 1e3 * c + 1e-15
+        assert rel_err(P.lca_depth(x, y, c), P.lca_depth(x, y, 0.0)) < 1e3 * c + 1e-12
+    assert rel_err(P.expmap(x, v, 0.0), x + v) < 1e-15
+    assert rel_err(P.logmap(x, y, 0.0), y - x) < 1e-15
+    # lca at c = 0: twice the distance from the origin to the line through x and y
+    t = -(x * (y - x)).sum(-1, keepdim=True) / (y - x).pow(2).sum(-1, keepdim=True)
+    foot = x + t * (y - x)
+    assert rel_err(P.lca_depth(x, y, 0.0), 2 * foot.norm(dim=-1)) < 1e-10
+
+
+# ------------------------------------------------------------------------------------------------
+# float32 robustness
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c", [0.1, 1.0, 10.0])
+def test_float32_finite_everywhere_project_allows(c):
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(256, 16, generator=g) * torch.logspace(-8, 4, 256)[:, None]
+    x = P.project(raw, c).requires_grad_()
+    y = P.project(raw.flip(0) * -1, c).requires_grad_()
+    assert float((c * x.detach().pow(2).sum(-1)).max()) < 1
+    for out in (P.dist(x, y, c), P.pairwise_dist(x, y, c), P.dist0(x, c), P.lca_depth(x, y, c),
+                P.logmap0(x, c), P.logmap(x, y, c), P.mobius_add(x, y, c), P.expmap0(x * 1e3, c)):
+        assert torch.isfinite(out).all()
+        grads = torch.autograd.grad(out.sum(), [x, y], allow_unused=True)
+        assert all(gr is None or torch.isfinite(gr).all() for gr in grads)
+
+
+def test_dist_to_itself_has_zero_gradient_float32():
+    x = P.expmap0(torch.randn(8, 5), 1.0).requires_grad_()
+    d = P.dist(x, x, 1.0)
+    (gx,) = torch.autograd.grad(d.sum(), x)
+    assert torch.equal(d, torch.zeros(8)) and torch.equal(gx, torch.zeros_like(gx))
+    d = P.pairwise_dist(x, x, 1.0)
+    (gx,) = torch.autograd.grad(d.sum(), x)
+    assert torch.isfinite(gx).all()
+
+
+def test_expmap0_saturation_is_projected_not_nan():
+    v = torch.tensor([[1e3, 0.0], [0.0, 50.0]])
+    x = P.expmap0(v, 1.0)
+    assert float(x.norm(dim=-1).max()) <= P.max_norm(1.0, torch.float32) + 1e-7
+    assert torch.isfinite(P.dist0(x, 1.0)).all()
+
+
+def test_clip_features_bounds_the_ball_radius():
+    c, r = 0.5, 2.3
+    v = torch.randn(100, 8, dtype=F64) * 10
+    x = P.expmap0(P.clip_features(v, r), c)
+    assert float(x.norm(dim=-1).max()) <= math.tanh(math.sqrt(c) * r) / math.sqrt(c) + 1e-12
+    small = torch.randn(5, 8, dtype=F64) * 0.01
+    assert torch.equal(P.clip_features(small, r), small)
+    assert torch.equal(P.clip_features(v, math.inf), v)
+
+
+# ------------------------------------------------------------------------------------------------
+# errors
+# ------------------------------------------------------------------------------------------------
+def test_errors_name_the_parameter():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"c = -0.5.*c >= 0"):
+        P.dist(x, x, -0.5)
+    with pytest.raises(ValueError, match="c = nan"):
+        P.expmap0(x, float("nan"))
+    with pytest.raises(ValueError, match=r"y: 1 point\(s\) lie outside the Poincaré ball"):
+        P.dist(x, torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]), 1.0)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        P.pairwise_dist(torch.full((2, 3), float("nan")), x, 1.0)
+    with pytest.raises(ValueError, match="same D"):
+        P.pairwise_dist(torch.zeros(2, 3), torch.zeros(2, 4), 1.0)
+    with pytest.raises(ValueError, match="r = 0"):
+        P.clip_features(x, 0.0)
+    with pytest.raises(ValueError, match="a: 1 point"):
+        P.lca_depth(torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), 1.0)
+    # points exactly on the boundary are outside too (c ||x||^2 = 1)
+    with pytest.raises(ValueError, match="outside"):
+        P.logmap0(torch.tensor([[1.0, 0.0]], dtype=F64), 1.0)
+    # the check can be switched off for hot loops; project pulls points back inside
+    with P.checks(False):
+        P.dist(x, x, 1.0)
+    inside = P.project(torch.tensor([[3.0, 4.0]]), 1.0)
+    P.check_in_ball(inside, 1.0)
+
+
+def test_pairwise_dist_never_builds_an_NxMxD_tensor():
+    n, m, d = 64, 80, 32
+
+    class Largest(TorchDispatchMode):
+        biggest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    Largest.biggest = max(Largest.biggest, t.numel())
+            return out
+
+    x, y = P.expmap0(torch.randn(n, d), 1.0), P.expmap0(torch.randn(m, d), 1.0)
+    with Largest():
+        P.pairwise_dist(x, y, 1.0)
+    assert Largest.biggest <= n * m
+    with Largest():
+        gm.dist(x[:, None], y[None], k=torch.tensor(-1.0))
+    assert Largest.biggest >= n * m * d  # the broadcasting reference does build it
+
+
+# ------------------------------------------------------------------------------------------------
+# hyperbolic LCA against a numerical search along geoopt's geodesic
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c", [0.3, 1.0, 2.0])
+def test_lca_depth_is_the_closest_point_of_the_geodesic(c):
+    a, b = ball_points(5, 3, c, 11, 0.9), ball_points(5, 3, c, 12, 0.9)
+    ours = P.lca_depth(a, b, c)
+    k = k_of(c)
+    for i in range(5):
+        u = gm.logmap(a[i], b[i], k=k)
+
+        def along(t: float) -> float:
+            return float(gm.dist0(gm.expmap(a[i], t * u, k=k), k=k))
+
+        best = minimize_scalar(along, bounds=(-4.0, 5.0), method="bounded", options={"xatol": 1e-10})
+        assert abs(float(ours[i]) - best.fun) < 1e-8
+    # geodesics through the origin have depth 0; a point with itself is its own LCA
+    assert float(P.lca_depth(a, -0.5 * a, c).abs().max()) < 1e-7
+    assert rel_err(P.lca_depth(a, a, c), P.dist0(a, c)) < 1e-14
+
+
+# ------------------------------------------------------------------------------------------------
+# hypothesis: gyrogroup identities
+# ------------------------------------------------------------------------------------------------
+D = 3
+coords = arrays(np.float64, (D,), elements=st.floats(-1, 1, allow_nan=False))
+radii = st.floats(0.0, 0.97)
+curvatures = st.floats(1e-3, 5.0)
+
+
+def to_ball(u: np.ndarray, rad: float, c: float) -> torch.Tensor:
+    t = torch.tensor(u, dtype=F64)
+    n = float(t.norm())
+    if n == 0:
+        return t[None] * 0
+    return (t / n * rad / math.sqrt(c))[None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(coords, radii, coords, radii, curvatures)
+def test_left_cancellation(u, ru, w, rw, c):
+    x, y = to_ball(u, ru, c), to_ball(w, rw, c)
+    back = P.mobius_add(-x, P.mobius_add(x, y, c), c)
+    assert float((back - y).norm()) <= 1e-9 / math.sqrt(c) * (1 + 1 / (1 - rw))
+
+
+@settings(max_examples=60, deadline=None)
+@given(coords, radii, coords, radii, coords, radii, curvatures)
+def test_dist_symmetric_and_triangle_inequality(u, ru, w, rw, z, rz, c):
+    x, y, q = to_ball(u, ru, c), to_ball(w, rw, c), to_ball(z, rz, c)
+    dxy, dyx = P.dist(x, y, c), P.dist(y, x, c)
+    assert abs(float(dxy - dyx)) <= 1e-12 * (1 + float(dxy))
+    assert float(dxy) <= float(P.dist(x, q, c) + P.dist(q, y, c)) + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(coords, radii, coords, st.floats(0.0, 3.0), curvatures)
+def test_exp_log_inverse(u, ru, w, scale, c):
+    z = to_ball(u, ru, c)
+    v = torch.tensor(w, dtype=F64)[None] * scale / math.sqrt(c)
+    y = P.expmap(z, v, c)
+    if float(c * y.pow(2).sum()) < 1 - 1e-6:  # skip points pushed onto the float64 boundary
+        lam = float(P.conformal_factor(z, c))
+        assert float((P.logmap(z, y, c) - v).norm()) <= 1e-8 * (1 + float(v.norm())) * lam
+    assert float((P.logmap0(P.expmap0(v, c), c) - v).norm()) <= 1e-8 * (1 + float(v.norm())) ** 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(coords, radii, coords, radii, coords, st.floats(0.0, 0.8), curvatures)
+def test_dist_invariant_under_mobius_translation(u, ru, w, rw, z, rz, c):
+    x, y, a = to_ball(u, ru, c), to_ball(w, rw, c), to_ball(z, rz, c)
+    d = float(P.dist(x, y, c))
+    moved = float(P.dist(P.mobius_add(a, x, c), P.mobius_add(a, y, c), c))
+    assert abs(moved - d) <= 1e-7 * (1 + d) / (1 - max(ru, rw)) ** 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(coords, coords, st.floats(1e-14, 1e-6))
+def test_continuity_at_c_zero(u, w, c):
+    x, y = torch.tensor(u, dtype=F64)[None] * 0.5, torch.tensor(w, dtype=F64)[None] * 0.5
+    assert abs(float(P.dist(x, y, c) - P.dist(x, y, 0.0))) <= 10 * c + 1e-14
+
+
+@settings(max_examples=40, deadline=None)
+@given(coords, radii, st.floats(-2, 2), st.floats(-2, 2), curvatures)
+def test_scalar_mul_is_a_homomorphism(u, ru, r, s, c):
+    x = to_ball(u, ru, c)
+    lhs = P.mobius_scalar_mul(r, P.mobius_scalar_mul(s, x, c), c)
+    rhs = P.mobius_scalar_mul(r * s, x, c)
+    assert float((lhs - rhs).norm()) <= 1e-7 / math.sqrt(c)
+    assert float((P.mobius_scalar_mul(1.0, x, c) - x).norm()) <= 1e-12 / math.sqrt(c)

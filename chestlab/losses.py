@@ -43,6 +43,21 @@ def _positive(value: float, name: str, allow_zero: bool = False) -> float:
     return v
 
 
+def _check_labels(labels: Tensor, B: int, C: Optional[int] = None) -> None:
+    if labels.dim() != 1 or labels.shape[0] != B:
+        raise ValueError(f"labels must be a (B,) = ({B},) tensor of class indices, got shape {tuple(labels.shape)}")
+    if C is not None:
+        if C < 2:
+            raise ValueError(f"C = {C}: the proxy loss needs C >= 2 classes (a softmax over one class is constant)")
+        if B and (int(labels.min()) < 0 or int(labels.max()) >= C):
+            raise ValueError(f"labels must lie in [0, C) = [0, {C}), found {int(labels.min())}..{int(labels.max())}")
+
+
+def _check_hyphc(name: str, value: str) -> None:
+    if value not in ("lca", "pairwise"):
+        raise ValueError(f"{name} = {value!r}: choose 'lca' (HypHC's reading of Eq. 9) or 'pairwise' (the literal reading)")
+
+
 # --------------------------------------------------------------------------------------------
 # SoftTriple-style proxy loss (Eq. 5–7)
 # --------------------------------------------------------------------------------------------
@@ -70,6 +85,7 @@ def proxy_loss(S: Tensor, labels: Tensor, lam: float, delta: float) -> Tensor:
     delta = float(delta)
     if S.dim() != 2:
         raise ValueError(f"S must be (B, C), got shape {tuple(S.shape)}")
+    _check_labels(labels, S.shape[0], S.shape[1])
     onehot = F.one_hot(labels, S.shape[1]).to(S.dtype)
     return F.cross_entropy(lam * (S - delta * onehot), labels, reduction="none")
 
@@ -103,8 +119,7 @@ def hyphc_loss(
     ``proxies_h``: (C, K, D) or (P, D) points in the ball; ``triplets``: (M, 3) flat proxy indices
     ``class * K + k`` -> (M,) losses.
     """
-    if variant not in ("lca", "pairwise"):
-        raise ValueError(f"variant = {variant!r}: choose 'lca' (HypHC's reading) or 'pairwise' (literal)")
+    _check_hyphc("variant", variant)
     gamma_hyp = _positive(gamma_hyp, "gamma_hyp")
     flat = proxies_h.reshape(-1, proxies_h.shape[-1])
     if triplets.dim() != 2 or triplets.shape[1] != 3:
@@ -151,9 +166,7 @@ def _check_chest_inputs(x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Ten
         raise ValueError(f"x_e {tuple(x_e.shape)}, x_h {tuple(x_h.shape)} and labels {tuple(labels.shape)} need the same B")
     if x_e.shape[-1] != proxies_e.shape[-1] or x_h.shape[-1] != proxies_h.shape[-1]:
         raise ValueError("embedding and proxy dimensions differ: x_e/proxies_e and x_h/proxies_h must share D")
-    C = proxies_e.shape[0]
-    if B and (int(labels.min()) < 0 or int(labels.max()) >= C):
-        raise ValueError(f"labels must lie in [0, C) = [0, {C}), found {int(labels.min())}..{int(labels.max())}")
+    _check_labels(labels, B, proxies_e.shape[0])
 
 
 def chest_loss(
@@ -189,6 +202,10 @@ def chest_loss(
     ``D_H`` the Poincaré distance (Eq. 2). A space whose weight ``eta`` is 0 is skipped entirely.
     """
     _check_chest_inputs(x_e, x_h, labels, proxies_e, proxies_h)
+    poincare.check_curvature(c)
+    _check_hyphc("hyphc", hyphc)
+    for name, value in (("gamma_e", gamma_e), ("gamma_h", gamma_h), ("lambda_e", lambda_e), ("lambda_h", lambda_h), ("gamma_hyp", gamma_hyp)):
+        _positive(value, name)
     eta_e = _positive(eta_e, "eta_e", allow_zero=True)
     eta_h = _positive(eta_h, "eta_h", allow_zero=True)
     tau = _positive(tau, "tau", allow_zero=True)
@@ -236,6 +253,9 @@ class CHESTLoss(nn.Module):
     the model's hyperbolic ``head`` (shared with the data, Sec. 3.2), samples ``M`` triplets per step
     from a seeded generator and calls :func:`chest_loss`.
 
+    ``euclid_space="head"`` makes the Euclidean loss compare ``W x + b`` with ``W P_E + b`` (pass the
+    model's matching ``x_e``; the eta_H = 0 ablation rule of Sec. 4.4).
+
     ``head`` maps (N, D_E) -> (N, D_H) points in the ball and exposes the curvature as ``head.c``
     (e.g. :class:`chestlab.models.HyperbolicHead`), so the data, the proxies and the loss always
     share one ``c``. Loss hyperparameters are plain attributes: change them between steps (see
@@ -263,6 +283,7 @@ class CHESTLoss(nn.Module):
         tau: float = 0.5,
         gamma_hyp: float = 1.0,
         hyphc: str = "lca",
+        euclid_space: str = "backbone",
         proxy_std: float = 1.0,
         seed: int = 0,
     ) -> None:
@@ -271,8 +292,11 @@ class CHESTLoss(nn.Module):
             raise ValueError(f"num_classes = {num_classes}: CHEST needs C >= 2 classes")
         if K < 1:
             raise ValueError(f"K = {K}: need K >= 1 proxies per class")
+        if euclid_space not in ("backbone", "head"):
+            raise ValueError(f"euclid_space = {euclid_space!r}: choose 'backbone' or 'head'")
         self.num_classes, self.K, self.dim = int(num_classes), int(K), int(dim)
         self.head = head
+        self.euclid_space = euclid_space
         g = torch.Generator().manual_seed(seed)
         # unnormalised Euclidean proxies (spec, Sec. 3.2); scale comparable to the embeddings
         self.proxies = nn.Parameter(torch.randn(num_classes, K, dim, generator=g) * proxy_std)
@@ -283,13 +307,14 @@ class CHESTLoss(nn.Module):
         )
 
     def set(self, **hparams) -> None:
-        """Change loss hyperparameters; they take effect at the next ``forward``. Validates each."""
+        """Change loss hyperparameters; they take effect at the next ``forward``. All values are
+        validated before any is applied, so a rejected call changes nothing."""
+        clean = {}
         for name, value in hparams.items():
             if name not in self.HPARAMS:
                 raise ValueError(f"unknown CHEST hyperparameter {name!r}; known: {', '.join(self.HPARAMS)}")
             if name == "hyphc":
-                if value not in ("lca", "pairwise"):
-                    raise ValueError(f"hyphc = {value!r}: choose 'lca' or 'pairwise'")
+                _check_hyphc(name, value)
             elif name == "M":
                 if int(value) < 1:
                     raise ValueError(f"M = {value}: need M >= 1 HypHC triplets per step")
@@ -298,10 +323,12 @@ class CHESTLoss(nn.Module):
                 value = float(value)
             else:
                 value = _positive(value, name, allow_zero=name in ("eta_e", "eta_h", "tau"))
-            setattr(self, name, value)
-        tau = getattr(self, "tau", 0.0)
+            clean[name] = value
+        tau = clean.get("tau", getattr(self, "tau", 0.0))
         if tau > 0 and self.K < 2:
             raise ValueError(f"tau = {tau} > 0 needs K >= 2 proxies per class (got K = {self.K}); set tau = 0 or K >= 2")
+        for name, value in clean.items():
+            setattr(self, name, value)
 
     def hparams(self) -> dict:
         return {name: getattr(self, name) for name in self.HPARAMS}
@@ -315,6 +342,14 @@ class CHESTLoss(nn.Module):
         C, K, D = self.proxies.shape
         return self.head(self.proxies.reshape(C * K, D)).view(C, K, -1)
 
+    def proxies_e(self) -> Tensor:
+        """The proxies the Euclidean loss sees, (C, K, D): ``P_E`` itself, or ``W P_E + b`` when
+        ``euclid_space="head"`` (the eta_H = 0 ablation rule, Sec. 4.4)."""
+        if self.euclid_space == "backbone":
+            return self.proxies
+        C, K, D = self.proxies.shape
+        return self.head.tangent(self.proxies.reshape(C * K, D)).view(C, K, -1)  # type: ignore[attr-defined]
+
     def forward(self, x_e: Tensor, x_h: Tensor, labels: Tensor) -> CHESTOutput:
         device = x_e.device
         # geometry in float32 even under AMP: fp16 cannot resolve the ball near its boundary
@@ -324,7 +359,7 @@ class CHESTLoss(nn.Module):
             if self.tau > 0:
                 triplets = sample_triplets(self.num_classes, self.K, self.M, self.generator).to(device)
             return chest_loss(
-                x_e.float(), x_h.float(), labels, self.proxies.float(), proxies_h, triplets,
+                x_e.float(), x_h.float(), labels, self.proxies_e().float(), proxies_h, triplets,
                 c=self.c, gamma_e=self.gamma_e, gamma_h=self.gamma_h, lambda_e=self.lambda_e,
                 lambda_h=self.lambda_h, delta_e=self.delta_e, delta_h=self.delta_h, eta_e=self.eta_e,
                 eta_h=self.eta_h, tau=self.tau, gamma_hyp=self.gamma_hyp, hyphc=self.hyphc,
@@ -370,6 +405,7 @@ def pair_ce_loss(z: Tensor, labels: Tensor, t: float, c: Optional[poincare.Curva
     ``z``: (B, D), ``labels``: (B,) -> scalar. ``t``: temperature > 0.
     """
     t = _positive(t, "t")
+    _check_labels(labels, z.shape[0])
     return _pair_ce_from_logits(pair_similarity(z, z, c) / t, labels)
 
 
@@ -381,6 +417,7 @@ def mix_loss(z_e: Tensor, z_h: Tensor, labels: Tensor, t_e: float, t_h: float, l
     """
     t_e, t_h = _positive(t_e, "t_e"), _positive(t_h, "t_h")
     lam = _positive(lam, "lam", allow_zero=True)
+    _check_labels(labels, z_e.shape[0])
     logits = pair_similarity(z_e, z_e) / t_e + lam * pair_similarity(z_h, z_h, c) / t_h
     return _pair_ce_from_logits(logits, labels)
 

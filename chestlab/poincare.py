@@ -158,13 +158,17 @@ def check_in_ball(x: Tensor, c: Curvature, name: str = "x") -> Tensor:
 # --------------------------------------------------------------------------------------------
 # numerics kept in one place
 # --------------------------------------------------------------------------------------------
-def _sqrt_c(c: Curvature, like: Tensor) -> Tensor:
-    c_t = torch.as_tensor(c, dtype=like.dtype, device=like.device)
-    return c_t.sqrt()
+def _sqrt_c(c: Curvature, like: Tensor) -> Union[float, Tensor]:
+    # Python floats stay floats: no tensor creation (and no host-device copy) per call
+    if isinstance(c, Tensor):
+        return c.to(dtype=like.dtype, device=like.device).sqrt()
+    return math.sqrt(c)
 
 
-def _as_c(c: Curvature, like: Tensor) -> Tensor:
-    return torch.as_tensor(c, dtype=like.dtype, device=like.device)
+def _as_c(c: Curvature, like: Tensor) -> Union[float, Tensor]:
+    if isinstance(c, Tensor):
+        return c.to(dtype=like.dtype, device=like.device)
+    return float(c)
 
 
 def _tanhc(t: Tensor) -> Tensor:
@@ -217,7 +221,7 @@ def _one_minus_c_sqnorm_exact(x: Tensor, c: Curvature) -> Tensor:
         lo = lo[..., 0::2] + lo[..., 1::2] + e
         hi = s
     hi, lo = hi[..., 0], lo[..., 0]
-    c_t = _as_c(c, x)
+    c_t = torch.as_tensor(c, dtype=x.dtype, device=x.device)
     chi, clo = _two_prod(c_t.expand_as(hi), hi)
     one = torch.ones_like(hi)
     r, r_err = _two_sum(one, -chi)

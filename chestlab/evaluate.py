@@ -1,0 +1,65 @@
+"""Evaluate a trained run: Recall@k and MAP@R in both spaces, in the layout of the paper's Tables 2–5.
+
+    python -m chestlab.evaluate runs/tree            # test split (unseen classes)
+    python -m chestlab.evaluate runs/tree --split train --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional
+
+from .train import Trainer
+
+__all__ = ["evaluate_run", "format_table", "main"]
+
+
+def evaluate_run(run_dir: str, split: str = "test", device: Optional[str] = None, max_n: Optional[int] = None) -> dict:
+    """Rebuild the run's trainer from ``run_dir`` and compute metrics on ``split`` with every sample
+    (``max_n`` caps it). Returns ``{"step": s, "H": {"R@1": ..}, "E": {...}}``."""
+    overrides = {"eval_max": max_n}
+    if device:
+        overrides["device"] = device
+    tr = Trainer.from_run(run_dir, **overrides)
+    ev = tr.evaluate((split,))
+    out: dict = {"step": ev.step, "dataset": tr.config.dataset, "split": split}
+    for key, value in ev.metrics.items():
+        _, space, metric = key.split("/", 2)
+        out.setdefault(space, {})[metric] = value
+    return out
+
+
+def format_table(result: dict) -> str:
+    """Markdown table: one row per space (E: x^E with Euclidean distance, H: x^H with Poincaré distance),
+    columns Recall@k (percent, as the paper prints) and MAP@R."""
+    cols = [k for k in result["H"] if k.startswith("R@")] + ["MAP@R"]
+    head = f"| {result['dataset']} ({result['split']}, step {result['step']}) | " + " | ".join(cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    names = {"E": "CHEST, Euclidean space (x^E)", "H": "CHEST, hyperbolic space (x^H)"}
+    for space in ("E", "H"):
+        vals = " | ".join(f"{100 * result[space][c]:.1f}" for c in cols)
+        lines.append(f"| {names[space]} | {vals} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m chestlab.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="a run folder written by `python -m chestlab.train --out RUN_DIR`")
+    p.add_argument("--split", default="test", help="test (unseen classes, default) or train")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--max-n", type=int, help="evaluate at most this many samples")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    try:
+        res = evaluate_run(args.run_dir, args.split, args.device, args.max_n)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=2) if args.json else format_table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,6 +76,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     workers: int = 0
+    threads: int = 0
     proxy_std: float = 1.0
     # geometry (live)
     c: float = 0.5
@@ -187,6 +188,8 @@ HELP = {
     "seed": "seed of data, initialisation, batches and triplets",
     "device": "auto (CUDA when available) | cpu | cuda",
     "amp": "mixed precision on CUDA (geometry stays float32)",
+    "threads": "CPU threads for torch (0 = all cores but one: spinning threads that compete with the UI or data workers slow small models down by 10x and more)",
+    "workers": "DataLoader worker processes for image datasets read from disk",
     "checkpoint_every": "write an atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)",
 }
 
@@ -198,7 +201,7 @@ PRESETS: dict[str, dict] = {
     "demo-tree": dict(dataset="tree", backbone="mlp", dim_e=64, dim_h=16, K=2, M=32, batch_size=64,
                       m_per_class=4, lr=2e-3, lr_proxy=1e-2, steps=600, eval_every=100, delta_h=1.0, delta_e=1.0),
     "demo-shapes": dict(dataset="shapes", backbone="cnn", dim_e=64, dim_h=16, K=2, M=32, batch_size=64,
-                        m_per_class=4, lr=2e-3, lr_proxy=1e-2, steps=1500, eval_every=250, delta_h=1.0, delta_e=1.0),
+                        m_per_class=4, lr=2e-3, lr_proxy=1e-2, steps=800, eval_every=200, delta_h=1.0, delta_e=1.0),
     "demo-digits": dict(dataset="digits", backbone="cnn", dim_e=32, dim_h=8, K=2, M=16, batch_size=60,
                         m_per_class=6, lr=2e-3, lr_proxy=1e-2, steps=400, eval_every=100, delta_h=1.0, delta_e=1.0,
                         ks=(1, 2, 4, 8)),
@@ -275,6 +278,19 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device = {name!r} but CUDA is not available here; use device=cpu or auto")
     return torch.device(name)
+
+
+class _StepBatchSampler(torch.utils.data.Sampler):
+    """The trainer's per-step batches from ``start`` on, as a DataLoader batch sampler."""
+
+    def __init__(self, trainer: "Trainer", start: int) -> None:
+        self.trainer, self.start = trainer, start
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            yield self.trainer._step_indices(step)
+            step += 1
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -388,6 +404,8 @@ class Trainer:
         if self.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(self.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cfg.threads if cfg.threads > 0 else max(1, (os.cpu_count() or 2) - 1))
         torch.manual_seed(cfg.seed)
 
         opts = dict(cfg.data_options)
@@ -439,6 +457,7 @@ class Trainer:
         self.history: list[dict] = []
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._loader_iter = None
+        self._loader_step = -1
         if resume:
             if self.out_dir is None or not (self.out_dir / "checkpoint.pt").exists():
                 raise FileNotFoundError(f"--resume: no checkpoint.pt in {self.out_dir}; start without --resume")
@@ -498,15 +517,24 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------------------
     def _batch(self, step: int) -> tuple[Tensor, Tensor]:
-        self._batches.set_epoch(step)
-        idx = torch.as_tensor(next(iter(self._batches)))
         if self._in_memory:
+            idx = torch.as_tensor(self._step_indices(step))
             x, y = self.train_set.data[idx], self._train_labels[idx]
         else:
-            items = [self.train_set[int(i)] for i in idx]
-            x = torch.stack([it[0] for it in items])
-            y = torch.as_tensor([it[1] for it in items])
+            # images: decoded and augmented by DataLoader workers, prefetched in step order
+            if self._loader_iter is None or self._loader_step != step:
+                loader = torch.utils.data.DataLoader(
+                    self.train_set, batch_sampler=_StepBatchSampler(self, step), num_workers=self.config.workers,
+                    pin_memory=self.device.type == "cuda", persistent_workers=False,
+                )
+                self._loader_iter = iter(loader)
+            x, y = next(self._loader_iter)
+            self._loader_step = step + 1
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _step_indices(self, step: int) -> list[int]:
+        self._batches.set_epoch(step)
+        return next(iter(self._batches))
 
     # -- one step -------------------------------------------------------------------------------------
     def train_step(self) -> StepEvent:
@@ -518,7 +546,7 @@ class Trainer:
             out = self._ddp(x, y, cfg)
         loss = out.loss
         if not torch.isfinite(loss):
-            raise TrainingDiverged(self.step_count, self._diagnose(f"the loss became {float(loss)}", out))
+            raise TrainingDiverged(self.step_count, self._diagnose(f"the loss became {float(loss.detach())}", out))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)

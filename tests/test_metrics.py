@@ -276,14 +276,17 @@ def test_chunking_invariant(metric, c):
 
 
 def test_one_distance_pass_per_chunk(monkeypatch):
+    from chestlab import metrics as M
+
     calls = []
-    real = poincare.pairwise_dist
+    real = M._Scorer.__call__
 
-    def spy(q, r, c):
-        calls.append((q.shape[0], r.shape[0]))
-        return real(q, r, c)
+    def spy(self, start, stop):
+        out = real(self, start, stop)
+        calls.append(tuple(out.shape))
+        return out
 
-    monkeypatch.setattr(poincare, "pairwise_dist", spy)
+    monkeypatch.setattr(M._Scorer, "__call__", spy)
     x, y = in_ball(7, 0.5, n=100, dim=4)
     retrieval_metrics(x, y, (1, 2, 4, 8), "poincare", 0.5, chunk_size=30)
     assert calls == [(30, 100), (30, 100), (30, 100), (10, 100)]

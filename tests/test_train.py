@@ -212,3 +212,18 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
     assert (run / "checkpoint.pt").exists()
     recs = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
     assert sum(r["kind"] == "step" for r in recs) == 6  # rank 0 alone logs
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_image_benchmark_layout_trains_through_dataloader_workers(tmp_path, workers):
+    from chestlab.data.fake import make_fake_cub
+
+    make_fake_cub(tmp_path, num_classes=110, per_class=3, size=40)
+    cfg = TrainConfig(dataset="cub200", data_root=str(tmp_path), data_options={"image_size": 32}, backbone="cnn",
+                      dim_e=16, dim_h=4, K=2, M=8, batch_size=8, m_per_class=2, steps=4, eval_every=0,
+                      eval_train=False, workers=workers, ks=(1, 2))
+    tr = Trainer(cfg)
+    assert not tr._in_memory and tr.train_set.num_classes == 100 and tr.test_set.num_classes == 10
+    events = list(tr.run())
+    assert [e.step for e in events if isinstance(e, StepEvent)] == [1, 2, 3, 4]
+    assert 0 <= [e for e in events if isinstance(e, EvalEvent)][-1].metrics["test/H/R@1"] <= 1

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import operator
 import warnings
-from typing import Iterable, Union
+from typing import Optional, Iterable, Union
 
 import numpy as np
 import torch
@@ -162,8 +162,9 @@ class _Scorer:
             # cost of one addmm and one scaling, 4x faster on the CPU at SOP size
             self.inv_alpha = poincare.conformal_factor(emb, c).squeeze(-1) / 2
 
-    def __call__(self, start: int, stop: int) -> Tensor:
-        q = self.ref[start:stop]
+    def __call__(self, q: Tensor) -> Tensor:
+        if self.metric == "cosine":
+            q = torch.nn.functional.normalize(q, dim=1)
         if self.metric == "euclidean":
             return torch.addmm(self.ref_sq.unsqueeze(0), q, self.ref.T, alpha=-2)
         if self.metric == "cosine":
@@ -177,13 +178,22 @@ class _Scorer:
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def _retrieve(
-    emb: Tensor, labels: Tensor, ks: list[int], want_map: bool, metric: str, c: float | None, chunk_size: int
+    emb: Tensor, labels: Tensor, ks: list[int], want_map: bool, metric: str, c: float | None, chunk_size: int,
+    ref: Optional[Tensor] = None, ref_labels: Optional[Tensor] = None,
 ) -> tuple[dict[int, float], float]:
     n = emb.shape[0]
     device = emb.device
-    # R_i = number of *other* items with the query's label
-    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    r_all = counts[inverse] - 1
+    self_retrieval = ref is None
+    if self_retrieval:
+        ref, ref_labels = emb, labels
+        # R_i = number of *other* items with the query's label
+        _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+        r_all = counts[inverse] - 1
+    else:
+        # query -> gallery (In-shop): R_i = number of gallery items with the query's label
+        uniq, counts = torch.unique(ref_labels, return_counts=True)
+        pos = torch.searchsorted(uniq, labels).clamp_max(len(uniq) - 1)
+        r_all = torch.where(uniq[pos] == labels, counts[pos], torch.zeros_like(labels))
     valid_all = r_all > 0
     n_valid = int(valid_all.sum())
     if n_valid == 0:
@@ -197,7 +207,7 @@ def _retrieve(
     max_r = int(r_all.max()) if want_map else 0
     max_k = max(ks, default=0)
     num_nn = max(max_k, max_r)  # <= n - 1: both are checked / bounded by construction
-    scorer = _Scorer(emb, metric, c)
+    scorer = _Scorer(ref, metric, c)
     ranks = torch.arange(1, num_nn + 1, device=device)
 
     hits_at = torch.zeros(len(ks), dtype=torch.float64, device=device)
@@ -207,11 +217,12 @@ def _retrieve(
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         rows = torch.arange(stop - start, device=device)
-        scores = scorer(start, stop)
-        scores[rows, rows + start] = math.inf  # exclude the query itself
+        scores = scorer(emb[start:stop])
+        if self_retrieval:
+            scores[rows, rows + start] = math.inf  # exclude the query itself
         nn_idx = scores.topk(num_nn, dim=1, largest=False, sorted=True).indices  # (B, num_nn)
         del scores
-        hit = labels[nn_idx] == labels[start:stop, None]  # (B, num_nn) bool
+        hit = ref_labels[nn_idx] == labels[start:stop, None]  # (B, num_nn) bool
         valid = valid_all[start:stop]
 
         if ks:
@@ -245,8 +256,14 @@ def retrieval_metrics(
     c: float | None = None,
     *,
     chunk_size: int | None = None,
+    reference: Optional[ArrayLike] = None,
+    reference_labels: Optional[ArrayLike] = None,
 ) -> dict[str, float]:
     r"""Recall@k for every ``k`` in ``ks`` and MAP@R, in one pass over the chunks of queries.
+
+    By default every embedding queries all the others (CUB, Cars, SOP). With ``reference`` (M, D) and
+    ``reference_labels`` (M,), ``emb`` are the queries and they retrieve from the reference set only
+    (In-shop's query -> gallery protocol); nothing is excluded then and ``k`` may go up to ``M``.
 
     Parameters
     ----------
@@ -271,8 +288,18 @@ def retrieval_metrics(
         label occurs twice.
     """
     emb, labels, c, chunk_size = _check_inputs(emb, labels, metric, c, chunk_size)
-    ks = _check_ks(ks, emb.shape[0])
-    recalls, mapr = _retrieve(emb, labels, ks, True, metric, c, chunk_size)
+    ref = ref_labels = None
+    if reference is not None or reference_labels is not None:
+        if reference is None or reference_labels is None:
+            raise ValueError("give both reference (M, D) and reference_labels (M,) for query -> gallery retrieval")
+        ref, ref_labels, _, _ = _check_inputs(reference, reference_labels, metric, c, 1)
+        if ref.shape[1] != emb.shape[1]:
+            raise ValueError(f"reference has D = {ref.shape[1]} but emb has D = {emb.shape[1]}")
+        ref, ref_labels = ref.to(emb), ref_labels.to(emb.device)
+        ks = _check_ks(ks, ref.shape[0] + 1)  # no self to exclude: k <= M
+    else:
+        ks = _check_ks(ks, emb.shape[0])
+    recalls, mapr = _retrieve(emb, labels, ks, True, metric, c, chunk_size, ref, ref_labels)
     out = {f"R@{k}": v for k, v in recalls.items()}
     out["MAP@R"] = mapr
     return out

@@ -412,6 +412,8 @@ class Trainer:
         self.train_set = _data.load_dataset(cfg.dataset, "train", data_root=cfg.data_root, seed=cfg.seed, **opts)
         self.test_set = _data.load_dataset(cfg.dataset, "test", data_root=cfg.data_root, seed=cfg.seed, **opts)
         self._train_labels = self.train_set.labels
+        self._info_splits = _data.dataset_info(cfg.dataset).splits
+        self._extra_sets: dict = {}
         # one batch per "epoch" = per step: the batch of step s depends only on (seed, rank, s), so a
         # resumed run sees exactly the batches of an uninterrupted one
         self._batches = _data.MPerClassSampler(
@@ -586,7 +588,7 @@ class Trainer:
             causes.append(f"the learning rates (lr = {cfg.lr:g}, lr_proxy = {cfg.lr_proxy:g}) may be too large")
         if max(cfg.lambda_h, cfg.lambda_e) * max(cfg.delta_h, cfg.delta_e, 1) > 1e4:
             causes.append("lambda * delta is very large: the logits overflow")
-        parts = {k: float(getattr(out, k)) for k in ("l_h", "l_e", "l_hyphc")}
+        parts = {k: float(getattr(out, k).detach()) for k in ("l_h", "l_e", "l_hyphc")}
         hint = "; ".join(causes) or "lower the learning rates, c or r, or enable grad_clip"
         return (
             f"training diverged at step {self.step_count + 1}: {what} (L_H = {parts['l_h']:.4g}, L_E = {parts['l_e']:.4g}, "
@@ -595,25 +597,40 @@ class Trainer:
         )
 
     # -- evaluation -----------------------------------------------------------------------------------
+    def _split(self, split: str):
+        if split == "train":
+            return self.train_set
+        if split == "test":
+            return self.test_set
+        if split in ("query", "gallery"):
+            if split not in self._extra_sets:
+                self._extra_sets[split] = _data.load_dataset(
+                    self.config.dataset, split, data_root=self.config.data_root, seed=self.config.seed, **self.config.data_options
+                )
+            return self._extra_sets[split]
+        raise ValueError(f"split = {split!r}: choose train, test (or query / gallery for In-shop)")
+
     @torch.no_grad()
-    def embed(self, split: str = "test", max_n: Optional[int] = None, batch_size: int = 512) -> dict:
+    def embed(self, split: str = "test", max_n: Optional[int] = None, batch_size: int = 256) -> dict:
         """Embeddings of a split: ``{"x_e": (N, D_E), "x_h": (N, D_H), "labels": (N,), "super": (N,),
-        "index": (N,)}`` on the CPU; ``max_n`` takes a fixed, class-stratified-by-chance subset."""
-        ds = self.train_set if split == "train" else self.test_set
+        "index": (N,)}`` on the CPU; ``max_n`` takes a fixed random subset (same for every call)."""
+        ds = self._split(split)
         n = len(ds)
         index = torch.arange(n)
         if max_n is not None and n > max_n:
             index = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed + 17))[:max_n].sort().values
         self.system.eval()
+        if getattr(ds, "transform", "x") is None and hasattr(ds, "data"):
+            batches = ((ds.data[index[i : i + batch_size]], None) for i in range(0, len(index), batch_size))
+        else:  # images from disk: decode in worker processes
+            batches = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(ds, index.tolist()), batch_size=batch_size, num_workers=self.config.workers,
+                pin_memory=self.device.type == "cuda",
+            )
         xe, xh = [], []
-        for start in range(0, len(index), batch_size):
-            idx = index[start : start + batch_size]
-            if getattr(ds, "transform", "x") is None and hasattr(ds, "data"):
-                x = ds.data[idx]
-            else:
-                x = torch.stack([ds[int(i)][0] for i in idx])
+        for x, _ in batches:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                e, h = self.model(x.to(self.device))
+                e, h = self.model(x.to(self.device, non_blocking=True))
             xe.append(e.float().cpu())
             xh.append(h.float().cpu())
         labels = ds.labels[index]
@@ -621,17 +638,21 @@ class Trainer:
         return {"x_e": torch.cat(xe), "x_h": torch.cat(xh), "labels": labels, "super": sup, "index": index}
 
     def evaluate(self, splits: Optional[tuple[str, ...]] = None) -> EvalEvent:
-        """Recall@k and MAP@R in both spaces (E: x_e, Euclidean; H: x_h, Poincaré) on the given splits."""
+        """Recall@k and MAP@R in both spaces (E: x_e, Euclidean; H: x_h, Poincaré) on the given splits.
+        For In-shop, ``test`` is evaluated the conventional way: queries retrieve from the gallery."""
         cfg = self.config
         t0 = time.perf_counter()
         splits = splits or (("test", "train") if cfg.eval_train else ("test",))
         out: dict = {}
         for split in splits:
-            emb = self.embed(split, cfg.eval_max)
-            n = len(emb["labels"])
+            query_gallery = split == "test" and "query" in self._info_splits
+            emb = self.embed("query" if query_gallery else split, cfg.eval_max)
+            ref = self.embed("gallery", cfg.eval_max) if query_gallery else None
+            n = len(ref["labels"]) + 1 if ref is not None else len(emb["labels"])
             ks = tuple(k for k in cfg.ks if k < n)
-            for space, x, metric, c in (("H", emb["x_h"], "poincare", self.model.head.c), ("E", emb["x_e"], "euclidean", None)):
-                res = metrics.retrieval_metrics(x, emb["labels"], ks, metric, c)
+            for space, key, metric, c in (("H", "x_h", "poincare", self.model.head.c), ("E", "x_e", "euclidean", None)):
+                extra = {"reference": ref[key], "reference_labels": ref["labels"]} if ref is not None else {}
+                res = metrics.retrieval_metrics(emb[key], emb["labels"], ks, metric, c, **extra)
                 out.update({f"{split}/{space}/{k}": v for k, v in res.items()})
         ev = EvalEvent(self.step_count, out, time.perf_counter() - t0)
         self.history.append({"step": self.step_count, **out})

@@ -281,8 +281,8 @@ def test_one_distance_pass_per_chunk(monkeypatch):
     calls = []
     real = M._Scorer.__call__
 
-    def spy(self, start, stop):
-        out = real(self, start, stop)
+    def spy(self, q):
+        out = real(self, q)
         calls.append(tuple(out.shape))
         return out
 
@@ -405,3 +405,41 @@ def test_recall_needs_ks():
         recall_at_k(X, Y, [], "euclidean")
     with pytest.raises(ValueError, match=r"metric must be one of"):
         map_at_r(X, Y, "Euclidean")
+
+
+@pytest.mark.parametrize("metric,c", [("euclidean", None), ("cosine", None), ("poincare", 0.7)])
+def test_query_gallery_retrieval_matches_brute_force(metric, c):
+    """In-shop protocol: queries retrieve from a separate gallery, nothing excluded."""
+    from chestlab import poincare as P
+
+    g = torch.Generator().manual_seed(3)
+    q = P.expmap0(torch.randn(40, 5, generator=g, dtype=torch.float64), 0.7)
+    gal = P.expmap0(torch.randn(70, 5, generator=g, dtype=torch.float64), 0.7)
+    ql, gl = torch.randint(8, (40,), generator=g), torch.randint(8, (70,), generator=g)
+    ql[0] = 99  # a query whose class is absent from the gallery is skipped
+    if metric == "poincare":
+        d = P.pairwise_dist(q, gal, c)
+    elif metric == "cosine":
+        d = 1 - torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(gal, dim=1).T
+    else:
+        d = torch.cdist(q, gal)
+    order = d.argsort(1)
+    hit = gl[order] == ql[:, None]
+    r = (gl[None, :] == ql[:, None]).sum(1)
+    valid = r > 0
+    exp = {}
+    for k in (1, 5, 70):
+        exp[f"R@{k}"] = float(hit[:, :k].any(1)[valid].double().mean())
+    aps = []
+    for i in torch.nonzero(valid).flatten().tolist():
+        R = int(r[i])
+        rel = hit[i, :R].double()
+        prec = rel.cumsum(0) / torch.arange(1, R + 1)
+        aps.append(float((prec * rel).sum() / R))
+    exp["MAP@R"] = sum(aps) / len(aps)
+    got = retrieval_metrics(q, ql, (1, 5, 70), metric, c, reference=gal, reference_labels=gl, chunk_size=7)
+    assert got == pytest.approx(exp, abs=1e-12)
+    with pytest.raises(ValueError, match="reference_labels"):
+        retrieval_metrics(q, ql, (1,), metric, c, reference=gal)
+    with pytest.raises(ValueError, match="ks"):
+        retrieval_metrics(q, ql, (71,), metric, c, reference=gal, reference_labels=gl)

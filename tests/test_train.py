@@ -227,3 +227,25 @@ def test_image_benchmark_layout_trains_through_dataloader_workers(tmp_path, work
     events = list(tr.run())
     assert [e.step for e in events if isinstance(e, StepEvent)] == [1, 2, 3, 4]
     assert 0 <= [e for e in events if isinstance(e, EvalEvent)][-1].metrics["test/H/R@1"] <= 1
+
+
+def test_inshop_is_evaluated_query_to_gallery(tmp_path, monkeypatch):
+    from chestlab import metrics
+    from chestlab.data.fake import make_fake_inshop
+
+    make_fake_inshop(tmp_path, train_items=12, test_items=6, per_item=4)
+    calls = []
+    real = metrics.retrieval_metrics
+
+    def spy(emb, labels, ks, metric, c=None, **kw):
+        calls.append((len(emb), len(kw.get("reference", [])), tuple(ks)))
+        return real(emb, labels, ks, metric, c, **kw)
+
+    monkeypatch.setattr(metrics, "retrieval_metrics", spy)
+    cfg = TrainConfig(dataset="inshop", data_root=str(tmp_path), data_options={"image_size": 32}, backbone="cnn",
+                      dim_e=16, dim_h=4, K=2, M=8, batch_size=8, m_per_class=2, steps=2, eval_every=0,
+                      eval_train=False, ks=(1, 10, 20))
+    tr = Trainer(cfg)
+    ev = [e for e in tr.run() if isinstance(e, EvalEvent)][-1]
+    assert calls == [(12, 12, (1, 10)), (12, 12, (1, 10))]  # 6 items x 2 queries vs 6 x 2 gallery images, both spaces
+    assert set(ev.metrics) == {f"test/{s}/{m}" for s in "HE" for m in ("R@1", "R@10", "MAP@R")}

@@ -352,12 +352,13 @@ def dist0(x: Tensor, c: Curvature, keepdim: bool = False) -> Tensor:
 
 
 def _pairwise_sqdist(x: Tensor, y: Tensor, x2: Tensor, y2: Tensor) -> Tensor:
-    """||x_i - y_j||^2 (N, M) by one matmul; entries that cancel badly are recomputed directly."""
-    sq = (x2[:, None] + y2[None, :] - 2 * (x @ y.T)).clamp_min(0)
+    """||x_i - y_j||^2 (N, M) by one fused matmul; entries that cancel badly are recomputed directly."""
+    norms = x2[:, None] + y2[None, :]
+    sq = torch.addmm(norms, x, y.T, alpha=-2).clamp_min(0)
     # relative error of the expansion ~ eps * (|x|^2 + |y|^2) / sq: redo the few close pairs exactly
     tol = 1e-4 if x.dtype == torch.float64 else 1e-2
     with torch.no_grad():
-        close = sq < tol * (x2[:, None] + y2[None, :])
+        close = sq < tol * norms
         idx = close.nonzero(as_tuple=True) if bool(close.any()) else None
     if idx is not None:
         exact = (x[idx[0]] - y[idx[1]]).pow(2).sum(-1)
@@ -369,7 +370,9 @@ def pairwise_dist(x: Tensor, y: Tensor, c: Curvature) -> Tensor:
     r"""All Poincaré distances between the rows of ``x`` (N, D) and ``y`` (M, D) -> (N, M), Eq. (2).
 
     Never builds an (N, M, D) tensor: :math:`\|(-x)\oplus y\| = \|x-y\|/\sqrt{1 - 2c\langle x,y\rangle
-    + c^2\|x\|^2\|y\|^2}` and :math:`\|x - y\|^2` come from one matmul and the norms.
+    + c^2\|x\|^2\|y\|^2}` and :math:`\|x - y\|^2` come from one matmul and the norms. This is the hot
+    path of the CHEST loss, so for a float ``c > 0`` it skips the ``c -> 0`` guards of ``dist``; a
+    point's distance to itself is then below 1e-18 instead of exactly 0 (its gradient is 0 either way).
     """
     check_curvature(c)
     if x.dim() != 2 or y.dim() != 2 or x.shape[-1] != y.shape[-1]:
@@ -380,7 +383,13 @@ def pairwise_dist(x: Tensor, y: Tensor, c: Curvature) -> Tensor:
     check_in_ball(y, c, "y")
     x2, y2 = x.pow(2).sum(-1), y.pow(2).sum(-1)
     sq = _pairwise_sqdist(x, y, x2, y2)
-    return _dist_from_parts(sq, _alpha(x, c)[:, None], _alpha(y, c)[None, :], c)
+    ax, ay = _alpha(x, c), _alpha(y, c)
+    if isinstance(c, Tensor) or float(c) == 0:
+        return _dist_from_parts(sq, ax[:, None], ay[None, :], c)
+    sc = math.sqrt(float(c))
+    u2 = sq * (1 / ax)[:, None] * (1 / ay)[None, :]
+    # clamping at the smallest normal keeps sqrt's gradient finite; clamp passes 0 below it
+    return (2 / sc) * torch.asinh(sc * u2.clamp_min(torch.finfo(u2.dtype).tiny).sqrt())
 
 
 # --------------------------------------------------------------------------------------------

@@ -686,10 +686,11 @@ class Trainer:
         return {"h": self.criterion.proxies_h().float().cpu(), "e": self.criterion.proxies.detach().float().cpu()}
 
     # -- the loop -----------------------------------------------------------------------------------------
-    def run(self, steps: Optional[int] = None, *, similarity_every: int = 0) -> Iterator[Event]:
+    def run(self, steps: Optional[int] = None, *, similarity_every: int = 0, eval_at_end: bool = True) -> Iterator[Event]:
         """Train ``steps`` more steps (default: up to ``config.steps``), yielding a :class:`StepEvent`
-        per step, an :class:`EvalEvent` every ``eval_every`` steps and at the end, a
-        :class:`SimilarityEvent` every ``similarity_every`` steps, and :class:`CheckpointEvent` s."""
+        per step, an :class:`EvalEvent` every ``eval_every`` steps and (``eval_at_end``) at the end, a
+        :class:`SimilarityEvent` every ``similarity_every`` steps, and :class:`CheckpointEvent` s.
+        The dashboard runs short chunks with ``eval_at_end=False`` so only the schedule evaluates."""
         cfg = self.config
         end = self.step_count + steps if steps is not None else cfg.steps
         while self.step_count < end:
@@ -698,7 +699,7 @@ class Trainer:
             s = self.step_count
             if similarity_every and s % similarity_every == 0 and self.criterion is not None:
                 yield self.similarities()
-            if (self.config.eval_every and s % self.config.eval_every == 0) or s == end:
+            if (self.config.eval_every and s % self.config.eval_every == 0) or (eval_at_end and s == end):
                 yield self._emit(self.evaluate())
             if self.out_dir is not None and ((cfg.checkpoint_every and s % cfg.checkpoint_every == 0) or s == end):
                 yield self._emit(self.save_checkpoint())

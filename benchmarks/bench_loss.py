@@ -1,0 +1,290 @@
+"""Benchmark: one CHEST training step of the loss, ``chestlab.losses.CHESTLoss`` vs a geoopt reference.
+
+A step here is everything between the backbone's output and the gradients:
+``x_h = head(x_e)``; the loss maps the C·K Euclidean proxies through the same
+``chestlab.models.HyperbolicHead`` (``exp_0(clip_r(W p + b))``), samples M HypHC triplets and
+evaluates Eq. (10); then ``loss.backward()`` (gradients for the backbone output ``x_e``, the head
+and the proxies).
+
+* ours       ``CHESTLoss(..., head=HyperbolicHead(...))``, default settings (input checks on);
+* ours, no checks   the same inside ``poincare.checks(False)``, as the trainer's inner loop runs it;
+* reference  the same loss written straightforwardly in this file with geoopt: the head's exp map is
+             ``geoopt...math.expmap0``, ``D_H`` of the batch to the proxies is geoopt's broadcasting
+             ``dist(x_h[:, None], p_h[None], k=-c)`` (a (B, C·K, D) tensor), ``D_E`` is
+             ``torch.cdist``, the HypHC term uses geoopt ``dist`` for S and the closed-form LCA depth
+             (geoopt has none) written here. Same weights, proxies, labels and triplets as ours, so
+             the loss values and gradients can be compared (last columns).
+
+Scales (CHEST paper, Table 1, ViT-S): CUB B=200, C=100, K=10, D_E=D_H=384, M=100, delta_h=20,
+delta_e=1; SOP B=75, C=11318, K=2, D=384, M=11318, delta_h=1, delta_e=5 (the paper's best margins;
+they do not change the cost). tau=0.5, c=0.5, r=2.3, gamma=5, lambda=20 everywhere.
+
+Targets, printed with PASS/FAIL: CUB fwd+bwd < 50 ms (median), SOP peak memory < 2 GiB.
+
+    .venv/bin/python benchmarks/bench_loss.py            # full run
+    .venv/bin/python benchmarks/bench_loss.py --quick    # smoke run, CUB scale only
+    .venv/bin/python benchmarks/bench_loss.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as cm  # noqa: E402
+
+SCALES = {
+    "CUB": dict(B=200, C=100, K=10, D=384, M=100, delta_h=20.0, delta_e=1.0),
+    "SOP": dict(B=75, C=11318, K=2, D=384, M=11318, delta_h=1.0, delta_e=5.0),
+}
+IMPLS = ("ours", "ours_nochecks", "ref")
+IMPL_NAMES = {"ours": "ours", "ours_nochecks": "ours, checks(False)", "ref": "geoopt reference"}
+CUB_MS_TARGET = 50.0
+SOP_MIB_TARGET = 2048.0
+
+
+def estimate_gib(impl: str, B: int, C: int, K: int, D: int, M: int, **_) -> float:
+    """Rough peak-memory estimate (GiB), only used to skip cases that would not fit (--max-gib)."""
+    N = C * K
+    base = (12 * N * D + 20 * B * N + 30 * M * D) * 4 / 2**30
+    if impl == "ref":
+        return base + 5.5 * B * N * D * 4 / 2**30  # geoopt broadcasting, fwd+bwd
+    return base
+
+
+# --------------------------------------------------------------------------------------------
+# the reference: the same loss, written straightforwardly with geoopt
+# --------------------------------------------------------------------------------------------
+def reference_step_fns(head, proxies, c: float, r: float, hp: dict, generator):
+    import torch
+    import torch.nn.functional as F
+    import geoopt.manifolds.stereographic.math as gmath
+    from chestlab.losses import sample_triplets
+
+    def ref_head(v, k):
+        u = head.linear(v)
+        norm = u.norm(dim=-1, keepdim=True).clamp_min(1e-15)
+        u = u * torch.clamp(r / norm, max=1.0)  # feature clipping
+        return gmath.project(gmath.expmap0(u, k=k), k=k)
+
+    def lca_depth(a, b, sqrt_c):
+        cc = sqrt_c * sqrt_c
+        a2, b2, ab = (a * a).sum(-1), (b * b).sum(-1), (a * b).sum(-1)
+        wedge = (a2 * b2 - ab * ab).clamp_min(1e-30).sqrt()
+        sq = (a - b).pow(2).sum(-1).clamp_min(1e-30)
+        s = 2 * wedge / (sq.sqrt() * ((1 - cc * a2) * (1 - cc * b2) + cc * sq).sqrt())
+        return torch.asinh(sqrt_c * s) / sqrt_c
+
+    def loss(x_e, x_h, labels, k):
+        C, K, D = proxies.shape
+        p_h = ref_head(proxies.reshape(C * K, D), k)
+        onehot = F.one_hot(labels, C).to(x_e.dtype)
+        d_h = gmath.dist(x_h[:, None], p_h[None], k=k).view(-1, C, K)
+        s_h = -(torch.softmax(-d_h / hp["gamma"], -1) * d_h).sum(-1)
+        l_h = F.cross_entropy(hp["lam"] * (s_h - hp["delta_h"] * onehot), labels)
+        d_e = torch.cdist(x_e, proxies.reshape(C * K, D)).view(-1, C, K)
+        s_e = -(torch.softmax(-d_e / hp["gamma"], -1) * d_e).sum(-1)
+        l_e = F.cross_entropy(hp["lam"] * (s_e - hp["delta_e"] * onehot), labels)
+        t = sample_triplets(C, K, hp["M"], generator).to(x_e.device)
+        p = p_h[t]  # (M, 3, D)
+        pa, pb = p[:, [0, 0, 1]], p[:, [1, 2, 2]]
+        S = torch.exp(-gmath.dist(pa, pb, k=k)).detach()
+        w = torch.softmax(lca_depth(pa, pb, math.sqrt(c)) / 1.0, -1)
+        l_hyp = (S.sum(-1) - (S * w).sum(-1)).mean()
+        return l_h + l_e + hp["tau"] * l_hyp
+
+    return ref_head, loss
+
+
+# --------------------------------------------------------------------------------------------
+# one case, in a fresh process
+# --------------------------------------------------------------------------------------------
+def _build(impl: str, B: int, C: int, K: int, D: int, M: int, delta_h: float, delta_e: float,
+           args: argparse.Namespace):
+    import torch
+    from chestlab import poincare
+    from chestlab.losses import CHESTLoss
+    from chestlab.models import HyperbolicHead
+
+    dev = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    head = HyperbolicHead(D, D, c=args.c, r=args.r)
+    crit = CHESTLoss(C, K, D, head, M=M, delta_e=delta_e, delta_h=delta_h, tau=args.tau, seed=args.seed)
+    crit.to(dev)  # moves the proxies and the head
+    g = torch.Generator().manual_seed(args.seed + 7)
+    x_e = torch.randn(B, D, generator=g).to(dev).requires_grad_(True)
+    labels = torch.randint(C, (B,), generator=g).to(dev)
+    params = [x_e, crit.proxies, *head.parameters()]
+
+    if impl in ("ours", "ours_nochecks"):
+        checks = impl == "ours"
+
+        def run():
+            for p in params:
+                p.grad = None
+            with poincare.checks(checks):
+                out = crit(x_e, head(x_e), labels)
+            out.loss.backward()
+            return out.loss.detach()
+    elif impl == "ref":
+        hp = dict(gamma=5.0, lam=20.0, delta_h=delta_h, delta_e=delta_e, tau=args.tau, M=M)
+        gen = torch.Generator().manual_seed(args.seed + 1)  # CHESTLoss's triplet generator seed
+        ref_head, ref_loss = reference_step_fns(head, crit.proxies, args.c, args.r, hp, gen)
+        k = torch.tensor(-args.c, device=dev)
+
+        def run():
+            for p in params:
+                p.grad = None
+            loss = ref_loss(x_e, ref_head(x_e, k), labels, k)
+            loss.backward()
+            return loss.detach()
+    else:
+        raise ValueError(impl)
+
+    def extract(loss):
+        return {"loss": loss.double().cpu().numpy().reshape(1),
+                **{name: p.grad.float().cpu().numpy() for name, p in
+                   (("x_e", x_e), ("proxies", crit.proxies), ("W", head.linear.weight))}}
+    return run, extract
+
+
+def case_worker(case: dict, args: argparse.Namespace) -> dict:
+    import torch
+
+    cm.setup_worker(args.threads)
+    dims = {k: case[k] for k in SCALES["CUB"]}
+    tiny, _ = _build(case["impl"], **{**dims, "B": 4, "C": 3, "M": 4}, args=args)
+    tiny()
+    tiny()
+    del tiny
+    run, extract = _build(case["impl"], **dims, args=args)
+    res = cm.measure(run, args.device, args)
+    # values from a fresh build (first step: same triplets for ours and the reference)
+    run, extract = _build(case["impl"], **dims, args=args)
+    res["values"] = extract(run())
+    res.pop("out", None)
+    del run, extract
+    if torch.device(args.device).type == "cuda":
+        torch.cuda.empty_cache()
+    return res
+
+
+def _diffs(a: dict, b: dict) -> tuple[float, float]:
+    """|loss difference|, max over the gradients of max|Δ| / max|ref|."""
+    import numpy as np
+
+    dl = float(abs(a["loss"][0] - b["loss"][0]))
+    rel = 0.0
+    for k in ("x_e", "proxies", "W"):
+        ref = b[k].astype(np.float64)
+        rel = max(rel, float(np.abs(a[k].astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30)))
+    return dl, rel
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description="CHEST loss forward+backward (batch head + proxy mapping through the HyperbolicHead + Eq. 10 + "
+                    "backward) at the paper's CUB and SOP scales: chestlab.losses.CHESTLoss vs a straightforward "
+                    "geoopt implementation. Prints one table: median time (ms), peak memory (MiB), ratios, value "
+                    "agreement, and the targets (CUB fwd+bwd < 50 ms, SOP peak < 2 GiB) with PASS/FAIL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--scales", default="CUB,SOP", help="comma-separated subset of CUB,SOP (--quick: CUB)")
+    p.add_argument("--c", type=float, default=0.5, help="curvature c")
+    p.add_argument("--r", type=float, default=2.3, help="feature-clipping radius of the head")
+    p.add_argument("--tau", type=float, default=0.5, help="HypHC weight tau")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, proxies, inputs, labels, triplets")
+    cm.add_common_args(p)
+    args = p.parse_args(argv)
+    cm.resolve_quick(args)
+    cm.check_device(args.device)
+    scales = ["CUB"] if args.quick else [s.strip().upper() for s in args.scales.split(",") if s.strip()]
+    for s in scales:
+        if s not in SCALES:
+            p.error(f"unknown scale {s!r}; choose from {', '.join(SCALES)}")
+    max_gib = args.max_gib if args.max_gib is not None else cm.default_max_gib(args.device)
+    env = cm.env_lines(args.device, args.threads)
+
+    results: dict = {}
+    skipped: dict = {}
+    for scale in scales:
+        dims = SCALES[scale]
+        for impl in IMPLS:
+            est = estimate_gib(impl, **dims)
+            label = f"{scale} {IMPL_NAMES[impl]}"
+            if est > max_gib:
+                skipped[(scale, impl)] = f"est. {est:.1f} GiB > --max-gib {max_gib:.1f}"
+                print(f"[skip] {label}: {skipped[(scale, impl)]}", file=sys.stderr, flush=True)
+                continue
+            print(f"[run ] {label} ...", file=sys.stderr, flush=True)
+            try:
+                results[(scale, impl)] = r = cm.run_isolated(case_worker, dict(impl=impl, **dims), args)
+            except cm.CaseFailed as e:
+                skipped[(scale, impl)] = str(e)
+                print(f"[fail] {label}: {e}", file=sys.stderr, flush=True)
+                continue
+            print(f"       {r['ms']:.2f} ms (median of {r['n']}), {r['mib']:.1f} MiB", file=sys.stderr, flush=True)
+
+    headers = ["scale", "ours ms", "no-checks ms", "ref ms", "faster vs ref", "ours MiB", "no-checks MiB",
+               "ref MiB", "less mem vs ref", "abs Δ loss", "max rel Δ grad"]
+    rows = []
+    for scale in scales:
+        d = SCALES[scale]
+        o, n, rf = (results.get((scale, i)) for i in IMPLS)
+        ms = lambda r: r["ms"] if r else None  # noqa: E731
+        mb = lambda r: r["mib"] if r else None  # noqa: E731
+        dl = dg = None
+        if o and rf:
+            dl, dg = _diffs(o["values"], rf["values"])
+        rows.append([
+            f"{scale} (B={d['B']}, C={d['C']}, K={d['K']}, D={d['D']}, M={d['M']})",
+            cm.fmt_ms(ms(o)), cm.fmt_ms(ms(n)), cm.fmt_ms(ms(rf)), cm.fmt_ratio(ms(rf), ms(o)),
+            cm.fmt_mib(mb(o)), cm.fmt_mib(mb(n)), cm.fmt_mib(mb(rf)), cm.fmt_ratio(mb(rf), mb(o)),
+            cm.fmt_err(dl), cm.fmt_err(dg),
+        ])
+
+    is_cuda = args.device.startswith("cuda")
+    mem_what = ("peak torch.cuda.max_memory_allocated growth during one step" if is_cuda else cm.cpu_mem_method())
+    title = [
+        f"CHEST loss step, float32: x_h = head(x_e); CHESTLoss (proxies through the same HyperbolicHead, M triplets); "
+        f"backward. c={args.c:g}, r={args.r:g}, tau={args.tau:g}, gamma=5, lambda=20",
+        "ours = chestlab CHESTLoss + HyperbolicHead (checks on; 'no-checks' = inside poincare.checks(False)); "
+        "ref = same loss with geoopt expmap0 + broadcasting dist (B, C·K, D), torch.cdist, same weights/triplets",
+        f"time: median wall ms of fwd+bwd (warm-up {args.warmup}, up to {args.repeats} repeats, {args.budget:g} s budget "
+        f"per case); memory: {mem_what}; ratios = ref / ours",
+        *env,
+    ]
+    notes = []
+    for (scale, impl), why in skipped.items():
+        notes.append(f"skipped {scale} {IMPL_NAMES[impl]}: {why}")
+    failed = False
+    o = results.get(("CUB", "ours"))
+    if o is not None:
+        ok = o["ms"] < CUB_MS_TARGET
+        failed |= not ok
+        n = results.get(("CUB", "ours_nochecks"))
+        extra = f" (checks(False): {n['ms']:.1f} ms {cm.verdict(n['ms'] < CUB_MS_TARGET)})" if n else ""
+        notes.append(f"TARGET CUB fwd+bwd < {CUB_MS_TARGET:g} ms: {o['ms']:.1f} ms {cm.verdict(ok)}{extra}")
+    else:
+        notes.append(f"TARGET CUB fwd+bwd < {CUB_MS_TARGET:g} ms: not measured (n/a)")
+    o = results.get(("SOP", "ours"))
+    if o is not None:
+        ok = o["mib"] < SOP_MIB_TARGET
+        failed |= not ok
+        n = results.get(("SOP", "ours_nochecks"))
+        extra = f" (checks(False): {n['mib']:.0f} MiB {cm.verdict(n['mib'] < SOP_MIB_TARGET)})" if n else ""
+        notes.append(f"TARGET SOP peak memory < 2 GiB: {o['mib']:.0f} MiB {cm.verdict(ok)}{extra}")
+    else:
+        notes.append("TARGET SOP peak memory < 2 GiB: not measured (n/a" + (", --quick)" if args.quick else ")"))
+    if hasattr(os, "getloadavg"):
+        notes.append("load avg at end %.1f/%.1f/%.1f (times are inflated when other processes share the cores)"
+                     % os.getloadavg())
+    print(cm.table(title, headers, rows, notes), flush=True)
+    return 1 if (failed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""The dashboard (``app.py``): AppTest (every widget, steps, figures, URL settings, a property test)
+and an end-to-end run in headless Chromium (server + browser + a click on Step + a screenshot).
+
+The browser test needs Debian's ``chromium`` (``apt-get install -y chromium``). Outside CI it skips
+with the reason when no browser is found; with the environment variable ``CI`` set it fails instead.
+It drives Chromium over the DevTools protocol with tornado's websocket client (a Streamlit
+dependency), so no extra package is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+TIMEOUT = 60  # the first run builds the tree dataset and imports torch
+
+
+def _run(at: Any) -> AppTest:
+    """Run the script (``at`` is the AppTest or a widget just set/clicked); no exception allowed."""
+    at = at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture(scope="module")
+def app() -> AppTest:
+    """One loaded page shared by the cheap checks (loading it is the expensive part)."""
+    return _run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+
+
+def _charts(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+# ------------------------------------------------------------------------------------------------
+# AppTest
+# ------------------------------------------------------------------------------------------------
+def test_page_loads_with_figures(app: AppTest) -> None:
+    assert not app.error, [e.value for e in app.error]
+    assert app.session_state["trainer"] is not None
+    assert _charts(app) >= 2  # curves + disk before any step (no batch yet for the histograms)
+    labels = {b.label for b in app.button}
+    assert any("Play" in lab for lab in labels) and any("Step" in lab for lab in labels)
+    assert any("Reset" in lab for lab in labels)
+    assert {m.label for m in app.metric} >= {"steps / s", "device"}
+
+
+def test_step_runs_and_draws_histograms(app: AppTest) -> None:
+    before = app.session_state["trainer"].step_count
+    _run(app.button(key="btn_step").click())
+    tr = app.session_state["trainer"]
+    assert tr.step_count == before + app.session_state["step_n"]
+    assert _charts(app) >= 4  # histograms + curves + disk + hard negatives
+    assert not app.warning or all("diverged" not in w.value for w in app.warning)
+
+
+def test_play_trains_in_the_fragment(app: AppTest) -> None:
+    before = app.session_state["trainer"].step_count
+    _run(app.button(key="btn_play").click())
+    assert app.session_state["playing"]
+    assert app.session_state["trainer"].step_count > before
+    _run(app.button(key="btn_play").click())  # pause again
+    assert not app.session_state["playing"]
+
+
+def _alternative(options: list, value: Any) -> Any:
+    return next((o for o in reversed(options) if o != value), value)
+
+
+def test_every_widget_can_be_set() -> None:
+    """Every sidebar/page widget is moved (sliders to both ends, every select/radio option), a step is
+    run, and nothing raises: impossible combinations become messages on the page."""
+    at = _run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    # open the compare controls and the benchmark folder field too, so they are exercised
+    at.toggle(key="compare").set_value(True)
+    _run(at)
+    for end in ("max", "min"):
+        for s in at.slider:
+            s.set_value(getattr(s, end))
+        _run(at.button(key="btn_step").click())
+    seen = 0
+    for w in list(at.selectbox) + list(at.radio):
+        if w.key in ("w_dataset", "w_backbone", "w_device"):
+            continue  # structural data/model choices are checked in test_structural_choices
+        w.set_value(_alternative(list(w.options), w.value))
+        seen += 1
+    for t in at.toggle:
+        t.set_value(not t.value)
+    for n in at.number_input:
+        n.set_value(n.value + 1 if n.max is None or n.value + 1 <= n.max else n.value)
+    _run(at.button(key="btn_step").click())
+    _run(at.button(key="btn_reset").click())
+    _run(at.button(key="btn_step").click())
+    assert seen >= 8
+    assert at.session_state["trainer"] is not None or at.error
+
+
+@pytest.mark.parametrize("key,value", [("w_dataset", "shapes"), ("w_backbone", "cnn"), ("w_device", "cuda"),
+                                       ("w_dataset", "cub200"), ("w_dim_h", 2), ("w_loss", "mix")])
+def test_structural_choices(key: str, value: Any) -> None:
+    """A structural change says "needs reset"; Reset either builds the run or explains on the page why
+    it cannot (no CUDA here, no CUB folder, a CNN on vectors) -- never an exception."""
+    at = _run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    widget = at.selectbox(key=key) if key != "w_loss" else at.radio(key=key)
+    widget.set_value(value)
+    _run(at)
+    assert any("Needs reset" in w.value for w in at.warning)
+    _run(at.button(key="btn_reset2").click())
+    if at.session_state["trainer"] is None:
+        assert at.error, "a failed build must explain itself"
+        assert "Reset" in at.error[0].value
+    else:
+        _run(at.button(key="btn_step").click())
+
+
+def test_impossible_combo_is_explained_not_raised() -> None:
+    at = _run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    at.slider(key="w_K").set_value(1)
+    at.slider(key="w_tau").set_value(0.5)
+    _run(at.button(key="btn_reset").click())
+    assert any("needs K ≥ 2" in w.value for w in at.warning)
+    _run(at.button(key="btn_step").click())
+    assert at.session_state["trainer"].step_count > 0
+
+
+def test_extreme_settings_do_not_raise() -> None:
+    at = _run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    at.slider(key="w_r").set_value(6.0)
+    at.slider(key="w_c").set_value(2.0)
+    at.slider(key="w_lambda_h").set_value(64.0)
+    at.slider(key="w_delta_h").set_value(20.0)
+    at.selectbox(key="w_lr").set_value(1.0)
+    at.selectbox(key="w_lr_proxy").set_value(1.0)
+    for _ in range(3):
+        _run(at.button(key="btn_step").click())
+    if at.session_state.get("diverged"):  # survived (grad clipping) or explained; never an exception
+        assert any("Training stopped" in w.value for w in at.warning)
+
+
+def test_divergence_is_a_warning_and_pauses() -> None:
+    """TrainingDiverged (the trainer's NaN guard) becomes a warning with its advice, and Play stops."""
+    from chestlab.train import TrainingDiverged
+
+    at = _run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    tr = at.session_state["trainer"]
+
+    def boom() -> None:
+        raise TrainingDiverged(tr.step_count, "training diverged at step 1: the loss became nan. Likely cause: lower r")
+
+    tr.train_step = boom
+    _run(at.button(key="btn_play").click())
+    assert not at.session_state["playing"]
+    assert any("Training stopped" in w.value and "lower r" in w.value for w in at.warning)
+    _run(at.button(key="btn_reset").click())  # Reset clears it
+    assert not at.session_state.get("diverged")
+    assert not any("Training stopped" in w.value for w in at.warning)
+
+
+def test_presets_set_the_ablation_rows() -> None:
+    at = _run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    at.selectbox(key="preset").set_value("Euclidean only (E only)")
+    _run(at)
+    assert at.slider(key="w_eta_h").value == 0.0 and at.slider(key="w_eta_e").value == 1.0
+    assert at.slider(key="w_K").value == 1 and at.slider(key="w_tau").value == 0.0
+    assert any("Needs reset" in w.value for w in at.warning)  # K is structural
+    at.selectbox(key="preset").set_value("Pairwise CE — hyperbolic")
+    _run(at.button(key="btn_reset").click())
+    _run(at.button(key="btn_step").click())
+    assert at.session_state["trainer"].config.loss == "pair_ce"
+
+
+def test_url_restores_settings_and_is_written_back() -> None:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"c": "0.1", "delta_h": "5.0", "dim_h": "2", "preset": "H+Multi", "cmp": "eta_e:0"})
+    _run(at)
+    assert at.slider(key="w_c").value == pytest.approx(0.1)
+    assert at.slider(key="w_delta_h").value == pytest.approx(5.0)
+    assert at.selectbox(key="w_dim_h").value == 2
+    assert at.slider(key="w_eta_e").value == 0.0  # from the preset
+    tr = at.session_state["trainer"]
+    assert tr.config.dim_h == 2 and tr.config.c == pytest.approx(0.1)
+    assert at.session_state["trainer_b"] is not None  # compare mode from the link
+    # a changed slider goes back into the URL
+    at.slider(key="w_delta_e").set_value(5.0)
+    _run(at)
+    assert at.query_params.get("delta_e") in ("5.0", ["5.0"])
+
+
+def test_bad_url_values_are_reported_not_raised() -> None:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"c": "-3", "dim_h": "7", "preset": "nope", "K": "abc"})
+    _run(at)
+    text = " ".join(w.value for w in at.warning)
+    assert "c=-3" in text and "dim_h" in text and "preset" in text
+    assert at.session_state["trainer"] is not None
+
+
+_SLIDERS = {
+    "w_c": st.floats(0.0, 2.0), "w_r": st.floats(0.1, 6.0), "w_eta_h": st.floats(0.0, 2.0),
+    "w_eta_e": st.floats(0.0, 2.0), "w_tau": st.floats(0.0, 2.0), "w_delta_h": st.floats(0.0, 20.0),
+    "w_delta_e": st.floats(0.0, 20.0), "w_gamma_h": st.floats(0.1, 20.0), "w_gamma_e": st.floats(0.1, 20.0),
+    "w_lambda_h": st.floats(1.0, 64.0), "w_gamma_hyp": st.floats(0.1, 5.0), "w_M": st.integers(1, 256),
+}
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(values=st.fixed_dictionaries({k: v for k, v in _SLIDERS.items()}))
+def test_property_random_sliders_then_step(app: AppTest, values: dict) -> None:
+    """Random live-slider values, then a step: never an exception; trouble is a warning on the page."""
+    for key, value in values.items():
+        app.slider(key=key).set_value(round(value, 2) if isinstance(value, float) else value)
+    _run(app.button(key="btn_step").click())
+    if app.session_state.get("diverged"):
+        assert any("Training stopped" in w.value for w in app.warning)
+        _run(app.button(key="btn_reset").click())
+
+
+# ------------------------------------------------------------------------------------------------
+# end to end: streamlit server + headless Chromium
+# ------------------------------------------------------------------------------------------------
+def find_browser() -> Optional[str]:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol (one page)."""
+
+    def __init__(self, binary: str, profile: Path, size: tuple[int, int] = (1400, 1000)) -> None:
+        self.size = size
+        self.proc = subprocess.Popen(
+            [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+             f"--window-size={size[0]},{size[1]}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        port_file = profile / "DevToolsActivePort"
+        end = time.monotonic() + 30
+        while not port_file.exists() or len(port_file.read_text().splitlines()) < 2:
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise RuntimeError("chromium did not start (no DevToolsActivePort)")
+            time.sleep(0.1)
+        port = int(port_file.read_text().splitlines()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+            page = next(t for t in json.load(r) if t["type"] == "page")
+        self.ws_url = page["webSocketDebuggerUrl"]
+        self.loop = asyncio.new_event_loop()
+        self.ws = None
+        self.msg_id = 0
+
+    def call(self, method: str, **params: Any) -> dict:
+        return self.loop.run_until_complete(self._call(method, params))
+
+    async def _call(self, method: str, params: dict) -> dict:
+        from tornado.websocket import websocket_connect
+
+        if self.ws is None:
+            self.ws = await websocket_connect(self.ws_url, max_message_size=256 * 1024 * 1024)
+        self.msg_id += 1
+        mid = self.msg_id
+        await self.ws.write_message(json.dumps({"id": mid, "method": method, "params": params}))
+        while True:
+            raw = await asyncio.wait_for(self.ws.read_message(), 60)
+            if raw is None:
+                raise RuntimeError("DevTools connection closed")
+            msg = json.loads(raw)
+            if msg.get("id") == mid:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def js(self, expression: str) -> Any:
+        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        return res.get("result", {}).get("value")
+
+    def wait_for(self, expression: str, timeout: float, what: str) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.25)
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def goto(self, url: str) -> None:
+        self.call("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1], deviceScaleFactor=1, mobile=False)
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+
+    def click_button(self, text: str) -> None:
+        ok = self.js(f"""(() => {{ const b = [...document.querySelectorAll('button')].find(b => b.innerText.includes({json.dumps(text)}));
+                         if (!b) return false; b.click(); return true; }})()""")
+        assert ok, f"no button labelled {text!r} on the page"
+
+    def screenshot(self, path: Path, full_page: bool = False) -> bytes:
+        params: dict = {"format": "png"}
+        if full_page:
+            h = int(self.js("Math.max(document.body.scrollHeight, ...[...document.querySelectorAll('section.main, [data-testid=stMain] > div')].map(e => e.scrollHeight))") or self.size[1])
+            params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": self.size[0], "height": max(h, self.size[1]), "scale": 1})
+        data = base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
+        path.write_bytes(data)
+        return data
+
+    def close(self) -> None:
+        try:
+            if self.ws is not None:
+                self.ws.close()
+            self.loop.close()
+        finally:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+
+
+def start_server(port: int, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    fh = open(log, "w")
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+# Pixels of a Plotly plot: the similarity-histogram bars are drawn as SVG paths inside .js-plotly-plot.
+_PLOTS_JS = "document.querySelectorAll('.js-plotly-plot .main-svg').length"
+_HIST_JS = "document.querySelectorAll('.js-plotly-plot .bars path, .js-plotly-plot .barlayer path').length"
+
+
+def _nonblank(png: bytes) -> float:
+    """Fraction of pixels that differ from the most common colour (the background)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    img = Image.open(BytesIO(png)).convert("L").resize((200, 150))
+    hist = img.histogram()
+    return 1.0 - max(hist) / sum(hist)
+
+
+def test_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
+    browser = find_browser()
+    if browser is None:
+        reason = "no chromium/chrome on PATH: install Debian's chromium (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the browser test cannot run: {reason}")
+        pytest.skip(reason)
+    port = _free_port()
+    server = start_server(port, tmp_path / "server.log")
+    chrome = None
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
+        t0 = time.monotonic()
+        chrome = Chromium(browser, tmp_path / "profile")
+        chrome.goto(f"http://127.0.0.1:{port}/?delta_h=2.0")
+        chrome.wait_for(_PLOTS_JS, 60, "the first plots")
+        first_plot_s = time.monotonic() - t0
+        chrome.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.includes('Step'))", 30, "the Step button")
+        chrome.click_button("Step")
+        chrome.wait_for(_HIST_JS, 60, "the similarity histograms after Step")
+        time.sleep(1.0)  # let plotly finish laying out
+        png = chrome.screenshot(tmp_path / "dashboard.png")
+        assert _nonblank(png) > 0.05, "the screenshot is (nearly) blank"
+        text = chrome.js("document.body.innerText")
+        assert "Poincaré disk" in text and "Traceback" not in text
+        assert first_plot_s < 30, f"first plot after {first_plot_s:.1f} s"
+        print(f"first plot {first_plot_s:.1f} s; screenshot {tmp_path / 'dashboard.png'}")
+    finally:
+        if chrome is not None:
+            chrome.close()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)

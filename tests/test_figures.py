@@ -1,0 +1,205 @@
+"""chestlab.figures: the figures build, hold the expected traces, and the disk maps keep points inside
+the Poincaré disk."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chestlab import figures, poincare
+from chestlab.train import SimilarityEvent
+
+
+def _sim(eta_e_off: bool = False) -> SimilarityEvent:
+    rng = np.random.default_rng(0)
+    return SimilarityEvent(step=3, h_pos=rng.normal(-2, 0.3, 64), h_neg=rng.normal(-4, 0.5, 64 * 15),
+                           e_pos=None if eta_e_off else rng.normal(-1, 0.2, 64),
+                           e_neg=None if eta_e_off else rng.normal(-2, 0.4, 64 * 15))
+
+
+def _ball_points(n: int, d: int, c: float, seed: int = 0, scale: float = 2.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return poincare.expmap0(torch.randn(n, d, generator=g, dtype=torch.float64) * scale, c)
+
+
+# ------------------------------------------------------------------------------------------------
+# similarity histograms
+# ------------------------------------------------------------------------------------------------
+def test_similarity_histogram_traces_and_margins() -> None:
+    fig = figures.similarity_histogram(_sim(), delta_h=1.0, delta_e=5.0)
+    assert isinstance(fig, go.Figure)
+    hists = [t for t in fig.data if t.type == "histogram"]
+    assert [t.name for t in hists] == ["positive class", "negative classes"] * 2
+    assert {t.xaxis for t in hists} == {"x", "x2"}  # H and E side by side
+    margins = [t for t in fig.data if t.type == "scatter" and "margin" in (t.name or "")]
+    assert len(margins) == 2
+    for t, delta, sim_neg in zip(margins, (1.0, 5.0), (_sim().h_neg, _sim().e_neg)):
+        assert t.x[0] == pytest.approx(np.median(sim_neg) + delta)
+    assert fig.layout.uirevision == "similarity"
+    assert "δ_H = 1" in fig.layout.annotations[0].text and "δ_E = 5" in fig.layout.annotations[1].text
+
+
+def test_similarity_histogram_without_a_space_or_margins() -> None:
+    fig = figures.similarity_histogram(_sim(eta_e_off=True))
+    assert len([t for t in fig.data if t.type == "histogram"]) == 2
+    assert any("not computed" in a.text for a in fig.layout.annotations)
+    assert not [t for t in fig.data if t.type == "scatter"]  # no delta given: no margin lines
+    # a plain mapping works too (notebooks)
+    figures.similarity_histogram({"h_pos": [0.1, 0.2], "h_neg": [0.0, -0.1, -0.2]}, delta_h=0.5)
+
+
+def test_similarity_histogram_mpl_png() -> None:
+    fig = figures.similarity_histogram_mpl(_sim(), 1.0, 1.0, title="step 3")
+    png = figures.to_png(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "$S_H(x, p_c)$"
+
+
+# ------------------------------------------------------------------------------------------------
+# the disk
+# ------------------------------------------------------------------------------------------------
+def test_project_to_disk_exact_for_two_dimensions() -> None:
+    x = _ball_points(50, 2, c=0.5)
+    out = figures.project_to_disk(x, 0.5, method="exact")
+    np.testing.assert_array_equal(out, x.numpy())
+    np.testing.assert_array_equal(figures.project_to_disk(x, 0.5), x.numpy())  # auto = exact
+    with pytest.raises(ValueError, match="D_H = 2"):
+        figures.project_to_disk(_ball_points(5, 3, 0.5), 0.5, method="exact")
+
+
+@settings(max_examples=25, deadline=None)
+@given(c=st.floats(0.05, 4.0), d=st.integers(3, 40), scale=st.floats(0.1, 20.0), seed=st.integers(0, 1000))
+def test_tangent_pca_keeps_points_inside_and_distances_to_origin_shrink(c: float, d: int, scale: float, seed: int) -> None:
+    x = _ball_points(40, d, c, seed, scale)
+    out = torch.as_tensor(figures.project_to_disk(x, c, method="tangent_pca"))
+    assert out.shape == (40, 2)
+    assert bool(torch.isfinite(out).all())
+    assert float((c * out.pow(2).sum(-1)).max()) < 1.0
+    # an orthogonal projection in the tangent space at 0: no point moves away from the origin
+    assert bool((poincare.dist0(out, c) <= poincare.dist0(x, c) + 1e-6).all())
+
+
+def test_tangent_pca_fit_on_shares_the_projection_and_is_exact_on_a_plane() -> None:
+    c = 0.5
+    v = torch.zeros(30, 5, dtype=torch.float64)
+    v[:, :2] = torch.randn(30, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x = poincare.expmap0(v, c)
+    out = figures.project_to_disk(x, c)
+    # data in a 2-plane through 0: the projection is an isometry, distances to 0 are kept
+    np.testing.assert_allclose(poincare.dist0(torch.as_tensor(out), c).numpy(), poincare.dist0(x, c).numpy(), rtol=1e-9)
+    prox = figures.project_to_disk(x[:4], c, fit_on=x)
+    np.testing.assert_allclose(prox, out[:4], atol=1e-12)
+
+
+def test_hyperboloid_to_disk_stays_in_the_ball() -> None:
+    rng = np.random.default_rng(0)
+    xy = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(0, 1e6, (20, 2)), [[0.0, 0.0], [1e300, -1e300]]])
+    for c in (0.1, 1.0, 3.0):
+        p = figures.hyperboloid_to_disk(xy, c)
+        assert np.isfinite(p).all()
+        assert (c * (p ** 2).sum(-1)).max() < 1.0
+    np.testing.assert_allclose(figures.hyperboloid_to_disk([[0.0, 0.0]], 1.0), [[0.0, 0.0]])
+    # the stereographic map is an isometry from the hyperboloid: distance to 0 = acosh(z) = 2 artanh(|p|)
+    q = np.array([[0.7, -1.3]])
+    z = math.sqrt(1 + (q ** 2).sum())
+    p = figures.hyperboloid_to_disk(q, 1.0)
+    assert 2 * math.atanh(np.linalg.norm(p)) == pytest.approx(math.acosh(z))
+
+
+@pytest.mark.parametrize("c", [0.5, 0.0])
+def test_poincare_disk_traces(c: float) -> None:
+    x = _ball_points(60, 2, c if c > 0 else 1.0).numpy()
+    labels = np.repeat(np.arange(6), 10)
+    sup = labels // 3
+    prox = x[:12].reshape(6, 2, 2)
+    fig = figures.poincare_disk(x, labels, sup, prox, c=c, grid=True, circles=(1.0, 2.0), title="t",
+                                super_names=["a", "b"])
+    names = [t.name for t in fig.data]
+    assert "a" in names and "b" in names  # one trace per super-class (marker shape)
+    assert "proxies (train classes)" in names and "geodesics" in names
+    star = next(t for t in fig.data if t.name.startswith("proxies"))
+    assert star.marker.symbol == "star" and len(star.x) == 12
+    circles = [s for s in fig.layout.shapes if s.type == "circle"]
+    if c > 0:
+        R = 1 / math.sqrt(c)
+        assert any(abs(s.x1 - R) < 1e-12 for s in circles)  # boundary of radius 1/sqrt(c)
+        # distance circle D_H = 1 at Euclidean radius tanh(sqrt(c)/2)/sqrt(c)
+        assert any(abs(s.x1 - math.tanh(math.sqrt(c) / 2) / math.sqrt(c)) < 1e-12 for s in circles)
+        grid = next(t for t in fig.data if t.name == "geodesics")
+        pts = np.array([(a, b) for a, b in zip(grid.x, grid.y) if a is not None])
+        assert (np.hypot(pts[:, 0], pts[:, 1]) <= R * (1 + 1e-9)).all()
+    else:
+        assert len(circles) == 2  # no boundary at c = 0, only the two distance circles
+    assert fig.layout.uirevision == "disk" and fig.layout.yaxis.scaleanchor == "x"
+    png = figures.to_png(figures.poincare_disk_mpl(x, labels, sup, prox, c=c, circles=(1.0,)))
+    assert png[:4] == b"\x89PNG"
+
+
+def test_geodesic_arcs_are_orthogonal_to_the_boundary() -> None:
+    c = 0.7
+    R = 1 / math.sqrt(c)
+    for lx, ly in figures._geodesic_grid(R, c, n_diameters=3, dists=(1.5,)):
+        if len(lx) > 2:  # an arc: its circle meets the boundary at right angles, |centre|^2 = R^2 + rho^2
+            pts = np.stack([lx, ly], 1)
+            a, b, m = pts[0], pts[-1], pts[len(pts) // 2]
+            # circumcentre of three points on the arc
+            A = np.array([[b[0] - a[0], b[1] - a[1]], [m[0] - a[0], m[1] - a[1]]]) * 2
+            rhs = np.array([b @ b - a @ a, m @ m - a @ a])
+            centre = np.linalg.solve(A, rhs)
+            rho = np.linalg.norm(a - centre)
+            assert centre @ centre == pytest.approx(R * R + rho * rho, rel=1e-6)
+
+
+def test_umap_disk_is_inside_the_disk() -> None:
+    pytest.importorskip("umap")
+    x = _ball_points(60, 8, 0.5, scale=1.0)
+    out = figures.umap_disk(x, 0.5, n_neighbors=5, seed=0)
+    assert out.shape == (60, 2) and np.isfinite(out).all()
+    assert (0.5 * (out ** 2).sum(-1)).max() < 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# curves and hard negatives
+# ------------------------------------------------------------------------------------------------
+def test_training_curves_traces() -> None:
+    rows = [{"step": i, "loss": 3.0 / i, "l_h": 1.0 / i, "l_e": 2.0 / i, "l_hyphc": 0.0} for i in range(1, 1001)]
+    for s in (0, 500, 1000):
+        rows.append({"step": s, **{f"{sp}/{S}/{m}": 0.5 for sp in ("test", "train") for S in ("H", "E") for m in ("R@1", "MAP@R")}})
+    fig = figures.training_curves(rows, max_points=100)
+    names = [t.name for t in fig.data]
+    assert {"total L (Eq. 10)", "L_H", "L_E"} <= set(names)
+    assert "L_HypHC" not in names  # identically zero (tau = 0): not drawn
+    metric = [t for t in fig.data if t.xaxis in ("x2", "x3")]
+    assert len(metric) == 8  # {test, train} x {H, E} x {R@1, MAP@R}
+    assert {t.line.dash for t in metric} == {"solid", "dash"}
+    loss = next(t for t in fig.data if t.name == "total L (Eq. 10)")
+    assert len(loss.x) <= 101 and loss.x[-1] == 1000  # thinned, last step kept
+    figures.training_curves([])  # an empty run draws empty axes
+    assert figures.to_png(figures.training_curves_mpl(rows))[:4] == b"\x89PNG"
+
+
+def test_hard_negative_weights_figure_matches_losses_and_sharpens() -> None:
+    fig = figures.hard_negative_weights_figure([0.1, 1.0], t=0.1, n=40, seed=3)
+    assert len([t for t in fig.data if t.type == "scatter"]) == 3  # sphere + two curvatures
+    for tr in fig.data:
+        assert sum(tr.y) == pytest.approx(1.0, abs=1e-9)  # softmax weights
+        assert tr.y[0] == pytest.approx(max(tr.y))  # the nearest negative weighs most
+    assert "sphere" in fig.data[0].name and "c = 1" in fig.data[2].name
+    # weights and sort order equal chestlab.losses.hard_negative_weights on the same points
+    v = torch.randn(20, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    d, w = figures.hard_negative_weights(v, 0.2, 0.5, anchor=3)
+    x = poincare.expmap0(v, 0.5)
+    others = torch.cat([x[:3], x[4:]])
+    ref = torch.sort(torch.as_tensor(__import__("chestlab.losses", fromlist=["x"]).hard_negative_weights(x[3], others, 0.2, c=0.5)), descending=True).values
+    np.testing.assert_allclose(np.sort(w)[::-1], ref.numpy(), rtol=1e-9)
+    assert (np.diff(d) >= 0).all()
+    # with labels, same-class points are not negatives
+    labels = torch.arange(20) % 5
+    d2, _ = figures.hard_negative_weights(v, 0.2, None, anchor=0, labels=labels)
+    assert len(d2) == 16

@@ -625,9 +625,6 @@ def main() -> None:
         w1, w2 = st.columns([5, 1])
         w1.warning(f"**Needs reset** — structural settings changed ({desc}). The run keeps the old ones until you press Reset.")
         w2.button("Reset now", icon=":material/restart_alt:", on_click=_on_reset, key="btn_reset2", width="stretch")
-    if tr.config.eta_h == 0 and tr.config.loss == "chest" and tr.model.euclid_space != "head" and cfg.eta_h == 0:
-        st.info("η_H = 0: the paper (Sec. 4.4) then computes L_E on W x^E + b; this run was built with η_H > 0 "
-                "and uses x^E. Press Reset to switch.")
 
     live, notes = effective_live(cfg)
     for note in notes:

@@ -506,6 +506,10 @@ class Trainer:
             loss_keys = {k: v for k, v in changes.items() if k in losses.CHESTLoss.HPARAMS}
             if loss_keys:
                 self.criterion.set(**loss_keys)
+        if self.criterion is not None and new.euclid_space == "auto" and "eta_h" in changes:
+            # the Sec. 4.4 rule follows eta_H live: L_E on W x^E + b exactly while eta_H = 0
+            space = "head" if new.eta_h == 0 else "backbone"
+            self.model.euclid_space = self.criterion.euclid_space = space
         for g in self.optimizer.param_groups:
             if g["name"] == "backbone":
                 g["lr"] = new.lr

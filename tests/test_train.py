@@ -141,6 +141,15 @@ def test_eta_h_zero_uses_the_head_output_as_euclidean_embedding():
     assert e["x_e"].shape[1] == 8  # D_H, not D_E = 32
     ev = tr.train_step()
     assert ev.components["l_h"] == 0.0 and ev.components["l_e"] > 0
+    # the rule follows eta_h live (euclid_space="auto")
+    tr.set(eta_h=1.0)
+    assert tr.model.euclid_space == "backbone" and tr.embed("test", max_n=10)["x_e"].shape[1] == 32
+    tr.train_step()
+    tr.set(eta_h=0.0)
+    assert tr.criterion.euclid_space == "head"
+    fixed = Trainer(small(eta_h=0.0, tau=0.0, euclid_space="backbone"))
+    fixed.set(eta_h=1.0)
+    assert fixed.model.euclid_space == "backbone"
 
 
 def test_cli_help_train_evaluate_and_interrupt(tmp_path, capsys, monkeypatch):

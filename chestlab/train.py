@@ -202,7 +202,7 @@ PRESETS: dict[str, dict] = {
                       m_per_class=4, lr=2e-3, lr_proxy=1e-2, steps=600, eval_every=100, delta_h=1.0, delta_e=1.0),
     "demo-shapes": dict(dataset="shapes", backbone="cnn", dim_e=64, dim_h=16, K=2, M=32, batch_size=64,
                         m_per_class=4, lr=2e-3, lr_proxy=1e-2, steps=800, eval_every=200, delta_h=1.0, delta_e=1.0),
-    "demo-digits": dict(dataset="digits", backbone="cnn", dim_e=32, dim_h=8, K=2, M=16, batch_size=60,
+    "demo-digits": dict(dataset="digits", backbone="cnn", dim_e=32, dim_h=8, K=2, M=16, batch_size=30,
                         m_per_class=6, lr=2e-3, lr_proxy=1e-2, steps=400, eval_every=100, delta_h=1.0, delta_e=1.0,
                         ks=(1, 2, 4, 8)),
     "cub200": dict(_VIT_S, dataset="cub200", batch_size=200, steps=120, lr=3e-5, lr_proxy=1e-2, K=10, M=100,

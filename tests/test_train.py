@@ -258,3 +258,24 @@ def test_inshop_is_evaluated_query_to_gallery(tmp_path, monkeypatch):
     ev = [e for e in tr.run() if isinstance(e, EvalEvent)][-1]
     assert calls == [(12, 12, (1, 10)), (12, 12, (1, 10))]  # 6 items x 2 queries vs 6 x 2 gallery images, both spaces
     assert set(ev.metrics) == {f"test/{s}/{m}" for s in "HE" for m in ("R@1", "R@10", "MAP@R")}
+
+
+@pytest.mark.parametrize("preset", ["demo-tree", "demo-shapes", "demo-digits"])
+def test_every_demo_preset_builds_and_steps(preset):
+    tr = Trainer(TrainConfig.preset(preset, eval_max=200))
+    ev = tr.train_step()
+    assert ev.step == 1 and torch.isfinite(torch.tensor(ev.loss))
+    assert 0 <= tr.evaluate(("test",)).metrics["test/H/R@1"] <= 1
+
+
+def test_paper_presets_follow_table_1():
+    table1 = {  # batch, steps, lr, proxy lr, K, M, (delta_h, delta_e)
+        "cub200": (200, 120, 3e-5, 1e-2, 10, 100, (20, 1)),
+        "cars196": (198, 1800, 1e-5, 1e-2, 10, 98, (1, 5)),
+        "inshop": (100, 30000, 1e-5, 1e-1, 2, 3997, (10, 5)),
+        "sop": (75, 50000, 1e-5, 1e-1, 2, 11318, (1, 5)),
+    }
+    for name, (b, steps, lr, plr, K, M, (dh, de)) in table1.items():
+        cfg = TrainConfig.preset(name)
+        assert (cfg.batch_size, cfg.steps, cfg.lr, cfg.lr_proxy, cfg.K, cfg.M, cfg.delta_h, cfg.delta_e) == (b, steps, lr, plr, K, M, dh, de)
+        assert (cfg.c, cfg.r, cfg.backbone, cfg.dim_h, cfg.tau) == (0.5, 2.3, "vit_small_patch16_224", 384, 0.5)

@@ -1,0 +1,174 @@
+"""The reproduction scripts: the ablation grid matches Tables 6-7, its outputs, crash-resume, each
+figure sub-command, ``tables``, and clear errors for missing benchmark data. Tiny steps throughout."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from chestlab import paper_figures, reproduce
+from chestlab.reproduce import ABLATION_ROWS, PAPER_R1, TRAININGS, grid_configs, main
+
+TINY = ["--steps", "6", "--quiet"]
+
+
+def _pngs_ok(*paths: Path) -> None:
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 1000, p
+        if p.suffix == ".png":
+            assert p.read_bytes()[:4] == b"\x89PNG"
+        if p.suffix == ".pdf":
+            assert p.read_bytes()[:4] == b"%PDF"
+
+
+def test_grid_matches_the_papers_rows():
+    got = [(r.name, r.space, r.eta_h, r.eta_e, r.multi, r.tau) for r in ABLATION_ROWS]
+    assert got == [
+        ("H only", "H", 1, 0, False, 0.0), ("E only", "E", 0, 1, False, 0.0),
+        ("H+E (E)", "E", 1, 1, False, 0.0), ("H+E (H)", "H", 1, 1, False, 0.0),
+        ("H+Multi", "H", 1, 0, True, 0.0), ("E+Multi", "E", 0, 1, True, 0.0),
+        ("H+E+Multi (E)", "E", 1, 1, True, 0.0), ("H+E+Multi (H)", "H", 1, 1, True, 0.0),
+        ("H+Multi+HypHC", "H", 1, 0, True, 0.5), ("CHEST (E)", "E", 1, 1, True, 0.5), ("CHEST (H)", "H", 1, 1, True, 0.5),
+    ]
+    # rows evaluated in both spaces share one training: 8 trainings per seed
+    assert len(TRAININGS) == 8
+    assert PAPER_R1["cars196"] == (84.5, 83.1, 88.3, 88.8, 85.2, 83.4, 88.4, 89.0, 85.0, 88.5, 89.1)
+    assert len(PAPER_R1["inshop"]) == 11 and PAPER_R1["inshop"][-1] == 93.5
+    for grid, K in (("cars196", 10), ("inshop", 2), ("toy", 10)):
+        plans = grid_configs(grid, seeds=(0, 1))
+        assert len(plans) == 16 and len({p.run_id for p in plans}) == 16
+        by = {p.training: p.config for p in plans if p.seed == 1}
+        assert (by["CHEST"].eta_h, by["CHEST"].eta_e, by["CHEST"].K, by["CHEST"].tau, by["CHEST"].seed) == (1, 1, K, 0.5, 1)
+        assert (by["E"].eta_h, by["E"].K, by["E"].tau) == (0, 1, 0.0)
+        assert by["H+Multi+HypHC"].eta_e == 0 and by["H+Multi+HypHC"].tau == 0.5
+    # the real grids keep Table 1's settings (preset), e.g. Cars196's margins and steps
+    cars = grid_configs("cars196", seeds=(0,))[0].config
+    assert (cars.batch_size, cars.steps, cars.delta_h, cars.delta_e, cars.backbone) == (198, 1800, 1.0, 5.0, "vit_small_patch16_224")
+
+
+def test_ablation_writes_outputs_and_resumes_after_a_crash(tmp_path, monkeypatch):
+    out = tmp_path / "abl"
+    built = []
+    real_trainer = reproduce.Trainer
+
+    class CountingTrainer(real_trainer):
+        def __init__(self, *a, **kw):
+            built.append(Path(kw["out_dir"]).name + (" (resumed)" if kw.get("resume") else ""))
+            if len(built) == 3 and crash:
+                raise RuntimeError("simulated crash")
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(reproduce, "Trainer", CountingTrainer)
+    args = ["ablation", "--grid", "toy", "--seeds", "0", "--only", "H", "E", "CHEST", "--out", str(out), *TINY]
+    crash = True
+    assert main(args) == 2  # the crash is reported, the first two runs are saved
+    assert sorted(p.name for p in (out / "runs").iterdir() if (p / "result.json").exists()) == ["e_seed0", "h_seed0"]
+    assert len(list(csv.DictReader(open(out / "ablation.csv")))) == 4  # saved at once: 2 runs x 2 spaces
+    crash = False
+    built.clear()
+    assert main(args) == 0
+    assert built == ["chest_seed0"]  # only the unfinished run trained
+    built.clear()
+    assert main(args) == 0 and built == []  # nothing left to do
+    # killed after the last checkpoint but before result.json: resumed from the checkpoint, not retrained
+    (out / "runs" / "chest_seed0" / "result.json").unlink()
+    assert main(args) == 0 and built == ["chest_seed0 (resumed)"]
+    assert json.loads((out / "runs" / "chest_seed0" / "result.json").read_text())["step"] == 6
+
+    rows = list(csv.DictReader(open(out / "ablation.csv")))
+    assert len(rows) == 6 and {r["space"] for r in rows} == {"H", "E"}
+    assert {r["table_row"] for r in rows} >= {"H only", "E only", "CHEST (E)", "CHEST (H)"}
+    assert all(0 <= float(r["R@1"]) <= 1 for r in rows)
+    md = (out / "ablation.md").read_text()
+    assert "| Losses | Space | η_H | η_E | K | τ | R@1 (ours) |" in md and "R@1 (paper)" not in md
+    assert md.count("\n| ") == 12  # header + 11 rows, untrained rows shown as "–"
+    assert "| CHEST loss | H | 1 | 1 | 10 | 0.5 |" in md
+    _pngs_ok(out / "ablation.png")
+    # a finished run with other settings is refused, not silently mixed in
+    assert main(["ablation", "--grid", "toy", "--seeds", "0", "--only", "H", "--out", str(out), "--steps", "7", "--quiet"]) == 2
+
+
+def test_summary_and_markdown_with_seeds_and_paper_column():
+    results = []
+    for seed, r1 in ((0, 0.80), (1, 0.90)):
+        for t in TRAININGS:
+            results.append({"training": t, "seed": seed, "metrics": {f"test/{s}/{m}": r1 for s in "HE" for m in ("R@1", "MAP@R")}})
+    summary = reproduce.summarize("cars196", results)
+    assert [s["name"] for s in summary] == [r.name for r in ABLATION_ROWS]
+    assert summary[0]["mean"] == pytest.approx(0.85) and summary[0]["std"] == pytest.approx(0.0707, abs=1e-3)
+    md = reproduce.ablation_markdown("cars196", summary, seeds=(0, 1), steps=1800, K_multi=10)
+    assert "| Hyperbolic | H | 1 | 0 | 1 | 0.0 | 85.0 ± 7.1 | 85.0 ± 7.1 | 84.5 |" in md
+    assert md.strip().endswith("| CHEST loss | H | 1 | 1 | 10 | 0.5 | 85.0 ± 7.1 | 85.0 ± 7.1 | 89.1 |")
+    fig = paper_figures.ablation_bars(summary, title="cars196")  # paper's R@1 drawn as diamonds
+    assert len(fig.axes[0].collections) >= 1 and fig.axes[0].get_legend() is not None
+
+
+@pytest.mark.parametrize("grid, missing", [("cars196", "cars_annos.mat"), ("inshop", "list_eval_partition.txt")])
+def test_real_grid_without_data_names_what_is_missing(tmp_path, capsys, grid, missing, monkeypatch):
+    monkeypatch.delenv("CHESTLAB_DATA_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    assert main(["ablation", "--grid", grid, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-root" in err and missing in err
+    assert main(["ablation", "--grid", grid, "--data-root", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere") in err and missing in err
+    assert not (tmp_path / "o").exists()  # failed before any training
+
+
+def test_fig3_writes_png_and_pdf(tmp_path):
+    assert main(["fig3", "--out", str(tmp_path), "--steps", "5", "--quiet"]) == 0
+    _pngs_ok(tmp_path / "fig3.png", tmp_path / "fig3.pdf")
+    assert "h_e: median S_H positive" in (tmp_path / "fig3.txt").read_text()
+    assert (tmp_path / "runs" / "fig3_h_seed0" / "similarity.npz").exists()
+
+
+def test_fig2_writes_disks_and_retrieval_grid(tmp_path):
+    assert main(["fig2", "--out", str(tmp_path), "--preset", "demo-tree", "--steps", "5", "--projection", "tangent_pca",
+                 "--max-n", "300", "--queries", "2", "--quiet"]) == 0
+    _pngs_ok(*(tmp_path / f"fig2_{n}.{e}" for n in ("disk_train", "disk_test", "retrieval") for e in ("png", "pdf")))
+
+
+def test_fig2_tiles_show_images(tmp_path):
+    from chestlab.data import load_dataset
+    from chestlab.data.fake import make_fake_cub
+
+    for ds in (load_dataset("shapes", "test", seed=0),
+               load_dataset("cub200", "test", data_root=make_fake_cub(tmp_path, num_classes=102, per_class=1, size=16).parent)):
+        img = reproduce._tile(ds, 0)
+        assert img.ndim == 3 and img.shape[-1] == 3 and 0 <= img.min() and img.max() <= 1
+    assert isinstance(reproduce._tile(load_dataset("tree", "test", seed=0), 0), str)
+
+
+def test_hardneg_figures(tmp_path):
+    assert main(["hardneg-fig2", "--out", str(tmp_path), "--t", "0.1", "0.5", "--c", "0.1", "--steps", "5", "--quiet"]) == 0
+    _pngs_ok(tmp_path / "hardneg_fig2.png", tmp_path / "hardneg_fig2.pdf")
+    rows = list(csv.DictReader(open(tmp_path / "hardneg_fig2.csv")))
+    assert {(r["geometry"], r["t"]) for r in rows} == {(g, t) for g in ("sphere", "hyperbolic c = 0.1") for t in ("0.1", "0.5")}
+    assert all(0 <= float(r["R@1"]) <= 1 for r in rows)
+    assert main(["hardneg-fig3", "--out", str(tmp_path), "--steps", "5", "--quiet"]) == 0
+    assert main(["hardneg-fig3", "--out", str(tmp_path / "rnd"), "--random", "--quiet"]) == 0
+    _pngs_ok(tmp_path / "hardneg_fig3.png", tmp_path / "hardneg_fig3.pdf", tmp_path / "rnd" / "hardneg_fig3.png")
+
+
+def test_tables_prints_tables_2_to_5_layout(tmp_path, capsys):
+    main(["fig3", "--out", str(tmp_path), "--steps", "4", "--quiet"])
+    capsys.readouterr()
+    assert main(["tables", str(tmp_path / "runs" / "fig3_h_seed0")]) == 0
+    out = capsys.readouterr().out
+    assert "| tree (test, step 4) | R@1 | R@2 | R@4 | R@8 | MAP@R |" in out
+    assert "CHEST, Euclidean space (x^E)" in out and "CHEST, hyperbolic space (x^H)" in out
+    assert main(["tables", str(tmp_path)]) == 0  # every run of an output folder
+    assert capsys.readouterr().out.count("| tree (test") == 2
+    assert main(["tables", str(tmp_path / "nothing")]) == 2
+
+
+def test_help_of_every_subcommand(capsys):
+    for cmd in ("ablation", "fig3", "fig2", "hardneg-fig2", "hardneg-fig3", "tables"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+    assert "H+Multi+HypHC" in capsys.readouterr().out

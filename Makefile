@@ -28,8 +28,9 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 app: $(VENV)/.stamp-app
 	$(BIN)/python -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
+# notebooks run in fast mode (CHESTLAB_FAST=1): each under a minute, all of them in a few
 test: $(VENV)/.stamp-dev
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	CHESTLAB_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks --nbmake --nbmake-timeout=300
 
 notebooks: $(VENV)/.stamp-dev
 	$(BIN)/python -m jupyter lab notebooks/

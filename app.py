@@ -45,7 +45,7 @@ if not torch.cuda.is_available():
 BASE = TrainConfig.preset("demo-tree", eval_every=50, eval_max=600)  # small eval: < 0.5 s UI block
 BENCHMARKS = ("cub200", "cars196", "sop", "inshop", "cifar100")
 #: Share of each refresh spent training; the rest draws and leaves the (shared) CPU to the browser.
-TRAIN_FRACTION = 0.55
+TRAIN_FRACTION = 0.4
 #: Default redraw period (s): the browser timer drifts, so a bit under 1 s keeps "at least once a second".
 REFRESH_S = 0.8
 

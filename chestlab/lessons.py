@@ -1,0 +1,340 @@
+r"""Support code for the notebooks in ``notebooks/`` (as d2l's library behind its book).
+
+The notebooks derive a formula, then check it numerically against :mod:`chestlab`, then let the
+reader move sliders. What is shared and not part of the kit itself lives here, small and documented:
+
+* run mode -- :data:`FAST` (environment variable ``CHESTLAB_FAST=1``: fewer steps, smaller data, so
+  every notebook runs in well under a minute in CI) and :func:`pick`;
+* checks -- :func:`verify` (print one line per check and fail loudly when it does not hold),
+  :func:`gyro_checks` (the gyrogroup identities of Möbius addition);
+* geometry to draw -- :func:`geodesic`, :func:`hyperbolic_circle`, :func:`lca_point`,
+  :func:`draw_disk` (boundary, geodesic grid, distance circles on a matplotlib axis);
+* numerics -- :func:`precision_table` (float32 vs float64 near the boundary);
+* toys -- :func:`hyphc_toy` (proxies trained by the HypHC term alone), :func:`small_ablation`
+  (a few-step version of Tables 6-7), :func:`retrieval_examples` (queries and their neighbours).
+
+Everything computes with the library's functions (``poincare``, ``losses``, ``train``); nothing
+here re-implements a formula of the paper.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import losses, poincare
+
+__all__ = [
+    "FAST",
+    "pick",
+    "verify",
+    "gyration",
+    "gyro_checks",
+    "geodesic",
+    "hyperbolic_circle",
+    "lca_point",
+    "draw_disk",
+    "precision_table",
+    "hyphc_toy",
+    "ABLATION_ROWS",
+    "small_ablation",
+    "retrieval_examples",
+]
+
+#: True when the environment variable ``CHESTLAB_FAST`` is set to a true value ("1", "true", "yes"):
+#: the notebooks then train for fewer steps on less data (CI runs them this way).
+FAST: bool = os.environ.get("CHESTLAB_FAST", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def pick(full: Any, fast: Any) -> Any:
+    """``fast`` in fast mode (:data:`FAST`), ``full`` otherwise: ``steps = pick(600, 150)``."""
+    return fast if FAST else full
+
+
+# ------------------------------------------------------------------------------------------------
+# numerical checks
+# ------------------------------------------------------------------------------------------------
+def verify(label: str, got: Any, want: Any, *, rtol: float = 1e-9, atol: float = 1e-12) -> None:
+    """Print ``✓ label  max|Δ| = ...``; raise ``AssertionError`` when ``got`` and ``want`` (tensors,
+    arrays or numbers) are not close, so a notebook run in CI fails when the library and the
+    derivation disagree. Returns nothing (a notebook cell ending with it shows only the line)."""
+    _verify(label, got, want, rtol, atol)
+
+
+def _verify(label: str, got: Any, want: Any, rtol: float, atol: float) -> float:
+    g = torch.as_tensor(np.asarray(got.detach() if isinstance(got, Tensor) else got, dtype=np.float64))
+    w = torch.as_tensor(np.asarray(want.detach() if isinstance(want, Tensor) else want, dtype=np.float64))
+    g, w = torch.broadcast_tensors(g, w)
+    err = float((g - w).abs().max()) if g.numel() else 0.0
+    ok = bool(torch.allclose(g, w, rtol=rtol, atol=atol, equal_nan=False))
+    print(f"{'✓' if ok else '✗'} {label:<58} max|Δ| = {err:.1e}")
+    if not ok:
+        raise AssertionError(f"{label}: max |got - want| = {err:.3e} exceeds rtol={rtol:g}, atol={atol:g}")
+    return err
+
+
+def gyration(a: Tensor, b: Tensor, z: Tensor, c: float) -> Tensor:
+    r"""The gyration :math:`\mathrm{gyr}[a, b]z = \ominus(a\oplus b)\oplus(a\oplus(b\oplus z))`, the
+    rotation that measures how far Möbius addition is from being associative (and commutative)."""
+    add = poincare.mobius_add
+    return add(-add(a, b, c), add(a, add(b, z, c), c), c)
+
+
+def gyro_checks(x: Tensor, y: Tensor, z: Tensor, c: float, tol: float = 1e-10) -> list[tuple[str, float]]:
+    """Check the gyrogroup identities of Möbius addition (Eq. 1) on float64 points and print one line
+    each; returns ``(identity, max error)`` rows. Also prints how non-commutative and non-associative
+    ``⊕`` is on these points, so the reader sees why the identities need the gyration."""
+    add, n = poincare.mobius_add, lambda t: t.norm(dim=-1)
+    rows = []
+    checks = [
+        ("left identity      0 ⊕ x = x", add(torch.zeros_like(x), x, c), x),
+        ("left inverse       (-x) ⊕ x = 0", add(-x, x, c), torch.zeros_like(x)),
+        ("left cancellation  (-x) ⊕ (x ⊕ y) = y", add(-x, add(x, y, c), c), y),
+        ("gyrocommutative    x ⊕ y = gyr[x,y](y ⊕ x)", add(x, y, c), gyration(x, y, add(y, x, c), c)),
+        ("left gyroassoc.    x ⊕ (y ⊕ z) = (x ⊕ y) ⊕ gyr[x,y]z", add(x, add(y, z, c), c), add(add(x, y, c), gyration(x, y, z, c), c)),
+        ("gyr is an isometry ‖gyr[x,y]z‖ = ‖z‖", n(gyration(x, y, z, c)), n(z)),
+        ("‖x ⊕ y‖ = ‖y ⊕ x‖", n(add(x, y, c)), n(add(y, x, c))),
+    ]
+    for label, got, want in checks:
+        rows.append((label, _verify(label, got, want, tol, tol)))
+    comm = float((add(x, y, c) - add(y, x, c)).norm(dim=-1).max())
+    assoc = float((add(x, add(y, z, c), c) - add(add(x, y, c), z, c)).norm(dim=-1).max())
+    print(f"  but ⊕ is not commutative: max ‖x⊕y − y⊕x‖ = {comm:.3f}; not associative: max ‖x⊕(y⊕z) − (x⊕y)⊕z‖ = {assoc:.3f}")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# geometry to draw
+# ------------------------------------------------------------------------------------------------
+def geodesic(x: Tensor, y: Tensor, c: float, n: int = 100, full: bool = False) -> Tensor:
+    r"""Points of the geodesic from ``x`` to ``y`` (2 points of the ball, (D,)), ``n`` of them, as
+    :math:`\gamma(t) = \exp_x(t\,\log_x y)` (Eq. 3) -- constant speed, :math:`D(x, \gamma(t)) = t\,D(x, y)`.
+    ``full=True``: the whole geodesic line, extended on both sides until it (almost) meets the
+    boundary. Returns (n, D) in float64."""
+    x, y = x.double(), y.double()
+    v = poincare.logmap(x, y, c)
+    if full:
+        d = float(poincare.dist(x, y, c))
+        reach = 40.0 / math.sqrt(c) if c > 0 else 10.0  # far enough to touch the boundary in float64
+        t = torch.linspace(-reach / max(d, 1e-12), reach / max(d, 1e-12), n, dtype=torch.float64)
+    else:
+        t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+    return poincare.expmap(x.expand(n, -1), t[:, None] * v, c)
+
+
+def hyperbolic_circle(center: Tensor, radius: float, c: float, n: int = 120) -> Tensor:
+    r"""The points at Poincaré distance ``radius`` from ``center`` (2-D), via
+    :math:`\exp_z(u\,\rho/\lambda_z)` for unit vectors ``u`` (Eq. 3: a tangent vector ``v`` moves
+    :math:`\lambda_z\|v\|` far). A Euclidean circle too, but not centred on ``center``. (n, 2)."""
+    z = center.double().reshape(1, 2)
+    th = torch.linspace(0, 2 * math.pi, n, dtype=torch.float64)
+    u = torch.stack([th.cos(), th.sin()], -1)
+    lam = poincare.conformal_factor(z, c)
+    return poincare.expmap(z.expand(n, -1), u * radius / lam, c)
+
+
+def lca_point(a: Tensor, b: Tensor, c: float, n: int = 4001) -> Tensor:
+    """The hyperbolic LCA of ``a`` and ``b`` (2 points, (D,)): the point of the full geodesic through
+    them closest to the origin, found by dense sampling (the notebooks compare its depth with the
+    closed form :func:`chestlab.poincare.lca_depth`). (D,) float64."""
+    g = geodesic(a, b, c, n=n, full=True)
+    return g[poincare.dist0(g, c).argmin()]
+
+
+def draw_disk(ax: Any, c: float, *, grid: bool = True, circles: Sequence[float] = (), n_diameters: int = 6,
+              grid_dists: Sequence[float] = (1.0, 2.0, 3.0)) -> None:
+    """Draw the Poincaré disk of curvature ``-c`` on a matplotlib axis: its boundary (radius
+    ``1/sqrt(c)``), a geodesic grid (diameters, and the geodesics crossing each diameter at right
+    angles at Poincaré distance ``grid_dists`` from 0 -- all drawn with :func:`geodesic`) and dotted
+    circles of the given Poincaré radii around the origin."""
+    from matplotlib.patches import Circle
+
+    R = 1 / math.sqrt(c) if c > 0 else 3.0
+    if c > 0:
+        ax.add_patch(Circle((0, 0), R, fill=False, color="k", lw=1.2))
+    if grid and c > 0:
+        for k in range(n_diameters):
+            th = math.pi * k / n_diameters
+            u = torch.tensor([math.cos(th), math.sin(th)], dtype=torch.float64)
+            ax.plot([-R * u[0], R * u[0]], [-R * u[1], R * u[1]], color="0.85", lw=0.7, zorder=0)
+            perp = torch.stack([-u[1], u[0]])
+            for d in grid_dists:
+                for s in (1, -1):
+                    p = poincare.expmap0(s * u * d / 2, c)  # D(0, exp_0(v)) = 2‖v‖
+                    q = poincare.expmap(p, perp * 0.1, c)
+                    g = geodesic(p, q, c, n=200, full=True).numpy()
+                    ax.plot(g[:, 0], g[:, 1], color="0.85", lw=0.7, zorder=0)
+    for d in circles:
+        g = hyperbolic_circle(torch.zeros(2), d, c).numpy()
+        ax.plot(g[:, 0], g[:, 1], color="0.55", lw=0.8, ls=":", zorder=0)
+        ax.annotate(f"D={d:g}", g[15], fontsize=7, color="0.45")
+    ax.set_xlim(-1.04 * R, 1.04 * R)
+    ax.set_ylim(-1.04 * R, 1.04 * R)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+# ------------------------------------------------------------------------------------------------
+# float32 vs float64 near the boundary
+# ------------------------------------------------------------------------------------------------
+def precision_table(c: float = 1.0, tangent_norms: Sequence[float] = (1, 2.3, 4, 6, 8, 9, 10, 12), angle: float = 1e-2):
+    r"""How float32 loses the geometry near the boundary. For each tangent norm ``s`` (before
+    ``exp_0``), two points ``x = exp_0(s e_1)`` and ``y`` = the same rotated by ``angle``; returns a
+    pandas DataFrame with the margin ``1 - sqrt(c)‖x‖`` as float32 stores it, the true distance
+    ``D(x, y)`` (float64) and the relative error of the float32 distance. (The clipping radius ``r``
+    caps ``s``: with ``r = 2.3`` every embedding stays in the first rows.)"""
+    import pandas as pd
+
+    rows = []
+    for s in tangent_norms:
+        out = {"‖v‖ (tangent)": s, "D(0, x) = 2‖v‖": 2 * s}
+        for dt in (torch.float64, torch.float32):
+            v1 = torch.tensor([s, 0.0], dtype=dt)
+            v2 = torch.tensor([s * math.cos(angle), s * math.sin(angle)], dtype=dt)
+            x, y = poincare.expmap0(v1, c), poincare.expmap0(v2, c)
+            out[dt] = (float(1 - math.sqrt(c) * x.norm()), float(poincare.dist(x, y, c)))
+        d64, d32 = out.pop(torch.float64)[1], out.pop(torch.float32)
+        exact_margin = 1 - math.tanh(math.sqrt(c) * s)
+        out.update({"1 − √c‖x‖ (exact)": exact_margin, "1 − √c‖x‖ (float32)": d32[0], "D(x, y) float64": d64,
+                    "D(x, y) float32": d32[1], "rel. error float32": abs(d32[1] - d64) / d64})
+        rows.append(out)
+    return pd.DataFrame(rows).set_index("‖v‖ (tangent)")
+
+
+# ------------------------------------------------------------------------------------------------
+# a toy HypHC problem (notebook 04)
+# ------------------------------------------------------------------------------------------------
+def hyphc_toy(variant: str = "lca", steps: int = 200, *, C: int = 3, K: int = 3, c: float = 1.0, r: float = 2.3,
+              gamma_hyp: float = 1.0, lr: float = 0.05, spread: float = 0.3, detach_similarity: bool = True,
+              seed: int = 0) -> dict:
+    r"""Train 2-D proxies with the HypHC term (Eq. 9) alone, as the CHEST head maps them
+    (:math:`p = \exp_0(\operatorname{clip}_r(v))`), on all triplets (anchor, same-class proxy,
+    other-class proxy) of ``C`` classes with ``K`` proxies each, with Adam on ``v``.
+    ``detach_similarity`` is passed to :func:`chestlab.losses.hyphc_loss` (``True``: HypHC's constants).
+
+    Returns ``{"snapshots": (steps + 1, C, K, 2), "loss", "lca_within", "lca_between", "dist_within",
+    "dist_between", "norm", "ordered"}`` (each (steps + 1,)): the proxies before each step, the loss,
+    the mean LCA depth of same-class / different-class proxy pairs, their mean Poincaré distances,
+    the mean ``D(0, p)``, the fraction of triplets whose most similar (closest) pair has the deepest
+    LCA ("consistent": the embedded tree agrees with the similarities, what Dasgupta's cost asks) and
+    the fraction whose same-class pair has the deepest LCA ("class_ordered"). The proxies start
+    grouped by class around ``C`` directions, as the proxy loss would leave them (noise ``spread``)."""
+    g = torch.Generator().manual_seed(seed)
+    # start as a proxy loss would leave them: each class around its own direction, with noise
+    ang = torch.arange(C, dtype=torch.float64).repeat_interleave(K) * 2 * math.pi / C
+    v = 0.8 * torch.stack([ang.cos(), ang.sin()], -1) + spread * torch.randn(C * K, 2, generator=g, dtype=torch.float64)
+    v.requires_grad_(True)
+    idx = torch.arange(C * K).view(C, K)
+    trip = [(int(idx[a, i]), int(idx[a, j]), int(idx[b, k])) for a in range(C) for b in range(C) if a != b
+            for i in range(K) for j in range(K) if i != j for k in range(K)]
+    triplets = torch.tensor(trip)
+    cls = torch.arange(C).repeat_interleave(K)
+    same = (cls[:, None] == cls[None, :]) & ~torch.eye(C * K, dtype=torch.bool)
+    diff = cls[:, None] != cls[None, :]
+    opt = torch.optim.Adam([v], lr=lr)
+    out: dict = {k: [] for k in ("snapshots", "loss", "lca_within", "lca_between", "dist_within", "dist_between", "norm",
+                                  "consistent", "class_ordered")}
+
+    def record(p: Tensor, loss: float) -> None:
+        with torch.no_grad():
+            d = poincare.pairwise_dist(p, p, c)
+            lca = poincare.lca_depth(p[:, None], p[None, :], c)
+            t = triplets
+            out["snapshots"].append(p.view(C, K, 2).numpy().copy())
+            out["loss"].append(loss)
+            out["lca_within"].append(float(lca[same].mean()))
+            out["lca_between"].append(float(lca[diff].mean()))
+            out["dist_within"].append(float(d[same].mean()))
+            out["dist_between"].append(float(d[diff].mean()))
+            out["norm"].append(float(poincare.dist0(p, c).mean()))
+            pairs = [(t[:, 0], t[:, 1]), (t[:, 0], t[:, 2]), (t[:, 1], t[:, 2])]
+            L = torch.stack([lca[a, b] for a, b in pairs], -1)
+            D = torch.stack([d[a, b] for a, b in pairs], -1)
+            out["consistent"].append(float((L.argmax(-1) == D.argmin(-1)).double().mean()))
+            out["class_ordered"].append(float((L.argmax(-1) == 0).double().mean()))
+
+    for step in range(steps + 1):
+        p = poincare.expmap0(poincare.clip_features(v, r), c)
+        loss = losses.hyphc_loss(p, triplets, c, gamma_hyp, variant=variant, detach_similarity=detach_similarity).mean()
+        record(p.detach(), float(loss.detach()))
+        if step < steps:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {k: np.asarray(val) for k, val in out.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# a small version of Tables 6-7 (notebook 05)
+# ------------------------------------------------------------------------------------------------
+#: Rows of Tables 6-7 (spec, "Ablation grids"): name, eta_H, eta_E, multi (K > 1), tau, evaluated
+#: spaces, and the paper's Cars196 R@1 for each evaluated space.
+ABLATION_ROWS = (
+    ("H only", 1, 0, False, 0.0, {"H": 84.5}),
+    ("E only", 0, 1, False, 0.0, {"E": 83.1}),
+    ("H + E", 1, 1, False, 0.0, {"E": 88.3, "H": 88.8}),
+    ("H + Multi", 1, 0, True, 0.0, {"H": 85.2}),
+    ("E + Multi", 0, 1, True, 0.0, {"E": 83.4}),
+    ("H + E + Multi", 1, 1, True, 0.0, {"E": 88.4, "H": 89.0}),
+    ("H + Multi + HypHC", 1, 0, True, 0.5, {"H": 85.0}),
+    ("CHEST", 1, 1, True, 0.5, {"E": 88.5, "H": 89.1}),
+)
+
+
+def small_ablation(steps: int, seeds: Sequence[int] = (0,), *, preset: str = "demo-tree", K: int = 2,
+                   rows: Sequence = ABLATION_ROWS, **overrides: Any):
+    """Train every row of :data:`ABLATION_ROWS` for ``steps`` steps with :class:`chestlab.train.Trainer`
+    (one run per row and seed) and return a pandas DataFrame of test (unseen-class) Recall@1 and
+    MAP@R in the evaluated space(s), mean and std over seeds, next to the paper's Cars196 R@1.
+    The full grid with more seeds and steps: ``python -m chestlab.reproduce ablation --grid toy``."""
+    import pandas as pd
+
+    from .train import TrainConfig, Trainer
+
+    records = []
+    for name, eta_h, eta_e, multi, tau, spaces in rows:
+        runs = []
+        for seed in seeds:
+            cfg = TrainConfig.preset(preset, eta_h=float(eta_h), eta_e=float(eta_e), K=K if multi else 1, tau=tau,
+                                     steps=steps, eval_every=0, eval_train=False, seed=seed, **overrides)
+            tr = Trainer(cfg)
+            for _ in tr.run(steps):
+                pass
+            runs.append(tr.history[-1])
+        for space, paper in spaces.items():
+            r1 = np.array([100 * h[f"test/{space}/R@1"] for h in runs])
+            mapr = np.array([100 * h[f"test/{space}/MAP@R"] for h in runs])
+            records.append({"row": name, "space": space, "η_H": eta_h, "η_E": eta_e, "K": K if multi else 1, "τ": tau,
+                            "R@1": r1.mean(), "R@1 std": r1.std(ddof=1) if len(r1) > 1 else float("nan"),
+                            "MAP@R": mapr.mean(), "paper R@1 (Cars196)": paper})
+    return pd.DataFrame(records)
+
+
+# ------------------------------------------------------------------------------------------------
+# retrieval examples (notebook 06)
+# ------------------------------------------------------------------------------------------------
+def retrieval_examples(emb: Tensor, labels: Tensor, tiles: Sequence[Any], queries: Sequence[int], *, n: int = 9,
+                       metric: str = "poincare", c: Optional[float] = None) -> list[dict]:
+    """For each query index, its ``n`` nearest other items of ``emb`` (N, D) -- Poincaré distance
+    (``metric="poincare"``, curvature ``c``) or Euclidean (``"euclidean"``) -- as the mappings that
+    :func:`chestlab.paper_figures.retrieval_grid` draws: ``{"query": tile, "results": [(tile, same
+    class?), ...], "labels": [...]}``. ``tiles[i]`` is what to draw for item ``i`` (an image)."""
+    q = torch.as_tensor(list(queries))
+    if metric == "poincare":
+        d = poincare.pairwise_dist(emb[q].double(), emb.double(), float(c))
+    elif metric == "euclidean":
+        d = torch.cdist(emb[q].double(), emb.double())
+    else:
+        raise ValueError(f"metric = {metric!r}: choose 'poincare' or 'euclidean'")
+    d[torch.arange(len(q)), q] = math.inf  # the query itself is not a result
+    nn_idx = d.topk(n, largest=False).indices
+    out = []
+    for qi, row in zip(q.tolist(), nn_idx.tolist()):
+        out.append({"query": tiles[qi], "results": [(tiles[j], bool(labels[j] == labels[qi])) for j in row],
+                    "labels": [int(labels[j]) for j in row]})
+    return out

@@ -1,0 +1,137 @@
+"""The lesson notebooks (notebooks/*.ipynb): committed without outputs, in sync with their jupytext
+percent-format twins (notebooks/*.py), ending with exercises whose solutions are collapsed, and
+citing the spec's equation numbers where they treat them. Running them is nbmake's job:
+
+    CHESTLAB_FAST=1 pytest -n 2 --dist loadfile tests notebooks --nbmake --nbmake-timeout=300
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = (
+    "01_poincare_ball",
+    "02_hard_negatives",
+    "03_chest_loss",
+    "04_hyphc_regulariser",
+    "05_training_and_ablations",
+    "06_embeddings",
+)
+#: Equation numbers of the CHEST paper (as restated in shared/spec/chest.md) each lesson treats and
+#: must cite, and the figures / tables it redraws.
+CITES = {
+    "01_poincare_ball": ({1, 2, 3, 4}, ()),
+    "02_hard_negatives": ({2}, ("Fig. 3",)),
+    "03_chest_loss": ({5, 6, 7, 10}, ()),
+    "04_hyphc_regulariser": ({8, 9}, ()),
+    "05_training_and_ablations": ({7, 10}, ("Fig. 3", "Tables 6–7")),
+    "06_embeddings": ({2}, ("Fig. 2",)),
+}
+
+
+def cited_equations(text: str) -> set[int]:
+    """Equation numbers cited as 'Eq. 7', 'Eq. (7)', 'Eq. 5–6' or 'Eq. 8-9' (ranges expanded)."""
+    out: set[int] = set()
+    for a, b in re.findall(r"Eqs?\.\s*\(?(\d+)\)?(?:\s*[–-]\s*\(?(\d+))?", text):
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+def _read(name: str):
+    return nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+
+
+def _markdown(nb) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def test_the_six_lessons_exist():
+    found = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
+    assert found == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_valid_and_committed_without_outputs(name):
+    nb = _read(name)
+    nbformat.validate(nb)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not dirty, f"{name}.ipynb has outputs in cells {dirty}: clear them (jupytext --to ipynb {name}.py)"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_in_sync_with_its_jupytext_twin(name):
+    jupytext = pytest.importorskip("jupytext")
+    py = jupytext.read(NB_DIR / f"{name}.py")
+    nb = _read(name)
+    pairs = [(a.cell_type, a.source.strip()) for a in py.cells]
+    assert pairs == [(b.cell_type, b.source.strip()) for b in nb.cells], (
+        f"{name}.py and {name}.ipynb differ: regenerate with `jupytext --to ipynb notebooks/{name}.py` "
+        f"(or `jupytext --sync`)"
+    )
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_ends_with_exercises_and_collapsed_solutions(name):
+    nb = _read(name)
+    md = [c for c in nb.cells if c.cell_type == "markdown"]
+    heads = [i for i, c in enumerate(md) if re.search(r"^##\s+Exercises", c.source, re.M)]
+    assert heads, f"{name}: no '## Exercises' section"
+    tail = "\n".join(c.source for c in md[heads[-1]:])
+    n_ex = len(re.findall(r"^\s*\d+\.\s", tail.split("<details>")[0], re.M))
+    n_sol = len(re.findall(r"<details>\s*<summary>\s*Solution", tail))
+    assert n_ex >= 2, f"{name}: fewer than two exercises"
+    assert n_sol >= n_ex, f"{name}: {n_ex} exercises but {n_sol} collapsed solutions"
+    assert tail.count("<details>") == tail.count("</details>")
+    code_after = [c for c in nb.cells[nb.cells.index(md[heads[-1]]):] if c.cell_type == "code"]
+    assert not code_after, f"{name}: the exercises must be the last section"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_cites_the_spec_equations(name):
+    md = _markdown(_read(name))
+    assert "shared/spec/chest.md" in md, f"{name}: point the reader to the spec (shared/spec/chest.md)"
+    eqs, others = CITES[name]
+    missing = sorted(eqs - cited_equations(md)) + [x for x in others if x not in md]
+    assert not missing, f"{name}: does not cite {missing}"
+
+
+def test_cited_equations_parser():
+    assert cited_equations("Eq. (1), Eq. 3–4, Eqs. 8-9 and Eq. 10") == {1, 3, 4, 8, 9, 10}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_widgets_are_exercised_and_fast_mode_used(name):
+    code = "\n".join(c.source for c in _read(name).cells if c.cell_type == "code")
+    assert "interact(" in code, f"{name}: no slider"
+    for fn in re.findall(r"interact\((\w+)", code):
+        assert re.search(rf"^{fn}\(", code, re.M), f"{name}: callback {fn} is never called explicitly (CI would not run it)"
+    if "Trainer(" in code or "hyphc_toy(" in code:
+        assert "lessons.pick(" in code, f"{name}: trains without a fast-mode setting (lessons.pick)"
+
+
+# -- the helpers in chestlab.lessons ------------------------------------------------------------
+def test_lessons_helpers():
+    import torch
+
+    from chestlab import lessons, poincare
+
+    c = 0.7
+    a, b = torch.tensor([[0.4, 0.3], [-0.5, 0.2]], dtype=torch.float64)
+    g = lessons.geodesic(a, b, c, n=7)
+    t = torch.linspace(0, 1, 7, dtype=torch.float64)
+    assert torch.allclose(poincare.dist(a.expand(7, 2), g, c), t * poincare.dist(a, b, c), atol=1e-10)
+    circle = lessons.hyperbolic_circle(a, 1.5, c)
+    assert torch.allclose(poincare.dist(a.expand(len(circle), 2), circle, c), torch.full((len(circle),), 1.5, dtype=torch.float64))
+    assert abs(float(poincare.dist0(lessons.lca_point(a, b, c, n=20001), c) - poincare.lca_depth(a, b, c))) < 1e-4
+    x, y, z = poincare.expmap0(0.5 * torch.randn(3, 4, 3, dtype=torch.float64), c)
+    assert all(err < 1e-9 for _, err in lessons.gyro_checks(x, y, z, c))
+    with pytest.raises(AssertionError):
+        lessons.verify("wrong", 1.0, 2.0)
+    assert lessons.pick("full", "fast") == ("fast" if lessons.FAST else "full")

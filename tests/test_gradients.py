@@ -15,33 +15,9 @@ from chestlab import gradients as G
 from chestlab import losses as L
 from chestlab import poincare as P
 
-F64 = torch.float64
+from _helpers import F64, ball_points, gen  # noqa: E402  (one thread: tests/conftest.py)
 # includes the Euclidean limit, tiny curvatures (series branches) and strongly curved balls
 CS = [0.0, 1e-9, 1e-4, 0.1, 0.5, 1.0, 2.0, 10.0]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run thousands of tiny ops; with 2 threads on a busy 2-core machine each op can
-    wait ~10 ms on an OpenMP barrier, so run single-threaded (and restore the setting after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def ball_points(n: int, d: int, c: float, seed: int, max_rel: float = 0.95) -> torch.Tensor:
-    """(n, d) float64 points with sqrt(c)|x| uniform in [0, max_rel] (plain Gaussians for c = 0)."""
-    g = gen(seed)
-    u = torch.randn(n, d, generator=g, dtype=F64)
-    if c == 0:
-        return u
-    u = u / u.norm(dim=-1, keepdim=True)
-    return u * torch.rand(n, 1, generator=g, dtype=F64) * max_rel / math.sqrt(c)
 
 
 def near_boundary(n: int, d: int, c: float, seed: int, gap: float) -> torch.Tensor:

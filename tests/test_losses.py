@@ -17,28 +17,12 @@ from torch import nn
 from chestlab import losses as L
 from chestlab.models import HyperbolicHead
 
-F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Thousands of tiny ops: with 2 threads on a busy 2-core machine each can wait ~10 ms on an
-    OpenMP barrier, so run single-threaded (and restore the setting after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+import _helpers
+from _helpers import F64, gen
 
 
 def ball_points(n: int, d: int, c: float, seed: int, max_rel: float = 0.9) -> torch.Tensor:
-    g = gen(seed)
-    u = torch.randn(n, d, generator=g, dtype=F64)
-    u = u / u.norm(dim=-1, keepdim=True)
-    return u * torch.rand(n, 1, generator=g, dtype=F64) * max_rel / math.sqrt(c)
+    return _helpers.ball_points(n, d, c, seed, max_rel)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -37,16 +37,6 @@ from chestlab.metrics import map_at_r, recall_at_k, retrieval_metrics
 CURVATURES = (0.1, 0.5, 1.0, 2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These matrices are small: on a busy 2-core machine (and under `pytest -n 2`) intra-op
-    # threads mostly wait for each other, and one thread is 5-50x faster. Restored afterwards.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------

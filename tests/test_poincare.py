@@ -18,17 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from chestlab import poincare as P
 
-F64 = torch.float64
+from _helpers import F64, ball_points
 CS = [0.1, 0.5, 1.0, 2.0]
-
-
-def ball_points(n: int, d: int, c: float, seed: int, max_rel: float = 0.95, dtype=F64) -> torch.Tensor:
-    """Points spread over the ball up to norm max_rel / sqrt(c) (radius uniform in [0, max_rel])."""
-    g = torch.Generator().manual_seed(seed)
-    u = torch.randn(n, d, generator=g, dtype=dtype)
-    u = u / u.norm(dim=-1, keepdim=True)
-    rad = torch.rand(n, 1, generator=g, dtype=dtype) * max_rel
-    return u * rad / math.sqrt(c)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -293,6 +293,19 @@ class _StepBatchSampler(torch.utils.data.Sampler):
             step += 1
 
 
+def _in_memory(ds: Any) -> bool:
+    """An embedded dataset held as one tensor with no per-item transform: index ``ds.data`` directly."""
+    return getattr(ds, "transform", "x") is None and hasattr(ds, "data")
+
+
+def _euclid_space(cfg: TrainConfig) -> str:
+    """Where L_E lives: ``cfg.euclid_space``, or for ``"auto"`` the Sec. 4.4 rule — ``W x^E + b``
+    ("head") exactly while eta_H = 0 with the CHEST loss, ``x^E`` ("backbone") otherwise."""
+    if cfg.euclid_space != "auto":
+        return cfg.euclid_space
+    return "head" if (cfg.eta_h == 0 and cfg.loss == "chest") else "backbone"
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -419,12 +432,10 @@ class Trainer:
         self._batches = _data.MPerClassSampler(
             self._train_labels, cfg.m_per_class, cfg.batch_size, num_batches=1, seed=cfg.seed * 1_000_003 + self.rank
         )
-        self._in_memory = getattr(self.train_set, "transform", "x") is None and hasattr(self.train_set, "data")
+        self._in_memory = _in_memory(self.train_set)
         input_shape = self._input_shape()
 
-        euclid_space = cfg.euclid_space
-        if euclid_space == "auto":
-            euclid_space = "head" if (cfg.eta_h == 0 and cfg.loss == "chest") else "backbone"
+        euclid_space = _euclid_space(cfg)
         backbone = models.create_backbone(cfg.backbone, input_shape, cfg.dim_e, pretrained=cfg.pretrained, weights=cfg.weights)
         self.model = models.CHESTModel(backbone, cfg.dim_h, cfg.c, cfg.r, euclid_space=euclid_space)
         self.criterion: Optional[losses.CHESTLoss] = None
@@ -506,10 +517,9 @@ class Trainer:
             loss_keys = {k: v for k, v in changes.items() if k in losses.CHESTLoss.HPARAMS}
             if loss_keys:
                 self.criterion.set(**loss_keys)
-        if self.criterion is not None and new.euclid_space == "auto" and "eta_h" in changes:
-            # the Sec. 4.4 rule follows eta_H live: L_E on W x^E + b exactly while eta_H = 0
-            space = "head" if new.eta_h == 0 else "backbone"
-            self.model.euclid_space = self.criterion.euclid_space = space
+        if self.criterion is not None and "eta_h" in changes:
+            # the Sec. 4.4 rule follows eta_H live
+            self.model.euclid_space = self.criterion.euclid_space = _euclid_space(new)
         for g in self.optimizer.param_groups:
             if g["name"] == "backbone":
                 g["lr"] = new.lr
@@ -624,7 +634,7 @@ class Trainer:
         if max_n is not None and n > max_n:
             index = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed + 17))[:max_n].sort().values
         self.system.eval()
-        if getattr(ds, "transform", "x") is None and hasattr(ds, "data"):
+        if _in_memory(ds):
             batches = ((ds.data[index[i : i + batch_size]], None) for i in range(0, len(index), batch_size))
         else:  # images from disk: decode in worker processes
             batches = torch.utils.data.DataLoader(

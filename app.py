@@ -32,7 +32,11 @@ import torch
 threading.Thread(target=lambda: __import__("torch._dynamo"), daemon=True).start()
 
 from chestlab import figures
-from chestlab.train import HELP, LIVE_KEYS, TrainConfig, Trainer, TrainingDiverged
+from chestlab.engine import Trainer, TrainingDiverged
+from chestlab.settings import TrainConfig, live_keys, schema
+
+HELP = {k: s.help for k, s in schema().items()}
+LIVE_KEYS = live_keys()
 
 # The demo models are tiny: one intra-op thread is ~10x faster than two on a 2-core machine, where the
 # second thread competes with the Streamlit server (measured: 93 vs 10 steps/s on `tree`).
@@ -635,7 +639,7 @@ def main() -> None:
             key = ss["cmp_key"]
             if key in LIVE_KEYS:
                 mine[key] = getattr(compare_config(cfg), key)
-        if t.criterion is None or t.criterion.K < 2:
+        if t.proxies() is None or t.criterion.K < 2:
             mine["tau"] = 0.0 if t.config.loss == "chest" else mine["tau"]
         diff = {k: v for k, v in mine.items() if getattr(t.config, k) != v}
         if diff:

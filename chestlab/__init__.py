@@ -2,10 +2,13 @@
 
 Modules, one concept each:
 - ``poincare``  Poincaré-ball geometry (Eq. 1–4), feature clipping, hyperbolic LCA.
-- ``losses``    soft similarity and proxy losses (Eq. 5–7), HypHC (Eq. 8–9), CHEST (Eq. 10),
-                pairwise cross-entropy / Mix and hard-negative weights (hard-negative paper).
+- ``settings``  every setting of a run, declared once (type, default, paper symbol, range, help).
+- ``paper``     Table 1 presets, the ablation rows of Tables 6-7 and the paper's numbers.
+- ``losses``    the functional core (Eq. 5–10, pairwise CE / Mix, hard-negative weights), the parts
+                losses are composed from, and the loss registry (``register_loss``, ``get_loss``).
 - ``gradients`` closed-form gradients that the notebooks derive, checked against autograd.
 - ``metrics``   Recall@k and MAP@R in Euclidean, cosine and Poincaré space.
+- ``engine``    builders, the Trainer, the evaluator, checkpoints and the CLI (``python -m chestlab.train``).
 """
 
 __version__ = "0.1.0"

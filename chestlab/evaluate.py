@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Optional
 
-from .train import Trainer
+from .engine import Trainer
 
 __all__ = ["evaluate_run", "format_table", "main"]
 

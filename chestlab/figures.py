@@ -12,7 +12,8 @@ Figures:
 * :func:`poincare_disk` -- points in the Poincaré disk of curvature ``-c`` coloured by class, marker
   by super-class, proxies as stars; optional geodesic grid and distance circles. Coordinates come
   from :func:`project_to_disk` (exact for ``D_H = 2``, tangent-space PCA otherwise) or
-  :func:`umap_disk` (UMAP with hyperboloid output, mapped to the disk).
+  :func:`umap_disk` (UMAP with hyperboloid output, mapped to the disk). The disk's geometry and its
+  drawing live in :mod:`chestlab.viz` (one geometry layer, a plotly and a matplotlib backend).
 * :func:`training_curves` -- loss components and Recall@1 / MAP@R over steps.
 * :func:`hard_negative_weights_figure` -- weights ``w`` of the pairwise cross-entropy over negatives
   sorted by distance, sphere vs hyperbolic (the hard-negative paper's Fig. 3).
@@ -21,7 +22,6 @@ Figures:
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -31,6 +31,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from . import losses, poincare
+from .viz import geometry
+from .viz import mpl as viz_mpl
+from .viz import plotly as viz_plotly
+from .viz.geometry import hyperboloid_to_disk, project_to_disk
+from .viz.style import COLORS
 
 __all__ = [
     "COLORS",
@@ -49,35 +54,7 @@ __all__ = [
     "to_png",
 ]
 
-#: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class.
-COLORS = {"H": "#1f77b4", "E": "#ff7f0e", "pos": "#2166ac", "neg": "#d6604d", "proxy_edge": "#111111"}
-# class colours cycle through a long qualitative palette; the marker symbol tells super-classes apart
-_PALETTE = (
-    "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
-    "#393b79 #637939 #8c6d31 #843c39 #7b4173 #3182bd #e6550d #31a354 #756bb1 #636363 "
-    "#6baed6 #fd8d3c #74c476 #9e9ac8 #969696 #9c9ede #cedb9c #e7cb94 #e7969c #de9ed6"
-).split()
-_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon", "hexagon", "star-triangle-up")
-_MPL_MARKERS = ("o", "s", "D", "^", "P", "X", "v", "p", "h", "*")
-
-
-def _np(x: Any) -> Optional[np.ndarray]:
-    if x is None:
-        return None
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _radius(c: float) -> float:
-    """Euclidean radius of the Poincaré ball of curvature -c (inf at c = 0, the Euclidean plane)."""
-    return math.inf if c <= 0 else 1.0 / math.sqrt(c)
-
-
-def _euclid_radius_of(d: float, c: float) -> float:
-    """Euclidean norm of a point at Poincaré distance ``d`` from 0: ``tanh(sqrt(c) d / 2) / sqrt(c)``
-    (``d / 2`` at c = 0, since D_H -> 2||x - y||)."""
-    return d / 2 if c <= 0 else math.tanh(math.sqrt(c) * d / 2) / math.sqrt(c)
+_np = geometry.as_numpy
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,73 +174,6 @@ def projection_label(dim_h: int, method: str = "auto") -> str:
     return f"projection of D_H = {dim_h}: PCA in the tangent space at 0 (log_0, PCA, exp_0); distances are distorted"
 
 
-def project_to_disk(
-    x_h: Any,
-    c: float,
-    method: str = "auto",
-    *,
-    fit_on: Any = None,
-) -> np.ndarray:
-    """Points of the Poincaré ball (N, D_H) -> points of the Poincaré disk (N, 2), same curvature ``c``.
-
-    ``method="exact"``: ``D_H`` must be 2; returns the points unchanged.
-    ``method="tangent_pca"``: ``v = log_0(x)``, orthogonal projection of ``v`` onto the plane of the
-    top-2 principal directions of ``v`` (an orthogonal projection through the origin: the origin -- the
-    root of a hierarchy -- stays the centre and no point moves away from it), then ``exp_0``. Norms can only shrink, so every point stays inside
-    the disk. ``fit_on`` (e.g. the data, when projecting the proxies) gives the points that define the
-    directions, so several sets share one projection. ``"auto"``: exact when ``D_H = 2``.
-    """
-    x = torch.as_tensor(_np(x_h), dtype=torch.float64)
-    if x.dim() != 2:
-        raise ValueError(f"x_h must be (N, D_H), got shape {tuple(x.shape)}")
-    D = x.shape[1]
-    if method == "auto":
-        method = "exact" if D == 2 else "tangent_pca"
-    if method == "exact":
-        if D != 2:
-            raise ValueError(f"method='exact' needs D_H = 2 (got D_H = {D}); use method='tangent_pca' or umap_disk")
-        return x.numpy().copy()
-    if method != "tangent_pca":
-        raise ValueError(f"method = {method!r}: choose 'auto', 'exact' or 'tangent_pca'")
-    c = float(c)
-    v = poincare.logmap0(x, c)
-    ref = v if fit_on is None else poincare.logmap0(torch.as_tensor(_np(fit_on), dtype=torch.float64), c)
-    if D == 1:
-        basis = torch.eye(1, 2, dtype=torch.float64)
-    elif D == 2:
-        basis = torch.eye(2, dtype=torch.float64)
-    else:
-        # directions of largest variance (centred PCA) -- but the vectors are projected uncentred, so
-        # the origin stays the origin and norms only shrink
-        _, _, vh = torch.linalg.svd(ref - ref.mean(0, keepdim=True), full_matrices=False)
-        basis = vh[:2].T
-        # fix the sign so the picture does not flip between refreshes
-        signs = torch.sign(basis[basis.abs().argmax(0), torch.arange(2)])
-        basis = basis * torch.where(signs == 0, 1.0, signs)
-    return poincare.expmap0(v @ basis, c).numpy()
-
-
-def hyperboloid_to_disk(xy: Any, c: float = 1.0) -> np.ndarray:
-    """UMAP's ``output_metric="hyperboloid"`` coordinates (N, 2) -> the Poincaré disk of curvature ``-c``.
-
-    UMAP stores the first two coordinates of the unit hyperboloid, ``z = sqrt(1 + x^2 + y^2)``; the
-    Poincaré disk is its stereographic projection ``(x, y) / (1 + z)``, scaled by ``1/sqrt(c)``.
-    Clipped just inside the boundary (huge UMAP coordinates round to norm 1 in float arithmetic).
-    ``c = 0`` has no disk: the unit disk is used.
-    """
-    p = np.asarray(xy, dtype=np.float64)
-    scale = np.maximum(np.abs(p).max(-1, keepdims=True), 1e-300)
-    n = scale * np.linalg.norm(p / scale, axis=-1, keepdims=True)  # no overflow for huge coordinates
-    big = n > 1.0
-    ns = np.where(big, n, 1.0)
-    # d = p / (1 + sqrt(1 + n^2)), written as (p / n) * n / (1 + z) when n > 1 so nothing overflows
-    d = np.where(big, (p / ns) / (1.0 / ns + np.sqrt((1.0 / ns) ** 2 + 1.0)), p / (1.0 + np.sqrt(1.0 + np.minimum(n, 1.0) ** 2)))
-    n = np.linalg.norm(d, axis=-1, keepdims=True)
-    limit = 1.0 - 1e-7
-    d = np.where(n > limit, d * (limit / np.maximum(n, 1e-300)), d)
-    return d / math.sqrt(c) if c > 0 else d
-
-
 def umap_disk(
     x_h: Any,
     c: float,
@@ -300,37 +210,6 @@ def umap_disk(
     return emb
 
 
-def _geodesic_grid(R: float, c: float, n_diameters: int = 6, dists: Sequence[float] = (1.0, 2.0, 3.0)) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Polylines of a geodesic grid: diameters (geodesics through 0) and, for each diameter, the
-    geodesics orthogonal to it at Poincaré distance ``d`` from 0 (circle arcs meeting the boundary at
-    right angles: centre at ``(R^2 + a^2) / (2a)`` on the diameter, ``a`` the crossing point)."""
-    lines = []
-    finite = math.isfinite(R)
-    span = R if finite else 1.5 * max(_euclid_radius_of(max(dists), c), 1.0)
-    for k in range(n_diameters):
-        th = math.pi * k / n_diameters
-        u = np.array([math.cos(th), math.sin(th)])
-        t = np.array([-span, span])
-        lines.append((t * u[0], t * u[1]))
-        for d in dists:
-            a = _euclid_radius_of(d, c)
-            for sgn in (1, -1):
-                if not finite:  # Euclidean plane: straight lines orthogonal to the diameter
-                    s = np.linspace(-span, span, 2)
-                    p = sgn * a * u[:, None] + np.array([-u[1], u[0]])[:, None] * s
-                    lines.append((p[0], p[1]))
-                    continue
-                x0 = (R * R + a * a) / (2 * a)
-                rho = x0 - a
-                half = math.atan2(R, rho) if rho > 0 else math.pi / 2  # arc inside the disk: |angle| < atan(R/rho)
-                phi = np.linspace(math.pi - half, math.pi + half, 48)
-                px, py = x0 + rho * np.cos(phi), rho * np.sin(phi)
-                rot = np.array([[u[0], -u[1]], [u[1], u[0]]]) * sgn
-                q = rot @ np.vstack([px, py])
-                lines.append((q[0], q[1]))
-    return lines
-
-
 def poincare_disk(
     x2d: Any,
     labels: Any,
@@ -353,93 +232,30 @@ def poincare_disk(
     None, ``proxies2d`` (P, 2) with ``proxy_labels`` (P,) (default: ``K`` consecutive proxies per
     class, i.e. the ``(C, K, 2)`` layout flattened). The boundary circle has radius ``1/sqrt(c)``
     (none at ``c = 0``, the Euclidean plane); ``grid`` adds geodesics; ``circles`` adds the sets of
-    points at those Poincaré distances from the origin."""
-    x = _np(x2d).reshape(-1, 2)
-    y = _np(labels).astype(int).reshape(-1)
-    s = np.zeros_like(y) if super_labels is None else _np(super_labels).astype(int).reshape(-1)
-    R = _radius(float(c))
+    points at those Poincaré distances from the origin. Drawn by :mod:`chestlab.viz.plotly`."""
+    c = float(c)
     fig = go.Figure()
-    # background: boundary, grid, distance circles (drawn first, so points sit on top)
-    if math.isfinite(R):
-        fig.add_shape(type="circle", x0=-R, y0=-R, x1=R, y1=R, line=dict(color="black", width=2), layer="below")
-    if grid:
-        gx: list = []
-        gy: list = []
-        for lx, ly in _geodesic_grid(R, float(c)):
-            gx += list(lx) + [None]
-            gy += list(ly) + [None]
-        fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color="rgba(0,0,0,0.15)", width=1),
-                                 hoverinfo="skip", name="geodesics", showlegend=True))
-    for d in circles:
-        rr = _euclid_radius_of(float(d), float(c))
-        fig.add_shape(type="circle", x0=-rr, y0=-rr, x1=rr, y1=rr, line=dict(color="gray", width=1, dash="dot"), layer="below")
-        fig.add_annotation(x=rr * 0.7071, y=rr * 0.7071, text=f"D_H={d:g}", showarrow=False, font=dict(size=10, color="gray"))
-    colors = np.array([_PALETTE[i % len(_PALETTE)] for i in y]) if len(y) else np.array([])
-    cname = (lambda i: class_names[i] if class_names is not None and 0 <= i < len(class_names) else f"class {i}")
-    sname = (lambda i: super_names[i] if super_names is not None and 0 <= i < len(super_names) else f"super-class {i}")
-    # one trace per super-class: few traces (fast) and a legend that explains the marker shapes
-    for k, sup in enumerate(np.unique(s)):
-        m = s == sup
-        fig.add_trace(go.Scattergl(
-            x=x[m, 0], y=x[m, 1], mode="markers", name=sname(int(sup)),
-            marker=dict(color=colors[m], size=marker_size, symbol=_SYMBOLS[k % len(_SYMBOLS)], opacity=0.8,
-                        line=dict(width=0)),
-            text=[cname(int(i)) for i in y[m]], hovertemplate="%{text}<extra>%{fullData.name}</extra>",
-        ))
+    viz_plotly.add_disk(fig, c, grid=grid, circles=circles)  # first, so the points sit on top
+    viz_plotly.add_embeddings(fig, x2d, labels, super_labels, class_names=class_names, super_names=super_names,
+                              marker_size=marker_size)
     if proxies2d is not None:
-        p = _np(proxies2d)
-        if p.ndim == 3:  # (C, K, 2)
-            pl = np.repeat(np.arange(p.shape[0]), p.shape[1]) if proxy_labels is None else _np(proxy_labels).reshape(-1)
-            p = p.reshape(-1, 2)
-        else:
-            pl = np.arange(len(p)) if proxy_labels is None else _np(proxy_labels).reshape(-1)
-        fig.add_trace(go.Scatter(
-            x=p[:, 0], y=p[:, 1], mode="markers", name="proxies (train classes)",
-            marker=dict(symbol="star", size=14, color=[_PALETTE[int(i) % len(_PALETTE)] for i in pl],
-                        line=dict(color=COLORS["proxy_edge"], width=1)),
-            text=[f"proxy of {cname(int(i))}" for i in pl], hovertemplate="%{text}<extra></extra>",
-        ))
-    lim = 1.03 * R if math.isfinite(R) else 1.05 * float(np.abs(x).max() if x.size else 1.0) or 1.0
-    fig.update_xaxes(range=[-lim, lim], visible=False, constrain="domain")
-    fig.update_yaxes(range=[-lim, lim], visible=False, scaleanchor="x", scaleratio=1)
-    fig.update_layout(title=title, uirevision=uirevision, height=height, plot_bgcolor="white",
-                      margin=dict(l=10, r=10, t=50 if title else 10, b=10),
-                      legend=dict(font=dict(size=10), itemsizing="constant", orientation="h", yanchor="top", y=-0.01,
-                                  x=0.5, xanchor="center"))
-    return fig
+        viz_plotly.add_proxies(fig, proxies2d, proxy_labels, class_names=class_names)
+    return viz_plotly.style_disk(fig, geometry.view_limit(c, x2d), title=title, uirevision=uirevision, height=height)
 
 
 def poincare_disk_mpl(x2d: Any, labels: Any, super_labels: Any = None, proxies2d: Any = None, *, c: float = 1.0,
                       circles: Sequence[float] = (), title: Optional[str] = None, figsize: tuple[float, float] = (4.5, 4.5)):
-    """Static (matplotlib) version of :func:`poincare_disk`, for PNG/PDF."""
+    """Static (matplotlib) version of :func:`poincare_disk`, for PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`."""
     from matplotlib.figure import Figure
-    from matplotlib.patches import Circle
 
-    x = _np(x2d).reshape(-1, 2)
-    y = _np(labels).astype(int).reshape(-1)
-    s = np.zeros_like(y) if super_labels is None else _np(super_labels).astype(int).reshape(-1)
-    R = _radius(float(c))
+    c = float(c)
     fig = Figure(figsize=figsize, dpi=150, layout="constrained")
     ax = fig.subplots()
-    if math.isfinite(R):
-        ax.add_patch(Circle((0, 0), R, fill=False, color="k", lw=1.2))
-    for d in circles:
-        ax.add_patch(Circle((0, 0), _euclid_radius_of(float(d), float(c)), fill=False, color="gray", lw=0.6, ls=":"))
-    for k, sup in enumerate(np.unique(s)):
-        m = s == sup
-        ax.scatter(x[m, 0], x[m, 1], s=6, c=[_PALETTE[i % len(_PALETTE)] for i in y[m]], marker=_MPL_MARKERS[k % len(_MPL_MARKERS)], linewidths=0)
+    viz_mpl.draw_disk(ax, c, circles=circles)
+    viz_mpl.scatter_embeddings(ax, x2d, labels, super_labels)
     if proxies2d is not None:
-        p = _np(proxies2d)
-        pl = np.repeat(np.arange(p.shape[0]), p.shape[1]) if p.ndim == 3 else np.arange(len(p))
-        p = p.reshape(-1, 2)
-        ax.scatter(p[:, 0], p[:, 1], s=60, marker="*", c=[_PALETTE[int(i) % len(_PALETTE)] for i in pl], edgecolors="k", linewidths=0.5)
-    lim = 1.03 * R if math.isfinite(R) else 1.05 * float(np.abs(x).max() if x.size else 1.0)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    if title:
-        ax.set_title(title, fontsize=8)
+        viz_mpl.scatter_proxies(ax, proxies2d)
+    viz_mpl.style_disk(ax, geometry.view_limit(c, _np(x2d)), title=title)
     return fig
 
 

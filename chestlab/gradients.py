@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import poincare
-from .losses import _positive, hard_negative_weights
+from .losses.functional import check_positive, hard_negative_weights
 
 __all__ = [
     "soft_similarity_grad",
@@ -41,7 +41,7 @@ def soft_similarity_grad(d: Tensor, gamma: float) -> Tensor:
     proxies get (almost) all of the pull, and a proxy farther than :math:`\bar d + \gamma` is even pushed.
     ``d``: (..., K) -> (..., K).
     """
-    gamma = _positive(gamma, "gamma")
+    gamma = check_positive(gamma, "gamma")
     p = torch.softmax(-d / gamma, dim=-1)
     S = -(p * d).sum(-1, keepdim=True)
     return -p * (1 - (d + S) / gamma)
@@ -56,7 +56,7 @@ def proxy_loss_grad(S: Tensor, labels: Tensor, lam: float, delta: float) -> Tens
     Row ``i`` is the gradient of :math:`L_i` alone (so it is also the gradient of
     :math:`\sum_i L_i`). ``S``: (B, C), ``labels``: (B,) -> (B, C).
     """
-    lam = _positive(lam, "lambda")
+    lam = check_positive(lam, "lambda")
     if S.dim() != 2:
         raise ValueError(f"S must be (B, C), got shape {tuple(S.shape)}")
     onehot = torch.nn.functional.one_hot(labels, S.shape[1]).to(S.dtype)
@@ -91,8 +91,8 @@ def dist_grad(x: Tensor, y: Tensor, c: poincare.Curvature) -> Tensor:
     cc = torch.as_tensor(c, dtype=x.dtype, device=x.device)
     diff = x - y
     sq = diff.pow(2).sum(-1, keepdim=True)
-    ax = poincare._alpha(x, c).unsqueeze(-1)  # 1 - c|x|^2, exact in float64 near the boundary
-    ay = poincare._alpha(y, c).unsqueeze(-1)
+    ax = poincare.alpha(x, c).unsqueeze(-1)  # 1 - c|x|^2, exact in float64 near the boundary
+    ay = poincare.alpha(y, c).unsqueeze(-1)
     beta = ax * ay + cc * sq
     num = ax * diff + cc * sq * x
     den = ax * (sq * beta).sqrt()
@@ -148,7 +148,7 @@ def pair_ce_anchor_grad(
 
     ``anchor``: (..., D); ``positive_index``: int, or LongTensor of shape (...) -> (..., D).
     """
-    t = _positive(t, "t")
+    t = check_positive(t, "t")
     if others.dim() < 2 or others.shape[:-2] != anchor.shape[:-1] or others.shape[-1] != anchor.shape[-1]:
         raise ValueError(
             f"anchor (..., D) and others (..., N, D) must match, got {tuple(anchor.shape)} and {tuple(others.shape)}"

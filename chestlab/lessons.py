@@ -8,7 +8,8 @@ reader move sliders. What is shared and not part of the kit itself lives here, s
 * checks -- :func:`verify` (print one line per check and fail loudly when it does not hold),
   :func:`gyro_checks` (the gyrogroup identities of Möbius addition);
 * geometry to draw -- :func:`geodesic`, :func:`hyperbolic_circle`, :func:`lca_point`,
-  :func:`draw_disk` (boundary, geodesic grid, distance circles on a matplotlib axis);
+  :func:`draw_disk` (boundary, geodesic grid, distance circles on a matplotlib axis), thin
+  wrappers of :mod:`chestlab.viz`;
 * numerics -- :func:`precision_table` (float32 vs float64 near the boundary);
 * toys -- :func:`hyphc_toy` (proxies trained by the HypHC term alone), :func:`small_ablation`
   (a few-step version of Tables 6-7), :func:`retrieval_examples` (queries and their neighbours).
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import losses, poincare
+from . import losses, paper, poincare, viz
 
 __all__ = [
     "FAST",
@@ -115,27 +116,16 @@ def geodesic(x: Tensor, y: Tensor, c: float, n: int = 100, full: bool = False) -
     r"""Points of the geodesic from ``x`` to ``y`` (2 points of the ball, (D,)), ``n`` of them, as
     :math:`\gamma(t) = \exp_x(t\,\log_x y)` (Eq. 3) -- constant speed, :math:`D(x, \gamma(t)) = t\,D(x, y)`.
     ``full=True``: the whole geodesic line, extended on both sides until it (almost) meets the
-    boundary. Returns (n, D) in float64."""
-    x, y = x.double(), y.double()
-    v = poincare.logmap(x, y, c)
-    if full:
-        d = float(poincare.dist(x, y, c))
-        reach = 40.0 / math.sqrt(c) if c > 0 else 10.0  # far enough to touch the boundary in float64
-        t = torch.linspace(-reach / max(d, 1e-12), reach / max(d, 1e-12), n, dtype=torch.float64)
-    else:
-        t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
-    return poincare.expmap(x.expand(n, -1), t[:, None] * v, c)
+    boundary. Returns (n, D) in float64. (:func:`chestlab.viz.geometry.geodesic` as a tensor.)"""
+    return torch.from_numpy(viz.geodesic(x, y, c, n, full))
 
 
 def hyperbolic_circle(center: Tensor, radius: float, c: float, n: int = 120) -> Tensor:
     r"""The points at Poincaré distance ``radius`` from ``center`` (2-D), via
     :math:`\exp_z(u\,\rho/\lambda_z)` for unit vectors ``u`` (Eq. 3: a tangent vector ``v`` moves
-    :math:`\lambda_z\|v\|` far). A Euclidean circle too, but not centred on ``center``. (n, 2)."""
-    z = center.double().reshape(1, 2)
-    th = torch.linspace(0, 2 * math.pi, n, dtype=torch.float64)
-    u = torch.stack([th.cos(), th.sin()], -1)
-    lam = poincare.conformal_factor(z, c)
-    return poincare.expmap(z.expand(n, -1), u * radius / lam, c)
+    :math:`\lambda_z\|v\|` far). A Euclidean circle too, but not centred on ``center``. (n, 2).
+    (:func:`chestlab.viz.geometry.hyperbolic_circle` as a tensor.)"""
+    return torch.from_numpy(viz.hyperbolic_circle(center, radius, c, n))
 
 
 def lca_point(a: Tensor, b: Tensor, c: float, n: int = 4001) -> Tensor:
@@ -150,33 +140,11 @@ def draw_disk(ax: Any, c: float, *, grid: bool = True, circles: Sequence[float] 
               grid_dists: Sequence[float] = (1.0, 2.0, 3.0)) -> None:
     """Draw the Poincaré disk of curvature ``-c`` on a matplotlib axis: its boundary (radius
     ``1/sqrt(c)``), a geodesic grid (diameters, and the geodesics crossing each diameter at right
-    angles at Poincaré distance ``grid_dists`` from 0 -- all drawn with :func:`geodesic`) and dotted
-    circles of the given Poincaré radii around the origin."""
-    from matplotlib.patches import Circle
-
-    R = 1 / math.sqrt(c) if c > 0 else 3.0
-    if c > 0:
-        ax.add_patch(Circle((0, 0), R, fill=False, color="k", lw=1.2))
-    if grid and c > 0:
-        for k in range(n_diameters):
-            th = math.pi * k / n_diameters
-            u = torch.tensor([math.cos(th), math.sin(th)], dtype=torch.float64)
-            ax.plot([-R * u[0], R * u[0]], [-R * u[1], R * u[1]], color="0.85", lw=0.7, zorder=0)
-            perp = torch.stack([-u[1], u[0]])
-            for d in grid_dists:
-                for s in (1, -1):
-                    p = poincare.expmap0(s * u * d / 2, c)  # D(0, exp_0(v)) = 2‖v‖
-                    q = poincare.expmap(p, perp * 0.1, c)
-                    g = geodesic(p, q, c, n=200, full=True).numpy()
-                    ax.plot(g[:, 0], g[:, 1], color="0.85", lw=0.7, zorder=0)
-    for d in circles:
-        g = hyperbolic_circle(torch.zeros(2), d, c).numpy()
-        ax.plot(g[:, 0], g[:, 1], color="0.55", lw=0.8, ls=":", zorder=0)
-        ax.annotate(f"D={d:g}", g[15], fontsize=7, color="0.45")
-    ax.set_xlim(-1.04 * R, 1.04 * R)
-    ax.set_ylim(-1.04 * R, 1.04 * R)
-    ax.set_aspect("equal")
-    ax.axis("off")
+    angles at Poincaré distance ``grid_dists`` from 0; none at ``c = 0``) and dotted circles of the
+    given Poincaré radii around the origin; equal aspect, labelled axes. Drawn by
+    :func:`chestlab.viz.mpl.draw_disk`."""
+    viz.mpl.draw_disk(ax, c, grid=grid and c > 0, circles=circles, n_diameters=n_diameters, grid_dists=grid_dists)
+    viz.mpl.style_disk(ax, viz.view_limit(c, margin=0.04, extent=3.0))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,17 +240,11 @@ def hyphc_toy(variant: str = "lca", steps: int = 200, *, C: int = 3, K: int = 3,
 # ------------------------------------------------------------------------------------------------
 # a small version of Tables 6-7 (notebook 05)
 # ------------------------------------------------------------------------------------------------
-#: Rows of Tables 6-7 (spec, "Ablation grids"): name, eta_H, eta_E, multi (K > 1), tau, evaluated
-#: spaces, and the paper's Cars196 R@1 for each evaluated space.
-ABLATION_ROWS = (
-    ("H only", 1, 0, False, 0.0, {"H": 84.5}),
-    ("E only", 0, 1, False, 0.0, {"E": 83.1}),
-    ("H + E", 1, 1, False, 0.0, {"E": 88.3, "H": 88.8}),
-    ("H + Multi", 1, 0, True, 0.0, {"H": 85.2}),
-    ("E + Multi", 0, 1, True, 0.0, {"E": 83.4}),
-    ("H + E + Multi", 1, 1, True, 0.0, {"E": 88.4, "H": 89.0}),
-    ("H + Multi + HypHC", 1, 0, True, 0.5, {"H": 85.0}),
-    ("CHEST", 1, 1, True, 0.5, {"E": 88.5, "H": 89.1}),
+#: Rows of Tables 6-7, one per training: name, eta_H, eta_E, multi (K > 1), tau, evaluated spaces
+#: with the paper's Cars196 R@1 for each (from :mod:`chestlab.paper`).
+ABLATION_ROWS = tuple(
+    (row.name.split(" (")[0].replace("+", " + "), row.eta_h, row.eta_e, row.multi, row.tau, spaces)
+    for row, spaces in paper.training_rows("cars196")
 )
 
 
@@ -294,7 +256,8 @@ def small_ablation(steps: int, seeds: Sequence[int] = (0,), *, preset: str = "de
     The full grid with more seeds and steps: ``python -m chestlab.reproduce ablation --grid toy``."""
     import pandas as pd
 
-    from .train import TrainConfig, Trainer
+    from .engine import Trainer
+    from .settings import TrainConfig
 
     records = []
     for name, eta_h, eta_e, multi, tau, spaces in rows:

@@ -52,6 +52,7 @@ __all__ = [
     "logmap0",
     "logmap",
     "conformal_factor",
+    "alpha",
     "project",
     "clip_features",
     "lca_depth",
@@ -233,14 +234,19 @@ def _one_minus_c_sqnorm_exact(x: Tensor, c: Curvature) -> Tensor:
     return r + (r_err - clo - c_t * lo)
 
 
-def _alpha(x: Tensor, c: Curvature) -> Tensor:
-    r""":math:`\alpha_x = 1 - c\|x\|^2` (..., D) -> (...); exact value in float64, plain gradient."""
+def alpha(x: Tensor, c: Curvature) -> Tensor:
+    r"""The denominator of the conformal factor, :math:`\alpha_x = 1 - c\|x\|^2 = 2 / \lambda_x`.
+    (..., D) -> (...); exact value in float64 (double-double), plain gradient. No input checks: it
+    sits inside the other functions' formulas (callers check ``x`` and ``c`` first)."""
     naive = 1 - _as_c(c, x) * x.pow(2).sum(-1)
     if x.dtype != torch.float64 or float(c) == 0:
         return naive
     with torch.no_grad():
         correction = _one_minus_c_sqnorm_exact(x.detach(), c) - naive.detach()
     return naive + correction
+
+
+_alpha = alpha  # the name this module's formulas use
 
 
 def _dist_from_parts(sq: Tensor, ax: Tensor, ay: Tensor, c: Curvature) -> Tensor:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -35,7 +34,9 @@ import torch
 from . import data as _data
 from . import metrics, paper_figures, poincare
 from .evaluate import evaluate_run, format_table
-from .train import EvalEvent, StepEvent, Trainer, TrainConfig, TrainingDiverged, _parse_value
+from .engine import EvalEvent, StepEvent, Trainer, TrainingDiverged
+from .paper import ABLATION_ROWS, PAPER_R1, TRAININGS, AblationRow
+from .settings import TrainConfig, parse_assignments
 
 __all__ = [
     "AblationRow",
@@ -56,53 +57,6 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------
 # the ablation grid (Tables 6 and 7; spec "Ablation grids to reproduce")
 # ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AblationRow:
-    """One row of Tables 6-7: loss weights ``eta_h``, ``eta_e``, multi-proxies (``K > 1``), ``tau``
-    and the space the run is evaluated in."""
-
-    name: str  # our short name, e.g. "H+E (E)"
-    losses: str  # the paper's "Losses" column
-    space: str  # "H" (x^H, Poincaré distance) or "E" (x^E, Euclidean distance)
-    eta_h: float
-    eta_e: float
-    multi: bool
-    tau: float
-
-    @property
-    def training(self) -> str:
-        """The training this row is evaluated from: rows that differ only in ``space`` share one."""
-        return self.name.split(" (")[0].replace(" only", "")
-
-    @property
-    def slug(self) -> str:
-        return self.training.lower().replace("+", "_")
-
-
-ABLATION_ROWS: tuple[AblationRow, ...] = (
-    AblationRow("H only", "Hyperbolic", "H", 1, 0, False, 0.0),
-    AblationRow("E only", "Euclidean", "E", 0, 1, False, 0.0),
-    AblationRow("H+E (E)", "Hyperbolic + Euclidean", "E", 1, 1, False, 0.0),
-    AblationRow("H+E (H)", "Hyperbolic + Euclidean", "H", 1, 1, False, 0.0),
-    AblationRow("H+Multi", "Hyperbolic + Multi", "H", 1, 0, True, 0.0),
-    AblationRow("E+Multi", "Euclidean + Multi", "E", 0, 1, True, 0.0),
-    AblationRow("H+E+Multi (E)", "Hyperbolic + Euclidean + Multi", "E", 1, 1, True, 0.0),
-    AblationRow("H+E+Multi (H)", "Hyperbolic + Euclidean + Multi", "H", 1, 1, True, 0.0),
-    AblationRow("H+Multi+HypHC", "Hyperbolic + Multi + HypHC", "H", 1, 0, True, 0.5),
-    AblationRow("CHEST (E)", "CHEST loss", "E", 1, 1, True, 0.5),
-    AblationRow("CHEST (H)", "CHEST loss", "H", 1, 1, True, 0.5),
-)
-
-#: The trainings behind the rows, in table order: 8 (H+E, H+E+Multi and CHEST are evaluated twice).
-TRAININGS: tuple[str, ...] = tuple(dict.fromkeys(r.training for r in ABLATION_ROWS))
-
-#: The paper's R@1 (%) per row, in the order of :data:`ABLATION_ROWS` (Tables 6 and 7, ViT-S).
-PAPER_R1: dict[str, tuple[float, ...]] = {
-    "cars196": (84.5, 83.1, 88.3, 88.8, 85.2, 83.4, 88.4, 89.0, 85.0, 88.5, 89.1),
-    "inshop": (91.4, 92.0, 93.2, 93.3, 91.2, 91.9, 93.2, 93.4, 91.1, 93.4, 93.5),
-}
-
-
 @dataclass(frozen=True)
 class GridSpec:
     """Where a grid runs: a preset (Table 1 settings for the real ones), ``K`` of the Multi rows and
@@ -154,8 +108,7 @@ def grid_configs(grid: str, seeds: Sequence[int] = (0, 1, 2), *, steps: Optional
                 continue
             row = first[name]
             kw = dict(spec.overrides)
-            kw.update(eta_h=float(row.eta_h), eta_e=float(row.eta_e), K=spec.K_multi if row.multi else 1, tau=row.tau,
-                      seed=int(seed), checkpoint_every=spec.checkpoint_every)
+            kw.update(row.settings(spec.K_multi), seed=int(seed), checkpoint_every=spec.checkpoint_every)
             if data_root is not None:
                 kw["data_root"] = data_root
             kw.update(overrides or {})
@@ -430,15 +383,7 @@ def _preset_config(preset: str, data_root: Optional[str], sets: Sequence[str], *
 
 
 def _parse_sets(sets: Sequence[str]) -> dict:
-    out = {}
-    for item in sets:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set delta_h=5")
-        key, value = (s.strip() for s in item.split("=", 1))
-        if key not in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise ValueError(f"--set {key}: unknown setting; see `python -m chestlab.train --help` for the list")
-        out[key] = _parse_value(key, value)
-    return out
+    return parse_assignments(sets)
 
 
 def fig3(out: Path, *, preset: str = "demo-tree", steps: int = 1800, seed: int = 0, data_root: Optional[str] = None,

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chestlab import figures, poincare
+from chestlab import figures, poincare, viz
 from chestlab.train import SimilarityEvent
 
 
@@ -144,9 +144,8 @@ def test_poincare_disk_traces(c: float) -> None:
 def test_geodesic_arcs_are_orthogonal_to_the_boundary() -> None:
     c = 0.7
     R = 1 / math.sqrt(c)
-    for lx, ly in figures._geodesic_grid(R, c, n_diameters=3, dists=(1.5,)):
-        if len(lx) > 2:  # an arc: its circle meets the boundary at right angles, |centre|^2 = R^2 + rho^2
-            pts = np.stack([lx, ly], 1)
+    for pts in viz.geodesic_grid(c, n_diameters=3, dists=(1.5,)):
+        if len(pts) > 2:  # an arc: its circle meets the boundary at right angles, |centre|^2 = R^2 + rho^2
             a, b, m = pts[0], pts[-1], pts[len(pts) // 2]
             # circumcentre of three points on the arc
             A = np.array([[b[0] - a[0], b[1] - a[1]], [m[0] - a[0], m[1] - a[1]]]) * 2

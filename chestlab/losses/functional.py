@@ -1,8 +1,10 @@
-r"""The CHEST loss and its parts (Eq. 5–10), and the losses of the hard-negative paper.
+r"""The functional core of the losses: CHEST and its parts (Eq. 5–10), and the losses of the
+hard-negative paper.
 
-Functional core first: every function takes its tensors explicitly and returns per-sample values
-(or a scalar where the paper averages), so tests and notebooks call them directly.
-:class:`CHESTLoss` is the thin module that owns the Euclidean proxies and the triplet sampler.
+Every function takes its tensors explicitly and returns per-sample values (or a scalar where the
+paper averages), so tests and notebooks call them directly. The registered, trainable modules
+(:mod:`chestlab.losses.chest`, ``pair_ce``, ``mix``) are thin wrappers that own parameters and
+sampling and call these functions.
 
 Shapes: ``B`` batch, ``C`` classes, ``K`` proxies per class, ``D_E``/``D_H`` embedding dimensions,
 ``M`` HypHC triplets.
@@ -11,13 +13,13 @@ Shapes: ``B`` batch, ``C`` classes, ``K`` proxies per class, ``D_E``/``D_H`` emb
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from . import poincare
+from .. import poincare
 
 __all__ = [
     "soft_similarity",
@@ -25,16 +27,20 @@ __all__ = [
     "hyphc_loss",
     "chest_loss",
     "CHESTOutput",
-    "CHESTLoss",
     "sample_triplets",
     "pair_similarity",
     "pair_ce_loss",
     "mix_loss",
     "hard_negative_weights",
+    "check_positive",
+    "check_labels",
+    "check_hyphc",
+    "check_chest_inputs",
 ]
 
 
-def _positive(value: float, name: str, allow_zero: bool = False) -> float:
+def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``name`` unless finite and > 0 (>= 0 with ``allow_zero``)."""
     v = float(value)
     ok = (v >= 0 if allow_zero else v > 0) and math.isfinite(v)
     if not ok:
@@ -43,7 +49,8 @@ def _positive(value: float, name: str, allow_zero: bool = False) -> float:
     return v
 
 
-def _check_labels(labels: Tensor, B: int, C: Optional[int] = None) -> None:
+def check_labels(labels: Tensor, B: int, C: Optional[int] = None) -> None:
+    """``labels`` must be (B,) class indices in [0, C)."""
     if labels.dim() != 1 or labels.shape[0] != B:
         raise ValueError(f"labels must be a (B,) = ({B},) tensor of class indices, got shape {tuple(labels.shape)}")
     if C is not None:
@@ -53,7 +60,8 @@ def _check_labels(labels: Tensor, B: int, C: Optional[int] = None) -> None:
             raise ValueError(f"labels must lie in [0, C) = [0, {C}), found {int(labels.min())}..{int(labels.max())}")
 
 
-def _check_hyphc(name: str, value: str) -> None:
+def check_hyphc(name: str, value: str) -> None:
+    """The HypHC reading of Eq. 9: "lca" or "pairwise"."""
     if value not in ("lca", "pairwise"):
         raise ValueError(f"{name} = {value!r}: choose 'lca' (HypHC's reading of Eq. 9) or 'pairwise' (the literal reading)")
 
@@ -70,7 +78,7 @@ def soft_similarity(d: Tensor, gamma: float) -> Tensor:
     A soft minimum of the distances: ``gamma -> 0`` gives ``-min_k d_k``, large ``gamma`` the mean.
     ``d``: (..., K) distances -> (...). With ``K = 1`` it is ``-d``.
     """
-    gamma = _positive(gamma, "gamma")
+    gamma = check_positive(gamma, "gamma")
     # softmax written out: torch's softmax over a last dimension of K ~ 10 is 4x slower (CPU,
     # forward + backward); the shift by the row max cancels in the ratio, so it may be constant
     a = d * (-1.0 / gamma)
@@ -84,11 +92,11 @@ def proxy_loss(S: Tensor, labels: Tensor, lam: float, delta: float) -> Tensor:
 
     ``S``: (B, C) soft similarities, ``labels``: (B,) -> (B,) losses :math:`L(x_i)`.
     """
-    lam = _positive(lam, "lambda")
+    lam = check_positive(lam, "lambda")
     delta = float(delta)
     if S.dim() != 2:
         raise ValueError(f"S must be (B, C), got shape {tuple(S.shape)}")
-    _check_labels(labels, S.shape[0], S.shape[1])
+    check_labels(labels, S.shape[0], S.shape[1])
     onehot = F.one_hot(labels, S.shape[1]).to(S.dtype)
     return F.cross_entropy(lam * (S - delta * onehot), labels, reduction="none")
 
@@ -122,8 +130,8 @@ def hyphc_loss(
     ``proxies_h``: (C, K, D) or (P, D) points in the ball; ``triplets``: (M, 3) flat proxy indices
     ``class * K + k`` -> (M,) losses.
     """
-    _check_hyphc("variant", variant)
-    gamma_hyp = _positive(gamma_hyp, "gamma_hyp")
+    check_hyphc("variant", variant)
+    gamma_hyp = check_positive(gamma_hyp, "gamma_hyp")
     flat = proxies_h.reshape(-1, proxies_h.shape[-1])
     if triplets.dim() != 2 or triplets.shape[1] != 3:
         raise ValueError(f"triplets must be an (M, 3) LongTensor, got shape {tuple(triplets.shape)}")
@@ -157,7 +165,8 @@ class CHESTOutput(NamedTuple):
     s_e: Optional[Tensor]  #: (B, C) S_E(x_i, p_c), or None when eta_e = 0
 
 
-def _check_chest_inputs(x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> None:
+def check_chest_inputs(x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> None:
+    """Shapes of Eq. 10's inputs: (B, D_E), (B, D_H), (B,), (C, K, D_E), (C, K, D_H)."""
     if proxies_e.dim() != 3 or proxies_h.dim() != 3:
         raise ValueError(
             f"proxies must be (C, K, D): got proxies_e {tuple(proxies_e.shape)}, proxies_h {tuple(proxies_h.shape)}"
@@ -169,7 +178,7 @@ def _check_chest_inputs(x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Ten
         raise ValueError(f"x_e {tuple(x_e.shape)}, x_h {tuple(x_h.shape)} and labels {tuple(labels.shape)} need the same B")
     if x_e.shape[-1] != proxies_e.shape[-1] or x_h.shape[-1] != proxies_h.shape[-1]:
         raise ValueError("embedding and proxy dimensions differ: x_e/proxies_e and x_h/proxies_h must share D")
-    _check_labels(labels, B, proxies_e.shape[0])
+    check_labels(labels, B, proxies_e.shape[0])
 
 
 def chest_loss(
@@ -204,14 +213,14 @@ def chest_loss(
     may be ``None`` when ``tau = 0``. ``D_E`` in Eq. 5 is the (unsquared) Euclidean distance,
     ``D_H`` the Poincaré distance (Eq. 2). A space whose weight ``eta`` is 0 is skipped entirely.
     """
-    _check_chest_inputs(x_e, x_h, labels, proxies_e, proxies_h)
+    check_chest_inputs(x_e, x_h, labels, proxies_e, proxies_h)
     poincare.check_curvature(c)
-    _check_hyphc("hyphc", hyphc)
+    check_hyphc("hyphc", hyphc)
     for name, value in (("gamma_e", gamma_e), ("gamma_h", gamma_h), ("lambda_e", lambda_e), ("lambda_h", lambda_h), ("gamma_hyp", gamma_hyp)):
-        _positive(value, name)
-    eta_e = _positive(eta_e, "eta_e", allow_zero=True)
-    eta_h = _positive(eta_h, "eta_h", allow_zero=True)
-    tau = _positive(tau, "tau", allow_zero=True)
+        check_positive(value, name)
+    eta_e = check_positive(eta_e, "eta_e", allow_zero=True)
+    eta_h = check_positive(eta_h, "eta_h", allow_zero=True)
+    tau = check_positive(tau, "tau", allow_zero=True)
     C, K = proxies_e.shape[:2]
     zero = x_e.new_zeros(())
     l_h = l_e = l_hyp = zero
@@ -251,132 +260,6 @@ def sample_triplets(C: int, K: int, M: int, generator: Optional[torch.Generator]
     return torch.stack([cls * K + i, cls * K + j, other * K + k], dim=1)
 
 
-class CHESTLoss(nn.Module):
-    r"""CHEST (Eq. 10) as a module: owns the Euclidean proxies ``P_E`` (C, K, D_E), maps them through
-    the model's hyperbolic ``head`` (shared with the data, Sec. 3.2), samples ``M`` triplets per step
-    from a seeded generator and calls :func:`chest_loss`.
-
-    ``euclid_space="head"`` makes the Euclidean loss compare ``W x + b`` with ``W P_E + b`` (pass the
-    model's matching ``x_e``; the eta_H = 0 ablation rule of Sec. 4.4).
-
-    ``head`` maps (N, D_E) -> (N, D_H) points in the ball and exposes the curvature as ``head.c``
-    (e.g. :class:`chestlab.models.HyperbolicHead`), so the data, the proxies and the loss always
-    share one ``c``. Loss hyperparameters are plain attributes: change them between steps (see
-    :meth:`set`) and the next ``forward`` uses them.
-    """
-
-    HPARAMS = ("gamma_e", "gamma_h", "lambda_e", "lambda_h", "delta_e", "delta_h", "eta_e", "eta_h", "tau", "gamma_hyp", "hyphc", "M")
-
-    def __init__(
-        self,
-        num_classes: int,
-        K: int,
-        dim: int,
-        head: Callable[[Tensor], Tensor],
-        *,
-        M: int = 100,
-        delta_e: float = 1.0,
-        delta_h: float = 1.0,
-        gamma_e: float = 5.0,
-        gamma_h: float = 5.0,
-        lambda_e: float = 20.0,
-        lambda_h: float = 20.0,
-        eta_e: float = 1.0,
-        eta_h: float = 1.0,
-        tau: float = 0.5,
-        gamma_hyp: float = 1.0,
-        hyphc: str = "lca",
-        euclid_space: str = "backbone",
-        proxy_std: float = 1.0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes = {num_classes}: CHEST needs C >= 2 classes")
-        if K < 1:
-            raise ValueError(f"K = {K}: need K >= 1 proxies per class")
-        if euclid_space not in ("backbone", "head"):
-            raise ValueError(f"euclid_space = {euclid_space!r}: choose 'backbone' or 'head'")
-        self.num_classes, self.K, self.dim = int(num_classes), int(K), int(dim)
-        self.head = head
-        self.euclid_space = euclid_space
-        g = torch.Generator().manual_seed(seed)
-        # unnormalised Euclidean proxies (spec, Sec. 3.2); scale comparable to the embeddings
-        self.proxies = nn.Parameter(torch.randn(num_classes, K, dim, generator=g) * proxy_std)
-        self.generator = torch.Generator().manual_seed(seed + 1)
-        self.set(
-            M=M, delta_e=delta_e, delta_h=delta_h, gamma_e=gamma_e, gamma_h=gamma_h, lambda_e=lambda_e,
-            lambda_h=lambda_h, eta_e=eta_e, eta_h=eta_h, tau=tau, gamma_hyp=gamma_hyp, hyphc=hyphc,
-        )
-
-    def set(self, **hparams) -> None:
-        """Change loss hyperparameters; they take effect at the next ``forward``. All values are
-        validated before any is applied, so a rejected call changes nothing."""
-        clean = {}
-        for name, value in hparams.items():
-            if name not in self.HPARAMS:
-                raise ValueError(f"unknown CHEST hyperparameter {name!r}; known: {', '.join(self.HPARAMS)}")
-            if name == "hyphc":
-                _check_hyphc(name, value)
-            elif name == "M":
-                if int(value) < 1:
-                    raise ValueError(f"M = {value}: need M >= 1 HypHC triplets per step")
-                value = int(value)
-            elif name in ("delta_e", "delta_h"):
-                value = float(value)
-            else:
-                value = _positive(value, name, allow_zero=name in ("eta_e", "eta_h", "tau"))
-            clean[name] = value
-        tau = clean.get("tau", getattr(self, "tau", 0.0))
-        if tau > 0 and self.K < 2:
-            raise ValueError(f"tau = {tau} > 0 needs K >= 2 proxies per class (got K = {self.K}); set tau = 0 or K >= 2")
-        for name, value in clean.items():
-            setattr(self, name, value)
-
-    def hparams(self) -> dict:
-        return {name: getattr(self, name) for name in self.HPARAMS}
-
-    @property
-    def c(self) -> float:
-        return self.head.c  # type: ignore[attr-defined]
-
-    def proxies_h(self) -> Tensor:
-        """The proxies mapped by the shared head, (C, K, D_H)."""
-        C, K, D = self.proxies.shape
-        return self.head(self.proxies.reshape(C * K, D)).view(C, K, -1)
-
-    def proxies_e(self) -> Tensor:
-        """The proxies the Euclidean loss sees, (C, K, D): ``P_E`` itself, or ``W P_E + b`` when
-        ``euclid_space="head"`` (the eta_H = 0 ablation rule, Sec. 4.4)."""
-        if self.euclid_space == "backbone":
-            return self.proxies
-        C, K, D = self.proxies.shape
-        return self.head.tangent(self.proxies.reshape(C * K, D)).view(C, K, -1)  # type: ignore[attr-defined]
-
-    def forward(self, x_e: Tensor, x_h: Tensor, labels: Tensor) -> CHESTOutput:
-        device = x_e.device
-        # geometry in float32 even under AMP: fp16 cannot resolve the ball near its boundary
-        with torch.autocast(device_type=device.type, enabled=False):
-            proxies_h = self.proxies_h().float()
-            triplets = None
-            if self.tau > 0:
-                triplets = sample_triplets(self.num_classes, self.K, self.M, self.generator).to(device)
-            return chest_loss(
-                x_e.float(), x_h.float(), labels, self.proxies_e().float(), proxies_h, triplets,
-                c=self.c, gamma_e=self.gamma_e, gamma_h=self.gamma_h, lambda_e=self.lambda_e,
-                lambda_h=self.lambda_h, delta_e=self.delta_e, delta_h=self.delta_h, eta_e=self.eta_e,
-                eta_h=self.eta_h, tau=self.tau, gamma_hyp=self.gamma_hyp, hyphc=self.hyphc,
-            )
-
-    # the triplet sampler's state travels with the checkpoint, so a resumed run samples the same triplets
-    def get_extra_state(self) -> dict:
-        return {"generator": self.generator.get_state(), "hparams": self.hparams()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.set(**state["hparams"])
-
-
 # --------------------------------------------------------------------------------------------
 # hard-negative paper: pairwise cross-entropy, Mix, and the weights of hard negatives
 # --------------------------------------------------------------------------------------------
@@ -407,8 +290,8 @@ def pair_ce_loss(z: Tensor, labels: Tensor, t: float, c: Optional[poincare.Curva
     ``s = cos`` on the sphere (``c=None``) or ``s = -D_H`` in the ball (``c >= 0``; ``z`` in the ball).
     ``z``: (B, D), ``labels``: (B,) -> scalar. ``t``: temperature > 0.
     """
-    t = _positive(t, "t")
-    _check_labels(labels, z.shape[0])
+    t = check_positive(t, "t")
+    check_labels(labels, z.shape[0])
     return _pair_ce_from_logits(pair_similarity(z, z, c) / t, labels)
 
 
@@ -418,9 +301,9 @@ def mix_loss(z_e: Tensor, z_h: Tensor, labels: Tensor, t_e: float, t_h: float, l
 
     ``z_e``: (B, D_E), ``z_h``: (B, D_H) in the ball, ``labels``: (B,) -> scalar.
     """
-    t_e, t_h = _positive(t_e, "t_e"), _positive(t_h, "t_h")
-    lam = _positive(lam, "lam", allow_zero=True)
-    _check_labels(labels, z_e.shape[0])
+    t_e, t_h = check_positive(t_e, "t_e"), check_positive(t_h, "t_h")
+    lam = check_positive(lam, "lam", allow_zero=True)
+    check_labels(labels, z_e.shape[0])
     logits = pair_similarity(z_e, z_e) / t_e + lam * pair_similarity(z_h, z_h, c) / t_h
     return _pair_ce_from_logits(logits, labels)
 
@@ -435,7 +318,7 @@ def hard_negative_weights(anchor: Tensor, others: Tensor, t: float, c: Optional[
     ``anchor``: (D,) or (B, D); ``others``: (N, D) or (B, N, D) -> (N,) or (B, N), summing to 1.
     ``s`` is the cosine (``c=None``) or ``-D_H`` (``c >= 0``).
     """
-    t = _positive(t, "t")
+    t = check_positive(t, "t")
     if c is None:
         s = F.cosine_similarity(anchor.unsqueeze(-2), others, dim=-1)
     else:

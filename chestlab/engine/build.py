@@ -1,0 +1,134 @@
+"""Builders: everything a run is made of, from a :class:`~chestlab.settings.TrainConfig` — the
+device, the datasets, the model, the loss (from the registry) and the optimizer's parameter groups.
+The trainer, the dashboard and the tests call the same functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import data, models
+from ..losses import Loss, LossContext, LossOutput, get_loss
+from ..settings import ConfigError, TrainConfig, check
+
+__all__ = [
+    "resolve_device",
+    "validate",
+    "in_memory",
+    "euclid_space",
+    "Datasets",
+    "create_datasets",
+    "create_model",
+    "create_criterion",
+    "create_optimizer",
+    "System",
+]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without CUDA -> a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device = {name}: CUDA is not available here; use device=cpu or auto")
+    return torch.device(name)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse a configuration that breaks a rule between settings (:func:`chestlab.settings.check`):
+    ``ConfigError`` with the first problem's one-line message."""
+    errors = [p for p in check(cfg) if p.level == "error"]
+    if errors:
+        raise ConfigError("; ".join(p.message for p in errors))
+
+
+def in_memory(ds: Any) -> bool:
+    """An embedded dataset held as one tensor with no per-item transform: index ``ds.data`` directly."""
+    return getattr(ds, "transform", "x") is None and hasattr(ds, "data")
+
+
+def euclid_space(cfg: TrainConfig) -> str:
+    """Where L_E lives: ``cfg.euclid_space``, or for ``auto`` the loss's rule (CHEST: the Sec. 4.4
+    rule, ``W x^E + b`` exactly while eta_H = 0; others: ``x^E``)."""
+    if cfg.euclid_space != "auto":
+        return cfg.euclid_space
+    return get_loss(cfg.loss).auto_euclid_space(cfg.section())
+
+
+@dataclass
+class Datasets:
+    train: Any
+    test: Any
+    splits: tuple[str, ...]  # the dataset's splits (In-shop adds query / gallery)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if hasattr(self.train, "sample_shape") and in_memory(self.train):
+            return tuple(self.train.sample_shape)
+        x, _ = self.train[0]
+        return tuple(x.shape)
+
+
+def load_split(cfg: TrainConfig, split: str) -> Any:
+    return data.load_dataset(cfg.dataset, split, data_root=cfg.data_root, seed=cfg.seed, **dict(cfg.data_options))
+
+
+def create_datasets(cfg: TrainConfig) -> Datasets:
+    """The training and test splits of ``cfg.dataset`` (test classes are unseen in training)."""
+    return Datasets(load_split(cfg, "train"), load_split(cfg, "test"), data.dataset_info(cfg.dataset).splits)
+
+
+def create_model(cfg: TrainConfig, input_shape: tuple[int, ...]) -> models.CHESTModel:
+    """Backbone (from the backbone registry) + hyperbolic head (D_H, c, r)."""
+    backbone = models.create_backbone(cfg.backbone, input_shape, cfg.dim_e, pretrained=cfg.pretrained, weights=cfg.weights)
+    return models.CHESTModel(backbone, cfg.dim_h, cfg.c, cfg.r, euclid_space=euclid_space(cfg))
+
+
+def create_criterion(cfg: TrainConfig, model: models.CHESTModel, num_classes: int) -> Loss:
+    """The registered loss ``cfg.loss`` built from its settings section."""
+    ctx = LossContext(num_classes=num_classes, dim_e=model.backbone.out_dim, dim_h=cfg.dim_h, head=model.head,
+                      seed=cfg.seed, euclid_space=euclid_space(cfg))
+    return get_loss(cfg.loss).build(cfg.section(), ctx)
+
+
+def create_optimizer(cfg: TrainConfig, model: nn.Module, criterion: Loss) -> torch.optim.Optimizer:
+    """AdamW with named groups: ``backbone`` (lr), ``head`` (lr_head or lr), and ``proxies`` — the
+    loss's own parameters (lr_proxy, no weight decay), when it has any."""
+    groups = [
+        {"name": "backbone", "params": list(model.backbone.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        {"name": "head", "params": list(model.head.parameters()), "lr": cfg.lr_head or cfg.lr, "weight_decay": cfg.weight_decay},
+    ]
+    shared = {id(p) for p in model.parameters()}
+    own = [p for p in criterion.parameters() if id(p) not in shared]
+    if own:
+        groups.append({"name": "proxies", "params": own, "lr": cfg.lr_proxy, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups)
+
+
+def apply_optim_settings(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+    """Set the groups' learning rates and weight decay from ``cfg`` (live changes)."""
+    for g in optimizer.param_groups:
+        if g["name"] == "backbone":
+            g["lr"] = cfg.lr
+        elif g["name"] == "head":
+            g["lr"] = cfg.lr_head or cfg.lr
+        elif g["name"] == "proxies":
+            g["lr"] = cfg.lr_proxy
+        if g["name"] != "proxies":
+            g["weight_decay"] = cfg.weight_decay
+
+
+class System(nn.Module):
+    """Model + loss in one module, so DistributedDataParallel all-reduces the loss's proxies too."""
+
+    def __init__(self, model: models.CHESTModel, criterion: Loss) -> None:
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+
+    def forward(self, x: Tensor, labels: Tensor) -> LossOutput:
+        x_e, x_h = self.model(x)
+        return self.criterion(x_e, x_h, labels)

@@ -1,0 +1,69 @@
+"""Checkpoints: the whole state of a run (model, loss with its sampler, optimizer, AMP scaler, RNG,
+history, settings) written atomically — a temporary file in the same folder, then a rename — so an
+interrupt never leaves a half-written file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+__all__ = ["atomic_save", "CHECKPOINT", "load_state"]
+
+#: The checkpoint's file name in a run folder.
+CHECKPOINT = "checkpoint.pt"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Union[str, Path]) -> dict:
+    """A checkpoint's state dict, with a one-line error for a missing, truncated or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the run has not saved a checkpoint yet")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated, zero-byte, random bytes ...
+        raise ValueError(f"{path} is not a readable chestlab checkpoint ({type(err).__name__}); train again without --resume") from None
+    if not isinstance(state, dict) or not {"step", "config", "system", "optimizer"} <= set(state):
+        raise ValueError(f"{path} is not a chestlab checkpoint (no step/config/system/optimizer); train again without --resume")
+    return state
+
+
+def state_of(trainer: Any) -> dict:
+    """Everything a resumed run needs to continue exactly as an uninterrupted one."""
+    return {
+        "step": trainer.step_count,
+        "config": trainer.config.to_dict(),
+        "system": trainer.system.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "history": trainer.history,
+        "version": VERSION,
+    }
+
+
+def restore(trainer: Any, state: dict) -> None:
+    """Load ``state`` (from :func:`state_of`) into ``trainer``: weights, proxies, sampler, optimizer,
+    scaler, RNG, history, and the live settings the run had."""
+    trainer.system.load_state_dict(state["system"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    trainer.step_count = int(state["step"])
+    trainer.history = list(state.get("history", []))
+    from ..settings import live_keys
+
+    live = {k: v for k, v in state["config"].items() if k in live_keys() and k != "steps"}
+    trainer.set(**{k: tuple(v) if isinstance(v, list) else v for k, v in live.items()})

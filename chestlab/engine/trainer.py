@@ -1,0 +1,321 @@
+"""The one training loop of chestlab: the CLI, the dashboard, the notebooks and the reproduction
+scripts all drive :class:`Trainer`.
+
+A trainer is built from a :class:`~chestlab.settings.TrainConfig` by the builders of
+:mod:`chestlab.engine.build`. ``trainer.run()`` yields typed events (step, eval, similarity,
+checkpoint) that callers plot or log; ``trainer.set(c=0.1, delta_h=5, ...)`` changes live settings
+between steps, while structural ones (dataset, backbone, ``K``, dimensions) need a new trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .. import data, models, poincare
+from ..losses import Loss, LossOutput
+from ..settings import ConfigError, TrainConfig, live_keys
+from . import build, checkpoint
+from .evaluator import Evaluator
+from .events import CheckpointEvent, EvalEvent, Event, RunLogger, SimilarityEvent, StepEvent, TrainingDiverged
+
+__all__ = ["Trainer"]
+
+
+class _StepBatchSampler(torch.utils.data.Sampler):
+    """The trainer's per-step batches from ``start`` on, as a DataLoader batch sampler."""
+
+    def __init__(self, trainer: "Trainer", start: int) -> None:
+        self.trainer, self.start = trainer, start
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            yield self.trainer.step_indices(step)
+            step += 1
+
+
+class Trainer:
+    """Builds data, model, loss and optimizer from a :class:`TrainConfig` and trains step by step.
+
+    ``out_dir`` (optional) receives ``config.json``, ``events.jsonl``, ``steps.csv``, ``eval.csv`` and
+    ``checkpoint.pt`` (rank 0 only). ``resume=True`` continues from ``out_dir/checkpoint.pt``.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> None:
+        self.config = cfg = config
+        build.validate(cfg)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.device = build.resolve_device(cfg.device)
+        if self.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cfg.threads if cfg.threads > 0 else max(1, (os.cpu_count() or 2) - 1))
+        torch.manual_seed(cfg.seed)
+
+        sets = build.create_datasets(cfg)
+        self.train_set, self.test_set = sets.train, sets.test
+        self._train_labels = self.train_set.labels
+        # one batch per "epoch" = per step: the batch of step s depends only on (seed, rank, s), so a
+        # resumed run sees exactly the batches of an uninterrupted one
+        self._batches = data.MPerClassSampler(
+            self._train_labels, cfg.m_per_class, cfg.batch_size, num_batches=1, seed=cfg.seed * 1_000_003 + self.rank
+        )
+        self._in_memory = build.in_memory(self.train_set)
+
+        self.model: models.CHESTModel = build.create_model(cfg, sets.input_shape)
+        self.criterion: Loss = build.create_criterion(cfg, self.model, self.train_set.num_classes)
+        self.system = build.System(self.model, self.criterion).to(self.device)
+        self._ddp: nn.Module = self.system
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = nn.parallel.DistributedDataParallel(self.system, device_ids=ids)
+        self.optimizer = build.create_optimizer(cfg, self.model, self.criterion)
+        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.amp_dtype = torch.bfloat16 if (self.use_amp and torch.cuda.is_bf16_supported()) else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.evaluator = Evaluator(cfg, self.model, self.device, {"train": self.train_set, "test": self.test_set},
+                                   sets.splits, self.autocast)
+
+        self.step_count = 0
+        self.last_output: Optional[LossOutput] = None
+        self._last_labels: Optional[Tensor] = None
+        self.history: list[dict] = []
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self._loader_iter = None
+        self._loader_step = -1
+        if resume:
+            if self.out_dir is None or not (self.out_dir / checkpoint.CHECKPOINT).exists():
+                raise FileNotFoundError(f"--resume: no {checkpoint.CHECKPOINT} in {self.out_dir}; start without --resume")
+            self.load_checkpoint(self.out_dir / checkpoint.CHECKPOINT)
+        self.logger = None
+        if self.out_dir is not None and self.rank == 0:
+            self.logger = RunLogger(self.out_dir, resume_step=self.step_count if resume else None)
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    def autocast(self):
+        """The AMP context of this run (a no-op on the CPU)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp)
+
+    # -- live settings ----------------------------------------------------------------------------
+    def set(self, **changes: Any) -> None:
+        """Change live settings (see :func:`chestlab.settings.live_keys`); they apply from the next
+        step on. Every value is validated first; a rejected call changes nothing."""
+        structural = sorted(set(changes) - live_keys())
+        if structural:
+            raise ValueError(f"{structural} cannot change during training: build a new Trainer (structural settings)")
+        new = self.config.replace(**changes)
+        build.validate(new)
+        own = {k: v for k, v in changes.items() if k in self.criterion.hparams()}
+        if own:
+            self.criterion.set(**own)
+        if "c" in changes:
+            self.model.head.c = new.c
+        if "r" in changes:
+            self.model.head.r = new.r
+        if new.euclid_space == "auto":  # the loss's rule (CHEST: Sec. 4.4) follows its settings live
+            space = build.euclid_space(new)
+            self.model.euclid_space = space
+            if hasattr(self.criterion, "euclid_space"):
+                self.criterion.euclid_space = space
+        build.apply_optim_settings(self.optimizer, new)
+        self.config = new
+        self.evaluator.cfg = new
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _batch(self, step: int) -> tuple[Tensor, Tensor]:
+        if self._in_memory:
+            idx = torch.as_tensor(self.step_indices(step))
+            x, y = self.train_set.data[idx], self._train_labels[idx]
+        else:
+            # images: decoded and augmented by DataLoader workers, prefetched in step order
+            if self._loader_iter is None or self._loader_step != step:
+                loader = torch.utils.data.DataLoader(
+                    self.train_set, batch_sampler=_StepBatchSampler(self, step), num_workers=self.config.workers,
+                    pin_memory=self.device.type == "cuda", persistent_workers=False,
+                )
+                self._loader_iter = iter(loader)
+            x, y = next(self._loader_iter)
+            self._loader_step = step + 1
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def step_indices(self, step: int) -> list[int]:
+        """The training-set indices of the batch of ``step`` (a function of seed, rank and step)."""
+        self._batches.set_epoch(step)
+        return next(iter(self._batches))
+
+    # -- one step -------------------------------------------------------------------------------------
+    def train_step(self) -> StepEvent:
+        cfg = self.config
+        t0 = time.perf_counter()
+        x, y = self._batch(self.step_count)
+        self.system.train()
+        with self.autocast(), poincare.checks(False):
+            out = self._ddp(x, y)
+        loss = out.total
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(self.step_count, self._diagnose(f"the loss became {float(loss.detach())}", out))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        clip = cfg.grad_clip if cfg.grad_clip else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        if not torch.isfinite(grad_norm) and not self.scaler.is_enabled():
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(self.step_count, self._diagnose(f"the gradient norm became {float(grad_norm)}", out))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.step_count += 1
+        self.last_output = out
+        self._last_labels = y
+        return StepEvent(
+            step=self.step_count,
+            loss=float(loss.detach()),
+            components={k: float(v.detach()) for k, v in out.parts.items()},
+            lrs={g["name"]: g["lr"] for g in self.optimizer.param_groups},
+            step_time=time.perf_counter() - t0,
+            grad_norm=float(grad_norm),
+        )
+
+    def _diagnose(self, what: str, out: LossOutput) -> str:
+        cfg = self.config
+        edge = 1 - math.tanh(math.sqrt(cfg.c) * cfg.r) if cfg.c > 0 and math.isfinite(cfg.r) else 0.0
+        causes = []
+        if cfg.c > 0 and (not math.isfinite(cfg.r) or edge < 1e-4):
+            causes.append(
+                f"with c = {cfg.c:g} and r = {cfg.r:g} embeddings reach {1 - edge:.7f} of the ball's radius, where "
+                f"float32 cannot resolve distances: lower r (paper 2.3) or c"
+            )
+        if max(cfg.lr, cfg.lr_proxy) > 1e-1:
+            causes.append(f"the learning rates (lr = {cfg.lr:g}, lr_proxy = {cfg.lr_proxy:g}) may be too large")
+        if cfg.loss == "chest" and max(cfg.lambda_h, cfg.lambda_e) * max(cfg.delta_h, cfg.delta_e, 1) > 1e4:
+            causes.append("lambda * delta is very large: the logits overflow")
+        parts = ", ".join(f"{k} = {float(v.detach()):.4g}" for k, v in out.parts.items())
+        hint = "; ".join(causes) or "lower the learning rates, c or r, or enable grad_clip"
+        return (
+            f"training diverged at step {self.step_count + 1}: {what} ({parts}). Likely cause: {hint}. "
+            f"The model was left at step {self.step_count}" + (" and the last checkpoint is kept." if self.out_dir else ".")
+        )
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    @property
+    def _info_splits(self) -> tuple[str, ...]:
+        return self.evaluator.splits
+
+    def embed(self, split: str = "test", max_n: Optional[int] = None, batch_size: int = 256) -> dict:
+        """Embeddings of a split: ``{"x_e": (N, D_E), "x_h": (N, D_H), "labels": (N,), "super": (N,),
+        "index": (N,)}`` on the CPU; ``max_n`` takes a fixed random subset (same for every call)."""
+        return self.evaluator.embed(split, max_n, batch_size)
+
+    def evaluate(self, splits: Optional[tuple[str, ...]] = None) -> EvalEvent:
+        """Recall@k and MAP@R in both spaces (E: x_e, Euclidean; H: x_h, Poincaré) on the given splits.
+        For In-shop, ``test`` is evaluated the conventional way: queries retrieve from the gallery."""
+        self.system.eval()
+        out, seconds = self.evaluator.evaluate(splits)
+        ev = EvalEvent(self.step_count, out, seconds)
+        self.history.append({"step": self.step_count, **out})
+        return ev
+
+    def similarities(self) -> Optional[SimilarityEvent]:
+        """The last batch's S_H / S_E to its own class (positive) and the other classes (negative);
+        None for a loss that computes no class similarities."""
+        out, y = self.last_output, self._last_labels
+        if out is None or y is None:
+            raise RuntimeError("no step has run yet: call train_step() first")
+        s_h, s_e = out.extras.get("s_h"), out.extras.get("s_e")
+        if s_h is None and s_e is None:
+            return None
+
+        def split(S: Optional[Tensor]):
+            if S is None:
+                return None, None
+            S = S.detach().float().cpu()
+            yy = y.cpu()
+            pos = S.gather(1, yy[:, None]).squeeze(1)
+            mask = torch.ones_like(S, dtype=torch.bool)
+            mask[torch.arange(len(yy)), yy] = False
+            return pos.numpy(), S[mask].numpy()
+
+        h_pos, h_neg = split(s_h)
+        e_pos, e_neg = split(s_e)
+        return SimilarityEvent(self.step_count, h_pos, h_neg, e_pos, e_neg)
+
+    def proxies(self) -> Optional[dict]:
+        """Current proxies: ``{"h": (C, K, D_H), "e": (C, K, D_E)}`` on the CPU, or None without proxies."""
+        return self.criterion.proxy_points()
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def run(self, steps: Optional[int] = None, *, similarity_every: int = 0, eval_at_end: bool = True) -> Iterator[Event]:
+        """Train ``steps`` more steps (default: up to ``config.steps``), yielding a :class:`StepEvent`
+        per step, an :class:`EvalEvent` every ``eval_every`` steps and (``eval_at_end``) at the end, a
+        :class:`SimilarityEvent` every ``similarity_every`` steps, and :class:`CheckpointEvent` s.
+        The dashboard runs short chunks with ``eval_at_end=False`` so only the schedule evaluates."""
+        cfg = self.config
+        end = self.step_count + steps if steps is not None else cfg.steps
+        while self.step_count < end:
+            ev = self.train_step()
+            yield self._emit(ev)
+            s = self.step_count
+            if similarity_every and s % similarity_every == 0:
+                sim = self.similarities()
+                if sim is not None:
+                    yield sim
+            if (self.config.eval_every and s % self.config.eval_every == 0) or (eval_at_end and s == end):
+                yield self._emit(self.evaluate())
+            if self.out_dir is not None and ((cfg.checkpoint_every and s % cfg.checkpoint_every == 0) or s == end):
+                yield self._emit(self.save_checkpoint())
+
+    def _emit(self, ev: Event) -> Event:
+        if self.logger is not None:
+            self.logger.log(ev)
+        return ev
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return checkpoint.state_of(self)
+
+    def save_checkpoint(self, path: Optional[Union[str, Path]] = None) -> CheckpointEvent:
+        """Write ``checkpoint.pt`` atomically (temp file + rename); rank 0 only."""
+        path = Path(path) if path is not None else (self.out_dir / checkpoint.CHECKPOINT if self.out_dir else None)
+        if path is None:
+            raise ValueError("no path: give save_checkpoint(path) or build the Trainer with out_dir")
+        if self.rank == 0:
+            checkpoint.atomic_save(self.state_dict(), path)
+        return CheckpointEvent(self.step_count, str(path))
+
+    def load_checkpoint(self, path: Union[str, Path]) -> None:
+        checkpoint.restore(self, checkpoint.load_state(path))
+
+    @classmethod
+    def from_run(cls, run_dir: Union[str, Path], **overrides: Any) -> "Trainer":
+        """Rebuild a trainer from a run folder (``config.json`` + ``checkpoint.pt``)."""
+        run_dir = Path(run_dir)
+        cfg_file = run_dir / "config.json"
+        if not cfg_file.exists():
+            raise FileNotFoundError(f"{cfg_file} not found: is {run_dir} a chestlab run folder (made by --out)?")
+        try:
+            stored = json.loads(cfg_file.read_text())
+        except ValueError:
+            raise ConfigError(f"{cfg_file} is not valid JSON; it was not written by chestlab (or was edited)") from None
+        cfg = TrainConfig.from_dict(stored).replace(**overrides)
+        ckpt = run_dir / checkpoint.CHECKPOINT
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{ckpt} not found: the run has not saved a checkpoint yet")
+        tr = cls(cfg)
+        tr.out_dir = run_dir
+        tr.load_checkpoint(ckpt)
+        return tr

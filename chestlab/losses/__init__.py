@@ -1,0 +1,40 @@
+r"""The losses: the functional core (Eq. 5–10 and the hard-negative paper's losses, what lessons and
+tests call), the parts losses are composed from, and the registered trainable losses.
+
+- :mod:`.functional` — ``soft_similarity``, ``proxy_loss``, ``hyphc_loss``, ``chest_loss``,
+  ``pair_ce_loss``, ``mix_loss``, ``hard_negative_weights``, ``sample_triplets``.
+- :mod:`.parts` — ``ProxyTerm`` (Eq. 5–7 under a given distance) and ``HypHCTerm`` (Eq. 8–9).
+- :mod:`.base` — ``Loss``, ``LossOutput``, ``LossContext`` and the registry
+  (``register_loss``, ``get_loss``, ``list_losses``).
+- :mod:`.chest` (``chest``), :mod:`.pairwise` (``pair_ce``, ``mix``) — the registered losses.
+"""
+
+from .base import Loss, LossContext, LossOutput, get_loss, list_losses, register_loss
+from .chest import CHESTLoss, CHESTSettings, hyphc_needs_two_proxies
+from .functional import (
+    CHESTOutput,
+    chest_loss,
+    check_chest_inputs,
+    check_hyphc,
+    check_labels,
+    check_positive,
+    hard_negative_weights,
+    hyphc_loss,
+    mix_loss,
+    pair_ce_loss,
+    pair_similarity,
+    proxy_loss,
+    sample_triplets,
+    soft_similarity,
+)
+from .pairwise import MixLoss, PairCELoss
+from .parts import HypHCTerm, PoincareDistance, ProxyTerm, euclidean_distance
+
+__all__ = [
+    "Loss", "LossContext", "LossOutput", "get_loss", "list_losses", "register_loss",
+    "CHESTLoss", "CHESTSettings", "hyphc_needs_two_proxies", "PairCELoss", "MixLoss",
+    "HypHCTerm", "PoincareDistance", "ProxyTerm", "euclidean_distance",
+    "CHESTOutput", "chest_loss", "check_chest_inputs", "check_hyphc", "check_labels", "check_positive",
+    "hard_negative_weights", "hyphc_loss", "mix_loss", "pair_ce_loss", "pair_similarity", "proxy_loss",
+    "sample_triplets", "soft_similarity",
+]

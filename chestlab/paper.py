@@ -1,0 +1,125 @@
+"""What the papers fix, in one place: Table 1's training settings as presets, the ablation rows of
+Tables 6-7 with the paper's Recall@1, and the loss presets built from them.
+
+The CLI (``--preset``), the reproduction grids, the lessons and the dashboard all read this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+__all__ = ["PRESETS", "AblationRow", "ABLATION_ROWS", "TRAININGS", "PAPER_R1", "training_rows", "LOSS_PRESETS"]
+
+# ------------------------------------------------------------------------------------------------
+# Table 1: presets (the demo-* presets are the kit's CPU-sized versions)
+# ------------------------------------------------------------------------------------------------
+_VIT_S = dict(backbone="vit_small_patch16_224", pretrained=True, dim_e=None, dim_h=384, c=0.5, r=2.3,
+              gamma_e=5.0, gamma_h=5.0, lambda_e=20.0, lambda_h=20.0, tau=0.5, eta_e=1.0, eta_h=1.0,
+              m_per_class=2, workers=8, proxy_std=1.0, eval_max=None, eval_train=False, eval_every=0)
+
+_DEMO = dict(K=2, batch_size=64, m_per_class=4, lr=2e-3, lr_proxy=1e-2, delta_h=1.0, delta_e=1.0)
+
+#: Preset name -> settings that differ from the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo-tree": dict(_DEMO, dataset="tree", backbone="mlp", dim_e=64, dim_h=16, M=32, steps=600, eval_every=100),
+    "demo-shapes": dict(_DEMO, dataset="shapes", backbone="cnn", dim_e=64, dim_h=16, M=32, steps=800, eval_every=200),
+    "demo-digits": dict(_DEMO, dataset="digits", backbone="cnn", dim_e=32, dim_h=8, M=16, batch_size=30, m_per_class=6,
+                        steps=400, eval_every=100, ks=(1, 2, 4, 8)),
+    "cub200": dict(_VIT_S, dataset="cub200", batch_size=200, steps=120, lr=3e-5, lr_proxy=1e-2, K=10, M=100,
+                   delta_h=20.0, delta_e=1.0, ks=(1, 2, 4, 8)),
+    "cars196": dict(_VIT_S, dataset="cars196", batch_size=198, steps=1800, lr=1e-5, lr_proxy=1e-2, K=10, M=98,
+                    delta_h=1.0, delta_e=5.0, ks=(1, 2, 4, 8)),
+    "inshop": dict(_VIT_S, dataset="inshop", batch_size=100, steps=30000, lr=1e-5, lr_proxy=1e-1, K=2, M=3997,
+                   delta_h=10.0, delta_e=5.0, ks=(1, 10, 20, 30, 40, 50)),
+    "sop": dict(_VIT_S, dataset="sop", batch_size=75, steps=50000, lr=1e-5, lr_proxy=1e-1, K=2, M=11318,
+                delta_h=1.0, delta_e=5.0, ks=(1, 10, 100, 1000)),
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables 6-7: the ablation rows
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AblationRow:
+    """One row of Tables 6-7: loss weights ``eta_h``, ``eta_e``, multi-proxies (``K > 1``), ``tau``
+    and the space the run is evaluated in."""
+
+    name: str  # our short name, e.g. "H+E (E)"
+    losses: str  # the paper's "Losses" column
+    space: str  # "H" (x^H, Poincaré distance) or "E" (x^E, Euclidean distance)
+    eta_h: float
+    eta_e: float
+    multi: bool
+    tau: float
+
+    @property
+    def training(self) -> str:
+        """The training this row is evaluated from: rows that differ only in ``space`` share one."""
+        return self.name.split(" (")[0].replace(" only", "")
+
+    @property
+    def slug(self) -> str:
+        return self.training.lower().replace("+", "_")
+
+    def settings(self, K_multi: int) -> dict[str, Any]:
+        """The CHEST settings of this row's training (``K = K_multi`` for the Multi rows, else 1)."""
+        return dict(loss="chest", eta_h=float(self.eta_h), eta_e=float(self.eta_e), K=K_multi if self.multi else 1,
+                    tau=float(self.tau))
+
+
+ABLATION_ROWS: tuple[AblationRow, ...] = (
+    AblationRow("H only", "Hyperbolic", "H", 1, 0, False, 0.0),
+    AblationRow("E only", "Euclidean", "E", 0, 1, False, 0.0),
+    AblationRow("H+E (E)", "Hyperbolic + Euclidean", "E", 1, 1, False, 0.0),
+    AblationRow("H+E (H)", "Hyperbolic + Euclidean", "H", 1, 1, False, 0.0),
+    AblationRow("H+Multi", "Hyperbolic + Multi", "H", 1, 0, True, 0.0),
+    AblationRow("E+Multi", "Euclidean + Multi", "E", 0, 1, True, 0.0),
+    AblationRow("H+E+Multi (E)", "Hyperbolic + Euclidean + Multi", "E", 1, 1, True, 0.0),
+    AblationRow("H+E+Multi (H)", "Hyperbolic + Euclidean + Multi", "H", 1, 1, True, 0.0),
+    AblationRow("H+Multi+HypHC", "Hyperbolic + Multi + HypHC", "H", 1, 0, True, 0.5),
+    AblationRow("CHEST (E)", "CHEST loss", "E", 1, 1, True, 0.5),
+    AblationRow("CHEST (H)", "CHEST loss", "H", 1, 1, True, 0.5),
+)
+
+#: The trainings behind the rows, in table order: 8 (H+E, H+E+Multi and CHEST are evaluated twice).
+TRAININGS: tuple[str, ...] = tuple(dict.fromkeys(r.training for r in ABLATION_ROWS))
+
+#: The paper's R@1 (%) per row, in the order of :data:`ABLATION_ROWS` (Tables 6 and 7, ViT-S).
+PAPER_R1: dict[str, tuple[float, ...]] = {
+    "cars196": (84.5, 83.1, 88.3, 88.8, 85.2, 83.4, 88.4, 89.0, 85.0, 88.5, 89.1),
+    "inshop": (91.4, 92.0, 93.2, 93.3, 91.2, 91.9, 93.2, 93.4, 91.1, 93.4, 93.5),
+}
+
+
+def training_rows(dataset: str = "cars196") -> list[tuple[AblationRow, dict[str, Optional[float]]]]:
+    """One entry per training: its first row and ``{space: paper R@1}`` of the rows it is evaluated
+    for (e.g. CHEST -> ``{"E": 88.5, "H": 89.1}`` on Cars196)."""
+    out: dict[str, tuple[AblationRow, dict[str, Optional[float]]]] = {}
+    paper = PAPER_R1.get(dataset)
+    for i, row in enumerate(ABLATION_ROWS):
+        first, spaces = out.setdefault(row.training, (row, {}))
+        spaces[row.space] = paper[i] if paper else None
+    return list(out.values())
+
+
+def _loss_presets() -> dict[str, dict[str, Any]]:
+    names = {"H": "Hyperbolic only (H only)", "E": "Euclidean only (E only)", "CHEST": "CHEST (paper)"}
+    out: dict[str, dict[str, Any]] = {}
+    for row, _ in training_rows():
+        s = row.settings(K_multi=0)
+        if row.multi:
+            s["K"] = None  # keep the current K (at least 2)
+        out[names.get(row.training, row.training)] = s
+    out = {"CHEST (paper)": out.pop("CHEST (paper)"), **out}
+    out.update({
+        "Pairwise CE — sphere": dict(loss="pair_ce", pair_space="sphere", t=0.1),
+        "Pairwise CE — hyperbolic": dict(loss="pair_ce", pair_space="hyperbolic", t=0.2),
+        "Mix (cos/t_E + λ(−D_H)/t_H)": dict(loss="mix", t_e=0.1, t_h=0.2, mix_lam=1.0),
+    })
+    return out
+
+
+#: Loss presets of the dashboard: the trainings of Tables 6-7 (``K=None`` keeps the current K, at
+#: least 2) and the hard-negative paper's losses.
+LOSS_PRESETS: dict[str, dict[str, Any]] = _loss_presets()

@@ -1,0 +1,589 @@
+r"""Every setting of a run, declared once.
+
+A setting is a dataclass field made with :func:`setting`: its default, its type (from the
+annotation), the paper's symbol and equation, its allowed range or choices, its group, whether it
+may change while training runs (``live``), its help line and a hint for the dashboard's widget.
+Settings come in *sections*: the core sections below (data, model, geometry, optim, schedule, run)
+and one section per registered loss (the loss class's nested ``Settings`` dataclass, see
+:func:`chestlab.losses.register_loss`). Everything else is generated from this one table:
+
+- :class:`TrainConfig` — the values of a run, flat (``cfg.delta_h``), each one validated;
+- ``--help`` and ``--set key=value`` parsing (:meth:`Setting.parse`) of the CLIs;
+- the dashboard's controls and its URL query parsing; :func:`live_keys`;
+- :func:`check` — the rules that tie several settings together (``tau > 0`` needs ``K >= 2``, …),
+  returned as :class:`Problem` s: the trainer and the CLI refuse errors, the dashboard shows them.
+
+Adding a setting is one edit: a field in a section (or in a loss's ``Settings``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+__all__ = [
+    "GROUPS",
+    "Setting",
+    "SettingError",
+    "Problem",
+    "ConfigError",
+    "setting",
+    "register_section",
+    "settings_of",
+    "register_rule",
+    "sections",
+    "schema",
+    "get_setting",
+    "live_keys",
+    "TrainConfig",
+    "check",
+    "parse_assignments",
+    "help_table",
+]
+
+#: The groups settings are shown in (``--help``, the dashboard's sidebar), in this order.
+GROUPS: tuple[str, ...] = ("data", "model", "geometry", "loss", "optim", "schedule", "run")
+
+Choices = Union[Sequence[Any], Callable[[], Sequence[Any]]]
+
+
+class SettingError(ValueError):
+    """A value a setting does not accept; the message is one line naming key, value and range."""
+
+    def __init__(self, key: str, value: Any, allowed: str, why: str = "") -> None:
+        shown = value if isinstance(value, str) and value else repr(value)
+        super().__init__(f"{key} = {shown}: {why + '; ' if why else ''}allowed: {allowed}")
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting's declaration (made by :func:`setting`; ``name``, ``type``, ``section`` filled in
+    when its section is registered)."""
+
+    default: Any
+    help: str
+    group: str
+    symbol: str = ""  #: the paper's symbol, e.g. "δ_H"
+    eq: str = ""  #: the paper's equation or table, e.g. "7" or "Table 1"
+    paper: str = ""  #: the paper's value(s), e.g. "1, 5, 10 or 20"
+    live: bool = False  #: may change between training steps (``Trainer.set``)
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False  #: the lower bound itself is excluded (``> low``)
+    finite: bool = True  #: refuse inf / nan
+    choices: Optional[Choices] = None
+    nullable: bool = False  #: ``None`` is allowed (its meaning is in ``help``)
+    pattern: Optional[str] = None  #: a regular expression a string must match fully
+    describe: str = ""  #: the allowed values in words, when the generated description would be unclear
+    ui: Mapping[str, Any] = field(default_factory=dict)  #: dashboard widget hint (see dashboard.controls)
+    name: str = ""
+    type: Any = None  #: float | int | bool | str | tuple (of ints) | dict
+    section: str = ""
+
+    # -- description ------------------------------------------------------------------------------
+    def options(self) -> Optional[list]:
+        """The allowed values when the setting is a choice (callables are asked now)."""
+        if self.choices is None:
+            return None
+        return list(self.choices() if callable(self.choices) else self.choices)
+
+    @property
+    def label(self) -> str:
+        """Name with the paper's symbol, e.g. ``delta_h (δ_H, Eq. 7)``."""
+        extra = ", ".join(x for x in (self.symbol, f"Eq. {self.eq}" if self.eq and self.eq[0].isdigit() else self.eq) if x)
+        return f"{self.name} ({extra})" if extra else self.name
+
+    def allowed(self) -> str:
+        """The allowed values in words, e.g. ``a number > 0`` or ``one of lca, pairwise``."""
+        opts = self.options()
+        if self.describe:
+            text = self.describe
+        elif opts is not None:
+            text = "one of " + ", ".join(map(str, opts))
+        elif self.type is bool:
+            text = "true or false"
+        elif self.type is dict:
+            text = "a JSON object, e.g. {\"depth\": 3}"
+        elif self.type is tuple:
+            text = "a comma-separated list of integers" + (f", each {self._bounds()}" if self._bounds() else "")
+        elif self.type is str:
+            text = "a text" + (f" matching {self.pattern}" if self.pattern else "")
+        else:
+            kind = "an integer" if self.type is int else "a number" if self.finite else "a number (inf allowed)"
+            text = f"{self._bounds()}, {kind}" if self._bounds() else kind
+        return text + (" or none" if self.nullable else "")
+
+    def _bounds(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{self.name} {'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{self.name} <= {self.high:g}")
+        return " and ".join(parts)
+
+    # -- values -------------------------------------------------------------------------------------
+    def default_value(self) -> Any:
+        return dict(self.default) if isinstance(self.default, dict) else self.default
+
+    def validate(self, value: Any) -> Any:
+        """``value`` as this setting's type (ints for int settings, tuples for lists…) or
+        :class:`SettingError`. Strings are not parsed here (see :meth:`parse`): a JSON file with
+        ``"K": "2"`` is refused."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise SettingError(self.name, value, self.allowed())
+        t = self.type
+        if t is bool:
+            if not isinstance(value, bool):
+                raise SettingError(self.name, value, self.allowed())
+        elif t is int:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+                raise SettingError(self.name, value, self.allowed())
+            value = int(value)
+        elif t is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingError(self.name, value, self.allowed())
+            value = float(value)
+            if math.isnan(value) or (self.finite and math.isinf(value)):
+                raise SettingError(self.name, value, self.allowed())
+        elif t is str:
+            if not isinstance(value, str):
+                raise SettingError(self.name, value, self.allowed())
+            if self.pattern and not re.fullmatch(self.pattern, value):
+                raise SettingError(self.name, value, self.allowed())
+        elif t is tuple:
+            if not isinstance(value, (list, tuple)) or not value:
+                raise SettingError(self.name, value, self.allowed(), "need at least one value")
+            if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+                raise SettingError(self.name, value, self.allowed())
+            value = tuple(int(v) for v in value)
+            for v in value:
+                self._check_range(v, value)
+            return value
+        elif t is dict:
+            if not isinstance(value, dict):
+                raise SettingError(self.name, value, self.allowed())
+            return dict(value)
+        opts = self.options()
+        if opts is not None and value not in opts:
+            raise SettingError(self.name, value, self.allowed())
+        if t in (int, float):
+            self._check_range(value, value)
+        return value
+
+    def _check_range(self, v: float, shown: Any) -> None:
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            raise SettingError(self.name, shown, self.allowed(), "out of range")
+        if self.high is not None and v > self.high:
+            raise SettingError(self.name, shown, self.allowed(), "out of range")
+
+    def parse(self, text: str) -> Any:
+        """A value written as text (``--set``, a URL) -> a valid value, or :class:`SettingError`."""
+        s = text.strip()
+        if self.nullable and s.lower() in ("none", "null", ""):
+            return None
+        t = self.type
+        try:
+            if t is bool:
+                low = s.lower()
+                if low in ("1", "true", "yes", "on"):
+                    value: Any = True
+                elif low in ("0", "false", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError
+            elif t is int:
+                value = int(s)
+            elif t is float:
+                value = float(s)
+            elif t is tuple:
+                value = tuple(int(x) for x in s.split(",") if x.strip()) if s else ()
+            elif t is dict:
+                value = json.loads(s)
+            else:
+                value = s
+                opts = self.options()
+                if opts is not None:  # choices that are not strings (e.g. numbers written in a URL)
+                    value = next((o for o in opts if str(o) == s), s)
+        except ValueError:
+            raise SettingError(self.name, text, self.allowed()) from None
+        return self.validate(value)
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, group: str, **meta: Any) -> Any:
+    """Declare a setting as a dataclass field of a section (see :class:`Setting` for ``meta``)."""
+    spec = Setting(default=default, help=help, group=group, **meta)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"chestlab": spec})
+    return field(default=default, metadata={"chestlab": spec})
+
+
+# ------------------------------------------------------------------------------------------------
+# the registry of sections
+# ------------------------------------------------------------------------------------------------
+_SECTIONS: dict[str, type] = {}
+_SCHEMA: dict[str, Setting] = {}
+_RULES: list[tuple[Optional[str], Callable[["TrainConfig"], Iterable["Problem"]]]] = []
+
+_TYPES = {float: float, int: int, bool: bool, str: str, tuple: tuple, dict: dict}
+
+
+def _setting_type(annotation: Any) -> Any:
+    if isinstance(annotation, str):  # postponed annotations
+        annotation = eval(annotation, {"Optional": Optional, "tuple": tuple, "dict": dict, "typing": typing})
+    origin = typing.get_origin(annotation)
+    if origin is Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _setting_type(args[0])
+    if origin is not None:
+        annotation = origin
+    if annotation not in _TYPES:
+        raise TypeError(f"setting type {annotation!r} is not supported; use float, int, bool, str, tuple or dict")
+    return _TYPES[annotation]
+
+
+def settings_of(cls: type, section: str = "") -> dict[str, Setting]:
+    """The :class:`Setting` s declared by dataclass ``cls`` (a section), by name."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"settings {cls!r} must be a dataclass whose fields are made with chestlab.settings.setting(...)")
+    out: dict[str, Setting] = {}
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that needs names the defining module did not import
+        hints = {}
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get("chestlab")
+        if spec is None:
+            raise TypeError(f"{cls.__name__}.{f.name}: declare it with chestlab.settings.setting(default, help=..., group=...)")
+        if spec.group not in GROUPS:
+            raise ValueError(f"{cls.__name__}.{f.name}: group {spec.group!r} is not one of {', '.join(GROUPS)}")
+        out[f.name] = dataclasses.replace(spec, name=f.name, type=_setting_type(hints.get(f.name, f.type)), section=section)
+    return out
+
+
+def register_section(name: str, cls: type) -> None:
+    """Add the settings of dataclass ``cls`` under section ``name`` (a loss's name for loss sections).
+    A setting name may belong to one section only, unless two sections share the very same field
+    (a loss subclass inherits its parent's ``Settings``)."""
+    new = settings_of(cls, name)
+    for key, s in new.items():
+        old = _SCHEMA.get(key)
+        if old is not None and old.section != name and dataclasses.replace(old, section=name) != s:
+            raise ValueError(f"setting {key!r} of {name!r} is already declared by section {old.section!r}; choose another name")
+    _SECTIONS[name] = cls
+    for key, s in new.items():
+        if key not in _SCHEMA or _SCHEMA[key].section == name:
+            _SCHEMA[key] = s
+
+
+def register_rule(fn: Callable[["TrainConfig"], Iterable["Problem"]], section: Optional[str] = None):
+    """Add a cross-setting rule ``fn(cfg) -> problems``; with ``section`` (a loss name) it runs only
+    while that loss is chosen."""
+    _RULES.append((section, fn))
+    return fn
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its dataclass (core sections first, then one per registered loss)."""
+    return dict(_SECTIONS)
+
+
+def schema() -> dict[str, Setting]:
+    """Every registered setting by name, in declaration order."""
+    return dict(_SCHEMA)
+
+
+def get_setting(key: str) -> Setting:
+    try:
+        return _SCHEMA[key]
+    except KeyError:
+        raise SettingError(key, "?", "no value: it is not a setting (see --help for the list)", "unknown setting") from None
+
+
+def live_keys() -> frozenset[str]:
+    """Settings that may change between steps (the dashboard's sliders, ``Trainer.set``)."""
+    return frozenset(k for k, s in _SCHEMA.items() if s.live)
+
+
+def _section_keys(section: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(_SECTIONS[section])] if section in _SECTIONS else []
+
+
+# ------------------------------------------------------------------------------------------------
+# core sections
+# ------------------------------------------------------------------------------------------------
+def _datasets() -> list[str]:
+    from .data import available_datasets
+
+    return list(available_datasets())
+
+
+def _backbones() -> list[str]:
+    from .models import list_backbones
+
+    return list(list_backbones())
+
+
+def _losses() -> list[str]:
+    from .losses import list_losses
+
+    return list(list_losses())
+
+
+@dataclass
+class DataSettings:
+    dataset: str = setting("tree", group="data", choices=_datasets,
+                           help="tree | shapes | digits (embedded) or cub200 | cars196 | sop | inshop | cifar100 (--data-root)")
+    data_root: Optional[str] = setting(None, group="data", nullable=True,
+                                       help="folder holding a benchmark (CUB_200_2011/, cars_annos.mat, Ebay_*.txt, ...)")
+    data_options: dict = setting({}, group="data", help="dataset options as JSON, e.g. {\"depth\": 3} (tree) or {\"image_size\": 32}")
+    batch_size: int = setting(64, group="data", low=2, eq="Table 1", paper="200 CUB, 198 Cars, 100 In-shop, 75 SOP",
+                              help="batch size", ui={"options": (16, 32, 48, 64, 96, 128)})
+    m_per_class: int = setting(4, group="data", low=2, help="samples per class in a batch (m-per-class sampler)")
+    workers: int = setting(0, group="data", low=0, help="DataLoader worker processes for image datasets read from disk")
+
+
+@dataclass
+class ModelSettings:
+    backbone: str = setting("mlp", group="model", choices=_backbones,
+                            help="mlp | cnn | vit_tiny_patch16_224 | vit_small_patch16_224 (paper) | vit_base_patch16_224",
+                            ui={"options": ("mlp", "cnn", "vit_tiny_patch16_224", "vit_small_patch16_224")})
+    pretrained: bool = setting(False, group="model", help="load ImageNet weights from the hub for timm backbones (random init offline, with a warning)")
+    weights: Optional[str] = setting(None, group="model", nullable=True, help="a local state-dict file for the backbone (instead of the hub)")
+    dim_e: Optional[int] = setting(64, group="model", low=1, nullable=True, symbol="D_E",
+                                   help="Euclidean embedding size (none = the backbone's own: 384 for ViT-S)")
+    dim_h: int = setting(16, group="model", low=1, symbol="D_H", paper="384",
+                         help="hyperbolic embedding size; 2 makes the Poincaré disk the embedding",
+                         ui={"options": (2, 3, 4, 8, 16, 32, 64, 128)})
+    euclid_space: str = setting("auto", group="model", choices=("auto", "backbone", "head"), eq="Sec. 4.4",
+                                help="space of L_E: x^E (backbone) or W x^E + b (head); auto = head exactly while eta_h = 0")
+    loss: str = setting("chest", group="loss", choices=_losses,
+                        help="the registered loss to train: chest (Eq. 10), pair_ce or mix (hard-negative paper), or a plug-in")
+
+
+@dataclass
+class GeometrySettings:
+    c: float = setting(0.5, group="geometry", live=True, low=0, symbol="c", eq="1-4", paper="0.5",
+                       help="curvature of the Poincaré ball; 0 = the Euclidean limit", ui={"lo": 0.0, "hi": 2.0, "step": 0.05})
+    r: float = setting(2.3, group="geometry", live=True, low=0, low_open=True, finite=False, symbol="r", paper="2.3",
+                       help="feature-clipping radius before exp_0 (Hyp-ViT); inf = no clipping", ui={"lo": 0.1, "hi": 6.0, "step": 0.1})
+
+
+_LR_UI = {"options": (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)}
+
+
+@dataclass
+class OptimSettings:
+    lr: float = setting(1e-3, group="optim", live=True, low=0, low_open=True, eq="Table 1", paper="3e-5 CUB, 1e-5 others",
+                        help="learning rate of the backbone", ui=_LR_UI)
+    lr_head: Optional[float] = setting(None, group="optim", live=True, low=0, low_open=True, nullable=True,
+                                       help="learning rate of the hyperbolic head (none = lr)")
+    lr_proxy: float = setting(1e-2, group="optim", live=True, low=0, low_open=True, eq="Table 1", paper="1e-2 CUB/Cars, 1e-1 SOP/In-shop",
+                              help="learning rate of the loss's own parameters (the proxies)", ui=_LR_UI)
+    weight_decay: float = setting(1e-4, group="optim", live=True, low=0, help="AdamW weight decay (the proxies get none)")
+    grad_clip: Optional[float] = setting(10.0, group="optim", live=True, low=0, low_open=True, nullable=True,
+                                         help="max gradient norm (none = no clipping)")
+
+
+@dataclass
+class ScheduleSettings:
+    steps: int = setting(300, group="schedule", live=True, low=0, eq="Table 1", paper="120 CUB, 1800 Cars, 30000 In-shop, 50000 SOP",
+                         help="optimizer steps")
+    eval_every: int = setting(100, group="schedule", live=True, low=0,
+                              help="evaluate Recall@k and MAP@R in both spaces every N steps (0 = only at the end)",
+                              ui={"lo": 10, "hi": 500, "step": 10})
+    eval_max: Optional[int] = setting(4000, group="schedule", live=True, low=1, nullable=True,
+                                      help="at most this many samples per evaluated split (none = all)")
+    eval_train: bool = setting(True, group="schedule", help="also evaluate on the training classes")
+    ks: tuple = setting((1, 2, 4, 8), group="schedule", low=1, help="the k of Recall@k, e.g. 1,2,4,8")
+    checkpoint_every: int = setting(0, group="schedule", low=0, help="write an atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)")
+
+
+@dataclass
+class RunSettings:
+    seed: int = setting(0, group="run", low=0, help="seed of data, initialisation, batches and triplets")
+    device: str = setting("auto", group="run", pattern=r"auto|cpu|cuda(:\d+)?", describe="auto, cpu, cuda or cuda:N",
+                          help="auto (CUDA when available) | cpu | cuda | cuda:N", ui={"options": ("auto", "cpu", "cuda")})
+    amp: bool = setting(True, group="run", help="mixed precision on CUDA (the geometry stays float32)")
+    threads: int = setting(0, group="run", low=0,
+                           help="CPU threads for torch (0 = all cores but one: spinning threads that compete with the UI slow small models 10x)")
+
+
+for _name, _cls in (("data", DataSettings), ("model", ModelSettings), ("geometry", GeometrySettings),
+                    ("optim", OptimSettings), ("schedule", ScheduleSettings), ("run", RunSettings)):
+    register_section(_name, _cls)
+CORE_SECTIONS: tuple[str, ...] = ("data", "model", "geometry", "optim", "schedule", "run")
+
+
+# ------------------------------------------------------------------------------------------------
+# a run's values
+# ------------------------------------------------------------------------------------------------
+class TrainConfig:
+    """The values of every registered setting, validated, read as attributes (``cfg.delta_h``).
+
+    Immutable: :meth:`replace` returns a changed copy. ``TrainConfig.preset("demo-tree", tau=0)``
+    starts from a preset of :mod:`chestlab.paper`. :meth:`to_dict` holds the core settings and the
+    chosen loss's section (what ``config.json`` stores).
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: Any) -> None:
+        v = {k: s.default_value() for k, s in _SCHEMA.items()}
+        for key, value in values.items():
+            v[key] = get_setting(key).validate(value)
+        object.__setattr__(self, "_values", v)
+
+    def __getattr__(self, name: str) -> Any:
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        if name in _SCHEMA:  # a loss registered after this config was made
+            return _SCHEMA[name].default_value()
+        raise AttributeError(f"TrainConfig has no setting {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"TrainConfig is immutable: use cfg.replace({name}=...)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrainConfig) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "TrainConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+    def __getstate__(self) -> dict:
+        return dict(self._values)
+
+    def __setstate__(self, state: dict) -> None:
+        object.__setattr__(self, "_values", dict(state))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        new = dict(self._values)
+        for key, value in changes.items():
+            new[key] = get_setting(key).validate(value)
+        out = TrainConfig.__new__(TrainConfig)
+        object.__setattr__(out, "_values", new)
+        return out
+
+    def keys(self) -> list[str]:
+        """The settings :meth:`to_dict` holds: the core sections and the chosen loss's section."""
+        keys = [k for k, s in _SCHEMA.items() if s.section in CORE_SECTIONS]
+        return keys + [k for k in _section_keys(self.loss) if k not in keys]
+
+    def to_dict(self) -> dict:
+        out = {}
+        for k in self.keys():
+            v = getattr(self, k)
+            out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def section(self, name: Optional[str] = None) -> Any:
+        """The dataclass of section ``name`` (default: the chosen loss's) filled with this run's values."""
+        name = name or self.loss
+        cls = _SECTIONS[name]
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Values from JSON (``config.json``); every value is validated, none is parsed from text."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a configuration must be a JSON object of settings, got {type(d).__name__}")
+        loss = d.get("loss", "chest")
+        if isinstance(loss, str) and loss not in _SECTIONS:
+            raise ConfigError(f"loss = {loss}: it is not registered; import the module that defines it first "
+                              f"(registered: {', '.join(_losses())})")
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        from .paper import PRESETS
+
+        if name not in PRESETS:
+            raise SettingError("preset", name, "one of " + ", ".join(PRESETS))
+        return cls(**{**PRESETS[name], **overrides})
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used (one line that says why and how to fix it)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# rules between settings
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    """A broken rule between settings: ``keys`` involved, a one-line ``message`` that says how to
+    fix it, and ``level`` ("error": the trainer refuses; "warning": shown, training goes on)."""
+
+    keys: tuple[str, ...]
+    message: str
+    level: str = "error"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check(cfg: TrainConfig) -> list[Problem]:
+    """Every rule between settings that ``cfg`` breaks (core rules, then the chosen loss's)."""
+    out: list[Problem] = []
+    for section, rule in _RULES:
+        if section is None or section == cfg.loss:
+            out.extend(rule(cfg))
+    return out
+
+
+@register_rule
+def _batch_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    if cfg.m_per_class > cfg.batch_size:
+        yield Problem(("m_per_class", "batch_size"),
+                      f"m_per_class = {cfg.m_per_class} > batch_size = {cfg.batch_size}: a batch must hold m samples of at least one class")
+
+
+# ------------------------------------------------------------------------------------------------
+# text: --set and --help
+# ------------------------------------------------------------------------------------------------
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """``["delta_h=5", "ks=1,2,4"]`` -> ``{"delta_h": 5.0, "ks": (1, 2, 4)}``; a malformed item, an
+    unknown key or a bad value raises :class:`SettingError` with one line."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SettingError(item, item, "KEY=VALUE, e.g. --set delta_h=5", "expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip()] = get_setting(key.strip()).parse(value)
+    return out
+
+
+def help_table(width: int = 17) -> str:
+    """Every setting by group: name, paper symbol / equation / value, help and allowed values."""
+    lines = []
+    by_group: dict[str, list[Setting]] = {}
+    for s in _SCHEMA.values():
+        by_group.setdefault(s.group, []).append(s)
+    for group in GROUPS:
+        rows = by_group.get(group, [])
+        if not rows:
+            continue
+        lines.append(f"  [{group}]")
+        for s in rows:
+            paper = ", ".join(x for x in (s.symbol, f"Eq. {s.eq}" if s.eq[:1].isdigit() else s.eq,
+                                          f"paper {s.paper}" if s.paper else "") if x)
+            owner = "" if s.section in CORE_SECTIONS else f" [{s.section}]"
+            live = " (live)" if s.live else ""
+            default = list(s.default) if isinstance(s.default, tuple) else s.default
+            lines.append(f"  {s.name:<{width}} {s.help}{' — ' + paper if paper else ''}{owner}{live}")
+            lines.append(f"  {'':<{width}}   default {json.dumps(default)}; {s.allowed()}")
+    return "\n".join(lines)
+
+
+# the built-in losses declare their sections on import: a TrainConfig always knows them
+from . import losses as _losses_module  # noqa: E402,F401

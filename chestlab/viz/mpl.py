@@ -1,0 +1,79 @@
+"""Matplotlib backend: draws what :mod:`chestlab.viz.geometry` computes on a matplotlib ``Axes``.
+
+The same layers, colours and markers as :mod:`chestlab.viz.plotly`: circles centred at the origin
+are :class:`~matplotlib.patches.Circle` patches, every other curve a polyline (a ``LineCollection``).
+No pyplot: safe in threads and headless runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.patches import Circle
+
+from . import geometry
+from .style import COLORS, MPL_FONT_SIZE, MPL_MARKERS, class_color
+
+__all__ = ["add_polylines", "draw_disk", "scatter_embeddings", "scatter_proxies", "style_disk"]
+
+
+def add_polylines(ax: Any, lines: Sequence[np.ndarray], *, color: str = "black", lw: float = 1.0,
+                  ls: str = "-", zorder: float = 0, label: Optional[str] = None) -> LineCollection:
+    """All ``lines`` ((n, 2) arrays) as one ``LineCollection`` on ``ax``; returns it."""
+    coll = LineCollection(list(lines), colors=color, linewidths=lw, linestyles=ls, zorder=zorder, label=label)
+    ax.add_collection(coll, autolim=False)
+    return coll
+
+
+def draw_disk(ax: Any, c: float, *, grid: bool = False, circles: Sequence[float] = (), n_diameters: int = 6,
+              grid_dists: Sequence[float] = (1.0, 2.0, 3.0)) -> None:
+    """The disk of curvature ``-c`` behind the data: boundary (radius ``1/sqrt(c)``, none at ``c = 0``),
+    the :func:`~chestlab.viz.geometry.geodesic_grid` when ``grid``, and a dotted circle labelled
+    ``D_H=d`` at each Poincaré distance ``d`` of ``circles`` from the origin."""
+    R = geometry.disk_radius(c)
+    if math.isfinite(R):
+        ax.add_patch(Circle((0, 0), R, fill=False, color=COLORS["boundary"], lw=1.2, zorder=0.5))
+    if grid:
+        add_polylines(ax, geometry.geodesic_grid(c, n_diameters, grid_dists), color=COLORS["grid"], lw=0.7,
+                      label="geodesics")
+    for d in circles:
+        r = geometry.euclid_radius(float(d), c)
+        ax.add_patch(Circle((0, 0), r, fill=False, color=COLORS["circle"], lw=0.8, ls=":", zorder=0))
+        ax.annotate(f"$D_H$={d:g}", (r * math.sqrt(0.5), r * math.sqrt(0.5)), fontsize=MPL_FONT_SIZE - 2,
+                    color=COLORS["circle"])
+
+
+def scatter_embeddings(ax: Any, x2d: Any, labels: Any, super_labels: Any = None, *, size: float = 6) -> None:
+    """Points ``x2d`` (N, 2): colour = class ``labels`` (N,), marker = super-class ``super_labels`` (N,)."""
+    x = geometry.as_numpy(x2d).reshape(-1, 2)
+    y = geometry.as_numpy(labels).astype(int).reshape(-1)
+    s = np.zeros_like(y) if super_labels is None else geometry.as_numpy(super_labels).astype(int).reshape(-1)
+    for k, sup in enumerate(np.unique(s)):
+        m = s == sup
+        ax.scatter(x[m, 0], x[m, 1], s=size, c=[class_color(i) for i in y[m]], marker=MPL_MARKERS[k % len(MPL_MARKERS)],
+                   linewidths=0)
+
+
+def scatter_proxies(ax: Any, proxies: Any, proxy_labels: Any = None, *, size: float = 60) -> None:
+    """Proxies (C, K, 2) or (P, 2) (see :func:`~chestlab.viz.geometry.proxy_points`) as stars in their
+    class colour."""
+    p, pl = geometry.proxy_points(proxies, proxy_labels)
+    ax.scatter(p[:, 0], p[:, 1], s=size, marker="*", c=[class_color(i) for i in pl], edgecolors=COLORS["proxy_edge"],
+               linewidths=0.5)
+
+
+def style_disk(ax: Any, lim: float, *, title: Optional[str] = None) -> None:
+    """Square view ``[-lim, lim]^2`` with equal aspect, axes labelled :math:`x_1`, :math:`x_2` (the
+    disk's coordinates), projector-sized fonts."""
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$", fontsize=MPL_FONT_SIZE)
+    ax.set_ylabel("$x_2$", fontsize=MPL_FONT_SIZE)
+    ax.tick_params(labelsize=MPL_FONT_SIZE - 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=MPL_FONT_SIZE)

@@ -1,0 +1,35 @@
+"""Colours, markers and font sizes shared by the plotly and matplotlib backends, so both draw the same
+picture. Font sizes are chosen to stay readable on a projector."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+__all__ = ["COLORS", "PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color", "name_of"]
+
+#: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class, and the disk's layers.
+COLORS = {"H": "#1f77b4", "E": "#ff7f0e", "pos": "#2166ac", "neg": "#d6604d", "proxy_edge": "#111111",
+          "boundary": "#000000", "grid": "#d9d9d9", "circle": "#8c8c8c"}
+#: Class colours cycle through a long qualitative palette; the marker tells super-classes apart.
+PALETTE = (
+    "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
+    "#393b79 #637939 #8c6d31 #843c39 #7b4173 #3182bd #e6550d #31a354 #756bb1 #636363 "
+    "#6baed6 #fd8d3c #74c476 #9e9ac8 #969696 #9c9ede #cedb9c #e7cb94 #e7969c #de9ed6"
+).split()
+#: Super-class markers, the same shapes in both backends.
+PLOTLY_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon", "hexagon",
+                  "star-triangle-up")
+MPL_MARKERS = ("o", "s", "D", "^", "P", "X", "v", "p", "h", "*")
+#: Base font size: plotly (px) and matplotlib (pt, on figures a few inches wide).
+FONT_SIZE = 14
+MPL_FONT_SIZE = 10
+
+
+def class_color(i: int) -> str:
+    """Colour of class ``i`` (cycles through :data:`PALETTE`)."""
+    return PALETTE[int(i) % len(PALETTE)]
+
+
+def name_of(i: int, names: Optional[Sequence[str]], default: str) -> str:
+    """``names[i]`` when there is one, else ``f"{default} {i}"``."""
+    return names[i] if names is not None and 0 <= i < len(names) else f"{default} {i}"

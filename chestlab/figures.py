@@ -32,7 +32,6 @@ from plotly.subplots import make_subplots
 
 from . import losses, poincare
 from .viz import geometry
-from .viz import mpl as viz_mpl
 from .viz import plotly as viz_plotly
 from .viz.geometry import hyperboloid_to_disk, project_to_disk
 from .viz.style import COLORS
@@ -247,6 +246,8 @@ def poincare_disk_mpl(x2d: Any, labels: Any, super_labels: Any = None, proxies2d
                       circles: Sequence[float] = (), title: Optional[str] = None, figsize: tuple[float, float] = (4.5, 4.5)):
     """Static (matplotlib) version of :func:`poincare_disk`, for PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`."""
     from matplotlib.figure import Figure
+
+    from .viz import mpl as viz_mpl
 
     c = float(c)
     fig = Figure(figsize=figsize, dpi=150, layout="constrained")

@@ -85,7 +85,6 @@ class CHESTLoss(Loss):
 
     Settings = CHESTSettings
     parts = ("l_h", "l_e", "l_hyphc")
-    HPARAMS = ("gamma_e", "gamma_h", "lambda_e", "lambda_h", "delta_e", "delta_h", "eta_e", "eta_h", "tau", "gamma_hyp", "hyphc", "M")
 
     def __init__(
         self,

@@ -9,7 +9,10 @@
 figures from these.
 """
 
-from . import geometry, mpl, plotly, style
+import importlib
+from typing import Any
+
+from . import geometry, style
 from .geometry import (
     as_numpy,
     boundary_circle,
@@ -41,3 +44,11 @@ __all__ = [
     "hyperboloid_to_disk",
     "proxy_points",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the backends import plotly / matplotlib: only when asked for (the dashboard's first frame
+    # needs no matplotlib)
+    if name in ("plotly", "mpl"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

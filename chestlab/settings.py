@@ -138,42 +138,42 @@ class Setting:
         if value is None:
             if self.nullable:
                 return None
-            raise SettingError(self.name, value, self.allowed())
+            raise SettingError(self.name, value, self.allowed(), "not a valid value")
         t = self.type
         if t is bool:
             if not isinstance(value, bool):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
         elif t is int:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
             value = int(value)
         elif t is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
             value = float(value)
             if math.isnan(value) or (self.finite and math.isinf(value)):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
         elif t is str:
             if not isinstance(value, str):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
             if self.pattern and not re.fullmatch(self.pattern, value):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
         elif t is tuple:
             if not isinstance(value, (list, tuple)) or not value:
                 raise SettingError(self.name, value, self.allowed(), "need at least one value")
             if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
             value = tuple(int(v) for v in value)
             for v in value:
                 self._check_range(v, value)
             return value
         elif t is dict:
             if not isinstance(value, dict):
-                raise SettingError(self.name, value, self.allowed())
+                raise SettingError(self.name, value, self.allowed(), "not a valid value")
             return dict(value)
         opts = self.options()
         if opts is not None and value not in opts:
-            raise SettingError(self.name, value, self.allowed())
+            raise SettingError(self.name, value, self.allowed(), "not a valid value")
         if t in (int, float):
             self._check_range(value, value)
         return value
@@ -213,7 +213,7 @@ class Setting:
                 if opts is not None:  # choices that are not strings (e.g. numbers written in a URL)
                     value = next((o for o in opts if str(o) == s), s)
         except ValueError:
-            raise SettingError(self.name, text, self.allowed()) from None
+            raise SettingError(self.name, text, self.allowed(), "not a valid value") from None
         return self.validate(value)
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from chestlab import paper_figures, reproduce
+from chestlab import paper, paper_figures, reproduce
 from chestlab.reproduce import ABLATION_ROWS, PAPER_R1, TRAININGS, grid_configs, main
+from chestlab.reproduce import figures as repro_figures
+from chestlab.reproduce import runner
 
 TINY = ["--steps", "6", "--quiet"]
 
@@ -52,7 +56,7 @@ def test_grid_matches_the_papers_rows():
 def test_ablation_writes_outputs_and_resumes_after_a_crash(tmp_path, monkeypatch):
     out = tmp_path / "abl"
     built = []
-    real_trainer = reproduce.Trainer
+    real_trainer = runner.Trainer  # train_run builds its Trainer in chestlab.reproduce.runner
 
     class CountingTrainer(real_trainer):
         def __init__(self, *a, **kw):
@@ -61,7 +65,7 @@ def test_ablation_writes_outputs_and_resumes_after_a_crash(tmp_path, monkeypatch
                 raise RuntimeError("simulated crash")
             super().__init__(*a, **kw)
 
-    monkeypatch.setattr(reproduce, "Trainer", CountingTrainer)
+    monkeypatch.setattr(runner, "Trainer", CountingTrainer)
     args = ["ablation", "--grid", "toy", "--seeds", "0", "--only", "H", "E", "CHEST", "--out", str(out), *TINY]
     crash = True
     assert main(args) == 2  # the crash is reported, the first two runs are saved
@@ -138,9 +142,9 @@ def test_fig2_tiles_show_images(tmp_path):
 
     for ds in (load_dataset("shapes", "test", seed=0),
                load_dataset("cub200", "test", data_root=make_fake_cub(tmp_path, num_classes=102, per_class=1, size=16).parent)):
-        img = reproduce._tile(ds, 0)
+        img = repro_figures._tile(ds, 0)
         assert img.ndim == 3 and img.shape[-1] == 3 and 0 <= img.min() and img.max() <= 1
-    assert isinstance(reproduce._tile(load_dataset("tree", "test", seed=0), 0), str)
+    assert isinstance(repro_figures._tile(load_dataset("tree", "test", seed=0), 0), str)
 
 
 def test_hardneg_figures(tmp_path):
@@ -172,3 +176,20 @@ def test_help_of_every_subcommand(capsys):
             main([cmd, "--help"])
         assert e.value.code == 0
     assert "H+Multi+HypHC" in capsys.readouterr().out
+
+
+def test_package_keeps_the_old_modules_names():
+    old_all = {"AblationRow", "ABLATION_ROWS", "GRIDS", "PAPER_R1", "GridSpec", "RunMismatch", "grid_configs",
+               "run_ablation", "summarize", "ablation_markdown", "train_run", "main"}
+    assert old_all | {"TRAININGS"} <= set(reproduce.__all__)
+    assert all(hasattr(reproduce, name) for name in reproduce.__all__)
+    # the paper's rows and numbers are chestlab.paper's, re-exported (same objects)
+    for name in ("ABLATION_ROWS", "TRAININGS", "PAPER_R1", "AblationRow"):
+        assert getattr(reproduce, name) is getattr(paper, name)
+    assert reproduce.train_run is runner.train_run and reproduce.fig2 is repro_figures.fig2
+
+
+def test_python_dash_m_entry_point():
+    res = subprocess.run([sys.executable, "-m", "chestlab.reproduce", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "python -m chestlab.reproduce ablation --grid toy" in res.stdout and "hardneg-fig3" in res.stdout

@@ -1,0 +1,64 @@
+"""Reproduce the CHEST paper's ablations (Tables 6-7) and figures, and the hard-negative paper's
+Figs. 2-3, with the one training engine (:class:`chestlab.train.Trainer`).
+
+    python -m chestlab.reproduce ablation --grid toy                       # CPU, ~5-10 min
+    python -m chestlab.reproduce ablation --grid cars196 --data-root /data # one GPU, see docs/reproduce.md
+    python -m chestlab.reproduce fig3                                      # Fig. 3 histograms
+    python -m chestlab.reproduce fig2 --run runs/shapes                    # Fig. 2 disk + retrieval
+    python -m chestlab.reproduce hardneg-fig2 [--full]                     # R@1 over t, sphere vs c
+    python -m chestlab.reproduce hardneg-fig3                              # w_ik over sorted negatives
+    python -m chestlab.reproduce tables runs/tree                          # Tables 2-5 layout
+
+Modules, one concept each:
+
+- ``grids``    where an ablation grid runs (:class:`GridSpec`, :data:`GRIDS`) and its planned runs
+               (:func:`grid_configs`); the rows themselves are :data:`chestlab.paper.ABLATION_ROWS`.
+- ``runner``   resumable runs (:func:`train_run`, ``result.json``, :class:`RunMismatch`), the
+               ablation loop (:func:`run_ablation`) and its outputs (:func:`summarize`,
+               :func:`ablation_markdown`, :func:`write_ablation`: CSV, Markdown, PNG).
+- ``figures``  the figure commands (:func:`fig3`, :func:`fig2`, :func:`hardneg_fig2`,
+               :func:`hardneg_fig3`) and :func:`tables`.
+- ``cli``      the command line (:func:`build_parser`, :func:`main`); ``python -m chestlab.reproduce``.
+
+``ABLATION_ROWS``, ``TRAININGS``, ``PAPER_R1`` and ``AblationRow`` live in :mod:`chestlab.paper`;
+they are re-exported here for older callers.
+"""
+
+from __future__ import annotations
+
+from ..paper import ABLATION_ROWS, PAPER_R1, TRAININGS, AblationRow
+from .cli import build_parser, main
+from .figures import HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3, tables
+from .grids import GRIDS, GridSpec, PlannedRun, grid_configs
+from .runner import RunMismatch, ablation_markdown, run_ablation, summarize, train_run, write_ablation
+
+__all__ = [
+    # the old module's __all__
+    "AblationRow",
+    "ABLATION_ROWS",
+    "GRIDS",
+    "PAPER_R1",
+    "GridSpec",
+    "RunMismatch",
+    "grid_configs",
+    "run_ablation",
+    "summarize",
+    "ablation_markdown",
+    "train_run",
+    "main",
+    # from chestlab.paper, as before
+    "TRAININGS",
+    # the old module's other public names
+    "PlannedRun",
+    "write_ablation",
+    "fig3",
+    "fig2",
+    "hardneg_fig2",
+    "hardneg_fig3",
+    "tables",
+    "HARDNEG_T",
+    "HARDNEG_C",
+    "HARDNEG_T_FULL",
+    "HARDNEG_C_FULL",
+    "build_parser",
+]

@@ -12,6 +12,7 @@ import sys
 from typing import Optional
 
 from .engine import Trainer
+from .settings import get_setting
 
 __all__ = ["evaluate_run", "format_table", "main"]
 
@@ -49,11 +50,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("run_dir", help="a run folder written by `python -m chestlab.train --out RUN_DIR`")
     p.add_argument("--split", default="test", help="test (unseen classes, default) or train")
     p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--max-n", type=int, help="evaluate at most this many samples")
+    p.add_argument("--max-n", help="evaluate at most this many samples per split (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     try:
-        res = evaluate_run(args.run_dir, args.split, args.device, args.max_n)
+        max_n = None
+        if args.max_n is not None:
+            max_n = int(args.max_n) if args.max_n.strip().lstrip("+").isdigit() else 0
+            if max_n < 1:
+                raise ValueError(f"--max-n = {args.max_n}: allowed: an integer >= 1 (samples per split)")
+        device = get_setting("device").parse(args.device) if args.device is not None else None
+        res = evaluate_run(args.run_dir, args.split, device, max_n)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

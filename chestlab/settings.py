@@ -40,6 +40,7 @@ __all__ = [
     "schema",
     "get_setting",
     "live_keys",
+    "machine_keys",
     "TrainConfig",
     "check",
     "parse_assignments",
@@ -73,6 +74,7 @@ class Setting:
     eq: str = ""  #: the paper's equation or table, e.g. "7" or "Table 1"
     paper: str = ""  #: the paper's value(s), e.g. "1, 5, 10 or 20"
     live: bool = False  #: may change between training steps (``Trainer.set``)
+    machine: bool = False  #: describes the machine, not the run: may differ when a run is resumed elsewhere
     low: Optional[float] = None
     high: Optional[float] = None
     low_open: bool = False  #: the lower bound itself is excluded (``> low``)
@@ -307,6 +309,11 @@ def get_setting(key: str) -> Setting:
         raise SettingError(key, "?", "no value: it is not a setting (see --help for the list)", "unknown setting") from None
 
 
+def machine_keys() -> frozenset[str]:
+    """Settings of the machine, not of the run (device, threads, …): they may change on resume."""
+    return frozenset(k for k, s in _SCHEMA.items() if s.machine)
+
+
 def live_keys() -> frozenset[str]:
     """Settings that may change between steps (the dashboard's sliders, ``Trainer.set``)."""
     return frozenset(k for k, s in _SCHEMA.items() if s.live)
@@ -341,13 +348,13 @@ def _losses() -> list[str]:
 class DataSettings:
     dataset: str = setting("tree", group="data", choices=_datasets,
                            help="tree | shapes | digits (embedded) or cub200 | cars196 | sop | inshop | cifar100 (--data-root)")
-    data_root: Optional[str] = setting(None, group="data", nullable=True,
+    data_root: Optional[str] = setting(None, group="data", nullable=True, machine=True,
                                        help="folder holding a benchmark (CUB_200_2011/, cars_annos.mat, Ebay_*.txt, ...)")
     data_options: dict = setting({}, group="data", help="dataset options as JSON, e.g. {\"depth\": 3} (tree) or {\"image_size\": 32}")
     batch_size: int = setting(64, group="data", low=2, eq="Table 1", paper="200 CUB, 198 Cars, 100 In-shop, 75 SOP",
                               help="batch size", ui={"options": (16, 32, 48, 64, 96, 128)})
     m_per_class: int = setting(4, group="data", low=2, help="samples per class in a batch (m-per-class sampler)")
-    workers: int = setting(0, group="data", low=0, help="DataLoader worker processes for image datasets read from disk")
+    workers: int = setting(0, group="data", low=0, machine=True, help="DataLoader worker processes for image datasets read from disk")
 
 
 @dataclass
@@ -394,7 +401,7 @@ class OptimSettings:
 
 @dataclass
 class ScheduleSettings:
-    steps: int = setting(300, group="schedule", live=True, low=0, eq="Table 1", paper="120 CUB, 1800 Cars, 30000 In-shop, 50000 SOP",
+    steps: int = setting(300, group="schedule", live=True, low=1, eq="Table 1", paper="120 CUB, 1800 Cars, 30000 In-shop, 50000 SOP",
                          help="optimizer steps")
     eval_every: int = setting(100, group="schedule", live=True, low=0,
                               help="evaluate Recall@k and MAP@R in both spaces every N steps (0 = only at the end)",
@@ -409,10 +416,10 @@ class ScheduleSettings:
 @dataclass
 class RunSettings:
     seed: int = setting(0, group="run", low=0, help="seed of data, initialisation, batches and triplets")
-    device: str = setting("auto", group="run", pattern=r"auto|cpu|cuda(:\d+)?", describe="auto, cpu, cuda or cuda:N",
+    device: str = setting("auto", group="run", machine=True, pattern=r"auto|cpu|cuda(:\d+)?", describe="auto, cpu, cuda or cuda:N",
                           help="auto (CUDA when available) | cpu | cuda | cuda:N", ui={"options": ("auto", "cpu", "cuda")})
-    amp: bool = setting(True, group="run", help="mixed precision on CUDA (the geometry stays float32)")
-    threads: int = setting(0, group="run", low=0,
+    amp: bool = setting(True, group="run", machine=True, help="mixed precision on CUDA (the geometry stays float32)")
+    threads: int = setting(0, group="run", low=0, machine=True,
                            help="CPU threads for torch (0 = all cores but one: spinning threads that compete with the UI slow small models 10x)")
 
 
@@ -497,6 +504,7 @@ class TrainConfig:
         """Values from JSON (``config.json``); every value is validated, none is parsed from text."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"a configuration must be a JSON object of settings, got {type(d).__name__}")
+        d = {k: v for k, v in d.items() if k != "history"}  # config.json's record of live changes
         loss = d.get("loss", "chest")
         if isinstance(loss, str) and loss not in _SECTIONS:
             raise ConfigError(f"loss = {loss}: it is not registered; import the module that defines it first "

@@ -50,6 +50,7 @@ def state_of(trainer: Any) -> dict:
         "scaler": trainer.scaler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "history": trainer.history,
+        "pending_eval": trainer.pending_eval,
         "version": VERSION,
     }
 
@@ -63,6 +64,7 @@ def restore(trainer: Any, state: dict) -> None:
     torch.set_rng_state(state["torch_rng"])
     trainer.step_count = int(state["step"])
     trainer.history = list(state.get("history", []))
+    trainer.pending_eval = bool(state.get("pending_eval", False))
     from ..settings import live_keys
 
     live = {k: v for k, v in state["config"].items() if k in live_keys() and k != "steps"}

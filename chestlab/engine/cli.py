@@ -5,9 +5,12 @@ every bad value. ``--help`` is generated from the settings schema and the loss r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+import threading
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -53,21 +56,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting listed below")
     parser.add_argument("--device", help="auto | cpu | cuda")
     parser.add_argument("--weights", help="local backbone weights file (instead of the hub)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in OUT exactly where its checkpoint stopped; --set may change live settings only")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in OUT (only its own files are deleted)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset with ``--set`` and the shortcut options applied; :class:`SettingError` (one line)
-    for an unknown key or a bad value."""
+    """The preset (or, with ``--resume``, the run's own ``config.json``) with ``--set`` and the shortcut
+    options applied; :class:`SettingError` / :class:`ConfigError` (one line) for anything wrong."""
     overrides = settings.parse_assignments(args.set)
     for name in ("data_root", "steps", "device", "weights"):
         v = getattr(args, name)
         if v is not None:
             overrides[name] = settings.get_setting(name).parse(v)
-    cfg = TrainConfig.preset(args.preset)
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs --out RUN: the folder of the run to continue")
+        cfg = _stored_config(Path(args.out))
+    else:
+        cfg = TrainConfig.preset(args.preset)
     return cfg.replace(**overrides)
+
+
+def _stored_config(run: Path) -> TrainConfig:
+    f = run / "config.json"
+    if not f.is_file():
+        raise ConfigError(f"--resume: {f} not found; is {run} a run folder made by --out? (start without --resume)")
+    try:
+        return TrainConfig.from_dict(json.loads(f.read_text()))
+    except ValueError as err:
+        raise ConfigError(f"--resume: {f} cannot be used: {err}") from None
+
+
+class DeferredInterrupt:
+    """Ctrl-C / SIGTERM once: finish the current step with its evaluation and checkpoint, then stop
+    (nothing is lost, the run resumes exactly). Twice: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict = {}
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (its evaluation and checkpoint); press Ctrl-C again to stop now",
+              file=sys.stderr, flush=True)
+
+    def __call__(self) -> bool:
+        return self.requested
 
 
 def _init_distributed() -> bool:
@@ -94,18 +143,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     started = _init_distributed()
     try:
-        trainer = Trainer(cfg, out_dir=args.out, resume=args.resume)
-    except (ValueError, FileNotFoundError) as err:
+        trainer = Trainer(cfg, out_dir=args.out, resume=args.resume, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         if started:
             dist.destroy_process_group()
         return 2
     rank0 = trainer.rank == 0
-
-    def on_term(signum, frame):  # treat SIGTERM like Ctrl-C: save, then exit cleanly
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     bar = None
     if rank0 and not args.quiet:
         from tqdm.auto import tqdm
@@ -113,25 +157,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         bar = tqdm(total=cfg.steps, initial=trainer.step_count, desc=cfg.dataset, unit="step", dynamic_ncols=True)
     code = 0
     try:
-        for ev in trainer.run():
-            if bar is None:
-                continue
-            if isinstance(ev, StepEvent):
-                bar.update(1)
-                bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
-            elif isinstance(ev, EvalEvent):
-                shown = {k.replace("test/", ""): f"{v:.3f}" for k, v in ev.metrics.items() if k.startswith("test/") and ("R@1" in k or "MAP" in k)}
-                bar.write(f"step {ev.step}: " + "  ".join(f"{k} {v}" for k, v in shown.items()))
+        with DeferredInterrupt() as stop:
+            for ev in trainer.run(should_stop=stop):
+                if bar is None:
+                    continue
+                if isinstance(ev, StepEvent):
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
+                elif isinstance(ev, EvalEvent):
+                    shown = {k.replace("test/", ""): f"{v:.3f}" for k, v in ev.metrics.items()
+                             if k.startswith("test/") and ("R@1" in k or "MAP" in k)}
+                    bar.write(f"step {ev.step}: " + "  ".join(f"{k} {v}" for k, v in shown.items()))
+        if stop.requested and trainer.step_count < trainer.config.steps:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if trainer.out_dir is not None:
-            trainer.save_checkpoint()
-            if rank0:
-                print(f"\ninterrupted at step {trainer.step_count}; checkpoint saved in {trainer.out_dir}. "
-                      f"Continue with --resume.", file=sys.stderr)
         code = 130
+        _save_on_stop(trainer, "interrupted")
     except TrainingDiverged as err:
         print(f"\nerror: {err}", file=sys.stderr)
         code = 3
+    except Exception as err:  # a corrupt image, a full disk ...: keep what was trained, say what happened
+        code = 1
+        _save_on_stop(trainer, f"stopped by {type(err).__name__}: {err}")
     finally:
         if bar is not None:
             bar.close()
@@ -141,3 +188,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         last = trainer.history[-1]
         print(" ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "step"))
     return code
+
+
+def _save_on_stop(trainer: Trainer, why: str) -> None:
+    if trainer.rank != 0:
+        return
+    if trainer.out_dir is None:
+        print(f"\n{why} at step {trainer.step_count} (no --out: nothing saved)", file=sys.stderr)
+    elif not trainer.consistent:
+        print(f"\n{why} inside an optimizer update; the last checkpoint is kept. Continue with --resume.", file=sys.stderr)
+    else:
+        trainer.save_checkpoint()
+        print(f"\n{why} at step {trainer.step_count}; checkpoint saved in {trainer.out_dir}. Continue with --resume.",
+              file=sys.stderr)

@@ -4,14 +4,17 @@ writes them to a run folder (``events.jsonl`` and one CSV per numeric kind)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-__all__ = ["StepEvent", "EvalEvent", "SimilarityEvent", "CheckpointEvent", "Event", "TrainingDiverged", "RunLogger"]
+__all__ = ["StepEvent", "EvalEvent", "SimilarityEvent", "CheckpointEvent", "SettingsEvent", "Event", "TrainingDiverged",
+           "RunLogger", "RUN_FILES", "read_events"]
 
 
 @dataclass
@@ -53,7 +56,19 @@ class CheckpointEvent:
     kind: str = "checkpoint"
 
 
-Event = Union[StepEvent, EvalEvent, SimilarityEvent, CheckpointEvent]
+@dataclass
+class SettingsEvent:
+    """Live settings changed (``Trainer.set``, or ``--set`` on ``--resume``): ``{key: [old, new]}``."""
+
+    step: int
+    changes: dict
+    kind: str = "settings"
+
+
+Event = Union[StepEvent, EvalEvent, SimilarityEvent, CheckpointEvent, SettingsEvent]
+
+#: The files a run writes into its folder (and the only ones it ever deletes or rewrites).
+RUN_FILES: tuple[str, ...] = ("config.json", "events.jsonl", "steps.csv", "eval.csv", "checkpoint.pt")
 
 
 class TrainingDiverged(RuntimeError):
@@ -64,8 +79,35 @@ class TrainingDiverged(RuntimeError):
         self.step = step
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (an interrupt leaves the old file)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_events(path: Path) -> list[dict]:
+    """The records of ``events.jsonl``. A last line cut short by a kill is dropped (it will be
+    redone); a damaged line elsewhere raises ``ValueError`` naming the file and the line."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    out = []
+    for i, ln in enumerate(lines):
+        try:
+            out.append(json.loads(ln))
+        except ValueError:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}, line {i + 1} is not JSON: the run folder was edited or damaged; "
+                             "start a new run with another --out") from None
+    return out
+
+
 class RunLogger:
-    """``events.jsonl`` (every event) and one CSV per numeric event kind (``steps.csv``, ``eval.csv``)."""
+    """``events.jsonl`` (every event) and one CSV per numeric event kind (``steps.csv``, ``eval.csv``).
+    It writes, truncates and deletes only its own files (:data:`RUN_FILES`): a folder's other files
+    are never touched."""
+
+    CSV = {"step": "steps.csv", "eval": "eval.csv"}
 
     def __init__(self, out_dir: Path, resume_step: Optional[int] = None) -> None:
         self.out_dir = out_dir
@@ -73,26 +115,28 @@ class RunLogger:
         self.jsonl = out_dir / "events.jsonl"
         if resume_step is not None:
             self._truncate(resume_step)
-        elif self.jsonl.exists():
-            self.jsonl.unlink()
-            for f in out_dir.glob("*.csv"):
-                f.unlink()
+        else:
+            for name in ("events.jsonl", *self.CSV.values()):
+                (out_dir / name).unlink(missing_ok=True)
 
     def _truncate(self, step: int) -> None:
         """Drop records written after the checkpoint we resume from (they will be redone)."""
-        if self.jsonl.exists():
-            keep = [ln for ln in self.jsonl.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
-            self.jsonl.write_text("".join(ln + "\n" for ln in keep))
-        for f in self.out_dir.glob("*.csv"):
+        keep = [rec for rec in read_events(self.jsonl) if rec.get("step", 0) <= step]
+        _replace(self.jsonl, "".join(json.dumps(rec) + "\n" for rec in keep))
+        for name in self.CSV.values():
+            f = self.out_dir / name
+            if not f.exists():
+                continue
             with open(f, newline="") as fh:
                 rows = list(csv.DictReader(fh))
             fields = list(rows[0].keys()) if rows else None
-            rows = [r for r in rows if int(r["step"]) <= step]
-            with open(f, "w", newline="") as fh:
-                if fields:
-                    w = csv.DictWriter(fh, fieldnames=fields)
-                    w.writeheader()
-                    w.writerows(rows)
+            rows = [r for r in rows if (r.get("step") or "").isdigit() and int(r["step"]) <= step]
+            buf = io.StringIO()
+            if fields:
+                w = csv.DictWriter(buf, fieldnames=fields)
+                w.writeheader()
+                w.writerows(rows)
+            _replace(f, buf.getvalue())
 
     @staticmethod
     def flatten(event: Event) -> dict:
@@ -104,17 +148,21 @@ class RunLogger:
         elif isinstance(event, EvalEvent):
             row.update(event.metrics)
             row["eval_time"] = event.eval_time
+        elif isinstance(event, CheckpointEvent):
+            row["path"] = event.path
+        elif isinstance(event, SettingsEvent):
+            row["changes"] = event.changes
         return row
 
     def log(self, event: Event) -> None:
         if isinstance(event, SimilarityEvent):
             return
-        rec = {"kind": event.kind, **(self.flatten(event) if not isinstance(event, CheckpointEvent) else {"step": event.step, "path": event.path})}
+        rec = {"kind": event.kind, **self.flatten(event)}
         with open(self.jsonl, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
-        if isinstance(event, (StepEvent, EvalEvent)):
+        if event.kind in self.CSV:
             row = self.flatten(event)
-            f = self.out_dir / ("steps.csv" if isinstance(event, StepEvent) else "eval.csv")
+            f = self.out_dir / self.CSV[event.kind]
             new = not f.exists() or f.stat().st_size == 0
             with open(f, "a", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=list(row))

@@ -22,10 +22,20 @@ from torch import Tensor, nn
 
 from .. import data, models, poincare
 from ..losses import Loss, LossOutput
-from ..settings import ConfigError, TrainConfig, live_keys
+from ..settings import ConfigError, TrainConfig, live_keys, machine_keys
 from . import build, checkpoint
 from .evaluator import Evaluator
-from .events import CheckpointEvent, EvalEvent, Event, RunLogger, SimilarityEvent, StepEvent, TrainingDiverged
+from .events import (
+    RUN_FILES,
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    RunLogger,
+    SettingsEvent,
+    SimilarityEvent,
+    StepEvent,
+    TrainingDiverged,
+)
 
 __all__ = ["Trainer"]
 
@@ -47,15 +57,21 @@ class Trainer:
     """Builds data, model, loss and optimizer from a :class:`TrainConfig` and trains step by step.
 
     ``out_dir`` (optional) receives ``config.json``, ``events.jsonl``, ``steps.csv``, ``eval.csv`` and
-    ``checkpoint.pt`` (rank 0 only). ``resume=True`` continues from ``out_dir/checkpoint.pt``.
+    ``checkpoint.pt`` (rank 0 only); a folder that holds another run is refused unless ``overwrite``
+    (which deletes only those files). ``resume=True`` continues from ``out_dir/checkpoint.pt``: the
+    run's structural settings must equal ``config``'s; live settings that differ are applied after
+    the checkpoint is loaded and recorded (a ``settings`` event, and ``history`` in config.json).
     """
 
-    def __init__(self, config: TrainConfig, out_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> None:
+    def __init__(self, config: TrainConfig, out_dir: Optional[Union[str, Path]] = None, resume: bool = False,
+                 overwrite: bool = False) -> None:
         self.config = cfg = config
         build.validate(cfg)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        state = self._prepare_out_dir(resume, overwrite)
         self.device = build.resolve_device(cfg.device)
         if self.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -92,17 +108,90 @@ class Trainer:
         self.last_output: Optional[LossOutput] = None
         self._last_labels: Optional[Tensor] = None
         self.history: list[dict] = []
-        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.settings_history: list[dict] = []
+        self.pending_eval = False  # an evaluation due at step_count that an interrupt cut short
+        self.consistent = True  # False after an interrupt inside the optimizer update
         self._loader_iter = None
         self._loader_step = -1
-        if resume:
-            if self.out_dir is None or not (self.out_dir / checkpoint.CHECKPOINT).exists():
-                raise FileNotFoundError(f"--resume: no {checkpoint.CHECKPOINT} in {self.out_dir}; start without --resume")
-            self.load_checkpoint(self.out_dir / checkpoint.CHECKPOINT)
         self.logger = None
+        changes: dict = {}
+        if state is not None:
+            changes = self._resume_from(state)
         if self.out_dir is not None and self.rank == 0:
-            self.logger = RunLogger(self.out_dir, resume_step=self.step_count if resume else None)
-            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            self.logger = RunLogger(self.out_dir, resume_step=self.step_count if state is not None else None)
+            if changes:
+                self._record_settings(changes)
+            self._write_config()
+
+    # -- run folder -------------------------------------------------------------------------------
+    def _prepare_out_dir(self, resume: bool, overwrite: bool) -> Optional[dict]:
+        """Check ``out_dir`` before anything is built; the checkpoint's state when resuming."""
+        out = self.out_dir
+        if out is None:
+            if resume:
+                raise ConfigError("--resume needs --out RUN: the folder of the run to continue")
+            return None
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file, not a folder; choose a folder for the run")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / f".chestlab-write-test{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(f"--out {out} cannot be written ({err.strerror or err}); choose a folder you can write to") from None
+        if resume:
+            return checkpoint.load_state(out / checkpoint.CHECKPOINT)
+        found = [name for name in RUN_FILES if (out / name).exists()]
+        if found and not overwrite and self.rank == 0:
+            raise ConfigError(f"--out {out} holds another run ({', '.join(found)}); continue it with --resume, choose "
+                              "another folder, or pass --overwrite to replace that run (other files are kept)")
+        if self.rank == 0:
+            for name in found:
+                (out / name).unlink()
+        return None
+
+    def _resume_from(self, state: dict) -> dict:
+        """Load the checkpoint; refuse structural differences; apply and return live changes."""
+        try:
+            stored = TrainConfig.from_dict(state["config"])
+        except ValueError as err:
+            raise ConfigError(f"{self.out_dir / checkpoint.CHECKPOINT} holds settings this version cannot use ({err})") from None
+        mine = self.config
+        keys = dict.fromkeys([*stored.keys(), *mine.keys()])
+        differ = {k: (getattr(stored, k), getattr(mine, k)) for k in keys if getattr(stored, k) != getattr(mine, k)}
+        structural = {k: v for k, v in differ.items() if k not in live_keys() and k not in machine_keys()}
+        if structural:
+            k, (old, new) = next(iter(structural.items()))
+            more = f" (and {', '.join(list(structural)[1:])})" if len(structural) > 1 else ""
+            raise ConfigError(f"--resume: {k} = {new} but the run was trained with {k} = {old}{more}; structural "
+                              "settings cannot change on resume: drop that --set, or start a new run with another --out")
+        if mine.steps < int(state["step"]):
+            raise ConfigError(f"--resume: steps = {mine.steps} is below the checkpoint's step {state['step']}; "
+                              f"ask for steps >= {state['step']}")
+        target = mine
+        self.config = stored.replace(**{k: getattr(mine, k) for k in machine_keys()})
+        checkpoint.restore(self, state)
+        changes = {k: (old, new) for k, (old, new) in differ.items() if k in live_keys()}
+        if changes:
+            self.set(**{k: new for k, (old, new) in changes.items()})
+        self.config = target
+        self.evaluator.cfg = target
+        return changes
+
+    def _record_settings(self, changes: dict) -> None:
+        entry = {"step": self.step_count, "changes": {k: [old, new] for k, (old, new) in changes.items()}}
+        self.settings_history.append(entry)
+        self._emit(SettingsEvent(self.step_count, entry["changes"]))
+
+    def _write_config(self) -> None:
+        """config.json: the settings in force now, and the history of live changes (atomic)."""
+        d = self.config.to_dict()
+        if self.settings_history:
+            d["history"] = self.settings_history
+        tmp = self.out_dir / f".config.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(d, indent=2, default=str))
+        os.replace(tmp, self.out_dir / "config.json")
 
     def autocast(self):
         """The AMP context of this run (a no-op on the CPU)."""
@@ -130,8 +219,14 @@ class Trainer:
             if hasattr(self.criterion, "euclid_space"):
                 self.criterion.euclid_space = space
         build.apply_optim_settings(self.optimizer, new)
+        old = self.config
         self.config = new
         self.evaluator.cfg = new
+        if self.logger is not None:
+            diff = {k: (getattr(old, k), v) for k, v in changes.items() if getattr(old, k) != v}
+            if diff:
+                self._record_settings(diff)
+                self._write_config()
 
     # -- data ---------------------------------------------------------------------------------------
     def _batch(self, step: int) -> tuple[Tensor, Tensor]:
@@ -156,7 +251,24 @@ class Trainer:
         return next(iter(self._batches))
 
     # -- one step -------------------------------------------------------------------------------------
+    def _rng_states(self) -> list:
+        gens = [m.generator for m in self.criterion.modules() if isinstance(getattr(m, "generator", None), torch.Generator)]
+        return [torch.get_rng_state(), [(g, g.get_state()) for g in gens]]
+
     def train_step(self) -> StepEvent:
+        """One optimizer step. An exception before the update (an interrupt, a corrupt image) leaves
+        the trainer exactly as it was, samplers included, so a checkpoint saved then resumes exactly."""
+        snapshot = self._rng_states()
+        try:
+            return self._train_step()
+        except BaseException:
+            if self.consistent:
+                torch.set_rng_state(snapshot[0])
+                for g, st in snapshot[1]:
+                    g.set_state(st)
+            raise
+
+    def _train_step(self) -> StepEvent:
         cfg = self.config
         t0 = time.perf_counter()
         x, y = self._batch(self.step_count)
@@ -175,11 +287,13 @@ class Trainer:
         if not torch.isfinite(grad_norm) and not self.scaler.is_enabled():
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDiverged(self.step_count, self._diagnose(f"the gradient norm became {float(grad_norm)}", out))
+        self.consistent = False  # an interrupt inside the update would leave some parameters updated
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.step_count += 1
+        self.consistent = True
         self.last_output = out
         self._last_labels = y
         return StepEvent(
@@ -225,9 +339,11 @@ class Trainer:
         """Recall@k and MAP@R in both spaces (E: x_e, Euclidean; H: x_h, Poincaré) on the given splits.
         For In-shop, ``test`` is evaluated the conventional way: queries retrieve from the gallery."""
         self.system.eval()
+        self.pending_eval = splits is None  # a scheduled evaluation: redone on resume if cut short
         out, seconds = self.evaluator.evaluate(splits)
         ev = EvalEvent(self.step_count, out, seconds)
         self.history.append({"step": self.step_count, **out})
+        self.pending_eval = False
         return ev
 
     def similarities(self) -> Optional[SimilarityEvent]:
@@ -259,13 +375,18 @@ class Trainer:
         return self.criterion.proxy_points()
 
     # -- the loop -----------------------------------------------------------------------------------------
-    def run(self, steps: Optional[int] = None, *, similarity_every: int = 0, eval_at_end: bool = True) -> Iterator[Event]:
+    def run(self, steps: Optional[int] = None, *, similarity_every: int = 0, eval_at_end: bool = True,
+            should_stop: Optional[Any] = None) -> Iterator[Event]:
         """Train ``steps`` more steps (default: up to ``config.steps``), yielding a :class:`StepEvent`
         per step, an :class:`EvalEvent` every ``eval_every`` steps and (``eval_at_end``) at the end, a
         :class:`SimilarityEvent` every ``similarity_every`` steps, and :class:`CheckpointEvent` s.
-        The dashboard runs short chunks with ``eval_at_end=False`` so only the schedule evaluates."""
+        The dashboard runs short chunks with ``eval_at_end=False`` so only the schedule evaluates.
+        ``should_stop()`` is asked after each step's evaluation and checkpoint: True ends the run there
+        (the CLI's first Ctrl-C), so an interrupt never splits a step from its evaluation."""
         cfg = self.config
         end = self.step_count + steps if steps is not None else cfg.steps
+        if self.pending_eval:  # an interrupt cut this step's evaluation short: do it first
+            yield self._emit(self.evaluate())
         while self.step_count < end:
             ev = self.train_step()
             yield self._emit(ev)
@@ -278,6 +399,8 @@ class Trainer:
                 yield self._emit(self.evaluate())
             if self.out_dir is not None and ((cfg.checkpoint_every and s % cfg.checkpoint_every == 0) or s == end):
                 yield self._emit(self.save_checkpoint())
+            if should_stop is not None and should_stop() and self.step_count < end:
+                return
 
     def _emit(self, ev: Event) -> Event:
         if self.logger is not None:
@@ -311,11 +434,12 @@ class Trainer:
             stored = json.loads(cfg_file.read_text())
         except ValueError:
             raise ConfigError(f"{cfg_file} is not valid JSON; it was not written by chestlab (or was edited)") from None
-        cfg = TrainConfig.from_dict(stored).replace(**overrides)
-        ckpt = run_dir / checkpoint.CHECKPOINT
-        if not ckpt.exists():
-            raise FileNotFoundError(f"{ckpt} not found: the run has not saved a checkpoint yet")
-        tr = cls(cfg)
+        cfg = TrainConfig.from_dict(stored)
+        state = checkpoint.load_state(run_dir / checkpoint.CHECKPOINT)
+        tr = cls(cfg.replace(**{k: v for k, v in overrides.items() if k in machine_keys()}))
         tr.out_dir = run_dir
-        tr.load_checkpoint(ckpt)
+        checkpoint.restore(tr, state)
+        live = {k: v for k, v in overrides.items() if k not in machine_keys()}
+        if live:  # after the checkpoint's own live settings, so the caller's win (e.g. eval_max)
+            tr.set(**live)
         return tr

@@ -25,7 +25,7 @@ from .. import data as _data
 from .. import paper_figures
 from ..engine import EvalEvent, StepEvent, Trainer, TrainingDiverged
 from ..paper import ABLATION_ROWS, PAPER_R1
-from ..settings import TrainConfig
+from ..settings import TrainConfig, machine_keys
 from .grids import GRIDS, grid_configs
 
 __all__ = ["RunMismatch", "train_run", "run_ablation", "summarize", "ablation_markdown", "write_ablation"]
@@ -39,11 +39,11 @@ class RunMismatch(ValueError):
 
 
 # Settings that may differ between the machine that trained and the one that resumes.
-_MACHINE_KEYS = frozenset({"device", "workers", "threads", "data_root", "amp"})
+_MACHINE_KEYS = machine_keys()
 
 
 def _comparable(cfg: dict) -> dict:
-    d = {k: v for k, v in cfg.items() if k not in _MACHINE_KEYS}
+    d = {k: v for k, v in cfg.items() if k not in _MACHINE_KEYS and k != "history"}
     return json.loads(json.dumps(d))  # tuples -> lists, as read back from JSON
 
 
@@ -83,7 +83,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, measure: Optional[Callable[[Tr
     resume = (run_dir / "checkpoint.pt").exists() and (run_dir / "config.json").exists()
     if resume:
         _check_same(run_dir, cfg, "config.json")
-    trainer = Trainer(cfg, out_dir=run_dir, resume=resume)
+    trainer = Trainer(cfg, out_dir=run_dir, resume=resume, overwrite=not resume)  # the grid owns its folders
     bar = None
     if progress:
         from tqdm import tqdm

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from . import poincare
 
-__all__ = ["HyperbolicHead", "CHESTModel", "MLP", "SmallCNN", "TimmBackbone", "create_backbone", "list_backbones", "register_backbone"]
+__all__ = ["HyperbolicHead", "CHESTModel", "MLP", "SmallCNN", "TimmBackbone", "create_backbone", "list_backbones",
+           "register_backbone", "load_weights"]
 
 
 class HyperbolicHead(nn.Module):
@@ -128,16 +129,47 @@ class SmallCNN(nn.Module):
         return self.fc(self.features(x))
 
 
+def load_weights(module: nn.Module, path: str, *, ignore_prefixes: tuple[str, ...] = ()) -> nn.Module:
+    """Load a state-dict file into ``module`` (``{"state_dict": ...}`` / ``{"model": ...}`` wrappers
+    accepted); every way a file can be wrong gives one ``ValueError`` line that names it. Keys under
+    ``ignore_prefixes`` (a classifier head the backbone dropped) may be left over."""
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights = {path}: no such file; give a torch state-dict file (.pt / .pth)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - text, random bytes, a cut file: the unpickler raises anything
+        raise ValueError(f"weights = {path} is not a readable torch state-dict file ({type(err).__name__}); "
+                         "save one with torch.save(model.state_dict(), path)") from None
+    if isinstance(state, dict):
+        state = state.get("state_dict", state.get("model", state))
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"weights = {path} holds a {type(state).__name__}, not a state dict of tensors")
+    own = module.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own and not k.startswith(ignore_prefixes)]
+    if wrong or missing or unexpected:
+        what = "; ".join(x for x in (f"wrong shapes {wrong[:3]}" if wrong else "", f"missing {missing[:3]}" if missing else "",
+                                     f"unexpected {unexpected[:3]}" if unexpected else "") if x)
+        raise ValueError(f"weights = {path} does not match this backbone ({what}); was it saved from the same backbone and dim_e?")
+    module.load_state_dict(state, strict=False)
+    return module
+
+
 @register_backbone("mlp")
-def _mlp(input_shape, dim_e=None, hidden: int = 256, depth: int = 2, **_):
-    return MLP(int(math.prod(input_shape)), dim_e or 64, hidden, depth)
+def _mlp(input_shape, dim_e=None, hidden: int = 256, depth: int = 2, weights: str | None = None, **_):
+    net = MLP(int(math.prod(input_shape)), dim_e or 64, hidden, depth)
+    return load_weights(net, weights) if weights else net
 
 
 @register_backbone("cnn")
-def _cnn(input_shape, dim_e=None, width: int = 32, **_):
+def _cnn(input_shape, dim_e=None, width: int = 32, weights: str | None = None, **_):
     if len(input_shape) != 3:
         raise ValueError(f"backbone 'cnn' needs images (C, H, W), got inputs of shape {input_shape}; use 'mlp'")
-    return SmallCNN(input_shape[0], dim_e or 64, width)
+    net = SmallCNN(input_shape[0], dim_e or 64, width)
+    return load_weights(net, weights) if weights else net
 
 
 class TimmBackbone(nn.Module):
@@ -165,15 +197,7 @@ class TimmBackbone(nn.Module):
         if model is None:
             model = timm.create_model(name, pretrained=False, **kw)
         if weights is not None:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            unexpected = [k for k in unexpected if not k.startswith("head")]
-            if unexpected or len(missing) > 0:
-                raise ValueError(
-                    f"weights file {weights!r} does not match {name!r}: missing {list(missing)[:5]}, "
-                    f"unexpected {unexpected[:5]}"
-                )
+            load_weights(model, weights, ignore_prefixes=("head",))
         self.model = model
         self.out_dim = model.num_features
 

@@ -256,3 +256,56 @@ def test_every_bad_value_of_every_setting_exits_2_with_one_line(key, value, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {key} = ") and "allowed" in err, err
     assert "Traceback" not in err and math.isfinite(1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# §3 weights files and failures in the middle of a run
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,word", [("missing", "no such file"), ("text", "not a readable"), ("random", "not a readable"),
+                                       ("truncated", "not a readable"), ("list", "holds a list"), ("shapes", "wrong shapes"),
+                                       ("good", "")])
+def test_weights_files_are_checked_before_training(tmp_path, capsys, kind, word):
+    from chestlab import models
+
+    path = tmp_path / "w.pt"
+    net = models.create_backbone("mlp", (32,), 8)
+    if kind == "text":
+        path.write_text("hello")
+    elif kind == "random":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "truncated":
+        torch.save(net.state_dict(), path)
+        path.write_bytes(path.read_bytes()[:300])
+    elif kind == "list":
+        torch.save([1, 2], path)
+    elif kind == "shapes":
+        torch.save(models.create_backbone("mlp", (32,), 5).state_dict(), path)
+    elif kind == "good":
+        ref = train.Trainer(train.TrainConfig.preset("demo-tree", dim_e=8, dim_h=4, batch_size=16))
+        torch.save(ref.model.backbone.state_dict(), path)
+    rc = train.main([*TINY, "--steps", "1", "--set", "eval_every=0", "--weights", str(path)])
+    err = capsys.readouterr().err.strip()
+    if kind == "good":
+        assert rc == 0, err
+    else:
+        assert rc == 2 and len(err.splitlines()) == 1 and word.replace("not a readable", "not a readable") in err and "weights" in err, err
+
+
+def test_a_failure_in_the_middle_of_a_run_saves_a_checkpoint_that_resumes_exactly(tmp_path, capsys, monkeypatch):
+    ref = tmp_path / "ref"
+    assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(ref)]) == 0
+    original = train.Trainer._batch
+
+    def corrupt_at_6(self, step):
+        if step == 5:
+            raise OSError("image file is truncated (corrupt image)")
+        return original(self, step)
+
+    monkeypatch.setattr(train.Trainer, "_batch", corrupt_at_6)
+    run = tmp_path / "run"
+    assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run)]) == 1
+    assert "corrupt image" in capsys.readouterr().err
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 5
+    monkeypatch.setattr(train.Trainer, "_batch", original)
+    assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run), "--resume"]) == 0
+    assert _records(run) == _records(ref)

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import figures
+from .viz.style import COLORS
 
 __all__ = [
     "PAPER_POS",
@@ -40,8 +41,8 @@ __all__ = [
 
 # Fig. 3 of the CHEST paper: "The blue area represents the similarities to negative classes, and the
 # red area represents the similarities to positive class" (the dashboard's colours are the reverse).
-PAPER_POS = "#d62728"
-PAPER_NEG = "#1f77b4"
+PAPER_POS = COLORS["pos"]  # the paper's Fig. 3: positive class red
+PAPER_NEG = COLORS["neg"]  # negatives blue
 
 
 def _figure(figsize: tuple[float, float]):

@@ -202,3 +202,21 @@ def test_hard_negative_weights_figure_matches_losses_and_sharpens() -> None:
     labels = torch.arange(20) % 5
     d2, _ = figures.hard_negative_weights(v, 0.2, None, anchor=0, labels=labels)
     assert len(d2) == 16
+
+
+def test_fig3_colours_follow_the_paper_everywhere():
+    """The paper's Fig. 3 draws the positive class red and the negative classes blue: the dashboard's
+    and lessons' histograms (plotly and matplotlib) and the reproduction's figure agree."""
+    import matplotlib.colors as mcolors
+
+    from chestlab import paper_figures
+    from chestlab.engine import SimilarityEvent
+
+    red, blue = mcolors.to_rgb("#d62728"), mcolors.to_rgb("#1f77b4")
+    ev = SimilarityEvent(1, np.ones(4), np.zeros(12), np.ones(4), np.zeros(12))
+    fig = figures.similarity_histogram(ev)
+    by_name = {}
+    for tr in fig.data:
+        by_name.setdefault(tr.name.split()[0].lower(), mcolors.to_rgb(tr.marker.color))
+    assert by_name.get("positive") == red and by_name.get("negative") == blue, by_name
+    assert mcolors.to_rgb(paper_figures.PAPER_POS) == red and mcolors.to_rgb(paper_figures.PAPER_NEG) == blue

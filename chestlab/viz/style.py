@@ -7,8 +7,9 @@ from typing import Optional, Sequence
 
 __all__ = ["COLORS", "PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color", "name_of"]
 
-#: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class, and the disk's layers.
-COLORS = {"H": "#1f77b4", "E": "#ff7f0e", "pos": "#2166ac", "neg": "#d6604d", "proxy_edge": "#111111",
+#: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class (the paper's Fig. 3:
+#: positive red, negatives blue), and the disk's layers.
+COLORS = {"H": "#1f77b4", "E": "#ff7f0e", "pos": "#d62728", "neg": "#1f77b4", "proxy_edge": "#111111",
           "boundary": "#000000", "grid": "#d9d9d9", "circle": "#8c8c8c"}
 #: Class colours cycle through a long qualitative palette; the marker tells super-classes apart.
 PALETTE = (

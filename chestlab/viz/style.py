@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-__all__ = ["COLORS", "PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color", "name_of"]
+__all__ = ["COLORS", "PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color", "name_of",
+           "LECTURE_RC", "use_lecture_style", "lecture_style"]
 
 #: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class (the paper's Fig. 3:
 #: positive red, negatives blue), and the disk's layers.
@@ -34,3 +35,25 @@ def class_color(i: int) -> str:
 def name_of(i: int, names: Optional[Sequence[str]], default: str) -> str:
     """``names[i]`` when there is one, else ``f"{default} {i}"``."""
     return names[i] if names is not None and 0 <= i < len(names) else f"{default} {i}"
+
+
+#: The lessons' projector style (matplotlib): fonts >= 14 pt, figures >= 10 in wide, thick lines.
+LECTURE_RC = {
+    "font.size": 14, "axes.titlesize": 16, "axes.labelsize": 15, "xtick.labelsize": 13, "ytick.labelsize": 13,
+    "legend.fontsize": 13, "figure.titlesize": 17, "figure.figsize": (10.0, 5.0), "figure.dpi": 100,
+    "lines.linewidth": 2.0, "axes.grid": True, "grid.alpha": 0.3, "legend.framealpha": 0.85,
+}
+
+
+def use_lecture_style() -> None:
+    """Set :data:`LECTURE_RC` for every later matplotlib figure of this process (a lesson's first cell)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(LECTURE_RC)
+
+
+def lecture_style():
+    """Context manager: :data:`LECTURE_RC` for the figures made inside it."""
+    import matplotlib
+
+    return matplotlib.rc_context(LECTURE_RC)

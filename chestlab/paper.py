@@ -115,7 +115,7 @@ def _loss_presets() -> dict[str, dict[str, Any]]:
     out.update({
         "Pairwise CE — sphere": dict(loss="pair_ce", pair_space="sphere", t=0.1),
         "Pairwise CE — hyperbolic": dict(loss="pair_ce", pair_space="hyperbolic", t=0.2),
-        "Mix (cos/t_E + λ(−D_H)/t_H)": dict(loss="mix", t_e=0.1, t_h=0.2, mix_lam=1.0),
+        "Mix (cos/t_E + β(−d_H)/t_H)": dict(loss="mix", t_e=0.1, t_h=0.2, mix_lam=1.0),
     })
     return out
 

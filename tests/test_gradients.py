@@ -137,7 +137,7 @@ def test_cosine_grad():
 
 
 def _anchor_loss(anchor: torch.Tensor, others: torch.Tensor, j, t: float, c):
-    """L_i = -s_ij/t + log sum_k exp(s_ik/t), written directly from the spec."""
+    """L_i = -s_ij/t + log sum_k exp(s_ik/t), written directly from docs/maths.md."""
     if c is None:
         s = F.cosine_similarity(anchor.unsqueeze(-2), others, dim=-1)
     else:

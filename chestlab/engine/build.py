@@ -24,6 +24,8 @@ __all__ = [
     "create_model",
     "create_criterion",
     "create_optimizer",
+    "create_batch_sampler",
+    "RandomBatches",
     "System",
 ]
 
@@ -94,6 +96,32 @@ def create_criterion(cfg: TrainConfig, model: models.CHESTModel, num_classes: in
     return get_loss(cfg.loss).build(cfg.section(), ctx)
 
 
+class RandomBatches(torch.utils.data.Sampler):
+    """Uniformly random batches that ignore the labels (for unsupervised losses): the batch of
+    "epoch" (= step) ``e`` depends only on ``(seed, e)``, like :class:`chestlab.data.MPerClassSampler`."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = int(n), int(batch_size), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield torch.randperm(self.n, generator=g)[: self.batch_size].tolist()
+
+
+def create_batch_sampler(cfg: TrainConfig, labels: Tensor, rank: int = 0, *, supervised: bool = True):
+    """One batch per step: m per class (supervised losses) or uniformly random (unsupervised ones)."""
+    seed = cfg.seed * 1_000_003 + rank
+    if not supervised:
+        return RandomBatches(len(labels), cfg.batch_size, seed)
+    return data.MPerClassSampler(labels, cfg.m_per_class, cfg.batch_size, num_batches=1, seed=seed)
+
+
 def create_optimizer(cfg: TrainConfig, model: nn.Module, criterion: Loss) -> torch.optim.Optimizer:
     """AdamW with named groups: ``backbone`` (lr), ``head`` (lr_head or lr), and ``proxies`` — the
     loss's own parameters (lr_proxy, no weight decay), when it has any."""
@@ -129,6 +157,8 @@ class System(nn.Module):
         self.model = model
         self.criterion = criterion
 
-    def forward(self, x: Tensor, labels: Tensor) -> LossOutput:
+    def forward(self, x: Tensor, labels: Tensor, index: Optional[Tensor] = None) -> LossOutput:
         x_e, x_h = self.model(x)
+        if index is not None:  # losses that look samples up by their index (unsupervised pseudo-labels)
+            return self.criterion(x_e, x_h, labels, index=index)
         return self.criterion(x_e, x_h, labels)

@@ -85,13 +85,11 @@ class Trainer:
         self._train_labels = self.train_set.labels
         # one batch per "epoch" = per step: the batch of step s depends only on (seed, rank, s), so a
         # resumed run sees exactly the batches of an uninterrupted one
-        self._batches = data.MPerClassSampler(
-            self._train_labels, cfg.m_per_class, cfg.batch_size, num_batches=1, seed=cfg.seed * 1_000_003 + self.rank
-        )
         self._in_memory = build.in_memory(self.train_set)
 
         self.model: models.CHESTModel = build.create_model(cfg, sets.input_shape)
         self.criterion: Loss = build.create_criterion(cfg, self.model, self.train_set.num_classes)
+        self._batches = build.create_batch_sampler(cfg, self._train_labels, self.rank, supervised=self.criterion.supervised)
         self.system = build.System(self.model, self.criterion).to(self.device)
         self._ddp: nn.Module = self.system
         if self.distributed:
@@ -229,9 +227,9 @@ class Trainer:
                 self._write_config()
 
     # -- data ---------------------------------------------------------------------------------------
-    def _batch(self, step: int) -> tuple[Tensor, Tensor]:
+    def _batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        idx = torch.as_tensor(self.step_indices(step))
         if self._in_memory:
-            idx = torch.as_tensor(self.step_indices(step))
             x, y = self.train_set.data[idx], self._train_labels[idx]
         else:
             # images: decoded and augmented by DataLoader workers, prefetched in step order
@@ -243,7 +241,7 @@ class Trainer:
                 self._loader_iter = iter(loader)
             x, y = next(self._loader_iter)
             self._loader_step = step + 1
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), idx.to(self.device)
 
     def step_indices(self, step: int) -> list[int]:
         """The training-set indices of the batch of ``step`` (a function of seed, rank and step)."""
@@ -271,10 +269,11 @@ class Trainer:
     def _train_step(self) -> StepEvent:
         cfg = self.config
         t0 = time.perf_counter()
-        x, y = self._batch(self.step_count)
+        x, y, idx = self._batch(self.step_count)
+        self.criterion.before_step(self.step_count, self)
         self.system.train()
         with self.autocast(), poincare.checks(False):
-            out = self._ddp(x, y)
+            out = self._ddp(x, y, idx if self.criterion.needs_index else None)
         loss = out.total
         if not torch.isfinite(loss):
             raise TrainingDiverged(self.step_count, self._diagnose(f"the loss became {float(loss.detach())}", out))

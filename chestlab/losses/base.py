@@ -89,6 +89,10 @@ class Loss(nn.Module):
     parts: ClassVar[tuple[str, ...]] = ()
     #: the registered name (set by :func:`register_loss`)
     name: ClassVar[str] = ""
+    #: False: the loss uses no labels; the trainer then draws uniformly random batches
+    supervised: ClassVar[bool] = True
+    #: True: ``forward`` also gets ``index=`` (B,), the batch's indices in the training set
+    needs_index: ClassVar[bool] = False
 
     def __init__(self, settings: Any = None, ctx: Optional[LossContext] = None) -> None:
         super().__init__()
@@ -141,6 +145,11 @@ class Loss(nn.Module):
         new = dataclasses.replace(self.settings, **clean)
         self.validate_settings(new)
         self.settings = new
+
+    def before_step(self, step: int, trainer: Any) -> None:
+        """Called by the trainer before each step's forward (e.g. to refresh pseudo-labels from
+        ``trainer.embed("train")`` on a schedule). State it keeps must travel with the checkpoint
+        (buffers or ``get_extra_state``) so a resumed run continues exactly."""
 
     def validate_settings(self, settings: Any) -> None:
         """Raise ``ValueError`` when ``settings`` cannot be used (called by :meth:`set`)."""

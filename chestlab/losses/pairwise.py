@@ -45,7 +45,8 @@ class PairCELoss(Loss):
 
 @register_loss("mix")
 class MixLoss(Loss):
-    r"""Pairwise cross-entropy on the logits :math:`\cos(z^E_i, z^E_k)/t_E + \lambda(-D_H(z^H_i, z^H_k))/t_H`."""
+    r"""Pairwise cross-entropy on the logits :math:`\cos(z^E_i, z^E_k)/t_E + \beta(-d_H(z^H_i, z^H_k))/t_H`
+    (docs/maths.md, Mix geometry; ``beta`` is the setting ``mix_lam``)."""
 
     @dataclass
     class Settings:
@@ -53,8 +54,8 @@ class MixLoss(Loss):
                              help="Euclidean (cosine) temperature of the Mix loss", ui=_T)
         t_h: float = setting(0.2, group="loss", live=True, low=0, low_open=True, symbol="t_H",
                              help="hyperbolic temperature of the Mix loss", ui=_T)
-        mix_lam: float = setting(1.0, group="loss", live=True, low=0, symbol="λ",
-                                 help="weight of -D_H in the Mix logits cos/t_E + λ (-D_H)/t_H", ui={"lo": 0.0, "hi": 4.0, "step": 0.1})
+        mix_lam: float = setting(1.0, group="loss", live=True, low=0, symbol="β",
+                                 help="weight of -d_H in the Mix logits cos/t_E + β (-d_H)/t_H", ui={"lo": 0.0, "hi": 4.0, "step": 0.1})
 
     parts = ("mix",)
 

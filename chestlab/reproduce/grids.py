@@ -1,4 +1,4 @@
-"""The ablation grids of Tables 6 and 7 (spec "Ablation grids to reproduce"): where a grid runs
+"""The ablation grids of Tables 6 and 7 (the CHEST paper; see docs/reproduce.md): where a grid runs
 (:class:`GridSpec`, :data:`GRIDS`) and its trainings x seeds as configs (:func:`grid_configs`).
 
 The rows of the tables and the trainings behind them are :data:`chestlab.paper.ABLATION_ROWS` and

@@ -37,7 +37,7 @@ test: $(VENV)/.stamp-dev
 	OMP_NUM_THREADS=1 CHESTLAB_FAST=1 $(BIN)/python -m pytest -n 2 notebooks --nbmake --nbmake-timeout=120 --reruns 2
 
 notebooks: $(VENV)/.stamp-dev
-	$(BIN)/python -m jupyter lab notebooks/
+	$(BIN)/python -m jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 bench: $(VENV)/.stamp-dev
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -36,6 +36,17 @@ PRESETS: dict[str, dict[str, Any]] = {
                 delta_h=1.0, delta_e=5.0, ks=(1, 10, 100, 1000)),
 }
 
+# HIER (CVPR 2023) next to CHEST, CPU-sized: the paper's margin, temperature and weight (0.1, 0.1, 0.5)
+# with fewer hierarchical proxies and triplets per anchor than its 512 and 50 (docs/hier_unsup.md)
+_HIER = dict(loss="chest_hier", hier_weight=0.5, hier_proxies=32, hier_margin=0.1, hier_tau=0.1, hier_topk=20,
+             hier_triplets=20)
+PRESETS["demo-tree-hier"] = dict(PRESETS["demo-tree"], **_HIER)
+PRESETS["demo-shapes-hier"] = dict(PRESETS["demo-shapes"], **_HIER)
+# unsupervised hierarchical similarity (CVPR 2021) on tree: random batches, the labels are not used
+PRESETS["demo-tree-unsup"] = dict(dataset="tree", backbone="mlp", dim_e=64, dim_h=16, batch_size=64, lr=5e-4, steps=300,
+                                  eval_every=100, loss="unsup", unsup_levels=(8, 32, 128), unsup_refresh=50,
+                                  unsup_margin=0.2, unsup_max_n=4000)
+
 
 # ------------------------------------------------------------------------------------------------
 # Tables 6-7: the ablation rows
@@ -116,6 +127,12 @@ def _loss_presets() -> dict[str, dict[str, Any]]:
         "Pairwise CE — sphere": dict(loss="pair_ce", pair_space="sphere", t=0.1),
         "Pairwise CE — hyperbolic": dict(loss="pair_ce", pair_space="hyperbolic", t=0.2),
         "Mix (cos/t_E + β(−d_H)/t_H)": dict(loss="mix", t_e=0.1, t_h=0.2, mix_lam=1.0),
+    })
+    out.update({  # HIER next to a base loss (the paper's weight, margin, temperature), and no labels at all
+        "CHEST + HIER": dict(out["CHEST (paper)"], loss="chest_hier", hier_weight=0.5, hier_margin=0.1, hier_tau=0.1),
+        "Pairwise CE + HIER": dict(loss="pair_ce_hier", pair_space="hyperbolic", t=0.2, hier_weight=0.5, hier_margin=0.1,
+                                   hier_tau=0.1),
+        "Unsupervised (hierarchical pseudo-labels)": dict(loss="unsup", unsup_margin=0.2, unsup_refresh=50),
     })
     return out
 

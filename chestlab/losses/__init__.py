@@ -7,6 +7,8 @@ tests call), the parts losses are composed from, and the registered trainable lo
 - :mod:`.base` — ``Loss``, ``LossOutput``, ``LossContext`` and the registry
   (``register_loss``, ``get_loss``, ``list_losses``).
 - :mod:`.chest` (``chest``), :mod:`.pairwise` (``pair_ce``, ``mix``) — the registered losses.
+- :mod:`.hier` (``chest_hier``, ``pair_ce_hier``) — HIER's hierarchical proxies added to a base loss.
+- :mod:`.unsup` (``unsup``) — unsupervised: hierarchical pseudo-labels and a multi-level triplet loss.
 """
 
 from .base import Loss, LossContext, LossOutput, get_loss, list_losses, register_loss
@@ -28,6 +30,19 @@ from .functional import (
     soft_similarity,
 )
 from .pairwise import MixLoss, PairCELoss
+from .hier import (
+    CHESTHIERLoss,
+    HIERMixin,
+    HIERSettings,
+    HIERTerm,
+    PairCEHIERLoss,
+    hier_loss,
+    hier_parents,
+    lca_select,
+    lca_triplet_loss,
+    reciprocal_triplets,
+)
+from .unsup import UnsupLoss, hierarchical_triplet_loss, pseudo_labels, similarity_degree
 from .parts import HypHCTerm, PoincareDistance, ProxyTerm, euclidean_distance
 
 __all__ = [
@@ -37,4 +52,7 @@ __all__ = [
     "CHESTOutput", "chest_loss", "check_chest_inputs", "check_hyphc", "check_labels", "check_positive",
     "hard_negative_weights", "hyphc_loss", "mix_loss", "pair_ce_loss", "pair_similarity", "proxy_loss",
     "sample_triplets", "soft_similarity",
+    "CHESTHIERLoss", "PairCEHIERLoss", "HIERMixin", "HIERSettings", "HIERTerm", "hier_loss", "hier_parents", "lca_select",
+    "lca_triplet_loss", "reciprocal_triplets",
+    "UnsupLoss", "hierarchical_triplet_loss", "pseudo_labels", "similarity_degree",
 ]

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..losses import list_losses
 
     presets = "\n".join(
-        f"  {name:<12} {p.get('dataset')}, {p.get('backbone')}, {p.get('steps')} steps" for name, p in PRESETS.items()
+        f"  {name:<17} {p.get('dataset')}, {p.get('backbone')}, {p.get('steps')} steps" for name, p in PRESETS.items()
     )
     parser = _Parser(
         prog="python -m chestlab.train",

@@ -27,20 +27,24 @@ def evaluate_run(run_dir: str, split: str = "test", device: Optional[str] = None
     ev = tr.evaluate((split,))
     out: dict = {"step": ev.step, "dataset": tr.config.dataset, "split": split}
     for key, value in ev.metrics.items():
-        _, space, metric = key.split("/", 2)
-        out.setdefault(space, {})[metric] = value
+        where, space, metric = key.split("/", 2)
+        out.setdefault(space if where == split else f"{where}/{space}", {})[metric] = value
     return out
 
 
 def format_table(result: dict) -> str:
     """Markdown table: one row per space (E: x^E with Euclidean distance, H: x^H with Poincaré distance),
-    columns Recall@k (percent, as the paper prints) and MAP@R."""
+    columns Recall@k (percent, as the paper prints) and MAP@R, then the hierarchy scores when present:
+    Recall@1 at the super-class level (percent), mistake severity (mean LCA height of wrong top-1
+    neighbours, lower is better) and the cophenetic correlation / purity of the decoded dendrogram."""
     cols = [k for k in result["H"] if k.startswith("R@")] + ["MAP@R"]
+    cols += [k for k in ("super_R@1", "severity", "cophenet", "purity") if k in result["H"]]
     head = f"| {result['dataset']} ({result['split']}, step {result['step']}) | " + " | ".join(cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     names = {"E": "CHEST, Euclidean space (x^E)", "H": "CHEST, hyperbolic space (x^H)"}
     for space in ("E", "H"):
-        vals = " | ".join(f"{100 * result[space][c]:.1f}" for c in cols)
+        vals = " | ".join(f"{100 * result[space][c]:.1f}" if "R@" in c or c == "MAP@R" else f"{result[space][c]:.3f}"
+                          for c in cols)
         lines.append(f"| {names[space]} | {vals} |")
     return "\n".join(lines)
 

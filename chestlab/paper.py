@@ -30,9 +30,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                    delta_h=20.0, delta_e=1.0, ks=(1, 2, 4, 8)),
     "cars196": dict(_VIT_S, dataset="cars196", batch_size=198, steps=1800, lr=1e-5, lr_proxy=1e-2, K=10, M=98,
                     delta_h=1.0, delta_e=5.0, ks=(1, 2, 4, 8)),
-    "inshop": dict(_VIT_S, dataset="inshop", batch_size=100, steps=30000, lr=1e-5, lr_proxy=1e-1, K=2, M=3997,
+    "inshop": dict(_VIT_S, dataset="inshop", eval_hierarchy=False, batch_size=100, steps=30000, lr=1e-5, lr_proxy=1e-1, K=2, M=3997,
                    delta_h=10.0, delta_e=5.0, ks=(1, 10, 20, 30, 40, 50)),
-    "sop": dict(_VIT_S, dataset="sop", batch_size=75, steps=50000, lr=1e-5, lr_proxy=1e-1, K=2, M=11318,
+    "sop": dict(_VIT_S, dataset="sop", eval_hierarchy=False, batch_size=75, steps=50000, lr=1e-5, lr_proxy=1e-1, K=2, M=11318,
                 delta_h=1.0, delta_e=5.0, ks=(1, 10, 100, 1000)),
 }
 

@@ -351,6 +351,9 @@ class DataSettings:
     data_root: Optional[str] = setting(None, group="data", nullable=True, machine=True,
                                        help="folder holding a benchmark (CUB_200_2011/, cars_annos.mat, Ebay_*.txt, ...)")
     data_options: dict = setting({}, group="data", help="dataset options as JSON, e.g. {\"depth\": 3} (tree) or {\"image_size\": 32}")
+    hierarchy_file: Optional[str] = setting(None, group="data", nullable=True, machine=True,
+                                            help="a class hierarchy for the hierarchy metrics (JSON {class: [ancestors...]} "
+                                                 "or CSV rows class,ancestor1,...,parent); default: the dataset's own super-classes")
     batch_size: int = setting(64, group="data", low=2, eq="Table 1", paper="200 CUB, 198 Cars, 100 In-shop, 75 SOP",
                               help="batch size", ui={"options": (16, 32, 48, 64, 96, 128)})
     m_per_class: int = setting(4, group="data", low=2, help="samples per class in a batch (m-per-class sampler)")
@@ -410,6 +413,9 @@ class ScheduleSettings:
                                       help="at most this many samples per evaluated split (none = all)")
     eval_train: bool = setting(True, group="schedule", help="also evaluate on the training classes")
     ks: tuple = setting((1, 2, 4, 8), group="schedule", low=1, help="the k of Recall@k, e.g. 1,2,4,8")
+    eval_hierarchy: bool = setting(True, group="schedule", live=True,
+                                   help="also score the hierarchy at each evaluation: mistake severity, super-class R@1, "
+                                        "cophenetic correlation / purity / Dasgupta cost of the decoded dendrograms")
     checkpoint_every: int = setting(0, group="schedule", low=0, help="write an atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)")
 
 

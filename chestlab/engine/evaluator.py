@@ -21,8 +21,38 @@ class Evaluator:
     trainer's AMP context. Splits other than train/test (query, gallery) are loaded on first use."""
 
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, device: torch.device, sets: dict[str, Any],
-                 splits: tuple[str, ...], autocast: Callable[[], Any]) -> None:
+                 splits: tuple[str, ...], autocast: Callable[[], Any],
+                 proxies: Optional[Callable[[], Optional[dict]]] = None) -> None:
         self.cfg, self.model, self.device, self.sets, self.splits, self.autocast = cfg, model, device, dict(sets), splits, autocast
+        self.proxies = proxies
+        self._hierarchies: dict[str, Any] = {}
+
+    def hierarchy(self, split: str) -> Any:
+        """The known class hierarchy of a split (``hierarchy_file`` or the dataset's own), or None
+        when the dataset has none."""
+        if split not in self._hierarchies:
+            from ..hierarchy import hierarchy_of
+
+            try:
+                self._hierarchies[split] = hierarchy_of(self.split(split), file=self.cfg.hierarchy_file)
+            except (ValueError, AttributeError, KeyError):
+                if self.cfg.hierarchy_file:
+                    raise
+                self._hierarchies[split] = None
+        return self._hierarchies[split]
+
+    def hierarchy_scores(self, split: str, emb: dict) -> dict:
+        """``hierarchy_metrics`` of ``emb`` (see :mod:`chestlab.hierarchy`) as ``{split}/H/severity``, …;
+        the proxies' dendrogram (training classes) as ``proxies/H/cophenet``, …"""
+        from ..hierarchy import hierarchy_metrics
+
+        hier = self.hierarchy(split)
+        if hier is None:
+            return {}
+        proxies = self.proxies() if self.proxies is not None else None
+        res = hierarchy_metrics(emb, hier, self.model.head.c, proxies=proxies,
+                                proxy_hierarchy=self.hierarchy("train") if proxies is not None else None)
+        return {(f"proxies/{k.replace('proxy_', '')}" if "proxy_" in k else f"{split}/{k}"): float(v) for k, v in res.items()}
 
     def split(self, name: str) -> Any:
         if name not in self.sets:
@@ -78,4 +108,6 @@ class Evaluator:
                 extra = {"reference": ref[key], "reference_labels": ref["labels"]} if ref is not None else {}
                 res = metrics.retrieval_metrics(emb[key], emb["labels"], ks, metric, c, **extra)
                 out.update({f"{split}/{space}/{k}": v for k, v in res.items()})
+            if cfg.eval_hierarchy and not query_gallery:
+                out.update(self.hierarchy_scores(split, emb))
         return out, time.perf_counter() - t0

@@ -100,7 +100,7 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if (self.use_amp and torch.cuda.is_bf16_supported()) else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.evaluator = Evaluator(cfg, self.model, self.device, {"train": self.train_set, "test": self.test_set},
-                                   sets.splits, self.autocast)
+                                   sets.splits, self.autocast, proxies=self.proxies)
 
         self.step_count = 0
         self.last_output: Optional[LossOutput] = None

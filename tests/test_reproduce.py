@@ -193,3 +193,21 @@ def test_python_dash_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "chestlab.reproduce", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "python -m chestlab.reproduce ablation --grid toy" in res.stdout and "hardneg-fig3" in res.stdout
+
+
+def test_dims_and_hier_commands_write_their_tables(tmp_path):
+    """The hierarchy experiments at toy size: every run is scored in its own space with R@1, mistake
+    severity and cophenetic correlation, and the tables hold one row per group."""
+    from chestlab.reproduce.hierarchy import dims, hier
+
+    rows = dims(tmp_path / "dims", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False)
+    assert [(r["D"], r["space"]) for r in rows] == [(2, "H"), (2, "E"), (4, "H"), (4, "E")]
+    assert all(0 <= r["R@1"] <= 1 and r["severity"] >= 0 for r in rows)
+    md = (tmp_path / "dims" / "dims.md").read_text()
+    assert md.count("\n| tree |") == 4 and (tmp_path / "dims" / "dims.png").stat().st_size > 10_000
+    again = dims(tmp_path / "dims", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False)
+    assert again == rows  # finished runs are read back, not retrained
+    h = hier(tmp_path / "hier", seeds=(0,), steps=3, progress=False)
+    assert {r["run"] for r in h} == {"untrained", "CHEST", "CHEST + HIER", "unsupervised"}
+    assert main(["dims", "--out", str(tmp_path / "dims"), "--datasets", "tree", "--dims", "2", "4", "--seeds", "0",
+                 "--steps", "3", "--quiet"]) == 0

@@ -8,6 +8,8 @@ Figs. 2-3, with the one training engine (:class:`chestlab.train.Trainer`).
     python -m chestlab.reproduce hardneg-fig2 [--full]                     # R@1 over t, sphere vs c
     python -m chestlab.reproduce hardneg-fig3                              # w_ik over sorted negatives
     python -m chestlab.reproduce tables runs/tree                          # Tables 2-5 layout
+    python -m chestlab.reproduce dims                                      # H vs E at D = 2..64, hierarchy kept?
+    python -m chestlab.reproduce hier                                      # CHEST vs + HIER vs unsupervised
 
 Every training is a run folder (``config.json``, ``events.jsonl``, ``checkpoint.pt``) plus a
 ``result.json`` written atomically when it finishes. Re-running a command skips the runs that have a
@@ -28,6 +30,7 @@ from ..settings import parse_assignments
 from .figures import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
                       tables)
 from .grids import GRIDS
+from .hierarchy import DIM_PRESETS, DIMS, dims, hier
 from .runner import run_ablation
 
 __all__ = ["build_parser", "main"]
@@ -104,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     h3.add_argument("--t", type=float, default=0.2, help="temperature in the ball (default 0.2)")
     h3.add_argument("--c", type=float, nargs="+", default=list(HARDNEG_C), help=f"curvatures (default {HARDNEG_C})")
 
+    dm = sub.add_parser("dims", formatter_class=fmt, help="H vs E at D = 2..64: R@1, mistake severity, cophenetic corr.",
+                        description=dims.__doc__)
+    common(dm, "runs/dims")
+    dm.add_argument("--datasets", nargs="+", default=list(DIM_PRESETS), choices=list(DIM_PRESETS))
+    dm.add_argument("--dims", type=int, nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
+    dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    dm.add_argument("--steps", type=int, help="steps per run (default: tree 400, shapes 120)")
+
+    hr = sub.add_parser("hier", formatter_class=fmt, help="CHEST vs CHEST + HIER vs the unsupervised method, on tree",
+                        description=hier.__doc__)
+    common(hr, "runs/hier")
+    hr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    hr.add_argument("--steps", type=int, help="steps per run (default: each preset's)")
+
     tb = sub.add_parser("tables", formatter_class=fmt, help="Tables 2-5 layout for a run (or every run of a folder)",
                         description=tables.__doc__)
     tb.add_argument("run_dir", type=Path, help="a run folder, or an output folder of this script")
@@ -145,6 +162,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  random=args.random, n=args.n, t_sphere=args.t_sphere, t=args.t, cs=args.c,
                                  data_root=args.data_root, sets=args.set, progress=progress)
             print("wrote " + ", ".join(map(str, paths)))
+        elif args.command in ("dims", "hier"):
+            t0 = time.perf_counter()
+            if args.command == "dims":
+                dims(Path(args.out), datasets=args.datasets, dims=args.dims, seeds=args.seeds, steps=args.steps, progress=progress)
+            else:
+                hier(Path(args.out), seeds=args.seeds, steps=args.steps, progress=progress)
+            print((Path(args.out) / f"{args.command}.md").read_text())
+            print(f"wrote {args.out}/{args.command}.csv, .md{', .png' if args.command == 'dims' else ''} "
+                  f"({time.perf_counter() - t0:.0f} s)")
         elif args.command == "tables":
             print(tables(args.run_dir, split=args.split, device=args.device, max_n=args.max_n))
     except KeyboardInterrupt:

@@ -1,0 +1,146 @@
+"""Hierarchy experiments: does the ball keep the hierarchy better than the plane at low dimension
+(``dims``), and what do HIER and the unsupervised method add (``hier``)?
+
+Both train through :func:`chestlab.reproduce.runner.train_run` (resumable run folders, one
+``result.json`` each) and score every run with Recall@1, mistake severity (mean LCA height of a wrong
+top-1 neighbour in the known hierarchy; lower is better) and the cophenetic correlation of the
+dendrogram decoded from the class means (:mod:`chestlab.hierarchy`), on the unseen test classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..engine import Trainer
+from ..settings import TrainConfig
+from .runner import train_run
+
+__all__ = ["DIMS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table"]
+
+#: Embedding dimensions of ``dims`` and the presets (with CPU-sized steps) it trains on.
+DIMS: tuple[int, ...] = (2, 4, 8, 16, 64)
+DIM_PRESETS: dict[str, dict[str, Any]] = {
+    "tree": dict(preset="demo-tree", steps=400),
+    "shapes": dict(preset="demo-shapes", steps=120),
+}
+#: The trainings of ``hier``: name -> (preset, extra settings); "untrained" evaluates step 0.
+HIER_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "untrained": ("demo-tree", {}),
+    "CHEST": ("demo-tree", {}),
+    "CHEST + HIER": ("demo-tree-hier", {}),
+    "unsupervised": ("demo-tree-unsup", {}),
+}
+METRICS = ("R@1", "severity", "cophenet")
+_EVAL = dict(eval_every=0, eval_train=False, eval_max=None, eval_hierarchy=True)
+
+
+def _space_metrics(result: dict, space: str) -> dict[str, float]:
+    m = result.get("metrics", {})
+    return {k: float(m.get(f"test/{space}/{k}", math.nan)) for k in METRICS}
+
+
+def dims(out: Path, *, datasets: Sequence[str] = ("tree", "shapes"), dims: Sequence[int] = DIMS,
+         seeds: Sequence[int] = (0, 1, 2), steps: Optional[int] = None, progress: bool = True) -> list[dict]:
+    """H vs E at dimension D: "H only" (η_E = 0, D_H = D, scored with d_H on x^H) against "E only"
+    (η_H = 0, D_E = D, scored with d_E on x^E) for each dataset, D and seed. Returns one row per
+    (dataset, D, space, seed) and writes ``dims.csv``, ``dims.md`` (mean ± std) and ``dims.png``."""
+    rows = []
+    for ds in datasets:
+        spec = DIM_PRESETS[ds]
+        for d in dims:
+            for seed in seeds:
+                for space, kw in (("H", dict(eta_e=0.0, eta_h=1.0, dim_h=d, tau=0.0)),
+                                  ("E", dict(eta_h=0.0, eta_e=1.0, dim_e=d, tau=0.0))):
+                    cfg = TrainConfig.preset(spec["preset"], **_EVAL, **kw, seed=seed, steps=steps or spec["steps"])
+                    res = train_run(cfg, Path(out) / ds / f"{space}_D{d}_seed{seed}", desc=f"{ds} {space} D={d} s{seed}",
+                                    progress=progress)
+                    rows.append({"dataset": ds, "D": d, "space": space, "seed": seed, **_space_metrics(res, space)})
+    _write(Path(out), "dims", rows, ("dataset", "D", "space"))
+    _dims_figure(rows).savefig(Path(out) / "dims.png", dpi=150)
+    return rows
+
+
+def hier(out: Path, *, seeds: Sequence[int] = (0, 1, 2), steps: Optional[int] = None, progress: bool = True) -> list[dict]:
+    """Untrained vs CHEST vs CHEST + HIER vs the unsupervised method on ``tree``, in both spaces.
+    Writes ``hier.csv``, ``hier.md`` and returns one row per (run, space, seed)."""
+    rows = []
+    for name, (preset, kw) in HIER_RUNS.items():
+        for seed in seeds:
+            cfg = TrainConfig.preset(preset, **_EVAL, **kw, seed=seed, **({"steps": steps} if steps else {}))
+            if name == "untrained":
+                tr = Trainer(cfg)
+                res = {"metrics": tr.evaluate(("test",)).metrics}
+            else:
+                res = train_run(cfg, Path(out) / f"{name.replace(' + ', '_').replace(' ', '_')}_seed{seed}",
+                                desc=f"{name} s{seed}", progress=progress)
+            for space in ("H", "E"):
+                rows.append({"run": name, "space": space, "seed": seed, **_space_metrics(res, space)})
+    _write(Path(out), "hier", rows, ("run", "space"))
+    return rows
+
+
+def summary_table(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
+    """Mean and sample std over seeds of each metric, per group of ``keys``."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        row = dict(zip(keys, key), n=len(rs))
+        for m in METRICS:
+            v = np.array([r[m] for r in rs], dtype=float)
+            v = v[np.isfinite(v)]
+            row[m] = float(v.mean()) if v.size else math.nan
+            row[f"{m} std"] = float(v.std(ddof=1)) if v.size > 1 else math.nan
+        out.append(row)
+    return out
+
+
+def _write(out: Path, stem: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{stem}.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    summary = summary_table(rows, keys)
+    head = "| " + " | ".join(keys) + " | R@1 (%) | mistake severity ↓ | cophenetic corr. ↑ |"
+    lines = [head, "|" + "---|" * (len(keys) + 3)]
+    for s in summary:
+        def pm(m: str, scale: float = 1.0, fmt: str = ".2f") -> str:
+            if not math.isfinite(s[m]):
+                return "—"
+            sd = f" ± {scale * s[m + ' std']:{fmt}}" if math.isfinite(s[m + " std"]) else ""
+            return f"{scale * s[m]:{fmt}}{sd}"
+        lines.append("| " + " | ".join(str(s[k]) for k in keys) + f" | {pm('R@1', 100, '.1f')} | {pm('severity')} | {pm('cophenet')} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+
+
+def _dims_figure(rows: Sequence[dict]):
+    from matplotlib.figure import Figure
+
+    from ..viz.style import COLORS, LECTURE_RC
+
+    import matplotlib
+
+    with matplotlib.rc_context(LECTURE_RC):
+        datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+        fig = Figure(figsize=(5 * len(METRICS), 3.8 * len(datasets)), layout="constrained")
+        axs = fig.subplots(len(datasets), len(METRICS), squeeze=False)
+        summary = summary_table(rows, ("dataset", "D", "space"))
+        for i, ds in enumerate(datasets):
+            for j, m in enumerate(METRICS):
+                ax = axs[i, j]
+                for space in ("H", "E"):
+                    pts = sorted((s["D"], s[m], s[f"{m} std"]) for s in summary if s["dataset"] == ds and s["space"] == space)
+                    x, y, e = (np.array(v, dtype=float) for v in zip(*pts))
+                    ax.errorbar(x, y, yerr=np.nan_to_num(e), marker="o", capsize=3, color=COLORS[space],
+                                label="ball (H only, $d_H$)" if space == "H" else "plane (E only, $d_E$)")
+                ax.set(xscale="log", xlabel="embedding dimension D", ylabel=m, title=f"{ds}: {m}")
+                ax.set_xticks(sorted({r["D"] for r in rows}), labels=[str(d) for d in sorted({r["D"] for r in rows})])
+        axs[0, 0].legend()
+    return fig

@@ -7,8 +7,11 @@ PNG/PDF export (:func:`to_png`).
 
 Figures:
 
-* :func:`similarity_histogram` -- ``S_H(x, p_c)`` / ``S_E(x, p_c)`` of a batch, positive class vs
-  negative classes (the CHEST paper's Fig. 3), with the margins ``delta_h`` / ``delta_e`` drawn.
+* :func:`similarity_histogram` -- ``S_H`` / ``S_E`` of a batch's samples to their own class
+  (positive) vs the other classes (negative), pooled over the batch (the CHEST paper's Fig. 3).
+* :func:`margin_histogram` -- what Eq. 7 actually compares, sample by sample: each sample's margin
+  ``S_own - (1/lambda) logsumexp(lambda S_other)`` (and ``S_own - max S_other``) against ``delta``
+  (:func:`per_sample_margins` computes it).
 * :func:`poincare_disk` -- points in the Poincaré disk of curvature ``-c`` coloured by class, marker
   by super-class, proxies as stars; optional geodesic grid and distance circles. Coordinates come
   from :func:`project_to_disk` (exact for ``D_H = 2``, tangent-space PCA otherwise) or
@@ -40,6 +43,9 @@ __all__ = [
     "COLORS",
     "similarity_histogram",
     "similarity_histogram_mpl",
+    "per_sample_margins",
+    "margin_histogram",
+    "margin_histogram_mpl",
     "poincare_disk",
     "poincare_disk_mpl",
     "project_to_disk",
@@ -79,8 +85,12 @@ def similarity_histogram(
 
     ``sim_event``: a :class:`chestlab.train.SimilarityEvent` or a mapping with ``h_pos``, ``h_neg``,
     ``e_pos``, ``e_neg`` (arrays or None when a space is switched off, e.g. ``eta_E = 0``).
-    The margin ``delta`` of Eq. 7 is drawn as a dashed line at ``median(S_neg) + delta``: the loss is
-    satisfied when positives lie right of it. Densities are normalised so both classes compare.
+    With ``delta`` given, a dashed line is drawn at ``median(S_neg) + delta``, the median taken over
+    the negatives of *all* samples pooled. It is only a rough guide: Eq. 7 compares each sample's
+    positive with *its own* negatives (a log-sum-exp over them), and a pooled median says nothing
+    about that -- positives can all lie right of the line while some samples still miss the margin.
+    :func:`margin_histogram` shows what Eq. 7 compares. Densities are normalised so both classes
+    compare.
     """
     parts = _sim_parts(sim_event)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("hyperbolic S_H", "Euclidean S_E"),
@@ -135,8 +145,10 @@ def similarity_histogram_mpl(
     title: Optional[str] = None,
     figsize: tuple[float, float] = (7.0, 2.6),
 ):
-    """The same figure in the paper's static style (matplotlib), for PNG/PDF: step histograms,
-    positive in blue, negative in red, the margin as a dashed line."""
+    """The same figure in the paper's static style (matplotlib), for PNG/PDF: histograms, positive
+    class red and negative classes blue as in the paper's Fig. 3; with ``delta`` the pooled guide line
+    ``median(S_neg) + delta`` dashed (see :func:`similarity_histogram`: not what Eq. 7 tests per
+    sample -- :func:`margin_histogram_mpl` is)."""
     from matplotlib.figure import Figure  # no pyplot: no global backend, safe in threads
 
     parts = _sim_parts(sim_event)
@@ -158,6 +170,181 @@ def similarity_histogram_mpl(
     axes[0].legend(frameon=False, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# per-sample margins: what Eq. 7 compares
+# ------------------------------------------------------------------------------------------------
+_SPACE_NAMES = {"h": "hyperbolic", "e": "Euclidean"}
+_MARGIN_COLOR = "#6a51a3"  # neither the positive (red) nor the negative (blue) class colour
+
+
+def per_sample_margins(sim_event: Any, space: str = "h", lam: float = 20.0) -> Optional[dict]:
+    r"""Each sample's margin in Eq. 7, from a batch's similarities to its own class and the others.
+
+    For a sample :math:`x_i` of class :math:`y_i`, Eq. 7 is a cross-entropy that can be rewritten as
+
+    .. math:: L(x_i) = \log\Big(1 + \sum_{y \ne y_i} e^{\lambda (S_y - S_{y_i} + \delta)}\Big)
+              = \operatorname{softplus}\big(\lambda(\delta - m_i)\big), \qquad
+              m_i = S_{y_i} - \frac1\lambda \log \sum_{y \ne y_i} e^{\lambda S_y},
+
+    so the loss depends on the sample only through its margin :math:`m_i`: :math:`m_i \ge \delta`
+    exactly when :math:`L(x_i) \le \log 2`, and the loss vanishes once :math:`m_i` exceeds
+    :math:`\delta` by a few :math:`1/\lambda`. The log-sum-exp is a soft maximum:
+    :math:`m_i \le S_{y_i} - \max_{y\ne y_i} S_y \le m_i + \log(C - 1)/\lambda`.
+
+    ``sim_event``: a :class:`chestlab.train.SimilarityEvent` or a mapping with ``{space}_pos`` (B,)
+    and ``{space}_neg``, either (B, C - 1) or flat (B (C - 1),) in row-major order (how
+    ``Trainer.similarities`` stores it: each sample's C - 1 negatives in turn). ``space``: ``"h"`` or
+    ``"e"``; ``lam``: that space's :math:`\lambda`.
+
+    Returns ``{"soft": m (B,), "hard": S_own - max S_other (B,), "pos": S_own (B,)}`` (float64), or
+    None when the space was not computed (its weight is 0).
+    """
+    if space not in _SPACE_NAMES:
+        raise ValueError(f"space = {space!r}: choose 'h' or 'e'")
+    lam = float(lam)
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam = {lam!r}: lambda must be a finite number > 0")
+    parts = _sim_parts(sim_event)
+    pos, neg = parts[f"{space}_pos"], parts[f"{space}_neg"]
+    if pos is None or neg is None or len(pos) == 0:
+        return None
+    pos = np.asarray(pos, dtype=np.float64).reshape(-1)
+    neg = np.asarray(neg, dtype=np.float64)
+    B = len(pos)
+    if neg.size == 0 or neg.size % B:
+        raise ValueError(f"{space}_neg has {neg.size} values: expected B (C - 1) for B = {B} samples (C >= 2 classes)")
+    neg = neg.reshape(B, -1)
+    top = neg.max(axis=1)
+    lse = top + np.log(np.exp(lam * (neg - top[:, None])).sum(axis=1)) / lam  # (1/lam) logsumexp(lam S), stable
+    return {"soft": pos - lse, "hard": pos - top, "pos": pos}
+
+
+def _margin_summary(m: np.ndarray, delta: Optional[float]) -> str:
+    if delta is None or not np.isfinite(delta):
+        return f"{len(m)} samples"
+    return f"m ≥ δ for {np.mean(m >= delta):.0%} of {len(m)} samples"
+
+
+def margin_histogram(
+    sim_event: Any,
+    delta_h: Optional[float] = None,
+    delta_e: Optional[float] = None,
+    *,
+    lambda_h: float = 20.0,
+    lambda_e: float = 20.0,
+    bins: int = 40,
+    title: Optional[str] = None,
+    uirevision: str = "margin",
+    height: int = 360,
+) -> go.Figure:
+    """What Eq. 7 compares, sample by sample: the histogram of each sample's margin
+    ``m = S_own - (1/lambda) log sum exp(lambda S_other)`` (filled; :func:`per_sample_margins`) and of
+    the hard margin ``S_own - max S_other`` (outline), H and E side by side, with the margin
+    ``delta`` of Eq. 7 dashed: a sample left of it (shaded) has a loss above ``log 2``, one right of it
+    meets the margin. The panel titles give the fraction of samples with ``m >= delta``.
+
+    ``sim_event`` as for :func:`similarity_histogram` (a space that was not computed is marked so);
+    ``lambda_h`` / ``lambda_e``: the :math:`\\lambda` of each space (the log-sum-exp's sharpness).
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("hyperbolic", "Euclidean"), horizontal_spacing=0.08)
+    for col, (space, delta, lam) in enumerate((("h", delta_h, lambda_h), ("e", delta_e, lambda_e)), start=1):
+        mm = per_sample_margins(sim_event, space, lam)
+        if mm is None:
+            dom = (fig.layout.xaxis if col == 1 else fig.layout.xaxis2).domain
+            fig.add_annotation(text="not computed<br>(its weight η is 0,<br>or the loss has no proxies)",
+                               xref="paper", yref="paper", x=(dom[0] + dom[1]) / 2, y=0.5, showarrow=False,
+                               font=dict(color="gray"))
+            fig.update_xaxes(showticklabels=False, row=1, col=col)
+            fig.update_yaxes(showticklabels=False, row=1, col=col)
+            continue
+        has_delta = delta is not None and np.isfinite(delta)
+        vals = np.r_[mm["soft"], mm["hard"], [float(delta)] if has_delta else []]
+        lo, hi = float(vals.min()), float(vals.max())
+        pad = 0.04 * max(hi - lo, 1e-3)  # so that a margin line at the edge of the data stays visible
+        lo, hi = lo - pad, hi + pad
+        edges = np.linspace(lo, hi, bins + 1)
+        mid, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+        soft, _ = np.histogram(mm["soft"], bins=edges)
+        hard, _ = np.histogram(mm["hard"], bins=edges)
+        show = col == 1
+        fig.add_trace(go.Bar(x=mid, y=soft, width=width, marker_color=_MARGIN_COLOR, opacity=0.7, legendgroup="soft",
+                             name="m = S_own − (1/λ) log Σ exp(λ S_other)", showlegend=show), row=1, col=col)
+        fig.add_trace(go.Scatter(x=np.r_[edges[0], edges], y=np.r_[0, hard, 0], mode="lines", line_shape="hv",
+                                 line=dict(color="black", width=1.5), legendgroup="hard",
+                                 name="S_own − max S_other", showlegend=show), row=1, col=col)
+        if has_delta:
+            top = 1.05 * max(soft.max(), hard.max(), 1)
+            fig.add_vrect(x0=lo, x1=float(delta), fillcolor="#bdbdbd", opacity=0.3, line_width=0, row=1, col=col)
+            fig.add_trace(go.Scatter(x=[float(delta)] * 2, y=[0, top], mode="lines", line=dict(color="black", width=2, dash="dash"),
+                                     name="margin δ (left of it: loss > log 2)", legendgroup="delta", showlegend=show,
+                                     hovertemplate=f"δ_{space.upper()} = {float(delta):g}<extra></extra>"), row=1, col=col)
+            fig.layout.annotations[col - 1].text += f" (δ_{space.upper()} = {float(delta):g})"
+        fig.layout.annotations[col - 1].text += f": {_margin_summary(mm['soft'], delta)}"
+    fig.update_layout(barmode="overlay", uirevision=uirevision, height=height, title=title,
+                      margin=dict(l=40, r=10, t=70 if title else 40, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0.5, xanchor="center", font=dict(size=12)))
+    fig.update_xaxes(title_text="per-sample margin (higher = better separated)", title_font_size=12)
+    fig.update_yaxes(title_text="samples", col=1)
+    return fig
+
+
+def margin_histogram_mpl(
+    sim_event: Any,
+    delta_h: Optional[float] = None,
+    delta_e: Optional[float] = None,
+    *,
+    lambda_h: float = 20.0,
+    lambda_e: float = 20.0,
+    bins: int = 40,
+    title: Optional[str] = None,
+    figsize: tuple[float, float] = (12.0, 4.4),
+):
+    """Static (matplotlib) version of :func:`margin_histogram`. Font sizes follow matplotlib's
+    settings, so :func:`chestlab.viz.style.use_lecture_style` makes it projector-sized."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, (space, delta, lam) in zip(axes, (("h", delta_h, lambda_h), ("e", delta_e, lambda_e))):
+        ax.spines[["top", "right"]].set_visible(False)
+        name = _SPACE_NAMES[space]
+        mm = per_sample_margins(sim_event, space, lam)
+        if mm is None:
+            ax.set_title(name)
+            ax.text(0.5, 0.5, "not computed\n(its weight η is 0)", ha="center", va="center", transform=ax.transAxes,
+                    color="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        has_delta = delta is not None and np.isfinite(delta)
+        vals = np.r_[mm["soft"], mm["hard"], [float(delta)] if has_delta else []]
+        lo, hi = float(vals.min()), float(vals.max())
+        pad = 0.04 * max(hi - lo, 1e-3)  # so that a margin line at the edge of the data stays visible
+        lo, hi = lo - pad, hi + pad
+        edges = np.linspace(lo, hi, bins + 1)
+        ax.hist(mm["soft"], bins=edges, color=_MARGIN_COLOR, alpha=0.7, label=r"$m_i = S_{own} - \frac{1}{\lambda}\log\sum e^{\lambda S_{other}}$")
+        ax.hist(mm["hard"], bins=edges, histtype="step", color="black", lw=1.5, label=r"$S_{own} - \max\, S_{other}$")
+        if has_delta:
+            ax.axvspan(lo, float(delta), color="#bdbdbd", alpha=0.35, lw=0, label=r"$m_i < \delta$: loss $> \log 2$")
+            ax.axvline(float(delta), color="black", ls="--", lw=2, label=r"margin $\delta$")
+            name += rf" ($\delta_{space.upper()}$ = {float(delta):g})"
+        summary = _margin_summary(mm["soft"], delta).replace("m ≥ δ", r"$m_i \geq \delta$")
+        ax.set_title(f"{name}\n{summary}")
+        ax.set_xlabel("per-sample margin (higher = better separated)")
+    axes[0].set_ylabel("samples")
+    handles, labels = [], []
+    for ax in axes:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    if handles:  # one legend for both panels, below them: it never covers the bars
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+    if title:
+        fig.suptitle(title)
     return fig
 
 

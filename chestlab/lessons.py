@@ -45,6 +45,9 @@ __all__ = [
     "ABLATION_ROWS",
     "small_ablation",
     "retrieval_examples",
+    "retrieval_figure",
+    "disk_legend",
+    "lecture_axes",
 ]
 
 #: True when the environment variable ``CHESTLAB_FAST`` is set to a true value ("1", "true", "yes"):
@@ -186,11 +189,13 @@ def hyphc_toy(variant: str = "lca", steps: int = 200, *, C: int = 3, K: int = 3,
     ``detach_similarity`` is passed to :func:`chestlab.losses.hyphc_loss` (``True``: HypHC's constants).
 
     Returns ``{"snapshots": (steps + 1, C, K, 2), "loss", "lca_within", "lca_between", "dist_within",
-    "dist_between", "norm", "ordered"}`` (each (steps + 1,)): the proxies before each step, the loss,
-    the mean LCA depth of same-class / different-class proxy pairs, their mean Poincaré distances,
-    the mean ``D(0, p)``, the fraction of triplets whose most similar (closest) pair has the deepest
-    LCA ("consistent": the embedded tree agrees with the similarities, what Dasgupta's cost asks) and
-    the fraction whose same-class pair has the deepest LCA ("class_ordered"). The proxies start
+    "dist_between", "norm", "consistent", "class_ordered", "nn_same_class"}`` (each (steps + 1,)): the
+    proxies before each step, the loss, the mean LCA depth of same-class / different-class proxy pairs,
+    their mean Poincaré distances, the mean ``D(0, p)`` (at most ``2 r``, the clipping radius), the
+    fraction of triplets whose most similar (closest) pair has the deepest LCA ("consistent": the
+    embedded tree agrees with the similarities, what Dasgupta's cost asks), the fraction whose
+    same-class pair has the deepest LCA ("class_ordered") and the fraction of proxies whose nearest
+    other proxy is of their own class ("nn_same_class": the class grouping). The proxies start
     grouped by class around ``C`` directions, as the proxy loss would leave them (noise ``spread``)."""
     g = torch.Generator().manual_seed(seed)
     # start as a proxy loss would leave them: each class around its own direction, with noise
@@ -206,7 +211,7 @@ def hyphc_toy(variant: str = "lca", steps: int = 200, *, C: int = 3, K: int = 3,
     diff = cls[:, None] != cls[None, :]
     opt = torch.optim.Adam([v], lr=lr)
     out: dict = {k: [] for k in ("snapshots", "loss", "lca_within", "lca_between", "dist_within", "dist_between", "norm",
-                                  "consistent", "class_ordered")}
+                                  "consistent", "class_ordered", "nn_same_class")}
 
     def record(p: Tensor, loss: float) -> None:
         with torch.no_grad():
@@ -225,6 +230,8 @@ def hyphc_toy(variant: str = "lca", steps: int = 200, *, C: int = 3, K: int = 3,
             D = torch.stack([d[a, b] for a, b in pairs], -1)
             out["consistent"].append(float((L.argmax(-1) == D.argmin(-1)).double().mean()))
             out["class_ordered"].append(float((L.argmax(-1) == 0).double().mean()))
+            nearest = (d + torch.diag(torch.full((C * K,), math.inf, dtype=d.dtype))).argmin(-1)
+            out["nn_same_class"].append(float((cls[nearest] == cls).double().mean()))
 
     for step in range(steps + 1):
         p = poincare.expmap0(poincare.clip_features(v, r), c)
@@ -286,7 +293,8 @@ def retrieval_examples(emb: Tensor, labels: Tensor, tiles: Sequence[Any], querie
     """For each query index, its ``n`` nearest other items of ``emb`` (N, D) -- Poincaré distance
     (``metric="poincare"``, curvature ``c``) or Euclidean (``"euclidean"``) -- as the mappings that
     :func:`chestlab.paper_figures.retrieval_grid` draws: ``{"query": tile, "results": [(tile, same
-    class?), ...], "labels": [...]}``. ``tiles[i]`` is what to draw for item ``i`` (an image)."""
+    class?), ...], "labels": [...], "query_label": int}``. ``tiles[i]`` is what to draw for item ``i``
+    (an image). :func:`retrieval_figure` draws them with the query marked."""
     q = torch.as_tensor(list(queries))
     if metric == "poincare":
         d = poincare.pairwise_dist(emb[q].double(), emb.double(), float(c))
@@ -299,5 +307,100 @@ def retrieval_examples(emb: Tensor, labels: Tensor, tiles: Sequence[Any], querie
     out = []
     for qi, row in zip(q.tolist(), nn_idx.tolist()):
         out.append({"query": tiles[qi], "results": [(tiles[j], bool(labels[j] == labels[qi])) for j in row],
-                    "labels": [int(labels[j]) for j in row]})
+                    "labels": [int(labels[j]) for j in row], "query_label": int(labels[qi])})
     return out
+
+
+def retrieval_figure(examples: Sequence[dict], *, tile: float = 1.15, class_names: Optional[Sequence[str]] = None,
+                     title: Optional[str] = None):
+    """Retrieval examples (:func:`retrieval_examples`) for a projector: one row per query, the query
+    on the left -- labelled "query", its class below, a thick amber frame, set apart by a gap -- then
+    its results nearest first, numbered 1, 2, ... above; a result of another class is framed in red
+    with its class below, one of the query's class has a thin grey frame. Returns a matplotlib Figure
+    (no pyplot). ``class_names[label]`` names the classes (default: the label number)."""
+    from matplotlib.figure import Figure
+
+    if not examples:
+        raise ValueError("retrieval_figure needs at least one example")
+    n = max(len(e["results"]) for e in examples)
+
+    def name(y: int) -> str:
+        return str(class_names[y]) if class_names is not None else str(y)
+
+    fig = Figure(figsize=(tile * (n + 1.6), tile * 1.55 * len(examples) + (0.5 if title else 0.1)), dpi=100, layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(examples), n + 2, gridspec_kw={"width_ratios": [1.0, 0.35] + [1.0] * n}))
+    for row, e in zip(axes, examples):
+        row[1].set_axis_off()  # the gap between the query and its results
+        tiles = [(e["query"], None, e.get("query_label"))] + [(img, ok, lab) for (img, ok), lab in
+                                                                zip(e["results"], e.get("labels", [None] * len(e["results"])))]
+        for k, (ax, (img, ok, lab)) in enumerate(zip([row[0]] + list(row[2:]), tiles)):
+            if isinstance(img, str):
+                ax.text(0.5, 0.5, img, ha="center", va="center", fontsize=8, wrap=True, transform=ax.transAxes)
+            else:
+                a = np.asarray(img)
+                ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            color, lw = ("#f2b701", 6.0) if ok is None else (("#bbbbbb", 1.0) if ok else ("#d62728", 4.0))
+            for sp in ax.spines.values():
+                sp.set_visible(True)
+                sp.set_edgecolor(color)
+                sp.set_linewidth(lw)
+            if ok is None:
+                ax.set_title("query", fontsize=15, fontweight="bold")
+            else:
+                ax.set_title(str(k), fontsize=13, color="#555555")
+            if lab is not None and ok is not True:  # the query's class, and the class of every wrong result
+                ax.set_xlabel(name(lab), fontsize=13, color="black" if ok is None else "#d62728")
+        for ax in row[len(tiles) + 1:]:
+            ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# projector fonts on axes drawn by library helpers
+# ------------------------------------------------------------------------------------------------
+def lecture_axes(ax: Any) -> Any:
+    """Re-apply the current matplotlib font sizes -- the projector style of
+    :func:`chestlab.viz.style.use_lecture_style` -- to an axis whose axis labels, tick labels and title
+    a library helper drew with fixed sizes (e.g. :func:`draw_disk`). Returns ``ax``."""
+    import matplotlib
+
+    rc = matplotlib.rcParams
+    ax.xaxis.label.set_size(rc["axes.labelsize"])
+    ax.yaxis.label.set_size(rc["axes.labelsize"])
+    ax.title.set_size(rc["axes.titlesize"])
+    ax.tick_params(axis="x", labelsize=rc["xtick.labelsize"])
+    ax.tick_params(axis="y", labelsize=rc["ytick.labelsize"])
+    return ax
+
+
+def disk_legend(fig: Any, class_names: Sequence[str], super_names: Optional[Sequence[str]] = None,
+                classes: Optional[Sequence[int]] = None) -> Any:
+    """Make the legend of a :func:`chestlab.figures.poincare_disk` figure say which colour is which
+    class and which marker which super-class: its point traces (one per super-class, drawn in the
+    classes' colours) leave the legend, and legend-only entries are added -- a coloured circle per
+    class (``classes``: the class indices to list, default all of ``class_names``) and a grey marker
+    per super-class; the legend moves to the right of the disk. The points and their hover texts are
+    unchanged. Returns ``fig``."""
+    import plotly.graph_objects as go
+
+    from .viz.style import PLOTLY_SYMBOLS, class_color
+
+    supers = [t for t in fig.data if t.type == "scattergl"]
+    for t in supers:
+        t.showlegend = False
+    for i in (range(len(class_names)) if classes is None else classes):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=str(class_names[i]), legendgroup="classes",
+                                 legendgrouptitle_text="class", marker=dict(color=class_color(i), size=11, symbol="circle")))
+    if super_names is not None and len(supers) > 1:
+        for k, t in enumerate(supers):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=t.name, legendgroup="supers",
+                                     legendgrouptitle_text="super-class",
+                                     marker=dict(color="#7f7f7f", size=11, symbol=PLOTLY_SYMBOLS[k % len(PLOTLY_SYMBOLS)])))
+    # one column to the right of the disk: grouped entries below the disk would cover the x axis title
+    fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=0.5, yanchor="middle", groupclick="toggleitem"))
+    return fig

@@ -18,8 +18,22 @@
 # Möbius addition and the distance, checks every formula numerically against `chestlab.poincare`,
 # and ends with why the paper clips features before mapping them into the ball.
 #
-# Equation numbers are those of the CHEST paper, restated in `shared/spec/chest.md` (“the spec”).
-# Pattern of every section: **derive → verify → play**. Set `CHESTLAB_FAST=1` for a quick run.
+# **Learning objectives.** After this lesson you can
+#
+# 1. state the metric of the ball and its conformal factor $\lambda^c_x$, and say why the boundary is
+#    infinitely far away;
+# 2. derive Möbius addition (Eq. 1) from a Möbius transformation of the complex unit disk, step by
+#    step, and use Möbius scalar multiplication $\mu\otimes_c x$;
+# 3. derive the distance (Eq. 2) and its limit $c\to0$ (with its factor 2);
+# 4. use the exponential and logarithmic maps (Eq. 3–4) and write geodesics with them;
+# 5. implement $\oplus_c$, $d_H$, $\exp_0$ and $\log_0$ yourself in plain torch and check them;
+# 6. say where float32 breaks down near the boundary, and what feature clipping (radius $r$) buys.
+#
+# Equation numbers are those of the CHEST paper; the kit states them in its own notation in
+# `docs/maths.md` (“docs/maths.md, Eq. 1”, short “Eq. 1” below), and so is the notation, with two
+# exceptions that follow the code: points are $x, y$ (there $u, v$) and tangent vectors $v$ (there $\xi$).
+# $c > 0$ is always the curvature parameter: the ball has curvature $-c$; $d_H$ is the Poincaré distance. Pattern of every section: **derive → verify → play**.
+# Set `CHESTLAB_FAST=1` for a quick run.
 
 # %%
 # %matplotlib inline
@@ -30,7 +44,9 @@ import torch
 from ipywidgets import FloatSlider, interact
 
 from chestlab import lessons, poincare
+from chestlab.viz.style import COLORS, use_lecture_style
 
+use_lecture_style()
 f64 = dict(dtype=torch.float64)
 torch.manual_seed(0)
 print("fast mode:", lessons.FAST)
@@ -38,13 +54,13 @@ print("fast mode:", lessons.FAST)
 # %% [markdown]
 # ## 1. The ball, its metric and the conformal factor
 #
-# The ball of curvature $-c$ ($c>0$) is $\mathbb B_c = \{x\in\mathbb R^D : c\|x\|^2 < 1\}$, radius
+# The ball of curvature $-c$ ($c>0$) is $\mathbb D^n_c = \{x\in\mathbb R^n : c\|x\|^2 < 1\}$, radius
 # $1/\sqrt c$. Its metric is the Euclidean one rescaled at every point,
 #
-# $$ g_x = \lambda_x^2\, g^E, \qquad \lambda_x = \frac{2}{1 - c\|x\|^2} \quad\text{(the conformal factor)}. $$
+# $$ g_x = (\lambda^c_x)^2\, g^E, \qquad \lambda^c_x = \frac{2}{1 - c\|x\|^2} \quad\text{(the conformal factor)}. $$
 #
 # *Conformal*: angles are Euclidean angles, only lengths change. A small Euclidean step $dx$ at $x$
-# has hyperbolic length $\lambda_x\|dx\|$: at the centre $\lambda_0 = 2$, and $\lambda_x\to\infty$ at
+# has hyperbolic length $\lambda^c_x\|dx\|$: at the centre $\lambda^c_0 = 2$, and $\lambda^c_x\to\infty$ at
 # the boundary — the boundary is infinitely far away, and there is *more room* near it.
 
 # %%
@@ -52,44 +68,64 @@ x = poincare.expmap0(torch.randn(5, 3, **f64), c=0.7)
 lessons.verify("conformal_factor = 2 / (1 - c|x|^2)", poincare.conformal_factor(x, 0.7), 2 / (1 - 0.7 * x.pow(2).sum(-1, keepdim=True)))
 
 # %%
-fig, ax = plt.subplots(figsize=(5, 3))
+fig, ax = plt.subplots(figsize=(10, 5))
 for c in (0.25, 0.5, 1.0, 2.0):
     rho = torch.linspace(0, 0.995, 200, **f64) / math.sqrt(c)
     lam = poincare.conformal_factor(torch.stack([rho, 0 * rho], -1), c).squeeze(-1)
-    ax.plot(rho, lam, label=f"c = {c}")
-ax.set(yscale="log", xlabel="Euclidean norm ‖x‖", ylabel="λ_x", title="the conformal factor blows up at the boundary 1/√c")
-ax.legend(frameon=False);
+    ax.plot(rho, lam, label=f"c = {c}  (boundary at ‖x‖ = {1 / math.sqrt(c):.2f})")
+ax.set(yscale="log", xlabel="Euclidean norm ‖x‖ (coordinates of the ball)", ylabel="conformal factor $\\lambda^c_x$",
+       title="$\\lambda^c_x$ blows up at the boundary $\\|x\\| = 1/\\sqrt{c}$")
+ax.legend(loc="upper left");
 
 # %% [markdown]
-# ## 2. Möbius addition (Eq. 1) and the gyrogroup
+# ## 2. Möbius addition (Eq. 1), derived step by step
 #
-# **Derivation.** The isometries of the unit disk ($c = 1$, $D = 2$, points as complex numbers) that
-# move $0$ to $a$ are the Möbius transformations $z\mapsto \frac{a + z}{1 + \bar a z}$. Define
-# $a\oplus z$ as exactly this map. Writing $\bar a z$ with $\langle a,z\rangle$ and $\|a\|^2$ and
-# multiplying out (then rescaling the ball to radius $1/\sqrt c$) gives Eq. (1), which makes sense in
-# any dimension:
+# Take the unit disk ($c = 1$, $n = 2$) and write its points as complex numbers. The
+# orientation-preserving isometries of the disk that move $0$ to $a$ are the Möbius transformations
+#
+# $$ a\oplus z = \frac{a + z}{1 + \bar a z}. $$
+#
+# To turn this into a formula that makes sense in any dimension, we need it in terms of inner products
+# and norms only. With $\langle a, z\rangle = \operatorname{Re}(a\bar z)$:
+#
+# 1. **Make the denominator real**: multiply numerator and denominator by the conjugate of the
+#    denominator, $\overline{1 + \bar a z} = 1 + a\bar z$:
+#    $\;a\oplus z = \dfrac{(a+z)(1 + a\bar z)}{|1 + \bar a z|^2}.$
+# 2. **Expand the numerator**: $(a+z)(1+a\bar z) = a + z + a|z|^2 + a^2\bar z$. Only $a^2\bar z$ is not
+#    yet a real combination of $a$ and $z$.
+# 3. **Remove $a^2\bar z$**: since $\bar a a = |a|^2$, $\;a^2\bar z + |a|^2 z = a(a\bar z + \bar a z) = 2\operatorname{Re}(a\bar z)\,a$, so
+#    $$ a^2\bar z = 2\langle a, z\rangle\, a - |a|^2 z. $$
+# 4. **Collect**: numerator $= (1 + 2\langle a,z\rangle + |z|^2)\,a + (1 - |a|^2)\,z$, and the denominator is
+#    $|1+\bar a z|^2 = 1 + 2\operatorname{Re}(\bar a z) + |a|^2|z|^2 = 1 + 2\langle a,z\rangle + |a|^2|z|^2$.
+# 5. **Rescale** the ball to radius $1/\sqrt c$: $x\oplus_c y = \tfrac{1}{\sqrt c}\big(\sqrt c\, x\oplus_1 \sqrt c\, y\big)$, which is Eq. 1:
 #
 # $$ x\oplus_c y = \frac{(1 + 2c\langle x,y\rangle + c\|y\|^2)\,x + (1 - c\|x\|^2)\,y}{1 + 2c\langle x,y\rangle + c^2\|x\|^2\|y\|^2}. $$
 #
-# Check: in 2-D with $c=1$ it *is* the complex Möbius map, and general $c$ is the rescaling
-# $x\oplus_c y = \tfrac{1}{\sqrt c}\big(\sqrt c x\oplus_1 \sqrt c y\big)$.
+# Each step, checked on random points of the disk:
 
 # %%
-a, z = 0.6 * torch.rand(2, 2, **f64)
+a, z = 0.6 * torch.rand(2, 2, **f64) - 0.3
 ac, zc = complex(*a), complex(*z)
+inner = float(a @ z)
+lessons.verify("⟨a, z⟩ = Re(a z̄)", inner, (ac * zc.conjugate()).real)
+step3 = ac**2 * zc.conjugate(), 2 * inner * ac - abs(ac) ** 2 * zc
+lessons.verify("step 3:  a² z̄ = 2⟨a, z⟩ a − |a|² z", [step3[0].real, step3[0].imag], [step3[1].real, step3[1].imag])
+num = (ac + zc) * (1 + ac * zc.conjugate())
+num_real = (1 + 2 * inner + abs(zc) ** 2) * ac + (1 - abs(ac) ** 2) * zc
+lessons.verify("step 4:  (a+z)(1+a z̄) = (1+2⟨a,z⟩+|z|²) a + (1−|a|²) z", [num.real, num.imag], [num_real.real, num_real.imag])
+lessons.verify("step 4:  |1 + ā z|² = 1 + 2⟨a,z⟩ + |a|²|z|²", abs(1 + ac.conjugate() * zc) ** 2, 1 + 2 * inner + abs(ac * zc) ** 2)
 mob = (ac + zc) / (1 + ac.conjugate() * zc)
-lessons.verify("Eq. 1 in 2-D, c = 1  ==  (a + z) / (1 + conj(a) z)", poincare.mobius_add(a, z, 1.0), [mob.real, mob.imag])
+lessons.verify("Eq. 1 in 2-D, c = 1  ==  (a + z) / (1 + ā z)", poincare.mobius_add(a, z, 1.0), [mob.real, mob.imag])
 c = 0.3
 x, y = poincare.expmap0(torch.randn(2, 4, **f64), c)
-lessons.verify("x ⊕_c y = (√c x ⊕_1 √c y) / √c", poincare.mobius_add(x, y, c), poincare.mobius_add(c**0.5 * x, c**0.5 * y, 1.0) / c**0.5)
+lessons.verify("step 5:  x ⊕_c y = (√c x ⊕_1 √c y) / √c", poincare.mobius_add(x, y, c), poincare.mobius_add(c**0.5 * x, c**0.5 * y, 1.0) / c**0.5)
 lessons.verify("c → 0: x ⊕ y → x + y", poincare.mobius_add(x, y, 1e-12), x + y, rtol=1e-9)
 
 # %% [markdown]
 # $\oplus$ is neither commutative nor associative, but it is a **gyrogroup**: the failure is exactly a
 # rotation, the *gyration* $\mathrm{gyr}[x,y]z = \ominus(x\oplus y)\oplus(x\oplus(y\oplus z))$.
 # `lessons.gyro_checks` verifies the identities on random points (float64). Points very close to the
-# boundary make the nested additions ill-conditioned (errors grow like $\lambda^2$), so the check
-# uses points at moderate depth:
+# boundary make the nested additions ill-conditioned, so the check uses points at moderate depth:
 
 # %%
 x, y, z = poincare.expmap0(0.5 * torch.randn(3, 10, 5, **f64), c=0.8)
@@ -98,11 +134,11 @@ rows = lessons.gyro_checks(x, y, z, c=0.8)
 # %% [markdown]
 # ## 3. The distance (Eq. 2) and its $c\to 0$ limit
 #
-# Left addition $y\mapsto(-x)\oplus y$ is an isometry that moves $x$ to $0$, so
-# $D(x,y) = D(0, (-x)\oplus y)$. Along a diameter the length of the segment from $0$ to $u$ is
-# $\int_0^{\|u\|}\frac{2\,dr}{1-cr^2} = \tfrac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|u\|)$, hence Eq. (2):
+# Left addition $y\mapsto a\oplus y$ is an isometry (checked below), and $(-x)\oplus x = 0$, so
+# $d_H(x,y) = d_H(0, (-x)\oplus y)$. Along a diameter the length of the segment from $0$ to $u$ is
+# $\int_0^{\|u\|}\lambda^c_{r}\,dr = \int_0^{\|u\|}\frac{2\,dr}{1-cr^2} = \tfrac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|u\|)$, hence Eq. 2:
 #
-# $$ D_c(x,y) = \frac{2}{\sqrt c}\operatorname{artanh}\big(\sqrt c\,\|(-x)\oplus_c y\|\big),
+# $$ d_H(x,y) = \frac{2}{\sqrt c}\operatorname{artanh}\big(\sqrt c\,\|(-x)\oplus_c y\|\big),
 # \qquad \|(-x)\oplus y\| = \frac{\|x-y\|}{\sqrt{1 - 2c\langle x,y\rangle + c^2\|x\|^2\|y\|^2}}. $$
 
 # %%
@@ -118,12 +154,12 @@ lessons.verify("pairwise_dist == dist on all pairs", poincare.pairwise_dist(x, y
 
 # %% [markdown]
 # **The factor 2.** As $c\to0$, $\operatorname{artanh}(t)\approx t$ and $\|(-x)\oplus y\|\to\|x-y\|$, so
-# $D_c(x,y)\to 2\|x-y\|$ — not $\|x-y\|$: the metric at $c=0$ is still $\lambda^2 g^E$ with $\lambda = 2$.
+# $d_H(x,y)\to 2\|x-y\|$ — not $\|x-y\|$: the metric at $c=0$ is still $(\lambda^0_x)^2 g^E$ with $\lambda^0_x = 2$.
 
 # %%
 x, y = torch.tensor([[0.3, -0.2], [0.1, 0.4]], **f64)
 for c in (1.0, 1e-1, 1e-3, 1e-6, 0.0):
-    print(f"c = {c:<6g}  D_c(x, y) / ‖x − y‖ = {float(poincare.dist(x, y, c) / (x - y).norm()):.8f}")
+    print(f"c = {c:<6g}  d_H(x, y) / ‖x − y‖ = {float(poincare.dist(x, y, c) / (x - y).norm()):.8f}")
 lessons.verify("c = 0 is exactly 2‖x − y‖", poincare.dist(x, y, 0.0), 2 * (x - y).norm())
 
 # %% [markdown]
@@ -131,54 +167,79 @@ lessons.verify("c = 0 is exactly 2‖x − y‖", poincare.dist(x, y, 0.0), 2 * 
 #
 # The network outputs a Euclidean vector $v$; $\exp_0$ turns it into a point of the ball. $\exp_z(v)$
 # follows the geodesic leaving $z$ with velocity $v$ for unit time. Its hyperbolic speed is
-# $\lambda_z\|v\|$, so $D(z,\exp_z v) = \lambda_z\|v\|$; along a diameter through $0$ the distance
-# formula inverts to $\|x\| = \tanh(\sqrt c\,\lambda_0\|v\|/2)/\sqrt c$ and translating by $z\oplus$ gives
+# $\lambda^c_z\|v\|$, so $d_H(z,\exp_z v) = \lambda^c_z\|v\|$; along a diameter through $0$ the distance
+# formula inverts to $\|x\| = \tanh(\sqrt c\,\lambda^c_0\|v\|/2)/\sqrt c$ and translating by $z\oplus$ gives
 #
-# $$ \exp_z(v) = z\oplus\tanh\Big(\frac{\sqrt c\,\lambda_z\|v\|}{2}\Big)\frac{v}{\sqrt c\|v\|}\ \ (3),
+# $$ \exp_z(v) = z\oplus\tanh\Big(\frac{\sqrt c\,\lambda^c_z\|v\|}{2}\Big)\frac{v}{\sqrt c\|v\|}\ \ (3),
 # \qquad \exp_0(v) = \tanh(\sqrt c\|v\|)\frac{v}{\sqrt c\|v\|}\ \ (4). $$
+#
+# The logarithmic maps invert them: $\log_0(y) = \operatorname{artanh}(\sqrt c\|y\|)\,\frac{y}{\sqrt c\|y\|}$.
+# Note $d_H(0, \exp_0 v) = 2\|v\|$ for **every** $c$.
 
 # %%
 c = 0.5
 z = poincare.expmap0(0.3 * torch.randn(20, 6, **f64), c)
 v = 0.3 * torch.randn(20, 6, **f64)  # moderate steps: λ_z‖v‖ large would land (projected) on the boundary
-lam = poincare.conformal_factor(z, c).squeeze(-1)
+lam_z = poincare.conformal_factor(z, c).squeeze(-1)
 lessons.verify("Eq. 4 formula", poincare.expmap0(v, c), torch.tanh(c**0.5 * v.norm(dim=-1, keepdim=True)) * v / (c**0.5 * v.norm(dim=-1, keepdim=True)))
-lessons.verify("D(0, exp_0 v) = 2‖v‖", poincare.dist0(poincare.expmap0(v, c), c), 2 * v.norm(dim=-1), rtol=1e-9)
-lessons.verify("D(z, exp_z v) = λ_z ‖v‖   (Eq. 3)", poincare.dist(z, poincare.expmap(z, v, c), c), lam * v.norm(dim=-1), rtol=1e-8)
+lessons.verify("d_H(0, exp_0 v) = 2‖v‖", poincare.dist0(poincare.expmap0(v, c), c), 2 * v.norm(dim=-1), rtol=1e-9)
+lessons.verify("d_H(z, exp_z v) = λ^c_z ‖v‖   (Eq. 3)", poincare.dist(z, poincare.expmap(z, v, c), c), lam_z * v.norm(dim=-1), rtol=1e-8)
 lessons.verify("log_0(exp_0 v) = v", poincare.logmap0(poincare.expmap0(v, c), c), v, rtol=1e-9)
 lessons.verify("log_z(exp_z v) = v", poincare.logmap(z, poincare.expmap(z, v, c), c), v, rtol=1e-7, atol=1e-9)
 
 # %% [markdown]
-# ## 5. Geodesics and distance circles — play
+# ## 5. Möbius scalar multiplication and geodesics
 #
-# The geodesic from $x$ to $y$ is $\gamma(t) = \exp_x(t\log_x y)$ (`lessons.geodesic`); it has
-# constant speed, $D(x,\gamma(t)) = t\,D(x,y)$. Drawn in the disk it is an arc of a circle that
-# meets the boundary at right angles, bent **towards the origin**: passing near the centre, where
-# space is “cheaper”, is shorter than the straight chord. The dotted circles are the points at
-# $D_H = 1, 2, 3$ from the origin; the red circle is the set of points at $D_H = 1$ from $x$ — a
-# Euclidean circle too, but much smaller (and off-centre) when $x$ is near the boundary.
+# On a line through the origin, $\oplus$ is the relativistic addition of velocities: with
+# $x = \tanh(\sqrt c\,u)/\sqrt c$ and $y = \tanh(\sqrt c\,w)/\sqrt c$ (same direction), $x\oplus_c y = \tanh(\sqrt c\,(u+w))/\sqrt c$ —
+# the *rapidities* $u = \operatorname{artanh}(\sqrt c\|x\|)/\sqrt c$ add. So $x\oplus x\oplus\cdots\oplus x$ ($n$ times)
+# multiplies the rapidity by $n$, and for any real $\mu$ one defines
+#
+# $$ \mu\otimes_c x = \frac{1}{\sqrt c}\tanh\!\big(\mu\operatorname{artanh}(\sqrt c\|x\|)\big)\frac{x}{\|x\|} = \exp_0\big(\mu\log_0 x\big). $$
+#
+# Since $d_H(0,x) = \tfrac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|x\|)$, it scales distances from the origin:
+# $d_H(0, \mu\otimes x) = |\mu|\,d_H(0,x)$. With it, the geodesic from $x$ to $y$ is *translate $x$ to $0$, scale,
+# translate back*: $\gamma(t) = x\oplus\big(t\otimes((-x)\oplus y)\big)$ — the same curve as $\exp_x(t\log_x y)$.
 
 # %%
-x, y = torch.tensor([[0.5, 0.3], [-0.2, 0.6]], **f64)
-g = lessons.geodesic(x, y, 0.5, n=11)
-lessons.verify("geodesic has constant speed", poincare.dist(x.expand(11, 2), g, 0.5), torch.linspace(0, 1, 11, **f64) * poincare.dist(x, y, 0.5), rtol=1e-8)
+c = 0.6
+x, y = poincare.expmap0(0.7 * torch.randn(2, 10, 3, **f64), c)
+smul, add = poincare.mobius_scalar_mul, poincare.mobius_add
+lessons.verify("2 ⊗ x = x ⊕ x", smul(2.0, x, c), add(x, x, c))
+lessons.verify("3 ⊗ x = x ⊕ (x ⊕ x)", smul(3.0, x, c), add(x, add(x, x, c), c))
+lessons.verify("(0.3 + 1.2) ⊗ x = (0.3 ⊗ x) ⊕ (1.2 ⊗ x)", smul(1.5, x, c), add(smul(0.3, x, c), smul(1.2, x, c), c))
+lessons.verify("d_H(0, μ ⊗ x) = |μ| d_H(0, x)   (μ = −0.4)", poincare.dist0(smul(-0.4, x, c), c), 0.4 * poincare.dist0(x, c))
+lessons.verify("μ ⊗ x = exp_0(μ log_0 x)", smul(0.7, x, c), poincare.expmap0(0.7 * poincare.logmap0(x, c), c))
+t = torch.linspace(0, 1, 11, **f64)[:, None]
+gamma = add(x[0].expand(11, 3), smul(t, add(-x[0], y[0], c).expand(11, 3), c), c)
+lessons.verify("x ⊕ (t ⊗ ((−x) ⊕ y)) = exp_x(t log_x y)", gamma, lessons.geodesic(x[0], y[0], c, n=11), rtol=1e-8, atol=1e-12)
+lessons.verify("…and has constant speed: d_H(x, γ(t)) = t d_H(x, y)", poincare.dist(x[0].expand(11, 3), gamma, c), t[:, 0] * poincare.dist(x[0], y[0], c), rtol=1e-8)
 
+# %% [markdown]
+# ## 6. Geodesics and distance circles — play
+#
+# Drawn in the disk a geodesic is an arc of a circle that meets the boundary at right angles, bent
+# **towards the origin**: passing near the centre, where space is “cheaper”, is shorter than the
+# straight chord. The dotted circles are the points at $d_H = 1, 2, 3$ from the origin; the red circle is
+# the set of points at $d_H = 1$ from $x$ — a Euclidean circle too, but much smaller (and off-centre)
+# when $x$ is near the boundary.
 
 # %%
 def show_geodesic(c=1.0, rx=0.6, ax_deg=20.0, ry=0.8, ay_deg=150.0):
     R = 1 / math.sqrt(c)
     x = torch.tensor([rx * R * math.cos(math.radians(ax_deg)), rx * R * math.sin(math.radians(ax_deg))], **f64)
     y = torch.tensor([ry * R * math.cos(math.radians(ay_deg)), ry * R * math.sin(math.radians(ay_deg))], **f64)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(11, 7.5))
     lessons.draw_disk(ax, c, circles=(1, 2, 3))
+    lessons.lecture_axes(ax)
     g = lessons.geodesic(x, y, c).numpy()
-    ax.plot(g[:, 0], g[:, 1], color="C0", lw=2.5, label="geodesic")
-    ax.plot([x[0], y[0]], [x[1], y[1]], color="C1", ls="--", label="Euclidean chord")
+    ax.plot(g[:, 0], g[:, 1], color=COLORS["H"], lw=3, label="geodesic")
+    ax.plot([x[0], y[0]], [x[1], y[1]], color=COLORS["E"], ls="--", lw=2.5, label="Euclidean chord")
     circ = lessons.hyperbolic_circle(x, 1.0, c).numpy()
-    ax.plot(circ[:, 0], circ[:, 1], color="C3", lw=1, label="D_H = 1 around x")
-    ax.scatter(*torch.stack([x, y]).T, color="k", zorder=5)
-    ax.set_title(f"c = {c:g}: D_H(x, y) = {float(poincare.dist(x, y, c)):.2f},  2‖x − y‖ = {float(2 * (x - y).norm()):.2f}", fontsize=9)
-    ax.legend(loc="lower left", fontsize=7, frameon=False)
+    ax.plot(circ[:, 0], circ[:, 1], color="#d62728", lw=2, label="points at $d_H = 1$ from x")
+    ax.scatter(*torch.stack([x, y]).T, color="k", s=50, zorder=5)
+    ax.set_title(f"c = {c:g}:  $d_H$(x, y) = {float(poincare.dist(x, y, c)):.2f},  chord ‖x − y‖ = {float((x - y).norm()):.2f}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     plt.show()
 
 
@@ -190,72 +251,173 @@ interact(show_geodesic, c=FloatSlider(value=1.0, min=0.05, max=4, step=0.05, **s
          ay_deg=FloatSlider(value=150, min=-180, max=180, step=5, description="angle y", **sl));
 
 # %%
-show_geodesic(c=1.0, rx=0.95, ax_deg=10, ry=0.95, ay_deg=60)  # the callback once more (CI runs it): two points near the boundary
+show_geodesic(c=1.0, rx=0.95, ax_deg=10, ry=0.95, ay_deg=60)  # the callback, called directly: two points near the boundary
 
 # %% [markdown]
-# Try it: move both points towards the boundary at a fixed angle apart — the Euclidean chord stays
-# the same length while $D_H$ grows without bound and the geodesic dives towards the centre. This
-# is why trees embed well: the number of points you can place at distance $\ge 1$ from each other on
-# a circle of radius $\rho$ grows like $e^{\rho}$, as the number of leaves of a tree grows with depth.
-
-# %% [markdown]
-# ## 6. float32 near the boundary, and feature clipping ($r = 2.3$)
-#
-# A point with $\exp_0$-preimage of norm $s$ sits at $\sqrt c\|x\| = \tanh(\sqrt c s)$, so its margin
-# to the boundary is $1-\tanh(\sqrt c s)\approx 2e^{-2\sqrt c s}$. float32 resolves margins down to its
-# machine epsilon $\approx 6\cdot10^{-8}$ only: from $\sqrt c s\approx 8$ on, every point is rounded onto
-# the same shell (`poincare.project` keeps them $10^{-5}$ inside), and distances saturate.
-# The table takes two points at the same $s$, an angle $0.01$ apart ($c = 1$):
+# Try it: move both points towards the boundary at a fixed angle $\theta$ apart. The Euclidean chord
+# $\|x-y\| = 2\rho\sin(\theta/2)$ grows too, but it stays **bounded** by $2\sin(\theta/2)/\sqrt c$, while $d_H$ grows
+# without bound and the geodesic dives towards the centre. How fast? For large radii the geodesic is
+# barely shorter than the path **through the origin**: $d_H(x,y)\approx d_H(0,x) + d_H(0,y) + \tfrac{2}{\sqrt c}\ln\sin(\theta/2)$ — a
+# constant less. That is the distance of a tree (up to the common ancestor and down again), the
+# theme of lesson 00. The numbers, for $\theta = 50°$ and $c = 1$ (the call above):
 
 # %%
-lessons.precision_table(c=1.0)
+theta, c = math.radians(50), 1.0
+print("  ‖x‖    chord ‖x−y‖   d_H(x,y)   d_H(0,x)+d_H(0,y)+2 ln sin(θ/2)")
+for rho in (0.5, 0.7, 0.9, 0.95, 0.99, 0.999):
+    x = torch.tensor([rho * math.cos(math.radians(10)), rho * math.sin(math.radians(10))], **f64)
+    y = torch.tensor([rho * math.cos(math.radians(60)), rho * math.sin(math.radians(60))], **f64)
+    d, via0 = float(poincare.dist(x, y, c)), float(2 * poincare.dist0(x, c)) + 2 * math.log(math.sin(theta / 2))
+    print(f"  {rho:<6} {float((x - y).norm()):>10.3f} {d:>10.2f} {via0:>16.2f}")
+    lessons.verify(f"  chord = 2ρ sin(θ/2) ≤ 2 sin(θ/2) = {2 * math.sin(theta / 2):.3f}", (x - y).norm(), 2 * rho * math.sin(theta / 2))
+lessons.verify("for ‖x‖ → 1:  d_H − (d_H(0,x) + d_H(0,y) + 2 ln sin(θ/2)) → 0", d, via0, rtol=1e-5)
+
+# %% [markdown]
+# ## 7. float32 near the boundary, and feature clipping ($r = 2.3$)
+#
+# A point with $\exp_0$-preimage of norm $s$ sits at $\sqrt c\|x\| = \tanh(\sqrt c s)$, so its margin to the
+# boundary is $1-\tanh(\sqrt c s)\approx 2e^{-2\sqrt c s}$. Two limits meet this margin as $s$ grows:
+#
+# * float32 resolves numbers just below 1 only in steps of $2^{-24}\approx 6\cdot10^{-8}$; the margin drops
+#   to that at $\sqrt c\,s\approx\tfrac12\ln(2\cdot2^{24})\approx 8.7$;
+# * but **`poincare.project` takes over first**: it keeps float32 points at a margin of at least
+#   $\varepsilon = 10^{-5}$ (`poincare.BALL_EPS`), which the margin reaches at $\sqrt c\,s^* = \tfrac12\ln(2/\varepsilon)\approx 6.1$.
+#   Beyond $s^*$ every point is moved onto the same shell, and distances saturate.
+#
+# The table takes two points at the same $s$, an angle $0.01$ apart ($c = 1$); the relative error of
+# the float32 distance jumps between $s = 6.1$ and $6.2$, at $s^*$:
+
+# %%
+eps32 = poincare.BALL_EPS[torch.float32]
+s_star, s_ulp = 0.5 * math.log(2 / eps32), 0.5 * math.log(2 * 2**24)
+print(f"projection takes over at s* = ½ ln(2/ε) = {s_star:.2f};  float32's resolution would only at s = {s_ulp:.2f}")
+table = lessons.precision_table(c=1.0, tangent_norms=(1, 2.3, 4, 5, 6.0, 6.1, 6.2, 6.5, 8, 9))
+err = table["rel. error float32"]
+print(f"relative error of d_H in float32: {err[6.1]:.1e} at s = 6.1, {err[6.2]:.1e} at s = 6.2 (×{err[6.2] / err[6.1]:.0f})")
+beyond = table.index > s_star
+lessons.verify("beyond s*, float32 points sit on the projection shell (margin ε)", table["1 − √c‖x‖ (float32)"][beyond].to_numpy().copy(), eps32, rtol=0.01)
+table
 
 # %% [markdown]
 # Hyp-ViT's **feature clipping** rescales $v\leftarrow v\min(1, r/\|v\|)$ before $\exp_0$, so every
-# embedding satisfies $D(0,x)\le 2r$ and stays at margin $\ge 1-\tanh(\sqrt c r)$: with the paper's
-# $c = 0.5$, $r = 2.3$ that is $0.074$ — the first, perfectly accurate rows of the table. The price:
-# all distances are at most $4r = 9.2$, which matters for the margins in lesson 03.
+# embedding satisfies $d_H(0,x)\le 2r$ and stays at margin $\ge 1-\tanh(\sqrt c r)$: with the paper's
+# $c = 0.5$, $r = 2.3$ that is $0.074$ — $\sqrt c\,r = 1.6$, the first, accurate rows of the table. The price:
+# all distances are at most $4r = 9.2$ (through the origin), which matters for the margins in lesson 03.
 
 # %%
 v = torch.randn(1000, 16) * 20
 xc = poincare.expmap0(poincare.clip_features(v, 2.3), 0.5)
-lessons.verify("clipped: max D(0, x) = 2r", poincare.dist0(xc, 0.5).max(), 4.6, rtol=1e-5)
+lessons.verify("clipped: max d_H(0, x) = 2r", poincare.dist0(xc, 0.5).max(), 4.6, rtol=1e-5)
 print(f"min margin 1 − √c‖x‖ = {float(1 - 0.5**0.5 * xc.norm(dim=-1).max()):.4f}  (1 − tanh(√c r) = {1 - math.tanh(0.5**0.5 * 2.3):.4f})")
+print(f"largest distance between two of the 1000 points: {float(poincare.pairwise_dist(xc, xc, 0.5).max()):.2f} ≤ 4r = 9.2")
 
 
 # %%
 def show_precision(c=0.5, r=2.3):
-    s = torch.linspace(0.2, 14, 120, **f64)
+    s = torch.linspace(0.2, 14, 300, **f64)
     v1, v2 = torch.stack([s, 0 * s], -1), torch.stack([s * math.cos(0.01), s * math.sin(0.01)], -1)
     d64 = poincare.dist(poincare.expmap0(v1, c), poincare.expmap0(v2, c), c)
     d32 = poincare.dist(poincare.expmap0(v1.float(), c), poincare.expmap0(v2.float(), c), c).double()
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.semilogy(s, ((d32 - d64).abs() / d64).clamp_min(1e-9), label="relative error of D in float32")
+    fig, ax = plt.subplots(figsize=(11, 5))
+    ax.semilogy(s, ((d32 - d64).abs() / d64).clamp_min(1e-9), color=COLORS["H"], label="relative error of $d_H$ in float32")
     ax.axvline(r, color="k", ls="--", label=f"clipping radius r = {r:g}")
-    ax.set(xlabel="tangent norm ‖v‖ before exp_0", ylabel="relative error", title=f"c = {c:g}")
-    ax.legend(frameon=False, fontsize=8)
+    ax.axvline(s_star / math.sqrt(c), color="#d62728", ls=":", lw=2.5, label=f"s* = ½ ln(2/ε)/√c = {s_star / math.sqrt(c):.1f}: project takes over")
+    ax.axvline(s_ulp / math.sqrt(c), color="0.5", ls="-.", label=f"float32 resolution alone: {s_ulp / math.sqrt(c):.1f}")
+    ax.set(xlabel="tangent norm ‖v‖ before $\\exp_0$", ylabel="relative error", title=f"two points an angle 0.01 apart, c = {c:g}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=12)
     plt.show()
 
 
 interact(show_precision, c=FloatSlider(value=0.5, min=0.05, max=2, step=0.05, **sl), r=FloatSlider(value=2.3, min=0.5, max=12, step=0.1, **sl));
 
 # %%
-show_precision(c=1.0, r=8.0)  # the callback once more (CI runs it)
+show_precision(c=1.0, r=2.3)  # the callback, called directly (a run without widgets draws it too)
+
+# %% [markdown]
+# ## 8. Implement it yourself
+#
+# Write the four maps of this lesson in plain torch — no `chestlab` inside:
+# `my_mobius_add(x, y, c)` (Eq. 1), `my_dist(x, y, c)` (Eq. 2), `my_expmap0(v, c)` (Eq. 4) and
+# `my_logmap0(y, c)`, each for points of shape `(..., D)`. The cell below holds a reference solution,
+# **collapsed**: write your own version into it (or in a new cell above the check) before you expand it.
+# Then run the check, which compares your functions with `chestlab.poincare` on random points.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def my_mobius_add(x, y, c):
+    xy = (x * y).sum(-1, keepdim=True)
+    x2, y2 = x.pow(2).sum(-1, keepdim=True), y.pow(2).sum(-1, keepdim=True)
+    num = (1 + 2 * c * xy + c * y2) * x + (1 - c * x2) * y
+    return num / (1 + 2 * c * xy + c**2 * x2 * y2)
+
+
+def my_dist(x, y, c):
+    return 2 / c**0.5 * torch.atanh(c**0.5 * my_mobius_add(-x, y, c).norm(dim=-1))
+
+
+def my_expmap0(v, c):
+    n = v.norm(dim=-1, keepdim=True)
+    return torch.tanh(c**0.5 * n) * v / (c**0.5 * n)
+
+
+def my_logmap0(y, c):
+    n = y.norm(dim=-1, keepdim=True)
+    return torch.atanh(c**0.5 * n) * y / (c**0.5 * n)
+
+
+# %%
+c = 0.7
+v = 0.8 * torch.randn(2, 100, 5, **f64)
+x, y = poincare.expmap0(v, c)
+lessons.verify("my_expmap0 == poincare.expmap0   (Eq. 4)", my_expmap0(v[0], c), x)
+lessons.verify("my_logmap0 == poincare.logmap0", my_logmap0(x, c), poincare.logmap0(x, c))
+lessons.verify("my_mobius_add == poincare.mobius_add   (Eq. 1)", my_mobius_add(x, y, c), poincare.mobius_add(x, y, c))
+lessons.verify("my_dist == poincare.dist   (Eq. 2)", my_dist(x, y, c), poincare.dist(x, y, c), rtol=1e-8)
+
+# %% [markdown]
+# The formulas are right, but written this way they are not what a library can ship. Far from the
+# origin, $1 - c\|x\|^2$ cancels and `atanh` of a number rounded to 1 is infinite — in float64:
+
+# %%
+for s in (4.0, 8.0, 12.0, 16.0):
+    x = poincare.expmap0(torch.tensor([s, 0.0], **f64), 1.0)
+    y = poincare.expmap0(torch.tensor([s * math.cos(1e-3), s * math.sin(1e-3)], **f64), 1.0)
+    print(f"‖v‖ = {s:>4}:  my_dist = {float(my_dist(x, y, 1.0)):<20.12g} poincare.dist = {float(poincare.dist(x, y, 1.0)):.12g}")
+
+# %% [markdown]
+# `poincare.dist` evaluates Eq. 2 as $\tfrac{2}{\sqrt c}\operatorname{asinh}\big(\sqrt c\|x-y\|/\sqrt{(1-c\|x\|^2)(1-c\|y\|^2)}\big)$,
+# which has no cancelling subtraction inside the square root and no `atanh` near 1
+# (its docstring shows the algebra).
+#
+# ## Summary
+#
+# * The ball $\{c\|x\|^2<1\}$ carries the metric $(\lambda^c_x)^2 g^E$, $\lambda^c_x = 2/(1-c\|x\|^2)$: conformal, and the
+#   boundary is infinitely far.
+# * Möbius addition (Eq. 1) is the disk's Möbius map $\frac{a+z}{1+\bar a z}$ written with inner products:
+#   multiply by the conjugate and use $a^2\bar z = 2\langle a,z\rangle a - |a|^2 z$. It is a gyrogroup, not a group.
+#   Möbius scalar multiplication $\mu\otimes_c x = \exp_0(\mu\log_0 x)$ scales distances from the origin.
+# * $d_H(x,y) = \tfrac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|(-x)\oplus y\|)$ (Eq. 2) tends to $2\|x-y\|$ as $c\to0$.
+# * $\exp_0$ (Eq. 4) maps the network's output into the ball with $d_H(0,\exp_0 v) = 2\|v\|$ for every $c$;
+#   geodesics are $x\oplus(t\otimes((-x)\oplus y)) = \exp_x(t\log_x y)$.
+# * At a fixed angle both the chord and $d_H$ grow towards the boundary, but the chord stays bounded
+#   while $d_H$ approaches the tree-like path through the origin.
+# * In float32, `project` clamps points from $\sqrt c\,s\approx 6.1$ on; clipping at $r = 2.3$ ($\sqrt c\,r = 1.6$ at
+#   $c = 0.5$) keeps every embedding far from that, at the price of $d_H\le 4r$.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. Show from Eq. (2) that $D_c(0, x) = \frac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|x\|)$ and check it
+# 1. Show from Eq. 2 that $d_H(0, x) = \frac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|x\|)$ and check it
 #    with `poincare.dist0` on a few points.
-# 2. Find the hyperbolic midpoint $m$ of $x$ and $y$ with the exp/log maps and verify
-#    $D(x,m) = D(m,y) = D(x,y)/2$.
-# 3. For $c = 1$, from which tangent norm $s$ does float32 round $1-\tanh(s)$ to zero? Compare with the
-#    table of section 6.
+# 2. Find the hyperbolic midpoint $m$ of $x$ and $y$ with Möbius operations and verify
+#    $d_H(x,m) = d_H(m,y) = d_H(x,y)/2$.
+# 3. For $c = 1$, from which tangent norm $s$ would float32 round $1-\tanh(s)$ to zero, and from which
+#    $s$ does `project` change float32 points? Which one does the table of section 7 show?
 # 4. Is $(x\oplus y)\oplus z = x\oplus(y\oplus z)$ when $x$, $y$, $z$ are collinear with the origin? Why?
+# 5. Show with the formulas that $2\otimes_c x = x\oplus_c x$.
 #
 # <details><summary>Solution 1</summary>
 #
-# With $x\to0$ in Eq. (2): $(-0)\oplus y = y$, so $D(0,y) = \frac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|y\|)$.
+# With $x\to0$ in Eq. 2: $(-0)\oplus y = y$, so $d_H(0,y) = \frac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|y\|)$.
 # ```python
 # y = poincare.expmap0(torch.randn(5, 3, dtype=torch.float64), 0.5)
 # lessons.verify("dist0", poincare.dist0(y, 0.5), 2 / 0.5**0.5 * torch.atanh(0.5**0.5 * y.norm(dim=-1)))
@@ -264,24 +426,34 @@ show_precision(c=1.0, r=8.0)  # the callback once more (CI runs it)
 #
 # <details><summary>Solution 2</summary>
 #
+# $m = \gamma(\tfrac12) = x\oplus\big(\tfrac12\otimes((-x)\oplus y)\big)$ (section 5).
 # ```python
 # c = 0.5
 # x, y = poincare.expmap0(torch.randn(2, 3, dtype=torch.float64), c)
-# m = poincare.expmap(x, 0.5 * poincare.logmap(x, y, c), c)
+# m = poincare.mobius_add(x, poincare.mobius_scalar_mul(0.5, poincare.mobius_add(-x, y, c), c), c)
 # print(poincare.dist(x, m, c), poincare.dist(m, y, c), poincare.dist(x, y, c) / 2)
 # ```
 # </details>
 #
 # <details><summary>Solution 3</summary>
 #
-# $1-\tanh(s)\approx 2e^{-2s}$ drops below float32's half-ulp at 1 ($2^{-25}\approx 3\cdot10^{-8}$) for
-# $s > \tfrac12\ln(2/3\cdot10^{-8}) \approx 9.0$; already from $s\approx 6$ the margin ($\sim10^{-5}$) has only
-# a couple of significant bits and `project` takes over — the table's error jumps there.
+# $1-\tanh(s)\approx 2e^{-2s}$ drops below float32's half-step at 1 ($2^{-25}\approx 3\cdot10^{-8}$) for
+# $s > \tfrac12\ln(2\cdot 2^{25}) \approx 9.0$. But `project` keeps float32 points at margin $\varepsilon = 10^{-5}$, which
+# $2e^{-2s}$ reaches at $s^* = \tfrac12\ln(2/\varepsilon)\approx 6.1$: that comes first, and it is what the table shows — its
+# float32 margin column is $10^{-5}$ from $s = 6.2$ on, and the error jumps from $6\cdot10^{-4}$ to $3\cdot10^{-2}$ there.
 # </details>
 #
 # <details><summary>Solution 4</summary>
 #
 # Yes. On one line through the origin, Möbius addition is the relativistic velocity addition
-# $\frac{a+b}{1+cab}$ of the signed norms, which is commutative and associative; the gyration is the
-# identity for parallel vectors. Check with `x, y, z = t[:, None] * u` for a unit `u`.
+# $\frac{a+b}{1+cab}$ of the signed norms (the rapidities add, section 5), which is commutative and
+# associative; the gyration is the identity for parallel vectors. Check with `x, y, z = t[:, None] * u`
+# for a unit vector `u` and three small numbers `t`.
+# </details>
+#
+# <details><summary>Solution 5</summary>
+#
+# With $u = \operatorname{artanh}(\sqrt c\|x\|)$: $2\otimes x = \tanh(2u)\frac{x}{\sqrt c\|x\|} = \frac{2\tanh u}{1+\tanh^2u}\frac{x}{\sqrt c\|x\|} = \frac{2x}{1 + c\|x\|^2}$.
+# Eq. 1 with $y = x$: numerator $(1 + 2c\|x\|^2 + c\|x\|^2)x + (1-c\|x\|^2)x = 2(1 + c\|x\|^2)x$, denominator
+# $1 + 2c\|x\|^2 + c^2\|x\|^4 = (1+c\|x\|^2)^2$ — the same.
 # </details>

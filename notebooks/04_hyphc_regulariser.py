@@ -15,9 +15,22 @@
 # # 04 · The HypHC regulariser: hierarchical clustering in the ball
 #
 # CHEST adds to its loss a term from *HypHC* (Chami et al. 2020) that asks the **proxies** to form a
-# tree: Eq. 8–9 of the paper (spec `shared/spec/chest.md`, *HypHC regulariser*). This lesson goes
-# from Dasgupta's cost for hierarchical clustering to its hyperbolic relaxation, checks the hyperbolic
-# LCA, and shows on a toy problem what the two readings of Eq. 9 do to proxies.
+# tree: docs/maths.md, Eq. 8–9. This lesson goes from Dasgupta's cost for hierarchical clustering to
+# its hyperbolic relaxation, derives the depth of the hyperbolic lowest common ancestor (LCA), and
+# shows on a toy problem what three readings of Eq. 9 do to proxies.
+#
+# **Learning objectives.** After this lesson you can
+#
+# 1. state Dasgupta's cost and why, for three points, it asks the most similar pair to merge first;
+# 2. derive the depth of the hyperbolic LCA of two points in closed form, via the Lorentz model, and
+#    check every step numerically;
+# 3. write the HypHC relaxation (docs/maths.md, Eq. 8–9) and recover Dasgupta's triplet term as
+#    $\gamma_{hyp}\to 0$;
+# 4. tell apart three readings of Eq. 9 and predict what each does to the proxies — in particular
+#    that the literal one sends every proxy to the clipping radius and destroys the class grouping.
+#
+# Notation: $c > 0$ is always the curvature (the ball has radius $1/\sqrt c$); $D_H$ the Poincaré
+# distance (docs/maths.md, Eq. 2); $\alpha_x = 1 - c\|x\|^2$. Set `CHESTLAB_FAST=1` for a quick run.
 
 # %%
 # %matplotlib inline
@@ -29,7 +42,9 @@ import torch
 from ipywidgets import FloatSlider, IntSlider, interact
 
 from chestlab import lessons, losses, poincare
+from chestlab.viz.style import class_color, use_lecture_style
 
+use_lecture_style()
 f64 = dict(dtype=torch.float64)
 torch.manual_seed(0)
 print("fast mode:", lessons.FAST)
@@ -60,59 +75,213 @@ for first in w:
 # ## 2. Trees in the ball: the hyperbolic LCA
 #
 # HypHC reads a tree off points of the ball: the **lowest common ancestor** of $a$ and $b$ is the
-# point of the geodesic through $a$, $b$ closest to the origin (the root); its depth is
+# point of the geodesic through $a$ and $b$ closest to the origin (the root); its depth is
 # $d_o = D_H(0, \mathrm{lca}(a, b))$. Two points near the boundary in similar directions have a
-# geodesic that stays far from the origin — a deep LCA, they merge late in the walk from the root,
-# i.e. *early* in the clustering. The kit has a closed form (`poincare.lca_depth`); check it against
-# brute force on the sampled geodesic (`lessons.lca_point`):
+# geodesic that stays far from the origin — a deep LCA: they merge late in the walk from the root,
+# i.e. *early* in the clustering.
+#
+# The kit computes $d_o$ in closed form (`poincare.lca_depth`):
+#
+# $$ \sinh(\sqrt c\, d_o) = \frac{2\sqrt c\,\|a\wedge b\|}{\|a-b\|\,\sqrt{\alpha_a\alpha_b + c\|a-b\|^2}},
+# \qquad \|a\wedge b\|^2 = \|a\|^2\|b\|^2 - \langle a,b\rangle^2 . $$
+#
+# We derive it in five steps, in the **Lorentz model** (the hyperboloid), where geodesics are plane
+# sections — as great circles are on a sphere — and check each step on two points of a 3-D ball.
+#
+# **Step 1 — the hyperboloid.** With the Minkowski product
+# $\langle X, Y\rangle_L = -X_0Y_0 + \sum_{i\ge1} X_iY_i$, the hyperboloid
+# $\mathbb H_c = \{X\in\mathbb R^{1+D} : \langle X, X\rangle_L = -1/c,\ X_0>0\}$ is isometric to the ball
+# through
+#
+# $$ X(x) = \Big(\frac{1 + c\|x\|^2}{\sqrt c\,\alpha_x},\ \frac{2x}{\alpha_x}\Big), \qquad
+# \cosh\!\big(\sqrt c\, D_H(a, b)\big) = -c\,\langle X(a), X(b)\rangle_L . $$
+#
+# The origin of the ball goes to the apex $O = (1/\sqrt c, 0, \dots, 0)$; the inverse map is
+# $x = \vec X / (1 + \sqrt c\, X_0)$.
 
 # %%
-c = 1.0
-a, b = poincare.expmap0(torch.randn(2, 2, **f64), c)
-brute = poincare.dist0(lessons.lca_point(a, b, c, n=20001), c)
-lessons.verify("lca_depth (closed form) == min over the geodesic", poincare.lca_depth(a, b, c), brute, rtol=1e-4, atol=1e-4)
-lessons.verify("geodesic through the origin: depth 0", poincare.lca_depth(a, -0.5 * a, c), 0.0, atol=1e-7)
+def to_lorentz(x, c):
+    """Ball -> hyperboloid: X = ((1 + c|x|²) / (√c α), 2x / α), α = 1 − c|x|²."""
+    n2 = x.pow(2).sum(-1, keepdim=True)
+    alpha = 1 - c * n2
+    return torch.cat([(1 + c * n2) / (math.sqrt(c) * alpha), 2 * x / alpha], -1)
 
+
+def from_lorentz(X, c):
+    """Hyperboloid -> ball: x = X⃗ / (1 + √c X_0)."""
+    return X[..., 1:] / (1 + math.sqrt(c) * X[..., :1])
+
+
+def mink(X, Y):
+    """The Minkowski product <X, Y>_L = −X_0 Y_0 + Σ X_i Y_i."""
+    return -X[..., 0] * Y[..., 0] + (X[..., 1:] * Y[..., 1:]).sum(-1)
+
+
+c = 0.7
+a, b = poincare.expmap0(torch.randn(2, 3, **f64), c)  # two points of the 3-D ball
+A, B, O = to_lorentz(a, c), to_lorentz(b, c), to_lorentz(torch.zeros(3, **f64), c)
+lessons.verify("X(a), X(b) on the hyperboloid: <X, X>_L = −1/c", torch.stack([mink(A, A), mink(B, B)]), -1 / c)
+lessons.verify("the origin maps to the apex (1/√c, 0, 0, 0)", O, torch.tensor([1 / math.sqrt(c), 0, 0, 0], **f64))
+lessons.verify("cosh(√c D_H(a, b)) = −c <X(a), X(b)>_L", torch.cosh(math.sqrt(c) * poincare.dist(a, b, c)), -c * mink(A, B))
+lessons.verify("inverse map: from_lorentz(X(a)) = a", from_lorentz(A, c), a)
+
+# %% [markdown]
+# **Step 2 — a geodesic is a plane section.** The geodesic through $a$ and $b$ is the intersection of
+# $\mathbb H_c$ with the plane $\Pi = \mathrm{span}(X(a), X(b))$ through the origin of $\mathbb R^{1+D}$.
+# Check: walk along the geodesic in the ball (Eq. 3, $\gamma(t) = \exp_a(t\log_a b)$, well beyond $a$ and
+# $b$), map every point to the hyperboloid and measure how far it is from $\Pi$ (least squares in the
+# basis $X(a), X(b)$).
+
+# %%
+t = torch.linspace(-2.0, 3.0, 51, **f64)[:, None]
+walk = poincare.expmap(a.expand(len(t), -1), t * poincare.logmap(a, b, c), c)  # γ(t), t ∈ [−2, 3]
+G = to_lorentz(walk, c)
+basis = torch.stack([A, B], 1)  # (1 + D, 2)
+coef = torch.linalg.lstsq(basis, G.T).solution
+rel_residual = (basis @ coef - G.T).norm(dim=0) / G.norm(dim=-1)
+lessons.verify("every point of the geodesic lies in span(X(a), X(b))", rel_residual, 0.0, atol=1e-12)
+
+# %% [markdown]
+# **Step 3 — distance from the apex to a plane section.** Scale by $\sqrt c$ so that points of
+# $\mathbb H_c$ become unit vectors, $\langle y, y\rangle_L = -1$, and $\cosh(\sqrt c\,D) = -\langle y, y'\rangle_L$.
+# Split the scaled apex $o = \sqrt c\,O = (1, 0, \dots, 0)$ into a part in the plane and a part
+# Minkowski-orthogonal to it: $o = o_\parallel + o_\perp$. For a point $y$ of the geodesic ($y\in\Pi$),
+#
+# $$ \cosh\!\big(\sqrt c\, D_H(0, y)\big) = -\langle o, y\rangle_L = -\langle o_\parallel, y\rangle_L
+# \ \ge\ \sqrt{-\langle o_\parallel, o_\parallel\rangle_L} , $$
+#
+# by the reversed Cauchy–Schwarz inequality for timelike vectors, with equality for
+# $y^* = o_\parallel/\sqrt{-\langle o_\parallel, o_\parallel\rangle_L}$: **that is the LCA**. Since
+# $-1 = \langle o, o\rangle_L = \langle o_\parallel, o_\parallel\rangle_L + \langle o_\perp, o_\perp\rangle_L$,
+#
+# $$ \cosh^2(\sqrt c\, d_o) = 1 + \langle o_\perp, o_\perp\rangle_L
+# \quad\Longleftrightarrow\quad \sinh^2(\sqrt c\, d_o) = \langle o_\perp, o_\perp\rangle_L . $$
+#
+# Check against brute force: the point of the sampled geodesic closest to the origin
+# (`lessons.lca_point`, 20 001 samples).
+
+# %%
+u, v, o = math.sqrt(c) * A, math.sqrt(c) * B, torch.tensor([1.0, 0, 0, 0], **f64)
+gram = torch.tensor([[mink(u, u), mink(u, v)], [mink(v, u), mink(v, v)]], **f64)
+coef = torch.linalg.solve(gram, torch.stack([mink(o, u), mink(o, v)]))
+o_par = coef[0] * u + coef[1] * v
+o_perp = o - o_par
+d_o = torch.asinh(mink(o_perp, o_perp).sqrt()) / math.sqrt(c)
+brute_lca = lessons.lca_point(a, b, c, n=20001)
+lessons.verify("o_perp is Minkowski-orthogonal to the plane", torch.stack([mink(o_perp, u), mink(o_perp, v)]), 0.0, atol=1e-12)
+lessons.verify("sinh²(√c d_o) = <o_perp, o_perp>_L  vs brute force", d_o, poincare.dist0(brute_lca, c), rtol=1e-5, atol=1e-5)
+lca = from_lorentz(o_par / (-mink(o_par, o_par)).sqrt() / math.sqrt(c), c)
+lessons.verify("the LCA is y* = o_par / |o_par|, back in the ball", lca, brute_lca, atol=2e-3)
+
+# %% [markdown]
+# **Step 4 — a normal to the plane.** Take $n = (1, m)$ with $m$ in the span of $a$ and $b$; then $n$
+# lies in $\mathrm{span}(o, \Pi)$ and is orthogonal to $\Pi$ when
+#
+# $$ \langle n, X(x)\rangle_L = 0 \iff 2\sqrt c\,\langle m, x\rangle = 1 + c\|x\|^2 \qquad (x = a, b). $$
+#
+# In $\mathrm{span}(o, \Pi)$, a 3-D space, $o_\perp$ is a multiple of $n$:
+# $o_\perp = \frac{\langle o, n\rangle_L}{\langle n, n\rangle_L}n$, so with $\langle o, n\rangle_L = -1$ and
+# $\langle n, n\rangle_L = \|m\|^2 - 1$:
+#
+# $$ \sinh^2(\sqrt c\, d_o) = \frac{1}{\|m\|^2 - 1}, \qquad
+# \|m\|^2 = \frac{\|\rho_a b - \rho_b a\|^2}{\|a\wedge b\|^2}, \quad \rho_x = \frac{1 + c\|x\|^2}{2\sqrt c}, $$
+#
+# the second identity from solving the $2\times2$ system $\langle m, a\rangle = \rho_a$, $\langle m, b\rangle = \rho_b$
+# (its Gram determinant is $\|a\wedge b\|^2$). A bonus: the points $x$ of the geodesic satisfy
+# $2\sqrt c\,\langle m, x\rangle = 1 + c\|x\|^2$, i.e. $\|x - m/\sqrt c\|^2 = (\|m\|^2 - 1)/c$ — the familiar
+# circle orthogonal to the boundary, of Euclidean radius $\varrho = \sqrt{\|m\|^2-1}/\sqrt c$, so
+# $\sinh(\sqrt c\, d_o) = 1/(\sqrt c\,\varrho)$: the smaller the circle, the deeper the LCA.
+
+# %%
+def rho(x):
+    return (1 + c * x.pow(2).sum()) / (2 * math.sqrt(c))
+
+
+ab = torch.stack([a, b])  # m = ab.T @ k with (ab ab.T) k = (rho_a, rho_b)
+m = ab.T @ torch.linalg.solve(ab @ ab.T, torch.stack([rho(a), rho(b)]))
+n = torch.cat([torch.ones(1, **f64), m])
+wedge2 = a.pow(2).sum() * b.pow(2).sum() - a.dot(b) ** 2
+lessons.verify("n = (1, m) is orthogonal to X(a) and X(b)", torch.stack([mink(n, A), mink(n, B)]), 0.0, atol=1e-12)
+lessons.verify("o_perp is a multiple of n: o_perp = −n / <n, n>_L", o_perp, -n / mink(n, n))
+lessons.verify("|m|² = |ρ_a b − ρ_b a|² / |a ∧ b|²", m.pow(2).sum(), (rho(a) * b - rho(b) * a).pow(2).sum() / wedge2)
+lessons.verify("sinh²(√c d_o) = 1 / (|m|² − 1)", torch.sinh(math.sqrt(c) * d_o) ** 2, 1 / (m.pow(2).sum() - 1))
+lessons.verify("the geodesic is the circle |x − m/√c|² = (|m|² − 1)/c", (walk - m / math.sqrt(c)).pow(2).sum(-1),
+               (m.pow(2).sum() - 1) / c)
+
+# %% [markdown]
+# **Step 5 — algebra.** Multiply out with $\|a\|^2$, $\|b\|^2$, $\langle a, b\rangle$ as the unknowns:
+#
+# $$ 4c\big(\|\rho_a b - \rho_b a\|^2 - \|a\wedge b\|^2\big)
+# = \big\|(1 + c\|a\|^2)\,b - (1 + c\|b\|^2)\,a\big\|^2 - 4c\|a\wedge b\|^2
+# = \|a-b\|^2\big(\alpha_a\alpha_b + c\|a-b\|^2\big). $$
+#
+# Hence $\|m\|^2 - 1 = \|a-b\|^2(\alpha_a\alpha_b + c\|a-b\|^2) / (4c\|a\wedge b\|^2)$, and Step 4 gives the
+# closed form above. Check the identity on random points of balls of several dimensions and
+# curvatures, then the closed form against the library:
+
+# %%
+for dim, cc in ((2, 1.0), (5, 0.3), (16, 2.0)):
+    p, q = poincare.expmap0(1.5 * torch.randn(2, 100, dim, **f64), cc)
+    P2, Q2, PQ = p.pow(2).sum(-1), q.pow(2).sum(-1), (p * q).sum(-1)
+    lhs = ((1 + cc * P2)[:, None] * q - (1 + cc * Q2)[:, None] * p).pow(2).sum(-1) - 4 * cc * (P2 * Q2 - PQ**2)
+    d2 = (p - q).pow(2).sum(-1)
+    rhs = d2 * ((1 - cc * P2) * (1 - cc * Q2) + cc * d2)  # ‖a − b‖² (α_a α_b + c ‖a − b‖²)
+    lessons.verify(f"Step 5 identity, D = {dim}, c = {cc}", lhs, rhs, rtol=1e-9, atol=1e-12)
+    closed = torch.asinh(2 * math.sqrt(cc) * (P2 * Q2 - PQ**2).sqrt() / rhs.sqrt()) / math.sqrt(cc)
+    lessons.verify(f"closed form == poincare.lca_depth, D = {dim}, c = {cc}", poincare.lca_depth(p, q, cc), closed,
+                   rtol=1e-8, atol=1e-10)
+lessons.verify("a geodesic through the origin: depth 0", poincare.lca_depth(a, -0.5 * a, c), 0.0, atol=1e-7)
+
+
+# %% [markdown]
+# **Play.** Three points at the same distance from the origin; move the angle between points 0 and 1.
+# The squares are the LCAs of the three pairs, the number in the legend their depth.
 
 # %%
 def show_lca(c=1.0, r=0.85, spread_deg=40.0, rot=30.0):
     R = 1 / math.sqrt(c)
     ang = [math.radians(rot - spread_deg / 2), math.radians(rot + spread_deg / 2), math.radians(rot + 160)]
     pts = torch.tensor([[r * R * math.cos(t), r * R * math.sin(t)] for t in ang], **f64)
-    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    fig, ax = plt.subplots(figsize=(10, 6.5))
     lessons.draw_disk(ax, c, grid=False, circles=(1, 2))
-    for (i, j), col in zip(itertools.combinations(range(3), 2), ("C0", "C1", "C2")):
+    for (i, j), col in zip(itertools.combinations(range(3), 2), ("#2ca02c", "#9467bd", "#8c564b")):
         g = lessons.geodesic(pts[i], pts[j], c, n=300, full=True).numpy()
-        lca = lessons.lca_point(pts[i], pts[j], c)
+        lca_ij = lessons.lca_point(pts[i], pts[j], c)
         depth = float(poincare.lca_depth(pts[i], pts[j], c))
-        ax.plot(g[:, 0], g[:, 1], color=col, lw=1)
-        ax.scatter(*lca, color=col, marker="s", s=30, label=f"lca({i},{j}): depth {depth:.2f}")
-    ax.scatter(*pts.T, color="k", zorder=5)
+        ax.plot(g[:, 0], g[:, 1], color=col, lw=2)
+        ax.scatter(*lca_ij, color=col, marker="s", s=90, zorder=6, label=f"lca({i},{j}): depth $d_o$ = {depth:.2f}")
+    ax.scatter(*pts.T, color="k", s=60, zorder=5, label="the three points")
     for i, p in enumerate(pts):
-        ax.annotate(str(i), p, xytext=(4, 4), textcoords="offset points")
-    ax.legend(fontsize=7, loc="lower left", frameon=False)
+        ax.annotate(str(i), p, xytext=(6, 6), textcoords="offset points", fontsize=16)
+    ax.set_title(f"hyperbolic LCAs, c = {c:g}")
+    lessons.lecture_axes(ax)  # projector-sized ticks and labels on the disk
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     plt.show()
 
 
 sl = dict(continuous_update=False)
-interact(show_lca, c=FloatSlider(value=1, min=0.1, max=3, step=0.1, **sl), r=FloatSlider(value=0.85, min=0.1, max=0.99, step=0.01, description="‖x‖√c", **sl),
-         spread_deg=FloatSlider(value=40, min=1, max=150, step=1, description="angle 0–1", **sl), rot=FloatSlider(value=30, min=-180, max=180, step=5, **sl));
+interact(show_lca, c=FloatSlider(value=1, min=0.1, max=3, step=0.1, **sl),
+         r=FloatSlider(value=0.85, min=0.1, max=0.99, step=0.01, description="‖x‖√c", **sl),
+         spread_deg=FloatSlider(value=40, min=1, max=150, step=1, description="angle 0–1", **sl),
+         rot=FloatSlider(value=30, min=-180, max=180, step=5, **sl));
 
 # %%
-show_lca(c=1.0, r=0.97, spread_deg=15)  # the callback once more (CI runs it)
+show_lca(c=1.0, r=0.97, spread_deg=15)  # the callback once more, with points near the boundary
 
 # %% [markdown]
 # ## 3. The relaxation: Eq. 8–9
 #
 # For a triplet, “which pair merges first” = “which pair has the deepest LCA”. Replace the argmax
-# by a softmax with temperature $\gamma_{hyp}$ and the similarities by $S_{pq} = e^{-D_H(p_p, p_q)}$ (Eq. 8):
+# by a softmax with temperature $\gamma_{hyp}$ and the similarities by $S_{pq} = e^{-D_H(p_p, p_q)}$
+# (docs/maths.md, Eq. 8):
 #
-# $$ L_{\mathrm{HypHC}}(t) = \sum_{p<q} S_{pq} - \sum_{p<q} S_{pq}\operatorname{softmax}_{\text{pairs}}(d_{pq}/\gamma_{hyp}) \qquad (9) $$
+# $$ L_{\mathrm{HypHC}}(t) = \sum_{p<q} S_{pq} - \sum_{p<q} S_{pq}\operatorname{softmax}_{\text{pairs}}(d_{pq}/\gamma_{hyp}) \qquad \text{(docs/maths.md, Eq. 9)} $$
 #
 # With $d_{pq}$ = LCA depth this is the triplet term of Dasgupta's cost, softened; as $\gamma_{hyp}\to0$
 # it is exactly $\sum S - S_{\text{deepest pair}}$.
 
 # %%
+c = 1.0
 P = poincare.expmap0(torch.randn(6, 2, **f64), c)
 trip = torch.tensor([[0, 1, 2], [3, 4, 5], [0, 3, 5]])
 pairs = [(0, 1), (0, 2), (1, 2)]
@@ -124,82 +293,158 @@ dasg = S.sum(1) - S.gather(1, depth.argmax(1, keepdim=True)).squeeze(1)
 lessons.verify("γ_hyp → 0: Dasgupta's triplet term", losses.hyphc_loss(P, trip, c, 1e-4), dasg, rtol=1e-6, atol=1e-8)
 
 # %% [markdown]
-# ## 4. Two readings of Eq. 9
+# ## 4. Three readings of Eq. 9
 #
-# The paper writes $d_{jk} = D_H(p_j, p_k)$ — a pairwise *distance*, not an LCA depth. The spec's
-# default follows HypHC (LCA depths, $S$ held constant each step); `variant="pairwise"` is the literal
-# reading. What does the literal one do? With $S$ constant, the derivative of Eq. 9 in $d_p$ is
+# The paper writes $d_{pq} = D_H(p_p, p_q)$ — a pairwise *distance* — and says nothing about holding
+# anything fixed: read literally, Eq. 9 is a function of the distances alone, differentiated as a
+# whole. It cites HypHC, whose $d_{pq}$ is the LCA *depth* and whose similarities are constants
+# (data, not parameters). Mixing the two gives a third reading. `losses.hyphc_loss` has all three:
+#
+# | reading | $d_{pq}$ | $S_{pq}$ | call |
+# |---|---|---|---|
+# | HypHC (the kit's default) | LCA depth | held constant each step | `variant="lca"` |
+# | **literal Eq. 9** | $D_H(p_p, p_q)$ | differentiated | `variant="pairwise", detach_similarity=False` |
+# | mixed | $D_H(p_p, p_q)$ | held constant each step | `variant="pairwise"` |
+#
+# **Literal.** Write Eq. 9 as $L = \sum_p S_p(1 - w_p)$ with $w = \operatorname{softmax}(d/\gamma_{hyp})$, so
+# $0 \le 1 - w_p \le 1$ and
+#
+# $$ 0 \ \le\ L_{\mathrm{HypHC}}(t) \ \le\ \sum_{p<q} S_{pq} = \sum_{p<q} e^{-D_H(p_p, p_q)} . $$
+#
+# The loss is squeezed to zero by making *every* pair of proxies far apart — same class or not. Its
+# gradient does exactly that: each proxy is pushed away from all others, out to the clipping radius
+# (the head clips tangent vectors at $r$, so $D_H(0, p) \le 2r$), where they spread evenly. The
+# class grouping the proxy loss made is undone.
+#
+# **Mixed.** With $S$ constant the derivative of Eq. 9 in $d_p$ is
 #
 # $$ \frac{\partial L}{\partial d_p} = -\frac{w_p}{\gamma_{hyp}}\big(S_p - \bar S\big), \qquad \bar S = \textstyle\sum_q w_q S_q, $$
 #
-# so a pair more similar than average ($S_p > \bar S$) has its $d_p$ **increased**. With LCA depths this is
-# right (similar pairs get deeper LCAs); with distances it pushes the *closest* pair apart and pulls the
-# farthest together: it equalises distances within every triplet.
+# so a pair more similar than average ($S_p > \bar S$) has its $d_p$ **increased**. With LCA depths this
+# is right (similar pairs get deeper LCAs); with distances it pushes the *closest* pair apart and pulls
+# the farthest together: it equalises the three distances of every triplet — in the 2-D disk, by
+# collapsing all proxies onto one point.
 #
-# **Toy problem** (`lessons.hyphc_toy`): 3 classes × 3 proxies in the 2-D disk, starting grouped by class
-# (as the proxy loss would leave them), trained by the HypHC term *alone* on all triplets.
+# **Toy problem** (`lessons.hyphc_toy`): 3 classes × 3 proxies in the 2-D disk ($c = 1$, clipping radius
+# $r = 2.3$, so $D_H(0, p)\le 4.6$), starting grouped by class (as the proxy loss would leave them),
+# trained by the HypHC term *alone* on all triplets. We watch the mean $D_H(0, p)$, the mean
+# same-class and other-class distances, and the class grouping: the fraction of proxies whose
+# nearest other proxy is of their own class (chance: 2 of 8 = 25 %).
 
 # %%
 steps = lessons.pick(300, 100)
-runs = {v: lessons.hyphc_toy(v, steps) for v in ("lca", "pairwise")}
-for v, r in runs.items():
-    print(f"{v:<9} mean LCA depth same class {r['lca_within'][0]:.2f} → {r['lca_within'][-1]:.2f}, other class {r['lca_between'][0]:.2f} → {r['lca_between'][-1]:.2f};"
-          f" distances same {r['dist_within'][0]:.2f} → {r['dist_within'][-1]:.2f}, other {r['dist_between'][0]:.2f} → {r['dist_between'][-1]:.2f};"
-          f" triplets whose closest pair has the deepest LCA {r['consistent'][0]:.0%} → {r['consistent'][-1]:.0%}")
+r_clip = 2.3
+readings = {
+    "HypHC (LCA depth, S constant)": dict(variant="lca", detach_similarity=True),
+    "literal Eq. 9 (distances, S differentiated)": dict(variant="pairwise", detach_similarity=False),
+    "mixed (distances, S constant)": dict(variant="pairwise", detach_similarity=True),
+}
+runs = {name: lessons.hyphc_toy(steps=steps, r=r_clip, **kw) for name, kw in readings.items()}
+print(f"after {steps} steps (start → end); D_H(0, p) is at most 2r = {2 * r_clip:.1f}")
+for name, r in runs.items():
+    print(f"{name}\n   mean D_H(0, p) {r['norm'][0]:.2f} → {r['norm'][-1]:.2f} | mean distance same class"
+          f" {r['dist_within'][0]:.2f} → {r['dist_within'][-1]:.2f}, other class {r['dist_between'][0]:.2f} → {r['dist_between'][-1]:.2f}"
+          f" | nearest proxy of own class {r['nn_same_class'][0]:.0%} → {r['nn_same_class'][-1]:.0%}")
+
+# %%
+hyp, lit, mixed = runs.values()  # the claims below, checked (the cell fails if one does not hold)
+assert lit["norm"][-1] > 0.9 * 2 * r_clip, "literal: the proxies end near the clipping radius 2r"
+assert lit["nn_same_class"][-1] < 0.5 < lit["nn_same_class"][0], "literal: the class grouping is lost"
+assert hyp["nn_same_class"][-1] == 1.0 and hyp["dist_within"][-1] < 0.5 * hyp["dist_between"][-1], "HypHC: grouping kept"
+assert mixed["dist_between"][-1] < 0.1, "mixed: the proxies collapse"
+print("✓ literal: at the clipping radius, grouping lost · HypHC: grouping kept · mixed: collapsed")
 
 
 # %%
 def show_toy(step=0):
-    fig, axs = plt.subplots(1, 3, figsize=(11, 3.6), gridspec_kw=dict(width_ratios=(1, 1, 1.3)))
-    for ax, (v, r) in zip(axs, runs.items()):
+    fig = plt.figure(figsize=(15, 10), layout="constrained")
+    gs = fig.add_gridspec(2, 6, height_ratios=(1.25, 1))
+    disks = [fig.add_subplot(gs[0, 2 * i:2 * i + 2]) for i in range(3)]
+    curves = [fig.add_subplot(gs[1, :3]), fig.add_subplot(gs[1, 3:])]
+    for ax, (name, r) in zip(disks, runs.items()):
         lessons.draw_disk(ax, 1.0, grid=False, circles=(2, 4))
         snap = r["snapshots"][step]
         for k in range(snap.shape[0]):
-            ax.scatter(snap[k, :, 0], snap[k, :, 1], marker="*", s=120, edgecolor="k", lw=0.5, label=f"class {k}")
-        ax.set_title(f"variant = {v!r}, step {step}", fontsize=9)
-    axs[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
-    for v, r in runs.items():
-        axs[2].plot(r["consistent"], label=f"{v}: closest pair = deepest LCA")
-        axs[2].plot(r["dist_within"] / r["dist_within"][0], ls="--", label=f"{v}: same-class distance (rel.)")
-    axs[2].axvline(step, color="k", lw=0.5)
-    axs[2].set(xlabel="step", ylim=(0, 3.2))
-    axs[2].legend(fontsize=6, frameon=False)
+            ax.scatter(snap[k, :, 0], snap[k, :, 1], marker="*", s=260, color=class_color(k), edgecolor="k", lw=0.6,
+                       label=f"class {k}", zorder=5)
+        ax.set_title(name.replace(" (", "\n("))
+        lessons.lecture_axes(ax)
+    handles, labels = disks[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=3, title=f"proxies at step {step}")
+    styles = {name: dict(color=col, lw=lw, alpha=al) for name, col, lw, al in
+              zip(runs, ("#2ca02c", "#d62728", "#7f7f7f"), (3, 3, 1.2), (1, 1, 0.7))}
+    for name, r in runs.items():
+        curves[0].plot(r["norm"], **styles[name], label=name.split(" (")[0])
+        curves[1].plot(100 * r["nn_same_class"], **styles[name])
+    curves[0].axhline(2 * r_clip, color="k", ls="--", lw=1.5, label="clipping radius: $D_H(0, p) = 2r$")
+    curves[0].set(xlabel="step", ylabel="mean $D_H(0, p)$", title="distance of the proxies from the origin")
+    curves[1].axhline(25, color="k", ls=":", lw=1.5, label="chance: 2 of 8")
+    curves[1].set(xlabel="step", ylabel="% of proxies", ylim=(-3, 103), title="nearest other proxy is of the same class")
+    for ax in curves:
+        ax.axvline(step, color="k", lw=0.8)
+    handles = [h for ax in curves for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncols=5)
     plt.show()
 
 
 interact(show_toy, step=IntSlider(value=steps, min=0, max=steps, step=5, continuous_update=False));
 
 # %%
-show_toy(step=steps // 2)  # the callback once more (CI runs it)
+show_toy(step=steps)  # the callback once more: the proxies after training
 
 # %% [markdown]
-# **What we see.** With LCA depths, the proxies move out towards the boundary along their directions and
-# the fraction of triplets whose closest pair has the deepest LCA rises: the embedded tree comes to agree
-# with the similarities — but it is the proxies' *own* similarities (Eq. 8 measures proxy distances, not
-# class labels), so the term reinforces whatever grouping the proxy loss has made and cannot create one.
-# With pairwise distances, the proxies collapse: in the 2-D disk the only way to make all distances of all
-# triplets equal is to make them zero (in $D_H$ dimensions a simplex of up to $D_H + 1$ proxies is another
-# equilibrium). The spec expected the literal reading to *push proxies apart*; on this toy, with $S$ held
-# constant, it does the opposite — a finding worth checking at the paper's scale.
+# **What we see.**
 #
-# In CHEST the term is weighted by $\tau = 0.5$ next to $L_H$, which keeps classes apart; lesson 05 measures
-# its effect in the ablation (rows “+ HypHC”).
+# * **Literal Eq. 9** (distances, $S$ differentiated): every proxy runs out to the clipping radius
+#   (mean $D_H(0, p)$ ends next to $2r = 4.6$) and the proxies spread over the circle with no regard
+#   for class: same-class pairs end almost as far apart as other-class pairs, and the nearest proxy of
+#   most proxies now belongs to *another* class. The term destroys the grouping that the proxy loss
+#   builds.
+# * **HypHC** (LCA depths, $S$ constant): the proxies also move out towards the boundary, but along
+#   their class directions; same-class proxies stay close (some end on top of each other: each class
+#   has three stars), other classes far, and every proxy's nearest neighbour is of its own class.
+#   Note what the term sees: the proxies' *own* similarities (Eq. 8 measures proxy distances; no class
+#   label enters Eq. 8–9). It reinforces the grouping the proxies start with; it cannot create one.
+# * **Mixed** (distances, $S$ constant): all proxies collapse onto one point, as the derivative above
+#   predicts.
+#
+# In CHEST the term is weighted by $\tau = 0.5$ next to $L_H$, which keeps classes apart; lesson 05
+# measures how big the term is in a real training run, and its effect in the ablation (rows “+ HypHC”).
+
+# %% [markdown]
+# ## Summary
+#
+# * Dasgupta's cost, restricted to a triplet, asks the most similar pair to merge first; summed over
+#   triplets it ranks trees as the full cost does.
+# * In the ball a tree is read off the **LCA**: the point of the geodesic closest to the origin. In the
+#   Lorentz model a geodesic is a plane section of the hyperboloid, the LCA is the normalised
+#   projection of the apex onto that plane, and $\sinh^2(\sqrt c\,d_o) = \langle o_\perp, o_\perp\rangle_L$
+#   gives the closed form $\sinh(\sqrt c\,d_o) = 2\sqrt c\|a\wedge b\|/(\|a-b\|\sqrt{\alpha_a\alpha_b + c\|a-b\|^2})$
+#   that `poincare.lca_depth` implements.
+# * Eq. 9 (docs/maths.md) is HypHC's softened triplet term. Read with LCA depths and constant
+#   similarities it keeps proxies grouped by class. Read literally — distances, everything
+#   differentiated — it is bounded by $\sum S$ and minimised by pushing all proxies apart: they go to the
+#   clipping radius and the class grouping is lost. Distances with constant similarities collapse them.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. Rerun the toy with `detach_similarity=False` (the literal loss, $S$ differentiated too). What changes for each variant?
+# 1. Train the toy with LCA depths but $S$ differentiated (`variant="lca", detach_similarity=False`). Does the bound $L \le \sum S$ predict what happens? What becomes of the class grouping?
 # 2. Show that at $c\to0$ the LCA depth is twice the Euclidean distance from the origin to the line through $a$ and $b$, and check it.
 # 3. With 4 leaves, enumerate the trees and check that summing the triplet terms ranks them as Dasgupta's cost does.
 #
 # <details><summary>Solution 1</summary>
 #
 # ```python
-# r = lessons.hyphc_toy("pairwise", steps, detach_similarity=False)
-# print(r["dist_within"][[0, -1]], r["dist_between"][[0, -1]])
+# r = lessons.hyphc_toy("lca", steps, detach_similarity=False)
+# print(r["norm"][[0, -1]], r["dist_within"][[0, -1]], r["dist_between"][[0, -1]], r["nn_same_class"][[0, -1]])
 # ```
-# Differentiating $S = e^{-d}$ adds a term that lowers $\sum S$, i.e. pushes all proxies apart; it then
-# dominates, and the proxies fly to the clipping radius — the “pushes apart” behaviour the spec describes.
+# The bound $0 \le L \le \sum S$ holds for any $d_{pq}$, so once $S$ is differentiated the same push
+# apart appears. With 300 steps: mean $D_H(0, p)$ 1.29 → 4.55 (the clipping radius is 4.6), the
+# same-class distance 1.23 → 7.08 against 2.27 → 8.58 for other classes: the classes are no longer
+# tight clusters. The LCA softmax still favours the class structure, so most proxies keep a
+# same-class nearest neighbour (89 % → 78 %, against 11 % with the literal reading) — the tree term
+# slows the damage but does not stop it.
 # </details>
 #
 # <details><summary>Solution 2</summary>

@@ -14,149 +14,350 @@
 # %% [markdown]
 # # 05 · Training CHEST, Fig. 3 and a small ablation
 #
-# Train the full loss (Eq. 10) with the kit's one training engine, `chestlab.train.Trainer`, on the
-# embedded `tree` data (32 classes from a synthetic hierarchy; the test classes are **unseen** during
-# training, as in the retrieval benchmarks). Then look at the paper's Fig. 3 — the similarity
-# histograms with and without $L_E$ — and run a small version of Tables 6–7, and read it critically.
-# Notation: spec `shared/spec/chest.md`.
+# Train the full loss (docs/maths.md, Eq. 10) with the kit's training engine, `chestlab.engine.Trainer`,
+# on the embedded `tree` data (32 training classes from a synthetic hierarchy; the test classes are
+# **unseen** during training, as in the retrieval benchmarks). Then look at the paper's Fig. 3 — the
+# similarity histograms with and without $L_E$ — and at what the margin loss (Eq. 7) actually
+# compares, and run a small version of Tables 6–7 with several seeds.
+#
+# **Learning objectives.** After this lesson you can
+#
+# 1. train CHEST with the `Trainer`, read its loss components and retrieval curves;
+# 2. explain, with numbers, why the HypHC term stays near $10^{-3}$ here: the proxies sit at the
+#    clipping radius, $2r$ from the origin, so their similarities $S = e^{-D_H}$ are tiny;
+# 3. read the paper's Fig. 3 and say what it cannot show: Eq. 7 compares each sample with *its own*
+#    negatives, and its loss is a function of one number per sample, the margin $m_i$;
+# 4. read an ablation with several seeds (mean ± std) and tell a difference from seed noise.
+#
+# Notation: $c$ is the curvature, $r$ the clipping radius; $S_H(x_i, y)$ is the soft similarity of
+# sample $x_i$ to class $y$ (Eq. 5–6), $y_i$ its own class. Set `CHESTLAB_FAST=1` for a quick run.
 
 # %%
 # %matplotlib inline
+import math
+
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from ipywidgets import FloatSlider, interact
 
-from chestlab import figures, lessons
-from chestlab.train import EvalEvent, StepEvent, Trainer, TrainConfig
+from chestlab import figures, lessons, poincare
+from chestlab.engine import EvalEvent, StepEvent, Trainer
+from chestlab.settings import TrainConfig
+from chestlab.viz.style import use_lecture_style
 
+use_lecture_style()
 print("fast mode:", lessons.FAST)
 steps = lessons.pick(600, 200)
 
 # %% [markdown]
 # ## 1. One run, step by step
 #
-# `TrainConfig.preset("demo-tree")` holds every knob with its paper name ($c$, $r$, $\gamma$, $\lambda$,
-# $\delta$, $\eta$, $\tau$, $K$, $M$). `trainer.run(n)` trains $n$ steps and yields events: a `StepEvent`
-# per step (loss and its components), an `EvalEvent` every `eval_every` steps (Recall@k and MAP@R in
-# both spaces, on unseen test classes and on train classes).
+# `TrainConfig.preset("demo-tree")` holds every knob with its paper name ($c$, $r$, $\gamma_H$, $\lambda_H$,
+# $\delta_H$, $\eta_H$ and their Euclidean twins, $\tau$, $K$, $M$). `trainer.run(n)` trains $n$ steps and yields events: a `StepEvent`
+# per step (the loss and its components), an `EvalEvent` every `eval_every` steps (Recall@k and MAP@R
+# in both spaces, on unseen test classes and on train classes). The loss axis is logarithmic: the
+# three components differ by orders of magnitude.
 
 # %%
 cfg = TrainConfig.preset("demo-tree", eval_every=max(steps // 6, 1))
 print({k: getattr(cfg, k) for k in ("c", "r", "K", "M", "gamma_h", "lambda_h", "delta_h", "delta_e", "eta_h", "eta_e", "tau")})
 trainer = Trainer(cfg)
+with torch.no_grad():  # the proxies' tangent vectors W p^E + b before training (used below)
+    tangent_start = trainer.model.head.tangent(trainer.proxies()["e"]).norm(dim=-1)
 rows = []
 for ev in trainer.run(steps):
     if isinstance(ev, StepEvent):
         rows.append({"step": ev.step, "loss": ev.loss, **ev.components})
     elif isinstance(ev, EvalEvent):
         rows.append({"step": ev.step, **ev.metrics})
-figures.training_curves_mpl(rows)
+losses_df = pd.DataFrame([r for r in rows if "l_h" in r]).set_index("step")[["loss", "l_h", "l_e", "l_hyphc"]]
+smooth = losses_df.rolling(20, min_periods=1).mean()  # one batch is noisy: running mean over 20 steps
+fig = figures.training_curves_mpl([{"step": s, **row} for s, row in smooth.iterrows()] + [r for r in rows if "l_h" not in r],
+                                  figsize=(15, 4.8))
+fig.axes[0].set(yscale="log", ylabel="loss, running mean of 20 steps")
+for ax in fig.axes:
+    ax.title.set_fontsize(15)
+    ax.legend(fontsize=11, loc="lower left" if ax is fig.axes[0] else "lower right")
+display(fig)
+losses_df.iloc[[0, len(losses_df) // 2, -1]].style.format("{:.2e}")
 
 # %% [markdown]
-# The loss falls in all three components; Recall@1 on the **unseen** test classes (solid) rises far
-# above chance ($1/16$) but stays below the train classes (dashed): the gap is what metric learning is
-# about — the embedding must generalise to classes it has never seen.
+# $L_H$ and $L_E$ fall by more than an order of magnitude; **$L_{\mathrm{HypHC}}$ does not**: it starts near
+# $10^{-3}$ and stays there. Recall@1 on the **unseen** test classes (solid) rises far above chance
+# but stays below the train classes (dashed): the gap is what metric learning is about — the
+# embedding must generalise to classes it has never seen.
+#
+# ### Why $L_{\mathrm{HypHC}}$ is so small
+#
+# The proxies are mapped by the same head as the data, $p = \exp_0(\mathrm{clip}_r(W p^E + b))$, and a
+# tangent vector of norm $s$ lands at $D_H(0, p) = 2\min(s, r)$. Training lengthens the proxies' tangent
+# vectors: about half of them are longer than $r$ before training, and after the 600 steps of the full
+# run all of them are (see the printout below), so every proxy then sits at exactly $D_H(0, p) = 2r$.
+# For two points at distances $\rho_p, \rho_q$ from the origin with angle $\theta$ between them, the
+# hyperbolic law of cosines gives
+#
+# $$ \cosh(\sqrt c\, D_H(p, q)) = \cosh(\sqrt c\,\rho_p)\cosh(\sqrt c\,\rho_q) - \sinh(\sqrt c\,\rho_p)\sinh(\sqrt c\,\rho_q)\cos\theta, $$
+#
+# and at $\rho_p = \rho_q = 2r$ this is $\sinh\!\big(\tfrac{\sqrt c}{2} D_H(p, q)\big) = \sinh(2\sqrt c\, r)\,\sin(\theta/2)$.
+# So $D_H(p, q)$ ranges up to $4r = 9.2$, and $S = e^{-D_H}$ (Eq. 8) is tiny unless $\theta$ is tiny. And
+# Eq. 9 is bounded by the similarities: $0 \le L_{\mathrm{HypHC}}(t) \le \sum_{\text{pairs}} S$.
+
+# %%
+c, r = cfg.c, cfg.r
+with torch.no_grad():
+    tangent_end = trainer.model.head.tangent(trainer.proxies()["e"]).norm(dim=-1)
+P = trainer.proxies()["h"].double()  # (C, K, D_H)
+C, K, _ = P.shape
+flat = P.reshape(C * K, -1)
+for when, tn in (("before training", tangent_start), ("after training", tangent_end)):
+    print(f"proxy tangent norms ‖W p^E + b‖ {when}: {tn.min():.2f}–{tn.max():.2f};"
+          f"  clipped (≥ r = {r}): {float((tn >= r).double().mean()):.0%}")
+print(f"D_H(0, p): {poincare.dist0(flat, c).min():.4f}–{poincare.dist0(flat, c).max():.4f}  (2r = {2 * r:.1f});"
+      f"  Euclidean ‖p‖ = {flat.norm(dim=-1).mean():.4f} of the ball's radius 1/√c = {1 / math.sqrt(c):.4f}")
+
+D = poincare.pairwise_dist(flat, flat, c)
+cls = torch.arange(C).repeat_interleave(K)
+same = (cls[:, None] == cls[None]) & ~torch.eye(C * K, dtype=torch.bool)
+other = cls[:, None] != cls[None]
+S = torch.exp(-D)
+table = pd.DataFrame({name: {"D_H min": float(D[m].min()), "D_H median": float(D[m].median()), "D_H max": float(D[m].max()),
+                             "S median": float(S[m].median()), "S max": float(S[m].max())}
+                      for name, m in (("same-class pairs", same), ("other-class pairs", other))}).T
+display(table.style.format("{:.2e}", subset=["S median", "S max"]).format("{:.2f}", subset=["D_H min", "D_H median", "D_H max"]))
+
+theta = torch.arccos(torch.nn.functional.cosine_similarity(flat[:, None], flat[None], dim=-1).clamp(-1, 1))
+rho = math.sqrt(c) * poincare.dist0(flat, c)  # √c ρ_p
+cosh_d = rho.cosh()[:, None] * rho.cosh()[None] - rho.sinh()[:, None] * rho.sinh()[None] * theta.cos()
+off_diagonal = ~torch.eye(C * K, dtype=torch.bool)
+lessons.verify("D_H between proxies = hyperbolic law of cosines", D[off_diagonal], torch.acosh(cosh_d[off_diagonal]) / math.sqrt(c),
+               rtol=1e-4, atol=1e-4)
+theta_01 = 2 * math.asin(math.sinh(math.sqrt(c) * -math.log(0.1) / 2) / math.sinh(2 * math.sqrt(c) * r))
+print(f"S > 0.1 needs D_H < {-math.log(0.1):.2f}, i.e. an angle below {math.degrees(theta_01):.1f}° between two proxies;"
+      f" the smallest angle between two proxies here is {math.degrees(float(theta[same | other].min())):.1f}°")
+last = losses_df.iloc[-1]
+print(f"last step: L_HypHC = {last['l_hyphc']:.1e} ≤ 3 · max S = {3 * float(S[same | other].max()):.1e};"
+      f"  τ L_HypHC = {cfg.tau * last['l_hyphc']:.1e} of a total loss L = {last['loss']:.2f}")
+
+# %% [markdown]
+# So in this setting the HypHC term is a whisper: the proxies are clipped to a sphere of radius $2r$
+# where even same-class proxies are several units apart, $S$ is of order $10^{-4}$–$10^{-2}$, and
+# $\tau L_{\mathrm{HypHC}}$ is a tiny fraction of the loss. Only proxies less than about 8° apart (the
+# printout above) would feel it.
+# That is a property of Eq. 8–9 combined with the clipping, not a bug: with $S = e^{-D_H}$ the term can
+# only organise proxies that are already close. (Exercise 3 asks what a smaller $r$ or $c$
+# changes.)
 
 # %% [markdown]
 # ## 2. Fig. 3: similarity histograms with and without $L_E$
 #
-# For each sample of a batch, $S_H(x, p_c)$ to its own class (positive) and to every other class
-# (negative). The paper's Fig. 3 shows that adding the Euclidean loss separates the two better. The
-# dashed line is the median negative plus the margin $\delta_H$: Eq. 7 is satisfied when positives
-# lie to its right.
+# For each sample $x_i$ of a batch, $S_H(x_i, y_i)$ to its own class (the **positive**, red) and
+# $S_H(x_i, y)$ to every other class $y \ne y_i$ (the **negatives**, blue), pooled over the batch. The
+# paper's Fig. 3 shows that adding the Euclidean loss separates the two better.
 
 # %%
-def train_and_histogram(eta_e=1.0, delta_h=1.0, n=steps):
+def train_run(eta_e=1.0, delta_h=1.0, n=steps):
+    """Train demo-tree with the given η_E and δ_H; return the last batch's similarities, the last step's
+    loss components and the test R@1 (H)."""
     tr = Trainer(TrainConfig.preset("demo-tree", eta_e=eta_e, delta_h=delta_h, eval_every=0, eval_train=False))
-    for _ in tr.run(n):
-        pass
-    r1 = tr.history[-1]["test/H/R@1"]
-    return tr.similarities(), r1
+    last = None
+    for ev in tr.run(n):
+        if isinstance(ev, StepEvent):
+            last = ev
+    return tr.similarities(), last.components, tr.history[-1]["test/H/R@1"]
 
 
-results = {eta_e: train_and_histogram(eta_e) for eta_e in (0.0, 1.0)}
-for eta_e, (sim, r1) in results.items():
-    fig = figures.similarity_histogram_mpl(sim, delta_h=1.0, delta_e=1.0 if eta_e else None,
-                                           title=f"η_E = {eta_e:g} ({'H only' if eta_e == 0 else 'H + E'}): test R@1 (H) = {r1:.3f}")
+results = {eta_e: train_run(eta_e) for eta_e in (0.0, 1.0)}
+for eta_e, (sim, _, r1) in results.items():
+    what = "$L_H$ only" if eta_e == 0 else "$L_H + L_E$"
+    fig = figures.similarity_histogram_mpl(sim, title=f"$\\eta_E = {eta_e:g}$ ({what}): test R@1 (H) = {r1:.3f}", figsize=(15, 4.6))
+    for ax, space in zip(fig.axes, "HE"):
+        ax.set_xlabel(f"$S_{space}(x_i, y)$  (higher = closer)")
+        if ax.patches:
+            ax.legend(fontsize=13, loc="upper left")
+        else:
+            ax.set(xticks=[], yticks=[])
+    fig.axes[0].set_ylabel("density")
+    fig.suptitle(fig.get_suptitle(), fontsize=16)
     display(fig)
 
 # %% [markdown]
 # Read it with care: this is *one batch* of *training* classes at the end of training, not the test
-# set; on this easy data both runs separate positives from negatives, and one seed cannot tell a
-# difference of a point of R@1 from noise (section 3 measures it). The interactive version retrains
-# for each setting (a few seconds; sliders update on release):
+# set, and the histograms pool all samples. Both runs separate positives from negatives on this easy
+# data.
+#
+# ### What Eq. 7 compares: one margin per sample
+#
+# In either space $* \in \{H, E\}$, Eq. 7 is a cross-entropy over classes with logits
+# $\lambda_*(S_y - \delta_*\,\mathbb 1[y = y_i])$. Divide numerator and denominator by the positive term:
+#
+# $$ L_*(x_i) = \log\Big(1 + \sum_{y\ne y_i} e^{\lambda_*(S_y - S_{y_i} + \delta_*)}\Big)
+# = \operatorname{softplus}\big(\lambda_*(\delta_* - m_i)\big), \qquad
+# m_i = S_{y_i} - \frac1{\lambda_*}\log\sum_{y\ne y_i} e^{\lambda_* S_y} . $$
+#
+# The loss of a sample depends on one number, its **margin** $m_i$: its positive minus a soft maximum
+# of *its own* negatives ($\max \le$ soft max $\le \max + \log(C-1)/\lambda_*$). The sample meets the
+# margin, $L_*(x_i) \le \log 2$, exactly when $m_i \ge \delta_*$. A histogram that pools the negatives of all samples
+# cannot show this: a line at “median of all negatives + $\delta$” can have every positive to its right
+# while some samples' own hardest negatives sit right next to their positive. Check the identity
+# against the `Trainer`'s own $L_H$ and $L_E$ of the last step, then look at the margins:
 
 # %%
-def show_hist(eta_e=1.0, delta_h=1.0):
-    sim, r1 = train_and_histogram(eta_e, delta_h, n=lessons.pick(300, 60))
-    fig = figures.similarity_histogram(sim, delta_h=delta_h, delta_e=1.0 if eta_e else None,
-                                       title=f"η_E = {eta_e:g}, δ_H = {delta_h:g}: test R@1 (H) = {r1:.3f}")
+for eta_e, (sim, comps, r1) in results.items():
+    for space, key, lam, delta in (("h", "l_h", cfg.lambda_h, cfg.delta_h), ("e", "l_e", cfg.lambda_e, cfg.delta_e)):
+        mm = figures.per_sample_margins(sim, space, lam)
+        if mm is None:
+            continue
+        loss_i = F.softplus(torch.from_numpy(lam * (delta - mm["soft"])))  # L(x_i) from the margins alone
+        lessons.verify(f"η_E = {eta_e:g}: mean softplus(λ(δ − m_i)) == trainer's {key}", loss_i.mean(), comps[key], rtol=1e-5, atol=1e-6)
+        pos, neg = getattr(sim, f"{space}_pos"), getattr(sim, f"{space}_neg")
+        pooled = np.mean(pos > np.median(neg) + delta)
+        print(f"   {space.upper()}: positives right of the pooled line median(negatives) + δ: {pooled:.0%};"
+              f" samples with m_i ≥ δ (Eq. 7 met): {np.mean(mm['soft'] >= delta):.0%};  smallest m_i = {mm['soft'].min():.2f}")
+
+# %%
+for eta_e, (sim, _, r1) in results.items():
+    display(figures.margin_histogram_mpl(sim, cfg.delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h,
+                                         lambda_e=cfg.lambda_e, title=f"$\\eta_E = {eta_e:g}$: per-sample margins of the last batch"))
+
+# %% [markdown]
+# Compare the two printed fractions: the pooled line can say “every positive clears the margin”
+# while the per-sample margins show samples that do not — those are the samples that still carry the
+# loss (left of the dashed line, shaded). Only the per-sample view shows what Eq. 7 asks for.
+#
+# The interactive version retrains for each setting (a few seconds; sliders update on release):
+
+# %%
+def show_margins(eta_e=1.0, delta_h=1.0):
+    sim, _, r1 = train_run(eta_e, delta_h, n=lessons.pick(300, 60))
+    fig = figures.margin_histogram(sim, delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h, lambda_e=cfg.lambda_e,
+                                   title=f"η_E = {eta_e:g}, δ_H = {delta_h:g}: test R@1 (H) = {r1:.3f}")
     fig.show()
 
 
 sl = dict(continuous_update=False)
-interact(show_hist, eta_e=FloatSlider(value=1, min=0, max=2, step=0.5, description="η_E", **sl),
+interact(show_margins, eta_e=FloatSlider(value=1, min=0, max=2, step=0.5, description="η_E", **sl),
          delta_h=FloatSlider(value=1, min=0, max=20, step=1, description="δ_H", **sl));
 
 # %%
-show_hist(eta_e=0.0, delta_h=5.0)  # the callback once more (CI runs it)
+show_margins(eta_e=0.0, delta_h=5.0)  # the callback once more: a larger margin
 
 # %% [markdown]
 # ## 3. A small version of Tables 6–7
 #
 # The paper ablates the components on Cars196 and In-shop with a ViT-S: $L_H$ alone, $L_E$ alone,
 # both, with multiple proxies (“Multi”, $K > 1$), with the HypHC term, and CHEST with everything.
-# `lessons.small_ablation` trains each row with the `Trainer` on `tree` for a few steps and reports test
-# R@1 (%) in the evaluated space next to the paper's Cars196 value. The full grid, with more steps and
-# seeds: `python -m chestlab.reproduce ablation --grid toy`.
+# `lessons.small_ablation` trains each row with the `Trainer` on `tree` and reports test R@1 (%) in the
+# evaluated space, as mean and standard deviation over seeds, next to the paper's Cars196 value. Full
+# mode: three seeds per row (fast mode: one seed and 60 steps, which only shows that every row runs).
+# The full grid, with more steps: `python -m chestlab.reproduce ablation --grid toy`.
 
 # %%
-table = lessons.small_ablation(steps=lessons.pick(300, 60), seeds=lessons.pick((0, 1, 2), (0,)))
+seeds = lessons.pick((0, 1, 2), (0,))
+table = lessons.small_ablation(steps=lessons.pick(300, 60), seeds=seeds)
 pd.options.display.float_format = "{:.1f}".format
 table
 
 # %% [markdown]
+# What does each component change? The differences between rows that add one component, in the paper
+# and here, with the standard error of our difference, $\sqrt{s_a^2/n + s_b^2/n}$ for $n$ seeds:
+
+# %%
+def r1(row, space):
+    hit = table[(table["row"] == row) & (table["space"] == space)].iloc[0]
+    return hit["R@1"], hit["R@1 std"], hit["paper R@1 (Cars196)"]
+
+
+comparisons = [("+ L_E", "H only", "H", "H + E", "H"), ("+ L_H", "E only", "E", "H + E", "E"),
+               ("+ Multi", "H only", "H", "H + Multi", "H"), ("+ Multi", "H + E", "H", "H + E + Multi", "H"),
+               ("+ HypHC", "H + Multi", "H", "H + Multi + HypHC", "H"), ("+ HypHC", "H + E + Multi", "H", "CHEST", "H")]
+deltas = []
+for what, a, sa, b, sb in comparisons:
+    (ma, da, pa), (mb, db, pb) = r1(a, sa), r1(b, sb)
+    se = math.sqrt((da**2 + db**2) / len(seeds)) if len(seeds) > 1 else float("nan")
+    deltas.append({"adds": what, "from": f"{a} ({sa})", "to": f"{b} ({sb})", "paper Δ": pb - pa, "our Δ": mb - ma, "± s.e.": se,
+                   "|Δ| > 2 s.e.?": ("yes" if abs(mb - ma) > 2 * se else "no") if se == se else "n/a (one seed)"})
+pd.DataFrame(deltas)
+
+# %% [markdown]
 # **Reading it critically.**
 #
-# * *Noise.* In the paper most rows differ by less than one point of R@1, from a single run each. Here
-#   the `R@1 std` column (full mode: three seeds) shows how much one seed moves the result on this
-#   data; differences smaller than that are not evidence. In fast mode there is one seed and 60 steps:
-#   the table only shows that every row runs.
+# * *What the paper shows.* On Cars196, adding $L_E$ moves R@1 by several points (84.5 → 88.8 in H,
+#   83.1 → 88.3 in E: the first two rows of the Δ table); multiple proxies and the HypHC term move it
+#   by less than one point, up or down. The paper reports one number per row, with no seeds and no
+#   spread, so its sub-point differences cannot be told from run-to-run noise.
+# * *What we see.* In full mode each row is the mean of three seeds, and one seed moves R@1 by up to
+#   about three points here (the `R@1 std` column). A difference is evidence only when it is well
+#   outside that noise — read the last column of the Δ table (about two standard errors). With three
+#   seeds the standard error of a difference is one to two points, so differences of a point or two
+#   are not evidence, whichever way they go.
 # * *Different problem.* `tree` is a small synthetic hierarchy with a 2-layer MLP, not a pretrained ViT on
 #   photographs. Relative orders can differ; the toy is for understanding the mechanics, not for
-#   confirming the paper's numbers.
+#   confirming the paper's numbers. On this data the HypHC term is tiny (section 1), so rows differing
+#   only by it differ only by seed noise.
 # * *Rows are not one change each.* “E only” evaluates $x^E$ with $L_E$ computed on $W x^E + b$
-#   (the $\eta_H = 0$ rule of Sec. 4.4, spec *Network and proxies*), so it differs from “H only” in
-#   more than the geometry.
+#   (the $\eta_H = 0$ rule of the paper's Sec. 4.4), so it differs from “H only” in more than the geometry.
 # * *Evaluated space.* Rows with both losses report two numbers (E and H) from the **same** model; they
 #   are not independent evidence.
 
 # %% [markdown]
+# ## Summary
+#
+# * The `Trainer` trains Eq. 10 and reports each component: $L_H$ and $L_E$ fall by orders of magnitude,
+#   test R@1 on unseen classes rises but stays below train R@1.
+# * $L_{\mathrm{HypHC}}$ stays near $10^{-3}$: every proxy is clipped to $D_H(0, p) = 2r$, proxies are
+#   several units apart, and $S = e^{-D_H}$ — which bounds Eq. 9 — is tiny.
+# * Eq. 7 is a function of one margin per sample, $m_i = S_{y_i} - \frac1{\lambda_*}\log\sum_{y\ne y_i}e^{\lambda_* S_y}$:
+#   $L_*(x_i) = \operatorname{softplus}(\lambda_*(\delta_* - m_i))$, met when $m_i \ge \delta_*$. Pooled histograms (Fig. 3)
+#   cannot show it; `figures.margin_histogram` does.
+# * An ablation needs seeds: report mean ± std and compare differences with their standard error.
+#   The paper's large effect (adding $L_E$) is several points; its other differences are below one
+#   point and come without any measure of noise.
+
+# %% [markdown]
 # ## Exercises
 #
-# 1. Repeat section 2 with $\delta_H = 20$ (a paper value for CUB). Where do the positives sit relative to the margin line, and why (lesson 03)?
+# 1. Repeat the margin view with $\delta_H = 20$ (a paper value for CUB). Where do the samples sit relative to $\delta$, and why (lesson 03)?
 # 2. Add a row to the ablation with $c = 0.1$ for CHEST (`lessons.small_ablation(..., rows=[...], c=0.1)`). Does a flatter ball change R@1 here?
-# 3. How many seeds would you need to tell apart two rows whose true R@1 differ by 1 point, if one seed's std is 1.5 points?
+# 3. By the law of cosines of section 1, which change makes $L_{\mathrm{HypHC}}$ larger: a smaller clipping radius $r$ or a smaller curvature $c$? Compute $3\max S$ for two proxies at angle $\theta = 30°$.
+# 4. How many seeds would you need to tell apart two rows whose true R@1 differ by 1 point, if one seed's std is 1.5 points?
 #
 # <details><summary>Solution 1</summary>
 #
 # ```python
-# sim, r1 = train_and_histogram(1.0, 20.0)
-# figures.similarity_histogram_mpl(sim, delta_h=20.0, delta_e=1.0)
+# sim, _, r1 = train_run(1.0, 20.0)
+# display(figures.margin_histogram_mpl(sim, 20.0, 1.0))
 # ```
-# With clipping, $S_H\ge -4r = -9.2$, so a margin of 20 can never be met: the positives can never
-# pass the line, the loss never saturates and keeps pulling with its full strength $\lambda$.
+# Every sample sits left of $\delta_H = 20$. With clipping, all points are within $2r$ of the origin, so
+# $D_H \le 4r$ and $-4r \le S_H \le 0$: the margin $m_i \le 0 - (-4r) = 4r = 9.2$ can never reach 20. The
+# loss never saturates ($L_H \ge \operatorname{softplus}(\lambda_H(20 - 9.2))$) and keeps pulling with its
+# full strength $\lambda_H$ on every sample.
 # </details>
 #
 # <details><summary>Solution 2</summary>
 #
 # ```python
 # rows = [r for r in lessons.ABLATION_ROWS if r[0] == "CHEST"]
-# lessons.small_ablation(steps=300, rows=rows, c=0.1)
+# lessons.small_ablation(steps=300, seeds=(0, 1, 2), rows=rows, c=0.1)
 # ```
+# Compare the difference with the seed noise, as in section 3.
 # </details>
 #
 # <details><summary>Solution 3</summary>
+#
+# $\sinh(\frac{\sqrt c}{2}D_H) = \sinh(2\sqrt c\,r)\sin(\theta/2)$: both a smaller $r$ and a smaller $c$ bring the
+# proxies closer, so $S$ and the bound $3\max S$ grow.
+# ```python
+# for c_, r_ in ((0.5, 2.3), (0.5, 1.0), (0.1, 2.3)):
+#     d = 2 / math.sqrt(c_) * math.asinh(math.sinh(2 * math.sqrt(c_) * r_) * math.sin(math.radians(15)))
+#     print(f"c = {c_}, r = {r_}: D_H = {d:.2f}, 3 max S = {3 * math.exp(-d):.3f}")
+# ```
+# $(c, r) = (0.5, 2.3)$: $D_H = 5.43$, $3\max S = 0.013$; $r = 1$: $D_H = 1.36$, $0.77$; $c = 0.1$: $D_H = 3.18$, $0.13$.
+# </details>
+#
+# <details><summary>Solution 4</summary>
 #
 # The difference of two means of $n$ seeds has std $1.5\sqrt{2/n}$; to make 1 point about two standard
 # errors you need $1.5\sqrt{2/n}\le 0.5$, i.e. $n\ge 18$ seeds per row.

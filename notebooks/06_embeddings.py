@@ -16,24 +16,42 @@
 #
 # Fig. 2 of the CHEST paper shows a Poincaré-disk UMAP of the embeddings and retrieval examples.
 # We redo both on the embedded `digits` data (8×8 scikit-learn digits: the model trains on 0–4 and is
-# tested on the **unseen** digits 5–9), then derive Recall@k and MAP@R and compute them in both spaces
-# (E: $x^E$ with the Euclidean distance; H: $x^H$ with the Poincaré distance, Eq. 2). Spec: `shared/spec/chest.md`.
+# tested on the **unseen** digits 5–9), look at how far from the origin the embeddings sit, then
+# derive Recall@k and MAP@R and compute them in both spaces (E: $x^E$ with the Euclidean distance;
+# H: $x^H$ with the Poincaré distance, docs/maths.md, Eq. 2).
+#
+# **Learning objectives.** After this lesson you can
+#
+# 1. bring $D_H$-dimensional embeddings down to the Poincaré disk in two ways, and say what each keeps;
+# 2. measure where the embeddings sit radially: the norms of the tangent vectors $W x^E + b$ *before*
+#    clipping, and which points the clipping radius $r$ actually holds;
+# 3. read retrieval examples like the paper's;
+# 4. define Recall@k and MAP@R, check them against a direct implementation, and compare E and H.
+#
+# Notation: $c$ is the curvature, $r$ the clipping radius, $x^H = \exp_0(\mathrm{clip}_r(W x^E + b))$.
+# Set `CHESTLAB_FAST=1` for a quick run.
 
 # %%
 # %matplotlib inline
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import torch
 from ipywidgets import Dropdown, IntSlider, interact
 
-from chestlab import figures, lessons, metrics, paper_figures, poincare
-from chestlab.train import Trainer, TrainConfig
+from chestlab import figures, lessons, metrics, poincare
+from chestlab.engine import Trainer
+from chestlab.settings import TrainConfig
+from chestlab.viz.style import use_lecture_style
 
+use_lecture_style()
 print("fast mode:", lessons.FAST)
 # demo-digits with a batch of 5 classes x 6 samples: the train split has only 5 classes
 cfg = TrainConfig.preset("demo-digits", batch_size=30, eval_every=0)
 trainer = Trainer(cfg)
-for _ in trainer.run(lessons.pick(400, 200)):
+for _ in trainer.run(lessons.pick(400, 150)):
     pass
-c = trainer.config.c
+c, r = trainer.config.c, trainer.config.r
 print({k: round(v, 3) for k, v in trainer.history[-1].items() if k.endswith("R@1") or "MAP" in k})
 
 # %% [markdown]
@@ -43,7 +61,8 @@ print({k: round(v, 3) for k, v in trainer.history[-1].items() if k.endswith("R@1
 # `project_to_disk` (log map to the tangent space at 0, PCA, exp map back: the origin stays the root and
 # norms only shrink) and `umap_disk` (UMAP on the Poincaré distances with a hyperbolic output, as in the
 # paper — nonlinear, so only neighbourhoods are meaningful). Colour = digit, marker = super-class
-# (round / straight / curvy), stars = the proxies of the train classes.
+# (round / straight / curvy), stars = the proxies of the train classes. Hover over the points: the disk
+# figures are interactive.
 
 # %%
 n = lessons.pick(600, 300)
@@ -52,29 +71,70 @@ P = trainer.proxies()["h"]  # (C, K, D_H)
 tr = emb["train"]
 xy = figures.project_to_disk(tr["x_h"], c)
 pxy = figures.project_to_disk(P.reshape(-1, P.shape[-1]), c, fit_on=tr["x_h"])
-figures.poincare_disk(xy, tr["labels"], tr["super"], pxy.reshape(P.shape[0], P.shape[1], 2), c=c, grid=True, circles=(2, 4),
-                      class_names=trainer.train_set.classes, super_names=trainer.train_set.superclasses,
-                      title="train digits, tangent PCA", height=450)
+fig = figures.poincare_disk(xy, tr["labels"], tr["super"], pxy.reshape(P.shape[0], P.shape[1], 2), c=c, grid=True, circles=(2, 4),
+                            class_names=trainer.train_set.classes, super_names=trainer.train_set.superclasses,
+                            title="train digits (0–4), tangent PCA", height=560)
+lessons.disk_legend(fig, trainer.train_set.classes, trainer.train_set.superclasses)  # which colour is which digit
 
 # %%
 te = emb["test"]
 uxy = figures.umap_disk(te["x_h"], c, seed=0)  # the first call compiles UMAP (~15 s)
-figures.poincare_disk(uxy, te["labels"], te["super"], c=c, class_names=trainer.test_set.classes,
-                      super_names=trainer.test_set.superclasses, title="unseen test digits (5–9), UMAP to the disk", height=450)
+fig = figures.poincare_disk(uxy, te["labels"], te["super"], c=c, class_names=trainer.test_set.classes,
+                            super_names=trainer.test_set.superclasses, title="unseen test digits (5–9), UMAP to the disk", height=560)
+lessons.disk_legend(fig, trainer.test_set.classes, trainer.test_set.superclasses)
 
 # %% [markdown]
-# The train digits sit in clusters near the boundary, one direction per class with its proxies; the
-# unseen digits also form groups, less cleanly — those are what retrieval on new classes relies on.
-# (Hover over the points: the disk figures are interactive.)
+# The train digits form one tight cluster per class near the boundary. The proxies (stars, projected
+# with the same PCA) mostly lie nearer the origin, because this projection shrinks norms, and not all
+# in their class's direction: a 2-D view of 8 dimensions can put a proxy next to another class. The unseen digits are far more mixed — as their lower Recall@1 says — with
+# only a few groups of a single digit: those are what retrieval on new classes relies on. Both
+# pictures are projections: the first shrinks norms, the second keeps only neighbourhoods.
 
 # %% [markdown]
-# ## 2. Retrieval examples (Fig. 2, right)
+# ## 2. How far from the origin? Tangent norms before clipping
 #
-# Each test image queries all other test images; the nine nearest results are shown left to right,
-# those of another digit framed in red (`lessons.retrieval_examples` + `paper_figures.retrieval_grid`).
+# The head computes a tangent vector $v = W x^E + b$, clips it to norm $\le r$ and maps it into the ball,
+# where it lands at $D_H(0, x^H) = 2\min(\|v\|, r)$. All points with $\|v\| \ge r$ end on one sphere;
+# the others keep their own radius. Which are which?
 
 # %%
-tiles = (trainer.test_set.data[te["index"]][:, 0] * 0.5 + 0.5).clamp(0, 1).numpy()  # pixels in [-1, 1] -> [0, 1]
+head = trainer.model.head
+norms = {}
+for split, e in emb.items():
+    with torch.no_grad():
+        v = head.tangent(e["x_e"])
+    norms[split] = v.norm(dim=-1).numpy()
+    lessons.verify(f"{split}: D_H(0, x^H) = 2 min(‖v‖, r)", poincare.dist0(e["x_h"].double(), c),
+                   2 * np.minimum(norms[split], r), rtol=1e-4, atol=1e-4)
+summary = pd.DataFrame({f"{split} digits": {"min ‖v‖": v_.min(), "median ‖v‖": np.median(v_), "max ‖v‖": v_.max(),
+                                            "clipped (‖v‖ ≥ r)": f"{np.mean(v_ >= r):.0%}"} for split, v_ in norms.items()}).T
+display(summary)
+
+fig, ax = plt.subplots(figsize=(12, 4.8))
+edges = np.linspace(0, max(v_.max() for v_ in norms.values()) * 1.02, 50)
+for (split, v_), color in zip(norms.items(), ("#7f7f7f", "#6a51a3")):
+    ax.hist(v_, bins=edges, color=color, alpha=0.55, label=f"{split} digits ({np.mean(v_ >= r):.0%} clipped)")
+ax.axvline(r, color="k", ls="--", lw=2, label=f"clipping radius r = {r}")
+ax.set(xlabel=r"tangent norm $\|W x^E + b\|$ before clipping", ylabel="embeddings",
+       title="which embeddings the clipping holds at the radius")
+ax.legend(loc="upper right")
+plt.show()
+
+# %% [markdown]
+# The tangent norms vary widely. Nearly all **train** digits are beyond $r$: clipping puts them on one
+# sphere, $D_H(0, x^H) = 2r$. Of the **unseen** digits a smaller share is, and the rest lie inside, at
+# their own radii, some close to the origin. So “all embeddings sit at the clipping radius” is true for
+# the classes the model was trained on, not for new ones.
+
+# %% [markdown]
+# ## 3. Retrieval examples (Fig. 2, right)
+#
+# Each test image queries all other test images; the nine nearest results are shown left to right,
+# nearest first. The query sits on the left in an amber frame; results of another digit are framed in
+# red and their digit is written below (`lessons.retrieval_examples` + `lessons.retrieval_figure`).
+
+# %%
+tiles = 1 - (trainer.test_set.data[te["index"]][:, 0] * 0.5 + 0.5).clamp(0, 1).numpy()  # dark ink on white
 
 
 def show_retrieval(query=0, space="H"):
@@ -83,18 +143,19 @@ def show_retrieval(query=0, space="H"):
         ex = lessons.retrieval_examples(te["x_h"], te["labels"], tiles, q, metric="poincare", c=c)
     else:
         ex = lessons.retrieval_examples(te["x_e"], te["labels"], tiles, q, metric="euclidean")
-    display(paper_figures.retrieval_grid(ex))
     wrong = sum(not ok for e in ex for _, ok in e["results"])
-    print(f"space {space}: {wrong} of {sum(len(e['results']) for e in ex)} results of another digit")
+    display(lessons.retrieval_figure(ex, class_names=trainer.test_set.classes,
+                                     title=f"space {space}: {wrong} of {sum(len(e['results']) for e in ex)} results of another digit"))
 
 
-interact(show_retrieval, query=IntSlider(value=0, min=0, max=len(tiles) - 1, continuous_update=False), space=Dropdown(options=["H", "E"]));
+interact(show_retrieval, query=IntSlider(value=0, min=0, max=len(tiles) - 1, continuous_update=False),
+         space=Dropdown(options=["H", "E"]));
 
 # %%
-show_retrieval(query=5, space="E")  # the callback once more (CI runs it)
+show_retrieval(query=5, space="E")  # the callback once more, in the Euclidean space
 
 # %% [markdown]
-# ## 3. Recall@k and MAP@R, derived and checked
+# ## 4. Recall@k and MAP@R, derived and checked
 #
 # Every item is a query; the others are the database. With $R$ = the number of *other* items of the
 # query's class and $\mathrm{rel}(i) = 1$ if the $i$-th neighbour shares the class:
@@ -128,8 +189,6 @@ lessons.verify("MAP@R (H) == definition", res["MAP@R"], m_r)
 # Now the table in both spaces, on the unseen test digits and on the train digits:
 
 # %%
-import pandas as pd
-
 table = {}
 for split, e in emb.items():
     for space, key, metric in (("E", "x_e", "euclidean"), ("H", "x_h", "poincare")):
@@ -138,26 +197,38 @@ pd.DataFrame(table).T.style.format("{:.3f}")
 
 # %% [markdown]
 # Train digits are retrieved almost perfectly; unseen digits much less well, in both spaces, and MAP@R is
-# far below Recall@1 — a query usually finds *one* relative first but not *all* of them. The E and H
-# numbers are close: on this small problem the geometry matters less than in the paper.
+# far below Recall@1 — a query usually finds *one* relative first but not *all* of them. Compare E and H
+# with care: this is one run, and lesson 05 showed that another seed moves R@1 by a few points.
+
+# %% [markdown]
+# ## Summary
+#
+# * Two projections to the disk: tangent PCA (keeps the root and shrinks norms) and UMAP with a
+#   hyperbolic output (keeps neighbourhoods only). Neither shows distances faithfully.
+# * $D_H(0, x^H) = 2\min(\|W x^E + b\|, r)$. The tangent norms vary widely; nearly all train embeddings
+#   are clipped onto the sphere of radius $2r$, a smaller share of the unseen ones.
+# * Retrieval examples show what Recall@1 counts; MAP@R asks for *all* relatives first and is much
+#   lower than Recall@1 on unseen classes.
 
 # %% [markdown]
 # ## Exercises
 #
 # 1. Train with `dim_h=2`: the disk *is* then the embedding space (`project_to_disk(..., method="exact")`). How does test R@1 (H) change?
 # 2. Why does Recall@k never decrease with $k$ while MAP@R can be low even when Recall@1 is high? Build a 6-item example.
-# 3. Compute R@1 in H with the *cosine* of $\log_0 x^H$ instead of the Poincaré distance. Why is it almost the same here?
+# 3. Compute R@1 in H with the *cosine* of $\log_0 x^H$ instead of the Poincaré distance and compare it with the Poincaré R@1. On which points must the two rank neighbours identically, and where can they differ?
 #
 # <details><summary>Solution 1</summary>
 #
 # ```python
 # t2 = Trainer(TrainConfig.preset("demo-digits", batch_size=30, dim_h=2, eval_every=0))
 # for _ in t2.run(400): pass
-# print(t2.history[-1]["test/H/R@1"])
+# print(t2.history[-1]["test/H/R@1"], "vs", trainer.history[-1]["test/H/R@1"], "with D_H = 8")
 # e2 = t2.embed("test")
 # figures.poincare_disk(figures.project_to_disk(e2["x_h"], c, method="exact"), e2["labels"], c=c)
 # ```
-# Two dimensions are too few for five classes with several modes: R@1 usually drops.
+# Compare the two numbers (in our full-mode run R@1 fell by more than ten points with $D_H = 2$): two
+# dimensions leave room for only a circle of directions, which the five training classes and the
+# unseen ones must share.
 # </details>
 #
 # <details><summary>Solution 2</summary>
@@ -171,8 +242,17 @@ pd.DataFrame(table).T.style.format("{:.3f}")
 #
 # ```python
 # v = poincare.logmap0(te["x_h"], c)
-# print(metrics.retrieval_metrics(v, te["labels"], ks=(1,), metric="cosine")["R@1"])
+# print("cosine   ", metrics.retrieval_metrics(v, te["labels"], ks=(1,), metric="cosine")["R@1"])
+# print("Poincaré ", metrics.retrieval_metrics(te["x_h"], te["labels"], ks=(1,), metric="poincare", c=c)["R@1"])
+# on = norms["test"] >= r  # the clipped ones only: all at one radius
+# print("clipped only: cosine", metrics.retrieval_metrics(v[on], te["labels"][on], ks=(1,), metric="cosine")["R@1"],
+#       "Poincaré", metrics.retrieval_metrics(te["x_h"][on], te["labels"][on], ks=(1,), metric="poincare", c=c)["R@1"])
 # ```
-# The embeddings cluster near the boundary (clipped at the same radius), where the Poincaré distance
-# between two points of equal norm is a monotone function of their angle.
+# By the hyperbolic law of cosines, two points at $D_H(0, \cdot) = 2s$ and $2t$ with angle $\theta$ are at
+# $\cosh(\sqrt c D_H) = \cosh(2\sqrt c s)\cosh(2\sqrt c t) - \sinh(2\sqrt c s)\sinh(2\sqrt c t)\cos\theta$. Among points
+# at one radius ($s = t$) this is a monotone function of $\theta$, so the Poincaré ranking *is* the cosine
+# ranking: on the clipped points the two R@1 agree exactly. Section 2 shows that not all points are
+# clipped — the tangent norms of the unseen digits vary widely, and about half of them are below $r$ —
+# and between points at different radii the distance depends on both radii as well as on the angle,
+# so there the two rankings can differ, and the two R@1 on all points need not be equal.
 # </details>

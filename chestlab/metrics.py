@@ -22,6 +22,12 @@ Distances (``metric``):
 * ``"poincare"``: the Poincaré distance of curvature ``-c`` (Eq. 2), from
   :func:`chestlab.poincare.pairwise_dist`; ``c = 0`` is its Euclidean limit ``2‖x − y‖``.
 
+Inputs are validated up front, with one-line errors that name the argument: ``TypeError`` for
+strings, booleans and complex numbers where numbers are expected (e.g. ``c="0.5"``), ``ValueError``
+for fewer than 2 embeddings (1 query against a ``reference`` set), ``D = 0``, non-finite embeddings
+(a value check, skipped inside :func:`chestlab.poincare.checks` ``(False)``), points outside the ball
+and out-of-range ``ks`` / ``chunk_size``.
+
 Only the *order* of the neighbours matters, so the Euclidean and cosine scores are computed in a
 cheaper order-preserving form. Queries are processed in chunks of rows: memory stays
 O(chunk × N) and only the first ``max(max ks, max R)`` neighbour indices of a chunk are kept, so
@@ -71,33 +77,46 @@ def default_chunk_size(n: int) -> int:
 # --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
+def _as_tensor(x: ArrayLike, name: str, what: str) -> Tensor:
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a tensor or array of numbers ({what}), got {type(x).__name__}; "
+                        f"convert it with numpy.asarray(..., dtype=float)") from None
+    if t.dtype == torch.bool or t.dtype.is_complex:
+        raise TypeError(f"{name} must hold real numbers ({what}), got dtype {t.dtype}")
+    return t
+
+
 def _check_inputs(
-    emb: ArrayLike, labels: ArrayLike, metric: str, c, chunk_size
+    emb: ArrayLike, labels: ArrayLike, metric: str, c, chunk_size, name: str = "emb", min_n: int = 2,
 ) -> tuple[Tensor, Tensor, float | None, int]:
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
-    emb = torch.as_tensor(emb)
+    emb = _as_tensor(emb, name, "embeddings (N, D)")
     if emb.dim() != 2:
-        raise ValueError(f"emb must be a 2-D tensor (N, D), got shape {tuple(emb.shape)}")
+        raise ValueError(f"{name} must be a 2-D tensor (N, D), got shape {tuple(emb.shape)}")
     # float64 stays float64; everything else (half, bfloat16, ints) is ranked in float32
     if emb.dtype != torch.float64:
         emb = emb.to(torch.float32)
     emb = emb.detach()
     n = emb.shape[0]
-    if n < 2:
-        raise ValueError(f"emb must hold at least 2 embeddings (N >= 2), got N = {n}")
-    if not bool(torch.isfinite(emb).all()):
-        raise ValueError("emb contains NaN or inf; all embeddings must be finite")
+    if n < min_n:
+        raise ValueError(f"{name} must hold at least {min_n} embedding{'s' if min_n > 1 else ''} (N >= {min_n}), got N = {n}")
+    if emb.shape[1] == 0:
+        raise ValueError(f"{name} has D = 0 coordinates: every distance would be 0; pass (N, D) embeddings with D >= 1")
+    poincare.check_finite(emb, name)  # "emb contains NaN or inf ..." (a value check: off inside poincare.checks(False))
 
-    labels = torch.as_tensor(labels)
+    labels_name = "labels" if name == "emb" else f"{name}_labels"
+    labels = _as_tensor(labels, labels_name, "integer class ids (N,)")
     if labels.dim() != 1:
-        raise ValueError(f"labels must be a 1-D tensor of N integer labels, got shape {tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex:
-        raise ValueError(f"labels must hold integers (class ids), got dtype {labels.dtype}")
+        raise ValueError(f"{labels_name} must be a 1-D tensor of N integer labels, got shape {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point:
+        raise ValueError(f"{labels_name} must hold integers (class ids), got dtype {labels.dtype}; convert with .long()")
     if labels.shape[0] != n:
         raise ValueError(
-            f"emb and labels must have the same length: emb has N = {n} rows, labels has {labels.shape[0]}"
+            f"{name} and {labels_name} must have the same length: {name} has N = {n} rows, {labels_name} has {labels.shape[0]}"
         )
     labels = labels.to(device=emb.device, dtype=torch.long)
 
@@ -106,13 +125,15 @@ def _check_inputs(
         if c is None:
             raise ValueError("c must be given for metric='poincare': a curvature c >= 0 (float), e.g. c=0.5")
         poincare.check_curvature(c, "c")
-        c_value = float(c)
-        poincare.check_in_ball(emb, c_value, "emb")
+        c_value = float(c.detach()) if isinstance(c, Tensor) else float(c)
+        poincare.check_in_ball(emb, c_value, name)
 
     if chunk_size is None:
         chunk_size = default_chunk_size(n)
     else:
         try:
+            if isinstance(chunk_size, bool):
+                raise TypeError
             chunk_size = operator.index(chunk_size)
         except TypeError:
             raise ValueError(f"chunk_size must be an integer >= 1 (or None), got {chunk_size!r}") from None
@@ -284,15 +305,24 @@ def retrieval_metrics(
     Returns
     -------
     dict
-        ``{"R@k": float for k in sorted(ks)} | {"MAP@R": float}``, each in [0, 1]; ``nan`` if no
-        label occurs twice.
+        ``{"R@k": float for k in sorted(ks)} | {"MAP@R": float}``, each in [0, 1]; ``nan`` (with a
+        ``RuntimeWarning``) if no label occurs twice.
+
+    Raises
+    ------
+    TypeError
+        ``emb``/``labels`` that are not arrays of real numbers, ``c`` that is not a real number.
+    ValueError
+        Empty or 1-row ``emb`` (N >= 2; N >= 1 with ``reference``), ``D = 0``, NaN/inf embeddings,
+        points outside the ball, an unknown ``metric``, out-of-range ``ks`` or ``chunk_size``.
     """
-    emb, labels, c, chunk_size = _check_inputs(emb, labels, metric, c, chunk_size)
+    gallery = reference is not None or reference_labels is not None
+    emb, labels, c, chunk_size = _check_inputs(emb, labels, metric, c, chunk_size, min_n=1 if gallery else 2)
     ref = ref_labels = None
-    if reference is not None or reference_labels is not None:
+    if gallery:
         if reference is None or reference_labels is None:
             raise ValueError("give both reference (M, D) and reference_labels (M,) for query -> gallery retrieval")
-        ref, ref_labels, _, _ = _check_inputs(reference, reference_labels, metric, c, 1)
+        ref, ref_labels, _, _ = _check_inputs(reference, reference_labels, metric, c, 1, name="reference", min_n=1)
         if ref.shape[1] != emb.shape[1]:
             raise ValueError(f"reference has D = {ref.shape[1]} but emb has D = {emb.shape[1]}")
         ref, ref_labels = ref.to(emb), ref_labels.to(emb.device)

@@ -309,3 +309,24 @@ def test_gradcheck_poincare(c):
     assert gradcheck(lambda x: P.logmap0(x, c), (x,))
     assert gradcheck(lambda x, y: P.lca_depth(x, y, c), (x, y))
     assert gradcheck(lambda x, y: P.mobius_add(x, y, c), (x, y))
+    assert gradcheck(lambda x, v: P.expmap(x, 0.5 * v, c), (x, v))
+    assert gradcheck(lambda x, y: P.logmap(x, y, c), (x, y))
+    # the custom backward passes (one (N, D) tensor each): the norm-scaled rows and the Gram distances
+    assert gradcheck(lambda v: P.clip_features(v, 0.8), (v,))
+    assert gradcheck(lambda v: P.project(3 * v, cc), (v,))
+    assert gradcheck(lambda x: P.group_dist_lca(x, torch.tensor([[0, 1, 2], [3, 1, 0]]), c)[1], (x,))
+
+
+@pytest.mark.parametrize("c0", [1e-9, 0.5])
+def test_gradcheck_poincare_in_c(c0):
+    # c as a tensor that requires grad; c0 = 1e-9 is on the series branches (c = 0 itself, where c - eps
+    # is not a curvature, is checked by one-sided differences in test_geometry_ops.py)
+    x, y = req(ball_points(4, 3, 1.0, 47, 0.6)), req(ball_points(5, 3, 1.0, 48, 0.6))
+    v = req(torch.randn(4, 3, generator=gen(49), dtype=F64))
+    c = req(torch.tensor(c0, dtype=F64))
+    kw = dict(eps=min(1e-6, c0 / 10))
+    assert gradcheck(lambda x, y, c: P.pairwise_dist(x, y, c), (x, y, c), **kw)
+    assert gradcheck(lambda v, c: P.expmap0(v, c), (v, c), **kw)
+    assert gradcheck(lambda x, c: P.logmap0(x, c), (x, c), **kw)
+    assert gradcheck(lambda x, c: P.mobius_scalar_mul(0.7, x, c), (x, c), **kw)
+    assert gradcheck(lambda x, y, c: P.lca_depth(x, y[:4], c), (x, y, c), **kw)

@@ -394,6 +394,16 @@ def test_errors_name_the_parameter():
               lambda: L.hard_negative_weights(x_h[0], x_h[1:], 0.1, -0.5)):
         with pytest.raises(ValueError, match="c = -0.5"):
             f()
+    # an empty batch: one clear error, not a NaN loss
+    with pytest.raises(ValueError, match="B = 0"):
+        L.chest_loss(x_e[:0], x_h[:0], labels[:0], pe, ph, trip, **kw)
+    with pytest.raises(ValueError, match="B = 0"):
+        L.proxy_loss(S[:0], lab[:0], 20.0, 1.0)
+    # strings where numbers are expected, floats where class indices are expected
+    with pytest.raises(TypeError, match="gamma_h must be a real number"):
+        L.chest_loss(x_e, x_h, labels, pe, ph, trip, **dict(kw, gamma_h="5"))
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
+        L.proxy_loss(S, lab.float(), 20.0, 1.0)
     # unknown HypHC variant
     with pytest.raises(ValueError, match="variant"):
         L.hyphc_loss(ph, trip, c, variant="centroid")

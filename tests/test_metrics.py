@@ -380,6 +380,8 @@ Y = torch.arange(10) % 3
         (dict(chunk_size=0), r"chunk_size must be an integer >= 1"),
         (dict(emb=X * 100, metric="poincare", c=1.0), r"emb: \d+ point\(s\) lie outside the Poincaré ball"),
         (dict(emb=torch.full((10, 3), math.nan)), r"emb contains NaN"),
+        (dict(emb=X[:, :0]), r"emb has D = 0 coordinates"),
+        (dict(chunk_size=True), r"chunk_size must be an integer >= 1"),
     ],
 )
 def test_bad_inputs(kwargs, match):
@@ -388,6 +390,22 @@ def test_bad_inputs(kwargs, match):
     chunk = args.pop("chunk_size", None)
     with pytest.raises(ValueError, match=match):
         retrieval_metrics(**args, chunk_size=chunk)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(metric="poincare", c="0.5"), r"c must be a real number"),
+        (dict(emb="embeddings"), r"emb must be a tensor or array of numbers"),
+        (dict(emb=X.to(torch.complex64)), r"emb must hold real numbers"),
+        (dict(labels=np.array(["a"] * 10)), r"labels must be a tensor or array of numbers"),
+    ],
+)
+def test_bad_input_types(kwargs, match):
+    args = dict(emb=X, labels=Y, ks=(1, 2), metric="euclidean", c=None)
+    args.update(kwargs)
+    with pytest.raises(TypeError, match=match):
+        retrieval_metrics(**args)
 
 
 def test_recall_needs_ks():

@@ -204,6 +204,15 @@ def test_errors_name_the_parameter():
     # points exactly on the boundary are outside too (c ||x||^2 = 1)
     with pytest.raises(ValueError, match="outside"):
         P.logmap0(torch.tensor([[1.0, 0.0]], dtype=F64), 1.0)
+    # strings, bools and integer tensors where floats are expected: TypeError naming the parameter
+    with pytest.raises(TypeError, match="c must be a real number"):
+        P.dist(x, x, "0.5")
+    with pytest.raises(TypeError, match="c must be a real number"):
+        P.check_curvature(True)
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        P.dist0(torch.zeros(2, 3, dtype=torch.long), 1.0)
+    with pytest.raises(ValueError, match="v contains NaN or inf"):
+        P.expmap0(torch.tensor([[1.0, math.inf]]), 1.0)
     # the check can be switched off for hot loops; project pulls points back inside
     with P.checks(False):
         P.dist(x, x, 1.0)

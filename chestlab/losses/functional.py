@@ -13,6 +13,8 @@ Shapes: ``B`` batch, ``C`` classes, ``K`` proxies per class, ``D_E``/``D_H`` emb
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import NamedTuple, Optional
 
 import torch
@@ -39,9 +41,19 @@ __all__ = [
 ]
 
 
+def _real_value(value: object, name: str) -> float:
+    """A real number (int, float, numpy scalar or 0-d real tensor; not bool, not str) as a float."""
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.dtype.is_complex and value.dtype != torch.bool:
+        return float(value.detach())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}; pass a float")
+    return float(value)
+
+
 def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
-    """``value`` as a float, or ``ValueError`` naming ``name`` unless finite and > 0 (>= 0 with ``allow_zero``)."""
-    v = float(value)
+    """``value`` as a float: ``TypeError`` unless a real number (not ``bool``/``str``), ``ValueError``
+    naming ``name`` unless finite and > 0 (>= 0 with ``allow_zero``)."""
+    v = _real_value(value, name)
     ok = (v >= 0 if allow_zero else v > 0) and math.isfinite(v)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
@@ -49,8 +61,39 @@ def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
     return v
 
 
+def _check_real(value: float, name: str) -> float:
+    """``value`` as a float: ``TypeError`` unless a real number, ``ValueError`` unless finite."""
+    v = _real_value(value, name)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} = {value!r} is out of range: {name} must be a finite real number")
+    return v
+
+
+def _check_values(x: object, name: str, what: str) -> Tensor:
+    """A floating-point tensor with finite values (the value check only while poincare's checks are on)."""
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        got = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a floating-point tensor of {what}, got {got}; convert it with torch.as_tensor(..., dtype=torch.float32)")
+    return poincare.check_finite(x, name)
+
+
+def _in_range(value: float, dtype: torch.dtype) -> float:
+    """A positive scalar clamped to [tiny, max] of ``dtype``, so that dividing or multiplying by it
+    in that precision neither gives 0/0 nor inf * 0 (the clamp only acts far beyond the values where
+    the result has already reached its limit in that precision)."""
+    fi = torch.finfo(dtype)
+    return min(max(value, fi.tiny), fi.max)
+
+
+def _check_index_tensor(t: object, name: str, what: str) -> None:
+    if not isinstance(t, Tensor) or t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        got = f"a {t.dtype} tensor" if isinstance(t, Tensor) else type(t).__name__
+        raise TypeError(f"{name} must be an integer tensor of {what}, got {got}; convert it with {name}.long()")
+
+
 def check_labels(labels: Tensor, B: int, C: Optional[int] = None) -> None:
-    """``labels`` must be (B,) class indices in [0, C)."""
+    """``labels`` must be a (B,) integer tensor of class indices in [0, C)."""
+    _check_index_tensor(labels, "labels", "class indices")
     if labels.dim() != 1 or labels.shape[0] != B:
         raise ValueError(f"labels must be a (B,) = ({B},) tensor of class indices, got shape {tuple(labels.shape)}")
     if C is not None:
@@ -60,9 +103,17 @@ def check_labels(labels: Tensor, B: int, C: Optional[int] = None) -> None:
             raise ValueError(f"labels must lie in [0, C) = [0, {C}), found {int(labels.min())}..{int(labels.max())}")
 
 
+def _check_batch(B: int, name: str) -> None:
+    if B == 0:
+        raise ValueError(
+            f"{name} holds B = 0 samples: a loss averaged over no samples is undefined (NaN); "
+            f"skip empty batches (e.g. DataLoader(drop_last=True)) or pass B >= 1"
+        )
+
+
 def check_hyphc(name: str, value: str) -> None:
     """The HypHC reading of Eq. 9: "lca" or "pairwise"."""
-    if value not in ("lca", "pairwise"):
+    if not isinstance(value, str) or value not in ("lca", "pairwise"):
         raise ValueError(f"{name} = {value!r}: choose 'lca' (HypHC's reading of Eq. 9) or 'pairwise' (the literal reading)")
 
 
@@ -76,13 +127,16 @@ def soft_similarity(d: Tensor, gamma: float) -> Tensor:
               \quad d_k = D(x, p_{c,k}).
 
     A soft minimum of the distances: ``gamma -> 0`` gives ``-min_k d_k``, large ``gamma`` the mean.
-    ``d``: (..., K) distances -> (...). With ``K = 1`` it is ``-d``.
+    ``d``: (..., K) finite distances, ``K >= 1`` -> (...). With ``K = 1`` it is ``-d``. The
+    exponent is :math:`-(d_k - \min_j d_j)/\gamma \le 0`, so a tiny ``gamma`` cannot overflow.
     """
     gamma = check_positive(gamma, "gamma")
+    _check_values(d, "d", "distances (..., K)")
+    if d.dim() == 0 or d.shape[-1] == 0:
+        raise ValueError(f"d must be (..., K) distances with K >= 1 proxies per class, got shape {tuple(d.shape)}")
     # softmax written out: torch's softmax over a last dimension of K ~ 10 is 4x slower (CPU,
-    # forward + backward); the shift by the row max cancels in the ratio, so it may be constant
-    a = d * (-1.0 / gamma)
-    e = (a - a.detach().amax(-1, keepdim=True)).exp()
+    # forward + backward); the shift by the row min cancels in the ratio, so it may be constant
+    e = ((d.detach().amin(-1, keepdim=True) - d) / _in_range(gamma, d.dtype)).exp()
     return -(e * d).sum(-1) / e.sum(-1)
 
 
@@ -90,23 +144,28 @@ def proxy_loss(S: Tensor, labels: Tensor, lam: float, delta: float) -> Tensor:
     r"""Per-sample margin loss, Eq. (7): cross-entropy over classes of the logits
     :math:`\lambda (S_c - \delta\,\mathbb 1[c = c_i])`.
 
-    ``S``: (B, C) soft similarities, ``labels``: (B,) -> (B,) losses :math:`L(x_i)`.
+    ``S``: (B, C) finite soft similarities, ``B >= 1``, ``C >= 2``; ``labels``: (B,) integer class
+    indices -> (B,) losses :math:`L(x_i)`. An empty batch (``B = 0``) raises ``ValueError``: the
+    callers average these losses, and a mean over no samples is NaN.
     """
     lam = check_positive(lam, "lambda")
-    delta = float(delta)
+    delta = _check_real(delta, "delta")
+    _check_values(S, "S", "similarities (B, C)")
     if S.dim() != 2:
         raise ValueError(f"S must be (B, C), got shape {tuple(S.shape)}")
     check_labels(labels, S.shape[0], S.shape[1])
-    onehot = F.one_hot(labels, S.shape[1]).to(S.dtype)
-    return F.cross_entropy(lam * (S - delta * onehot), labels, reduction="none")
+    _check_batch(S.shape[0], "S")
+    labels = labels.long()
+    z = S - delta * F.one_hot(labels, S.shape[1]).to(S.dtype)
+    # cross-entropy is shift-invariant per row: with the row max subtracted first the logits are
+    # <= 0, so a huge lambda gives -inf (the hard limit), never inf - inf
+    z = z - z.detach().amax(1, keepdim=True)
+    return F.cross_entropy(_in_range(lam, S.dtype) * z, labels, reduction="none")
 
 
 # --------------------------------------------------------------------------------------------
 # HypHC regulariser on the proxies (Eq. 8–9)
 # --------------------------------------------------------------------------------------------
-_PAIRS = ((0, 1), (0, 2), (1, 2))
-
-
 def hyphc_loss(
     proxies_h: Tensor,
     triplets: Tensor,
@@ -127,25 +186,33 @@ def hyphc_loss(
     deepest LCA. ``variant="pairwise"``: the paper's literal :math:`d_{pq} = D_H(p_p, p_q)`.
     ``detach_similarity``: treat :math:`S` as constants each step, as HypHC does.
 
-    ``proxies_h``: (C, K, D) or (P, D) points in the ball; ``triplets``: (M, 3) flat proxy indices
-    ``class * K + k`` -> (M,) losses.
+    The three distances and depths of each triplet come from ``poincare.group_dist_lca``: from the
+    triplet's Gram matrix (norms and inner products), not from (M, 3, D) pair tensors.
+
+    ``proxies_h``: (C, K, D) or (P, D) points in the ball; ``triplets``: (M, 3) integer flat proxy
+    indices ``class * K + k``, ``M >= 1`` -> (M,) losses.
     """
     check_hyphc("variant", variant)
     gamma_hyp = check_positive(gamma_hyp, "gamma_hyp")
+    if not isinstance(detach_similarity, bool):
+        raise TypeError(f"detach_similarity must be True or False, got {detach_similarity!r}")
+    if not isinstance(proxies_h, Tensor) or not proxies_h.dtype.is_floating_point or proxies_h.dim() < 2:
+        raise TypeError("proxies_h must be a floating-point (C, K, D) or (P, D) tensor of points in the ball")
     flat = proxies_h.reshape(-1, proxies_h.shape[-1])
+    _check_index_tensor(triplets, "triplets", "flat proxy indices (M, 3)")
     if triplets.dim() != 2 or triplets.shape[1] != 3:
         raise ValueError(f"triplets must be an (M, 3) LongTensor, got shape {tuple(triplets.shape)}")
-    if triplets.numel() and (int(triplets.min()) < 0 or int(triplets.max()) >= flat.shape[0]):
+    if triplets.shape[0] == 0:
+        raise ValueError("triplets holds M = 0 triplets: the HypHC loss is averaged over them; pass M >= 1 (or set tau = 0)")
+    if int(triplets.min()) < 0 or int(triplets.max()) >= flat.shape[0]:
         raise ValueError(f"triplets index proxies in [0, {flat.shape[0]}), found {int(triplets.min())}..{int(triplets.max())}")
-    p = flat[triplets]  # (M, 3, D)
-    first = [a for a, _ in _PAIRS]
-    second = [b for _, b in _PAIRS]
-    pa, pb = p[:, first], p[:, second]  # (M, 3, D): pairs (i,j), (i,k), (j,k)
-    d_pairs = poincare.dist(pa, pb, c)  # (M, 3)
+    poincare.check_in_ball(flat, c, "proxies_h")
+    with poincare.checks(False):  # checked above, under this function's names
+        d_pairs, depth = poincare.group_dist_lca(flat, triplets, c, lca=variant == "lca")  # (M, 3): (i,j), (i,k), (j,k)
     S = torch.exp(-d_pairs)
     if detach_similarity:
         S = S.detach()
-    d = poincare.lca_depth(pa, pb, c) if variant == "lca" else d_pairs
+    d = depth if variant == "lca" else d_pairs
     w = torch.softmax(d / gamma_hyp, dim=-1)
     return S.sum(-1) - (S * w).sum(-1)
 
@@ -166,18 +233,31 @@ class CHESTOutput(NamedTuple):
 
 
 def check_chest_inputs(x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> None:
-    """Shapes of Eq. 10's inputs: (B, D_E), (B, D_H), (B,), (C, K, D_E), (C, K, D_H)."""
+    """Types and shapes of Eq. 10's inputs: floating (B, D_E), (B, D_H), integer (B,), floating
+    (C, K, D_E), (C, K, D_H), with ``B >= 1`` (a mean over an empty batch is NaN) and ``C >= 2``.
+    The values (finite Euclidean inputs, hyperbolic ones in the ball) are checked where they are used."""
+    for name, t, what in (("x_e", x_e, "embeddings (B, D_E)"), ("x_h", x_h, "points (B, D_H)"),
+                          ("proxies_e", proxies_e, "proxies (C, K, D_E)"), ("proxies_h", proxies_h, "proxies (C, K, D_H)")):
+        if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
+            got = f"a {t.dtype} tensor" if isinstance(t, Tensor) else type(t).__name__
+            raise TypeError(f"{name} must be a floating-point tensor of {what}, got {got}; convert it with .float()")
+    _check_index_tensor(labels, "labels", "class indices (B,)")
     if proxies_e.dim() != 3 or proxies_h.dim() != 3:
         raise ValueError(
             f"proxies must be (C, K, D): got proxies_e {tuple(proxies_e.shape)}, proxies_h {tuple(proxies_h.shape)}"
         )
     if proxies_e.shape[:2] != proxies_h.shape[:2]:
         raise ValueError(f"proxies_e {tuple(proxies_e.shape)} and proxies_h {tuple(proxies_h.shape)} need the same (C, K)")
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be a (B,) tensor of class indices, got shape {tuple(labels.shape)}")
     B = labels.shape[0]
-    if x_e.shape[0] != B or x_h.shape[0] != B:
+    if x_e.dim() != 2 or x_h.dim() != 2 or x_e.shape[0] != B or x_h.shape[0] != B:
         raise ValueError(f"x_e {tuple(x_e.shape)}, x_h {tuple(x_h.shape)} and labels {tuple(labels.shape)} need the same B")
     if x_e.shape[-1] != proxies_e.shape[-1] or x_h.shape[-1] != proxies_h.shape[-1]:
         raise ValueError("embedding and proxy dimensions differ: x_e/proxies_e and x_h/proxies_h must share D")
+    _check_batch(B, "the batch (x_e, x_h, labels)")
+    if proxies_e.shape[1] == 0:
+        raise ValueError(f"proxies hold K = 0 proxies per class, got shape {tuple(proxies_e.shape)}; use K >= 1")
     check_labels(labels, B, proxies_e.shape[0])
 
 
@@ -212,12 +292,15 @@ def chest_loss(
     the hyperbolic head; ``triplets``: (M, 3) flat proxy indices (anchor, same class, other class),
     may be ``None`` when ``tau = 0``. ``D_E`` in Eq. 5 is the (unsquared) Euclidean distance,
     ``D_H`` the Poincaré distance (Eq. 2). A space whose weight ``eta`` is 0 is skipped entirely.
+    An empty batch (``B = 0``) raises ``ValueError`` (the means of Eq. 10 would be NaN), as do
+    non-finite inputs, points outside the ball and out-of-range hyperparameters.
     """
     check_chest_inputs(x_e, x_h, labels, proxies_e, proxies_h)
     poincare.check_curvature(c)
     check_hyphc("hyphc", hyphc)
     for name, value in (("gamma_e", gamma_e), ("gamma_h", gamma_h), ("lambda_e", lambda_e), ("lambda_h", lambda_h), ("gamma_hyp", gamma_hyp)):
         check_positive(value, name)
+    delta_e, delta_h = _check_real(delta_e, "delta_e"), _check_real(delta_h, "delta_h")
     eta_e = check_positive(eta_e, "eta_e", allow_zero=True)
     eta_h = check_positive(eta_h, "eta_h", allow_zero=True)
     tau = check_positive(tau, "tau", allow_zero=True)
@@ -225,11 +308,17 @@ def chest_loss(
     zero = x_e.new_zeros(())
     l_h = l_e = l_hyp = zero
     s_h = s_e = None
+    if eta_h > 0 or tau > 0:  # the errors name chest_loss's parameters; the geometry then runs unchecked
+        poincare.check_in_ball(proxies_h, c, "proxies_h")
     if eta_h > 0:
-        d_h = poincare.pairwise_dist(x_h, proxies_h.reshape(C * K, -1), c).view(-1, C, K)
+        poincare.check_in_ball(x_h, c, "x_h")
+        with poincare.checks(False):
+            d_h = poincare.pairwise_dist(x_h, proxies_h.reshape(C * K, -1), c).view(-1, C, K)
         s_h = soft_similarity(d_h, gamma_h)
         l_h = proxy_loss(s_h, labels, lambda_h, delta_h).mean()
     if eta_e > 0:
+        poincare.check_finite(x_e, "x_e")
+        poincare.check_finite(proxies_e, "proxies_e")
         d_e = torch.cdist(x_e, proxies_e.reshape(C * K, -1)).view(-1, C, K)
         s_e = soft_similarity(d_e, gamma_e)
         l_e = proxy_loss(s_e, labels, lambda_e, delta_e).mean()
@@ -241,16 +330,30 @@ def chest_loss(
             )
         if triplets is None or triplets.shape[0] < 1:
             raise ValueError("tau > 0 needs M >= 1 triplets (an (M, 3) LongTensor); pass triplets or set tau = 0")
-        l_hyp = hyphc_loss(proxies_h, triplets, c, gamma_hyp, variant=hyphc).mean()
+        with poincare.checks(False):
+            l_hyp = hyphc_loss(proxies_h, triplets, c, gamma_hyp, variant=hyphc).mean()
     total = eta_h * l_h + eta_e * l_e + tau * l_hyp
     return CHESTOutput(total, l_h, l_e, l_hyp, s_h, s_e)
 
 
+def _check_count(value: object, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
 def sample_triplets(C: int, K: int, M: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """``M`` HypHC triplets of flat proxy indices ``class * K + k`` -> (M, 3) LongTensor:
-    an anchor proxy, another proxy of the same class (``i != j``), a proxy of another class."""
+    an anchor proxy, another proxy of the same class (``i != j``), a proxy of another class.
+    ``C``, ``K``, ``M``: integers with ``C >= 2``, ``K >= 2``, ``M >= 1``."""
+    C, K, M = _check_count(C, "C"), _check_count(K, "K"), _check_count(M, "M")
     if C < 2 or K < 2 or M < 1:
         raise ValueError(f"triplets need C >= 2 classes, K >= 2 proxies per class and M >= 1, got C={C}, K={K}, M={M}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     g = generator
     cls = torch.randint(C, (M,), generator=g)
     i = torch.randint(K, (M,), generator=g)
@@ -263,22 +366,44 @@ def sample_triplets(C: int, K: int, M: int, generator: Optional[torch.Generator]
 # --------------------------------------------------------------------------------------------
 # hard-negative paper: pairwise cross-entropy, Mix, and the weights of hard negatives
 # --------------------------------------------------------------------------------------------
-def pair_similarity(x: Tensor, y: Tensor, c: Optional[poincare.Curvature] = None) -> Tensor:
-    r"""Pairwise similarity (N, D) x (M, D) -> (N, M): cosine on the sphere (``c=None``) or
-    :math:`-D_H` in the Poincaré ball of curvature ``c``."""
+def pair_similarity(x: Tensor, y: Tensor, c: Optional[poincare.Curvature] = None, names: tuple[str, str] = ("x", "y")) -> Tensor:
+    r"""Pairwise similarity (N, D) x (M, D) -> (N, M): cosine on the sphere (``c=None``; finite
+    vectors, a zero vector has similarity 0) or :math:`-D_H` in the Poincaré ball of curvature ``c``
+    (points in the ball). ``names``: how errors call ``x`` and ``y``."""
+    for name, t in zip(names, (x, y)):
+        _check_values(t, name, "vectors (N, D)") if c is None else poincare.check_in_ball(t, c, name)
+        if t.dim() != 2:
+            raise ValueError(f"{name} must be an (N, D) tensor, got shape {tuple(t.shape)}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"{names[0]} {tuple(x.shape)} and {names[1]} {tuple(y.shape)} must have the same D")
     if c is None:
         return F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
-    return -poincare.pairwise_dist(x, y, c)
+    with poincare.checks(False):  # checked above, under the caller's names
+        return -poincare.pairwise_dist(x, y, c)
 
 
-def _pair_ce_from_logits(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean over positive pairs (i, j), j != i, same label, of -log softmax_{k != i}(logits_i)[j]."""
-    n = logits.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=logits.device)
-    logp = torch.log_softmax(logits.masked_fill(eye, -math.inf), dim=1)
+def _shifted(s: Tensor, t: float, mask: Optional[Tensor] = None) -> Tensor:
+    """(s - max_k s) / t per row (the max over the entries not in ``mask``, detached): a softmax
+    over the last dimension does not change, and a tiny temperature cannot overflow to inf - inf."""
+    ref = s.detach() if mask is None else s.detach().masked_fill(mask, -math.inf)
+    top = ref.amax(-1, keepdim=True)
+    return (s - torch.where(torch.isfinite(top), top, torch.zeros_like(top))) / _in_range(t, s.dtype)
+
+
+def _positive_pairs(labels: Tensor) -> Tensor:
+    """(B, B) mask of the positive pairs (i, j), j != i, same label; raises if there is none."""
+    n = labels.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=labels.device)
     pos = (labels[:, None] == labels[None, :]) & ~eye
     if not bool(pos.any()):
         raise ValueError("pairwise cross-entropy needs at least one positive pair: two samples with the same label")
+    return pos
+
+
+def _pair_ce_from_logits(logits: Tensor, pos: Tensor) -> Tensor:
+    """Mean over positive pairs (i, j), j != i, same label, of -log softmax_{k != i}(logits_i)[j]."""
+    eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+    logp = torch.log_softmax(logits.masked_fill(eye, -math.inf), dim=1)
     return -logp[pos].mean()
 
 
@@ -288,24 +413,40 @@ def pair_ce_loss(z: Tensor, labels: Tensor, t: float, c: Optional[poincare.Curva
     .. math:: L_i = -\log\frac{e^{s_{ij}/t}}{\sum_{k\ne i} e^{s_{ik}/t}},
 
     ``s = cos`` on the sphere (``c=None``) or ``s = -D_H`` in the ball (``c >= 0``; ``z`` in the ball).
-    ``z``: (B, D), ``labels``: (B,) -> scalar. ``t``: temperature > 0.
+    ``z``: (B, D), ``labels``: (B,) integer -> scalar. ``t``: temperature > 0 (any size: the logits
+    are shifted by their row maximum before the division). No positive pair (e.g. ``B = 0``) raises.
     """
     t = check_positive(t, "t")
+    if c is not None:
+        poincare.check_curvature(c)
+    if not isinstance(z, Tensor):
+        raise TypeError(f"z must be a floating-point (B, D) tensor, got {type(z).__name__}")
     check_labels(labels, z.shape[0])
-    return _pair_ce_from_logits(pair_similarity(z, z, c) / t, labels)
+    pos = _positive_pairs(labels)
+    s = pair_similarity(z, z, c, ("z", "z"))
+    eye = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+    return _pair_ce_from_logits(_shifted(s, t, eye), pos)
 
 
 def mix_loss(z_e: Tensor, z_h: Tensor, labels: Tensor, t_e: float, t_h: float, lam: float, c: poincare.Curvature) -> Tensor:
     r"""The hard-negative paper's "Mix" geometry: pairwise cross-entropy on the logits
     :math:`\cos(z^E_i, z^E_k)/t_E + \lambda\,(-D_H(z^H_i, z^H_k))/t_H`.
 
-    ``z_e``: (B, D_E), ``z_h``: (B, D_H) in the ball, ``labels``: (B,) -> scalar.
+    ``z_e``: (B, D_E), ``z_h``: (B, D_H) in the ball, ``labels``: (B,) integer -> scalar.
     """
     t_e, t_h = check_positive(t_e, "t_e"), check_positive(t_h, "t_h")
     lam = check_positive(lam, "lam", allow_zero=True)
+    poincare.check_curvature(c)
+    if not isinstance(z_e, Tensor) or not isinstance(z_h, Tensor):
+        raise TypeError("z_e and z_h must be floating-point (B, D) tensors")
     check_labels(labels, z_e.shape[0])
-    logits = pair_similarity(z_e, z_e) / t_e + lam * pair_similarity(z_h, z_h, c) / t_h
-    return _pair_ce_from_logits(logits, labels)
+    if z_h.shape[0] != z_e.shape[0]:
+        raise ValueError(f"z_e {tuple(z_e.shape)} and z_h {tuple(z_h.shape)} need the same B")
+    pos = _positive_pairs(labels)
+    se, sh = pair_similarity(z_e, z_e, None, ("z_e", "z_e")), pair_similarity(z_h, z_h, c, ("z_h", "z_h"))
+    eye = torch.eye(se.shape[0], dtype=torch.bool, device=se.device)
+    logits = _shifted(se, t_e, eye) + lam * _shifted(sh, t_h, eye)
+    return _pair_ce_from_logits(logits, pos)
 
 
 def hard_negative_weights(anchor: Tensor, others: Tensor, t: float, c: Optional[poincare.Curvature] = None) -> Tensor:
@@ -315,12 +456,24 @@ def hard_negative_weights(anchor: Tensor, others: Tensor, t: float, c: Optional[
               \frac{\partial L_i}{\partial z} = \frac1t\sum_{k\ne i} w_{ik}\Big(\frac{\partial s_{ik}}{\partial z}
               - \frac{\partial s_{ij}}{\partial z}\Big).
 
-    ``anchor``: (D,) or (B, D); ``others``: (N, D) or (B, N, D) -> (N,) or (B, N), summing to 1.
-    ``s`` is the cosine (``c=None``) or ``-D_H`` (``c >= 0``).
+    ``anchor``: (D,) or (B, D); ``others``: (N, D) or (B, N, D), ``N >= 1`` -> (N,) or (B, N), summing
+    to 1. ``s`` is the cosine (``c=None``; finite vectors) or ``-D_H`` (``c >= 0``; points in the ball).
     """
     t = check_positive(t, "t")
+    for name, x in (("anchor", anchor), ("others", others)):
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point tensor, got {type(x).__name__ if not isinstance(x, Tensor) else x.dtype}")
+    if others.dim() < 2 or anchor.dim() < 1 or anchor.shape[-1] != others.shape[-1]:
+        raise ValueError(f"anchor (D,) or (B, D) and others (N, D) or (B, N, D) must share D, got {tuple(anchor.shape)} and {tuple(others.shape)}")
+    if others.shape[-2] == 0:
+        raise ValueError("others holds N = 0 points: the weights of no triplets are undefined; pass N >= 1")
     if c is None:
+        _check_values(anchor, "anchor", "vectors")
+        _check_values(others, "others", "vectors")
         s = F.cosine_similarity(anchor.unsqueeze(-2), others, dim=-1)
     else:
-        s = -poincare.dist(anchor.unsqueeze(-2), others, c)
-    return torch.softmax(s / t, dim=-1)
+        poincare.check_in_ball(anchor, c, "anchor")
+        poincare.check_in_ball(others, c, "others")
+        with poincare.checks(False):  # checked above, under this function's names
+            s = -poincare.dist(anchor.unsqueeze(-2), others, c)
+    return torch.softmax(_shifted(s, t), dim=-1)

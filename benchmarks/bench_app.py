@@ -1,18 +1,25 @@
-"""Benchmark: the dashboard (``app.py``) against the issue's targets, on the ``tree`` dataset.
+"""Benchmark: the dashboard (``app.py``, package ``chestlab.dashboard``) against its targets, on ``tree``.
 
-Targets (issue 4): >= 20 optimizer steps/s while the page refreshes its plots at least once a second;
-first plot within 10 s of opening the page (venv ready); no UI step blocks for more than 1 s (UMAP
+Targets: first plot <= 4 s after the page opens on the 2-core CPU; >= 20 optimizer steps/s while the
+page refreshes its plots at least once a second; no UI step blocks for more than 1 s (UMAP
 excepted, which shows a progress bar).
 
 Part 1 -- in process, no server: the pieces of one refresh of the live fragment (a training step, an
-evaluation, each figure built and serialised as Streamlit sends it), medians of repeats, and the
-refresh budget they imply (the fragment trains for 55 % of the 0.8-s refresh period, then draws).
+evaluation, each panel's figure built and serialised as Streamlit sends it), medians of repeats, and
+the refresh budget they imply (the fragment trains for TRAIN_FRACTION of the 0.8-s refresh period,
+then draws).
 
 Part 2 -- end to end, when Chromium is installed: ``streamlit run app.py`` + headless Chromium over the
-DevTools protocol (the helper of ``tests/test_app.py``):
+DevTools protocol (the helper of ``tests/test_app.py``), each page in a fresh browser profile (no
+cached JavaScript):
 
-* first plot: from ``Page.navigate`` to the first Plotly SVG on the page (server already running,
-  the Python process cold: the first session imports torch and builds the data);
+* first plot: from ``Page.navigate`` to the first Plotly SVG on the page. ``streamlit run app.py``
+  starts an ``st.App`` whose lifespan warms the server up in the background (torch, the engine,
+  plotly, one default run: ``chestlab.dashboard.warm``), so it is measured twice, each time with a
+  new server process: page opened on a *ready* server (after its "warm-up done" line; ``--runs``
+  times, median), and page opened as soon as the server answers its health check (the warm-up still
+  running: the first page waits for its imports, then the warm-up stops). The time from starting the server to "warm-up done" is
+  reported too;
 * playing (``?play=1``) for ``--seconds``: the page's own step counter is read every 0.1 s; steps/s =
   steps gained / wall time, redraw interval = time between changes of the counter;
 * UI block: the page's "Last redraw: ... in X s, then drawing in Y s" caption gives each fragment
@@ -20,8 +27,11 @@ DevTools protocol (the helper of ``tests/test_app.py``):
   yields to Streamlit between steps) or one drawing pass, so ``max(draw)`` bounds the block, and the
   measured time from clicking Pause to the button reading "Play" is reported as the response time.
 
+The load average is printed with the tables: on a shared 2-core machine the end-to-end numbers
+depend on what else runs.
+
     .venv/bin/python benchmarks/bench_app.py            # both parts
-    .venv/bin/python benchmarks/bench_app.py --quick    # fewer repeats, 8 s of playing
+    .venv/bin/python benchmarks/bench_app.py --quick    # fewer repeats, one run per case, 8 s of playing
 """
 
 from __future__ import annotations
@@ -59,51 +69,98 @@ def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
 def part1(repeats: int) -> tuple[list[list[str]], dict]:
     import torch
 
-    torch.set_num_threads(1)  # as app.py does on CPU
-    from chestlab import figures
-    from chestlab.train import TrainConfig, Trainer
+    torch.set_num_threads(1)  # as the page does on CPU
+    from chestlab.dashboard import controls, runner
+    from chestlab.dashboard.panels import PanelContext, curves, disk, hardneg, similarity
+    from chestlab.dashboard.state import DashState
+    from chestlab.engine import Trainer
 
-    cfg = TrainConfig.preset("demo-tree", eval_every=50, eval_max=600)  # app.py's BASE
+    cfg = controls.BASE  # the page's defaults
     t0 = time.perf_counter()
     tr = Trainer(cfg)
     first_build = (time.perf_counter() - t0) * 1000
     rebuild = _median_ms(lambda: Trainer(cfg), max(2, repeats // 4), warmup=0)
     step = _median_ms(tr.train_step, repeats * 5, warmup=5)
     evaluate = _median_ms(tr.evaluate, max(3, repeats // 2))
-    rows = [{"step": i, "loss": 1.0, "l_h": 0.5, "l_e": 0.4, "l_hyphc": 0.1} for i in range(1, 3001)] + tr.history * 30
+    run = runner.Run("A", tr, rows=[{"step": i, "loss": 1.0, "l_h": 0.5, "l_e": 0.4, "l_hyphc": 0.1} for i in range(1, 3001)])
+    state = DashState(runs=[run])
+    tr.history = tr.history * 30
+
+    def ctx() -> PanelContext:  # a fresh per-redraw cache, as the page makes
+        return PanelContext(state, {}, run)
 
     def hist() -> None:
-        figures.similarity_histogram(tr.similarities(), cfg.delta_h, cfg.delta_e).to_json()
+        similarity.figure(ctx()).to_json()
 
-    def disk() -> None:
-        emb = tr.embed("train", 600)
-        ph = tr.proxies()["h"]
-        xy = figures.project_to_disk(emb["x_h"], cfg.c)
-        pxy = figures.project_to_disk(ph.reshape(-1, ph.shape[-1]), cfg.c, fit_on=emb["x_h"])
-        figures.poincare_disk(xy, emb["labels"], emb["super"], pxy, c=cfg.c, grid=True, circles=(1, 2, 3)).to_json()
+    def disk_() -> None:
+        c = ctx()
+        disk.figure(c.disk_data("train"), grid=True, circles=True)[0].to_json()
 
-    def curves() -> None:
-        figures.training_curves(rows).to_json()
+    def curves_() -> None:
+        curves.figure(ctx()).to_json()
 
-    def hardneg() -> None:
-        emb = tr.embed("test", 96)
-        figures.hard_negative_weights_figure([0.1, 0.5, 1.0], cfg.t, t_sphere=cfg.t_e, v=emb["x_h"], labels=emb["labels"]).to_json()
+    def hardneg_() -> None:
+        c = ctx()
+        hardneg.figure(c, c.disk_data("train"), cfg.t, cfg.t_e).to_json()
 
-    parts = {"histograms": _median_ms(hist, repeats), "disk (600 pts + proxies, grid)": _median_ms(disk, repeats),
-             "curves (3000 steps)": _median_ms(curves, repeats), "hard negatives": _median_ms(hardneg, repeats)}
+    parts = {"histograms": _median_ms(hist, repeats), "disk (600 pts + proxies, grid)": _median_ms(disk_, repeats),
+             "curves (3000 steps)": _median_ms(curves_, repeats), "hard negatives": _median_ms(hardneg_, repeats)}
     draw = sum(parts.values())
     table = [["build Trainer (first / cached data)", f"{cm.fmt_ms(first_build)} / {cm.fmt_ms(rebuild)}"],
              ["train_step", cm.fmt_ms(step)], ["evaluate (≤ 600 per split, both splits)", cm.fmt_ms(evaluate)]]
     table += [[f"figure + JSON: {k}", cm.fmt_ms(v)] for k, v in parts.items()]
     table += [["all figures of one redraw", cm.fmt_ms(draw)]]
-    budget = 0.55 * 800.0  # ms of training per refresh (app.py: TRAIN_FRACTION x REFRESH_S)
-    # steps in the training budget, evaluations every 50 steps included
-    per_step = step + evaluate / 50
-    predicted = budget / per_step / 0.8
+    budget = controls.TRAIN_FRACTION * controls.REFRESH_S * 1000  # ms of training per refresh
+    # steps in the training budget, evaluations every eval_every steps included
+    per_step = step + evaluate / cfg.eval_every
+    predicted = budget / per_step / controls.REFRESH_S
     return table, dict(step_ms=step, eval_ms=evaluate, draw_ms=draw, predicted_steps_s=predicted)
 
 
-def part2(seconds: float) -> tuple[list[list[str]], dict]:
+_STEP_JS = ("(() => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
+            ".find(e => e.innerText.startsWith('step')); return m ? m.innerText : ''; })()")
+_CAP_JS = ("(() => { const c = [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+           ".find(e => e.innerText.startsWith('Last redraw')); return c ? c.innerText : ''; })()")
+
+
+class _Server:
+    """``streamlit run app.py`` in a new process (as the tests start it), its log and its start time."""
+
+    def __init__(self, T: Any, tmp: Path, name: str) -> None:
+        self.T, self.port, self.log = T, T._free_port(), tmp / f"{name}.log"
+        self.t0 = time.monotonic()
+        self.proc = T.start_server(self.port, self.log)
+        T._wait_http(f"http://127.0.0.1:{self.port}/_stcore/health", 60)
+        self.health_s = time.monotonic() - self.t0
+
+    def wait_ready(self, timeout: float = 180.0) -> float:
+        """Seconds from the server's start to its "warm-up done" line."""
+        from chestlab.dashboard.warm import READY_LINE
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if READY_LINE in self.log.read_text(errors="replace"):
+                return time.monotonic() - self.t0
+            time.sleep(0.05)
+        raise TimeoutError(f"no {READY_LINE!r} in the server log within {timeout:.0f} s")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(20)
+
+
+def _first_plot(T: Any, browser: str, profile: Path, url: str) -> tuple[Any, float]:
+    chrome = T.Chromium(browser, profile)
+    t0 = time.monotonic()
+    chrome.goto(url)
+    chrome.wait_for(T._PLOTS_JS, 90, "the first plot")
+    return chrome, time.monotonic() - t0
+
+
+def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
     sys.path.insert(0, str(ROOT / "tests"))
     import test_app as T  # the DevTools helper
 
@@ -111,60 +168,70 @@ def part2(seconds: float) -> tuple[list[list[str]], dict]:
     if browser is None:
         return [["end to end", "skipped: no chromium (apt-get install -y chromium)"]], {}
     tmp = Path(tempfile.mkdtemp(prefix="bench_app_"))
-    port = T._free_port()
-    server = T.start_server(port, tmp / "server.log")
     out: dict = {}
+    # 1) the page opened as soon as the server answers (the warm-up still running)
+    server = _Server(T, tmp, "cold")
     try:
-        T._wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
-        chrome = T.Chromium(browser, tmp / "profile")
-        try:
-            t0 = time.monotonic()
-            chrome.goto(f"http://127.0.0.1:{port}/?play=1")
-            chrome.wait_for(T._PLOTS_JS, 60, "the first plot")
-            out["first_plot_s"] = time.monotonic() - t0
-            step_js = ("(() => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
-                       ".find(e => e.innerText.startsWith('step')); return m ? m.innerText : ''; })()")
-            cap_js = ("(() => { const c = [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-                      ".find(e => e.innerText.startsWith('Last redraw')); return c ? c.innerText : ''; })()")
-            chrome.wait_for(f"/\\d+/.test({step_js}) && parseInt({step_js}.split('\\n').pop()) > 0", 30, "training to start")
-            samples, caps = [], []
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                txt = chrome.js(step_js) or ""
-                m = re.findall(r"\d+", txt)
-                if m:
-                    samples.append((time.monotonic(), int(m[-1])))
-                cap = chrome.js(cap_js) or ""
-                if cap and (not caps or caps[-1] != cap):
-                    caps.append(cap)
-                time.sleep(0.1)
-            (t_a, s_a), (t_b, s_b) = samples[0], samples[-1]
-            out["steps_s"] = (s_b - s_a) / (t_b - t_a)
-            changes = [t for (t, s), (_, s_prev) in zip(samples[1:], samples[:-1]) if s != s_prev]
-            gaps = [b - a for a, b in zip(changes, changes[1:])]
-            out["redraw_median_s"] = statistics.median(gaps) if gaps else float("nan")
-            out["redraw_max_s"] = max(gaps) if gaps else float("nan")
-            trains, draws = [], []
-            for cap in caps:
-                m = re.search(r"in ([\d.]+) s, then drawing in ([\d.]+) s", cap)
-                if m:
-                    trains.append(float(m.group(1)))
-                    draws.append(float(m.group(2)))
-            out["train_max_s"] = max(trains) if trains else float("nan")
-            out["draw_max_s"] = max(draws) if draws else float("nan")
-            out["draw_median_s"] = statistics.median(draws) if draws else float("nan")
-            t0 = time.monotonic()
-            chrome.click_button("Pause")
-            chrome.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim().endsWith('Play'))", 30, "Pause to answer")
-            out["pause_response_s"] = time.monotonic() - t0
-            chrome.screenshot(tmp / "bench_app.png")
-        finally:
-            chrome.close()
+        chrome, out["first_plot_cold_s"] = _first_plot(T, browser, tmp / "profile_cold", server.url("/?play=1"))
+        chrome.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(20)
+        server.stop()
+    # 2) the page opened on a ready server: `runs` times, each with a new server; the last one plays
+    ready, warm = [], []
+    for i in range(runs):
+        server = _Server(T, tmp, f"ready{i}")
+        try:
+            ready.append(server.wait_ready())
+            chrome, t = _first_plot(T, browser, tmp / f"profile{i}", server.url("/?play=1"))
+            warm.append(t)
+            if i < runs - 1:
+                chrome.close()
+                continue
+            try:
+                chrome.wait_for(f"/\\d+/.test({_STEP_JS}) && parseInt({_STEP_JS}.split('\\n').pop()) > 0", 30, "training to start")
+                samples, caps = [], []
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    txt = chrome.js(_STEP_JS) or ""
+                    m = re.findall(r"\d+", txt)
+                    if m:
+                        samples.append((time.monotonic(), int(m[-1])))
+                    cap = chrome.js(_CAP_JS) or ""
+                    if cap and (not caps or caps[-1] != cap):
+                        caps.append(cap)
+                    time.sleep(0.1)
+                (t_a, s_a), (t_b, s_b) = samples[0], samples[-1]
+                out["steps_s"] = (s_b - s_a) / (t_b - t_a)
+                changes = [t for (t, s), (_, s_prev) in zip(samples[1:], samples[:-1]) if s != s_prev]
+                gaps = [b - a for a, b in zip(changes, changes[1:])]
+                out["redraw_median_s"] = statistics.median(gaps) if gaps else float("nan")
+                out["redraw_max_s"] = max(gaps) if gaps else float("nan")
+                trains, draws = [], []
+                for cap in caps:
+                    m = re.search(r"in ([\d.]+) s, then drawing in ([\d.]+) s", cap)
+                    if m:
+                        trains.append(float(m.group(1)))
+                        draws.append(float(m.group(2)))
+                out["train_max_s"] = max(trains) if trains else float("nan")
+                out["draw_max_s"] = max(draws) if draws else float("nan")
+                out["draw_median_s"] = statistics.median(draws) if draws else float("nan")
+                t0 = time.monotonic()
+                chrome.click_button("Pause")
+                chrome.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim().endsWith('Play'))", 30, "Pause to answer")
+                out["pause_response_s"] = time.monotonic() - t0
+                chrome.screenshot(tmp / "bench_app.png")
+            finally:
+                chrome.close()
+        finally:
+            server.stop()
+    out["first_plot_s"] = statistics.median(warm)
+    out["ready_s"] = statistics.median(ready)
+    shown = " / ".join(f"{t:.1f}" for t in warm)
     rows = [
-        ["first plot after opening the page (s)", f"{out['first_plot_s']:.1f}"],
+        ["server start -> warm-up done (s)", f"{out['ready_s']:.1f}"],
+        [f"first plot after opening the page, server ready (s){' — median of ' + shown if runs > 1 else ''}",
+         f"{out['first_plot_s']:.1f}"],
+        ["first plot, page opened as soon as the server answers (s)", f"{out['first_plot_cold_s']:.1f}"],
         ["steps/s while playing (wall clock)", f"{out['steps_s']:.1f}"],
         ["redraw interval median / max (s)", f"{out['redraw_median_s']:.2f} / {out['redraw_max_s']:.2f}"],
         ["fragment run: training max (s)", f"{out['train_max_s']:.2f}"],
@@ -175,33 +242,46 @@ def part2(seconds: float) -> tuple[list[list[str]], dict]:
     return rows, out
 
 
+def _load() -> str:
+    return "load avg %.1f/%.1f/%.1f" % os.getloadavg() if hasattr(os, "getloadavg") else "load avg n/a"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer repeats and 8 s of playing")
+    p.add_argument("--quick", action="store_true", help="fewer repeats, one run per case and 8 s of playing")
     p.add_argument("--seconds", type=float, default=20.0, help="how long to play in the browser")
+    p.add_argument("--runs", type=int, default=3, help="first plot on a ready server: this many servers, median")
     p.add_argument("--no-browser", action="store_true", help="part 1 only")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
     args = p.parse_args()
     repeats = 5 if args.quick else 15
     seconds = 8.0 if args.quick else args.seconds
+    runs = 1 if args.quick else max(1, args.runs)
     rows1, r1 = part1(repeats)
+    from chestlab.dashboard import controls
+
     print(cm.table(["## app.py building blocks (in process, tree, 1 torch thread)"] + cm.env_lines("cpu", 1), ["piece", "median ms"], rows1,
-                   [f"implied by these: ~{r1['predicted_steps_s']:.0f} steps/s at the default 0.8-s refresh "
-                    f"(55 % of it training, an evaluation every 50 steps); drawing {r1['draw_ms']:.0f} ms per refresh"]))
+                   [f"implied by these: ~{r1['predicted_steps_s']:.0f} steps/s at the default {controls.REFRESH_S:g}-s refresh "
+                    f"({controls.TRAIN_FRACTION:.0%} of it training, an evaluation every {controls.BASE.eval_every} steps); "
+                    f"drawing {r1['draw_ms']:.0f} ms per refresh"]))
     print()
     ok_all = True
     if args.no_browser:
         return 0
-    rows2, r2 = part2(seconds)
+    load0 = _load()
+    rows2, r2 = part2(seconds, runs)
     if r2:
         checks = [
+            ("first plot ≤ 4 s after the page opens (server ready)", r2["first_plot_s"] <= 4.0),
+            ("first plot ≤ 10 s when the page opens with the server (warm-up still running)", r2["first_plot_cold_s"] <= 10.0),
             ("≥ 20 steps/s while playing", r2["steps_s"] >= 20),
             ("plots refresh at least once a second (median redraw interval ≤ 1 s)", r2["redraw_median_s"] <= 1.05),
-            ("first plot ≤ 10 s", r2["first_plot_s"] <= 10.0),
             ("no UI block > 1 s (drawing max, Pause response)", max(r2["draw_max_s"], r2["pause_response_s"]) <= 1.0),
         ]
         ok_all = all(ok for _, ok in checks)
-        notes = [f"{cm.verdict(ok)}  {name}" for name, ok in checks] + [f"screenshot: {r2['screenshot']}"]
+        notes = [f"{cm.verdict(ok)}  {name}" for name, ok in checks]
+        notes += [f"{load0} at start, {_load()} at end (2 cores: other processes slow every end-to-end number)",
+                  f"screenshot: {r2['screenshot']}"]
     else:
         notes = []
     print(cm.table(["## app.py end to end (streamlit server + headless Chromium, tree, default refresh 0.8 s)"], ["measure", "value"], rows2, notes))

@@ -1,0 +1,257 @@
+"""The page: sidebar, controls row, warnings, and the training fragment that draws the panels.
+
+How it works
+    * The session's runs (trainer + step rows) live in the session's :class:`DashState`.
+    * The training loop runs in chunks inside ``st.fragment(run_every=refresh)``: every refresh the
+      fragment trains for ``TRAIN_FRACTION`` of the refresh period, then redraws the panels; widgets
+      stay responsive because a widget change interrupts the fragment between steps.
+    * Live settings go to ``Trainer.set`` and apply at the next step; structural ones need a new
+      run: the page says so and offers Reset. Rules between settings (:func:`chestlab.settings.check`)
+      are shown as warnings, with what the page does about them.
+    * Every setting is mirrored in the URL's query parameters, so a link reopens the same experiment.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+import torch
+
+from . import controls, runner
+from .panels import PanelContext, compare, draw_run, export
+from .state import KEY, DashState, get_state
+
+__all__ = ["main", "body", "live_panel", "status_row", "warm_up"]
+
+_CSS = "<style>div.block-container{padding-top:1.2rem;} [data-testid='stMetricValue']{font-size:1.4rem;}</style>"
+
+
+def _threads() -> None:
+    # The demo models are tiny: one intra-op thread is ~10x faster than two on a 2-core machine, where the
+    # second thread competes with the Streamlit server and the browser (measured: 93 vs 10 steps/s on
+    # `tree`). Set in every script run: each run is a new thread, and OpenMP's setting is per thread.
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)
+
+
+# -- callbacks (run before the script, so they may write widget values) ----------------------------
+def _on_preset() -> None:
+    state = get_state(st.session_state)
+    controls.apply_preset(state, st.session_state, st.session_state["preset"])
+
+
+def _on_reset() -> None:
+    get_state(st.session_state).want_reset = True
+
+
+def _on_play(playing: bool) -> None:
+    # sets the value the button showed (not a toggle): a callback Streamlit runs twice -- a rerun
+    # interrupted by the fragment's timer is rerun with the same click -- must not undo itself
+    get_state(st.session_state).playing = playing
+
+
+def _on_step() -> None:
+    get_state(st.session_state).pending_steps = int(st.session_state["step_n"])
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def status_row(state: DashState) -> None:
+    tr = state.trainer
+    rows = state.rows
+    last = tr.history[-1] if tr.history else {}
+    cols = st.columns(6)
+    cols[0].metric("step", tr.step_count)
+    rate = state.rate_wall or state.rate  # wall-clock rate of the last play, else of the last Step
+    cols[1].metric("steps / s", f"{rate:.0f}" if rate else "—",
+                   help="optimizer steps per wall-clock second while playing, drawing included "
+                        "(before any play: the speed of the last Step)")
+    cols[2].metric("loss", _fmt(rows[-1]["loss"] if rows else None))
+    cols[3].metric("R@1 H (unseen)", _fmt(last.get("test/H/R@1")),
+                   help="Recall@1 on the test classes (never trained on), Poincaré distance")
+    cols[4].metric("R@1 E (unseen)", _fmt(last.get("test/E/R@1")), help="Recall@1 on the test classes, Euclidean distance on x^E")
+    cols[5].metric("device", str(tr.device), help="auto = CUDA when present; torch threads: %d" % torch.get_num_threads())
+
+
+def _yield_point() -> None:
+    st.session_state.get(KEY)  # a session-state access: Streamlit stops or reruns the fragment here when asked
+
+
+def live_panel(state: DashState) -> None:
+    """The fragment: train a chunk (when playing or asked to step), then draw the panels. Reruns every
+    ``refresh`` seconds while playing; a widget change interrupts it between steps."""
+    session = st.session_state
+    every = float(session["refresh"]) if state.playing else None
+
+    @st.fragment(run_every=every)
+    def panel() -> None:
+        state = get_state(st.session_state)
+        if state.trainer is None:
+            return
+        pending, state.pending_steps = state.pending_steps, 0
+        full_run, state.full_run = state.full_run, False
+        refresh = float(session["refresh"])
+        t0 = time.perf_counter()
+        done = 0
+        if not state.diverged:
+            if pending:
+                done = runner.train_chunk(state, budget_s=60.0, max_steps=pending, between_steps=_yield_point)
+            elif state.playing and full_run:
+                done = runner.train_chunk(state, budget_s=0.0, max_steps=1)  # a widget changed: answer it fast
+            elif state.playing:
+                # TRAIN_FRACTION of each refresh trains, the rest draws and leaves the browser time to render
+                done = runner.train_chunk(state, budget_s=controls.TRAIN_FRACTION * refresh, between_steps=_yield_point)
+        t_train = time.perf_counter() - t0
+        runner.measure_rate(state, done, refresh)
+        if state.diverged:
+            st.warning(f"⚠ Training stopped. {state.diverged}  \nChange the setting it suggests, then press Reset.")
+        status_row(state)
+        runs = state.runs
+        cols = st.columns(len(runs)) if len(runs) > 1 else [st.container()]
+        shared: dict = {}
+        contexts = []
+        for run, col in zip(runs, cols):
+            ctx = PanelContext(state, session, run, wide=len(runs) == 1, shared=shared)
+            if len(runs) > 1:
+                compare.header(ctx, col)
+            draw_run(ctx, col)
+            contexts.append(ctx)
+        a = contexts[0]
+        split = shared.get("disk", {}).get("disk_split", "train")
+        state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
+                          "sim": a.cache.get("sim"), "disk": a.cache.get(("disk", split))}
+        t_draw = time.perf_counter() - t0 - t_train
+        state.timing = dict(steps=done, train_s=t_train, draw_s=t_draw)
+        st.caption(f"Last redraw: {done} step(s) in {t_train:.2f} s, then drawing in {t_draw:.2f} s "
+                   f"({'playing, refresh every %g s' % refresh if state.playing else 'paused'}).")
+
+    panel()
+
+
+def main() -> None:
+    """The page (one script run). ``st.set_page_config(**chestlab.dashboard.PAGE_CONFIG)`` is the
+    caller's (``app.py``: before it waits for the warm-up).
+
+    The sidebar is drawn *last*: its widgets' values are read from the session first (they are
+    there before the script runs), so the plots go out first and the browser starts loading its
+    plotting library (the largest part of the first frame) before the ~30 sidebar widgets."""
+    _threads()
+    session = st.session_state
+    state = get_state(session)
+    st.markdown(_CSS, unsafe_allow_html=True)
+    controls.init(state, session)
+    if not state.url_loaded:  # once per session: the link's settings, before any widget is drawn
+        state.url_loaded = True
+        state.url_problems = controls.load_url(state, session, st.query_params.to_dict())
+    # the widgets' values, each validated by the schema (the loss and dataset first: they decide what is shown)
+    invalid = controls.read(state, session, ["loss", "dataset"])
+    invalid += controls.read(state, session, [k for k in controls.shown_keys(state.values) if k not in ("loss", "dataset")])
+    cfg = controls.config(state)
+    controls.sync_url(st.query_params, controls.url_query(state, session))
+    body(state, cfg, invalid)
+    controls.draw_sidebar(state, session, st.sidebar, on_preset=_on_preset)
+
+
+def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
+    """Everything but the sidebar: header, controls row, warnings, the panels, share and export."""
+    session = st.session_state
+    do_reset, state.want_reset = state.want_reset, False
+    st.markdown("## chestlab · hyperbolic + Euclidean metric learning, live")
+    st.caption("CHEST (Combined Hyperbolic and Euclidean Soft Triple) trains class proxies in two spaces at once: "
+               "the Poincaré ball (curvature −c) and ordinary Euclidean space. Press Play, then move any slider "
+               "on the left — the next training step uses it. The (?) next to each control gives the paper's symbol and value.")
+    for p in state.url_problems:  # shown once, in the first run
+        st.warning(f"Ignored a URL setting — {p}")
+    state.url_problems = []
+    for p in invalid:
+        st.warning(f"Not applied: {p}")
+
+    comparing = bool(session.get("compare"))
+    cfg_b, label_b, cmp_problem = compare.config_b(cfg, session) if comparing else (None, "", None)
+    cmp = compare.value_b(session) if comparing else None
+    if do_reset or (state.trainer is None and not state.error):
+        with st.spinner("Building the model and data …"):
+            runner.reset(state, cfg, cfg_b, label_b, cmp)
+    elif comparing and cfg_b is not None and state.trainer is not None and (state.run_b is None or state.built_cmp != cmp):
+        runner.reset(state, cfg, cfg_b, label_b, cmp)  # rebuild both runs so they start from the same seed
+    if not comparing and state.run_b is not None:
+        state.drop_b()
+
+    # -- controls ---------------------------------------------------------------------------------
+    c1, c2, c3, c4 = st.columns([1.1, 1.1, 1.0, 5.2])
+    c1.button("Pause" if state.playing else "Play", icon=":material/pause:" if state.playing else ":material/play_arrow:",
+              on_click=_on_play, args=(not state.playing,), type="primary", key="btn_play", width="stretch",
+              disabled=state.trainer is None)
+    c2.button(f"Step {session['step_n']}", icon=":material/skip_next:", on_click=_on_step, key="btn_step", width="stretch",
+              disabled=state.trainer is None, help="train this many steps, then redraw (change n under Page)")
+    c3.button("Reset", icon=":material/restart_alt:", on_click=_on_reset, key="btn_reset", width="stretch",
+              help="new model, proxies and optimizer from the current settings and seed")
+    compare.render(PanelContext(state, session), c4)
+    if cmp_problem:
+        st.warning(cmp_problem)
+
+    if state.error:
+        st.error(f"The trainer could not be built with these settings. {state.error}  \n"
+                 "Change the setting it names (or pick another dataset/backbone pair: `tree` needs `mlp`, "
+                 "`shapes`/`digits` need `cnn`), then press Reset.")
+        return
+
+    # structural settings changed since the run was built
+    changed = runner.changed_structural(state.run_a.built, cfg)
+    if changed:
+        sch = controls.schema()
+        desc = ", ".join(f"{k}: {controls.format_value(sch[k], a)} → {controls.format_value(sch[k], b)}" for k, (a, b) in changed.items())
+        w1, w2 = st.columns([5, 1])
+        w1.warning(f"**Needs reset** — structural settings changed ({desc}). The run keeps the old ones until you press Reset.")
+        w2.button("Reset now", icon=":material/restart_alt:", on_click=_on_reset, key="btn_reset2", width="stretch")
+
+    # live settings: to the trainers, except values that break a rule between settings
+    for run in state.runs:
+        target = cfg if run.name == "A" else cfg_b
+        if target is None:
+            continue
+        _, refused = runner.apply_live(run, target)
+        if refused:
+            st.warning(f"Not applied: {refused}")
+    for text in runner.problems(cfg, state.run_a) + runner.hints(cfg):
+        st.warning(text)
+
+    state.full_run = True  # the fragment trains only briefly in a full rerun: a widget change answers fast
+    live_panel(state)
+    box = controls.lazy_expander(st, export.TITLE, "export_open")  # drawn only while open
+    if box is not None:
+        export.render(PanelContext(state, session, query=st.query_params.to_dict()), box)
+
+
+# ------------------------------------------------------------------------------------------------
+# warm-up (server start, see chestlab.dashboard.warm)
+# ------------------------------------------------------------------------------------------------
+def warm_up(should_stop: Any = None) -> bool:
+    """Do once what the first page would do: build the default run, train a step, draw every
+    panel's figure (imports plotly's validators) and serialise it as Streamlit does. Nothing is kept:
+    the session builds its own run; the data caches and imports stay warm. ``should_stop()`` is
+    asked between the steps; returns False when it stopped early."""
+    from .panels import curves, disk, hardneg, similarity
+
+    stop = should_stop or (lambda: False)
+    _threads()
+    state = DashState()
+    cfg = controls.BASE
+    state.runs.append(runner.build(cfg))
+    if stop():
+        return False
+    runner.train_chunk(state, budget_s=0.0, max_steps=1)
+    ctx = PanelContext(state, {}, state.runs[0])
+    d = ctx.disk_data("train")
+    for make in (lambda: similarity.figure(ctx), lambda: curves.figure(ctx), lambda: disk.figure(d)[0],
+                 lambda: hardneg.figure(ctx, d, cfg.t, cfg.t_e)):
+        if stop():
+            return False
+        fig = make()
+        if fig is not None:
+            fig.to_json()
+    return True

@@ -1,0 +1,107 @@
+"""The dashboard's panels, one module each, with one interface.
+
+A panel module has
+
+- ``TITLE`` — what it shows;
+- ``SLOT`` — where a run's panels go: ``"left"`` / ``"right"`` (the two columns of a run, stacked in
+  compare mode), ``"below"`` (full width under them), or ``"page"`` (once per page, not per run);
+- ``render(ctx, box)`` — draws into ``box``: ``st``, a Streamlit container, or any object with the
+  same methods (``markdown``, ``plotly_chart``, ``columns``, ``container``, ``expander``, widgets…),
+  so a test can call it without a Streamlit server and record what it draws;
+- optionally ``available(ctx) -> bool`` — whether it is drawn for this run (default: always).
+
+``ctx`` is a :class:`PanelContext`: the session's :class:`~chestlab.dashboard.state.DashState`, the
+widget values (``session``), the run drawn, and a per-redraw cache so that panels share what they
+compute (the disk's embeddings feed the hard-negative panel and the export snapshot).
+
+:data:`RUN_PANELS` are drawn for every run, in this order; a new panel is a module with the interface
+above, added to that tuple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..state import DashState, Run
+
+__all__ = ["PanelContext", "RUN_PANELS", "PAGE_PANELS", "PLOTLY_CONFIG", "draw_run", "available"]
+
+#: plotly's options for every chart of the page
+PLOTLY_CONFIG = {"displaylogo": False}
+
+
+@dataclass
+class PanelContext:
+    """What a panel draws from."""
+
+    state: DashState
+    #: widget values: ``st.session_state`` on the page, a dict in tests
+    session: MutableMapping
+    #: the run drawn (None for the page-level panels)
+    run: Optional[Run] = None
+    #: one run on the page (full width) or two side by side (compare mode)
+    wide: bool = True
+    #: the page's URL query (the share link)
+    query: dict = field(default_factory=dict)
+    #: shared by the panels of all runs during one redraw (e.g. the disk's view options, chosen by run A)
+    shared: dict = field(default_factory=dict)
+    #: this run's computations during one redraw (similarities, disk data)
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def primary(self) -> bool:
+        """Run A (or a page-level panel): the one that draws the shared view controls."""
+        return self.run is None or self.run.name == "A"
+
+    @property
+    def name(self) -> str:
+        return self.run.name if self.run is not None else ""
+
+    @property
+    def trainer(self) -> Any:
+        return self.run.trainer if self.run is not None else None
+
+    def similarities(self) -> Any:
+        """The last batch's similarity event (None before a step, or for a loss without class
+        similarities)."""
+        if "sim" not in self.cache:
+            tr = self.trainer
+            self.cache["sim"] = tr.similarities() if tr is not None and tr.last_output is not None else None
+        return self.cache["sim"]
+
+    def disk_data(self, split: str) -> dict:
+        """Embeddings of ``split`` projected to the disk, with the proxies (:func:`.disk.data`)."""
+        key = ("disk", split)
+        if key not in self.cache:
+            from .disk import data
+
+            self.cache[key] = data(self.trainer, split)
+        return self.cache[key]
+
+
+from . import compare, curves, disk, export, hardneg, similarity  # noqa: E402
+
+#: Drawn for every run, in this order, into their ``SLOT``.
+RUN_PANELS: tuple[Any, ...] = (similarity, curves, disk, hardneg)
+#: Drawn once per page (by :mod:`chestlab.dashboard.page`, where their controls belong).
+PAGE_PANELS: tuple[Any, ...] = (compare, export)
+
+
+def available(panel: Any, ctx: PanelContext) -> bool:
+    fn = getattr(panel, "available", None)
+    return True if fn is None else bool(fn(ctx))
+
+
+def draw_run(ctx: PanelContext, box: Any, panels: tuple[Any, ...] = RUN_PANELS) -> None:
+    """Draw a run's panels into ``box``: two columns (left 3 : right 2) and a full-width part below
+    when the run is alone on the page, one column otherwise."""
+    if ctx.wide:
+        left, right = box.columns([3, 2])
+        slots = {"left": left, "right": right, "below": box}
+    else:
+        slots = {"left": box, "right": box, "below": box}
+    for panel in panels:
+        if available(panel, ctx):
+            panel.render(ctx, slots.get(panel.SLOT, box))

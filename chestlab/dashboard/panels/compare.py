@@ -1,0 +1,70 @@
+"""Compare two runs: run B = run A with one setting changed, same seed and batches. The controls sit
+in the page's top row; each run's column starts with :func:`header`.
+
+Run B's setting is any numeric setting the sidebar shows (:func:`chestlab.dashboard.controls.compare_keys`)
+and its value is validated by the schema like every other value of the page (:func:`config_b`)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from chestlab.settings import SettingError, TrainConfig, schema
+
+TITLE = "Compare two runs"
+SLOT = "page"
+
+
+def value_b(session: Any) -> tuple[str, Any]:
+    """(setting, value) of run B as the widgets hold them (the value as the setting's type when exact)."""
+    key, value = session.get("cmp_key", "eta_e"), session.get("cmp_value", 0.0)
+    s = schema().get(key)
+    if s is not None and s.type is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return key, value
+
+
+def config_b(cfg: TrainConfig, session: Any) -> tuple[Optional[TrainConfig], str, Optional[str]]:
+    """Run B's config (A's with one setting changed), its description, and the one-line reason when
+    the schema refuses the value (then no config)."""
+    key, value = value_b(session)
+    s = schema().get(key)
+    if s is None:
+        return None, "", f"B: {key} is not a setting"
+    try:
+        value = s.validate(value)
+    except SettingError as err:
+        return None, "", f"Run B not built: {err}"
+    shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    return cfg.replace(**{key: value}), f"{key} = {shown}, everything else as A", None
+
+
+def render(ctx: Any, box: Any) -> None:
+    """The compare toggle, and when on: which setting B changes and its value."""
+    from ..controls import compare_keys
+
+    session = ctx.session
+    a, b, c = box.columns([2.0, 1.6, 1.4])
+    on = a.toggle(TITLE, key="compare", help="run B = run A with one setting changed, same seed and batches")
+    if not on:
+        return
+    keys = compare_keys(ctx.state.values)
+    if session.get("cmp_key") not in keys and keys:
+        session["cmp_key"] = keys[0]
+    b.selectbox("B changes", keys, key="cmp_key", help="the one setting run B changes (e.g. η_E = 0: without L_E)")
+    c.number_input(f"B: {session['cmp_key']} =", key="cmp_value", step=0.1, format="%.4g",
+                   help=schema()[session["cmp_key"]].allowed() if session.get("cmp_key") in schema() else None)
+
+
+def header(ctx: Any, box: Any) -> None:
+    """A run's heading in compare mode (run B: what it changes, its step and Recall@1)."""
+    run = ctx.run
+    desc = "settings as in the sidebar" if run.name == "A" else (run.label or "one setting changed")
+    box.markdown(f"#### Run {run.name}: {desc}")
+    if run.name == "B":
+        tr = run.trainer
+        last = tr.history[-1] if tr.history else {}
+
+        def fmt(v: Any) -> str:
+            return "—" if v is None else f"{v:.3f}"
+
+        box.caption(f"step {tr.step_count} · R@1 H {fmt(last.get('test/H/R@1'))} · R@1 E {fmt(last.get('test/E/R@1'))}")

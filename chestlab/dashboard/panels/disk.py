@@ -1,0 +1,156 @@
+"""The Poincaré disk: a run's embeddings (colour = class, marker = super-class) and its proxies (★),
+projected to the disk live, or by UMAP on request (with a progress bar: the first UMAP compiles numba).
+
+Run A draws the view controls (split, geodesics, D_H circles, projection/UMAP); run B uses A's.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Optional
+
+TITLE = "The Poincaré disk"
+SLOT = "right"
+
+#: view options and their defaults (widget keys of the page)
+DEFAULTS = {"disk_split": "train", "disk_grid": False, "disk_circles": True, "disk_view": "fast projection"}
+SPLITS = ("train", "test")
+VIEWS = ("fast projection", "UMAP")
+
+
+def data(tr: Any, split: str, n: int = 600) -> dict:
+    """Up to ``n`` embeddings of ``split`` projected to the disk (exact for D_H = 2, else PCA in the
+    tangent space at 0), and the proxies of the training classes (when the loss has proxies)."""
+    from chestlab import figures
+
+    emb = tr.embed(split, n)
+    c = float(tr.config.c)
+    xy = figures.project_to_disk(emb["x_h"], c)
+    prox = tr.proxies() if split == "train" else None
+    pxy = None
+    if prox is not None:
+        ph = prox["h"]
+        pxy = figures.project_to_disk(ph.reshape(-1, ph.shape[-1]), c, fit_on=emb["x_h"]).reshape(ph.shape[0], ph.shape[1], 2)
+    names = getattr(tr.train_set if split == "train" else tr.test_set, "classes", None)
+    sup_names = getattr(tr.train_set, "superclasses", None)
+    return dict(xy=xy, labels=emb["labels"].numpy(), super=emb["super"].numpy(), pxy=pxy, c=c,
+                x_h=emb["x_h"], dim_h=emb["x_h"].shape[1], names=list(names) if names is not None else None,
+                super_names=list(sup_names) if sup_names is not None else None, step=tr.step_count)
+
+
+def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles: bool = True,
+           key: str = "disk") -> tuple[Any, str]:
+    """The disk figure of ``d`` (or of a UMAP view of it) and what the projection was."""
+    from chestlab import figures
+
+    if umap is not None:
+        xy, pxy, label = umap["xy"], umap["pxy"], figures.projection_label(d["dim_h"], "umap") + f" (step {umap['step']})"
+        labels, sup = umap["labels"], umap["super"]
+    else:
+        xy, pxy, label = d["xy"], d["pxy"], figures.projection_label(d["dim_h"])
+        labels, sup = d["labels"], d["super"]
+    fig = figures.poincare_disk(
+        xy, labels, sup, pxy, c=d["c"] if d["c"] > 0 else 0.0, grid=grid,
+        circles=(1.0, 2.0, 3.0) if circles else (), class_names=d["names"], super_names=d["super_names"],
+        uirevision=key, height=470,
+    )
+    return fig, label
+
+
+def options(ctx: Any) -> dict:
+    """The view options: as run A drew them in this redraw, else the session's."""
+    if "disk" in ctx.shared:
+        return ctx.shared["disk"]
+    return {k: ctx.session.get(k, v) for k, v in DEFAULTS.items()}
+
+
+def _request_umap(state: Any) -> None:
+    state.umap_requested = True
+
+
+def controls(ctx: Any, box: Any) -> dict:
+    """Run A's view controls (drawn below the figure); returns the chosen options."""
+    for k, v in DEFAULTS.items():
+        ctx.session.setdefault(k, v)
+    o1, o2 = box.columns([3, 2])
+    split = o1.radio("points", SPLITS, key="disk_split", horizontal=True,
+                     help="train classes (with their proxies) or the unseen test classes")
+    grid = o2.toggle("geodesics", key="disk_grid", help="geodesics: diameters and the arcs orthogonal to them")
+    circles = o2.toggle("D_H circles", key="disk_circles", help="points at Poincaré distance 1, 2, 3 from the origin")
+    u1, u2 = box.columns([1, 1])
+    view = u1.radio("view", VIEWS, key="disk_view", horizontal=True)
+    u2.button("Compute UMAP", key="btn_umap", on_click=_request_umap, args=(ctx.state,),
+              help="UMAP of the Poincaré distances with hyperboloid output, mapped to the disk "
+                   "(seconds; the first time ~20 s to compile; training waits meanwhile)")
+    return {"disk_split": split, "disk_grid": bool(grid), "disk_circles": bool(circles), "disk_view": view}
+
+
+def run_umap(ctx: Any, d: dict, box: Any) -> None:
+    """UMAP with hyperboloid output, in a thread so a progress bar can move (numba compiles at first).
+    The result (or the failure, as a warning) goes to ``ctx.state.umap``."""
+    from chestlab import figures
+
+    tr, state = ctx.trainer, ctx.state
+    result: dict = {}
+    ph = d["pxy"]
+    prox = tr.proxies()["h"] if d["pxy"] is not None else None
+
+    def work() -> None:
+        try:
+            result["out"] = figures.umap_disk(d["x_h"], d["c"] if d["c"] > 0 else 1.0, seed=tr.config.seed,
+                                              fit_on_proxies=None if prox is None else prox.reshape(-1, prox.shape[-1]))
+        except Exception as err:  # shown, not raised
+            result["err"] = f"{type(err).__name__}: {err}"
+
+    th = threading.Thread(target=work, daemon=True)
+    t0 = time.perf_counter()
+    th.start()
+    bar = box.progress(0.0, text="UMAP: building the neighbour graph …")
+    while th.is_alive():
+        el = time.perf_counter() - t0
+        bar.progress(min(0.95, el / 30.0), text=f"UMAP with hyperboloid output: {el:.0f} s (the first run compiles numba, ~20-40 s)")
+        time.sleep(0.25)
+    bar.empty()
+    if "err" in result:
+        state.umap = None
+        box.warning(f"UMAP failed: {result['err']}")
+        return
+    out = result["out"]
+    xy, pxy = out if isinstance(out, tuple) else (out, None)
+    if pxy is not None and ph is not None:
+        pxy = pxy.reshape(ph.shape)
+    state.umap = dict(xy=xy, pxy=pxy, labels=d["labels"], super=d["super"], step=tr.step_count, split=d.get("split", "train"))
+
+
+def render(ctx: Any, box: Any) -> None:
+    from . import PLOTLY_CONFIG
+
+    state = ctx.state
+    box.markdown(f"**{TITLE}** — colour = class, shape = super-class, ★ = proxies")
+    fig_box = box.container()
+    if ctx.primary:
+        if state.umap_requested:  # before the view radio is drawn: it may switch to UMAP
+            state.umap_requested = False
+            split = ctx.session.get("disk_split", DEFAULTS["disk_split"])
+            d = dict(ctx.disk_data(split), split=split)
+            run_umap(ctx, d, fig_box)
+            if state.umap:
+                ctx.session["disk_view"] = "UMAP"
+        ctl_box = box.container()
+        opts = controls(ctx, ctl_box)
+        ctx.shared["disk"] = opts
+    else:
+        ctl_box, opts = None, options(ctx)
+    split = opts["disk_split"]
+    d = ctx.disk_data(split)
+    umap = state.umap if (ctx.primary and opts["disk_view"] == "UMAP" and state.umap) else None
+    if umap is not None and umap.get("split") != split:
+        umap = None  # computed on the other split: show the live projection instead
+    fig, label = figure(d, umap, grid=opts["disk_grid"], circles=opts["disk_circles"], key=f"disk{ctx.name}")
+    fig_box.plotly_chart(fig, key=f"disk_{ctx.name}", config=PLOTLY_CONFIG)
+    fig_box.caption(label + (f" · c = {d['c']:g}: boundary radius 1/√c = {1 / math.sqrt(d['c']):.2f}" if d["c"] > 0
+                             else " · c = 0: the Euclidean plane (no boundary)"))
+    if ctl_box is not None and opts["disk_view"] == "UMAP" and not state.umap:
+        ctl_box.caption("No UMAP yet: press Compute UMAP.")

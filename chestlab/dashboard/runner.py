@@ -1,0 +1,230 @@
+"""The page's runs: building them, passing live settings, the rules between settings, and training
+in time-boxed chunks.
+
+- :func:`reset` builds run A (and B in compare mode) from a config; a build that fails is explained on
+  the page (``state.error``), never raised.
+- :func:`apply_live` passes the live settings of the sidebar to a running trainer
+  (``Trainer.set``). Values that would break a rule between settings (:func:`chestlab.settings.check`,
+  e.g. ``tau > 0`` with ``K = 1``) are held back; :func:`problems` says which, next to the rule.
+- :func:`train_chunk` trains every run for a time budget or a number of steps; divergence pauses the
+  page with the trainer's advice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from chestlab.settings import Problem, SettingError, TrainConfig, check, live_keys, schema
+
+from .state import DashState, Run
+
+__all__ = ["structural", "changed_structural", "repair", "build", "reset", "apply_live", "problems", "hints",
+           "train_chunk", "measure_rate", "eval_due"]
+
+
+# ------------------------------------------------------------------------------------------------
+# configs
+# ------------------------------------------------------------------------------------------------
+def structural(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` a run cannot change while training (a change needs a new run)."""
+    sch = schema()
+    return {k: getattr(cfg, k) for k in cfg.keys() if not sch[k].live}
+
+
+def changed_structural(built: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Structural settings that differ between a run (``built``) and the sidebar's ``cfg``: key ->
+    (run's value, sidebar's value). Settings of a loss the other side does not use are left out
+    (``loss`` itself says it)."""
+    now = structural(cfg)
+    return {k: (built[k], now[k]) for k in now if k in built and built[k] != now[k]}
+
+
+def _errors(cfg: TrainConfig) -> list[Problem]:
+    return [p for p in check(cfg) if p.level == "error"]
+
+
+def repair(cfg: TrainConfig, keep: Optional[TrainConfig] = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """A config the trainer accepts, when ``cfg`` breaks a rule between settings: the *live* settings
+    the broken rules name are changed, trying in turn 0 (a weight of 0 switches a term off: ``tau = 0``
+    with ``K = 1``), the values of ``keep`` (the run being replaced: it keeps the values it had), and
+    the defaults. Structural settings are never changed. Returns the config and the changes ({} when
+    none were needed or none helped: building then fails and says why)."""
+    if not _errors(cfg):
+        return cfg, {}
+    sch, live = schema(), live_keys()
+
+    def involved(c: TrainConfig) -> list[str]:
+        keys = set(c.keys())
+        return [k for p in _errors(c) for k in p.keys if k in live and k in keys]
+
+    def zeros(c: TrainConfig) -> dict[str, Any]:
+        out = {}
+        for k in involved(c):
+            if sch[k].type in (int, float):
+                try:
+                    out[k] = sch[k].validate(0)
+                except SettingError:
+                    pass
+        return out
+
+    keys = involved(cfg)
+    sources = [zeros(cfg)]
+    if keep is not None:
+        sources.append({k: getattr(keep, k) for k in keys if k in keep.keys()})
+    sources.append({k: sch[k].default_value() for k in keys})
+    for fix in sources:
+        if not fix:
+            continue
+        fixed = cfg.replace(**fix)
+        more = zeros(fixed) if _errors(fixed) else {}
+        if more:
+            fixed, fix = fixed.replace(**more), {**fix, **more}
+        if not _errors(fixed):
+            return fixed, {k: v for k, v in fix.items() if getattr(cfg, k) != v}
+    return cfg, {}
+
+
+def build(cfg: TrainConfig, name: str = "A", label: str = "", keep: Optional[TrainConfig] = None) -> Run:
+    """A new run from ``cfg`` (:func:`repair` ed, keeping the live values of ``keep`` that ``cfg``
+    cannot have), evaluated once at step 0 so the curves start from the untrained model."""
+    from chestlab.engine import Trainer
+
+    tr = Trainer(repair(cfg, keep)[0])
+    tr.evaluate()
+    return Run(name=name, trainer=tr, built=structural(cfg), label=label)
+
+
+def reset(state: DashState, cfg: TrainConfig, cfg_b: Optional[TrainConfig] = None, label_b: str = "",
+          cmp: Optional[tuple[str, Any]] = None) -> None:
+    """(Re)build run A — and run B from ``cfg_b`` in compare mode — from their configs and seed.
+    A failure is kept in ``state.error`` (shown on the page) and pauses the page."""
+    keep = [r.trainer.config for r in state.runs]
+    state.clear()
+    try:
+        state.runs.append(build(cfg, "A", keep=keep[0] if keep else None))
+        if cfg_b is not None:
+            state.runs.append(build(cfg_b, "B", label_b, keep=keep[1] if len(keep) > 1 else None))
+            state.built_cmp = cmp
+    except Exception as err:  # a bad combination is explained on the page, never raised
+        state.runs = []
+        state.error = f"{type(err).__name__}: {err}"
+        state.playing = False
+
+
+# ------------------------------------------------------------------------------------------------
+# live settings and rules
+# ------------------------------------------------------------------------------------------------
+def apply_live(run: Run, cfg: TrainConfig, override: Optional[dict[str, Any]] = None) -> tuple[set[str], Optional[str]]:
+    """Pass the live settings of ``cfg`` (and ``override``: run B's changed setting) that differ from
+    the run's to its trainer. Values that would break a rule between settings are held back.
+    Returns (held-back keys, the trainer's refusal or None)."""
+    tr = run.trainer
+    live = live_keys()
+    want = {k: getattr(cfg, k) for k in tr.config.keys() if k in live and getattr(tr.config, k) != getattr(cfg, k)}
+    for k, v in (override or {}).items():
+        if k in live and k in tr.config.keys():
+            if getattr(tr.config, k) != v:
+                want[k] = v
+            else:
+                want.pop(k, None)
+    if not want:
+        return set(), None
+    held = {k for p in _errors(tr.config.replace(**want)) for k in p.keys if k in want}
+    apply = {k: v for k, v in want.items() if k not in held}
+    if not apply:
+        return held, None
+    try:
+        tr.set(**apply)
+    except ValueError as err:  # refused whole: nothing changed
+        return held, str(err)
+    return held, None
+
+
+def problems(cfg: TrainConfig, run: Optional[Run] = None) -> list[str]:
+    """The rules between settings that the sidebar's ``cfg`` breaks (:func:`chestlab.settings.check`),
+    one line each, with what the page does about it (the run keeps its value / Reset cannot build)."""
+    out = []
+    live = live_keys()
+    tr = run.trainer if run is not None else None
+    for p in check(cfg):
+        text = p.message
+        if p.level == "error":
+            kept = [k for k in p.keys if k in live and tr is not None and k in tr.config.keys()
+                    and getattr(tr.config, k) != getattr(cfg, k)]
+            if kept:
+                text += " — the run keeps " + ", ".join(f"{k} = {_fmt(getattr(tr.config, k))}" for k in kept) + " until then."
+            else:
+                fix = repair(cfg, tr.config if tr is not None else None)[1]
+                if fix:
+                    text += " — the run is built with " + ", ".join(f"{k} = {_fmt(v)}" for k, v in fix.items()) + " until then."
+                else:
+                    text += " — Reset cannot build a run until this is fixed."
+        out.append(text)
+    return out
+
+
+def hints(cfg: TrainConfig) -> list[str]:
+    """Teaching notes about a valid but telling combination (not rule violations)."""
+    out = []
+    if cfg.loss == "chest" and cfg.eta_h == 0 and cfg.eta_e == 0 and cfg.tau > 0:
+        out.append("η_H = η_E = 0: only the HypHC term trains, and it moves the proxies only (the data are not in it).")
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------------
+def eval_due(tr: Any) -> bool:
+    every = tr.config.eval_every
+    return bool(every) and tr.step_count % every == 0
+
+
+def _one_step(run: Run) -> None:
+    tr = run.trainer
+    ev = tr.train_step()
+    run.rows.append({"step": ev.step, "loss": ev.loss, **ev.components, "grad_norm": ev.grad_norm})
+    if eval_due(tr):
+        tr.evaluate()
+
+
+def train_chunk(state: DashState, budget_s: float, max_steps: Optional[int] = None,
+                between_steps: Any = None) -> int:
+    """Train every run for up to ``budget_s`` seconds (at least one step) or ``max_steps`` steps;
+    returns the steps done. Divergence (or any exception of a step) pauses the page and is kept in
+    ``state.diverged``. ``between_steps()`` is called after each step: the page passes a Streamlit
+    yield point there, so a widget change interrupts the chunk (Streamlit's control-flow exceptions
+    are ``BaseException`` s and pass through)."""
+    t0 = time.perf_counter()
+    done = 0
+    try:
+        while (max_steps is None or done < max_steps) and (time.perf_counter() - t0 < budget_s or done == 0):
+            for run in state.runs:
+                _one_step(run)
+            done += 1
+            if between_steps is not None:
+                between_steps()
+    except Exception as err:  # TrainingDiverged carries the trainer's advice; other errors are explained too
+        from chestlab.engine import TrainingDiverged
+
+        state.diverged = str(err) if isinstance(err, TrainingDiverged) else f"{type(err).__name__}: {err}"
+        state.playing = False
+    dt = time.perf_counter() - t0
+    if done and dt > 0:
+        state.rate = done / dt if not state.rate else 0.7 * state.rate + 0.3 * done / dt
+    return done
+
+
+def measure_rate(state: DashState, done: int, refresh: float) -> None:
+    """Wall-clock steps/s while playing: steps between redraws / time between redraws (training,
+    drawing and idle time: what "steps/s while the plots refresh" means)."""
+    now, step = time.perf_counter(), state.trainer.step_count
+    last = state.tick
+    if state.playing and done and last is not None and 0 < now - last[0] < 5 * refresh:
+        r = (step - last[1]) / (now - last[0])
+        state.rate_wall = r if not state.rate_wall else 0.6 * state.rate_wall + 0.4 * r
+    state.tick = (now, step)

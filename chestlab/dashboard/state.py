@@ -1,0 +1,124 @@
+"""Everything one browser session of the dashboard holds, in one typed object.
+
+Streamlit keeps a session's data in ``st.session_state``; the dashboard keeps *one* entry there,
+``st.session_state["dash"]``, a :class:`DashState`. Widget values stay under their widget keys (that
+is how Streamlit binds widgets), but the setting values behind the sidebar widgets live in
+:attr:`DashState.values`, validated by the schema: a widget that is not drawn in a run (the settings
+of a loss that is not chosen) loses its widget key, never its value.
+
+Cheap to import (no torch): tests build a :class:`DashState` with fake trainers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+__all__ = ["Run", "DashState", "KEY", "get_state"]
+
+#: The one ``st.session_state`` key the dashboard owns (besides its widgets' keys).
+KEY = "dash"
+
+
+@dataclass
+class Run:
+    """One training run of the page: run A (the sidebar's settings) or run B (compare mode: A with
+    one setting changed, same seed and batches)."""
+
+    name: str  #: "A" or "B"
+    trainer: Any  #: a :class:`chestlab.engine.Trainer`
+    rows: list[dict] = field(default_factory=list)  #: one row per step: loss, its parts, grad norm
+    built: dict[str, Any] = field(default_factory=dict)  #: the structural settings it was built with
+    label: str = ""  #: what the run changes, e.g. "eta_e = 0, everything else as A"
+
+
+@dataclass
+class DashState:
+    """One session of the dashboard."""
+
+    #: validated value of every setting the page knows (the sidebar's widgets mirror these)
+    values: dict[str, Any] = field(default_factory=dict)
+    #: the page's own options set in the sidebar (refresh period, steps per Step click), kept while
+    #: their section is closed (Streamlit drops the state of a widget that is not drawn)
+    view: dict[str, Any] = field(default_factory=dict)
+    #: the runs drawn: ``[A]``, or ``[A, B]`` in compare mode; empty when the build failed
+    runs: list[Run] = field(default_factory=list)
+    #: (setting, value) run B was built with
+    built_cmp: Optional[tuple[str, Any]] = None
+    #: why the trainer could not be built (shown instead of the plots)
+    error: Optional[str] = None
+    #: why training stopped (TrainingDiverged or an exception of a step); cleared by Reset
+    diverged: Optional[str] = None
+    playing: bool = False
+    #: steps asked for with the Step button, trained by the next fragment run
+    pending_steps: int = 0
+    want_reset: bool = False
+    #: set by a full script run: the fragment then trains one step only, so a widget change answers fast
+    full_run: bool = False
+    #: the last UMAP view of the disk: {"xy", "pxy", "labels", "super", "step", "split"}
+    umap: Optional[dict] = None
+    umap_requested: bool = False
+    #: optimizer steps per second: of the last chunk, and wall clock while playing (drawing included)
+    rate: float = 0.0
+    rate_wall: float = 0.0
+    #: (time, step) of the last redraw, for ``rate_wall``
+    tick: Optional[tuple[float, int]] = None
+    #: the last redraw: steps, training and drawing seconds
+    timing: dict = field(default_factory=dict)
+    #: the last redraw's data for the downloads, replaced whole at every redraw (never the live
+    #: trainer, which may be mid-step when a download is clicked): config, rows, history, sim, disk
+    snapshot: dict = field(default_factory=dict)
+    #: the URL has been read (once per session) and the problems it had
+    url_loaded: bool = False
+    url_problems: list[str] = field(default_factory=list)
+
+    # -- the runs ---------------------------------------------------------------------------------
+    @property
+    def run_a(self) -> Optional[Run]:
+        return self.runs[0] if self.runs else None
+
+    @property
+    def run_b(self) -> Optional[Run]:
+        return self.runs[1] if len(self.runs) > 1 else None
+
+    @property
+    def trainer(self) -> Any:
+        """Run A's trainer (None before a successful build)."""
+        return self.runs[0].trainer if self.runs else None
+
+    @property
+    def trainer_b(self) -> Any:
+        """Run B's trainer (None outside compare mode)."""
+        return self.runs[1].trainer if len(self.runs) > 1 else None
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.runs[0].rows if self.runs else []
+
+    @property
+    def rows_b(self) -> list[dict]:
+        return self.runs[1].rows if len(self.runs) > 1 else []
+
+    def drop_b(self) -> None:
+        del self.runs[1:]
+        self.built_cmp = None
+
+    def clear(self) -> None:
+        """Forget the runs and everything measured on them (before a Reset)."""
+        self.runs = []
+        self.error = self.diverged = None
+        self.umap = None
+        self.rate = self.rate_wall = 0.0
+        self.tick = None
+        self.built_cmp = None
+
+
+def get_state(session: MutableMapping) -> DashState:
+    """The session's :class:`DashState` (made on first use). ``session``: ``st.session_state`` or,
+    in tests, a dict."""
+    state = session.get(KEY)
+    if not isinstance(state, DashState):  # first use, or this module was reloaded (a new class)
+        state = DashState()
+        session[KEY] = state
+    return state

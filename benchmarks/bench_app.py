@@ -15,12 +15,13 @@ cached JavaScript):
 
 * first plot: from ``Page.navigate`` to the first Plotly SVG on the page. ``streamlit run app.py``
   starts an ``st.App`` whose lifespan warms the server up in the background (torch, the engine,
-  plotly, one default run: ``chestlab.dashboard.warm``), so it is measured twice, each time with a
-  new server process: page opened on a *ready* server (after its "warm-up done" line; ``--runs``
-  times, median), and page opened as soon as the server answers its health check (the warm-up still
-  running: the first page waits for its imports, then the warm-up stops). The time from starting the server to "warm-up done" is
-  reported too;
-* playing (``?play=1``) for ``--seconds``: the page's own step counter is read every 0.1 s; steps/s =
+  plotly, one default run: ``chestlab.dashboard.warm``), so it is measured on new server processes:
+  the page (``/``) opened on a *ready* server (after its "warm-up done" line; ``--runs`` servers,
+  median), a link with ``?play=1`` opened on a ready server (it starts training at once), and the
+  page opened as soon as the server answers its health check (the warm-up still running: the page
+  waits for its imports, then the warm-up stops). The time from starting the server to "warm-up
+  done" is reported too;
+* playing (that ``?play=1`` page) for ``--seconds``: the page's own step counter is read every 0.1 s; steps/s =
   steps gained / wall time, redraw interval = time between changes of the counter;
 * UI block: the page's "Last redraw: ... in X s, then drawing in Y s" caption gives each fragment
   run's training and drawing time; a widget event waits at most for one training step (the loop
@@ -172,21 +173,24 @@ def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
     # 1) the page opened as soon as the server answers (the warm-up still running)
     server = _Server(T, tmp, "cold")
     try:
-        chrome, out["first_plot_cold_s"] = _first_plot(T, browser, tmp / "profile_cold", server.url("/?play=1"))
+        chrome, out["first_plot_cold_s"] = _first_plot(T, browser, tmp / "profile_cold", server.url("/"))
         chrome.close()
     finally:
         server.stop()
-    # 2) the page opened on a ready server: `runs` times, each with a new server; the last one plays
+    # 2) the page opened on a ready server, `runs` times, each with a new server; then a link with
+    #    ?play=1 on one more, which goes on playing for the measurements below
     ready, warm = [], []
-    for i in range(runs):
+    for i in range(runs + 1):
         server = _Server(T, tmp, f"ready{i}")
         try:
             ready.append(server.wait_ready())
-            chrome, t = _first_plot(T, browser, tmp / f"profile{i}", server.url("/?play=1"))
-            warm.append(t)
-            if i < runs - 1:
+            playing = i == runs
+            chrome, t = _first_plot(T, browser, tmp / f"profile{i}", server.url("/?play=1" if playing else "/"))
+            if not playing:
+                warm.append(t)
                 chrome.close()
                 continue
+            out["first_plot_play_s"] = t
             try:
                 chrome.wait_for(f"/\\d+/.test({_STEP_JS}) && parseInt({_STEP_JS}.split('\\n').pop()) > 0", 30, "training to start")
                 samples, caps = [], []
@@ -231,6 +235,7 @@ def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
         ["server start -> warm-up done (s)", f"{out['ready_s']:.1f}"],
         [f"first plot after opening the page, server ready (s){' — median of ' + shown if runs > 1 else ''}",
          f"{out['first_plot_s']:.1f}"],
+        ["first plot, a link with ?play=1, server ready (s)", f"{out['first_plot_play_s']:.1f}"],
         ["first plot, page opened as soon as the server answers (s)", f"{out['first_plot_cold_s']:.1f}"],
         ["steps/s while playing (wall clock)", f"{out['steps_s']:.1f}"],
         ["redraw interval median / max (s)", f"{out['redraw_median_s']:.2f} / {out['redraw_max_s']:.2f}"],

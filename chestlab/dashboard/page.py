@@ -94,14 +94,17 @@ def live_panel(state: DashState) -> None:
             return
         pending, state.pending_steps = state.pending_steps, 0
         full_run, state.full_run = state.full_run, False
+        fresh, state.fresh = state.fresh, False
         refresh = float(session["refresh"])
         t0 = time.perf_counter()
         done = 0
         if not state.diverged:
             if pending:
                 done = runner.train_chunk(state, budget_s=60.0, max_steps=pending, between_steps=_yield_point)
-            elif state.playing and full_run:
+            elif state.playing and full_run and not fresh:
                 done = runner.train_chunk(state, budget_s=0.0, max_steps=1)  # a widget changed: answer it fast
+            elif fresh:
+                pass  # new runs (the page just opened, or Reset): their first frame first, the timer trains next
             elif state.playing:
                 # TRAIN_FRACTION of each refresh trains, the rest draws and leaves the browser time to render
                 done = runner.train_chunk(state, budget_s=controls.TRAIN_FRACTION * refresh, between_steps=_yield_point)

@@ -56,6 +56,8 @@ class DashState:
     want_reset: bool = False
     #: set by a full script run: the fragment then trains one step only, so a widget change answers fast
     full_run: bool = False
+    #: the runs were just built and not drawn yet: their first frame is drawn before any training
+    fresh: bool = False
     #: the last UMAP view of the disk: {"xy", "pxy", "labels", "super", "step", "split"}
     umap: Optional[dict] = None
     umap_requested: bool = False
@@ -112,6 +114,7 @@ class DashState:
         self.rate = self.rate_wall = 0.0
         self.tick = None
         self.built_cmp = None
+        self.fresh = True
 
 
 def get_state(session: MutableMapping) -> DashState:

@@ -41,7 +41,7 @@ class Evaluator:
                 self._hierarchies[split] = None
         return self._hierarchies[split]
 
-    def hierarchy_scores(self, split: str, emb: dict) -> dict:
+    def hierarchy_scores(self, split: str, emb: dict, with_proxies: bool = True) -> dict:
         """``hierarchy_metrics`` of ``emb`` (see :mod:`chestlab.hierarchy`) as ``{split}/H/severity``, …;
         the proxies' dendrogram (training classes) as ``proxies/H/cophenet``, …"""
         from ..hierarchy import hierarchy_metrics
@@ -49,7 +49,7 @@ class Evaluator:
         hier = self.hierarchy(split)
         if hier is None:
             return {}
-        proxies = self.proxies() if self.proxies is not None else None
+        proxies = self.proxies() if (with_proxies and self.proxies is not None) else None
         res = hierarchy_metrics(emb, hier, self.model.head.c, proxies=proxies,
                                 proxy_hierarchy=self.hierarchy("train") if proxies is not None else None)
         return {(f"proxies/{k.replace('proxy_', '')}" if "proxy_" in k else f"{split}/{k}"): float(v) for k, v in res.items()}
@@ -109,5 +109,6 @@ class Evaluator:
                 res = metrics.retrieval_metrics(emb[key], emb["labels"], ks, metric, c, **extra)
                 out.update({f"{split}/{space}/{k}": v for k, v in res.items()})
             if cfg.eval_hierarchy and not query_gallery:
-                out.update(self.hierarchy_scores(split, emb))
+                # the proxies' dendrogram does not depend on the split: decode it once per evaluation
+                out.update(self.hierarchy_scores(split, emb, with_proxies="proxies/H/cophenet" not in out))
         return out, time.perf_counter() - t0

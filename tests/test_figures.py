@@ -81,8 +81,14 @@ def test_tangent_pca_keeps_points_inside_and_distances_to_origin_shrink(c: float
     assert out.shape == (40, 2)
     assert bool(torch.isfinite(out).all())
     assert float((c * out.pow(2).sum(-1)).max()) < 1.0
-    # an orthogonal projection in the tangent space at 0: no point moves away from the origin
-    assert bool((poincare.dist0(out, c) <= poincare.dist0(x, c) + 1e-6).all())
+    # an orthogonal projection in the tangent space at 0: no point moves away from the origin.
+    # Exact only where float64 resolves the point: at D_H(0, x) = 2 artanh(sqrt(c)|x|) the rounding
+    # of |x| moves D_H by about eps / (1 - sqrt(c)|x|) ~ 1e-16 e^{D_H}, 1e-9 at D_H = 16, while
+    # saturated points (tanh = 1 - 1e-15, D_H ~ 35) move by +-0.1 (CI met one on another CPU).
+    d_in, d_out = poincare.dist0(x, c), poincare.dist0(out, c)
+    resolved = d_in < 16.0
+    assert bool((d_out[resolved] <= d_in[resolved] + 1e-6).all())
+    assert bool((d_out <= d_in + 0.5).all())
 
 
 def test_tangent_pca_fit_on_shares_the_projection_and_is_exact_on_a_plane() -> None:

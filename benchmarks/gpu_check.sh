@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The GPU checks in one script (the numbers recorded in the issues came from it):
+#   bash benchmarks/gpu_check.sh            # ~5 min on one H100/H200
+# It needs torch (+ timm for the cub200 row) and the repository on PYTHONPATH; nothing else from the
+# test extras. Logs go to $OUT (default /tmp/chestlab-gpu).
+set -u
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+OUT=${OUT:-/tmp/chestlab-gpu}; mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name(), 'bf16', torch.cuda.is_bf16_supported())"
+echo "== tests/test_cuda.py";             timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log" | tail -25
+echo "== bench_train --quick --cub (cuda)"; timeout 200 $PY benchmarks/bench_train.py --quick --cub --device cuda 2>"$OUT/bench_train.err" | tee "$OUT/bench_train.md"
+echo "== bench_loss (cuda)";               timeout 150 $PY benchmarks/bench_loss.py --device cuda 2>"$OUT/bench_loss_cuda.err" | tee "$OUT/bench_loss_cuda.md"
+echo "== bench_loss (2 CPU cores, quiet)"; timeout 200 taskset -c 0,1 $PY benchmarks/bench_loss.py --threads 2 2>"$OUT/bench_loss_cpu.err" | tee "$OUT/bench_loss_cpu2.md"
+tail -3 "$OUT"/*.err

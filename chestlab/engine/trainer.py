@@ -227,7 +227,9 @@ class Trainer:
                 self._write_config()
 
     # -- data ---------------------------------------------------------------------------------------
-    def _batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+    def batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Step ``step``'s training batch on the trainer's device: images or features (B, ...),
+        labels (B,) and the samples' dataset indices (B,) -- the batch ``train_step`` uses there."""
         idx = torch.as_tensor(self.step_indices(step))
         if self._in_memory:
             x, y = self.train_set.data[idx], self._train_labels[idx]
@@ -269,7 +271,7 @@ class Trainer:
     def _train_step(self) -> StepEvent:
         cfg = self.config
         t0 = time.perf_counter()
-        x, y, idx = self._batch(self.step_count)
+        x, y, idx = self.batch(self.step_count)
         self.criterion.before_step(self.step_count, self)
         self.system.train()
         with self.autocast(), poincare.checks(False):

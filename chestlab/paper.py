@@ -32,7 +32,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                     delta_h=1.0, delta_e=5.0, ks=(1, 2, 4, 8)),
     "inshop": dict(_VIT_S, dataset="inshop", eval_hierarchy=False, batch_size=100, steps=30000, lr=1e-5, lr_proxy=1e-1, K=2, M=3997,
                    delta_h=10.0, delta_e=5.0, ks=(1, 10, 20, 30, 40, 50)),
-    "sop": dict(_VIT_S, dataset="sop", eval_hierarchy=False, batch_size=75, steps=50000, lr=1e-5, lr_proxy=1e-1, K=2, M=11318,
+    # batch 75 is odd: 25 classes x 3 samples (the paper gives no m; SOP classes hold 2-12 images)
+    "sop": dict(_VIT_S, dataset="sop", eval_hierarchy=False, batch_size=75, m_per_class=3, steps=50000, lr=1e-5, lr_proxy=1e-1, K=2, M=11318,
                 delta_h=1.0, delta_e=5.0, ks=(1, 10, 100, 1000)),
 }
 

@@ -560,6 +560,21 @@ def _batch_rules(cfg: TrainConfig) -> Iterable[Problem]:
     if cfg.m_per_class > cfg.batch_size:
         yield Problem(("m_per_class", "batch_size"),
                       f"m_per_class = {cfg.m_per_class} > batch_size = {cfg.batch_size}: a batch must hold m samples of at least one class")
+    elif cfg.batch_size % cfg.m_per_class and _samples_per_class(cfg):
+        lo = cfg.batch_size - cfg.batch_size % cfg.m_per_class
+        yield Problem(("batch_size", "m_per_class"),
+                      f"batch_size = {cfg.batch_size} is not a multiple of m_per_class = {cfg.m_per_class}: "
+                      f"use batch_size = {lo} or {lo + cfg.m_per_class} (or an m_per_class that divides {cfg.batch_size})")
+
+
+def _samples_per_class(cfg: TrainConfig) -> bool:
+    # label-free losses draw plain random batches: m_per_class does not shape them
+    from .losses import get_loss
+
+    try:
+        return bool(get_loss(cfg.loss).supervised)
+    except (KeyError, ValueError):
+        return True
 
 
 # ------------------------------------------------------------------------------------------------

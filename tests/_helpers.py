@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 
@@ -21,3 +23,21 @@ def ball_points(n: int, d: int, c: float, seed: int, max_rel: float = 0.95, dtyp
         return u
     u = u / u.norm(dim=-1, keepdim=True)
     return u * torch.rand(n, 1, generator=g, dtype=dtype) * max_rel / math.sqrt(c)
+
+
+def run_records(run: Path) -> list[dict]:
+    """A run folder's step and eval events (events.jsonl), timings dropped: what must be equal,
+    bit for bit, between a resumed run and an uninterrupted one."""
+    out = []
+    for ln in (Path(run) / "events.jsonl").read_text().splitlines():
+        rec = json.loads(ln)
+        if rec["kind"] in ("step", "eval"):
+            out.append({k: v for k, v in rec.items() if k not in ("step_time", "eval_time")})
+    return out
+
+
+def stopped_and_resumed(trainer_cls, cfg, stop_at: int, run: Path) -> list[dict]:
+    """Train ``cfg`` for ``stop_at`` steps in ``run``, resume it to ``cfg.steps``; its records."""
+    list(trainer_cls(cfg.replace(steps=stop_at), out_dir=run).run())
+    list(trainer_cls(cfg, out_dir=run, resume=True).run())
+    return run_records(run)

@@ -30,6 +30,8 @@ from chestlab.losses.hier import (
 from chestlab.models import HyperbolicHead
 from chestlab.settings import TrainConfig, check
 
+from _helpers import run_records, stopped_and_resumed
+
 TINY = dict(batch_size=16, m_per_class=4, dim_e=8, dim_h=4, M=4, eval_max=120, eval_train=False, threads=1,
             hier_proxies=8, hier_triplets=4, hier_topk=6)
 
@@ -315,20 +317,11 @@ def test_cli_sets_hier_weight_and_logs_l_hier(tmp_path, capsys):
     assert "hier_topk" in capsys.readouterr().err
 
 
-def _records(run):
-    out = []
-    for ln in (run / "events.jsonl").read_text().splitlines():
-        rec = json.loads(ln)
-        if rec["kind"] in ("step", "eval"):
-            out.append({k: v for k, v in rec.items() if k not in ("step_time", "eval_time")})
-    return out
-
-
 @pytest.mark.parametrize("name", ["chest_hier", "pair_ce_hier"])
 def test_resume_is_exact(tmp_path, name, monkeypatch):
     cfg = TrainConfig.preset("demo-tree", loss=name, steps=6, eval_every=3, **TINY)
     list(train.Trainer(cfg, out_dir=tmp_path / "ref").run())
-    want = _records(tmp_path / "ref")
+    want = run_records(tmp_path / "ref")
     assert len(want) == 8
 
     run = tmp_path / "run"
@@ -338,14 +331,12 @@ def test_resume_is_exact(tmp_path, name, monkeypatch):
     saved = state["system"]["criterion.hier._extra_state"]["generator"]
     assert not torch.equal(saved, torch.Generator().manual_seed(TINY.get("seed", 0) + 102).get_state())  # it moved
     list(train.Trainer(cfg, out_dir=run, resume=True).run())
-    assert _records(run) == want
+    assert run_records(run) == want
 
     # the check can fail: a resume whose HIER generator restarts from its seed draws other triplets
     monkeypatch.setattr(HIERTerm, "set_extra_state", lambda self, state: None)
-    bad = tmp_path / "bad"
-    list(train.Trainer(cfg.replace(steps=3), out_dir=bad).run())
-    list(train.Trainer(cfg, out_dir=bad, resume=True).run())
-    assert _records(bad)[:4] == want[:4] and _records(bad) != want
+    got = stopped_and_resumed(train.Trainer, cfg, 3, tmp_path / "bad")
+    assert got[:4] == want[:4] and got != want
 
 
 # ------------------------------------------------------------------------------------------------

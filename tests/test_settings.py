@@ -105,6 +105,12 @@ def test_check_returns_problems_the_trainer_refuses():
     warn = check(base.replace(eta_h=0.0, tau=0.0, euclid_space="backbone"))
     assert [p.level for p in warn] == ["warning"] and "Sec. 4.4" in warn[0].message
     assert any("m_per_class" in p.message for p in check(base.replace(batch_size=4, m_per_class=8)))
+    # a batch of m samples per class: batch_size a multiple of m (refused before the sampler is built)
+    odd = check(base.replace(batch_size=30, m_per_class=4))
+    assert [p.keys for p in odd] == [("batch_size", "m_per_class")] and "use batch_size = 28 or 32" in odd[0].message
+    with pytest.raises(ConfigError, match="not a multiple of m_per_class"):
+        train.Trainer(base.replace(batch_size=30, m_per_class=4))
+    assert check(TrainConfig.preset("demo-tree-unsup", batch_size=30)) == []  # random batches, no m
     # rules of a loss apply only while it is chosen
     assert check(base.replace(loss="pair_ce", tau=0.5, K=1)) == []
 

@@ -26,6 +26,8 @@ from chestlab.losses.unsup import (
 from chestlab.models import HyperbolicHead
 from chestlab.settings import TrainConfig, check
 
+from _helpers import run_records, stopped_and_resumed
+
 TINY = dict(batch_size=16, dim_e=8, dim_h=4, eval_max=120, eval_train=False, threads=1, unsup_levels=(3, 6, 12),
             unsup_max_n=300)  # 300 of the 1920 training samples are clustered: fast
 
@@ -218,32 +220,21 @@ def test_training_never_reads_the_labels(monkeypatch, tmp_path):
     assert strip(got) == strip(ref) and len(ref) == 8
 
 
-def _records(run):
-    out = []
-    for ln in (run / "events.jsonl").read_text().splitlines():
-        rec = json.loads(ln)
-        if rec["kind"] in ("step", "eval"):
-            out.append({k: v for k, v in rec.items() if k not in ("step_time", "eval_time")})
-    return out
-
-
 def test_resume_is_exact_because_the_pseudo_labels_travel(tmp_path, monkeypatch):
     cfg = _cfg(eval_every=4)
     list(train.Trainer(cfg, out_dir=tmp_path / "ref").run())
-    want = _records(tmp_path / "ref")
+    want = run_records(tmp_path / "ref")
     run = tmp_path / "run"
     list(train.Trainer(cfg.replace(steps=4), out_dir=run).run())  # resumes at step 4: codes from step 3
     state = torch.load(run / "checkpoint.pt", weights_only=False)["system"]["criterion._extra_state"]
     assert state["refreshed_at"] == 3 and state["codes"].shape[1] == 3
     list(train.Trainer(cfg, out_dir=run, resume=True).run())
-    assert _records(run) == want
+    assert run_records(run) == want
 
     # the check can fail: without the stored codes, the resumed run re-clusters at step 4
     monkeypatch.setattr(UnsupLoss, "set_extra_state", lambda self, state: None)
-    bad = tmp_path / "bad"
-    list(train.Trainer(cfg.replace(steps=4), out_dir=bad).run())
-    list(train.Trainer(cfg, out_dir=bad, resume=True).run())
-    assert _records(bad)[:4] == want[:4] and _records(bad) != want
+    got = stopped_and_resumed(train.Trainer, cfg, 4, tmp_path / "bad")
+    assert got[:4] == want[:4] and got != want
 
 
 def test_settings_rules_and_presets(tmp_path):

@@ -1,13 +1,9 @@
 """Reproduce the CHEST paper's ablations (Tables 6-7) and figures, and the hard-negative paper's
 Figs. 2-3, with the one training engine (:class:`chestlab.train.Trainer`).
 
-    python -m chestlab.reproduce ablation --grid toy                       # CPU, ~5-10 min
-    python -m chestlab.reproduce ablation --grid cars196 --data-root /data # one GPU, see docs/reproduce.md
-    python -m chestlab.reproduce fig3                                      # Fig. 3 histograms
-    python -m chestlab.reproduce fig2 --run runs/shapes                    # Fig. 2 disk + retrieval
-    python -m chestlab.reproduce hardneg-fig2 [--full]                     # R@1 over t, sphere vs c
-    python -m chestlab.reproduce hardneg-fig3                              # w_ik over sorted negatives
-    python -m chestlab.reproduce tables runs/tree                          # Tables 2-5 layout
+The commands (``ablation``, ``fig3``, ``fig2``, ``hardneg-fig2``, ``hardneg-fig3``, ``tables``,
+``dims``, ``hier``) and their options are listed by ``python -m chestlab.reproduce --help``
+(:mod:`chestlab.reproduce.cli`).
 
 Modules, one concept each:
 

@@ -83,3 +83,26 @@ def test_a_run_of_an_unregistered_loss_names_the_fix(tmp_path):
     from chestlab.evaluate import main as evaluate_main  # this process has not imported the plug-in
 
     assert evaluate_main([str(run)]) == 2
+
+
+DATASET_PLUGIN = '''
+from chestlab.data import dataset_info, load_dataset, register_dataset
+
+# a dataset plug-in: the tree world, three levels deep, under its own name
+register_dataset("tree3", lambda split, *, data_root=None, seed=0: load_dataset("tree", split, seed=seed, depth=3),
+                 lambda: dataset_info("tree", depth=3))
+'''
+
+
+def test_a_plugin_dataset_is_one_register_call_and_trains(tmp_path):
+    (tmp_path / "my_data.py").write_text(DATASET_PLUGIN)
+    script = tmp_path / "run_data.py"
+    script.write_text(SCRIPT.replace("import my_losses  # registers the plug-ins", "import my_data").format(folder=str(tmp_path)))
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, str(script), "--set", "dataset=tree3", "--out", str(run), *SMALL],
+                          capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "config.json").read_text())["dataset"] == "tree3" and len(_steps(run)) == 4
+    # without the plug-in the name is refused with the registered ones listed
+    bad = _run(tmp_path, "--set", "dataset=tree3", *SMALL)
+    assert bad.returncode == 2 and "tree3" in bad.stderr and "tree" in bad.stderr.replace("tree3", "")

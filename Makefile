@@ -1,16 +1,18 @@
-# Two commands: `make app` (dashboard on an embedded dataset) and `make test` (the whole suite).
+# Two commands: `make app` (dashboard on an embedded dataset) and `make test` (the whole suite);
+# `make book` renders the executed lessons to static HTML handouts in book/.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 PORT   ?= 8501
 
-.PHONY: app test notebooks bench clean help
+.PHONY: app test notebooks book bench clean help
 
 help:
 	@echo "make app        set up .venv and open the dashboard (http://localhost:$(PORT))"
 	@echo "make test       set up .venv with the test extras and run the whole suite"
 	@echo "make notebooks  open JupyterLab on notebooks/"
+	@echo "make book       execute the lessons and render them to HTML handouts in book/ (CHESTLAB_FAST=1: fast mode)"
 	@echo "make bench      run the benchmark scripts in benchmarks/"
 
 $(BIN)/python:
@@ -35,12 +37,18 @@ app: $(VENV)/.stamp-app
 test: $(VENV)/.stamp-dev
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests
 	OMP_NUM_THREADS=1 CHESTLAB_FAST=1 $(BIN)/python -m pytest -n 2 notebooks --nbmake --nbmake-timeout=120 --reruns 2
+	CHESTLAB_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --out build/book  # the handouts build; exit 1 if a page lacks a figure
 
 notebooks: $(VENV)/.stamp-dev
 	$(BIN)/python -m jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+# The handouts: every lesson executed (full mode; fast mode when CHESTLAB_FAST=1, as CI does) and
+# rendered by nbconvert to book/<lesson>.html with its figures embedded, plus book/index.html.
+book: $(VENV)/.stamp-dev
+	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --out book
 
 bench: $(VENV)/.stamp-dev
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build book *.egg-info

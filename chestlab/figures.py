@@ -70,32 +70,48 @@ def _sim_parts(sim_event: Any) -> dict:
     return {k: _np(get(k)) for k in ("h_pos", "h_neg", "e_pos", "e_neg")}
 
 
+def _margin_note(sim_event: Any, space: str, delta: Optional[float], lam: Optional[float]) -> str:
+    """``"m ≥ δ for 83% of 64 samples"`` (what Eq. 7 asks, sample by sample), or "" when it cannot be
+    computed (no delta or lambda, or negatives not laid out (B, C - 1))."""
+    if delta is None or lam is None or not np.isfinite(delta):
+        return ""
+    try:
+        mm = per_sample_margins(sim_event, space, lam)
+    except ValueError:
+        return ""
+    return "" if mm is None else _margin_summary(mm["soft"], delta)
+
+
 def similarity_histogram(
     sim_event: Any,
     delta_h: Optional[float] = None,
     delta_e: Optional[float] = None,
     *,
+    lambda_h: Optional[float] = None,
+    lambda_e: Optional[float] = None,
     bins: int = 40,
     title: Optional[str] = None,
     uirevision: str = "similarity",
     height: int = 330,
 ) -> go.Figure:
-    """Histograms of a batch's soft similarities to its own class (positive) and to every other class
-    (negative), H and E side by side: the CHEST paper's Fig. 3.
+    """Histograms of a batch's soft similarities :math:`S(x_i, y)` to its own class (positive,
+    :math:`y = y_i`) and to every other class (negative, :math:`y \\ne y_i`), H and E side by side: the
+    CHEST paper's Fig. 3.
 
     ``sim_event``: a :class:`chestlab.train.SimilarityEvent` or a mapping with ``h_pos``, ``h_neg``,
     ``e_pos``, ``e_neg`` (arrays or None when a space is switched off, e.g. ``eta_E = 0``).
-    With ``delta`` given, a dashed line is drawn at ``median(S_neg) + delta``, the median taken over
-    the negatives of *all* samples pooled. It is only a rough guide: Eq. 7 compares each sample's
-    positive with *its own* negatives (a log-sum-exp over them), and a pooled median says nothing
-    about that -- positives can all lie right of the line while some samples still miss the margin.
-    :func:`margin_histogram` shows what Eq. 7 compares. Densities are normalised so both classes
-    compare.
+
+    The histograms pool all samples, so no line drawn on them can say whether Eq. 7's margin is met:
+    Eq. 7 compares each sample's positive with *its own* negatives. With ``delta`` given the panel
+    title names it; with ``delta`` and that space's ``lambda`` it also gives the fraction of samples
+    whose per-sample margin reaches it (:func:`per_sample_margins`); :func:`margin_histogram` draws
+    those margins. Densities are normalised so both classes compare.
     """
     parts = _sim_parts(sim_event)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("hyperbolic S_H", "Euclidean S_E"),
                         horizontal_spacing=0.08)
-    for col, (space, delta) in enumerate((("h", delta_h), ("e", delta_e)), start=1):
+    two_lines = False
+    for col, (space, delta, lam) in enumerate((("h", delta_h, lambda_h), ("e", delta_e, lambda_e)), start=1):
         pos, neg = parts[f"{space}_pos"], parts[f"{space}_neg"]
         if pos is None or neg is None or len(pos) == 0:
             dom = (fig.layout.xaxis if col == 1 else fig.layout.xaxis2).domain
@@ -115,23 +131,14 @@ def similarity_histogram(
                 row=1, col=col,
             )
         if delta is not None and np.isfinite(delta):
-            # vertical lines as traces (not shapes) so the legend explains them and they span the data
-            m = float(np.median(neg))
-            edges = np.arange(lo, hi + 2 * size, size)
-            top = 1.05 * max(np.histogram(v, bins=edges, density=True)[0].max() for v in (pos, neg))
-            fig.add_trace(go.Scatter(x=[m, m], y=[0, top], mode="lines",
-                                     line=dict(color=COLORS["neg"], width=1, dash="dot"), name="median of negatives",
-                                     legendgroup="median", showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
-            fig.add_trace(go.Scatter(x=[m + float(delta)] * 2, y=[0, top], mode="lines",
-                                     line=dict(color="black", width=2, dash="dash"),
-                                     name="median of negatives + margin δ", legendgroup="margin", showlegend=col == 1,
-                                     hovertemplate=f"δ_{space.upper()} = {float(delta):g}<extra></extra>"), row=1, col=col)
-            fig.update_yaxes(row=1, col=col, rangemode="tozero")
-            fig.layout.annotations[col - 1].text += f"  (δ_{space.upper()} = {float(delta):g})"
+            note = _margin_note(sim_event, space, delta, lam)
+            fig.layout.annotations[col - 1].text += f"  (δ_{space.upper()} = {float(delta):g})" + (f"<br>{note}" if note else "")
+            two_lines = two_lines or bool(note)
+    top = (60 if title else 40) + (18 if two_lines else 0)
     fig.update_layout(barmode="overlay", uirevision=uirevision, height=height, title=title,
-                      margin=dict(l=40, r=10, t=60 if title else 40, b=10),
+                      margin=dict(l=40, r=10, t=top, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.25, x=0.5, xanchor="center", font=dict(size=11)))
-    fig.update_xaxes(title_text="S(x, p_c)  (higher = closer)", title_font_size=11)
+    fig.update_xaxes(title_text="S(x_i, y)  (higher = closer)", title_font_size=11)
     fig.update_yaxes(title_text="density", col=1)
     return fig
 
@@ -141,20 +148,27 @@ def similarity_histogram_mpl(
     delta_h: Optional[float] = None,
     delta_e: Optional[float] = None,
     *,
+    lambda_h: Optional[float] = None,
+    lambda_e: Optional[float] = None,
     bins: int = 40,
     title: Optional[str] = None,
-    figsize: tuple[float, float] = (7.0, 2.6),
+    figsize: Optional[tuple[float, float]] = None,
 ):
     """The same figure in the paper's static style (matplotlib), for PNG/PDF: histograms, positive
-    class red and negative classes blue as in the paper's Fig. 3; with ``delta`` the pooled guide line
-    ``median(S_neg) + delta`` dashed (see :func:`similarity_histogram`: not what Eq. 7 tests per
-    sample -- :func:`margin_histogram_mpl` is)."""
+    class red and negative classes blue as in the paper's Fig. 3; ``delta`` (and ``lambda``) as in
+    :func:`similarity_histogram`: named in the panel titles with the fraction of samples meeting the
+    margin -- :func:`margin_histogram_mpl` draws the margins. Font sizes come from matplotlib's
+    settings and ``figsize`` (default 7 x 2.6 in) grows to the settings' figure width, so
+    :func:`chestlab.viz.style.use_lecture_style` makes it projector-sized."""
     from matplotlib.figure import Figure  # no pyplot: no global backend, safe in threads
 
+    from .viz.style import fit_figsize
+
     parts = _sim_parts(sim_event)
-    fig = Figure(figsize=figsize, dpi=150, layout="constrained")
+    fig = Figure(figsize=figsize or fit_figsize((7.0, 2.6)), dpi=150, layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, (space, label, delta) in zip(axes, (("h", "$S_H(x, p_c)$", delta_h), ("e", "$S_E(x, p_c)$", delta_e))):
+    for ax, (space, label, delta, lam) in zip(axes, (("h", "$S_H(x_i, y)$", delta_h, lambda_h),
+                                                     ("e", "$S_E(x_i, y)$", delta_e, lambda_e))):
         pos, neg = parts[f"{space}_pos"], parts[f"{space}_neg"]
         ax.spines[["top", "right"]].set_visible(False)
         ax.set_xlabel(label)
@@ -162,14 +176,17 @@ def similarity_histogram_mpl(
             ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes, color="gray")
             continue
         edges = np.linspace(min(pos.min(), neg.min()), max(pos.max(), neg.max()) + 1e-9, bins + 1)
-        ax.hist(neg, bins=edges, density=True, color=COLORS["neg"], alpha=0.45, label="negative")
-        ax.hist(pos, bins=edges, density=True, color=COLORS["pos"], alpha=0.55, label="positive")
+        ax.hist(neg, bins=edges, density=True, color=COLORS["neg"], alpha=0.45, label="negative classes")
+        ax.hist(pos, bins=edges, density=True, color=COLORS["pos"], alpha=0.55, label="positive class")
         if delta is not None and np.isfinite(delta):
-            ax.axvline(float(np.median(neg)) + float(delta), color="k", ls="--", lw=1, label=r"median neg + $\delta$")
+            note = _margin_note(sim_event, space, delta, lam).replace("m ≥ δ", r"$m_i \geq \delta$")
+            ax.set_title(rf"$\delta_{space.upper()}$ = {float(delta):g}" + (f"\n{note}" if note else ""))
     axes[0].set_ylabel("density")
-    axes[0].legend(frameon=False, fontsize=7)
+    if axes[0].patches or axes[1].patches:  # one legend below both panels: it covers no bar
+        src = axes[0] if axes[0].patches else axes[1]
+        fig.legend(*src.get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title)
     return fig
 
 
@@ -282,9 +299,9 @@ def margin_histogram(
                                      name="margin δ (left of it: loss > log 2)", legendgroup="delta", showlegend=show,
                                      hovertemplate=f"δ_{space.upper()} = {float(delta):g}<extra></extra>"), row=1, col=col)
             fig.layout.annotations[col - 1].text += f" (δ_{space.upper()} = {float(delta):g})"
-        fig.layout.annotations[col - 1].text += f": {_margin_summary(mm['soft'], delta)}"
+        fig.layout.annotations[col - 1].text += f"<br>{_margin_summary(mm['soft'], delta)}"  # two lines: panels side by side
     fig.update_layout(barmode="overlay", uirevision=uirevision, height=height, title=title,
-                      margin=dict(l=40, r=10, t=70 if title else 40, b=10),
+                      margin=dict(l=40, r=10, t=88 if title else 58, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.25, x=0.5, xanchor="center", font=dict(size=12)))
     fig.update_xaxes(title_text="per-sample margin (higher = better separated)", title_font_size=12)
     fig.update_yaxes(title_text="samples", col=1)
@@ -430,14 +447,18 @@ def poincare_disk(
 
 
 def poincare_disk_mpl(x2d: Any, labels: Any, super_labels: Any = None, proxies2d: Any = None, *, c: float = 1.0,
-                      circles: Sequence[float] = (), title: Optional[str] = None, figsize: tuple[float, float] = (4.5, 4.5)):
-    """Static (matplotlib) version of :func:`poincare_disk`, for PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`."""
+                      circles: Sequence[float] = (), title: Optional[str] = None,
+                      figsize: Optional[tuple[float, float]] = None):
+    """Static (matplotlib) version of :func:`poincare_disk`, for PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`;
+    font sizes come from matplotlib's settings and ``figsize`` (default 4.5 x 4.5 in) grows to the
+    settings' figure width (:func:`chestlab.viz.style.use_lecture_style`: projector-sized)."""
     from matplotlib.figure import Figure
 
     from .viz import mpl as viz_mpl
+    from .viz.style import fit_figsize
 
     c = float(c)
-    fig = Figure(figsize=figsize, dpi=150, layout="constrained")
+    fig = Figure(figsize=figsize or fit_figsize((4.5, 4.5), keep_aspect=False), dpi=150, layout="constrained")
     ax = fig.subplots()
     viz_mpl.draw_disk(ax, c, circles=circles)
     viz_mpl.scatter_embeddings(ax, x2d, labels, super_labels)
@@ -494,31 +515,40 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
     return fig
 
 
-def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: tuple[float, float] = (9.0, 2.6)):
-    """Static (matplotlib) version of :func:`training_curves`, for PNG/PDF."""
+def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tuple[float, float]] = None):
+    """Static (matplotlib) version of :func:`training_curves`, for PNG/PDF. Font sizes come from
+    matplotlib's settings and ``figsize`` (default 9 x 2.6 in) grows to the settings' figure width, so
+    :func:`chestlab.viz.style.use_lecture_style` makes it projector-sized; the legends sit below the
+    panels, where they cover no curve."""
     from matplotlib.figure import Figure
 
+    from .viz.style import fit_figsize
+
     rows = list(history_rows)
-    fig = Figure(figsize=figsize, dpi=150, layout="constrained")
+    fig = Figure(figsize=figsize or fit_figsize((9.0, 2.6)), dpi=150, layout="constrained")
     axes = fig.subplots(1, 3)
     for key, name, color in _LOSS_KEYS:
         xs, ys = _series(rows, key, 2000)
         if xs and (key == "loss" or any(v != 0 for v in ys)):
-            axes[0].plot(xs, ys, color=color, lw=1, label=name)
+            axes[0].plot(xs, ys, color=color, label=name)
     for ax, metric in ((axes[1], "R@1"), (axes[2], "MAP@R")):
         for split, ls in (("test", "-"), ("train", "--")):
             for space in ("H", "E"):
                 xs, ys = _series(rows, f"{split}/{space}/{metric}", 2000)
                 if xs:
-                    ax.plot(xs, ys, ls=ls, color=COLORS[space], marker="o", ms=2, lw=1, label=f"{space} {split}")
+                    ax.plot(xs, ys, ls=ls, color=COLORS[space], marker="o", ms=3,
+                            label=f"{space} {'unseen (test)' if split == 'test' else 'train'} classes")
         ax.set_ylim(0, 1.02)
-        ax.set_title(metric, fontsize=9)
-    axes[0].set_title("loss", fontsize=9)
+        ax.set_title(metric)
+    axes[0].set_title("loss")
     for ax in axes:
         ax.set_xlabel("step")
         ax.spines[["top", "right"]].set_visible(False)
-        if ax.lines:
-            ax.legend(frameon=False, fontsize=6)
+    # one legend below the panels (the two metric panels share their lines): it covers no curve
+    handles, labels = axes[0].get_legend_handles_labels()
+    h2, l2 = (axes[1] if axes[1].lines else axes[2]).get_legend_handles_labels()
+    if handles or h2:
+        fig.legend(handles + h2, labels + l2, loc="outside lower center", ncols=4, frameon=False)
     return fig
 
 

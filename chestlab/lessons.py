@@ -366,7 +366,8 @@ def retrieval_figure(examples: Sequence[dict], *, tile: float = 1.15, class_name
 def lecture_axes(ax: Any) -> Any:
     """Re-apply the current matplotlib font sizes -- the projector style of
     :func:`chestlab.viz.style.use_lecture_style` -- to an axis whose axis labels, tick labels and title
-    a library helper drew with fixed sizes (e.g. :func:`draw_disk`). Returns ``ax``."""
+    were drawn with fixed sizes, or before the style was set. (The library's own helpers, such as
+    :func:`draw_disk`, take their sizes from matplotlib's settings and need no call.) Returns ``ax``."""
     import matplotlib
 
     rc = matplotlib.rcParams

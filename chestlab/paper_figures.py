@@ -1,6 +1,6 @@
 """Static, paper-style (matplotlib) figures of the reproduction scripts (:mod:`chestlab.reproduce`).
 
-* :func:`similarity_histograms` -- the CHEST paper's Fig. 3: ``S_H(x, p_c)`` of a batch to its own
+* :func:`similarity_histograms` -- the CHEST paper's Fig. 3: ``S_H(x_i, y)`` of a batch to its own
   class vs the other classes, one panel per run (without ``L_E`` | with ``L_E``), shared bins.
 * :func:`disk_with_queries` / :func:`retrieval_grid` -- the CHEST paper's Fig. 2: embeddings in the
   Poincaré disk (drawn by :func:`chestlab.figures.poincare_disk_mpl`) with the retrieval queries
@@ -67,7 +67,7 @@ def save(fig: Any, stem: Union[str, Path], formats: Sequence[str] = ("png", "pdf
 # CHEST paper, Fig. 3
 # ------------------------------------------------------------------------------------------------
 def similarity_histograms(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], *, bins: int = 50,
-                          xlabel: str = r"$S_H(x, p_c)$", figsize: Optional[tuple[float, float]] = None):
+                          xlabel: str = r"$S_H(x_i, y)$", figsize: Optional[tuple[float, float]] = None):
     """One histogram panel per ``(title, positive, negative)``: a batch's similarities to its own class
     (red) and to every other class (blue), densities, on bins shared by all panels so the runs compare.
 

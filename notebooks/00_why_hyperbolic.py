@@ -263,7 +263,6 @@ def show_tree(tau=2.0, depth=3, branching=3, c=1.0):
     m_e, w_e = distortion(torch.cdist(Y, Y), d_T)
     axs[0].set_title(f"disk, Sarkar, τ = {tau:g}, c = {c:g}\nmean rel. {m_h:.3f}, worst {w_h:.3g}")
     axs[1].set(aspect="equal", xlabel="$y_1$ (units of $d_T$)", ylabel="$y_2$", title=f"plane, MDS\nmean rel. {m_e:.3f}, worst {w_e:.3g}")
-    lessons.lecture_axes(axs[0])
     fig.suptitle(f"complete tree, branching {branching}, depth {depth}: {len(parent)} nodes, colour = subtree of the root")
     fig.tight_layout()
     plt.show()
@@ -344,7 +343,6 @@ for k, s in enumerate(groups):
     d = mean_dir[k] / mean_dir[k].norm() * float(poincare.max_norm(c)) * 0.98
     axs[0].annotate("", xy=d.tolist(), xytext=(0, 0), arrowprops=dict(arrowstyle="->", lw=2.5, color="k"))
 axs[0].set_title("unseen test classes (dim_h = 2): colour = class, marker = super-class\narrows: mean direction of each super-class")
-lessons.lecture_axes(axs[0])
 labels = ("root", "super-class", "parent", "class")
 axs[1].plot(range(4), centre_depth, marker="o", ms=10, color=COLORS["H"], label="(b) depth of the node's centre")
 axs[1].plot(range(4), lca_by_level, marker="s", ms=10, color="#2ca02c", label="(c) LCA depth of two samples\n     whose true LCA is at this level")

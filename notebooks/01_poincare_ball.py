@@ -230,8 +230,7 @@ def show_geodesic(c=1.0, rx=0.6, ax_deg=20.0, ry=0.8, ay_deg=150.0):
     x = torch.tensor([rx * R * math.cos(math.radians(ax_deg)), rx * R * math.sin(math.radians(ax_deg))], **f64)
     y = torch.tensor([ry * R * math.cos(math.radians(ay_deg)), ry * R * math.sin(math.radians(ay_deg))], **f64)
     fig, ax = plt.subplots(figsize=(11, 7.5))
-    lessons.draw_disk(ax, c, circles=(1, 2, 3))
-    lessons.lecture_axes(ax)
+    lessons.draw_disk(ax, c, circles=(1, 2, 3))  # its labels and ticks follow the lecture style
     g = lessons.geodesic(x, y, c).numpy()
     ax.plot(g[:, 0], g[:, 1], color=COLORS["H"], lw=3, label="geodesic")
     ax.plot([x[0], y[0]], [x[1], y[1]], color=COLORS["E"], ls="--", lw=2.5, label="Euclidean chord")

@@ -50,7 +50,8 @@ from chestlab.viz.style import use_lecture_style
 
 use_lecture_style()
 print("fast mode:", lessons.FAST)
-steps = lessons.pick(600, 200)
+steps = lessons.pick(600, 150)
+eval_max = lessons.pick(4000, 800)  # test (and train) samples per evaluation; fast mode: fewer
 
 # %% [markdown]
 # ## 1. One run, step by step
@@ -62,7 +63,7 @@ steps = lessons.pick(600, 200)
 # three components differ by orders of magnitude.
 
 # %%
-cfg = TrainConfig.preset("demo-tree", eval_every=max(steps // 6, 1))
+cfg = TrainConfig.preset("demo-tree", eval_every=max(steps // 6, 1), eval_max=eval_max)
 print({k: getattr(cfg, k) for k in ("c", "r", "K", "M", "gamma_h", "lambda_h", "delta_h", "delta_e", "eta_h", "eta_e", "tau")})
 trainer = Trainer(cfg)
 with torch.no_grad():  # the proxies' tangent vectors W p^E + b before training (used below)
@@ -76,11 +77,8 @@ for ev in trainer.run(steps):
 losses_df = pd.DataFrame([r for r in rows if "l_h" in r]).set_index("step")[["loss", "l_h", "l_e", "l_hyphc"]]
 smooth = losses_df.rolling(20, min_periods=1).mean()  # one batch is noisy: running mean over 20 steps
 fig = figures.training_curves_mpl([{"step": s, **row} for s, row in smooth.iterrows()] + [r for r in rows if "l_h" not in r],
-                                  figsize=(15, 4.8))
+                                  figsize=(15, 5.2))
 fig.axes[0].set(yscale="log", ylabel="loss, running mean of 20 steps")
-for ax in fig.axes:
-    ax.title.set_fontsize(15)
-    ax.legend(fontsize=11, loc="lower left" if ax is fig.axes[0] else "lower right")
 display(fig)
 losses_df.iloc[[0, len(losses_df) // 2, -1]].style.format("{:.2e}")
 
@@ -161,7 +159,8 @@ print(f"last step: L_HypHC = {last['l_hyphc']:.1e} ≤ 3 · max S = {3 * float(S
 def train_run(eta_e=1.0, delta_h=1.0, n=steps):
     """Train demo-tree with the given η_E and δ_H; return the last batch's similarities, the last step's
     loss components and the test R@1 (H)."""
-    tr = Trainer(TrainConfig.preset("demo-tree", eta_e=eta_e, delta_h=delta_h, eval_every=0, eval_train=False))
+    tr = Trainer(TrainConfig.preset("demo-tree", eta_e=eta_e, delta_h=delta_h, eval_every=0, eval_train=False,
+                                    eval_max=eval_max))
     last = None
     for ev in tr.run(n):
         if isinstance(ev, StepEvent):
@@ -173,14 +172,9 @@ results = {eta_e: train_run(eta_e) for eta_e in (0.0, 1.0)}
 for eta_e, (sim, _, r1) in results.items():
     what = "$L_H$ only" if eta_e == 0 else "$L_H + L_E$"
     fig = figures.similarity_histogram_mpl(sim, title=f"$\\eta_E = {eta_e:g}$ ({what}): test R@1 (H) = {r1:.3f}", figsize=(15, 4.6))
-    for ax, space in zip(fig.axes, "HE"):
-        ax.set_xlabel(f"$S_{space}(x_i, y)$  (higher = closer)")
-        if ax.patches:
-            ax.legend(fontsize=13, loc="upper left")
-        else:
+    for ax in fig.axes:
+        if not ax.patches:
             ax.set(xticks=[], yticks=[])
-    fig.axes[0].set_ylabel("density")
-    fig.suptitle(fig.get_suptitle(), fontsize=16)
     display(fig)
 
 # %% [markdown]
@@ -251,12 +245,13 @@ show_margins(eta_e=0.0, delta_h=5.0)  # the callback once more: a larger margin
 # both, with multiple proxies (“Multi”, $K > 1$), with the HypHC term, and CHEST with everything.
 # `lessons.small_ablation` trains each row with the `Trainer` on `tree` and reports test R@1 (%) in the
 # evaluated space, as mean and standard deviation over seeds, next to the paper's Cars196 value. Full
-# mode: three seeds per row (fast mode: one seed and 60 steps, which only shows that every row runs).
+# mode: three seeds per row (fast mode: one seed, 40 steps and a smaller test set, which only shows that
+# every row runs).
 # The full grid, with more steps: `python -m chestlab.reproduce ablation --grid toy`.
 
 # %%
 seeds = lessons.pick((0, 1, 2), (0,))
-table = lessons.small_ablation(steps=lessons.pick(300, 60), seeds=seeds)
+table = lessons.small_ablation(steps=lessons.pick(300, 40), seeds=seeds, eval_max=eval_max)
 pd.options.display.float_format = "{:.1f}".format
 table
 

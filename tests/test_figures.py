@@ -32,33 +32,87 @@ def _ball_points(n: int, d: int, c: float, seed: int = 0, scale: float = 2.0) ->
 # similarity histograms
 # ------------------------------------------------------------------------------------------------
 def test_similarity_histogram_traces_and_margins() -> None:
-    fig = figures.similarity_histogram(_sim(), delta_h=1.0, delta_e=5.0)
+    fig = figures.similarity_histogram(_sim(), delta_h=1.0, delta_e=5.0, lambda_h=20.0, lambda_e=20.0)
     assert isinstance(fig, go.Figure)
     hists = [t for t in fig.data if t.type == "histogram"]
     assert [t.name for t in hists] == ["positive class", "negative classes"] * 2
     assert {t.xaxis for t in hists} == {"x", "x2"}  # H and E side by side
-    margins = [t for t in fig.data if t.type == "scatter" and "margin" in (t.name or "")]
-    assert len(margins) == 2
-    for t, delta, sim_neg in zip(margins, (1.0, 5.0), (_sim().h_neg, _sim().e_neg)):
-        assert t.x[0] == pytest.approx(np.median(sim_neg) + delta)
+    # no pooled "median of negatives + δ" line: Eq. 7 compares each sample with its own negatives
+    assert not [t for t in fig.data if t.type == "scatter"]
     assert fig.layout.uirevision == "similarity"
     assert "δ_H = 1" in fig.layout.annotations[0].text and "δ_E = 5" in fig.layout.annotations[1].text
+    # instead the titles give the fraction of samples whose own margin (per_sample_margins) meets δ
+    for ann, space, delta in zip(fig.layout.annotations[:2], "he", (1.0, 5.0)):
+        m = figures.per_sample_margins(_sim(), space, 20.0)["soft"]
+        assert f"m ≥ δ for {np.mean(m >= delta):.0%} of 64 samples" in ann.text
+    assert fig.layout.xaxis.title.text.startswith("S(x_i, y)")  # y: the class (docs/maths.md); c is the curvature
 
 
 def test_similarity_histogram_without_a_space_or_margins() -> None:
     fig = figures.similarity_histogram(_sim(eta_e_off=True))
     assert len([t for t in fig.data if t.type == "histogram"]) == 2
     assert any("not computed" in a.text for a in fig.layout.annotations)
-    assert not [t for t in fig.data if t.type == "scatter"]  # no delta given: no margin lines
-    # a plain mapping works too (notebooks)
-    figures.similarity_histogram({"h_pos": [0.1, 0.2], "h_neg": [0.0, -0.1, -0.2]}, delta_h=0.5)
+    assert not [t for t in fig.data if t.type == "scatter"]
+    # a plain mapping works too (notebooks); negatives not laid out (B, C - 1): δ named, no fraction
+    fig = figures.similarity_histogram({"h_pos": [0.1, 0.2], "h_neg": [0.0, -0.1, -0.2]}, delta_h=0.5, lambda_h=20.0)
+    assert fig.layout.annotations[0].text.endswith("(δ_H = 0.5)")
 
 
 def test_similarity_histogram_mpl_png() -> None:
-    fig = figures.similarity_histogram_mpl(_sim(), 1.0, 1.0, title="step 3")
+    fig = figures.similarity_histogram_mpl(_sim(), 1.0, 1.0, lambda_h=20.0, lambda_e=20.0, title="step 3")
     png = figures.to_png(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "$S_H(x, p_c)$"
+    assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "$S_H(x_i, y)$" and fig.axes[1].get_xlabel() == "$S_E(x_i, y)$"
+    assert not fig.axes[0].lines  # no pooled margin line
+    assert r"$\delta_H$ = 1" in fig.axes[0].get_title() and "samples" in fig.axes[0].get_title()
+
+
+def test_no_class_index_written_c_in_figure_labels() -> None:
+    """c is the curvature; a class is y (docs/maths.md's notation table): no label writes p_c."""
+    from chestlab import paper_figures
+
+    texts = [t.text for t in figures.similarity_histogram(_sim(), 1.0, 1.0).layout.annotations]
+    texts += [figures.similarity_histogram(_sim()).layout.xaxis.title.text]
+    fig = figures.similarity_histogram_mpl(_sim())
+    texts += [ax.get_xlabel() for ax in fig.axes]
+    fig = paper_figures.similarity_histograms([("a", _sim().h_pos, _sim().h_neg)])
+    texts += [ax.get_xlabel() for ax in fig.axes]
+    assert texts and not [t for t in texts if "p_c" in t or "x, c)" in t], texts
+
+
+def test_lecture_style_reaches_the_matplotlib_figures() -> None:
+    """The matplotlib builders take their font sizes and widths from rcParams: under the lecture style
+    every text is >= 13 pt (ticks and legends 13, labels and titles 15-16) and every figure >= 10 in wide."""
+    from chestlab.viz.style import LECTURE_RC, lecture_style
+
+    rows = [{"step": i, "loss": 3.0 / i, "l_h": 1.0 / i, "l_e": 2.0 / i} for i in range(1, 50)]
+    rows += [{"step": 49, **{f"{sp}/{S}/{m}": 0.5 for sp in ("test", "train") for S in ("H", "E") for m in ("R@1", "MAP@R")}}]
+    x = _ball_points(30, 2, 1.0, scale=0.5).numpy()
+
+    def build():
+        return [figures.similarity_histogram_mpl(_sim(), 1.0, 1.0, lambda_h=20.0, lambda_e=20.0, title="t"),
+                figures.training_curves_mpl(rows),
+                figures.poincare_disk_mpl(x, np.arange(30) % 3, c=1.0, circles=(1.0,), title="disk"),
+                figures.margin_histogram_mpl(_sim(), 1.0, 1.0)]
+
+    def sizes(fig):
+        out = []
+        for ax in fig.axes:
+            out += [ax.xaxis.label.get_size(), ax.title.get_size()]
+            out += [t.get_size() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+            leg = ax.get_legend()
+            out += [t.get_size() for t in leg.get_texts()] if leg else []
+        for leg in fig.legends:
+            out += [t.get_size() for t in leg.get_texts()]
+        return out
+
+    plain = build()
+    with lecture_style():
+        lecture = build()
+    for p, f in zip(plain, lecture):
+        assert f.get_size_inches()[0] >= LECTURE_RC["figure.figsize"][0]
+        assert min(sizes(f)) >= 13 and min(sizes(f)) > min(sizes(p)), (f, sizes(f))
+        assert figures.to_png(f)[:4] == b"\x89PNG"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -221,6 +221,29 @@ def test_disk_views_have_equal_aspect_and_labelled_axes() -> None:
     assert ax.get_xlabel() and ax.get_ylabel() and ax.xaxis.label.get_size() >= 10
 
 
+def test_the_disk_helpers_follow_the_lecture_style() -> None:
+    """style_disk / draw_disk take their sizes from rcParams: under the lecture style the axis labels,
+    ticks, title and D_H labels are projector-sized (>= 13 pt), with no call to lessons.lecture_axes."""
+    from chestlab.viz.style import LECTURE_RC, fit_figsize, lecture_style
+
+    def sizes() -> list[float]:
+        ax = _ax()
+        viz.mpl.draw_disk(ax, 1.0, circles=(1.0,))
+        viz.mpl.style_disk(ax, 1.2, title="t")
+        ticks = [t.get_size() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        return [ax.xaxis.label.get_size(), ax.yaxis.label.get_size(), ax.title.get_size(), *ticks,
+                *(t.get_fontsize() for t in ax.texts)]
+
+    plain = sizes()
+    with lecture_style():
+        lecture = sizes()
+        assert fit_figsize((4.0, 2.0)) == (LECTURE_RC["figure.figsize"][0], 5.0)  # grown, aspect kept
+        assert fit_figsize((4.0, 4.0), keep_aspect=False) == LECTURE_RC["figure.figsize"]
+        assert fit_figsize((12.0, 3.0)) == (12.0, 3.0)  # never shrunk
+    assert min(lecture) >= 13 and min(lecture) > max(plain) - 1, (plain, lecture)
+    assert lecture[0] == LECTURE_RC["axes.labelsize"] and lecture[2] == LECTURE_RC["axes.titlesize"]
+
+
 def test_figure_builders_and_lessons_draw_through_viz() -> None:
     c = 0.8
     rng = np.random.default_rng(1)

@@ -2,7 +2,8 @@
 
 The same layers, colours and markers as :mod:`chestlab.viz.plotly`: circles centred at the origin
 are :class:`~matplotlib.patches.Circle` patches, every other curve a polyline (a ``LineCollection``).
-No pyplot: safe in threads and headless runs.
+No pyplot: safe in threads and headless runs. Font sizes come from ``matplotlib.rcParams`` (no
+fixed sizes), so :func:`chestlab.viz.style.use_lecture_style` makes every label projector-sized.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.patches import Circle
 
 from . import geometry
-from .style import COLORS, MPL_FONT_SIZE, MPL_MARKERS, class_color
+from .style import COLORS, MPL_MARKERS, class_color
 
 __all__ = ["add_polylines", "draw_disk", "scatter_embeddings", "scatter_proxies", "style_disk"]
 
@@ -42,7 +43,7 @@ def draw_disk(ax: Any, c: float, *, grid: bool = False, circles: Sequence[float]
     for d in circles:
         r = geometry.euclid_radius(float(d), c)
         ax.add_patch(Circle((0, 0), r, fill=False, color=COLORS["circle"], lw=0.8, ls=":", zorder=0))
-        ax.annotate(f"$D_H$={d:g}", (r * math.sqrt(0.5), r * math.sqrt(0.5)), fontsize=MPL_FONT_SIZE - 2,
+        ax.annotate(f"$D_H$={d:g}", (r * math.sqrt(0.5), r * math.sqrt(0.5)), fontsize="medium",
                     color=COLORS["circle"])
 
 
@@ -67,13 +68,14 @@ def scatter_proxies(ax: Any, proxies: Any, proxy_labels: Any = None, *, size: fl
 
 def style_disk(ax: Any, lim: float, *, title: Optional[str] = None) -> None:
     """Square view ``[-lim, lim]^2`` with equal aspect, axes labelled :math:`x_1`, :math:`x_2` (the
-    disk's coordinates), projector-sized fonts."""
+    disk's coordinates); label, tick and title sizes are matplotlib's current ones
+    (``axes.labelsize``, ``xtick.labelsize``, ``axes.titlesize``: projector-sized under
+    :func:`~chestlab.viz.style.use_lecture_style`)."""
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.set_xlabel("$x_1$", fontsize=MPL_FONT_SIZE)
-    ax.set_ylabel("$x_2$", fontsize=MPL_FONT_SIZE)
-    ax.tick_params(labelsize=MPL_FONT_SIZE - 1)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
     ax.spines[["top", "right"]].set_visible(False)
     if title:
-        ax.set_title(title, fontsize=MPL_FONT_SIZE)
+        ax.set_title(title)

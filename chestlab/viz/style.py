@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 __all__ = ["COLORS", "PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color", "name_of",
-           "LECTURE_RC", "use_lecture_style", "lecture_style"]
+           "LECTURE_RC", "use_lecture_style", "lecture_style", "fit_figsize"]
 
 #: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class (the paper's Fig. 3:
 #: positive red, negatives blue), and the disk's layers.
@@ -22,7 +22,9 @@ PALETTE = (
 PLOTLY_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon", "hexagon",
                   "star-triangle-up")
 MPL_MARKERS = ("o", "s", "D", "^", "P", "X", "v", "p", "h", "*")
-#: Base font size: plotly (px) and matplotlib (pt, on figures a few inches wide).
+#: Base font size: plotly (px) and matplotlib (pt, on figures a few inches wide). The matplotlib
+#: builders take their sizes from ``matplotlib.rcParams`` (so :func:`use_lecture_style` applies);
+#: :data:`MPL_FONT_SIZE` is matplotlib's own default, kept for callers that name it.
 FONT_SIZE = 14
 MPL_FONT_SIZE = 10
 
@@ -57,3 +59,18 @@ def lecture_style():
     import matplotlib
 
     return matplotlib.rc_context(LECTURE_RC)
+
+
+def fit_figsize(default: tuple[float, float], *, keep_aspect: bool = True) -> tuple[float, float]:
+    """A matplotlib builder's figure size: ``default`` (width, height in inches), grown to the width of
+    ``rcParams["figure.figsize"]`` when that is wider -- so under :func:`use_lecture_style` every
+    figure is at least 10 in wide. ``keep_aspect``: scale the height with the width; otherwise the
+    height becomes the larger of ``default``'s and the settings' (for square views such as the disk,
+    which would otherwise grow as tall as wide)."""
+    import matplotlib
+
+    w0, h0 = float(default[0]), float(default[1])
+    rc_w, rc_h = (float(v) for v in matplotlib.rcParams["figure.figsize"])
+    if rc_w <= w0:
+        return (w0, h0)
+    return (rc_w, h0 * rc_w / w0) if keep_aspect else (rc_w, max(h0, rc_h))

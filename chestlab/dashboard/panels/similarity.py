@@ -1,5 +1,14 @@
-"""Similarity histograms of the current batch (the CHEST paper's Fig. 3): each sample's similarity to
-its own class (positive) and to every other class (negative), in H and E."""
+"""Similarities of the current batch, in one of two views (run A's radio, shared by run B):
+
+* the CHEST paper's Fig. 3 -- each sample's similarity to its own class (positive) and to every other
+  class (negative), pooled over the batch, in H and E;
+* the per-sample margins -- what Eq. 7 actually compares: each sample's own-class similarity minus a
+  soft maximum of *its own* negatives, against the margin δ (:func:`chestlab.figures.margin_histogram`).
+
+The pooled histograms carry no margin line: a line at "median of the negatives + δ" says nothing
+about Eq. 7, which compares each sample with its own negatives; the panel titles give the fraction of
+samples that meet the margin instead.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +17,53 @@ from typing import Any
 TITLE = "Similarities of the current batch"
 SLOT = "left"
 
+#: the views (radio options) and the widget key
+VIEWS = ("similarities (Fig. 3)", "per-sample margins (Eq. 7)")
+VIEW_KEY = "sim_view"
 
-def figure(ctx: Any) -> Any:
-    """The histogram figure of the run's last batch, or None (no step yet, or a loss that computes no
-    class similarities). The margins δ_H / δ_E are drawn when the run's loss has them."""
+
+def _margins_of(cfg: Any) -> dict:
+    keys = set(cfg.keys())
+    return {name: (float(getattr(cfg, name)) if name in keys else None)
+            for name in ("delta_h", "delta_e", "lambda_h", "lambda_e")}
+
+
+def figure(ctx: Any, view: str = VIEWS[0]) -> Any:
+    """The figure of the run's last batch in ``view``, or None (no step yet, or a loss that computes
+    no class similarities). The margins δ_H / δ_E (and scales λ) are the run's when its loss has them."""
     from chestlab import figures
 
     sim = ctx.similarities()
     if sim is None:
         return None
-    cfg = ctx.trainer.config
-    keys = set(cfg.keys())
-    dh = cfg.delta_h if "delta_h" in keys else None
-    de = cfg.delta_e if "delta_e" in keys else None
-    return figures.similarity_histogram(sim, dh, de, uirevision=f"sim{ctx.name}")
+    m = _margins_of(ctx.trainer.config)
+    if view == VIEWS[1]:
+        return figures.margin_histogram(sim, m["delta_h"], m["delta_e"], lambda_h=m["lambda_h"] or 20.0,
+                                        lambda_e=m["lambda_e"] or 20.0, uirevision=f"margin{ctx.name}")
+    return figures.similarity_histogram(sim, m["delta_h"], m["delta_e"], lambda_h=m["lambda_h"],
+                                        lambda_e=m["lambda_e"], uirevision=f"sim{ctx.name}")
+
+
+def view_of(ctx: Any, box: Any) -> str:
+    """Run A draws the view radio; run B shows the same view."""
+    if ctx.primary:
+        ctx.session.setdefault(VIEW_KEY, VIEWS[0])
+        if ctx.session.get(VIEW_KEY) not in VIEWS:
+            ctx.session[VIEW_KEY] = VIEWS[0]
+        view = box.radio("view", VIEWS, key=VIEW_KEY, horizontal=True,
+                         help="the pooled histograms of the paper's Fig. 3, or each sample's margin of Eq. 7")
+        ctx.shared[VIEW_KEY] = view
+        return view
+    return ctx.shared.get(VIEW_KEY, ctx.session.get(VIEW_KEY, VIEWS[0]))
 
 
 def render(ctx: Any, box: Any) -> None:
     from . import PLOTLY_CONFIG
 
-    box.markdown(f"**{TITLE}** — positive class vs negative classes (paper Fig. 3)")
-    fig = figure(ctx)
+    box.markdown(f"**{TITLE}** — positive class vs negative classes (paper Fig. 3), or each sample's margin (Eq. 7)")
     tr = ctx.trainer
+    view = view_of(ctx, box)
+    fig = figure(ctx, view)
     if fig is None:
         if tr.last_output is None:
             box.info("Press Play or Step: the histograms show the last training batch.")
@@ -38,6 +72,12 @@ def render(ctx: Any, box: Any) -> None:
                      "the histograms need a loss with class proxies, such as chest.")
         return
     box.plotly_chart(fig, key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)
-    if "delta_h" in tr.config.keys():
-        box.caption("Learning pulls the blue (own class) to the right of the dashed line: the margin δ of Eq. 7 "
-                    "asks S(x, own class) − δ to beat every other class.")
+    if "delta_h" not in tr.config.keys():
+        return
+    if view == VIEWS[1]:
+        box.caption("Eq. 7 asks each sample's margin m = S(x, own class) − soft-max of S(x, other classes) to reach "
+                    "the margin δ (dashed): samples left of it (shaded) still carry the loss.")
+    else:
+        box.caption("Learning pulls the red (own class) to the right of the blue (other classes). The margin δ of "
+                    "Eq. 7 is met sample by sample, against each sample's own negatives: the titles give how many "
+                    "samples meet it; the view “per-sample margins” shows them.")

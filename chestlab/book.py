@@ -1,0 +1,521 @@
+"""The lessons as handouts: execute every notebook of ``notebooks/`` and render it to one static HTML
+page with every figure embedded, plus ``index.html`` (``make book``).
+
+    python -m chestlab.book                    # full mode, all lessons, into book/
+    python -m chestlab.book --fast             # fast mode (CHESTLAB_FAST=1): what CI builds
+    python -m chestlab.book --lessons 01 03    # a subset (name prefixes)
+    python -m chestlab.book --executed DIR     # render notebooks already executed (no kernel)
+
+The tools are the notebook stack the kit already installs: nbclient executes (one kernel per lesson,
+working directory ``notebooks/``, widget state kept), nbconvert renders (its ``lab`` template).
+Before rendering, what a static page cannot run is made static:
+
+* an ipywidgets ``interact`` (a widget view) is replaced by what its output widget showed when the
+  cell ran -- the figure at the sliders' initial values, with a note that it is interactive in Jupyter;
+* a plotly figure becomes plotly's own HTML (the plotly.js bundle inlined once per page, so the page
+  needs no network) **and** a PNG of it: from kaleido when that is installed, otherwise drawn with
+  matplotlib from the figure's traces (scatter, histogram, bar; circles). The PNG is shown when the
+  page is printed, when JavaScript is off, or when plotly.js fails to start.
+
+Matplotlib figures are PNGs embedded as ``data:`` URIs by nbconvert. Progress goes to stderr; the
+index lists each lesson with its run time and figure count, and a page with fewer figures than it
+has figure-producing cells (:func:`figure_cells`) is reported (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import html
+import io
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any, Optional, Sequence
+
+__all__ = ["NOTEBOOKS", "Page", "build", "count_figures", "execute", "figure_cells", "lessons", "main", "make_static",
+           "plotly_png", "render"]
+
+#: the lessons' folder of a source checkout
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+#: what draws a figure: pyplot (a new figure, show), a figure displayed (``display(fig)``,
+#: ``display(figures.…)``, a ``lessons.*figure`` helper), plotly's show, a widget (its callback draws)
+_FIGURE_CALL = re.compile(r"plt\.(show|subplots|figure|subplot)\(|\.show\(\)|display\((fig|figures\.|lessons\.\w*figure)"
+                          r"|\binteract\(")
+_FIGURE_CLASS = "chestlab-figure"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# which notebooks, which cells draw
+# ------------------------------------------------------------------------------------------------
+def lessons(folder: Path = NOTEBOOKS, only: Sequence[str] = ()) -> list[Path]:
+    """The ``.ipynb`` files of ``folder`` in name order; ``only``: keep those whose name starts with
+    one of these prefixes (``"01"``, ``"05_training"``)."""
+    paths = sorted(Path(folder).glob("*.ipynb"))
+    if only:
+        paths = [p for p in paths if any(p.stem.startswith(o) for o in only)]
+        missing = [o for o in only if not any(p.stem.startswith(o) for p in paths)]
+        if missing:
+            raise SystemExit(f"chestlab.book: no lesson in {folder} starts with {', '.join(missing)}")
+    return paths
+
+
+def _parse(source: str) -> Any:
+    import ast
+
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        return None
+
+
+def figure_cells(nb: Any) -> list[int]:
+    """Indices of the code cells that produce a figure, read from their source alone (comments and
+    the bodies of functions they define do not count): cells that create or show a pyplot figure,
+    display a figure (``display(fig)``, ``display(figures.…)``, a ``lessons.*figure`` helper), call
+    plotly's ``.show()`` or ``interact(…)``, call a function an earlier cell defined that draws, or
+    end with an expression that names a figure (``fig``, ``figures.…``)."""
+    import ast
+
+    drawing: set[str] = set()  # functions defined so far whose body draws
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tree = _parse(cell.source)
+        if tree is None:
+            continue
+        top = []
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = ast.unparse(node)
+                if _FIGURE_CALL.search(body) or any(re.search(rf"\b{re.escape(f)}\(", body) for f in drawing):
+                    drawing.add(node.name)
+            elif not isinstance(node, ast.ClassDef):
+                top.append(node)
+        code = "\n".join(ast.unparse(n) for n in top)
+        calls_drawing = any(re.search(rf"(?<![\w.]){re.escape(f)}\(", code) for f in drawing)
+        last = top[-1] if top else None
+        shows_last = isinstance(last, ast.Expr) and re.search(r"\bfig\d*\b|\bfig_\w+|\bfigures\.\w+\(", ast.unparse(last)) is not None \
+            and not ast.unparse(last).rstrip().endswith(";")
+        if _FIGURE_CALL.search(code) or calls_drawing or shows_last:
+            out.append(i)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# execution
+# ------------------------------------------------------------------------------------------------
+def execute(path: Path, *, fast: bool, timeout: int = 300, progress: bool = False) -> Any:
+    """Run the notebook at ``path`` in a fresh kernel (working directory: its folder), fast mode
+    (``CHESTLAB_FAST=1``) or full; returns the executed notebook with its widget state. ``progress``:
+    one stderr line per code cell (its time)."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    old = os.environ.get("CHESTLAB_FAST")
+    os.environ["CHESTLAB_FAST"] = "1" if fast else "0"  # the kernel inherits this process's environment
+    try:
+        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                                         resources={"metadata": {"path": str(path.parent)}})
+        n_code = sum(c.cell_type == "code" for c in nb.cells)
+        started = {}
+
+        def on_start(cell: Any, cell_index: int) -> None:
+            started[cell_index] = time.perf_counter()
+
+        def on_complete(cell: Any, cell_index: int, execute_reply: Any = None) -> None:
+            k = sum(c.cell_type == "code" for c in nb.cells[: cell_index + 1])
+            _log(f"    cell {k}/{n_code} (#{cell_index}) {time.perf_counter() - started.get(cell_index, time.perf_counter()):.1f} s")
+
+        if progress:
+            client.on_cell_start, client.on_cell_executed = on_start, on_complete
+        client.execute()
+    finally:
+        if old is None:
+            os.environ.pop("CHESTLAB_FAST", None)
+        else:
+            os.environ["CHESTLAB_FAST"] = old
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------
+# static outputs: widgets and plotly
+# ------------------------------------------------------------------------------------------------
+def _widget_outputs(state: dict, model_id: str, seen: Optional[set] = None) -> list:
+    """The outputs an ipywidgets view showed: those of its output widgets, depth first."""
+    seen = set() if seen is None else seen
+    if model_id in seen or model_id not in state:
+        return []
+    seen.add(model_id)
+    model = state[model_id]
+    st = model.get("state", {})
+    if model.get("model_name") == "OutputModel":
+        return list(st.get("outputs", []))
+    out = []
+    for child in st.get("children", []) or []:
+        if isinstance(child, str) and child.startswith("IPY_MODEL_"):
+            out += _widget_outputs(state, child[len("IPY_MODEL_"):], seen)
+    return out
+
+
+def _plotly_to_mpl_png(fig: Any) -> bytes:
+    """A static PNG of a plotly figure drawn with matplotlib from its traces -- the fallback when
+    kaleido is not installed. Draws scatter / scattergl (lines and markers), histogram and bar traces
+    on their subplots, circle shapes, the subplot titles and the axis titles; not every styling."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    def arr(v: Any) -> np.ndarray:
+        # plotly >= 6 writes numeric arrays as base64 typed arrays: {"dtype": "f8", "bdata": "...", "shape": ...}
+        if isinstance(v, Mapping) and "bdata" in v:
+            out = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v.get("dtype", "f8")))
+            shape = v.get("shape")
+            if shape:
+                out = out.reshape([int(k) for k in str(shape).split(",")] if isinstance(shape, str) else shape)
+            return out.astype(float)
+        return np.array([np.nan if x is None else x for x in (v if v is not None else [])], dtype=float)
+
+    lay = fig.layout
+    axes_ids = sorted({(t.xaxis or "x", t.yaxis or "y") for t in fig.data if hasattr(t, "xaxis")} or {("x", "y")})
+    n = len(axes_ids)
+    mfig = Figure(figsize=(max(6.0, 4.2 * n), 4.2), dpi=100, layout="constrained")
+    axs = mfig.subplots(1, n, squeeze=False)[0]
+    where = {ids: ax for ids, ax in zip(axes_ids, axs)}
+
+    def _ax_layout(name: str, axis: str) -> Any:
+        key = axis + ("axis" + name[1:] if len(name) > 1 else "axis")
+        return lay[key] if key in lay else None
+
+    for tr in fig.data:
+        ax = where.get((getattr(tr, "xaxis", None) or "x", getattr(tr, "yaxis", None) or "y"), axs[0])
+        color = None
+        marker = getattr(tr, "marker", None)
+        if marker is not None and isinstance(marker.color, str):
+            color = marker.color
+        line = getattr(tr, "line", None)
+        if line is not None and isinstance(line.color, str):
+            color = line.color
+        name = tr.name if getattr(tr, "showlegend", None) is not False else None
+        if tr.type in ("scatter", "scattergl"):
+            x, y = arr(tr.x), arr(tr.y)
+            if not len(x) or np.all(np.isnan(x)):
+                continue
+            mode = tr.mode or "lines+markers"
+            colors = marker.color if marker is not None and not isinstance(marker.color, (str, type(None), Mapping)) else None
+            if "markers" in mode and colors is not None and len(colors) == len(x):
+                ax.scatter(x, y, c=list(colors), s=12, label=name)
+            elif "lines" in mode:
+                dash = {"dash": "--", "dot": ":", "dashdot": "-."}.get(getattr(line, "dash", None) or "", "-")
+                steps = "steps-post" if getattr(line, "shape", None) == "hv" else "default"
+                ax.plot(x, y, color=color, ls=dash, drawstyle=steps, marker="o" if "markers" in mode else None, ms=3,
+                        label=name)
+            else:
+                ax.scatter(x, y, color=color, s=12, label=name)
+        elif tr.type == "histogram" and tr.x is not None:
+            ax.hist(arr(tr.x), bins=40, color=color, alpha=0.6, density=bool(tr.histnorm), label=name)
+        elif tr.type == "bar" and tr.x is not None:
+            ax.bar(arr(tr.x), arr(tr.y), color=color, alpha=0.7, label=name,
+                   width=float(tr.width) if isinstance(tr.width, (int, float)) else 0.8)
+    for sh in lay.shapes or ():
+        if sh.type == "circle":
+            from matplotlib.patches import Ellipse
+
+            ax = where.get((sh.xref or "x", sh.yref or "y"), axs[0])
+            ax.add_patch(Ellipse(((sh.x0 + sh.x1) / 2, (sh.y0 + sh.y1) / 2), abs(sh.x1 - sh.x0), abs(sh.y1 - sh.y0),
+                                 fill=False, color=(sh.line.color if sh.line and isinstance(sh.line.color, str) else "k"),
+                                 lw=1))
+    for (xn, yn), ax in where.items():
+        xa, ya = _ax_layout(xn, "x"), _ax_layout(yn, "y")
+        if xa is not None and xa.title and xa.title.text:
+            ax.set_xlabel(xa.title.text)
+        if ya is not None and ya.title and ya.title.text:
+            ax.set_ylabel(ya.title.text)
+        if ya is not None and ya.type == "log":
+            ax.set_yscale("log")
+        if ya is not None and ya.scaleanchor:
+            ax.set_aspect("equal")
+        ax.autoscale_view()
+    titles = [a.text for a in (lay.annotations or ()) if a.xref == "paper" and a.yref == "paper" and a.text
+              and a.y is not None and a.y >= 0.99]
+    for ax, t in zip(axs, titles):
+        ax.set_title(re.sub(r"<[^>]+>", " ", t), fontsize=10)
+    if lay.title and lay.title.text:
+        mfig.suptitle(re.sub(r"<[^>]+>", " ", lay.title.text))
+    handles = [h for ax in axs for h in ax.get_legend_handles_labels()[0]]
+    if handles and len(handles) <= 16:
+        labels = [l for ax in axs for l in ax.get_legend_handles_labels()[1]]
+        mfig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(handles)), frameon=False, fontsize=8)
+    buf = io.BytesIO()
+    mfig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def plotly_png(fig_json: dict) -> tuple[bytes, str]:
+    """``(png, how)``: a PNG of a plotly figure (its JSON), by kaleido when installed, else by
+    :func:`_plotly_to_mpl_png`."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(json.loads(json.dumps(fig_json)), skip_invalid=True)  # plain dicts (not NotebookNodes)
+    try:
+        import kaleido  # noqa: F401  (optional)
+
+        return fig.to_image(format="png", width=1000, height=int(fig.layout.height or 450)), "kaleido"
+    except Exception:
+        return _plotly_to_mpl_png(fig), "matplotlib"
+
+
+def _plotly_html(fig_json: dict, n: int, with_js: bool) -> str:
+    import plotly.io as pio
+
+    div = pio.to_html(fig_json, include_plotlyjs=False, full_html=False, div_id=f"chestlab-plotly-{n}",
+                      config={"displaylogo": False}, validate=False)
+    try:
+        png, how = plotly_png(fig_json)
+    except Exception as err:  # a figure the fallback cannot draw: the page keeps the live figure
+        _log(f"  warning: no static image for plotly figure {n}: {type(err).__name__}: {err}")
+        png, how = b"", "none"
+    img = base64.b64encode(png).decode()
+    js = ""
+    if with_js:
+        from plotly.offline import get_plotlyjs
+
+        # plotly.js registers as an AMD module when require.js is on the page (nbconvert's template loads
+        # it): hide `define` while it loads so that it sets window.Plotly
+        js = ("<script>window.__chestlabDefine = window.define; window.define = undefined;</script>"
+              f"<script type=\"text/javascript\">{get_plotlyjs()}</script>"
+              "<script>window.define = window.__chestlabDefine;</script>")
+    return (f'{js}<div class="{_FIGURE_CLASS} chestlab-plotly">'
+            f'<div class="chestlab-live">{div}</div>'
+            + (f'<div class="chestlab-static"><img alt="static image of an interactive figure ({how})" '
+               f'src="data:image/png;base64,{img}"/></div>' if png else "") + "</div>")
+
+
+_PAGE_CSS = """<style>
+.chestlab-static { display: none; }
+.chestlab-widget-note { color: #666; font-size: 0.9em; font-style: italic; margin: 0.2em 0 0.4em; }
+@media print { .chestlab-live { display: none; } .chestlab-static { display: block; } }
+</style>
+<noscript><style>.chestlab-live { display: none; } .chestlab-static { display: block; }</style></noscript>
+<script>
+window.addEventListener("load", function () {
+  if (window.Plotly === undefined) {  // plotly.js did not start: show the static images
+    document.querySelectorAll(".chestlab-live").forEach(function (e) { e.style.display = "none"; });
+    document.querySelectorAll(".chestlab-static").forEach(function (e) { e.style.display = "block"; });
+  }
+});
+</script>"""
+
+
+def make_static(nb: Any) -> Any:
+    """A copy of the executed notebook ``nb`` whose outputs a static page shows: widget views replaced
+    by the outputs their output widgets captured, plotly figures by HTML with plotly.js inlined (once)
+    and a PNG fallback. The widget state is dropped from the metadata (nothing left uses it)."""
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE_MIME, {}).get("state", {})
+    n_plotly = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW_MIME in data:
+                captured = _widget_outputs(state, data[WIDGET_VIEW_MIME].get("model_id", ""))
+                outputs.append(nbformat.v4.new_output(
+                    "display_data", data={"text/html": '<p class="chestlab-widget-note">Interactive in Jupyter (sliders): '
+                                          "below, the view at the sliders' initial values.</p>"}))
+                outputs += [nbformat.from_dict(o) for o in captured]
+            else:
+                outputs.append(out)
+        for out in outputs:
+            data = out.get("data", {})
+            if PLOTLY_MIME in data:
+                fig_json = data[PLOTLY_MIME]
+                if isinstance(fig_json, str):
+                    fig_json = json.loads(fig_json)
+                out["data"] = {"text/html": _plotly_html(fig_json, n_plotly, with_js=n_plotly == 0)}
+                n_plotly += 1
+        cell["outputs"] = outputs
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------
+# rendering
+# ------------------------------------------------------------------------------------------------
+def count_figures(page_html: str) -> dict:
+    """Figures embedded in a rendered page: ``png`` (PNG images as data URIs, the plotly fallbacks
+    included), ``plotly`` (plotly figures with their static image), ``total`` (figures: PNGs that are
+    not a plotly fallback, plus plotly figures)."""
+    png = len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", page_html))
+    plotly = page_html.count(f'class="{_FIGURE_CLASS} chestlab-plotly"')
+    return {"png": png, "plotly": plotly, "total": png}  # every plotly figure carries exactly one PNG
+
+
+def _title(nb: Any, default: str) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^#\s+(.+)$", cell.source, flags=re.M)
+            if m:
+                return m.group(1).strip()
+    return default
+
+
+def render(nb: Any, title: str) -> str:
+    """The static HTML page of an executed (and :func:`make_static`) notebook: nbconvert's ``lab``
+    template, inputs shown, images embedded."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    return body.replace("</head>", _PAGE_CSS + "\n</head>", 1)
+
+
+@dataclass
+class Page:
+    """One lesson of the book."""
+
+    name: str
+    title: str
+    file: str
+    seconds: float
+    figure_cells: list = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.figures.get("total", 0) >= len(self.figure_cells)
+
+
+def _index(pages: Sequence[Page], fast: bool) -> str:
+    rows = "\n".join(
+        f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.figures.get("total", 0)}'
+        f'{" (" + str(p.figures["plotly"]) + " interactive)" if p.figures.get("plotly") else ""}</td>'
+        f"<td>{p.seconds:.0f} s</td></tr>" for p in pages)
+    mode = "fast mode (CHESTLAB_FAST=1: fewer steps, smaller data)" if fast else "full mode"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>chestlab lessons</title>
+<style>body {{ font-family: system-ui, sans-serif; max-width: 52em; margin: 2em auto; line-height: 1.5; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 0.3em 1em; border-bottom: 1px solid #ddd; text-align: left; }}</style>
+</head><body>
+<h1>chestlab — the lessons</h1>
+<p>Hyperbolic deep metric learning, one lesson per page, executed in {mode} on {time.strftime("%Y-%m-%d")}.
+Every figure is embedded; interactive figures (plotly) also carry a static image, shown when printed.
+Sliders are interactive only in Jupyter (<code>make notebooks</code>); here each shows its initial view.</p>
+<table><tr><th>lesson</th><th>figures</th><th>run time</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOTEBOOKS,
+          executed: Optional[Path] = None, timeout: Optional[int] = None, retries: int = 2,
+          progress: bool = False, save_executed: Optional[Path] = None) -> list[Page]:
+    """Execute (or, with ``executed``, read already executed copies from that folder) and render the
+    lessons of ``folder`` (``only``: name prefixes) into ``out``: one page per lesson and
+    ``index.html``. Returns the pages.
+
+    ``timeout``: seconds per cell (default 300 in fast mode, 3600 in full mode); a lesson whose cell
+    times out or whose kernel dies is run again, up to ``retries`` times (nbclient has been seen to
+    wait forever on an idle kernel on a loaded machine). ``progress``: one stderr line per cell;
+    ``save_executed``: a folder to keep the executed notebooks in (render them again with ``executed``)."""
+    timeout = timeout or (300 if fast else 3600)
+    import nbformat
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = lessons(folder, only)
+    pages = []
+    t_all = time.perf_counter()
+    for k, path in enumerate(paths, 1):
+        t0 = time.perf_counter()
+        if executed is not None:
+            _log(f"[{k}/{len(paths)}] {path.stem}: reading the executed copy in {executed}")
+            nb = nbformat.read(Path(executed) / path.name, as_version=4)
+        else:
+            for attempt in range(retries + 1):
+                _log(f"[{k}/{len(paths)}] {path.stem}: executing ({'fast' if fast else 'full'} mode)"
+                     + (f", attempt {attempt + 1}" if attempt else "") + " …")
+                try:
+                    nb = execute(path, fast=fast, timeout=timeout, progress=progress)
+                    break
+                except Exception as err:  # a cell timed out (a stalled kernel) or the kernel died: retry
+                    stalled = type(err).__name__ in ("CellTimeoutError", "DeadKernelError", "TimeoutError")
+                    if not stalled or attempt == retries:
+                        raise
+                    _log(f"  {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} — retrying")
+        if save_executed is not None and executed is None:
+            Path(save_executed).mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, Path(save_executed) / path.name)
+        title = _title(nb, path.stem)
+        page_html = render(make_static(nb), title)
+        file = f"{path.stem}.html"
+        (out / file).write_text(page_html, encoding="utf-8")
+        page = Page(path.stem, title, file, time.perf_counter() - t0, figure_cells(nb), count_figures(page_html))
+        pages.append(page)
+        _log(f"[{k}/{len(paths)}] {path.stem}: {page.seconds:.1f} s, {page.figures['total']} figures "
+             f"({page.figures['plotly']} interactive) for {len(page.figure_cells)} figure cells -> {out / file}")
+        if not page.complete:
+            _log(f"  warning: {path.stem} has fewer figures ({page.figures['total']}) than figure cells "
+                 f"({len(page.figure_cells)}: cells {page.figure_cells})")
+    (out / "index.html").write_text(_index(pages, fast), encoding="utf-8")
+    _log(f"book: {len(pages)} lessons in {time.perf_counter() - t_all:.0f} s -> {out / 'index.html'}")
+    return pages
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m chestlab.book",
+        description="Execute the lessons and render them to static HTML handouts (one page per lesson and "
+                    "index.html), every figure embedded; plotly figures also as a PNG.")
+    ap.add_argument("--out", type=Path, default=Path("book"), help="output folder (default: book)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--fast", action="store_true", default=None,
+                      help="fast mode (CHESTLAB_FAST=1): fewer steps, smaller data; the default when the "
+                           "environment sets CHESTLAB_FAST=1")
+    mode.add_argument("--full", dest="fast", action="store_false", help="full mode (the default otherwise)")
+    ap.add_argument("--lessons", nargs="+", default=(), metavar="PREFIX",
+                    help="only the lessons whose file name starts with these (e.g. 01 03)")
+    ap.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help=f"the lessons' folder (default: {NOTEBOOKS})")
+    ap.add_argument("--executed", type=Path, default=None,
+                    help="render the already executed notebooks of this folder instead of executing them")
+    ap.add_argument("--timeout", type=int, default=None,
+                    help="seconds per cell before the lesson is run again (default 300 fast, 3600 full)")
+    ap.add_argument("--retries", type=int, default=2, help="runs again of a lesson whose cell timed out (default 2)")
+    ap.add_argument("--cells", action="store_true", help="progress per cell, not only per lesson")
+    ap.add_argument("--save-executed", type=Path, default=None, metavar="DIR",
+                    help="also keep the executed notebooks in DIR (render them again with --executed DIR)")
+    args = ap.parse_args(argv)
+    fast = args.fast
+    if fast is None:
+        fast = os.environ.get("CHESTLAB_FAST", "0").strip().lower() in ("1", "true", "yes", "on")
+    pages = build(args.out, fast=fast, only=args.lessons, folder=args.notebooks, executed=args.executed,
+                  timeout=args.timeout, retries=args.retries, progress=args.cells,
+                  save_executed=args.save_executed)
+    incomplete = [p.name for p in pages if not p.complete]
+    if incomplete:
+        _log(f"book: pages with missing figures: {', '.join(incomplete)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

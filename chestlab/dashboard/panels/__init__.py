@@ -81,10 +81,10 @@ class PanelContext:
         return self.cache[key]
 
 
-from . import compare, curves, disk, export, hardneg, similarity  # noqa: E402
+from . import compare, curves, disk, export, hardneg, hierarchy, similarity  # noqa: E402
 
 #: Drawn for every run, in this order, into their ``SLOT``.
-RUN_PANELS: tuple[Any, ...] = (similarity, curves, disk, hardneg)
+RUN_PANELS: tuple[Any, ...] = (similarity, curves, disk, hardneg, hierarchy)
 #: Drawn once per page (by :mod:`chestlab.dashboard.page`, where their controls belong).
 PAGE_PANELS: tuple[Any, ...] = (compare, export)
 

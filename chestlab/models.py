@@ -53,7 +53,7 @@ class HyperbolicHead(nn.Module):
 
     def from_tangent(self, t: Tensor) -> Tensor:
         """``exp_0(clip_r(t))`` in float32 (fp16 under AMP cannot resolve the ball near its boundary)."""
-        return poincare.expmap0(poincare.clip_features(t.float(), self.r), self.c)
+        return poincare.expmap0_clipped(t.float(), self.r, self.c)  # = expmap0(clip_features(t, r), c), one norm scaling
 
     def forward(self, x: Tensor) -> Tensor:
         return self.from_tangent(self.linear(x))

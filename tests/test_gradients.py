@@ -330,3 +330,36 @@ def test_gradcheck_poincare_in_c(c0):
     assert gradcheck(lambda x, c: P.logmap0(x, c), (x, c), **kw)
     assert gradcheck(lambda x, c: P.mobius_scalar_mul(0.7, x, c), (x, c), **kw)
     assert gradcheck(lambda x, y, c: P.lca_depth(x, y[:4], c), (x, y, c), **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# gradcheck (float64) on the hand-written backward passes of the training path
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c", [1e-4, 0.5, 2.0])
+def test_gradcheck_pairwise_fast_paths(c):
+    x, y = ball_points(5, 4, c, 61, 0.9).requires_grad_(), ball_points(6, 4, c, 62, 0.9).requires_grad_()
+    assert gradcheck(lambda x, y: P._PairwiseDist.apply(x, y, c), (x, y))
+    y_fixed = y.detach()[:3].clone()
+    assert gradcheck(lambda x: P._PairwiseDist.apply(x, y_fixed, c), (x,))  # one input needs grad
+    assert gradcheck(lambda y: P._PairwiseDist.apply(x.detach(), y, c), (y,))
+    assert gradcheck(lambda x, y: P._PairwiseDist.apply(x, y, None), (x, y))  # Euclidean
+    assert gradcheck(lambda x, y: P.pairwise_euclidean(x, y), (x, y))
+
+
+@pytest.mark.parametrize("c", [0.0, 0.5, 2.0])
+def test_gradcheck_expmap0_clipped(c):
+    v = (torch.randn(6, 4, dtype=F64, generator=gen(63)) * torch.tensor([0.1, 0.5, 1.0, 2.0, 4.0, 8.0], dtype=F64)[:, None])
+    assert gradcheck(lambda v: P.expmap0_clipped(v, 2.3, c), (v.requires_grad_(),))
+    if c > 0:
+        cc = torch.tensor(c, dtype=F64, requires_grad=True)
+        assert gradcheck(lambda v, cc: P.expmap0_clipped(v, 2.3, cc), (v, cc))
+
+
+@pytest.mark.parametrize("K", [1, 2, 3])
+def test_gradcheck_proxy_term(K):
+    from chestlab.losses.parts import proxy_term
+
+    d = (torch.rand(4, 3, K, dtype=F64, generator=gen(64)) * 3).requires_grad_()
+    labels = torch.tensor([0, 2, 1, 2])
+    assert gradcheck(lambda d: proxy_term(d, labels, 0.7, 5.0, 0.5)[0], (d,))
+    assert gradcheck(lambda d: proxy_term(d, labels, 1e-2, 30.0, -2.0)[0], (d,))

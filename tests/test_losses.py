@@ -584,3 +584,84 @@ def test_chestloss_under_bf16_autocast():
     # close to the float32 loss (bf16 rounds only the backbone and the data's head)
     ref = loss(backbone(inp), loss.head(backbone(inp)), labels).loss
     assert out.loss.item() == pytest.approx(ref.item(), rel=0.05)
+
+
+# ------------------------------------------------------------------------------------------------
+# the training path (parts.py: fused proxy term, hand-written distance backward) == the functional core
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("B,C,K", [(5, 4, 3), (7, 3, 1), (6, 5, 2), (9, 40, 10)])
+@pytest.mark.parametrize("gamma,lam,delta", [(5.0, 20.0, 1.0), (0.3, 2.0, -0.5), (1e-3, 64.0, 20.0)])
+def test_proxy_term_equals_functional(B, C, K, gamma, lam, delta, dtype):
+    from chestlab.losses.parts import proxy_term
+
+    d = (torch.rand(B, C, K, dtype=dtype, generator=gen(B * C + K)) * 5).requires_grad_()
+    labels = torch.randint(C, (B,), generator=gen(3))
+    loss, S = proxy_term(d, labels, gamma, lam, delta)
+    S_ref = L.soft_similarity(d, gamma)
+    ref = L.proxy_loss(S_ref, labels, lam, delta).mean()
+    (g,) = torch.autograd.grad(loss, d)
+    (g_ref,) = torch.autograd.grad(ref, d)
+    tol = 1e-12 if dtype == F64 else 1e-6
+    assert abs(loss.item() - ref.item()) <= tol * max(1.0, abs(ref.item()))
+    torch.testing.assert_close(S, S_ref.detach(), rtol=tol, atol=tol)
+    assert not S.requires_grad
+    torch.testing.assert_close(g / g_ref.abs().max(), g_ref / g_ref.abs().max(), rtol=0, atol=10 * tol)
+
+
+def test_proxy_term_validates_like_functional():
+    from chestlab.losses.parts import proxy_term
+
+    d = torch.rand(4, 3, 2)
+    labels = torch.tensor([0, 1, 2, 0])
+    for kw, match in [(dict(gamma=0.0), "gamma"), (dict(lam=-1.0), "lambda"), (dict(delta=math.inf), "delta")]:
+        args = {"gamma": 1.0, "lam": 2.0, "delta": 0.5, **kw}
+        with pytest.raises(ValueError, match=match):
+            proxy_term(d, labels, **args)
+    with pytest.raises(ValueError, match="labels"):
+        proxy_term(d, labels + 3, 1.0, 2.0, 0.5)
+    with pytest.raises(ValueError, match="d"):
+        proxy_term(torch.full_like(d, math.nan), labels, 1.0, 2.0, 0.5)
+
+
+@pytest.mark.parametrize("hyphc", ["lca", "pairwise"])
+def test_chestloss_equals_functional_chest_loss(hyphc):
+    """CHESTLoss (training path) == functional.chest_loss on the same proxies and triplets: the
+    loss, its parts, S, and the gradients of x_e, x_h, the proxies and the head."""
+    loss = make_loss(seed=3, hyphc=hyphc, delta_h=2.0, delta_e=0.5)
+    x_e, labels = batch(seed=4, B=10)
+    x_e = x_e.requires_grad_()
+    g = torch.Generator().manual_seed(0)
+    g.set_state(loss.generator.get_state())
+    trip = L.sample_triplets(C_, K_, loss.M, g)
+    x_h = loss.head(x_e)
+    out = loss(x_e, x_h, labels)
+    params = [x_e, loss.proxies, loss.head.linear.weight]
+    grads = torch.autograd.grad(out.loss, params)
+    ref = L.chest_loss(x_e, loss.head(x_e), labels, loss.proxies, loss.proxies_h(), trip, c=loss.c, delta_e=0.5,
+                       delta_h=2.0, hyphc=hyphc)
+    grads_ref = torch.autograd.grad(ref.loss, params)
+    for name in ("loss", "l_h", "l_e", "l_hyphc"):
+        a, b = getattr(out, name).item(), getattr(ref, name).item()
+        assert abs(a - b) <= 1e-6 * max(1.0, abs(b)), name
+    torch.testing.assert_close(out.s_h, ref.s_h.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.s_e, ref.s_e.detach(), rtol=1e-6, atol=1e-6)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a / b.abs().max(), b / b.abs().max(), rtol=0, atol=1e-5)
+
+
+def test_chestloss_checks_name_the_inputs():
+    loss = make_loss()
+    x_e, labels = batch()
+    x_h = loss.head(x_e).detach()
+    with pytest.raises(ValueError, match="x_h"):
+        loss(x_e, x_h * 10, labels)
+    with pytest.raises(ValueError, match="x_e"):
+        loss(torch.full_like(x_e, math.nan), x_h, labels)
+    from chestlab import poincare
+
+    with poincare.checks(False):  # the trainer's inner loop: no value checks, same result
+        a = loss(x_e, x_h, labels).loss
+    loss2 = make_loss()
+    b = loss2(x_e, x_h, labels).loss
+    assert abs(a.item() - b.item()) < 1e-6

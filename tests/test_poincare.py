@@ -333,3 +333,92 @@ def test_scalar_mul_is_a_homomorphism(u, ru, r, s, c):
     rhs = P.mobius_scalar_mul(r * s, x, c)
     assert float((lhs - rhs).norm()) <= 1e-7 / math.sqrt(c)
     assert float((P.mobius_scalar_mul(1.0, x, c) - x).norm()) <= 1e-12 / math.sqrt(c)
+
+
+# ------------------------------------------------------------------------------------------------
+# fast paths: hand-written backward passes against the autograd routes they replace
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("c", [1e-3, 0.5, 2.0])
+def test_pairwise_dist_fast_path_equals_autograd_route(c, dtype):
+    """pairwise_dist (float c > 0: _PairwiseDist, hand-written backward) == the autograd route
+    (_PairwiseSq + elementwise ops + torch.asinh) it replaced: values and gradients, coincident
+    points (the exactly recomputed pairs) included."""
+    x = ball_points(9, 6, c, 11, 0.97, dtype)
+    y = torch.cat([ball_points(13, 6, c, 12, 0.97, dtype), x[:3]])
+    g = torch.randn(9, 16, dtype=dtype, generator=torch.Generator().manual_seed(13))
+    out = []
+    for f in (P.pairwise_dist, P._pairwise_dist_autograd):
+        xx, yy = x.clone().requires_grad_(), y.clone().requires_grad_()
+        d = f(xx, yy, c)
+        out.append((d, *torch.autograd.grad(d, (xx, yy), g)))
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out[0][0], out[1][0], **tol)
+    for a, b in zip(out[0][1:], out[1][1:]):
+        scale = float(b.abs().max())
+        torch.testing.assert_close(a / scale, b / scale, rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-5)
+    assert float(out[0][0].detach()[:3, 13:].diagonal().abs().max()) < 1e-6  # coincident points
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pairwise_euclidean_equals_cdist(dtype):
+    """pairwise_euclidean == torch.cdist (values to 1e-6 in float32) and its gradients, and 0 with
+    a zero gradient for coincident points (where cdist's expansion gives rounding noise)."""
+    gg = torch.Generator().manual_seed(5)
+    x = torch.randn(11, 7, dtype=dtype, generator=gg) * 3
+    y = torch.randn(17, 7, dtype=dtype, generator=gg) * 3
+    g = torch.randn(11, 17, dtype=dtype, generator=gg)
+    out = []
+    for f in (P.pairwise_euclidean, torch.cdist):
+        xx, yy = x.clone().requires_grad_(), y.clone().requires_grad_()
+        d = f(xx, yy)
+        out.append((d, *torch.autograd.grad(d, (xx, yy), g)))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=tol, atol=tol)
+    for a, b in zip(out[0][1:], out[1][1:]):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+    z = torch.cat([x[:2], y]).requires_grad_()
+    d = P.pairwise_euclidean(x[:2], z)
+    assert float(d.detach()[:, :2].diagonal().abs().max()) == 0.0
+    (gz,) = torch.autograd.grad(d[0, 0], z)
+    assert float(gz.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="x"):
+        P.pairwise_euclidean(torch.full((2, 7), math.nan, dtype=dtype), y)
+    with pytest.raises(ValueError, match="same D"):
+        P.pairwise_euclidean(x, y[:, :3])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_asinh_nonneg_matches_torch(dtype):
+    """The vectorised asinh of pairwise_dist (log1p form) is within a few ulp of torch.asinh,
+    exact at 0 and inf, without overflow up to finfo.max / 2."""
+    fi = torch.finfo(dtype)
+    z = torch.cat([torch.tensor([0.0, 1e-30, 1e-10, 1e-3, 0.5, 1.0, 10.0, 1e5, 1e15, fi.max / 4, math.inf], dtype=dtype),
+                   torch.logspace(-20, 20, 2001, dtype=dtype), torch.rand(1000, dtype=dtype) * 10])
+    got = P._asinh_nonneg_(z.clone())
+    ref = torch.asinh(z.double())
+    rel = ((got.double() - ref).abs() / ref.abs().clamp_min(1e-300)).nan_to_num(0)
+    assert float(rel.max()) < 8 * fi.eps
+    assert float(got[0]) == 0.0 and math.isfinite(float(got[9])) and math.isinf(float(got[10]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("c", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("r", [2.3, 0.5, math.inf])
+def test_expmap0_clipped_equals_two_calls(c, r, dtype):
+    """expmap0_clipped(v, r, c) (one _NormScale) == expmap0(clip_features(v, r), c): values and
+    gradients, for norms from 1e-3 to 1e2 (clipped and not), also for a tensor c."""
+    v = torch.randn(40, 9, dtype=dtype, generator=torch.Generator().manual_seed(21))
+    v = v * torch.logspace(-3, 2, 40, dtype=dtype)[:, None]
+    g = torch.randn(40, 9, dtype=dtype, generator=torch.Generator().manual_seed(22))
+    tol = 1e-13 if dtype == torch.float64 else 1e-6
+    for cc in (c, torch.tensor(c, dtype=dtype)):
+        out = []
+        for f in (lambda v: P.expmap0_clipped(v, r, cc), lambda v: P.expmap0(P.clip_features(v, r), cc)):
+            vv = v.clone().requires_grad_()
+            y = f(vv)
+            out.append((y, *torch.autograd.grad(y, vv, g)))
+        torch.testing.assert_close(out[0][0], out[1][0], rtol=tol, atol=tol)
+        torch.testing.assert_close(out[0][1], out[1][1], rtol=tol, atol=tol * float(out[1][1].abs().max()))
+    with pytest.raises(ValueError, match="r"):
+        P.expmap0_clipped(v, 0.0, c)

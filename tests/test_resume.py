@@ -294,18 +294,18 @@ def test_weights_files_are_checked_before_training(tmp_path, capsys, kind, word)
 def test_a_failure_in_the_middle_of_a_run_saves_a_checkpoint_that_resumes_exactly(tmp_path, capsys, monkeypatch):
     ref = tmp_path / "ref"
     assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(ref)]) == 0
-    original = train.Trainer._batch
+    original = train.Trainer.batch
 
     def corrupt_at_6(self, step):
         if step == 5:
             raise OSError("image file is truncated (corrupt image)")
         return original(self, step)
 
-    monkeypatch.setattr(train.Trainer, "_batch", corrupt_at_6)
+    monkeypatch.setattr(train.Trainer, "batch", corrupt_at_6)
     run = tmp_path / "run"
     assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run)]) == 1
     assert "corrupt image" in capsys.readouterr().err
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 5
-    monkeypatch.setattr(train.Trainer, "_batch", original)
+    monkeypatch.setattr(train.Trainer, "batch", original)
     assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run), "--resume"]) == 0
     assert _records(run) == _records(ref)

@@ -171,8 +171,8 @@ def test_chest_module_equals_the_functional_core():
     torch.testing.assert_close(out.s_h, ref.s_h)
     g1 = torch.autograd.grad(out.total, [x_e, mod.proxies], retain_graph=True)
     g2 = torch.autograd.grad(ref.loss, [x_e, mod.proxies])
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(g1, g2):  # the module's hand-derived backward vs autograd, both float32
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
 
 
 def test_set_through_the_trainer_validates_from_the_schema():

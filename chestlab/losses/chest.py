@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
+from .. import poincare
 from ..settings import Problem, SettingError, TrainConfig, setting
 from .base import Loss, LossContext, LossOutput, register_loss
 from .functional import check_chest_inputs
@@ -179,16 +180,30 @@ class CHESTLoss(Loss):
             proxies_h = self.proxies_h().float()
             proxies_e = self.proxies_e().float()
             check_chest_inputs(x_e, x_h, labels, proxies_e, proxies_h)
-            zero = x_e.new_zeros(())
-            parts = {"l_h": zero, "l_e": zero, "l_hyphc": zero}
-            extras: dict[str, Any] = {"s_h": None, "s_e": None}
+            # the values are checked once here, under the names of the inputs; the terms then run
+            # unchecked (each (C K, D) check is a pass over the proxies)
             if s.eta_h > 0:
-                parts["l_h"], extras["s_h"] = self.l_h_term(x_h, proxies_h, labels, gamma=s.gamma_h, lam=s.lambda_h, delta=s.delta_h)
+                poincare.check_in_ball(x_h, self.c, "x_h")
+            if s.eta_h > 0 or s.tau > 0:
+                poincare.check_in_ball(proxies_h, self.c, "proxies_h")
             if s.eta_e > 0:
-                parts["l_e"], extras["s_e"] = self.l_e_term(x_e, proxies_e, labels, gamma=s.gamma_e, lam=s.lambda_e, delta=s.delta_e)
-            if s.tau > 0:
-                parts["l_hyphc"] = self.hyphc_term(proxies_h, self.c, M=s.M, gamma_hyp=s.gamma_hyp, variant=s.hyphc)
-            total = s.eta_h * parts["l_h"] + s.eta_e * parts["l_e"] + s.tau * parts["l_hyphc"]
+                poincare.check_finite(x_e, "x_e")
+                poincare.check_finite(proxies_e, "proxies_e")
+            with poincare.checks(False):
+                return self._terms(x_e, x_h, labels, proxies_e, proxies_h)
+
+    def _terms(self, x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> LossOutput:
+        s = self.settings
+        zero = x_e.new_zeros(())
+        parts = {"l_h": zero, "l_e": zero, "l_hyphc": zero}
+        extras: dict[str, Any] = {"s_h": None, "s_e": None}
+        if s.eta_h > 0:
+            parts["l_h"], extras["s_h"] = self.l_h_term(x_h, proxies_h, labels, gamma=s.gamma_h, lam=s.lambda_h, delta=s.delta_h)
+        if s.eta_e > 0:
+            parts["l_e"], extras["s_e"] = self.l_e_term(x_e, proxies_e, labels, gamma=s.gamma_e, lam=s.lambda_e, delta=s.delta_e)
+        if s.tau > 0:
+            parts["l_hyphc"] = self.hyphc_term(proxies_h, self.c, M=s.M, gamma_hyp=s.gamma_hyp, variant=s.hyphc)
+        total = s.eta_h * parts["l_h"] + s.eta_e * parts["l_e"] + s.tau * parts["l_hyphc"]
         return LossOutput(total, parts, extras)
 
     # the triplet sampler's state travels with the checkpoint, so a resumed run samples the same triplets

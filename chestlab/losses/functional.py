@@ -38,6 +38,8 @@ __all__ = [
     "check_labels",
     "check_hyphc",
     "check_chest_inputs",
+    "check_real",
+    "check_values",
 ]
 
 
@@ -61,7 +63,7 @@ def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
     return v
 
 
-def _check_real(value: float, name: str) -> float:
+def check_real(value: float, name: str) -> float:
     """``value`` as a float: ``TypeError`` unless a real number, ``ValueError`` unless finite."""
     v = _real_value(value, name)
     if not math.isfinite(v):
@@ -69,7 +71,7 @@ def _check_real(value: float, name: str) -> float:
     return v
 
 
-def _check_values(x: object, name: str, what: str) -> Tensor:
+def check_values(x: object, name: str, what: str) -> Tensor:
     """A floating-point tensor with finite values (the value check only while poincare's checks are on)."""
     if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
         got = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
@@ -77,7 +79,7 @@ def _check_values(x: object, name: str, what: str) -> Tensor:
     return poincare.check_finite(x, name)
 
 
-def _in_range(value: float, dtype: torch.dtype) -> float:
+def clamp_to_dtype(value: float, dtype: torch.dtype) -> float:
     """A positive scalar clamped to [tiny, max] of ``dtype``, so that dividing or multiplying by it
     in that precision neither gives 0/0 nor inf * 0 (the clamp only acts far beyond the values where
     the result has already reached its limit in that precision)."""
@@ -123,20 +125,20 @@ def check_hyphc(name: str, value: str) -> None:
 def soft_similarity(d: Tensor, gamma: float) -> Tensor:
     r"""Soft similarity of a sample to a class over its ``K`` proxies, Eq. (5)/(6):
 
-    .. math:: S(x, p_c) = -\sum_k \operatorname{softmax}_k(-d_k/\gamma)\, d_k,
-              \quad d_k = D(x, p_{c,k}).
+    .. math:: S(x, y) = -\sum_q \operatorname{softmax}_q(-d_q/\gamma)\, d_q,
+              \quad d_q = D(x, p_{y,q}).
 
-    A soft minimum of the distances: ``gamma -> 0`` gives ``-min_k d_k``, large ``gamma`` the mean.
+    A soft minimum of the distances: ``gamma -> 0`` gives ``-min_q d_q``, large ``gamma`` the mean.
     ``d``: (..., K) finite distances, ``K >= 1`` -> (...). With ``K = 1`` it is ``-d``. The
-    exponent is :math:`-(d_k - \min_j d_j)/\gamma \le 0`, so a tiny ``gamma`` cannot overflow.
+    exponent is :math:`-(d_q - \min_{q'} d_{q'})/\gamma \le 0`, so a tiny ``gamma`` cannot overflow.
     """
     gamma = check_positive(gamma, "gamma")
-    _check_values(d, "d", "distances (..., K)")
+    check_values(d, "d", "distances (..., K)")
     if d.dim() == 0 or d.shape[-1] == 0:
         raise ValueError(f"d must be (..., K) distances with K >= 1 proxies per class, got shape {tuple(d.shape)}")
     # softmax written out: torch's softmax over a last dimension of K ~ 10 is 4x slower (CPU,
     # forward + backward); the shift by the row min cancels in the ratio, so it may be constant
-    e = ((d.detach().amin(-1, keepdim=True) - d) / _in_range(gamma, d.dtype)).exp()
+    e = ((d.detach().amin(-1, keepdim=True) - d) / clamp_to_dtype(gamma, d.dtype)).exp()
     return -(e * d).sum(-1) / e.sum(-1)
 
 
@@ -149,8 +151,8 @@ def proxy_loss(S: Tensor, labels: Tensor, lam: float, delta: float) -> Tensor:
     callers average these losses, and a mean over no samples is NaN.
     """
     lam = check_positive(lam, "lambda")
-    delta = _check_real(delta, "delta")
-    _check_values(S, "S", "similarities (B, C)")
+    delta = check_real(delta, "delta")
+    check_values(S, "S", "similarities (B, C)")
     if S.dim() != 2:
         raise ValueError(f"S must be (B, C), got shape {tuple(S.shape)}")
     check_labels(labels, S.shape[0], S.shape[1])
@@ -160,7 +162,7 @@ def proxy_loss(S: Tensor, labels: Tensor, lam: float, delta: float) -> Tensor:
     # cross-entropy is shift-invariant per row: with the row max subtracted first the logits are
     # <= 0, so a huge lambda gives -inf (the hard limit), never inf - inf
     z = z - z.detach().amax(1, keepdim=True)
-    return F.cross_entropy(_in_range(lam, S.dtype) * z, labels, reduction="none")
+    return F.cross_entropy(clamp_to_dtype(lam, S.dtype) * z, labels, reduction="none")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,8 +230,8 @@ class CHESTOutput(NamedTuple):
     l_h: Tensor  #: scalar, mean of L_H(x_i) (Eq. 7, hyperbolic)
     l_e: Tensor  #: scalar, mean of L_E(x_i) (Eq. 7, Euclidean)
     l_hyphc: Tensor  #: scalar, mean of L_HypHC(t) (Eq. 9)
-    s_h: Optional[Tensor]  #: (B, C) S_H(x_i, p_c), or None when eta_h = 0
-    s_e: Optional[Tensor]  #: (B, C) S_E(x_i, p_c), or None when eta_e = 0
+    s_h: Optional[Tensor]  #: (B, C) S_H(x_i, y), or None when eta_h = 0
+    s_e: Optional[Tensor]  #: (B, C) S_E(x_i, y), or None when eta_e = 0
 
 
 def check_chest_inputs(x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> None:
@@ -300,7 +302,7 @@ def chest_loss(
     check_hyphc("hyphc", hyphc)
     for name, value in (("gamma_e", gamma_e), ("gamma_h", gamma_h), ("lambda_e", lambda_e), ("lambda_h", lambda_h), ("gamma_hyp", gamma_hyp)):
         check_positive(value, name)
-    delta_e, delta_h = _check_real(delta_e, "delta_e"), _check_real(delta_h, "delta_h")
+    delta_e, delta_h = check_real(delta_e, "delta_e"), check_real(delta_h, "delta_h")
     eta_e = check_positive(eta_e, "eta_e", allow_zero=True)
     eta_h = check_positive(eta_h, "eta_h", allow_zero=True)
     tau = check_positive(tau, "tau", allow_zero=True)
@@ -371,7 +373,7 @@ def pair_similarity(x: Tensor, y: Tensor, c: Optional[poincare.Curvature] = None
     vectors, a zero vector has similarity 0) or :math:`-D_H` in the Poincaré ball of curvature ``c``
     (points in the ball). ``names``: how errors call ``x`` and ``y``."""
     for name, t in zip(names, (x, y)):
-        _check_values(t, name, "vectors (N, D)") if c is None else poincare.check_in_ball(t, c, name)
+        check_values(t, name, "vectors (N, D)") if c is None else poincare.check_in_ball(t, c, name)
         if t.dim() != 2:
             raise ValueError(f"{name} must be an (N, D) tensor, got shape {tuple(t.shape)}")
     if x.shape[1] != y.shape[1]:
@@ -387,7 +389,7 @@ def _shifted(s: Tensor, t: float, mask: Optional[Tensor] = None) -> Tensor:
     over the last dimension does not change, and a tiny temperature cannot overflow to inf - inf."""
     ref = s.detach() if mask is None else s.detach().masked_fill(mask, -math.inf)
     top = ref.amax(-1, keepdim=True)
-    return (s - torch.where(torch.isfinite(top), top, torch.zeros_like(top))) / _in_range(t, s.dtype)
+    return (s - torch.where(torch.isfinite(top), top, torch.zeros_like(top))) / clamp_to_dtype(t, s.dtype)
 
 
 def _positive_pairs(labels: Tensor) -> Tensor:
@@ -468,8 +470,8 @@ def hard_negative_weights(anchor: Tensor, others: Tensor, t: float, c: Optional[
     if others.shape[-2] == 0:
         raise ValueError("others holds N = 0 points: the weights of no triplets are undefined; pass N >= 1")
     if c is None:
-        _check_values(anchor, "anchor", "vectors")
-        _check_values(others, "others", "vectors")
+        check_values(anchor, "anchor", "vectors")
+        check_values(others, "others", "vectors")
         s = F.cosine_similarity(anchor.unsqueeze(-2), others, dim=-1)
     else:
         poincare.check_in_ball(anchor, c, "anchor")

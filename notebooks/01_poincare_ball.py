@@ -75,7 +75,7 @@ for c in (0.25, 0.5, 1.0, 2.0):
     ax.plot(rho, lam, label=f"c = {c}  (boundary at ‖x‖ = {1 / math.sqrt(c):.2f})")
 ax.set(yscale="log", xlabel="Euclidean norm ‖x‖ (coordinates of the ball)", ylabel="conformal factor $\\lambda^c_x$",
        title="$\\lambda^c_x$ blows up at the boundary $\\|x\\| = 1/\\sqrt{c}$")
-ax.legend(loc="upper left");
+ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0));
 
 # %% [markdown]
 # ## 2. Möbius addition (Eq. 1), derived step by step
@@ -374,7 +374,8 @@ lessons.verify("my_dist == poincare.dist   (Eq. 2)", my_dist(x, y, c), poincare.
 
 # %% [markdown]
 # The formulas are right, but written this way they are not what a library can ship. Far from the
-# origin, $1 - c\|x\|^2$ cancels and `atanh` of a number rounded to 1 is infinite — in float64:
+# origin, $1 - c\|x\|^2$ cancels and `atanh` of a number rounded to 1 is infinite (`inf`), or not a number
+# (`nan`) once rounding pushes it past 1 — in float64:
 
 # %%
 for s in (4.0, 8.0, 12.0, 16.0):
@@ -385,7 +386,8 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # %% [markdown]
 # `poincare.dist` evaluates Eq. 2 as $\tfrac{2}{\sqrt c}\operatorname{asinh}\big(\sqrt c\|x-y\|/\sqrt{(1-c\|x\|^2)(1-c\|y\|^2)}\big)$,
 # which has no cancelling subtraction inside the square root and no `atanh` near 1
-# (its docstring shows the algebra).
+# (the docstring of `chestlab.poincare` shows the algebra; there $1 - c\|x\|^2$ itself is computed in
+# double-double arithmetic, so in float64 it does not cancel either).
 #
 # ## Summary
 #

@@ -352,7 +352,7 @@ print(f"hardest: sphere {'ABC'[int(w_e.argmax())]}, ball {'ABC'[int(w_h.argmax()
 
 # %% [markdown]
 # C is the hardest negative of neither geometry, yet Mix gives it most of the weight, while A and B —
-# each the hardest of one geometry — get almost none. On a model trained with the Mix loss
+# each the hardest of one geometry — get little: A nothing, B less than a fifth. On a model trained with the Mix loss
 # (`loss="mix"`, $t_E = 0.1$, $t_H = 0.2$, $\beta = 1$), how often is Mix's hardest negative the sphere's, the ball's?
 
 # %%

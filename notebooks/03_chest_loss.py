@@ -133,7 +133,7 @@ def show_soft(gamma=5.0):
     bars = axs[1].bar(range(4), g, color=["#2ca02c" if x < 0 else "#9467bd" for x in g])
     axs[1].bar_label(bars, labels=[f"{float(x):+.2f}" for x in g], fontsize=13)
     axs[1].axhline(0, color="k", lw=0.8)
-    axs[1].set(title="∂S/∂d_q: green < 0, purple > 0", ylabel="∂S/∂d_q", **ticks)
+    axs[1].set(title="$\\partial S/\\partial d_q$: green < 0, purple > 0", ylabel="$\\partial S/\\partial d_q$", **ticks)
     fig.suptitle(f"one class, four proxies, γ = {gamma:g}")
     fig.tight_layout()
     plt.show()
@@ -177,7 +177,7 @@ for ax, K in zip(axs, (1, 2)):
     for y in range(3):
         color = COLORS["pos"] if y == 0 else ("#7f7f7f", "#2ca02c")[y - 1]
         ax.scatter(*X[Y == y].T, s=12, color=color, alpha=0.5, label=f"class {y}")
-        ax.scatter(*P[y].T, s=400, marker="*", color=color, edgecolors="k", linewidths=1.5)
+        ax.scatter(*P[y].T, s=400, marker="*", color=color, edgecolors="k", linewidths=1.5, zorder=4 if y == 0 else 3)
     ax.set(aspect="equal", xlabel="$x_1$", title=f"K = {K}: loss {loss:.3f}, nearest-class accuracy {100 * acc:.0f} %")
     print(f"K = {K}: class-0 proxies at {P[0].numpy().round(2).tolist()}, accuracy {100 * acc:.0f} %")
 axs[0].set_ylabel("$x_2$")
@@ -186,7 +186,7 @@ fig.tight_layout()
 
 # %% [markdown]
 # With one proxy, class 0 cannot be described: its proxy sits between class 1 and one mode, and the other
-# mode is lost (75 % accuracy); with two, one proxy lands on each mode and every sample is classified
+# mode is lost (75 % accuracy in the full run); with two, one proxy lands on each mode and every sample is classified
 # correctly. A class with a single mode does not need its second proxy, and nothing in Eq. 5–7 places it:
 # class 2's spare proxy drifts into class 1's cluster, harmlessly here (the loss is about 0.01).
 #
@@ -225,7 +225,7 @@ for gap in (0.0, 0.5, 1.0, 2.0, 4.0):
     eq7 = losses.proxy_loss(S_gap, torch.tensor([0]), lam_h, delta_h)
     lessons.verify(f"  gap {gap}: Eq. 7 == −log softmax over all classes", eq7, -torch.log_softmax(logits, 1)[:, 0])
     nca = -logits[0, 0] + torch.logsumexp(logits[0, 1:], 0)
-    print(f"{gap:>8}  {float(eq7):>30.3g}  {float(nca):>30.3g}")
+    print(f"{gap:>8}  {float(eq7) + 0.0:>30.3g}  {float(nca):>30.3g}")  # + 0.0: print −0.0 as 0
 
 # %% [markdown]
 # ## 3. Why hyperbolic distances need a different scale than cosines

@@ -24,7 +24,7 @@
 #
 # 1. train CHEST with the `Trainer`, read its loss components and retrieval curves;
 # 2. explain, with numbers, why the HypHC term stays near $10^{-3}$ here: the proxies sit at the
-#    clipping radius, $2r$ from the origin, so their similarities $S = e^{-D_H}$ are tiny;
+#    clipping radius, $2r$ from the origin, so their similarities $S = e^{-d_H}$ are tiny;
 # 3. read the paper's Fig. 3 and say what it cannot show: Eq. 7 compares each sample with *its own*
 #    negatives, and its loss is a function of one number per sample, the margin $m_i$;
 # 4. read an ablation with several seeds (mean ± std) and tell a difference from seed noise.
@@ -91,16 +91,16 @@ losses_df.iloc[[0, len(losses_df) // 2, -1]].style.format("{:.2e}")
 # ### Why $L_{\mathrm{HypHC}}$ is so small
 #
 # The proxies are mapped by the same head as the data, $p = \exp_0(\mathrm{clip}_r(W p^E + b))$, and a
-# tangent vector of norm $s$ lands at $D_H(0, p) = 2\min(s, r)$. Training lengthens the proxies' tangent
+# tangent vector of norm $s$ lands at $d_H(0, p) = 2\min(s, r)$. Training lengthens the proxies' tangent
 # vectors: about half of them are longer than $r$ before training, and after the 600 steps of the full
-# run all of them are (see the printout below), so every proxy then sits at exactly $D_H(0, p) = 2r$.
+# run all of them are (see the printout below), so every proxy then sits at exactly $d_H(0, p) = 2r$.
 # For two points at distances $\rho_p, \rho_q$ from the origin with angle $\theta$ between them, the
 # hyperbolic law of cosines gives
 #
-# $$ \cosh(\sqrt c\, D_H(p, q)) = \cosh(\sqrt c\,\rho_p)\cosh(\sqrt c\,\rho_q) - \sinh(\sqrt c\,\rho_p)\sinh(\sqrt c\,\rho_q)\cos\theta, $$
+# $$ \cosh(\sqrt c\, d_H(p, q)) = \cosh(\sqrt c\,\rho_p)\cosh(\sqrt c\,\rho_q) - \sinh(\sqrt c\,\rho_p)\sinh(\sqrt c\,\rho_q)\cos\theta, $$
 #
-# and at $\rho_p = \rho_q = 2r$ this is $\sinh\!\big(\tfrac{\sqrt c}{2} D_H(p, q)\big) = \sinh(2\sqrt c\, r)\,\sin(\theta/2)$.
-# So $D_H(p, q)$ ranges up to $4r = 9.2$, and $S = e^{-D_H}$ (Eq. 8) is tiny unless $\theta$ is tiny. And
+# and at $\rho_p = \rho_q = 2r$ this is $\sinh\!\big(\tfrac{\sqrt c}{2} d_H(p, q)\big) = \sinh(2\sqrt c\, r)\,\sin(\theta/2)$.
+# So $d_H(p, q)$ ranges up to $4r = 9.2$, and $S = e^{-d_H}$ (Eq. 8) is tiny unless $\theta$ is tiny. And
 # Eq. 9 is bounded by the similarities: $0 \le L_{\mathrm{HypHC}}(t) \le \sum_{\text{pairs}} S$.
 
 # %%
@@ -113,7 +113,7 @@ flat = P.reshape(C * K, -1)
 for when, tn in (("before training", tangent_start), ("after training", tangent_end)):
     print(f"proxy tangent norms ‖W p^E + b‖ {when}: {tn.min():.2f}–{tn.max():.2f};"
           f"  clipped (≥ r = {r}): {float((tn >= r).double().mean()):.0%}")
-print(f"D_H(0, p): {poincare.dist0(flat, c).min():.4f}–{poincare.dist0(flat, c).max():.4f}  (2r = {2 * r:.1f});"
+print(f"d_H(0, p): {poincare.dist0(flat, c).min():.4f}–{poincare.dist0(flat, c).max():.4f}  (2r = {2 * r:.1f});"
       f"  Euclidean ‖p‖ = {flat.norm(dim=-1).mean():.4f} of the ball's radius 1/√c = {1 / math.sqrt(c):.4f}")
 
 D = poincare.pairwise_dist(flat, flat, c)
@@ -121,19 +121,19 @@ cls = torch.arange(C).repeat_interleave(K)
 same = (cls[:, None] == cls[None]) & ~torch.eye(C * K, dtype=torch.bool)
 other = cls[:, None] != cls[None]
 S = torch.exp(-D)
-table = pd.DataFrame({name: {"D_H min": float(D[m].min()), "D_H median": float(D[m].median()), "D_H max": float(D[m].max()),
+table = pd.DataFrame({name: {"d_H min": float(D[m].min()), "d_H median": float(D[m].median()), "d_H max": float(D[m].max()),
                              "S median": float(S[m].median()), "S max": float(S[m].max())}
                       for name, m in (("same-class pairs", same), ("other-class pairs", other))}).T
-display(table.style.format("{:.2e}", subset=["S median", "S max"]).format("{:.2f}", subset=["D_H min", "D_H median", "D_H max"]))
+display(table.style.format("{:.2e}", subset=["S median", "S max"]).format("{:.2f}", subset=["d_H min", "d_H median", "d_H max"]))
 
 theta = torch.arccos(torch.nn.functional.cosine_similarity(flat[:, None], flat[None], dim=-1).clamp(-1, 1))
 rho = math.sqrt(c) * poincare.dist0(flat, c)  # √c ρ_p
 cosh_d = rho.cosh()[:, None] * rho.cosh()[None] - rho.sinh()[:, None] * rho.sinh()[None] * theta.cos()
 off_diagonal = ~torch.eye(C * K, dtype=torch.bool)
-lessons.verify("D_H between proxies = hyperbolic law of cosines", D[off_diagonal], torch.acosh(cosh_d[off_diagonal]) / math.sqrt(c),
+lessons.verify("d_H between proxies = hyperbolic law of cosines", D[off_diagonal], torch.acosh(cosh_d[off_diagonal]) / math.sqrt(c),
                rtol=1e-4, atol=1e-4)
 theta_01 = 2 * math.asin(math.sinh(math.sqrt(c) * -math.log(0.1) / 2) / math.sinh(2 * math.sqrt(c) * r))
-print(f"S > 0.1 needs D_H < {-math.log(0.1):.2f}, i.e. an angle below {math.degrees(theta_01):.1f}° between two proxies;"
+print(f"S > 0.1 needs d_H < {-math.log(0.1):.2f}, i.e. an angle below {math.degrees(theta_01):.1f}° between two proxies;"
       f" the smallest angle between two proxies here is {math.degrees(float(theta[same | other].min())):.1f}°")
 last = losses_df.iloc[-1]
 print(f"last step: L_HypHC = {last['l_hyphc']:.1e} ≤ 3 · max S = {3 * float(S[same | other].max()):.1e};"
@@ -144,7 +144,7 @@ print(f"last step: L_HypHC = {last['l_hyphc']:.1e} ≤ 3 · max S = {3 * float(S
 # where even same-class proxies are several units apart, $S$ is of order $10^{-4}$–$10^{-2}$, and
 # $\tau L_{\mathrm{HypHC}}$ is a tiny fraction of the loss. Only proxies less than about 8° apart (the
 # printout above) would feel it.
-# That is a property of Eq. 8–9 combined with the clipping, not a bug: with $S = e^{-D_H}$ the term can
+# That is a property of Eq. 8–9 combined with the clipping, not a bug: with $S = e^{-d_H}$ the term can
 # only organise proxies that are already close. (Exercise 3 asks what a smaller $r$ or $c$
 # changes.)
 
@@ -279,14 +279,15 @@ pd.DataFrame(deltas)
 # %% [markdown]
 # **Reading it critically.**
 #
-# * *What the paper shows.* On Cars196, adding $L_E$ moves R@1 by several points (84.5 → 88.8 in H,
-#   83.1 → 88.3 in E: the first two rows of the Δ table); multiple proxies and the HypHC term move it
+# * *What the paper shows.* On Cars196, combining the two losses moves R@1 by several points: adding $L_E$
+#   to $L_H$, 84.5 → 88.8 in H; adding $L_H$ to $L_E$, 83.1 → 88.3 in E (the first two rows of the Δ table).
+#   Multiple proxies and the HypHC term move it
 #   by less than one point, up or down. The paper reports one number per row, with no seeds and no
 #   spread, so its sub-point differences cannot be told from run-to-run noise.
 # * *What we see.* In full mode each row is the mean of three seeds, and one seed moves R@1 by up to
 #   about three points here (the `R@1 std` column). A difference is evidence only when it is well
 #   outside that noise — read the last column of the Δ table (about two standard errors). With three
-#   seeds the standard error of a difference is one to two points, so differences of a point or two
+#   seeds the standard error of a difference is one to two and a half points, so differences of a point or two
 #   are not evidence, whichever way they go.
 # * *Different problem.* `tree` is a small synthetic hierarchy with a 2-layer MLP, not a pretrained ViT on
 #   photographs. Relative orders can differ; the toy is for understanding the mechanics, not for
@@ -302,13 +303,13 @@ pd.DataFrame(deltas)
 #
 # * The `Trainer` trains Eq. 10 and reports each component: $L_H$ and $L_E$ fall by orders of magnitude,
 #   test R@1 on unseen classes rises but stays below train R@1.
-# * $L_{\mathrm{HypHC}}$ stays near $10^{-3}$: every proxy is clipped to $D_H(0, p) = 2r$, proxies are
-#   several units apart, and $S = e^{-D_H}$ — which bounds Eq. 9 — is tiny.
+# * $L_{\mathrm{HypHC}}$ stays near $10^{-3}$: every proxy is clipped to $d_H(0, p) = 2r$, proxies are
+#   several units apart, and $S = e^{-d_H}$ — which bounds Eq. 9 — is tiny.
 # * Eq. 7 is a function of one margin per sample, $m_i = S_{y_i} - \frac1{\lambda_*}\log\sum_{y\ne y_i}e^{\lambda_* S_y}$:
 #   $L_*(x_i) = \operatorname{softplus}(\lambda_*(\delta_* - m_i))$, met when $m_i \ge \delta_*$. Pooled histograms (Fig. 3)
 #   cannot show it; `figures.margin_histogram` does.
 # * An ablation needs seeds: report mean ± std and compare differences with their standard error.
-#   The paper's large effect (adding $L_E$) is several points; its other differences are below one
+#   The paper's large effect (combining $L_H$ and $L_E$) is several points; its other differences are below one
 #   point and come without any measure of noise.
 
 # %% [markdown]
@@ -326,7 +327,7 @@ pd.DataFrame(deltas)
 # display(figures.margin_histogram_mpl(sim, 20.0, 1.0))
 # ```
 # Every sample sits left of $\delta_H = 20$. With clipping, all points are within $2r$ of the origin, so
-# $D_H \le 4r$ and $-4r \le S_H \le 0$: the margin $m_i \le 0 - (-4r) = 4r = 9.2$ can never reach 20. The
+# $d_H \le 4r$ and $-4r \le S_H \le 0$: the margin $m_i \le 0 - (-4r) = 4r = 9.2$ can never reach 20. The
 # loss never saturates ($L_H \ge \operatorname{softplus}(\lambda_H(20 - 9.2))$) and keeps pulling with its
 # full strength $\lambda_H$ on every sample.
 # </details>
@@ -342,14 +343,14 @@ pd.DataFrame(deltas)
 #
 # <details><summary>Solution 3</summary>
 #
-# $\sinh(\frac{\sqrt c}{2}D_H) = \sinh(2\sqrt c\,r)\sin(\theta/2)$: both a smaller $r$ and a smaller $c$ bring the
+# $\sinh(\frac{\sqrt c}{2}d_H) = \sinh(2\sqrt c\,r)\sin(\theta/2)$: both a smaller $r$ and a smaller $c$ bring the
 # proxies closer, so $S$ and the bound $3\max S$ grow.
 # ```python
 # for c_, r_ in ((0.5, 2.3), (0.5, 1.0), (0.1, 2.3)):
 #     d = 2 / math.sqrt(c_) * math.asinh(math.sinh(2 * math.sqrt(c_) * r_) * math.sin(math.radians(15)))
-#     print(f"c = {c_}, r = {r_}: D_H = {d:.2f}, 3 max S = {3 * math.exp(-d):.3f}")
+#     print(f"c = {c_}, r = {r_}: d_H = {d:.2f}, 3 max S = {3 * math.exp(-d):.3f}")
 # ```
-# $(c, r) = (0.5, 2.3)$: $D_H = 5.43$, $3\max S = 0.013$; $r = 1$: $D_H = 1.36$, $0.77$; $c = 0.1$: $D_H = 3.18$, $0.13$.
+# $(c, r) = (0.5, 2.3)$: $d_H = 5.43$, $3\max S = 0.013$; $r = 1$: $d_H = 1.36$, $0.77$; $c = 0.1$: $d_H = 3.18$, $0.12$.
 # </details>
 #
 # <details><summary>Solution 4</summary>

@@ -97,7 +97,7 @@ lessons.disk_legend(fig, trainer.test_set.classes, trainer.test_set.superclasses
 # ## 2. How far from the origin? Tangent norms before clipping
 #
 # The head computes a tangent vector $v = W x^E + b$, clips it to norm $\le r$ and maps it into the ball,
-# where it lands at $D_H(0, x^H) = 2\min(\|v\|, r)$. All points with $\|v\| \ge r$ end on one sphere;
+# where it lands at $d_H(0, x^H) = 2\min(\|v\|, r)$. All points with $\|v\| \ge r$ end on one sphere;
 # the others keep their own radius. Which are which?
 
 # %%
@@ -107,16 +107,16 @@ for split, e in emb.items():
     with torch.no_grad():
         v = head.tangent(e["x_e"])
     norms[split] = v.norm(dim=-1).numpy()
-    lessons.verify(f"{split}: D_H(0, x^H) = 2 min(‖v‖, r)", poincare.dist0(e["x_h"].double(), c),
+    lessons.verify(f"{split}: d_H(0, x^H) = 2 min(‖v‖, r)", poincare.dist0(e["x_h"].double(), c),
                    2 * np.minimum(norms[split], r), rtol=1e-4, atol=1e-4)
 summary = pd.DataFrame({f"{split} digits": {"min ‖v‖": v_.min(), "median ‖v‖": np.median(v_), "max ‖v‖": v_.max(),
-                                            "clipped (‖v‖ ≥ r)": f"{np.mean(v_ >= r):.0%}"} for split, v_ in norms.items()}).T
+                                            "clipped (‖v‖ ≥ r)": f"{np.mean(v_ >= r):.1%}"} for split, v_ in norms.items()}).T
 display(summary)
 
 fig, ax = plt.subplots(figsize=(12, 4.8))
 edges = np.linspace(0, max(v_.max() for v_ in norms.values()) * 1.02, 50)
 for (split, v_), color in zip(norms.items(), ("#7f7f7f", "#6a51a3")):
-    ax.hist(v_, bins=edges, color=color, alpha=0.55, label=f"{split} digits ({np.mean(v_ >= r):.0%} clipped)")
+    ax.hist(v_, bins=edges, color=color, alpha=0.55, label=f"{split} digits ({np.mean(v_ >= r):.1%} clipped)")
 ax.axvline(r, color="k", ls="--", lw=2, label=f"clipping radius r = {r}")
 ax.set(xlabel=r"tangent norm $\|W x^E + b\|$ before clipping", ylabel="embeddings",
        title="which embeddings the clipping holds at the radius")
@@ -125,7 +125,7 @@ plt.show()
 
 # %% [markdown]
 # The tangent norms vary widely. Nearly all **train** digits are beyond $r$: clipping puts them on one
-# sphere, $D_H(0, x^H) = 2r$. Of the **unseen** digits a smaller share is, and the rest lie inside, at
+# sphere, $d_H(0, x^H) = 2r$. Of the **unseen** digits a smaller share is, and the rest lie inside, at
 # their own radii, some close to the origin. So “all embeddings sit at the clipping radius” is true for
 # the classes the model was trained on, not for new ones.
 
@@ -208,7 +208,7 @@ pd.DataFrame(table).T.style.format("{:.3f}")
 #
 # * Two projections to the disk: tangent PCA (keeps the root and shrinks norms) and UMAP with a
 #   hyperbolic output (keeps neighbourhoods only). Neither shows distances faithfully.
-# * $D_H(0, x^H) = 2\min(\|W x^E + b\|, r)$. The tangent norms vary widely; nearly all train embeddings
+# * $d_H(0, x^H) = 2\min(\|W x^E + b\|, r)$. The tangent norms vary widely; nearly all train embeddings
 #   are clipped onto the sphere of radius $2r$, a smaller share of the unseen ones.
 # * Retrieval examples show what Recall@1 counts; MAP@R asks for *all* relatives first and is much
 #   lower than Recall@1 on unseen classes.
@@ -251,8 +251,8 @@ pd.DataFrame(table).T.style.format("{:.3f}")
 # print("clipped only: cosine", metrics.retrieval_metrics(v[on], te["labels"][on], ks=(1,), metric="cosine")["R@1"],
 #       "Poincaré", metrics.retrieval_metrics(te["x_h"][on], te["labels"][on], ks=(1,), metric="poincare", c=c)["R@1"])
 # ```
-# By the hyperbolic law of cosines, two points at $D_H(0, \cdot) = 2s$ and $2t$ with angle $\theta$ are at
-# $\cosh(\sqrt c D_H) = \cosh(2\sqrt c s)\cosh(2\sqrt c t) - \sinh(2\sqrt c s)\sinh(2\sqrt c t)\cos\theta$. Among points
+# By the hyperbolic law of cosines, two points at $d_H(0, \cdot) = 2s$ and $2t$ with angle $\theta$ are at
+# $\cosh(\sqrt c d_H) = \cosh(2\sqrt c s)\cosh(2\sqrt c t) - \sinh(2\sqrt c s)\sinh(2\sqrt c t)\cos\theta$. Among points
 # at one radius ($s = t$) this is a monotone function of $\theta$, so the Poincaré ranking *is* the cosine
 # ranking: on the clipped points the two R@1 agree exactly. Section 2 shows that not all points are
 # clipped — the tangent norms of the unseen digits vary widely, and about half of them are below $r$ —

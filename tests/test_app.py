@@ -230,7 +230,127 @@ def test_bad_url_values_are_reported_not_raised() -> None:
     _run(at)
     text = " ".join(w.value for w in at.warning)
     assert "c=-3" in text and "dim_h" in text and "preset" in text
+    assert "K=abc: not a valid value; allowed: K >= 1" in text  # a non-numeric value names its key
     assert dash(at).trainer is not None
+
+
+def _texts(at: AppTest) -> str:
+    return " | ".join(w.value for w in list(at.warning) + list(at.error))
+
+
+def test_readme_link_applies_preset_then_settings_then_plays() -> None:
+    """The README's link: the preset by its short name, then c overrides it, then play starts."""
+    at = _page()
+    at.query_params.update({"c": "0.1", "preset": "H only", "play": "1"})  # ?c=0.1&preset=H+only&play=1
+    _run(at)
+    assert "Ignored" not in _texts(at), _texts(at)
+    assert at.selectbox(key="preset").value == "Hyperbolic only (H only)"
+    v = dash(at).values
+    assert (v["eta_h"], v["eta_e"], v["c"]) == (1.0, 0.0, pytest.approx(0.1))
+    assert dash(at).playing
+    _run(at)  # the first frame draws the new run; the next run trains
+    assert dash(at).trainer.step_count > 0 and dash(at).trainer.config.c == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("cmp,says", [
+    ("lr:abc", ["cmp=lr:abc", "run B", "lr = abc", "allowed: lr > 0"]),
+    ("delta_h:inf", ["cmp=delta_h:inf", "run B", "delta_h = inf", "allowed"]),
+    ("dim_h:1000000", ["run B", "dim_h = 1000000", "dim_h from 2 to 128"]),
+    ("K:0", ["run B", "K = 0", "K >= 1"]),
+    ("M:1000000000", ["run B", "M = 1000000000", "M from 1 to 256"]),  # live, but it sizes every step
+    ("dim_e:100000000", ["run B", "dim_e from 1 to 1024"]),
+    ("nope:1", ["cmp=nope:1", "run B", "eta_e"]),
+])
+def test_bad_compare_urls_are_refused_with_key_value_and_range(cmp: str, says: list) -> None:
+    """An invalid run B in the link: one warning naming it as run B's setting, the key, the value
+    and the allowed range; compare mode stays off and run A is built and drawn."""
+    at = _page()
+    at.query_params.update({"cmp": cmp})
+    _run(at)
+    text = _texts(at)
+    assert all(s in text for s in says), text
+    assert dash(at).trainer is not None and dash(at).trainer_b is None and not at.toggle(key="compare").value
+    assert _charts(at) >= 2
+
+
+def test_compare_value_box_is_bounded_by_the_schema() -> None:
+    at = _run(_page())
+    at.toggle(key="compare").set_value(True)
+    _run(at)
+    box = at.number_input(key="cmp_value")
+    assert box.min == 0.0 and box.max is None  # eta_e >= 0 (live: any value the schema allows)
+    at.selectbox(key="cmp_key").set_value("dim_h")
+    _run(at)
+    box = at.number_input(key="cmp_value")
+    assert (box.min, box.max) == (2.0, 128.0)  # structural: what the sidebar offers
+    assert 2.0 <= box.value <= 128.0 and dash(at).trainer_b is not None
+    # the sidebar's own text box of dim_e (no range in the schema) is bounded on the page too
+    at.text_input(key="w_dim_e").set_value("100000000")
+    _run(at)
+    assert "dim_e = 100000000: too large for this page's CPU" in _texts(at)
+    assert dash(at).values["dim_e"] == 64
+
+
+def test_a_diverged_run_b_warns_and_keeps_its_plots() -> None:
+    """?cmp=lr:1e9, Step: run B diverges -> a warning naming run B, what it changes and what
+    diverged; its plots stay (its last good state); run A trains on; later reruns raise nothing."""
+    at = _page()
+    at.query_params.update({"cmp": "lr:1e9"})
+    _run(at)
+    _run(at.button(key="btn_step").click())
+    text = _texts(at)
+    assert "Training stopped for run B" in text and "lr = 1e+09" in text and "diverged" in text, text
+    b = dash(at).run_b
+    assert b.diverged and dash(at).run_a.diverged is None
+    keys = {c.key for c in at.get("plotly_chart")}
+    assert {"cur_B", "disk_B", "cur_A", "disk_A"} <= keys
+    for _ in range(2):
+        _run(at)
+    _run(at.button(key="btn_step").click())  # run A alone goes on
+    assert dash(at).trainer.step_count > b.trainer.step_count
+    assert "Training stopped for run B" in _texts(at)
+
+
+def test_nothing_to_train_in_run_b_is_said_in_one_line() -> None:
+    """Preset E only (eta_H = 0, K = 1, tau = 0) with B: eta_E = 0 -> nothing trains in B: B is
+    not built (it is not silently given other values) and the page says what to change."""
+    at = _run(_page())
+    at.selectbox(key="preset").set_value("Euclidean only (E only)")
+    _run(at.button(key="btn_reset").click())
+    at.toggle(key="compare").set_value(True)
+    _run(at)
+    text = _texts(at)
+    assert "Run B not built" in text and "nothing trains" in text and "eta_e" in text, text
+    assert dash(at).trainer_b is None
+    _run(at.button(key="btn_step").click())
+    assert dash(at).trainer.step_count == 10 and "Training stopped" not in _texts(at)
+
+
+def test_a_step_that_cannot_train_is_explained_not_raw() -> None:
+    """A trainer whose loss depends on no parameter (autograd's "does not require grad") stops with
+    one line naming the settings to change, not the RuntimeError."""
+    at = _run(_page())
+    tr = dash(at).trainer
+
+    def no_grad() -> None:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+
+    tr.train_step = no_grad
+    _run(at.button(key="btn_step").click())
+    text = _texts(at)
+    assert "Training stopped" in text and "nothing to train" in text and "RuntimeError" not in text, text
+
+
+def test_vit_backbones_are_not_offered_on_the_page() -> None:
+    """The page offers the backbones that build and train on it; a link asking for a ViT says why."""
+    at = _page()
+    at.query_params.update({"backbone": "vit_tiny_patch16_224"})
+    _run(at)
+    assert at.selectbox(key="w_backbone").options == ["mlp", "cnn"]
+    text = _texts(at)
+    assert "backbone=vit_tiny_patch16_224" in text and "not offered on this page" in text, text
+    assert "chestlab.train" in at.selectbox(key="w_backbone").help
+    assert dash(at).trainer.config.backbone == "mlp"
 
 
 _SLIDERS = {

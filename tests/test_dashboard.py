@@ -208,7 +208,7 @@ def test_every_panel_module_has_the_interface() -> None:
         assert isinstance(panel.TITLE, str) and panel.TITLE
         assert panel.SLOT in ("left", "right", "below", "page")
         assert callable(panel.render)
-    assert [p.__name__.rsplit(".", 1)[1] for p in P.RUN_PANELS] == ["similarity", "curves", "disk", "hardneg"]
+    assert [p.__name__.rsplit(".", 1)[1] for p in P.RUN_PANELS] == ["similarity", "curves", "disk", "hardneg", "hierarchy"]
 
 
 def test_similarity_panel_before_a_step_and_after() -> None:
@@ -333,11 +333,11 @@ def test_draw_run_lays_the_panels_out(run_a: Run) -> None:
     box = Box(session)
     P.draw_run(ctx_of(run_a, session), box)
     assert box.calls("columns")[0][0] == ([3, 2],)
-    assert set(box.figures()) == {"sim_A", "cur_A", "disk_A", "hardneg"}
+    assert set(box.figures()) == {"sim_A", "cur_A", "disk_A", "hardneg", "hier_A"}
     # in compare mode a run is one column, and the wide hard-negative figure is left out
     box = Box(session)
     P.draw_run(P.PanelContext(DashState(runs=[run_a]), session, Run("B", run_a.trainer, rows=run_a.rows), wide=False), box)
-    assert set(box.figures()) == {"sim_B", "cur_B", "disk_B"}
+    assert set(box.figures()) == {"sim_B", "cur_B", "disk_B", "hier_B"}
 
 
 @pytest.mark.parametrize("loss", ["pair_ce", "mix", PLUGIN])
@@ -350,7 +350,7 @@ def test_panels_for_losses_without_proxies_or_similarities(loss: str) -> None:
     box = Box(session)
     ctx = P.PanelContext(state, session, run)
     P.draw_run(ctx, box)
-    assert set(box.figures()) == {"cur_A", "disk_A", "hardneg"}  # no histograms: explained instead
+    assert set(box.figures()) == {"cur_A", "disk_A", "hardneg", "hier_A"}  # no histograms: explained instead
     assert "computes no class similarities" in box.text()
     assert ctx.cache[("disk", "train")]["pxy"] is None
     own = set(box.keys("slider"))  # the run's own temperatures are used where its loss has them
@@ -634,8 +634,13 @@ def test_train_chunk_steps_every_run_and_pauses_on_divergence() -> None:
         raise TrainingDiverged(3, "training diverged at step 4: the loss became nan. Likely cause: lower r")
 
     b.trainer.train_step = boom
-    assert runner.train_chunk(state, budget_s=10.0) == 0
-    assert "lower r" in state.diverged and not state.playing
+    assert runner.train_chunk(state, budget_s=10.0) == 1  # A did its step; B stopped
+    assert "lower r" in state.diverged and "run B" in state.diverged and not state.playing
+    assert "lower r" in b.diverged and a.diverged is None and a.trainer.step_count == 4
+    # B stopped: Step and Play train run A alone
+    state.playing = True
+    assert runner.train_chunk(state, budget_s=10.0, max_steps=2) == 2
+    assert a.trainer.step_count == 6 and b.trainer.step_count == 3 and state.playing
 
 
 # ------------------------------------------------------------------------------------------------
@@ -657,7 +662,8 @@ def test_page_trains_a_plugin_loss_from_a_link() -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert state.trainer.step_count == 10 and state.trainer.config.dash_pull == 2.0  # live
     assert any("computes no class similarities" in i.value for i in at.info)
-    assert len(at.get("plotly_chart")) == 3  # curves, disk, hard negatives
+    charts = {c.key for c in at.get("plotly_chart")}
+    assert {"cur_A", "disk_A", "hardneg"} <= charts and "sim_A" not in charts  # no histograms without proxies
     at.slider(key="w_dash_width").set_value(5).run()
     assert any("Needs reset" in w.value and "dash_width" in w.value for w in at.warning)
 
@@ -717,3 +723,54 @@ def test_first_frame_imports_no_umap_matplotlib_or_pandas() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "HEAVY []" in out.stdout, out.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 12 §5: held charts, stopped runs
+# ------------------------------------------------------------------------------------------------
+def test_held_charts_resend_the_last_figure(run_a: Run) -> None:
+    """A held run re-sends the figure it sent last under each key (same figure -> same Streamlit
+    element id -> the browser keeps the drawn chart instead of mounting a new, blank one)."""
+    from chestlab.dashboard.page import HeldCharts
+
+    session: dict = {}
+    sent: dict = {}
+    box = Box(session)
+    P.draw_run(ctx_of(run_a, session), HeldCharts(box, sent, hold=False))
+    first = box.figures()
+    assert set(sent) == set(first) and {"cur_A", "disk_A"} <= set(sent)
+    runner.train_chunk(DashState(runs=[run_a]), budget_s=0.0, max_steps=1)
+    box = Box(session)
+    P.draw_run(ctx_of(run_a, session), HeldCharts(box, sent, hold=True))
+    assert all(box.figures()[k] is first[k] for k in first)  # the very same figures
+    box = Box(session)
+    P.draw_run(ctx_of(run_a, session), HeldCharts(box, sent, hold=False))
+    assert all(box.figures()[k] is not first[k] for k in ("cur_A", "disk_A"))
+
+
+def test_a_run_whose_embeddings_overflow_stops_and_draws_its_last_good_state() -> None:
+    """Parameters an update left non-finite: the redraw catches it before drawing (prepare), stops
+    the run with a divergence line (not the raw ValueError), puts its last good parameters back,
+    and every panel draws."""
+    import torch
+
+    from chestlab.dashboard.page import prepare, stopped_warning
+
+    run = runner.build(small())
+    state = DashState(runs=[run])
+    runner.train_chunk(state, budget_s=0.0, max_steps=1)
+    session: dict = {}
+    prepare(ctx_of(run, session), "train")  # a good redraw: remembered
+    assert run.good and run.good_state
+    with torch.no_grad():
+        next(iter(run.trainer.model.parameters())).fill_(float("nan"))
+    ctx = ctx_of(run, session)
+    ctx.state = state
+    prepare(ctx, "train")
+    assert run.diverged and "diverged" in run.diverged and "ValueError" not in run.diverged
+    assert state.diverged and not state.playing and runner.finite(run.trainer)
+    assert "Training stopped" in stopped_warning(state, run)
+    box = Box(session)
+    P.draw_run(ctx, box)
+    assert {"cur_A", "disk_A"} <= set(box.figures())
+    assert runner.train_chunk(state, budget_s=0.0, max_steps=1) == 0  # a stopped run trains no more

@@ -44,7 +44,7 @@ __all__ = [
     "wkey", "widget_kind", "options_of", "format_value", "to_widget", "label_of", "help_of", "shown_keys", "init", "set_value",
     "ensure_widgets", "lazy_expander", "section_key", "LAZY_SECTIONS",
     "apply_preset", "from_widget", "parse_url_value", "read", "config", "load_url", "url_query", "sync_url",
-    "compare_keys", "widget", "draw_sidebar",
+    "compare_keys", "compare_range", "check_compare", "find_preset", "widget", "draw_sidebar", "PAGE_ONLY", "PAGE_RANGE",
 ]
 
 #: The page's defaults: the ``demo-tree`` preset with a small evaluation (≤ 0.5 s UI block) and one
@@ -61,6 +61,18 @@ HIDDEN: dict[str, str] = {
     "workers": "the page loads data in its own process",
 }
 
+#: Choices the page leaves out, and why (offered: only what builds and trains on the page). The ViT
+#: backbones fix D_E to their own width (dim_e must be none) and need images: on this page's
+#: datasets they would train at a few steps per second at best.
+PAGE_ONLY: dict[str, tuple[Any, str]] = {
+    "backbone": (("mlp", "cnn"), "the page offers mlp (tree) and cnn (shapes, digits); the paper's ViTs (D_E fixed by "
+                 "the network, 224-px images) train with python -m chestlab.train --preset cub200"),
+}
+
+#: Sizes the page bounds although the schema does not (a value beyond them would take minutes per
+#: step or all the memory of the demo machine): setting -> (lowest, highest).
+PAGE_RANGE: dict[str, tuple[int, int]] = {"dim_e": (1, 1024), "hier_proxies": (2, 1024)}
+
 #: The sidebar's sections: title and the setting groups (:data:`chestlab.settings.GROUPS`) they show.
 SIDEBAR: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("Data, model and run", ("data", "model", "run"), False),
@@ -72,6 +84,7 @@ SIDEBAR: tuple[tuple[str, tuple[str, ...], bool], ...] = (
 #: Extra help the page adds to a setting.
 PAGE_NOTES: dict[str, str] = {
     "eval_every": "The page evaluates at most 600 samples per split, to stay responsive.",
+    **{k: f"On this page: {why}." for k, (_, why) in PAGE_ONLY.items()},
 }
 PLACEHOLDERS: dict[str, str] = {"data_root": "/data (folder with CUB_200_2011/, …)"}
 
@@ -79,6 +92,11 @@ PLACEHOLDERS: dict[str, str] = {"data_root": "/data (folder with CUB_200_2011/, 
 REFRESH_S = 0.8
 #: Share of each refresh spent training; the rest draws and leaves the (shared) CPU to the browser.
 TRAIN_FRACTION = 0.4
+#: Charts redrawn per timer redraw while playing, in turn (the others are sent unchanged and stay
+#: drawn): the browser draws an updated chart from scratch, and drawing every chart at every
+#: refresh kept a loaded 2-core machine's browser so busy that charts went blank and a Pause click
+#: waited seconds (see chestlab.dashboard.page.HeldCharts). A widget change redraws them all.
+CHART_UPDATES = 3
 
 #: Settings offered first for compare mode (run B = run A with one of them changed); then every
 #: other numeric setting the sidebar shows.
@@ -100,9 +118,10 @@ def wkey(name: str) -> str:
 # ------------------------------------------------------------------------------------------------
 def options_of(s: Setting) -> Optional[list]:
     """The values a select/radio offers: the ``ui`` options, else the setting's choices."""
-    if s.ui.get("options") is not None:
-        return list(s.ui["options"])
-    return s.options()
+    opts = list(s.ui["options"]) if s.ui.get("options") is not None else s.options()
+    if opts is not None and s.name in PAGE_ONLY:
+        opts = [o for o in opts if o in PAGE_ONLY[s.name][0]]
+    return opts
 
 
 def widget_kind(s: Setting) -> str:
@@ -164,17 +183,23 @@ def _ui_check(s: Setting, value: Any) -> Any:
         lo, hi = s.ui["lo"], s.ui["hi"]
         if not lo <= value <= hi:
             raise SettingError(s.name, value, f"{lo:g} to {hi:g} on this page", "outside the slider")
+    elif s.name in PAGE_RANGE and value is not None:
+        lo, hi = PAGE_RANGE[s.name]
+        if not lo <= value <= hi:
+            raise SettingError(s.name, value, f"{lo:g} to {hi:g} on this page" + (" or none" if s.nullable else ""),
+                               "too large for this page's CPU" if value > hi else "out of range")
     elif kind in ("select", "radio"):
         opts = options_of(s) or []
         if value not in opts:
-            raise SettingError(s.name, value, "one of " + ", ".join(format_value(s, o) for o in opts) + " on this page")
+            why = "not offered on this page (" + PAGE_ONLY[s.name][1] + ")" if s.name in PAGE_ONLY else ""
+            raise SettingError(s.name, value, "one of " + ", ".join(format_value(s, o) for o in opts) + " on this page", why)
     return value
 
 
 def from_widget(s: Setting, raw: Any) -> Any:
     """A widget's value -> the setting's validated value, or :class:`SettingError` (one line)."""
     if widget_kind(s) == "text":
-        return s.parse("" if raw is None else str(raw))
+        return _ui_check(s, s.parse("" if raw is None else str(raw)))
     if s.type is float and isinstance(raw, int) and not isinstance(raw, bool):
         raw = float(raw)
     return _ui_check(s, s.validate(raw))
@@ -291,20 +316,75 @@ def compare_keys(values: Mapping[str, Any]) -> list[str]:
     return [k for k in COMPARE_FIRST if k in numeric] + [k for k in numeric if k not in COMPARE_FIRST]
 
 
+def compare_range(s: Setting) -> tuple[Optional[float], Optional[float]]:
+    """The values run B may take for setting ``s`` (the bounds of the compare value box): the
+    schema's range; for a structural or an integer setting also the sidebar's range (slider ends,
+    smallest and largest option): it sizes the model, the data or the work of a step, and a value
+    outside what the sidebar offers can take minutes or all the memory (``dim_h = 1e6``,
+    ``M = 1e9`` triplets). A live real value (a rate, a weight, a margin) may be anything the schema
+    allows: the worst it does is diverge, which the page reports (``lr = 1e9``)."""
+    lo = s.low
+    hi = s.high
+    if s.name in PAGE_RANGE:
+        lo, hi = PAGE_RANGE[s.name]
+    elif not s.live or s.type is int:
+        ends: list[float] = []
+        if "lo" in s.ui and "hi" in s.ui:
+            ends = [s.ui["lo"], s.ui["hi"]]
+        else:
+            opts = [o for o in (options_of(s) or []) if isinstance(o, (int, float)) and not isinstance(o, bool)]
+            ends = [min(opts), max(opts)] if opts else []
+        if ends:
+            lo = ends[0] if lo is None else max(lo, ends[0])
+            hi = ends[1] if hi is None else min(hi, ends[1])
+    return lo, hi
+
+
+def check_compare(s: Setting, value: Any) -> Any:
+    """Run B's ``value`` of setting ``s``, validated by the schema and inside :func:`compare_range`,
+    or :class:`SettingError` (one line: key, value, allowed range)."""
+    value = s.validate(value)
+    lo, hi = compare_range(s)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = (f"from {lo:g} to {hi:g}" if lo is not None and hi is not None else f">= {lo:g}" if lo is not None
+                  else f"<= {hi:g}")
+        raise SettingError(s.name, value, f"{s.name} {bounds} for run B on this page", "out of range")
+    return value
+
+
+def find_preset(name: str) -> Optional[str]:
+    """The loss preset a URL names: its full name, or the short name in its parentheses, any case
+    (``preset=H+only`` -> "Hyperbolic only (H only)")."""
+    if name in LOSS_PRESETS:
+        return name
+    want = " ".join(name.lower().split())
+    for full in LOSS_PRESETS:
+        short = full[full.find("(") + 1: full.rfind(")")] if "(" in full and full.endswith(")") else ""
+        if want in (full.lower(), short.lower()):
+            return full
+    return None
+
+
 def load_url(state: DashState, session: MutableMapping, query: Mapping[str, str]) -> list[str]:
-    """Apply the URL's settings (once per session; before the widgets are drawn). Returns one line
-    per ignored parameter, naming the key, the value and what is allowed."""
+    """Apply the URL's settings (once per session; before the widgets are drawn): the preset first,
+    then the settings (they override the preset's), compare mode, play. Returns one line per ignored
+    parameter, naming the key, the value and what is allowed."""
     problems: list[str] = []
     sch = schema()
     q = dict(query)
+    if "scenario" in q:  # a lecture scenario first: the preset and settings of the link apply on top of it
+        from .scenarios import load_url as load_scenario
+
+        problems += load_scenario(state, session, q)
     if "preset" in q:
-        if q["preset"] in LOSS_PRESETS:
-            session["preset"] = q["preset"]
-            apply_preset(state, session, q["preset"])
+        found = find_preset(q["preset"])
+        if found is not None:
+            session["preset"] = found
+            apply_preset(state, session, found)
         else:
-            problems.append(f"preset={q['preset']}: choose one of {', '.join(LOSS_PRESETS)}")
+            problems.append(f"preset={q['preset']}: choose one of {', '.join(LOSS_PRESETS)} (or the short name in parentheses, e.g. H only)")
     for key, text in q.items():
-        if key in ("preset", "cmp", "play"):
+        if key in ("preset", "cmp", "play", "scenario"):
             continue
         if key not in sch:
             problems.append(f"{key}={text}: not a setting (see python -m chestlab.train --help)")
@@ -315,17 +395,18 @@ def load_url(state: DashState, session: MutableMapping, query: Mapping[str, str]
                 set_value(state, session, key, parse_url_value(sch[key], text))
             except SettingError as err:
                 problems.append(f"{key}={text}: {_reason(err)}")
-    if "cmp" in q:
+    if "cmp" in q:  # compare mode: run B = A with one setting changed
         key, _, text = q["cmp"].partition(":")
         allowed = compare_keys(state.values)
+        head = f"cmp={q['cmp']} (run B's setting, compare mode off)"
         if key not in allowed:
-            problems.append(f"cmp={q['cmp']}: write cmp=SETTING:VALUE with SETTING one of {', '.join(allowed)}")
+            problems.append(f"{head}: write cmp=SETTING:VALUE with SETTING one of {', '.join(allowed)}")
         else:
             try:
-                value = sch[key].parse(text)
+                value = check_compare(sch[key], sch[key].parse(text))
                 session["compare"], session["cmp_key"], session["cmp_value"] = True, key, float(value)
             except SettingError as err:
-                problems.append(f"cmp={q['cmp']}: {_reason(err)}")
+                problems.append(f"{head}: {key} = {text}: {_reason(err)}")
     if q.get("play", "").lower() in ("1", "true", "yes"):
         state.playing = True
     return problems
@@ -339,6 +420,10 @@ def url_query(state: DashState, session: Mapping) -> dict[str, str]:
             if (v := state.values.get(k)) != _default(k)}
     if session.get("compare"):
         want["cmp"] = f"{session['cmp_key']}:{float(session['cmp_value']):g}"
+    if session.get("scenario"):  # the lecture scenario chosen (its info box); the settings above override it
+        from .scenarios import url_params
+
+        want.update(url_params(state, session))
     return want
 
 
@@ -377,6 +462,8 @@ def widget(s: Setting, box: Any, key: str, *, label: Optional[str] = None, help:
     if kind == "number":
         lo = None if s.low is None or s.low_open else s.low
         hi = s.high
+        if s.name in PAGE_RANGE:
+            lo, hi = PAGE_RANGE[s.name]
         if s.type is int:
             return box.number_input(label, min_value=None if lo is None else int(lo), max_value=None if hi is None else int(hi),
                                     step=1, key=key, help=help)

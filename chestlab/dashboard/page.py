@@ -4,7 +4,11 @@ How it works
     * The session's runs (trainer + step rows) live in the session's :class:`DashState`.
     * The training loop runs in chunks inside ``st.fragment(run_every=refresh)``: every refresh the
       fragment trains for ``TRAIN_FRACTION`` of the refresh period, then redraws the panels; widgets
-      stay responsive because a widget change interrupts the fragment between steps.
+      stay responsive because a widget change interrupts the fragment between steps. While playing,
+      each timer redraw updates ``CHART_UPDATES`` charts in turn and sends the others unchanged, so
+      that they stay drawn in the browser (:class:`HeldCharts`).
+    * A run whose step fails (divergence, nothing to train) stops with one line that says why; its
+      charts keep its last good state (:func:`prepare`); in compare mode the other run goes on.
     * Live settings go to ``Trainer.set`` and apply at the next step; structural ones need a new
       run: the page says so and offers Reset. Rules between settings (:func:`chestlab.settings.check`)
       are shown as warnings, with what the page does about them.
@@ -19,7 +23,7 @@ from typing import Any
 import streamlit as st
 import torch
 
-from . import controls, runner
+from . import controls, runner, scenarios
 from .panels import PanelContext, compare, draw_run, export
 from .state import KEY, DashState, get_state
 
@@ -40,6 +44,14 @@ def _threads() -> None:
 def _on_preset() -> None:
     state = get_state(st.session_state)
     controls.apply_preset(state, st.session_state, st.session_state["preset"])
+
+
+def _on_scenario() -> None:
+    state = get_state(st.session_state)
+    name = st.session_state.get(scenarios.KEY)
+    if name in scenarios.SCENARIOS:  # its settings, compare mode and view; then a new run with them
+        scenarios.apply(state, st.session_state, name)
+        state.want_reset = True
 
 
 def _on_reset() -> None:
@@ -81,6 +93,106 @@ def _yield_point() -> None:
     st.session_state.get(KEY)  # a session-state access: Streamlit stops or reruns the fragment here when asked
 
 
+def prepare(ctx: PanelContext, split: str) -> None:
+    """Compute what the run's panels draw (similarities, disk data of ``split``) before anything is
+    drawn, so that a run whose parameters went NaN/inf is caught here — stopped, explained — and not
+    by a panel halfway through the page. A stopped run draws its last good computations
+    (``run.good``): the plots it had when it stopped stay on screen."""
+    run = ctx.run
+    if not run.diverged:
+        try:
+            ctx.similarities()
+            ctx.disk_data(split)
+            run.good = dict(ctx.cache)
+            runner.remember(run)
+            return
+        except Exception as err:  # e.g. an update that left the parameters NaN with a finite loss
+            runner.stop(ctx.state, run, runner.explain(run, err))
+    ctx.cache.clear()
+    ctx.cache.update(run.good)
+    ctx.cache.setdefault("sim", None)
+    disks = [k for k in run.good if isinstance(k, tuple) and k[0] == "disk"]
+    if ("disk", split) not in ctx.cache and disks:
+        ctx.cache[("disk", split)] = run.good[disks[0]]  # the split it had (the panel says so)
+
+
+class HeldCharts:
+    """A Streamlit container whose ``plotly_chart(fig, key=K)`` sends the figure last sent under
+    ``K`` while ``hold`` (a bool, or a function of K) says so, and records what it sends otherwise;
+    containers it makes are held alike.
+
+    Why: Streamlit derives a chart's element id from its figure, so a changed figure is a new
+    element, which the browser mounts and draws from scratch — the chart is blank until plotly has
+    drawn it. Redrawing every chart at every refresh (twice as many in compare mode) kept the
+    browser of a loaded 2-core machine so busy that charts were blank much of the time and a Pause
+    click waited seconds for it. Re-sending the same figure keeps the same id and the drawn chart
+    stays. So while playing, each timer redraw updates ``controls.CHART_UPDATES`` charts in turn
+    (:func:`chart_turns`); a stopped run holds its charts for good."""
+
+    _WRAP_ONE = ("container", "expander", "empty", "popover")
+    _WRAP_MANY = ("columns", "tabs")
+
+    def __init__(self, box: Any, sent: dict, hold: bool) -> None:
+        self._box, self._sent, self._hold = box, sent, hold
+
+    def plotly_chart(self, fig: Any, *args: Any, key: Any = None, **kw: Any) -> Any:
+        if key is not None:
+            hold = self._hold(key) if callable(self._hold) else self._hold
+            if hold and key in self._sent:
+                fig = self._sent[key]
+            else:
+                self._sent[key] = fig
+        return self._box.plotly_chart(fig, *args, key=key, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._box, name)
+        if name in self._WRAP_ONE:
+            return lambda *a, **k: HeldCharts(attr(*a, **k), self._sent, self._hold)
+        if name in self._WRAP_MANY:
+            return lambda *a, **k: [HeldCharts(b, self._sent, self._hold) for b in attr(*a, **k)]
+        return attr
+
+    def __enter__(self) -> Any:
+        return self._box.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._box.__exit__(*exc)
+
+
+def chart_turns(state: DashState, run: Any, timer: bool) -> Any:
+    """``hold`` for :class:`HeldCharts`: a stopped run holds every chart; a timer redraw while
+    playing updates the ``controls.CHART_UPDATES`` charts whose turn it is (over all runs' charts,
+    in the order first drawn; a chart never drawn is drawn); any other redraw updates all."""
+    if run.diverged:
+        return True
+    if not timer:
+        return False
+    order = state.chart_order
+    n = controls.CHART_UPDATES
+
+    def hold(key: Any) -> bool:
+        item = (run.name, key)
+        if item not in order:
+            order.append(item)
+            return False
+        start = (state.redraws * n) % len(order)
+        return (order.index(item) - start) % len(order) >= n
+
+    return hold
+
+
+def stopped_warning(state: DashState, run: Any) -> str:
+    """The warning of a stopped run: which run, what it changes, why, and what its plots show."""
+    step = next((v.get("step") for k, v in run.good.items() if isinstance(k, tuple) and isinstance(v, dict)), None)
+    shows = f" Its plots show step {step}, its last good state." if step is not None else ""
+    if len(state.runs) < 2:
+        return f"⚠ Training stopped. {run.diverged.rstrip('.')}.{shows}  \nChange the setting it suggests, then press Reset."
+    other = next(r for r in state.runs if r is not run)
+    goes_on = "" if other.diverged else f" Run {other.name} trains on (Play or Step)."
+    return (f"⚠ Training stopped for run {run.name} ({run.label or 'settings as in the sidebar'}): {run.diverged.rstrip('.')}.{shows}"
+            f"{goes_on}  \nChange the setting it suggests, then press Reset.")
+
+
 def live_panel(state: DashState) -> None:
     """The fragment: train a chunk (when playing or asked to step), then draw the panels. Reruns every
     ``refresh`` seconds while playing; a widget change interrupts it between steps."""
@@ -98,7 +210,7 @@ def live_panel(state: DashState) -> None:
         refresh = float(session["refresh"])
         t0 = time.perf_counter()
         done = 0
-        if not state.diverged:
+        if any(not r.diverged for r in state.runs):
             if pending:
                 done = runner.train_chunk(state, budget_s=60.0, max_steps=pending, between_steps=_yield_point)
             elif state.playing and full_run and not fresh:
@@ -110,19 +222,24 @@ def live_panel(state: DashState) -> None:
                 done = runner.train_chunk(state, budget_s=controls.TRAIN_FRACTION * refresh, between_steps=_yield_point)
         t_train = time.perf_counter() - t0
         runner.measure_rate(state, done, refresh)
-        if state.diverged:
-            st.warning(f"⚠ Training stopped. {state.diverged}  \nChange the setting it suggests, then press Reset.")
-        status_row(state)
         runs = state.runs
-        cols = st.columns(len(runs)) if len(runs) > 1 else [st.container()]
         shared: dict = {}
-        contexts = []
-        for run, col in zip(runs, cols):
-            ctx = PanelContext(state, session, run, wide=len(runs) == 1, shared=shared)
+        contexts = [PanelContext(state, session, run, wide=len(runs) == 1, shared=shared) for run in runs]
+        for ctx in contexts:
+            prepare(ctx, session.get("disk_split", "train"))
+        notes = st.container()  # always there: a warning that appears does not shift the charts below
+        for run in runs:
+            if run.diverged:
+                notes.warning(stopped_warning(state, run))
+        status_row(state)
+        cols = st.columns(len(runs)) if len(runs) > 1 else [st.container()]
+        # while playing, a timer redraw updates a few charts in turn; the others stay drawn (see HeldCharts)
+        timer = state.playing and not full_run and not pending and not fresh
+        state.redraws += 1
+        for ctx, col in zip(contexts, cols):
             if len(runs) > 1:
                 compare.header(ctx, col)
-            draw_run(ctx, col)
-            contexts.append(ctx)
+            draw_run(ctx, HeldCharts(col, ctx.run.sent, chart_turns(state, ctx.run, timer)))
         a = contexts[0]
         split = shared.get("disk", {}).get("disk_split", "train")
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
@@ -156,6 +273,7 @@ def main() -> None:
     cfg = controls.config(state)
     controls.sync_url(st.query_params, controls.url_query(state, session))
     body(state, cfg, invalid)
+    scenarios.draw(session, st.sidebar, on_change=_on_scenario)  # above the settings it sets
     controls.draw_sidebar(state, session, st.sidebar, on_preset=_on_preset)
 
 
@@ -170,6 +288,7 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     for p in state.url_problems:  # shown once, in the first run
         st.warning(f"Ignored a URL setting — {p}")
     state.url_problems = []
+    scenarios.info(session, st)  # the lecture scenario's question and what to look at
     for p in invalid:
         st.warning(f"Not applied: {p}")
 
@@ -179,10 +298,10 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     if do_reset or (state.trainer is None and not state.error):
         with st.spinner("Building the model and data …"):
             runner.reset(state, cfg, cfg_b, label_b, cmp)
-    elif comparing and cfg_b is not None and state.trainer is not None and (state.run_b is None or state.built_cmp != cmp):
+    elif comparing and cfg_b is not None and state.trainer is not None and state.built_cmp != cmp:
         runner.reset(state, cfg, cfg_b, label_b, cmp)  # rebuild both runs so they start from the same seed
-    if not comparing and state.run_b is not None:
-        state.drop_b()
+    if (not comparing or cfg_b is None) and (state.run_b is not None or state.built_cmp is not None):
+        state.drop_b()  # compare mode off, or B's value refused (cmp_problem says why)
 
     # -- controls ---------------------------------------------------------------------------------
     c1, c2, c3, c4 = st.columns([1.1, 1.1, 1.0, 5.2])
@@ -196,6 +315,9 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     compare.render(PanelContext(state, session), c4)
     if cmp_problem:
         st.warning(cmp_problem)
+    elif comparing and state.error_b:
+        st.warning(f"Run B not built ({label_b}): {state.error_b} — choose another value for B, or change run A's "
+                   "settings and press Reset.")
 
     if state.error:
         st.error(f"The trainer could not be built with these settings. {state.error}  \n"
@@ -220,7 +342,10 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
         _, refused = runner.apply_live(run, target)
         if refused:
             st.warning(f"Not applied: {refused}")
-    for text in runner.problems(cfg, state.run_a) + runner.hints(cfg):
+    texts = runner.problems(cfg, state.run_a) + runner.hints(cfg)
+    if state.run_b is not None and cfg_b is not None:  # run B's rules, on the trainer B actually built
+        texts += [f"Run B ({label_b}): {t}" for t in runner.problems(cfg_b, state.run_b) if t not in texts]
+    for text in texts:
         st.warning(text)
 
     state.full_run = True  # the fragment trains only briefly in a full rerun: a widget change answers fast

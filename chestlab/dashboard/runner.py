@@ -6,8 +6,9 @@ in time-boxed chunks.
 - :func:`apply_live` passes the live settings of the sidebar to a running trainer
   (``Trainer.set``). Values that would break a rule between settings (:func:`chestlab.settings.check`,
   e.g. ``tau > 0`` with ``K = 1``) are held back; :func:`problems` says which, next to the rule.
-- :func:`train_chunk` trains every run for a time budget or a number of steps; divergence pauses the
-  page with the trainer's advice.
+- :func:`train_chunk` trains every run for a time budget or a number of steps; a run that diverges
+  (or whose step fails) stops with one line that says why (:func:`explain`) and pauses the page; in
+  compare mode the other run may go on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from chestlab.settings import Problem, SettingError, TrainConfig, check, live_ke
 from .state import DashState, Run
 
 __all__ = ["structural", "changed_structural", "repair", "build", "reset", "apply_live", "problems", "hints",
-           "train_chunk", "measure_rate", "eval_due"]
+           "train_chunk", "measure_rate", "eval_due", "explain", "stop", "finite", "remember"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -98,18 +99,31 @@ def build(cfg: TrainConfig, name: str = "A", label: str = "", keep: Optional[Tra
 def reset(state: DashState, cfg: TrainConfig, cfg_b: Optional[TrainConfig] = None, label_b: str = "",
           cmp: Optional[tuple[str, Any]] = None) -> None:
     """(Re)build run A — and run B from ``cfg_b`` in compare mode — from their configs and seed.
-    A failure is kept in ``state.error`` (shown on the page) and pauses the page."""
+    A failure of A is kept in ``state.error`` (shown instead of the plots) and pauses the page; a
+    failure of B in ``state.error_b`` (run A is drawn alone). Run B is never :func:`repair` ed away
+    from the value it compares: a rule that value breaks is the reason B is not built."""
     keep = [r.trainer.config for r in state.runs]
     state.clear()
     try:
         state.runs.append(build(cfg, "A", keep=keep[0] if keep else None))
-        if cfg_b is not None:
-            state.runs.append(build(cfg_b, "B", label_b, keep=keep[1] if len(keep) > 1 else None))
-            state.built_cmp = cmp
     except Exception as err:  # a bad combination is explained on the page, never raised
         state.runs = []
         state.error = f"{type(err).__name__}: {err}"
         state.playing = False
+        return
+    if cfg_b is None:
+        return
+    state.built_cmp = cmp  # also when B fails: the page does not rebuild until B's setting changes
+    key = cmp[0] if cmp else None
+    errs = _errors(cfg_b)
+    fix = repair(cfg_b, keep[1] if len(keep) > 1 else None)[1] if errs else {}
+    if errs and (not fix or key in fix):  # B would not be what it says it compares
+        state.error_b = next((p for p in errs if key in p.keys), errs[0]).message
+        return
+    try:
+        state.runs.append(build(cfg_b, "B", label_b, keep=keep[1] if len(keep) > 1 else None))
+    except Exception as err:
+        state.error_b = f"{type(err).__name__}: {err}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -142,12 +156,29 @@ def apply_live(run: Run, cfg: TrainConfig, override: Optional[dict[str, Any]] = 
 
 
 def problems(cfg: TrainConfig, run: Optional[Run] = None) -> list[str]:
-    """The rules between settings that the sidebar's ``cfg`` breaks (:func:`chestlab.settings.check`),
-    one line each, with what the page does about it (the run keeps its value / Reset cannot build)."""
+    """The rules between settings that are broken, one line each, with what the page does about it:
+    first those of the trainer actually built with the sidebar's live values (its loss may differ
+    from the sidebar's until Reset: its rules are the ones that decide what trains now; the values
+    that break them are held back by :func:`apply_live`), then those of the sidebar's ``cfg`` (what
+    Reset builds)."""
     out = []
+    seen = set()
     live = live_keys()
     tr = run.trainer if run is not None else None
+    if tr is not None:
+        mine = tr.config.keys()
+        wanted = tr.config.replace(**{k: getattr(cfg, k) for k in mine if k in live})
+        for p in check(wanted):
+            seen.add(p.message)
+            text = p.message
+            if p.level == "error":
+                kept = [k for k in p.keys if k in live and k in mine and getattr(tr.config, k) != getattr(cfg, k)]
+                if kept:
+                    text += " — the run keeps " + ", ".join(f"{k} = {_fmt(getattr(tr.config, k))}" for k in kept) + " until then."
+            out.append(text)
     for p in check(cfg):
+        if p.message in seen:
+            continue
         text = p.message
         if p.level == "error":
             kept = [k for k in p.keys if k in live and tr is not None and k in tr.config.keys()
@@ -192,27 +223,98 @@ def _one_step(run: Run) -> None:
         tr.evaluate()
 
 
+def finite(tr: Any) -> bool:
+    """All parameters of the trainer's model and loss are finite (a huge learning rate can leave
+    them NaN/inf after an update whose loss was still finite)."""
+    import torch
+
+    return all(bool(torch.isfinite(v).all()) for v in _tensors(tr).values())
+
+
+def _tensors(tr: Any) -> dict:
+    """The floating-point tensors of the model and loss: parameters and buffers (a normalisation
+    layer's running statistics go NaN too)."""
+    import torch
+
+    return {k: v for k, v in tr.system.state_dict().items() if torch.is_tensor(v) and v.is_floating_point()}
+
+
+def explain(run: Run, err: BaseException) -> str:
+    """Why a run stopped, in one line that says what to change (never a bare exception text for
+    the cases a setting causes)."""
+    from chestlab.engine import TrainingDiverged
+
+    tr = run.trainer
+    cfg = tr.config
+    if isinstance(err, TrainingDiverged):  # carries the trainer's diagnosis
+        return str(err)
+    if isinstance(err, RuntimeError) and "does not require grad" in str(err):
+        # the loss of the trainer actually built does not depend on any parameter (every term off)
+        sch = schema()
+        off = [k for k in cfg.keys() if sch[k].section == cfg.loss and sch[k].live and sch[k].type is float
+               and getattr(cfg, k) == 0]
+        which = ", ".join(f"{k} = 0" for k in off) or "these settings"
+        return (f"nothing to train at step {tr.step_count + 1}: with {which} the {cfg.loss} loss does not depend on "
+                f"any trainable parameter; set one of {', '.join(off) or 'its weights'} > 0")
+    if not finite(tr) or "NaN or inf" in str(err):  # the library's own check of non-finite values
+        big = max(cfg.lr, cfg.lr_proxy) > 0.1
+        hint = (f"the learning rates (lr = {cfg.lr:g}, lr_proxy = {cfg.lr_proxy:g}) are too large; lower them" if big
+                else "lower the learning rates, c or r, or set grad_clip")
+        return (f"training diverged by step {tr.step_count}: the model's parameters or embeddings became NaN or inf. "
+                f"Likely cause: {hint}")
+    return f"{type(err).__name__}: {err}"  # unexpected: shown as is (tests/test_dashboard_fuzz.py flags these)
+
+
+def remember(run: Run) -> None:
+    """Keep the run's parameters as its last good state (cheap: the page's models are small)."""
+    run.good_state = {k: v.detach().clone() for k, v in _tensors(run.trainer).items()}
+
+
+def stop(state: DashState, run: Run, why: str) -> None:
+    """Stop ``run`` (it trains no more until Reset) and pause the page. Its parameters go back to
+    the last good state (an update may have left them NaN/inf, or finite but so large that the
+    embeddings overflow), so every panel draws that state instead of failing."""
+    if run.good_state is not None:
+        import torch
+
+        now = _tensors(run.trainer)  # views of the live tensors: copied into in place
+        with torch.no_grad():
+            for k, good in run.good_state.items():
+                if k in now and now[k].shape == good.shape:
+                    now[k].copy_(good)
+    run.diverged = why
+    state.diverged = why if len(state.runs) < 2 else f"run {run.name}: {why}"
+    state.playing = False
+
+
 def train_chunk(state: DashState, budget_s: float, max_steps: Optional[int] = None,
                 between_steps: Any = None) -> int:
-    """Train every run for up to ``budget_s`` seconds (at least one step) or ``max_steps`` steps;
-    returns the steps done. Divergence (or any exception of a step) pauses the page and is kept in
-    ``state.diverged``. ``between_steps()`` is called after each step: the page passes a Streamlit
-    yield point there, so a widget change interrupts the chunk (Streamlit's control-flow exceptions
-    are ``BaseException`` s and pass through)."""
+    """Train every run that has not stopped for up to ``budget_s`` seconds (at least one step) or
+    ``max_steps`` steps; returns the steps done. A run whose step fails (divergence, nothing to
+    train, …) stops with :func:`explain` 's line in ``run.diverged`` (and ``state.diverged``) and
+    pauses the page; in compare mode the other run trains on at the next Play or Step.
+    ``between_steps()`` is called after each step: the page passes a Streamlit yield point there, so
+    a widget change interrupts the chunk (Streamlit's control-flow exceptions are
+    ``BaseException`` s and pass through)."""
     t0 = time.perf_counter()
     done = 0
-    try:
-        while (max_steps is None or done < max_steps) and (time.perf_counter() - t0 < budget_s or done == 0):
-            for run in state.runs:
+    while (max_steps is None or done < max_steps) and (time.perf_counter() - t0 < budget_s or done == 0):
+        active = [r for r in state.runs if not r.diverged]
+        if not active:
+            break
+        failed = False
+        for run in active:
+            try:
                 _one_step(run)
-            done += 1
-            if between_steps is not None:
-                between_steps()
-    except Exception as err:  # TrainingDiverged carries the trainer's advice; other errors are explained too
-        from chestlab.engine import TrainingDiverged
-
-        state.diverged = str(err) if isinstance(err, TrainingDiverged) else f"{type(err).__name__}: {err}"
-        state.playing = False
+            except Exception as err:  # explained on the page, never raised
+                stop(state, run, explain(run, err))
+                failed = True
+        if any(not r.diverged for r in active):
+            done += 1  # the other run of compare mode did this step
+        if failed:
+            break
+        if between_steps is not None:
+            between_steps()
     dt = time.perf_counter() - t0
     if done and dt > 0:
         state.rate = done / dt if not state.rate else 0.7 * state.rate + 0.3 * done / dt

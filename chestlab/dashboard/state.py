@@ -31,6 +31,18 @@ class Run:
     rows: list[dict] = field(default_factory=list)  #: one row per step: loss, its parts, grad norm
     built: dict[str, Any] = field(default_factory=dict)  #: the structural settings it was built with
     label: str = ""  #: what the run changes, e.g. "eta_e = 0, everything else as A"
+    #: why this run stopped (divergence, nothing to train, a failed step): it trains no more until
+    #: Reset, and its panels show :attr:`good` (the other run of compare mode goes on)
+    diverged: Optional[str] = None
+    #: the last redraw's computations that succeeded (similarities, disk data per split): what a
+    #: diverged run, whose parameters may be NaN, keeps showing
+    good: dict = field(default_factory=dict)
+    #: the figure last sent per chart key (re-sent unchanged while the run's charts are held, see
+    #: :class:`chestlab.dashboard.page.HeldCharts`)
+    sent: dict = field(default_factory=dict)
+    #: the model's and loss's parameters at the last good redraw: a run whose update left them NaN
+    #: is put back to them when it stops, so every panel can still draw it
+    good_state: Optional[dict] = None
 
 
 @dataclass
@@ -44,8 +56,10 @@ class DashState:
     view: dict[str, Any] = field(default_factory=dict)
     #: the runs drawn: ``[A]``, or ``[A, B]`` in compare mode; empty when the build failed
     runs: list[Run] = field(default_factory=list)
-    #: (setting, value) run B was built with
+    #: (setting, value) run B was built with (or was refused for: see ``error_b``)
     built_cmp: Optional[tuple[str, Any]] = None
+    #: why run B could not be built (run A is built and drawn alone)
+    error_b: Optional[str] = None
     #: why the trainer could not be built (shown instead of the plots)
     error: Optional[str] = None
     #: why training stopped (TrainingDiverged or an exception of a step); cleared by Reset
@@ -66,6 +80,10 @@ class DashState:
     rate_wall: float = 0.0
     #: (time, step) of the last redraw, for ``rate_wall``
     tick: Optional[tuple[float, int]] = None
+    #: fragment runs so far, and every (run, chart key) drawn, in order: while playing, the charts
+    #: are updated in turn, ``controls.CHART_UPDATES`` per redraw
+    redraws: int = 0
+    chart_order: list = field(default_factory=list)
     #: the last redraw: steps, training and drawing seconds
     timing: dict = field(default_factory=dict)
     #: the last redraw's data for the downloads, replaced whole at every redraw (never the live
@@ -105,6 +123,7 @@ class DashState:
     def drop_b(self) -> None:
         del self.runs[1:]
         self.built_cmp = None
+        self.error_b = None
 
     def clear(self) -> None:
         """Forget the runs and everything measured on them (before a Reset)."""
@@ -114,6 +133,7 @@ class DashState:
         self.rate = self.rate_wall = 0.0
         self.tick = None
         self.built_cmp = None
+        self.error_b = None
         self.fresh = True
 
 

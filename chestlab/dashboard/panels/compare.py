@@ -2,7 +2,8 @@
 in the page's top row; each run's column starts with :func:`header`.
 
 Run B's setting is any numeric setting the sidebar shows (:func:`chestlab.dashboard.controls.compare_keys`)
-and its value is validated by the schema like every other value of the page (:func:`config_b`)."""
+and its value is validated by the schema like every other value of the page (:func:`config_b`); the
+value box is bounded by :func:`chestlab.dashboard.controls.compare_range`."""
 
 from __future__ import annotations
 
@@ -26,16 +27,51 @@ def value_b(session: Any) -> tuple[str, Any]:
 def config_b(cfg: TrainConfig, session: Any) -> tuple[Optional[TrainConfig], str, Optional[str]]:
     """Run B's config (A's with one setting changed), its description, and the one-line reason when
     the schema refuses the value (then no config)."""
+    from ..controls import check_compare
+
     key, value = value_b(session)
     s = schema().get(key)
     if s is None:
-        return None, "", f"B: {key} is not a setting"
+        return None, "", f"Run B not built: B changes {key}, which is not a setting"
     try:
-        value = s.validate(value)
+        value = check_compare(s, value)
     except SettingError as err:
         return None, "", f"Run B not built: {err}"
     shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
     return cfg.replace(**{key: value}), f"{key} = {shown}, everything else as A", None
+
+
+def fit_value(session: Any, values: Any = None) -> None:
+    """Keep run B's value valid for the setting B changes (before its box is drawn; also when the
+    setting changes): a value the new setting refuses becomes run A's value (or the default)."""
+    from ..controls import check_compare
+
+    s = schema().get(session.get("cmp_key"))
+    if s is None:
+        return
+    key, value = value_b(session)
+    try:
+        check_compare(s, value)
+    except SettingError:
+        a = (values or {}).get(key, s.default_value())
+        try:
+            session["cmp_value"] = float(check_compare(s, a))
+        except (SettingError, TypeError, ValueError):
+            lo, hi = _bounds(s)
+            session["cmp_value"] = lo if lo is not None else (hi if hi is not None else 0.0)
+
+
+def _bounds(s: Any) -> tuple[Optional[float], Optional[float]]:
+    from ..controls import compare_range
+
+    lo, hi = compare_range(s)
+    return (None if lo is None else float(lo)), (None if hi is None else float(hi))
+
+
+def _on_key(state: Any) -> None:
+    import streamlit as st
+
+    fit_value(st.session_state, state.values)
 
 
 def render(ctx: Any, box: Any) -> None:
@@ -50,9 +86,16 @@ def render(ctx: Any, box: Any) -> None:
     keys = compare_keys(ctx.state.values)
     if session.get("cmp_key") not in keys and keys:
         session["cmp_key"] = keys[0]
-    b.selectbox("B changes", keys, key="cmp_key", help="the one setting run B changes (e.g. η_E = 0: without L_E)")
-    c.number_input(f"B: {session['cmp_key']} =", key="cmp_value", step=0.1, format="%.4g",
-                   help=schema()[session["cmp_key"]].allowed() if session.get("cmp_key") in schema() else None)
+    b.selectbox("B changes", keys, key="cmp_key", help="the one setting run B changes (e.g. η_E = 0: without L_E)",
+                on_change=_on_key, args=(ctx.state,))
+    s = schema().get(session.get("cmp_key"))
+    if s is None:
+        return
+    fit_value(session, ctx.state.values)
+    lo, hi = _bounds(s)
+    allowed = s.allowed() if (lo, hi) == (s.low, s.high) else f"{s.allowed()}; on this page {lo:g} to {hi:g} for run B"
+    c.number_input(f"B: {s.name} =", key="cmp_value", min_value=lo, max_value=hi, step=1.0 if s.type is int else 0.1,
+                   format="%.4g", help=f"Allowed: {allowed}.")
 
 
 def header(ctx: Any, box: Any) -> None:

@@ -1,7 +1,7 @@
 """The Poincaré disk: a run's embeddings (colour = class, marker = super-class) and its proxies (★),
 projected to the disk live, or by UMAP on request (with a progress bar: the first UMAP compiles numba).
 
-Run A draws the view controls (split, geodesics, D_H circles, projection/UMAP); run B uses A's.
+Run A draws the view controls (split, geodesics, d_H circles, projection/UMAP); run B uses A's.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def controls(ctx: Any, box: Any) -> dict:
     split = o1.radio("points", SPLITS, key="disk_split", horizontal=True,
                      help="train classes (with their proxies) or the unseen test classes")
     grid = o2.toggle("geodesics", key="disk_grid", help="geodesics: diameters and the arcs orthogonal to them")
-    circles = o2.toggle("D_H circles", key="disk_circles", help="points at Poincaré distance 1, 2, 3 from the origin")
+    circles = o2.toggle("d_H circles", key="disk_circles", help="points at Poincaré distance d_H = 1, 2, 3 from the origin")
     u1, u2 = box.columns([1, 1])
     view = u1.radio("view", VIEWS, key="disk_view", horizontal=True)
     u2.button("Compute UMAP", key="btn_umap", on_click=_request_umap, args=(ctx.state,),

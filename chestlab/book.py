@@ -17,6 +17,11 @@ Before rendering, what a static page cannot run is made static:
   matplotlib from the figure's traces (scatter, histogram, bar; circles). The PNG is shown when the
   page is printed, when JavaScript is off, or when plotly.js fails to start.
 
+* an implement-it-yourself solution (a code cell tagged ``solution``, collapsed in Jupyter by
+  ``jupyter.source_hidden``) is shown collapsed too, in a ``<details>`` element;
+* a mention of ``docs/maths.md`` (and ``docs/maths.md, Eq. N``) becomes a link to ``maths.html`` (its
+  section of Eq. N), the book's copy of ``docs/maths.md``, linked from the index as well.
+
 Matplotlib figures are PNGs embedded as ``data:`` URIs by nbconvert. Progress goes to stderr; the
 index lists each lesson with its run time and figure count, and a page with fewer figures than it
 has figure-producing cells (:func:`figure_cells`) is reported (exit status 1).
@@ -39,11 +44,14 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence
 
-__all__ = ["NOTEBOOKS", "Page", "build", "count_figures", "execute", "figure_cells", "lessons", "main", "make_static",
-           "plotly_png", "render"]
+__all__ = ["MATHS", "NOTEBOOKS", "Page", "build", "count_figures", "execute", "figure_cells", "is_solution",
+           "lessons", "link_maths", "main", "make_static", "plotly_png", "render", "render_maths"]
 
 #: the lessons' folder of a source checkout
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+#: the maths every lesson cites, rendered into the book as ``maths.html``
+MATHS = Path(__file__).resolve().parents[1] / "docs" / "maths.md"
+MATHS_PAGE = "maths.html"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -175,11 +183,33 @@ def _widget_outputs(state: dict, model_id: str, seen: Optional[set] = None) -> l
 
 
 def _plotly_to_mpl_png(fig: Any) -> bytes:
-    """A static PNG of a plotly figure drawn with matplotlib from its traces -- the fallback when
-    kaleido is not installed. Draws scatter / scattergl (lines and markers), histogram and bar traces
-    on their subplots, circle shapes, the subplot titles and the axis titles; not every styling."""
+    """A static PNG of a plotly figure drawn with matplotlib (:func:`_plotly_to_mpl`) -- the
+    fallback when kaleido is not installed."""
+    from matplotlib import rc_context
+
+    from .viz.style import LECTURE_RC
+
+    mfig = _plotly_to_mpl(fig)
+    buf = io.BytesIO()
+    with rc_context({**LECTURE_RC, "axes.grid": False}):
+        mfig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _plotly_to_mpl(fig: Any) -> Any:
+    """A plotly figure drawn with matplotlib from its traces, as a matplotlib ``Figure``. Draws scatter / scattergl (lines, markers with their symbol and size,
+    per-point colours), histogram and bar traces on their subplots, circle and line shapes, text
+    annotations in data coordinates, the subplot and axis titles; not every styling. Fonts are the
+    lessons' projector sizes (:data:`chestlab.viz.style.LECTURE_RC`), the figure at least 10 in wide,
+    and the legend inside the image: one entry per trace (a grey marker when the trace's points are
+    coloured one by one) and, when points carry per-point colours and names (a class per colour, as
+    in the disk figures), one entry per colour."""
     import numpy as np
+    from matplotlib import rc_context
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from .viz.style import LECTURE_RC, MPL_MARKERS, PLOTLY_SYMBOLS
 
     def arr(v: Any) -> np.ndarray:
         # plotly >= 6 writes numeric arrays as base64 typed arrays: {"dtype": "f8", "bdata": "...", "shape": ...}
@@ -191,79 +221,156 @@ def _plotly_to_mpl_png(fig: Any) -> bytes:
             return out.astype(float)
         return np.array([np.nan if x is None else x for x in (v if v is not None else [])], dtype=float)
 
+    def text(t: Any) -> str:  # plotly's HTML labels as matplotlib text: <sub>H</sub> -> $_{H}$, <br> -> newline
+        t = re.sub(r"<br\s*/?>", "\n", str(t or ""))
+        t = re.sub(r"<sub>(.*?)</sub>", lambda m: "$_{" + m.group(1) + "}$", t)
+        t = re.sub(r"<sup>(.*?)</sup>", lambda m: "$^{" + m.group(1) + "}$", t)
+        return html.unescape(re.sub(r"<[^>]+>", "", t))
+
+    symbols = {**dict(zip(PLOTLY_SYMBOLS, MPL_MARKERS)), "star": "*", "circle-open": "o", "square-open": "s"}
+    dashes = {"dash": "--", "dot": ":", "dashdot": "-.", "longdash": "--"}
     lay = fig.layout
-    axes_ids = sorted({(t.xaxis or "x", t.yaxis or "y") for t in fig.data if hasattr(t, "xaxis")} or {("x", "y")})
+    in_layout = {("x" + k[5:], (lay[k].anchor if isinstance(lay[k].anchor, str) and lay[k].anchor != "free"
+                                else "y" + k[5:])) for k in lay if re.fullmatch(r"xaxis\d*", k) and lay[k] is not None
+                 and lay[k].domain is not None}  # subplots, an empty one (a panel "not computed") included
+    axes_ids = sorted({(t.xaxis or "x", t.yaxis or "y") for t in fig.data if hasattr(t, "xaxis")} | in_layout
+                      or {("x", "y")}, key=lambda ids: (len(ids[0]), ids[0]))
     n = len(axes_ids)
-    mfig = Figure(figsize=(max(6.0, 4.2 * n), 4.2), dpi=100, layout="constrained")
-    axs = mfig.subplots(1, n, squeeze=False)[0]
-    where = {ids: ax for ids, ax in zip(axes_ids, axs)}
+    square = any(getattr(lay[k], "scaleanchor", None) for k in lay if k.startswith("yaxis") and lay[k] is not None)
+    width = max(10.0, 5.5 * n)
+    with rc_context({**LECTURE_RC, "axes.grid": False}):
+        mfig = Figure(figsize=(width, 9.0 if square else max(5.0, width * 0.42)), dpi=100, layout="constrained")
+        axs = mfig.subplots(1, n, squeeze=False)[0]
+        where = {ids: ax for ids, ax in zip(axes_ids, axs)}
 
-    def _ax_layout(name: str, axis: str) -> Any:
-        key = axis + ("axis" + name[1:] if len(name) > 1 else "axis")
-        return lay[key] if key in lay else None
+        def _ax_layout(name: str, axis: str) -> Any:
+            key = axis + ("axis" + name[1:] if len(name) > 1 else "axis")
+            return lay[key] if key in lay else None
 
-    for tr in fig.data:
-        ax = where.get((getattr(tr, "xaxis", None) or "x", getattr(tr, "yaxis", None) or "y"), axs[0])
-        color = None
-        marker = getattr(tr, "marker", None)
-        if marker is not None and isinstance(marker.color, str):
-            color = marker.color
-        line = getattr(tr, "line", None)
-        if line is not None and isinstance(line.color, str):
-            color = line.color
-        name = tr.name if getattr(tr, "showlegend", None) is not False else None
-        if tr.type in ("scatter", "scattergl"):
-            x, y = arr(tr.x), arr(tr.y)
-            if not len(x) or np.all(np.isnan(x)):
+        handles: dict = {}  # legend label -> handle (one per label)
+        class_colors: dict = {}  # per-point colour -> its name (a class), for a second legend
+        for tr in fig.data:
+            ax = where.get((getattr(tr, "xaxis", None) or "x", getattr(tr, "yaxis", None) or "y"), axs[0])
+            color = None
+            marker = getattr(tr, "marker", None)
+            if marker is not None and isinstance(marker.color, str):
+                color = marker.color
+            line = getattr(tr, "line", None)
+            if line is not None and isinstance(line.color, str):
+                color = line.color
+            name = text(tr.name) if tr.name and getattr(tr, "showlegend", None) is not False else None
+            if tr.type in ("scatter", "scattergl"):
+                x, y = arr(tr.x), arr(tr.y)
+                mode = tr.mode or "lines+markers"
+                colors = marker.color if marker is not None and not isinstance(marker.color, (str, type(None), Mapping)) \
+                    else None
+                sym = symbols.get(marker.symbol if marker is not None and isinstance(marker.symbol, str) else "circle", "o")
+                msize = float(marker.size) if marker is not None and isinstance(marker.size, (int, float)) else 6.0
+                s = (0.9 * msize) ** 2
+                edge = "k" if sym == "*" else "none"
+                if not len(x) or np.all(np.isnan(x)):  # a legend-only entry (lessons.disk_legend: a class's colour)
+                    if name:
+                        handles.setdefault(name, Line2D([], [], ls="" if "markers" in mode else "-", color=color or "0.45",
+                                                        marker=sym if "markers" in mode else None, markersize=0.9 * msize))
+                    continue
+                if "markers" in mode and colors is not None and len(colors) == len(x):
+                    ax.scatter(x, y, c=list(colors), s=s, marker=sym, edgecolors=edge, linewidths=0.5, zorder=3)
+                    labels = tr.text if isinstance(tr.text, (list, tuple)) and len(tr.text) == len(x) else None
+                    if labels is not None:
+                        for cc, lab in zip(colors, labels):
+                            class_colors.setdefault(str(cc), text(lab))
+                    if name:
+                        handles.setdefault(name, Line2D([], [], ls="", marker=sym, color="0.45", markersize=0.9 * msize + 3,
+                                                        markeredgecolor=edge))
+                elif "lines" in mode:
+                    ls = dashes.get(getattr(line, "dash", None) or "", "-")
+                    steps = "steps-post" if getattr(line, "shape", None) == "hv" else "default"
+                    lw = float(line.width) if line is not None and isinstance(line.width, (int, float)) else 1.5
+                    (h,) = ax.plot(x, y, color=color, ls=ls, lw=lw, drawstyle=steps, marker=sym if "markers" in mode else None,
+                                   ms=0.9 * msize)
+                    if name:
+                        handles.setdefault(name, h)
+                else:
+                    h = ax.scatter(x, y, color=color, s=s, marker=sym, edgecolors=edge, linewidths=0.5, zorder=3)
+                    if name:
+                        handles.setdefault(name, h)
+            elif tr.type == "histogram" and tr.x is not None:
+                xb, bins = getattr(tr, "xbins", None), 40
+                if xb is not None and all(isinstance(v, (int, float)) for v in (xb.start, xb.end, xb.size)) and xb.size > 0:
+                    bins = np.arange(xb.start, xb.end + xb.size / 2, xb.size)  # plotly's bins, shared by the traces
+                *_, patches = ax.hist(arr(tr.x), bins=bins, color=color, alpha=0.6, density=bool(tr.histnorm))
+                if name:
+                    handles.setdefault(name, patches[0])
+            elif tr.type == "bar" and tr.x is not None:
+                h = ax.bar(arr(tr.x), arr(tr.y), color=color, alpha=0.7,
+                           width=float(tr.width) if isinstance(tr.width, (int, float)) else 0.8)
+                if name:
+                    handles.setdefault(name, h)
+        for sh in lay.shapes or ():
+            ax = where.get(((sh.xref or "x").replace(" domain", ""), (sh.yref or "y").replace(" domain", "")), axs[0])
+            col = sh.line.color if sh.line and isinstance(sh.line.color, str) else "k"
+            ls = dashes.get(getattr(sh.line, "dash", None) or "", "-") if sh.line else "-"
+            lw = float(sh.line.width) if sh.line and isinstance(sh.line.width, (int, float)) else 1.0
+            if sh.type == "circle":
+                from matplotlib.patches import Ellipse
+
+                ax.add_patch(Ellipse(((sh.x0 + sh.x1) / 2, (sh.y0 + sh.y1) / 2), abs(sh.x1 - sh.x0), abs(sh.y1 - sh.y0),
+                                     fill=False, color=col, lw=lw, ls=ls, zorder=0.5))
+            elif sh.type == "rect" and (sh.yref or "").endswith("domain"):
+                ax.axvspan(sh.x0, sh.x1, color=sh.fillcolor if isinstance(sh.fillcolor, str) else "0.8",
+                           alpha=float(sh.opacity) if sh.opacity is not None else 0.3, lw=0, zorder=0)
+        for a in lay.annotations or ():
+            if a.text and not (a.xref or "x").startswith("paper") and a.x is not None and a.y is not None:
+                ax = where.get((a.xref or "x", a.yref or "y"), axs[0])
+                fc = a.bgcolor if isinstance(a.bgcolor, str) and a.bgcolor.startswith("#") else "white"
+                ax.text(a.x, a.y, text(a.text), ha="center", va="center", fontsize="medium",
+                        color=a.font.color if a.font and isinstance(a.font.color, str) else "0.3",
+                        bbox=dict(boxstyle="round,pad=0.15", fc=fc, ec="none", alpha=0.85), zorder=4)
+        used = {(getattr(t, "xaxis", None) or "x", getattr(t, "yaxis", None) or "y") for t in fig.data}
+        for (xn, yn), ax in where.items():
+            xa, ya = _ax_layout(xn, "x"), _ax_layout(yn, "y")
+            if (xn, yn) not in used:  # an empty panel (its note says why): no ticks, no axis titles
+                ax.set_xticks([])
+                ax.set_yticks([])
                 continue
-            mode = tr.mode or "lines+markers"
-            colors = marker.color if marker is not None and not isinstance(marker.color, (str, type(None), Mapping)) else None
-            if "markers" in mode and colors is not None and len(colors) == len(x):
-                ax.scatter(x, y, c=list(colors), s=12, label=name)
-            elif "lines" in mode:
-                dash = {"dash": "--", "dot": ":", "dashdot": "-."}.get(getattr(line, "dash", None) or "", "-")
-                steps = "steps-post" if getattr(line, "shape", None) == "hv" else "default"
-                ax.plot(x, y, color=color, ls=dash, drawstyle=steps, marker="o" if "markers" in mode else None, ms=3,
-                        label=name)
-            else:
-                ax.scatter(x, y, color=color, s=12, label=name)
-        elif tr.type == "histogram" and tr.x is not None:
-            ax.hist(arr(tr.x), bins=40, color=color, alpha=0.6, density=bool(tr.histnorm), label=name)
-        elif tr.type == "bar" and tr.x is not None:
-            ax.bar(arr(tr.x), arr(tr.y), color=color, alpha=0.7, label=name,
-                   width=float(tr.width) if isinstance(tr.width, (int, float)) else 0.8)
-    for sh in lay.shapes or ():
-        if sh.type == "circle":
-            from matplotlib.patches import Ellipse
+            if xa is not None and xa.title and xa.title.text:
+                ax.set_xlabel(text(xa.title.text))
+            if ya is not None and ya.title and ya.title.text:
+                ax.set_ylabel(text(ya.title.text))
+            if ya is not None and ya.type == "log":
+                ax.set_yscale("log")
+            if ya is not None and ya.scaleanchor:
+                ax.set_aspect("equal")
+                if xa is not None and xa.range is not None:
+                    ax.set_xlim(*xa.range)
+                    ax.set_ylim(*(ya.range if ya.range is not None else xa.range))
+            ax.spines[["top", "right"]].set_visible(False)
+            ax.autoscale_view()
+        titles = [a for a in (lay.annotations or ()) if a.xref == "paper" and a.yref == "paper" and a.text]
+        for ax, t in zip(axs, [a.text for a in titles if a.y is not None and a.y >= 0.99]):
+            ax.set_title(text(t))
+        for a in titles:  # a note inside a panel ("not computed"): in the panel whose domain holds it
+            if a.y is not None and a.y < 0.99 and a.x is not None:
+                ax = axs[0]
+                for (xn, _), cand in where.items():
+                    dom = getattr(_ax_layout(xn, "x"), "domain", None)
+                    if dom is not None and dom[0] <= a.x <= dom[1]:
+                        ax = cand
+                ax.text(0.5, a.y, text(a.text), ha="center", va="center", color="gray", transform=ax.transAxes)
+        if lay.title and lay.title.text:
+            mfig.suptitle(text(lay.title.text))
 
-            ax = where.get((sh.xref or "x", sh.yref or "y"), axs[0])
-            ax.add_patch(Ellipse(((sh.x0 + sh.x1) / 2, (sh.y0 + sh.y1) / 2), abs(sh.x1 - sh.x0), abs(sh.y1 - sh.y0),
-                                 fill=False, color=(sh.line.color if sh.line and isinstance(sh.line.color, str) else "k"),
-                                 lw=1))
-    for (xn, yn), ax in where.items():
-        xa, ya = _ax_layout(xn, "x"), _ax_layout(yn, "y")
-        if xa is not None and xa.title and xa.title.text:
-            ax.set_xlabel(xa.title.text)
-        if ya is not None and ya.title and ya.title.text:
-            ax.set_ylabel(ya.title.text)
-        if ya is not None and ya.type == "log":
-            ax.set_yscale("log")
-        if ya is not None and ya.scaleanchor:
-            ax.set_aspect("equal")
-        ax.autoscale_view()
-    titles = [a.text for a in (lay.annotations or ()) if a.xref == "paper" and a.yref == "paper" and a.text
-              and a.y is not None and a.y >= 0.99]
-    for ax, t in zip(axs, titles):
-        ax.set_title(re.sub(r"<[^>]+>", " ", t), fontsize=10)
-    if lay.title and lay.title.text:
-        mfig.suptitle(re.sub(r"<[^>]+>", " ", lay.title.text))
-    handles = [h for ax in axs for h in ax.get_legend_handles_labels()[0]]
-    if handles and len(handles) <= 16:
-        labels = [l for ax in axs for l in ax.get_legend_handles_labels()[1]]
-        mfig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(handles)), frameon=False, fontsize=8)
-    buf = io.BytesIO()
-    mfig.savefig(buf, format="png")
-    return buf.getvalue()
+        entries = dict(handles) if len(handles) <= 16 else {}
+        if class_colors and len(class_colors) <= 30 and len(set(class_colors.values())) == len(class_colors):
+            entries.update({lab: Line2D([], [], ls="", marker="s", color=cc, markersize=11)
+                            for cc, lab in class_colors.items()})  # the colours of the points
+        if entries and square:  # a disk: the legend in a column at its right
+            mfig.legend(list(entries.values()), list(entries), loc="outside right upper", frameon=False)
+        elif entries:
+            longest = max(len(k) for k in entries)
+            ncols = max(1, min(len(entries), int(width * 72 / (8 * longest + 45))))  # ~8 pt per character
+            mfig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=ncols, frameon=False)
+    return mfig
 
 
 def plotly_png(fig_json: dict) -> tuple[bytes, str]:
@@ -309,6 +416,8 @@ def _plotly_html(fig_json: dict, n: int, with_js: bool) -> str:
 _PAGE_CSS = """<style>
 .chestlab-static { display: none; }
 .chestlab-widget-note { color: #666; font-size: 0.9em; font-style: italic; margin: 0.2em 0 0.4em; }
+details.chestlab-solution { border: 1px solid #ccc; border-radius: 4px; padding: 0.3em 0.8em; margin: 0.5em 0; }
+details.chestlab-solution > summary { cursor: pointer; font-weight: bold; color: #333; }
 @media print { .chestlab-live { display: none; } .chestlab-static { display: block; } }
 </style>
 <noscript><style>.chestlab-live { display: none; } .chestlab-static { display: block; }</style></noscript>
@@ -322,15 +431,26 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-def make_static(nb: Any) -> Any:
+def make_static(nb: Any, *, maths: bool = True) -> Any:
     """A copy of the executed notebook ``nb`` whose outputs a static page shows: widget views replaced
     by the outputs their output widgets captured, plotly figures by HTML with plotly.js inlined (once)
-    and a PNG fallback. The widget state is dropped from the metadata (nothing left uses it)."""
+    and a PNG fallback, solution cells (:func:`is_solution`) collapsed in a ``<details>`` element.
+    ``maths``: the book has ``maths.html``, so mentions of ``docs/maths.md`` link to it
+    (:func:`link_maths`). The widget state is dropped from the metadata (nothing left uses it)."""
     import nbformat
 
     nb = copy.deepcopy(nb)
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE_MIME, {}).get("state", {})
     n_plotly = 0
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and maths:
+            cell["source"] = link_maths(cell.source)
+        if cell.cell_type == "code" and is_solution(cell):
+            cells += _collapsed_solution(cell)
+        else:
+            cells.append(cell)
+    nb.cells = cells
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -359,6 +479,93 @@ def make_static(nb: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------
+# solutions collapsed, docs/maths.md linked
+# ------------------------------------------------------------------------------------------------
+def is_solution(cell: Any) -> bool:
+    """A code cell the lesson keeps collapsed: tagged ``solution`` or with its source hidden
+    (``jupyter.source_hidden``, how Jupyter collapses it)."""
+    meta = cell.get("metadata", {})
+    return cell.get("cell_type") == "code" and ("solution" in (meta.get("tags") or [])
+                                                 or bool((meta.get("jupyter") or {}).get("source_hidden")))
+
+
+def _collapsed_solution(cell: Any) -> list:
+    """A solution code cell as a markdown cell holding the code in ``<details>`` (collapsed, as in
+    Jupyter; a click shows it), followed by its outputs, if any, in a code cell without its source."""
+    import nbformat
+
+    longest = max((len(m) for m in re.findall(r"`+", cell.source)), default=0)
+    fence = "`" * max(3, longest + 1)
+    md = nbformat.v4.new_markdown_cell(
+        '<details class="chestlab-solution"><summary>Solution (collapsed, as in Jupyter: click to show the code)'
+        f"</summary>\n\n{fence}python\n{cell.source.rstrip()}\n{fence}\n\n</details>")
+    md.metadata["tags"] = ["solution"]
+    out = [md]
+    if cell.get("outputs"):
+        rest = copy.deepcopy(cell)
+        rest.metadata.setdefault("transient", {})["remove_source"] = True  # nbconvert's templates skip the input
+        out.append(rest)
+    return out
+
+
+_MATHS_REF = re.compile(
+    r"(?<![\[\w/.])(`?)(?:\.\./)?docs/maths\.md(`?)(?![\w/]|\]\()"  # `docs/maths.md`, ../docs/maths.md
+    r"((?:,? Eq\.[ \xa0]?)(\d+)(?:[–-]\d+)?)?")  # … , Eq. 7 (or Eq. 8–9)
+_MATHS_TARGET = re.compile(r"\]\((?:\.\./)?docs/maths\.md(#[^)\s]*)?\)")  # a link's target
+_MATH_OR_CODE = re.compile(r"(```.*?```|~~~.*?~~~|\$\$.*?\$\$|(?<![\\$])\$[^$\n]+?\$|<[^>\n]*>)", re.S)
+
+
+def link_maths(markdown: str, page: str = MATHS_PAGE) -> str:
+    """``markdown`` (a lesson's cell) with its mentions of ``docs/maths.md`` turned into links to the
+    book's copy ``page``: a link ``[…](docs/maths.md#a)`` or ``(../docs/maths.md#a)`` gets the target
+    ``page#a``; the text ``docs/maths.md`` (or in backticks) becomes ``[docs/maths.md](page)``, and
+    ``docs/maths.md, Eq. 7`` links to the section of Eq. 7 (``page#eq-7``). Maths (``$…$``, ``$$…$$``),
+    code blocks and HTML tags are left as they are."""
+    parts = _MATH_OR_CODE.split(markdown)
+    for i in range(0, len(parts), 2):  # the even parts are outside maths and code
+        text = _MATHS_TARGET.sub(lambda m: f"]({page}{m.group(1) or ''})", parts[i])
+
+        def link(m: "re.Match") -> str:
+            label = f"{m.group(1)}docs/maths.md{m.group(2)}{m.group(3) or ''}"
+            return f"[{label}]({page}{'#eq-' + m.group(4) if m.group(4) else ''})"
+
+        parts[i] = _MATHS_REF.sub(link, text)
+    return "".join(parts)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a markdown heading: lower case, punctuation dropped, spaces to hyphens
+    (``Eq. 2 — Poincaré distance`` -> ``eq-2--poincaré-distance``), so the links inside
+    ``docs/maths.md`` work on its page too."""
+    text = re.sub(r"<[^>]+>|[`*_]", "", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def render_maths(source: Path = MATHS) -> str:
+    """``docs/maths.md`` as a page of the book: nbconvert's ``lab`` template (the lessons' look and
+    MathJax, so ``$…$`` renders as on the lesson pages), every heading with GitHub's anchor and every
+    ``## Eq. N`` heading also with ``#eq-N`` (what :func:`link_maths` links to)."""
+    import nbformat
+
+    lines, seen = [], {}
+    for line in Path(source).read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^(#{1,6})\s+(.+?)\s*$", line)
+        if m:
+            slug = _slug(m.group(2))
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            anchors = [slug if n == 0 else f"{slug}-{n}"]
+            eq = re.match(r"Eq\. ?(\d+)\b", m.group(2))
+            if eq:
+                anchors.append(f"eq-{eq.group(1)}")
+            lines += ["".join(f'<a id="{html.escape(a)}"></a>' for a in anchors), ""]
+        lines.append(line)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("\n".join(lines))])
+    title = next((m.group(1) for m in re.finditer(r"^#\s+(.+)$", "\n".join(lines), flags=re.M)), "The maths")
+    return render(nb, title)
+
+
+# ------------------------------------------------------------------------------------------------
 # rendering
 # ------------------------------------------------------------------------------------------------
 def count_figures(page_html: str) -> dict:
@@ -381,10 +588,16 @@ def _title(nb: Any, default: str) -> str:
 
 def render(nb: Any, title: str) -> str:
     """The static HTML page of an executed (and :func:`make_static`) notebook: nbconvert's ``lab``
-    template, inputs shown, images embedded."""
+    template, inputs shown, images embedded (outputs always; markdown images when a cell has one).
+
+    nbconvert embeds a markdown image by parsing each raw HTML block of a cell on its own
+    (BeautifulSoup), which closes an open ``<details>`` at once and leaves its content outside: every
+    collapsed exercise solution would show in full. The lessons' markdown has no images, so that
+    step runs only for a notebook whose markdown has one."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    images = any(c.cell_type == "markdown" and re.search(r"!\[|<img\b", c.source) for c in nb.cells)
+    exporter = HTMLExporter(template_name="lab", embed_images=images)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return body.replace("</head>", _PAGE_CSS + "\n</head>", 1)
 
@@ -405,12 +618,14 @@ class Page:
         return self.figures.get("total", 0) >= len(self.figure_cells)
 
 
-def _index(pages: Sequence[Page], fast: bool) -> str:
+def _index(pages: Sequence[Page], fast: bool, maths: bool = False) -> str:
     rows = "\n".join(
         f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.figures.get("total", 0)}'
         f'{" (" + str(p.figures["plotly"]) + " interactive)" if p.figures.get("plotly") else ""}</td>'
         f"<td>{p.seconds:.0f} s</td></tr>" for p in pages)
     mode = "fast mode (CHESTLAB_FAST=1: fewer steps, smaller data)" if fast else "full mode"
+    maths_link = (f'\n<p><a href="{MATHS_PAGE}">The maths</a> (<code>docs/maths.md</code>): every formula and the '
+                  "notation the lessons cite (“docs/maths.md, Eq. N”).</p>\n") if maths else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>chestlab lessons</title>
 <style>body {{ font-family: system-ui, sans-serif; max-width: 52em; margin: 2em auto; line-height: 1.5; }}
@@ -422,13 +637,14 @@ Every figure is embedded; interactive figures (plotly) also carry a static image
 Sliders are interactive only in Jupyter (<code>make notebooks</code>); here each shows its initial view.</p>
 <table><tr><th>lesson</th><th>figures</th><th>run time</th></tr>
 {rows}
-</table></body></html>
+</table>{maths_link}</body></html>
 """
 
 
 def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOTEBOOKS,
           executed: Optional[Path] = None, timeout: Optional[int] = None, retries: int = 2,
-          progress: bool = False, save_executed: Optional[Path] = None) -> list[Page]:
+          progress: bool = False, save_executed: Optional[Path] = None,
+          maths: Optional[Path] = MATHS) -> list[Page]:
     """Execute (or, with ``executed``, read already executed copies from that folder) and render the
     lessons of ``folder`` (``only``: name prefixes) into ``out``: one page per lesson and
     ``index.html``. Returns the pages.
@@ -436,13 +652,18 @@ def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOT
     ``timeout``: seconds per cell (default 300 in fast mode, 3600 in full mode); a lesson whose cell
     times out or whose kernel dies is run again, up to ``retries`` times (nbclient has been seen to
     wait forever on an idle kernel on a loaded machine). ``progress``: one stderr line per cell;
-    ``save_executed``: a folder to keep the executed notebooks in (render them again with ``executed``)."""
+    ``save_executed``: a folder to keep the executed notebooks in (render them again with ``executed``);
+    ``maths``: the ``docs/maths.md`` the lessons cite, rendered to ``maths.html`` and linked from the
+    index and the pages (None, or a missing file: no such page, mentions left as text)."""
     timeout = timeout or (300 if fast else 3600)
     import nbformat
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = lessons(folder, only)
+    has_maths = maths is not None and Path(maths).is_file()
+    if has_maths:  # the document every lesson cites, in the book
+        (out / MATHS_PAGE).write_text(render_maths(Path(maths)), encoding="utf-8")
     pages = []
     t_all = time.perf_counter()
     for k, path in enumerate(paths, 1):
@@ -466,7 +687,9 @@ def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOT
             Path(save_executed).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, Path(save_executed) / path.name)
         title = _title(nb, path.stem)
-        page_html = render(make_static(nb), title)
+        page_html = render(make_static(nb, maths=has_maths), title)
+        if has_maths:  # a link nbconvert wrote itself (an HTML output, say)
+            page_html = re.sub(r'href="(?:\.\./)?docs/maths\.md', f'href="{MATHS_PAGE}', page_html)
         file = f"{path.stem}.html"
         (out / file).write_text(page_html, encoding="utf-8")
         page = Page(path.stem, title, file, time.perf_counter() - t0, figure_cells(nb), count_figures(page_html))
@@ -476,7 +699,7 @@ def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOT
         if not page.complete:
             _log(f"  warning: {path.stem} has fewer figures ({page.figures['total']}) than figure cells "
                  f"({len(page.figure_cells)}: cells {page.figure_cells})")
-    (out / "index.html").write_text(_index(pages, fast), encoding="utf-8")
+    (out / "index.html").write_text(_index(pages, fast, maths=has_maths), encoding="utf-8")
     _log(f"book: {len(pages)} lessons in {time.perf_counter() - t_all:.0f} s -> {out / 'index.html'}")
     return pages
 

@@ -37,7 +37,7 @@ from . import losses, poincare
 from .viz import geometry
 from .viz import plotly as viz_plotly
 from .viz.geometry import hyperboloid_to_disk, project_to_disk
-from .viz.style import COLORS
+from .viz.style import COLORS, plotly_font_size, plotly_scale
 
 __all__ = [
     "COLORS",
@@ -65,6 +65,12 @@ _np = geometry.as_numpy
 # ------------------------------------------------------------------------------------------------
 # similarity histograms (CHEST paper, Fig. 3)
 # ------------------------------------------------------------------------------------------------
+def _height(height: int) -> int:
+    """A plotly figure's height: as asked, or taller under the lecture style (larger fonts, the same
+    room for the plot)."""
+    return int(round(height * plotly_scale()))
+
+
 def _sim_parts(sim_event: Any) -> dict:
     get = (lambda k: sim_event.get(k)) if isinstance(sim_event, Mapping) else (lambda k: getattr(sim_event, k, None))
     return {k: _np(get(k)) for k in ("h_pos", "h_neg", "e_pos", "e_neg")}
@@ -134,11 +140,15 @@ def similarity_histogram(
             note = _margin_note(sim_event, space, delta, lam)
             fig.layout.annotations[col - 1].text += f"  (δ_{space.upper()} = {float(delta):g})" + (f"<br>{note}" if note else "")
             two_lines = two_lines or bool(note)
+    k = plotly_scale()  # > 1 under the lecture style: larger fonts need room
     top = (60 if title else 40) + (18 if two_lines else 0)
-    fig.update_layout(barmode="overlay", uirevision=uirevision, height=height, title=title,
-                      margin=dict(l=40, r=10, t=top, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0.5, xanchor="center", font=dict(size=11)))
-    fig.update_xaxes(title_text="S(x_i, y)  (higher = closer)", title_font_size=11)
+    fig.update_layout(barmode="overlay", uirevision=uirevision, height=_height(height), title=title,
+                      font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int(top * k), b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.25 * k, x=0.5, xanchor="center",
+                                  font=dict(size=plotly_font_size(11))))
+    fig.update_xaxes(title_text="S(x_i, y)  (higher = closer)", title_font_size=plotly_font_size(11))
+    if k > 1:  # the panel titles (make_subplots sets their size itself) projector-sized too
+        fig.update_annotations(font_size=plotly_font_size(12))
     fig.update_yaxes(title_text="density", col=1)
     return fig
 
@@ -300,10 +310,14 @@ def margin_histogram(
                                      hovertemplate=f"δ_{space.upper()} = {float(delta):g}<extra></extra>"), row=1, col=col)
             fig.layout.annotations[col - 1].text += f" (δ_{space.upper()} = {float(delta):g})"
         fig.layout.annotations[col - 1].text += f"<br>{_margin_summary(mm['soft'], delta)}"  # two lines: panels side by side
-    fig.update_layout(barmode="overlay", uirevision=uirevision, height=height, title=title,
-                      margin=dict(l=40, r=10, t=88 if title else 58, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0.5, xanchor="center", font=dict(size=12)))
-    fig.update_xaxes(title_text="per-sample margin (higher = better separated)", title_font_size=12)
+    k = plotly_scale()  # > 1 under the lecture style: larger fonts need room
+    fig.update_layout(barmode="overlay", uirevision=uirevision, height=_height(height), title=title,
+                      font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int((88 if title else 58) * k), b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.25 * k, x=0.5, xanchor="center",
+                                  font=dict(size=plotly_font_size(12))))
+    fig.update_xaxes(title_text="per-sample margin (higher = better separated)", title_font_size=plotly_font_size(12))
+    if k > 1:  # the panel titles (make_subplots sets their size itself) projector-sized too
+        fig.update_annotations(font_size=plotly_font_size(12))
     fig.update_yaxes(title_text="samples", col=1)
     return fig
 
@@ -438,12 +452,18 @@ def poincare_disk(
     points at those Poincaré distances from the origin. Drawn by :mod:`chestlab.viz.plotly`."""
     c = float(c)
     fig = go.Figure()
-    viz_plotly.add_disk(fig, c, grid=grid, circles=circles)  # first, so the points sit on top
+    viz_plotly.add_disk(fig, c, grid=grid, circles=circles, avoid=_label_obstacles(x2d, proxies2d))  # first: points on top
     viz_plotly.add_embeddings(fig, x2d, labels, super_labels, class_names=class_names, super_names=super_names,
                               marker_size=marker_size)
     if proxies2d is not None:
         viz_plotly.add_proxies(fig, proxies2d, proxy_labels, class_names=class_names)
     return viz_plotly.style_disk(fig, geometry.view_limit(c, x2d), title=title, uirevision=uirevision, height=height)
+
+
+def _label_obstacles(x2d: Any, proxies2d: Any) -> Optional[np.ndarray]:
+    """The points and proxies of a disk figure, (N, 2): where its circle labels should not go."""
+    parts = [geometry.as_numpy(p).reshape(-1, 2) for p in (x2d, proxies2d) if p is not None]
+    return np.concatenate(parts) if parts else None
 
 
 def poincare_disk_mpl(x2d: Any, labels: Any, super_labels: Any = None, proxies2d: Any = None, *, c: float = 1.0,
@@ -460,7 +480,7 @@ def poincare_disk_mpl(x2d: Any, labels: Any, super_labels: Any = None, proxies2d
     c = float(c)
     fig = Figure(figsize=figsize or fit_figsize((4.5, 4.5), keep_aspect=False), dpi=150, layout="constrained")
     ax = fig.subplots()
-    viz_mpl.draw_disk(ax, c, circles=circles)
+    viz_mpl.draw_disk(ax, c, circles=circles, avoid=_label_obstacles(x2d, proxies2d))
     viz_mpl.scatter_embeddings(ax, x2d, labels, super_labels)
     if proxies2d is not None:
         viz_mpl.scatter_proxies(ax, proxies2d)
@@ -510,8 +530,13 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_yaxes(range=[0, 1.02], row=1, col=3)
-    fig.update_layout(uirevision=uirevision, height=height, title=title, margin=dict(l=40, r=10, t=50 if title else 30, b=10),
-                      legend=dict(font=dict(size=10), orientation="h", yanchor="top", y=-0.28, x=0.5, xanchor="center"))
+    k = plotly_scale()
+    fig.update_layout(uirevision=uirevision, height=_height(height), title=title, font_size=plotly_font_size(12),
+                      margin=dict(l=int(40 * k), r=10, t=int((50 if title else 30) * k), b=10),
+                      legend=dict(font=dict(size=plotly_font_size(10)), orientation="h", yanchor="top", y=-0.28 * k, x=0.5,
+                                  xanchor="center"))
+    if k > 1:  # the panel titles (make_subplots sets their size itself) projector-sized too
+        fig.update_annotations(font_size=plotly_font_size(12))
     return fig
 
 
@@ -615,10 +640,12 @@ def hard_negative_weights_figure(
                                  line=dict(color=shades[i % len(shades)], width=2)))
     fig.add_hline(y=1.0 / max(len(w), 1), line=dict(color="gray", dash="dot"), annotation_text="uniform 1/N",
                   annotation_position="top right")
-    fig.update_layout(uirevision=uirevision, height=height, margin=dict(l=40, r=10, t=30, b=40),
+    k = plotly_scale()
+    fig.update_layout(uirevision=uirevision, height=_height(height), font_size=plotly_font_size(12),
+                      margin=dict(l=int(40 * k), r=10, t=int(30 * k), b=int(40 * k)),
                       xaxis_title="negatives sorted by distance to the anchor (1 = hardest)",
                       yaxis=dict(title="weight w_ik (log scale)", type="log", exponentformat="power"),
-                      legend=dict(font=dict(size=10), x=0.98, xanchor="right", y=0.98))
+                      legend=dict(font=dict(size=plotly_font_size(10)), x=0.98, xanchor="right", y=0.98))
     return fig
 
 

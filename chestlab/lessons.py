@@ -140,13 +140,17 @@ def lca_point(a: Tensor, b: Tensor, c: float, n: int = 4001) -> Tensor:
 
 
 def draw_disk(ax: Any, c: float, *, grid: bool = True, circles: Sequence[float] = (), n_diameters: int = 6,
-              grid_dists: Sequence[float] = (1.0, 2.0, 3.0)) -> None:
+              grid_dists: Sequence[float] = (1.0, 2.0, 3.0), label_angle: Optional[float] = None,
+              avoid: Any = None) -> None:
     """Draw the Poincaré disk of curvature ``-c`` on a matplotlib axis: its boundary (radius
     ``1/sqrt(c)``), a geodesic grid (diameters, and the geodesics crossing each diameter at right
     angles at Poincaré distance ``grid_dists`` from 0; none at ``c = 0``) and dotted circles of the
-    given Poincaré radii around the origin; equal aspect, labelled axes. Drawn by
-    :func:`chestlab.viz.mpl.draw_disk`."""
-    viz.mpl.draw_disk(ax, c, grid=grid and c > 0, circles=circles, n_diameters=n_diameters, grid_dists=grid_dists)
+    given Poincaré radii around the origin, labelled ``d_H = d`` (``label_angle``: the first label's
+    angle in degrees; by default between two diameters of the grid; ``avoid``: points (N, 2) of the
+    figure the labels should not cover); equal aspect, labelled axes.
+    Drawn by :func:`chestlab.viz.mpl.draw_disk`."""
+    viz.mpl.draw_disk(ax, c, grid=grid and c > 0, circles=circles, n_diameters=n_diameters, grid_dists=grid_dists,
+                      label_angle=label_angle, avoid=avoid)
     viz.mpl.style_disk(ax, viz.view_limit(c, margin=0.04, extent=3.0))
 
 

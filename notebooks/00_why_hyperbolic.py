@@ -337,7 +337,10 @@ print("(c) hyperbolic LCA depth by true LCA level: " + ",  ".join(f"level {lev}:
 
 # %%
 fig, axs = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw=dict(width_ratios=(1.1, 1)))
-lessons.draw_disk(axs[0], c, grid=False, circles=(2 * r,))
+arrow_deg = sorted(math.degrees(math.atan2(float(m[1]), float(m[0]))) for m in mean_dir)
+gaps = [(b - a) % 360 or 360 for a, b in zip(arrow_deg, arrow_deg[1:] + arrow_deg[:1])]
+k_gap = max(range(len(gaps)), key=gaps.__getitem__)  # label the shell half-way across the widest gap between arrows
+lessons.draw_disk(axs[0], c, grid=False, circles=(2 * r,), label_angle=arrow_deg[k_gap] + gaps[k_gap] / 2)
 viz_mpl.scatter_embeddings(axs[0], x, lab, sup, size=12)
 for k, s in enumerate(groups):
     d = mean_dir[k] / mean_dir[k].norm() * float(poincare.max_norm(c)) * 0.98

@@ -40,6 +40,7 @@
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from ipywidgets import FloatSlider, interact
 
@@ -230,11 +231,13 @@ def show_geodesic(c=1.0, rx=0.6, ax_deg=20.0, ry=0.8, ay_deg=150.0):
     x = torch.tensor([rx * R * math.cos(math.radians(ax_deg)), rx * R * math.sin(math.radians(ax_deg))], **f64)
     y = torch.tensor([ry * R * math.cos(math.radians(ay_deg)), ry * R * math.sin(math.radians(ay_deg))], **f64)
     fig, ax = plt.subplots(figsize=(11, 7.5))
-    lessons.draw_disk(ax, c, circles=(1, 2, 3))  # its labels and ticks follow the lecture style
     g = lessons.geodesic(x, y, c).numpy()
-    ax.plot(g[:, 0], g[:, 1], color=COLORS["H"], lw=3, label="geodesic")
-    ax.plot([x[0], y[0]], [x[1], y[1]], color=COLORS["E"], ls="--", lw=2.5, label="Euclidean chord")
+    chord = np.linspace(x.numpy(), y.numpy(), 50)
     circ = lessons.hyperbolic_circle(x, 1.0, c).numpy()
+    # the circles' d_H labels (and ticks) follow the lecture style, and stay off the curves drawn here
+    lessons.draw_disk(ax, c, circles=(1, 2, 3), avoid=np.concatenate([g, chord, circ]))
+    ax.plot(g[:, 0], g[:, 1], color=COLORS["H"], lw=3, label="the geodesic from x to y")
+    ax.plot([x[0], y[0]], [x[1], y[1]], color=COLORS["E"], ls="--", lw=2.5, label="Euclidean chord")
     ax.plot(circ[:, 0], circ[:, 1], color="#d62728", lw=2, label="points at $d_H = 1$ from x")
     ax.scatter(*torch.stack([x, y]).T, color="k", s=50, zorder=5)
     ax.set_title(f"c = {c:g}:  $d_H$(x, y) = {float(poincare.dist(x, y, c)):.2f},  chord ‖x − y‖ = {float((x - y).norm()):.2f}")

@@ -31,7 +31,7 @@
 # 5. measure whether τ changes the tree a real CHEST training learns, with the hierarchy scores of
 #    `chestlab.hierarchy`, and explain the answer.
 #
-# Notation: $c > 0$ is always the curvature (the ball has radius $1/\sqrt c$); $D_H$ the Poincaré
+# Notation: $c > 0$ is always the curvature (the ball has radius $1/\sqrt c$); $d_H$ the Poincaré
 # distance (docs/maths.md, Eq. 2); $\alpha_x = 1 - c\|x\|^2$. Set `CHESTLAB_FAST=1` for a quick run.
 
 # %%
@@ -78,7 +78,7 @@ for first in w:
 #
 # HypHC reads a tree off points of the ball: the **lowest common ancestor** of $a$ and $b$ is the
 # point of the geodesic through $a$ and $b$ closest to the origin (the root); its depth is
-# $d_o = D_H(0, \mathrm{lca}(a, b))$. Two points near the boundary in similar directions have a
+# $d_o = d_H(0, \mathrm{lca}(a, b))$. Two points near the boundary in similar directions have a
 # geodesic that stays far from the origin — a deep LCA: they merge late in the walk from the root,
 # i.e. *early* in the clustering.
 #
@@ -96,7 +96,7 @@ for first in w:
 # through
 #
 # $$ X(x) = \Big(\frac{1 + c\|x\|^2}{\sqrt c\,\alpha_x},\ \frac{2x}{\alpha_x}\Big), \qquad
-# \cosh\!\big(\sqrt c\, D_H(a, b)\big) = -c\,\langle X(a), X(b)\rangle_L . $$
+# \cosh\!\big(\sqrt c\, d_H(a, b)\big) = -c\,\langle X(a), X(b)\rangle_L . $$
 #
 # The origin of the ball goes to the apex $O = (1/\sqrt c, 0, \dots, 0)$; the inverse map is
 # $x = \vec X / (1 + \sqrt c\, X_0)$.
@@ -124,7 +124,7 @@ a, b = poincare.expmap0(torch.randn(2, 3, **f64), c)  # two points of the 3-D ba
 A, B, O = to_lorentz(a, c), to_lorentz(b, c), to_lorentz(torch.zeros(3, **f64), c)
 lessons.verify("X(a), X(b) on the hyperboloid: <X, X>_L = −1/c", torch.stack([mink(A, A), mink(B, B)]), -1 / c)
 lessons.verify("the origin maps to the apex (1/√c, 0, 0, 0)", O, torch.tensor([1 / math.sqrt(c), 0, 0, 0], **f64))
-lessons.verify("cosh(√c D_H(a, b)) = −c <X(a), X(b)>_L", torch.cosh(math.sqrt(c) * poincare.dist(a, b, c)), -c * mink(A, B))
+lessons.verify("cosh(√c d_H(a, b)) = −c <X(a), X(b)>_L", torch.cosh(math.sqrt(c) * poincare.dist(a, b, c)), -c * mink(A, B))
 lessons.verify("inverse map: from_lorentz(X(a)) = a", from_lorentz(A, c), a)
 
 # %% [markdown]
@@ -149,7 +149,7 @@ lessons.verify("every point of the geodesic lies in span(X(a), X(b))", rel_resid
 # Split the scaled apex $o = \sqrt c\,O = (1, 0, \dots, 0)$ into a part in the plane and a part
 # Minkowski-orthogonal to it: $o = o_\parallel + o_\perp$. For a point $y$ of the geodesic ($y\in\Pi$),
 #
-# $$ \cosh\!\big(\sqrt c\, D_H(0, y)\big) = -\langle o, y\rangle_L = -\langle o_\parallel, y\rangle_L
+# $$ \cosh\!\big(\sqrt c\, d_H(0, y)\big) = -\langle o, y\rangle_L = -\langle o_\parallel, y\rangle_L
 # \ \ge\ \sqrt{-\langle o_\parallel, o_\parallel\rangle_L} , $$
 #
 # by the reversed Cauchy–Schwarz inequality for timelike vectors, with equality for
@@ -274,7 +274,7 @@ show_lca(c=1.0, r=0.97, spread_deg=15)  # the callback once more, with points ne
 # ## 3. The relaxation: Eq. 8–9
 #
 # For a triplet, “which pair merges first” = “which pair has the deepest LCA”. Replace the argmax
-# by a softmax with temperature $\gamma_{hyp}$ and the similarities by $S_{pq} = e^{-D_H(p_p, p_q)}$
+# by a softmax with temperature $\gamma_{hyp}$ and the similarities by $S_{pq} = e^{-d_H(p_p, p_q)}$
 # (docs/maths.md, Eq. 8):
 #
 # $$ L_{\mathrm{HypHC}}(t) = \sum_{p<q} S_{pq} - \sum_{p<q} S_{pq}\operatorname{softmax}_{\text{pairs}}(d_{pq}/\gamma_{hyp}) \qquad \text{(docs/maths.md, Eq. 9)} $$
@@ -297,7 +297,7 @@ lessons.verify("γ_hyp → 0: Dasgupta's triplet term", losses.hyphc_loss(P, tri
 # %% [markdown]
 # ## 4. Three readings of Eq. 9
 #
-# The paper writes $d_{pq} = D_H(p_p, p_q)$ — a pairwise *distance* — and says nothing about holding
+# The paper writes $d_{pq} = d_H(p_p, p_q)$ — a pairwise *distance* — and says nothing about holding
 # anything fixed: read literally, Eq. 9 is a function of the distances alone, differentiated as a
 # whole. It cites HypHC, whose $d_{pq}$ is the LCA *depth* and whose similarities are constants
 # (data, not parameters). Mixing the two gives a third reading. `losses.hyphc_loss` has all three:
@@ -305,17 +305,17 @@ lessons.verify("γ_hyp → 0: Dasgupta's triplet term", losses.hyphc_loss(P, tri
 # | reading | $d_{pq}$ | $S_{pq}$ | call |
 # |---|---|---|---|
 # | HypHC (the kit's default) | LCA depth | held constant each step | `variant="lca"` |
-# | **literal Eq. 9** | $D_H(p_p, p_q)$ | differentiated | `variant="pairwise", detach_similarity=False` |
-# | mixed | $D_H(p_p, p_q)$ | held constant each step | `variant="pairwise"` |
+# | **literal Eq. 9** | $d_H(p_p, p_q)$ | differentiated | `variant="pairwise", detach_similarity=False` |
+# | mixed | $d_H(p_p, p_q)$ | held constant each step | `variant="pairwise"` |
 #
 # **Literal.** Write Eq. 9 as $L = \sum_p S_p(1 - w_p)$ with $w = \operatorname{softmax}(d/\gamma_{hyp})$, so
 # $0 \le 1 - w_p \le 1$ and
 #
-# $$ 0 \ \le\ L_{\mathrm{HypHC}}(t) \ \le\ \sum_{p<q} S_{pq} = \sum_{p<q} e^{-D_H(p_p, p_q)} . $$
+# $$ 0 \ \le\ L_{\mathrm{HypHC}}(t) \ \le\ \sum_{p<q} S_{pq} = \sum_{p<q} e^{-d_H(p_p, p_q)} . $$
 #
 # The loss is squeezed to zero by making *every* pair of proxies far apart — same class or not. Its
 # gradient does exactly that: each proxy is pushed away from all others, out to the clipping radius
-# (the head clips tangent vectors at $r$, so $D_H(0, p) \le 2r$), where they spread evenly. The
+# (the head clips tangent vectors at $r$, so $d_H(0, p) \le 2r$), where they spread evenly. The
 # class grouping the proxy loss made is undone.
 #
 # **Mixed.** With $S$ constant the derivative of Eq. 9 in $d_p$ is
@@ -328,8 +328,8 @@ lessons.verify("γ_hyp → 0: Dasgupta's triplet term", losses.hyphc_loss(P, tri
 # collapsing all proxies onto one point.
 #
 # **Toy problem** (`lessons.hyphc_toy`): 3 classes × 3 proxies in the 2-D disk ($c = 1$, clipping radius
-# $r = 2.3$, so $D_H(0, p)\le 4.6$), starting grouped by class (as the proxy loss would leave them),
-# trained by the HypHC term *alone* on all triplets. We watch the mean $D_H(0, p)$, the mean
+# $r = 2.3$, so $d_H(0, p)\le 4.6$), starting grouped by class (as the proxy loss would leave them),
+# trained by the HypHC term *alone* on all triplets. We watch the mean $d_H(0, p)$, the mean
 # same-class and other-class distances, and the class grouping: the fraction of proxies whose
 # nearest other proxy is of their own class (chance: 2 of 8 = 25 %).
 
@@ -342,9 +342,9 @@ readings = {
     "mixed (distances, S constant)": dict(variant="pairwise", detach_similarity=True),
 }
 runs = {name: lessons.hyphc_toy(steps=steps, r=r_clip, **kw) for name, kw in readings.items()}
-print(f"after {steps} steps (start → end); D_H(0, p) is at most 2r = {2 * r_clip:.1f}")
+print(f"after {steps} steps (start → end); d_H(0, p) is at most 2r = {2 * r_clip:.1f}")
 for name, r in runs.items():
-    print(f"{name}\n   mean D_H(0, p) {r['norm'][0]:.2f} → {r['norm'][-1]:.2f} | mean distance same class"
+    print(f"{name}\n   mean d_H(0, p) {r['norm'][0]:.2f} → {r['norm'][-1]:.2f} | mean distance same class"
           f" {r['dist_within'][0]:.2f} → {r['dist_within'][-1]:.2f}, other class {r['dist_between'][0]:.2f} → {r['dist_between'][-1]:.2f}"
           f" | nearest proxy of own class {r['nn_same_class'][0]:.0%} → {r['nn_same_class'][-1]:.0%}")
 
@@ -378,8 +378,8 @@ def show_toy(step=0):
     for name, r in runs.items():
         curves[0].plot(r["norm"], **styles[name], label=name.split(" (")[0])
         curves[1].plot(100 * r["nn_same_class"], **styles[name])
-    curves[0].axhline(2 * r_clip, color="k", ls="--", lw=1.5, label="clipping radius: $D_H(0, p) = 2r$")
-    curves[0].set(xlabel="step", ylabel="mean $D_H(0, p)$", title="distance of the proxies from the origin")
+    curves[0].axhline(2 * r_clip, color="k", ls="--", lw=1.5, label="clipping radius: $d_H(0, p) = 2r$")
+    curves[0].set(xlabel="step", ylabel="mean $d_H(0, p)$", title="distance of the proxies from the origin")
     curves[1].axhline(25, color="k", ls=":", lw=1.5, label="chance: 2 of 8")
     curves[1].set(xlabel="step", ylabel="% of proxies", ylim=(-3, 103), title="nearest other proxy is of the same class")
     for ax in curves:
@@ -398,7 +398,7 @@ show_toy(step=steps)  # the callback once more: the proxies after training
 # **What we see.**
 #
 # * **Literal Eq. 9** (distances, $S$ differentiated): every proxy runs out to the clipping radius
-#   (mean $D_H(0, p)$ ends next to $2r = 4.6$) and the proxies spread over the circle with no regard
+#   (mean $d_H(0, p)$ ends next to $2r = 4.6$) and the proxies spread over the circle with no regard
 #   for class: same-class pairs end almost as far apart as other-class pairs, and the nearest proxy of
 #   most proxies now belongs to *another* class. The term destroys the grouping that the proxy loss
 #   builds.
@@ -417,11 +417,11 @@ show_toy(step=steps)  # the callback once more: the proxies after training
 # ## 5. Does τ change the tree CHEST learns? A measurement on `tree`
 #
 # The toy above trains the HypHC term *alone*. In CHEST it sits next to the proxy losses (Eq. 10)
-# with weight $\tau = 0.5$, on proxies clipped at $r = 2.3$ ($D_H(0, p) \le 4.6$). Two questions,
+# with weight $\tau = 0.5$, on proxies clipped at $r = 2.3$ ($d_H(0, p) \le 4.6$). Two questions,
 # measured on the `tree` data (32 training classes under 4 super-classes, 3 levels; preset `demo-tree`):
 #
 # 1. **How big is $\tau L_{\mathrm{HypHC}}$ in the loss?** Eq. 8 reads the similarity off the proxies,
-#    $S = e^{-D_H}$; proxies that sit about 9 apart have $S \approx e^{-9}$.
+#    $S = e^{-d_H}$; proxies that sit about 9 apart have $S \approx e^{-9}$.
 # 2. **Does τ change the proxies' tree?** Decode a dendrogram from the trained proxies
 #    (`chestlab.hierarchy.decode`: HypHC's decoding, merge by the deepest LCA) and score it against the
 #    true tree: cophenetic correlation (↑), dendrogram purity of the super-classes (↑) and of the classes
@@ -541,7 +541,8 @@ def show_hyphc_trees(seed_index=0):
     ax = fig.add_subplot(gs[0, 2])
     draw_dendrogram_mpl(ax, dendrogram_geometry(true_linkage(truth), truth.groups(1)), names,
                         title="the true tree (classes)", ylabel="LCA height (levels)", leaves_what="class")
-    ax.legend(title="super-class", loc="upper right", fontsize=12)
+    ax.legend(title="super-class", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=4, fontsize=12,
+              title_fontsize=12)  # below the axes: inside, it would cover the tree
     panels = (("cophenet", "cophenetic correlation ↑"), ("purity", "super-class purity ↑"), ("dasgupta", "Dasgupta cost ↓"))
     for col, (m, label) in enumerate(panels):
         ax = fig.add_subplot(gs[1, col])
@@ -569,7 +570,7 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 # %% [markdown]
 # **What we see** (the numbers are printed above; they are measured again each time the notebook runs).
 #
-# * With the paper's settings the term is a rounding error of the loss: $S = e^{-D_H}$ between proxies
+# * With the paper's settings the term is a rounding error of the loss: $S = e^{-d_H}$ between proxies
 #   that sit near the clipping radius is tiny, so Eq. 9's value and gradient are too. Moving τ cannot act.
 # * With `demo-tree-hyphc` the term grows as the proxy losses fall, to most of the loss by the end of
 #   the full run (`CHESTLAB_FAST=1` stops early, while it is still small) — and still the decoded tree
@@ -621,7 +622,7 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 # print(r["norm"][[0, -1]], r["dist_within"][[0, -1]], r["dist_between"][[0, -1]], r["nn_same_class"][[0, -1]])
 # ```
 # The bound $0 \le L \le \sum S$ holds for any $d_{pq}$, so once $S$ is differentiated the same push
-# apart appears. With 300 steps: mean $D_H(0, p)$ 1.29 → 4.55 (the clipping radius is 4.6), the
+# apart appears. With 300 steps: mean $d_H(0, p)$ 1.29 → 4.55 (the clipping radius is 4.6), the
 # same-class distance 1.23 → 7.08 against 2.27 → 8.58 for other classes: the classes are no longer
 # tight clusters. The LCA softmax still favours the class structure, so most proxies keep a
 # same-class nearest neighbour (89 % → 78 %, against 11 % with the literal reading) — the tree term

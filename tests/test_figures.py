@@ -80,6 +80,46 @@ def test_no_class_index_written_c_in_figure_labels() -> None:
     assert texts and not [t for t in texts if "p_c" in t or "x, c)" in t], texts
 
 
+def test_lecture_style_reaches_the_plotly_figures() -> None:
+    """The lessons' projector rule (>= 14 pt) for plotly too: under the lecture style (the same call
+    as for matplotlib) the plotly template ``chestlab-lecture`` is on and the builders' own font
+    sizes grow to >= 19 px (14 pt); outside it (the dashboard) they keep their sizes."""
+    import plotly.io as pio
+
+    from chestlab.viz.style import LECTURE_TEMPLATE, lecture_active, lecture_style
+
+    x = _ball_points(30, 2, 1.0, scale=0.5).numpy()
+    rows = [{"step": i, "loss": 3.0 / i} for i in range(1, 20)]
+
+    def build():
+        return {"hist": figures.similarity_histogram(_sim(), 1.0, 1.0, title="t"),
+                "disk": figures.poincare_disk(x, np.arange(30) % 3, c=1.0, circles=(1.0, 2.0), title="disk"),
+                "margins": figures.margin_histogram(_sim(True), 1.0, None, title="t"),
+                "curves": figures.training_curves(rows)}
+
+    def smallest(fig) -> float:
+        lay = fig.layout
+        sizes = [lay.font.size, lay.legend.font.size]
+        sizes += [a.font.size if a.font.size is not None else lay.font.size for a in lay.annotations]
+        sizes += [ax.title.font.size for ax in (lay.xaxis, lay.yaxis) if ax.title.font.size is not None]
+        sizes += [ax.tickfont.size for ax in (lay.xaxis, lay.yaxis) if ax.tickfont.size is not None]
+        return min(s for s in sizes if s is not None)
+
+    default = pio.templates.default
+    plain = build()
+    with lecture_style():
+        assert lecture_active() and LECTURE_TEMPLATE in pio.templates.default
+        lecture = build()
+    assert pio.templates.default == default and not lecture_active()  # restored
+    assert lecture["hist"].layout.font.size >= 19 and lecture["disk"].layout.font.size >= 19
+    for name, fig in lecture.items():
+        assert smallest(fig) >= 19, (name, smallest(fig))
+        assert fig.layout.height > plain[name].layout.height  # room for the larger text
+    assert plain["disk"].layout.font.size == 14 and plain["hist"].layout.font.size == 12  # the dashboard's sizes
+    assert pio.templates[LECTURE_TEMPLATE].layout.font.size >= 19
+    assert pio.templates[LECTURE_TEMPLATE].layout.title.font.size > pio.templates[LECTURE_TEMPLATE].layout.font.size
+
+
 def test_lecture_style_reaches_the_matplotlib_figures() -> None:
     """The matplotlib builders take their font sizes and widths from rcParams: under the lecture style
     every text is >= 13 pt (ticks and legends 13, labels and titles 15-16) and every figure >= 10 in wide."""

@@ -191,6 +191,52 @@ def test_both_backends_draw_the_same_disk(c: float) -> None:
     assert all(s.x0 == -s.x1 and s.y0 == -s.y1 == -s.x1 for s in fig.layout.shapes)  # centred at 0
 
 
+@pytest.mark.parametrize("c, n_diameters", [(1.0, 6), (0.5, 5), (2.0, 8)])
+def test_distance_circle_labels_read_d_H_and_sit_between_the_diameters(c: float, n_diameters: int) -> None:
+    """The distance circles are labelled with the distance's symbol d_H (docs/maths.md: D_H is the
+    dimension), on a white box, each on its own circle, half-way between two diameters of the grid,
+    and the labels of neighbouring circles at different angles (they crowd near the boundary)."""
+    circles = (1.0, 2.0, 3.0, 4.0)
+    fig = viz.plotly.add_disk(go.Figure(), c, grid=True, circles=circles, n_diameters=n_diameters)
+    ax = _ax()
+    viz.mpl.draw_disk(ax, c, grid=True, circles=circles, n_diameters=n_diameters)
+    p_pts = [(a.x, a.y) for a in fig.layout.annotations]
+    m_pts = [t.xy for t in ax.texts]
+    assert [a.text for a in fig.layout.annotations] == [f"<i>d</i><sub>H</sub> = {d:g}" for d in circles]
+    assert [t.get_text() for t in ax.texts] == [f"$d_H$ = {d:g}" for d in circles]
+    assert not any("D_H" in a.text for a in fig.layout.annotations) and not any("D_H" in t.get_text() for t in ax.texts)
+    np.testing.assert_allclose(p_pts, viz.circle_label_points(c, circles, n_diameters), atol=1e-14)
+    np.testing.assert_allclose(m_pts, p_pts, atol=1e-14)
+    angles = []
+    for d, (x, y) in zip(circles, p_pts):
+        assert math.hypot(x, y) == pytest.approx(viz.euclid_radius(d, c), rel=1e-12)  # on its circle
+        th = math.atan2(y, x) % math.pi  # diameters at pi k / n: the label half-way between two
+        off = (th * n_diameters / math.pi) % 1.0
+        assert off == pytest.approx(0.5, abs=1e-9), (d, math.degrees(th))
+        angles.append(round(math.degrees(math.atan2(y, x)), 6))
+    assert all(a != b for a, b in zip(angles, angles[1:]))  # neighbours apart
+    assert all(a.bgcolor and a.bgcolor.startswith("rgba(255,255,255") for a in fig.layout.annotations)
+    assert all(t.get_bbox_patch() is not None and t.get_bbox_patch().get_facecolor()[:3] == (1.0, 1.0, 1.0)
+               for t in ax.texts)
+
+
+def test_circle_labels_avoid_the_figures_points() -> None:
+    """With ``avoid``, a label leaves a crowded spot for another angle half-way between diameters, and
+    two labels never share a spot; figures.poincare_disk passes its points and proxies."""
+    c, circles = 1.0, (1.0, 2.0)
+    default = viz.circle_label_points(c, circles)
+    crowd = np.repeat(np.array(default), 50, axis=0) + np.random.default_rng(0).normal(0, 0.01, (100, 2))
+    moved = viz.circle_label_points(c, circles, avoid=crowd)
+    for (x0, y0), (x1, y1), d in zip(default, moved, circles):
+        assert math.hypot(x1 - x0, y1 - y0) > 0.2  # away from the crowd ...
+        assert math.hypot(x1, y1) == pytest.approx(viz.euclid_radius(d, c), rel=1e-12)  # ... still on its circle
+    assert viz.circle_label_points(c, circles, avoid=np.zeros((0, 2))) == default  # nothing to avoid: as before
+    fig = figures.poincare_disk(crowd, np.zeros(100, dtype=int), c=c, circles=circles)
+    np.testing.assert_allclose([(a.x, a.y) for a in fig.layout.annotations], moved, atol=1e-12)
+    (x, y), = viz.circle_label_points(c, (2.0,), label_angle=200.0)
+    assert math.degrees(math.atan2(y, x)) % 360 == pytest.approx(200.0)
+
+
 def test_both_backends_scatter_the_same_points_colours_and_proxies() -> None:
     rng = np.random.default_rng(0)
     x = 0.5 * rng.normal(size=(40, 2)).clip(-1.5, 1.5) / 2
@@ -223,7 +269,7 @@ def test_disk_views_have_equal_aspect_and_labelled_axes() -> None:
 
 def test_the_disk_helpers_follow_the_lecture_style() -> None:
     """style_disk / draw_disk take their sizes from rcParams: under the lecture style the axis labels,
-    ticks, title and D_H labels are projector-sized (>= 13 pt), with no call to lessons.lecture_axes."""
+    ticks, title and d_H labels are projector-sized (>= 13 pt), with no call to lessons.lecture_axes."""
     from chestlab.viz.style import LECTURE_RC, fit_figsize, lecture_style
 
     def sizes() -> list[float]:

@@ -16,6 +16,7 @@ from . import geometry, style
 from .geometry import (
     as_numpy,
     boundary_circle,
+    circle_label_points,
     disk_radius,
     euclid_radius,
     geodesic,
@@ -38,6 +39,7 @@ __all__ = [
     "view_limit",
     "boundary_circle",
     "geodesic_grid",
+    "circle_label_points",
     "hyperbolic_circle",
     "geodesic",
     "project_to_disk",

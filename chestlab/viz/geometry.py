@@ -25,6 +25,7 @@ __all__ = [
     "view_limit",
     "boundary_circle",
     "geodesic_grid",
+    "circle_label_points",
     "hyperbolic_circle",
     "geodesic",
     "project_to_disk",
@@ -143,6 +144,50 @@ def geodesic_grid(c: float, n_diameters: int = 6, dists: Sequence[float] = (1.0,
                 arc = np.stack([x0 + rho * np.cos(phi), rho * np.sin(phi)], -1)  # about the x-axis
                 lines.append(sgn * arc @ rot.T)
     return lines
+
+
+def circle_label_points(c: float, circles: Sequence[float], n_diameters: int = 6, *,
+                        label_angle: Optional[float] = None, avoid: Any = None) -> list[tuple[float, float]]:
+    r"""Where the labels of the distance circles go: one point on each circle (in the order of
+    ``circles``), away from the diameters of the :func:`geodesic_grid` with ``n_diameters``.
+
+    The diameters sit at the angles :math:`\pi k / n`, so the labels go half-way between two of them,
+    at :math:`\pi (k + \tfrac12) / n`: the first circle (in order of size) at the largest such angle
+    up to 90° (75° for ``n = 6``), each next one a sector further clockwise (45°, 15°, -15°, ...),
+    so that the labels of neighbouring circles, which crowd near the boundary, do not overlap.
+    (The grid's arcs do cross every circle, so the backends draw the labels on a white box.)
+    ``label_angle`` (degrees): the first label's angle instead, e.g. where a figure's data leave room.
+    ``avoid``: points (N, 2) the labels should not cover (a figure's data): each label then takes,
+    among the same angles half-way between diameters (tried in the order above), the first one with
+    the fewest of these points and earlier labels near it.
+    """
+    n = max(int(n_diameters), 1)
+    start = math.pi * ((n - 1) // 2 + 0.5) / n  # the largest pi (k + 1/2) / n up to pi / 2
+    if label_angle is not None:
+        start = math.radians(float(label_angle))
+    order = np.argsort([float(d) for d in circles], kind="stable")
+    rank = np.empty(len(order), dtype=int)
+    rank[order] = np.arange(len(order))
+    pts = None if avoid is None else as_numpy(avoid).reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(1)] if pts is not None else None
+    R = disk_radius(c)
+    scale = R if math.isfinite(R) else max((euclid_radius(float(d), c) for d in circles), default=1.0)
+    out: list = [None] * len(circles)
+    for idx in order:  # inner circles first, so that outer ones avoid their labels
+        d, k = circles[idx], int(rank[idx])
+        r = euclid_radius(float(d), c)
+        angles = [start - math.pi * (k + j) / n for j in range(2 * n)] if pts is not None else [start - math.pi * k / n]
+        best, best_cost = None, None
+        for th in angles:
+            p = np.array([r * math.cos(th), r * math.sin(th)])
+            near = 0.09 * scale  # about a label's half-width on a disk a few inches across
+            cost = 0 if pts is None or not len(pts) else int((np.abs(pts - p) < [2 * near, near]).all(1).sum())
+            cost += 0.5 * (abs(p[0]) > 0.8 * scale)  # a label there would stick out of the disk's view
+            cost += 1000 * sum(1 for q in out if q is not None and abs(q[0] - p[0]) < 4 * near and abs(q[1] - p[1]) < 2 * near)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (float(p[0]), float(p[1])), cost
+        out[idx] = best
+    return out
 
 
 def hyperbolic_circle(center: Any, d: float, c: float, n: int = 120) -> np.ndarray:

@@ -31,6 +31,7 @@ from scipy.spatial.distance import squareform
 from .. import poincare
 from . import geometry
 from .style import COLORS, FONT_SIZE, class_color
+from .plotly import circle_label
 
 __all__ = ["MIXED", "true_linkage", "dendrogram_geometry", "geodesics", "hier_disk_geometry", "dendrogram_figure",
            "hier_disk_figure", "draw_dendrogram_mpl"]
@@ -290,11 +291,12 @@ def hier_disk_figure(g: dict, group_names: Sequence[str], *, anchor_what: str = 
     if math.isfinite(R):
         shapes.append(dict(type="circle", x0=-R, y0=-R, x1=R, y1=R, line=dict(color=COLORS["boundary"], width=2),
                            layer="below"))
-        for d in circles:
+        spots = geometry.circle_label_points(c, circles, avoid=np.concatenate([g["hier"], g["anchors"]]))
+        for d, (lx, ly) in zip(circles, spots):
             r = geometry.euclid_radius(float(d), c)
             shapes.append(dict(type="circle", x0=-r, y0=-r, x1=r, y1=r, layer="below",
                                line=dict(color=COLORS["circle"], width=1, dash="dot")))
-            notes.append(dict(x=r * math.sqrt(0.5), y=r * math.sqrt(0.5), text=f"D_H={d:g}", showarrow=False,
+            notes.append(dict(x=lx, y=ly, text=circle_label(d), showarrow=False, bgcolor="white",
                               font=dict(size=FONT_SIZE - 2, color=COLORS["circle"])))
     lim = geometry.view_limit(c, np.concatenate([g["hier"], g["anchors"], g["x"]]))
     axis = dict(range=[-lim, lim], showgrid=False, zeroline=False, ticks="outside", tickfont=dict(size=FONT_SIZE - 2))

@@ -18,7 +18,7 @@ from matplotlib.patches import Circle
 from . import geometry
 from .style import COLORS, MPL_MARKERS, class_color
 
-__all__ = ["add_polylines", "draw_disk", "scatter_embeddings", "scatter_proxies", "style_disk"]
+__all__ = ["add_polylines", "circle_label", "draw_disk", "scatter_embeddings", "scatter_proxies", "style_disk"]
 
 
 def add_polylines(ax: Any, lines: Sequence[np.ndarray], *, color: str = "black", lw: float = 1.0,
@@ -30,21 +30,29 @@ def add_polylines(ax: Any, lines: Sequence[np.ndarray], *, color: str = "black",
 
 
 def draw_disk(ax: Any, c: float, *, grid: bool = False, circles: Sequence[float] = (), n_diameters: int = 6,
-              grid_dists: Sequence[float] = (1.0, 2.0, 3.0)) -> None:
+              grid_dists: Sequence[float] = (1.0, 2.0, 3.0), label_angle: Optional[float] = None,
+              avoid: Any = None) -> None:
     """The disk of curvature ``-c`` behind the data: boundary (radius ``1/sqrt(c)``, none at ``c = 0``),
     the :func:`~chestlab.viz.geometry.geodesic_grid` when ``grid``, and a dotted circle labelled
-    ``D_H=d`` at each Poincaré distance ``d`` of ``circles`` from the origin."""
+    ``d_H = d`` at each Poincaré distance ``d`` of ``circles`` from the origin."""
     R = geometry.disk_radius(c)
     if math.isfinite(R):
         ax.add_patch(Circle((0, 0), R, fill=False, color=COLORS["boundary"], lw=1.2, zorder=0.5))
     if grid:
         add_polylines(ax, geometry.geodesic_grid(c, n_diameters, grid_dists), color=COLORS["grid"], lw=0.7,
-                      label="geodesics")
-    for d in circles:
+                      label="geodesic grid")
+    labels_at = geometry.circle_label_points(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
+    for d, (x, y) in zip(circles, labels_at):
         r = geometry.euclid_radius(float(d), c)
         ax.add_patch(Circle((0, 0), r, fill=False, color=COLORS["circle"], lw=0.8, ls=":", zorder=0))
-        ax.annotate(f"$D_H$={d:g}", (r * math.sqrt(0.5), r * math.sqrt(0.5)), fontsize="medium",
-                    color=COLORS["circle"])
+        # on a white box, between two diameters of the grid (geometry.circle_label_points)
+        ax.annotate(circle_label(d), (x, y), fontsize="medium", color=COLORS["circle_label"], ha="center",
+                    va="center", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=2.5)
+
+
+def circle_label(d: float) -> str:
+    """The label of the distance circle at Poincaré distance ``d`` from 0: ``$d_H$ = d`` (mathtext)."""
+    return f"$d_H$ = {d:g}"
 
 
 def scatter_embeddings(ax: Any, x2d: Any, labels: Any, super_labels: Any = None, *, size: float = 6) -> None:

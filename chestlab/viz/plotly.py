@@ -13,9 +13,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from . import geometry
-from .style import COLORS, FONT_SIZE, PLOTLY_SYMBOLS, class_color, name_of
+from .style import COLORS, FONT_SIZE, PLOTLY_SYMBOLS, class_color, name_of, plotly_font_size, plotly_scale
 
-__all__ = ["add_polylines", "add_disk", "add_embeddings", "add_proxies", "style_disk"]
+__all__ = ["add_polylines", "add_disk", "circle_label", "add_embeddings", "add_proxies", "style_disk"]
 
 
 def add_polylines(fig: go.Figure, lines: Sequence[np.ndarray], *, name: Optional[str] = None,
@@ -33,10 +33,14 @@ def add_polylines(fig: go.Figure, lines: Sequence[np.ndarray], *, name: Optional
 
 
 def add_disk(fig: go.Figure, c: float, *, grid: bool = False, circles: Sequence[float] = (), n_diameters: int = 6,
-             grid_dists: Sequence[float] = (1.0, 2.0, 3.0)) -> go.Figure:
+             grid_dists: Sequence[float] = (1.0, 2.0, 3.0), label_angle: Optional[float] = None,
+             avoid: Any = None) -> go.Figure:
     """The disk of curvature ``-c`` behind the data: boundary (radius ``1/sqrt(c)``, none at ``c = 0``),
     the :func:`~chestlab.viz.geometry.geodesic_grid` (trace ``"geodesics"``) when ``grid``, and a
-    dotted circle labelled ``D_H=d`` at each Poincaré distance ``d`` of ``circles`` from the origin."""
+    dotted circle labelled ``d_H = d`` at each Poincaré distance ``d`` of ``circles`` from the origin,
+    the labels where :func:`~chestlab.viz.geometry.circle_label_points` puts them (``label_angle``:
+    the first one's angle in degrees, default between two diameters; ``avoid``: points (N, 2) they
+    should not cover)."""
     R = geometry.disk_radius(c)
     if math.isfinite(R):
         fig.add_shape(type="circle", x0=-R, y0=-R, x1=R, y1=R, line=dict(color=COLORS["boundary"], width=2),
@@ -44,13 +48,21 @@ def add_disk(fig: go.Figure, c: float, *, grid: bool = False, circles: Sequence[
     if grid:
         add_polylines(fig, geometry.geodesic_grid(c, n_diameters, grid_dists), name="geodesics",
                       color=COLORS["grid"], width=1, showlegend=True)
-    for d in circles:
+    labels_at = geometry.circle_label_points(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
+    for d, (x, y) in zip(circles, labels_at):
         r = geometry.euclid_radius(float(d), c)
         fig.add_shape(type="circle", x0=-r, y0=-r, x1=r, y1=r, line=dict(color=COLORS["circle"], width=1, dash="dot"),
                       layer="below")
-        fig.add_annotation(x=r * math.sqrt(0.5), y=r * math.sqrt(0.5), text=f"D_H={d:g}", showarrow=False,
-                           font=dict(size=FONT_SIZE - 2, color=COLORS["circle"]))
+        # on a white box, between two diameters of the grid (geometry.circle_label_points); no fixed
+        # size: the layout's (or the template's) font size, like the rest of the figure
+        fig.add_annotation(x=x, y=y, text=circle_label(d), showarrow=False, font=dict(color=COLORS["circle_label"]),
+                           bgcolor="rgba(255,255,255,0.85)", borderpad=2)
     return fig
+
+
+def circle_label(d: float) -> str:
+    """The label of the distance circle at Poincaré distance ``d`` from 0: ``d_H = d`` (HTML)."""
+    return f"<i>d</i><sub>H</sub> = {d:g}"
 
 
 def add_embeddings(fig: go.Figure, x2d: Any, labels: Any, super_labels: Any = None, *,
@@ -91,12 +103,13 @@ def style_disk(fig: go.Figure, lim: float, *, title: Optional[str] = None, uirev
                height: int = 520) -> go.Figure:
     """Square view ``[-lim, lim]^2`` with equal aspect, axes labelled ``x₁``, ``x₂`` (the disk's
     coordinates), projector-sized fonts, legend below; ``uirevision`` keeps the user's zoom on rebuilds."""
-    axis = dict(range=[-lim, lim], showgrid=False, zeroline=False, ticks="outside", title_font_size=FONT_SIZE,
-                tickfont_size=FONT_SIZE - 2)
+    fs, small, k = plotly_font_size(FONT_SIZE), plotly_font_size(FONT_SIZE - 2), plotly_scale()  # lecture: larger
+    axis = dict(range=[-lim, lim], showgrid=False, zeroline=False, ticks="outside", title_font_size=fs,
+                tickfont_size=small)
     fig.update_xaxes(title_text="x₁", constrain="domain", **axis)
     fig.update_yaxes(title_text="x₂", scaleanchor="x", scaleratio=1, **axis)
-    fig.update_layout(title=title, uirevision=uirevision, height=height, plot_bgcolor="white", font_size=FONT_SIZE,
-                      margin=dict(l=10, r=10, t=50 if title else 10, b=10),
-                      legend=dict(font=dict(size=FONT_SIZE - 2), itemsizing="constant", orientation="h", yanchor="top",
+    fig.update_layout(title=title, uirevision=uirevision, height=int(round(height * (1 + (k - 1) / 2))),
+                      plot_bgcolor="white", font_size=fs, margin=dict(l=10, r=10, t=int((50 if title else 10) * k), b=10),
+                      legend=dict(font=dict(size=small), itemsizing="constant", orientation="h", yanchor="top",
                                   y=-0.12, x=0.5, xanchor="center"))
     return fig

@@ -3,15 +3,17 @@ picture. Font sizes are chosen to stay readable on a projector."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 __all__ = ["COLORS", "PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color", "name_of",
-           "LECTURE_RC", "use_lecture_style", "lecture_style", "fit_figsize"]
+           "LECTURE_RC", "LECTURE_TEMPLATE", "LECTURE_PLOTLY_SCALE", "use_lecture_style", "lecture_style",
+           "lecture_active", "plotly_font_size", "plotly_scale", "fit_figsize"]
 
 #: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class (the paper's Fig. 3:
 #: positive red, negatives blue), and the disk's layers.
 COLORS = {"H": "#1f77b4", "E": "#ff7f0e", "pos": "#d62728", "neg": "#1f77b4", "proxy_edge": "#111111",
-          "boundary": "#000000", "grid": "#d9d9d9", "circle": "#8c8c8c"}
+          "boundary": "#000000", "grid": "#d9d9d9", "circle": "#8c8c8c", "circle_label": "#4d4d4d"}
 #: Class colours cycle through a long qualitative palette; the marker tells super-classes apart.
 PALETTE = (
     "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
@@ -47,18 +49,99 @@ LECTURE_RC = {
 }
 
 
+#: The lessons' projector style for plotly: a template (``plotly.io.templates[LECTURE_TEMPLATE]``)
+#: with fonts >= 19 px (14 pt, the rule of :data:`LECTURE_RC`), titles larger. The figure builders
+#: also scale the sizes they set themselves by :data:`LECTURE_PLOTLY_SCALE` (:func:`plotly_font_size`),
+#: since a size a figure sets beats its template's.
+LECTURE_TEMPLATE = "chestlab-lecture"
+LECTURE_PLOTLY_FONT = 20
+LECTURE_PLOTLY_MIN = 19
+LECTURE_PLOTLY_SCALE = 1.6
+
+
+def _lecture_template() -> str:
+    """Register the plotly template :data:`LECTURE_TEMPLATE` (once) and return its name."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    if LECTURE_TEMPLATE not in pio.templates:
+        small = LECTURE_PLOTLY_MIN
+        axis = dict(title=dict(font=dict(size=LECTURE_PLOTLY_FONT)), tickfont=dict(size=small))
+        pio.templates[LECTURE_TEMPLATE] = go.layout.Template(layout=dict(
+            font=dict(size=LECTURE_PLOTLY_FONT),
+            title=dict(font=dict(size=26)),
+            legend=dict(font=dict(size=small), title=dict(font=dict(size=LECTURE_PLOTLY_FONT))),
+            xaxis=axis, yaxis=axis,
+            annotationdefaults=dict(font=dict(size=small)),
+            hoverlabel=dict(font=dict(size=small)),
+        ))
+    return LECTURE_TEMPLATE
+
+
+def _plotly_io():
+    try:
+        import plotly.io as pio
+    except ImportError:  # matplotlib-only installs: the plotly half of the style does nothing
+        return None
+    return pio
+
+
+def lecture_active() -> bool:
+    """Whether plotly figures are being made under the lecture style (:func:`use_lecture_style` or
+    inside :func:`lecture_style`): the default plotly template includes :data:`LECTURE_TEMPLATE`."""
+    pio = _plotly_io()
+    return pio is not None and LECTURE_TEMPLATE in str(pio.templates.default or "").split("+")
+
+
+def plotly_scale() -> float:
+    """1, or :data:`LECTURE_PLOTLY_SCALE` under the lecture style: the factor by which the plotly
+    builders grow their fonts, margins and heights."""
+    return LECTURE_PLOTLY_SCALE if lecture_active() else 1.0
+
+
+def plotly_font_size(size: float = FONT_SIZE) -> int:
+    """A plotly builder's font size ``size`` (px) as it should be drawn now: unchanged normally (the
+    dashboard), under the lecture style scaled by :data:`LECTURE_PLOTLY_SCALE` and at least
+    :data:`LECTURE_PLOTLY_MIN` px (14 pt)."""
+    if not lecture_active():
+        return int(round(size))
+    return max(LECTURE_PLOTLY_MIN, int(round(size * LECTURE_PLOTLY_SCALE)))
+
+
+def _with_lecture(default: Optional[str]) -> str:
+    parts = [p for p in str(default or "plotly").split("+") if p and p != LECTURE_TEMPLATE]
+    return "+".join(parts + [_lecture_template()])
+
+
 def use_lecture_style() -> None:
-    """Set :data:`LECTURE_RC` for every later matplotlib figure of this process (a lesson's first cell)."""
+    """The lessons' projector style for every later figure of this process (a lesson's first cell):
+    :data:`LECTURE_RC` for matplotlib, and the plotly template :data:`LECTURE_TEMPLATE` added to
+    plotly's default template (fonts >= 19 px; the :mod:`chestlab.figures` builders scale their own
+    sizes to match, :func:`plotly_font_size`)."""
     import matplotlib
 
     matplotlib.rcParams.update(LECTURE_RC)
+    pio = _plotly_io()
+    if pio is not None:
+        pio.templates.default = _with_lecture(pio.templates.default)
 
 
-def lecture_style():
-    """Context manager: :data:`LECTURE_RC` for the figures made inside it."""
+@contextmanager
+def lecture_style() -> Iterator[None]:
+    """Context manager: the lecture style (:data:`LECTURE_RC`, the plotly template) for the figures
+    made inside it; both restored after."""
     import matplotlib
 
-    return matplotlib.rc_context(LECTURE_RC)
+    pio = _plotly_io()
+    old = pio.templates.default if pio is not None else None
+    with matplotlib.rc_context(LECTURE_RC):
+        if pio is not None:
+            pio.templates.default = _with_lecture(old)
+        try:
+            yield
+        finally:
+            if pio is not None:
+                pio.templates.default = old
 
 
 def fit_figsize(default: tuple[float, float], *, keep_aspect: bool = True) -> tuple[float, float]:

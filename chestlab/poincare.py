@@ -649,6 +649,15 @@ def conformal_factor(x: Tensor, c: Curvature) -> Tensor:
     return (2 / _alpha_of(x, c)).unsqueeze(-1)
 
 
+def _check_radius(r: object) -> float:
+    """The clipping radius ``r`` as a float: a real number > 0 (``inf`` disables clipping)."""
+    if isinstance(r, bool) or not isinstance(r, numbers.Real):
+        raise TypeError(f"r must be a real number > 0 (the clipping radius, e.g. 2.3, or inf), got {type(r).__name__} {r!r}")
+    if not float(r) > 0:
+        raise ValueError(f"r = {r!r}: the clipping radius must be > 0 (use r = inf to disable clipping)")
+    return float(r)
+
+
 def clip_features(v: Tensor, r: float) -> Tensor:
     r"""Feature clipping (Hyp-ViT): :math:`v \leftarrow v\cdot\min(1, r/\|v\|)`, before ``expmap0``.
 
@@ -657,11 +666,7 @@ def clip_features(v: Tensor, r: float) -> Tensor:
     ``v``: (..., D) finite vectors of any size.
     """
     _check_tensor(v, "v", "vectors (..., D)")
-    if isinstance(r, bool) or not isinstance(r, numbers.Real):
-        raise TypeError(f"r must be a real number > 0 (the clipping radius, e.g. 2.3, or inf), got {type(r).__name__} {r!r}")
-    r = float(r)
-    if not r > 0:
-        raise ValueError(f"r = {r!r}: the clipping radius must be > 0 (use r = inf to disable clipping)")
+    r = _check_radius(r)
     if math.isinf(r) or v.numel() == 0:
         return check_finite(v, "v")
     n, huge = _row_norm(v, "v")
@@ -990,11 +995,7 @@ def expmap0_clipped(v: Tensor, r: float, c: Curvature) -> Tensor:
     clipped vector) and the same gradients. ``v``: (..., D) finite vectors of any size."""
     check_curvature(c)
     _check_tensor(v, "v", "vectors (..., D)")
-    if isinstance(r, bool) or not isinstance(r, numbers.Real):
-        raise TypeError(f"r must be a real number > 0 (the clipping radius, e.g. 2.3, or inf), got {type(r).__name__} {r!r}")
-    r = float(r)
-    if not r > 0:
-        raise ValueError(f"r = {r!r}: the clipping radius must be > 0 (use r = inf to disable clipping)")
+    r = _check_radius(r)
     if math.isinf(r) or v.numel() == 0:
         return expmap0(check_finite(v, "v"), c)
     n, huge = _row_norm(v, "v")

@@ -213,25 +213,34 @@ def act(page: Page, data: Any) -> None:
         hi = float(hi) if hi is not None else 1e9
         value = data.draw(st.one_of(st.sampled_from([lo, hi, 0.0, 1.0, 1e9]), st.floats(lo, min(hi, 1e3))))
         value = float(min(max(value, lo), hi))
-        t = page.widget("toggle", "compare")
-        if not t.value:
-            t.set_value(True)
-            page.run(("compare", True))
-        sel = page.widget("selectbox", "cmp_key")
-        if sel is None or key not in sel.options:
+        if not set_compare(page, key, value, clamp=True):
             return
-        sel.set_value(key)
-        page.run(("cmp_key", key))
-        box = page.widget("number_input", "cmp_value")
-        if box is None:
-            return
-        value = min(max(value, box.min if box.min is not None else value), box.max if box.max is not None else value)
-        box.set_value(value)
-        page.run(("cmp_value", key, value))
         b = page.widget("button", "btn_step")
         if b is not None and not b.disabled:  # train both runs at once: B's value shows what it does
             b.click()
             page.run(("step",))
+
+
+def set_compare(page: Page, key: str, value: float, clamp: bool = False) -> bool:
+    """Compare mode on, run B changing ``key`` to ``value`` (clamped to the box's bounds with
+    ``clamp``); False when the page offers no such choice."""
+    t = page.widget("toggle", "compare")
+    if not t.value:
+        t.set_value(True)
+        page.run(("compare", True))
+    sel = page.widget("selectbox", "cmp_key")
+    if sel is None or key not in sel.options:
+        return False
+    sel.set_value(key)
+    page.run(("cmp_key", key))
+    box = page.widget("number_input", "cmp_value")
+    if box is None:
+        return False
+    if clamp:
+        value = min(max(value, box.min if box.min is not None else value), box.max if box.max is not None else value)
+    box.set_value(value)
+    page.run(("cmp_value", key, value))
+    return True
 
 
 def known(page: Page, preset: Optional[str], key: str, value: float) -> None:
@@ -242,17 +251,8 @@ def known(page: Page, preset: Optional[str], key: str, value: float) -> None:
         page.run(("preset", preset))
         page.widget("button", "btn_reset").click()
         page.run(("reset",))
-    t = page.widget("toggle", "compare")
-    if not t.value:
-        t.set_value(True)
-        page.run(("compare", True))
-    sel = page.widget("selectbox", "cmp_key")
-    if sel is None or key not in sel.options:
+    if not set_compare(page, key, value):
         return
-    sel.set_value(key)
-    page.run(("cmp_key", key))
-    page.widget("number_input", "cmp_value").set_value(value)
-    page.run(("cmp_value", key, value))
     for _ in range(2):
         b = page.widget("button", "btn_step")
         if b is None or b.disabled:

@@ -75,14 +75,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         question="As the curvature c goes to 0 the ball flattens into Euclidean space. Does the hyperbolic "
                  "half of CHEST then learn anything the Euclidean half does not?",
         look_at="The disk (run A, c = 0.01): the boundary (radius 1/√c = 10) lies far outside the points, which "
-                "fill only the middle, where the ball is nearly flat (the circles D_H = 1, 2, 3 at Euclidean "
+                "fill only the middle, where the ball is nearly flat (the circles d_H = 1, 2, 3 at Euclidean "
                 "radii ≈ 0.5, 1, 1.5); against run B (c = 1), compare the S_H histograms with the S_E ones, "
                 "and Recall@1 of H and E in the curves.",
         settings=dict(c=0.01), compare=("c", 1.0)),
     Scenario(
         "margin-never-met", "δ_H = 20: a margin that is never met",
         question="The paper trains CUB with δ_H = 20. With the clipping radius r = 2.3 every point lies within "
-                 "D_H = 2r of the origin, so similarities differ by at most about 4r ≈ 9. Can any sample "
+                 "d_H = 2r of the origin, so similarities differ by at most about 4r ≈ 9. Can any sample "
                  "meet a margin of 20, and what does Eq. 7 do then?",
         look_at="The similarity panel in its per-sample margins view: every sample stays left of the dashed "
                 "δ_H (0% meet it), so the loss never vanishes and each sample keeps its full weight; "
@@ -104,7 +104,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                  "and how large is L_HypHC?",
         look_at="The disk: the proxies (★) of run A (τ = 1) vs run B (τ = 0), by super-class (marker shape); "
                 "the curves: L_HypHC stays small (about 1e-3) — the proxies sit far from the origin, where "
-                "S = e^{−D_H} is tiny.",
+                "S = e^{−d_H} is tiny.",
         loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="lca"), compare=("tau", 0.0)),
     Scenario(
         "hyphc-literal", "HypHC, reading 2: Eq. 9 read literally",
@@ -137,13 +137,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "share a direction? Run B has HIER off (weight 0); compare Recall@1 on unseen classes.",
         loss_preset="CHEST + HIER", compare=("hier_weight", 0.0), view={"disk_grid": True}),
     Scenario(
-        "clip-radius", "What r controls: D_H(0, x) ≤ 2r for every c",
-        question="Feature clipping bounds the tangent vector: ‖v‖ ≤ r, so D_H(0, exp_0(v)) = 2‖v‖ ≤ 2r whatever "
+        "clip-radius", "What r controls: d_H(0, x) ≤ 2r for every c",
+        question="Feature clipping bounds the tangent vector: ‖v‖ ≤ r, so d_H(0, exp_0(v)) = 2‖v‖ ≤ 2r whatever "
                  "the curvature. What happens to the embedding and the similarities with a small r?",
-        look_at="The disk's distance circles D_H = 1, 2, 3: with r = 0.5 (run A) every point and proxy lies within "
-                "D_H = 1 of the origin; run B (r = 4) spreads out. The S_H histograms: all similarities are "
+        look_at="The disk's distance circles d_H = 1, 2, 3: with r = 0.5 (run A) every point and proxy lies within "
+                "d_H = 1 of the origin; run B (r = 4) spreads out. The S_H histograms: all similarities are "
                 "squeezed into [−2, 0], and hardly any sample meets δ_H = 1 (the titles); the curves: L_HypHC is "
-                "no longer tiny, because proxies this close give S = e^{−D_H} near 1.",
+                "no longer tiny, because proxies this close give S = e^{−d_H} near 1.",
         settings=dict(r=0.5), compare=("r", 4.0), view={"disk_circles": True}),
 )}
 

@@ -130,7 +130,7 @@ def hier_disk_geometry(hier_h: Any, proxy_parent: Any, c: float, *, x_h: Any, x_
     Every line is the geodesic of the ball (``n_line`` points, :func:`chestlab.viz.geometry.geodesic`)
     projected like the points: one tangent-PCA projection fitted on ``x_h`` for everything, so for
     ``D = 2`` the picture is exact. Returns ``{"hier": (P, 2), "root": bool (P,), "depth": (P,)
-    D_H(0, proxy), "anchors": (A, 2), "anchor_group": (A,), "x": (N, 2), "x_group": (N,),
+    d_H(0, proxy), "anchors": (A, 2), "anchor_group": (A,), "x": (N, 2), "x_group": (N,),
     "tree_lines": [...], "anchor_lines": [(group, polyline)...], "anchor_parent": (A,), "c": c}``."""
     c = float(c)
     h, a, x = _rows(hier_h), _rows(anchors_h), _rows(x_h)
@@ -281,7 +281,7 @@ def hier_disk_figure(g: dict, group_names: Sequence[str], *, anchor_what: str = 
         type="scatter", x=g["hier"][:, 0], y=g["hier"][:, 1], mode="markers", name="hierarchical proxies",
         marker=dict(symbol="diamond", size=[16 if r else 10 for r in g["root"]],
                     color=["#111111" if u else "white" for u in used], line=dict(color="#111111", width=2)),
-        text=[f"hierarchical proxy {i}{' (root)' if r else ''} · D_H(0, ·) = {d:.2f}"
+        text=[f"hierarchical proxy {i}{' (root)' if r else ''} · d_H(0, ·) = {d:.2f}"
               + (f" · the nearest of some {one}" if u else "")
               for i, (r, d, u) in enumerate(zip(g["root"], g["depth"], used))],
         hovertemplate="%{text}<extra></extra>"))

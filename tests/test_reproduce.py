@@ -207,6 +207,9 @@ def test_dims_and_hier_commands_write_their_tables(tmp_path):
     assert md.count("\n| tree |") == 4 and (tmp_path / "dims" / "dims.png").stat().st_size > 10_000
     again = dims(tmp_path / "dims", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False)
     assert again == rows  # finished runs are read back, not retrained
+    # two runs at once, in spawned single-thread processes: the same results as one after the other
+    pooled = dims(tmp_path / "dims2", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False, jobs=2)
+    assert pooled == rows
     h = hier(tmp_path / "hier", seeds=(0,), steps=3, progress=False)
     assert {r["run"] for r in h} == {"untrained", "CHEST", "CHEST + HIER", "unsupervised"}
     assert main(["dims", "--out", str(tmp_path / "dims"), "--datasets", "tree", "--dims", "2", "4", "--seeds", "0",

@@ -30,7 +30,7 @@ from ..settings import parse_assignments
 from .figures import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
                       tables)
 from .grids import GRIDS
-from .hierarchy import DIM_PRESETS, DIMS, dims, hier
+from .hierarchy import DIM_PRESETS, DIMS, default_jobs, dims, hier
 from .runner import run_ablation
 
 __all__ = ["build_parser", "main"]
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("dims", formatter_class=fmt, help="H vs E at D = 2..64: R@1, mistake severity, cophenetic corr.",
                         description=dims.__doc__)
     common(dm, "runs/dims")
+    dm.add_argument("--jobs", type=int, default=default_jobs(),
+                    help=f"runs trained at once, one process and one thread each (default here {default_jobs()}: "
+                         "one per CPU core, at most 4; 1 on a GPU); the results do not depend on it")
     dm.add_argument("--datasets", nargs="+", default=list(DIM_PRESETS), choices=list(DIM_PRESETS))
     dm.add_argument("--dims", type=int, nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
     dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
@@ -165,7 +168,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         elif args.command in ("dims", "hier"):
             t0 = time.perf_counter()
             if args.command == "dims":
-                dims(Path(args.out), datasets=args.datasets, dims=args.dims, seeds=args.seeds, steps=args.steps, progress=progress)
+                dims(Path(args.out), datasets=args.datasets, dims=args.dims, seeds=args.seeds, steps=args.steps, progress=progress,
+                     jobs=args.jobs)
             else:
                 hier(Path(args.out), seeds=args.seeds, steps=args.steps, progress=progress)
             print((Path(args.out) / f"{args.command}.md").read_text())

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -20,7 +22,7 @@ from ..engine import Trainer
 from ..settings import TrainConfig
 from .runner import train_run
 
-__all__ = ["DIMS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table"]
+__all__ = ["DIMS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table", "default_jobs"]
 
 #: Embedding dimensions of ``dims`` and the presets (with CPU-sized steps) it trains on.
 DIMS: tuple[int, ...] = (2, 4, 8, 16, 64)
@@ -44,12 +46,55 @@ def _space_metrics(result: dict, space: str) -> dict[str, float]:
     return {k: float(m.get(f"test/{space}/{k}", math.nan)) for k in METRICS}
 
 
+def default_jobs() -> int:
+    """Runs trained at once: one per CPU core (each with one torch thread), at most 4; 1 on a GPU."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(4, os.cpu_count() or 1))
+
+
+def _train_one(cfg: TrainConfig, run_dir: Path, desc: str, progress: bool) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # a worker of a pool: one thread per run, one run per core
+    return train_run(cfg, run_dir, desc=desc, progress=progress)
+
+
+def _train_all(plan: Sequence[tuple[TrainConfig, Path, str]], jobs: int, progress: bool) -> list[dict]:
+    """``train_run`` for each (config, folder, label) of ``plan``, results in plan order; with
+    ``jobs > 1`` in that many processes (spawned: each run is seeded and single-threaded, so the
+    results do not depend on ``jobs``), one progress bar over the runs."""
+    if jobs <= 1 or len(plan) <= 1:
+        return [train_run(cfg, d, desc=desc, progress=progress) for cfg, d, desc in plan]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(min(jobs, len(plan)), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, cfg, d, desc, False) for cfg, d, desc in plan]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(plan), desc=f"runs ({jobs} at once)", unit="run", dynamic_ncols=True, file=sys.stderr)
+        try:
+            for f in as_completed(futures):
+                f.result()  # a failed run stops the lot now, with its own error
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return [f.result() for f in futures]
+
+
 def dims(out: Path, *, datasets: Sequence[str] = ("tree", "shapes"), dims: Sequence[int] = DIMS,
-         seeds: Sequence[int] = (0, 1, 2), steps: Optional[int] = None, progress: bool = True) -> list[dict]:
+         seeds: Sequence[int] = (0, 1, 2), steps: Optional[int] = None, progress: bool = True,
+         jobs: int = 1) -> list[dict]:
     """H vs E at dimension D: "H only" (η_E = 0, D_H = D, scored with d_H on x^H) against "E only"
     (η_H = 0, D_E = D, scored with d_E on x^E) for each dataset, D and seed. Returns one row per
-    (dataset, D, space, seed) and writes ``dims.csv``, ``dims.md`` (mean ± std) and ``dims.png``."""
-    rows = []
+    (dataset, D, space, seed) and writes ``dims.csv``, ``dims.md`` (mean ± std) and ``dims.png``.
+    ``jobs``: runs trained at once (processes)."""
+    plan, keys = [], []
     for ds in datasets:
         spec = DIM_PRESETS[ds]
         for d in dims:
@@ -57,9 +102,10 @@ def dims(out: Path, *, datasets: Sequence[str] = ("tree", "shapes"), dims: Seque
                 for space, kw in (("H", dict(eta_e=0.0, eta_h=1.0, dim_h=d, tau=0.0)),
                                   ("E", dict(eta_h=0.0, eta_e=1.0, dim_e=d, tau=0.0))):
                     cfg = TrainConfig.preset(spec["preset"], **_EVAL, **kw, seed=seed, steps=steps or spec["steps"])
-                    res = train_run(cfg, Path(out) / ds / f"{space}_D{d}_seed{seed}", desc=f"{ds} {space} D={d} s{seed}",
-                                    progress=progress)
-                    rows.append({"dataset": ds, "D": d, "space": space, "seed": seed, **_space_metrics(res, space)})
+                    plan.append((cfg, Path(out) / ds / f"{space}_D{d}_seed{seed}", f"{ds} {space} D={d} s{seed}"))
+                    keys.append((ds, d, space, seed))
+    rows = [{"dataset": ds, "D": d, "space": space, "seed": seed, **_space_metrics(res, space)}
+            for (ds, d, space, seed), res in zip(keys, _train_all(plan, jobs, progress))]
     _write(Path(out), "dims", rows, ("dataset", "D", "space"))
     _dims_figure(rows).savefig(Path(out) / "dims.png", dpi=150)
     return rows

@@ -136,12 +136,15 @@ def execute(path: Path, *, fast: bool, timeout: int = 300, progress: bool = Fals
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    old = os.environ.get("CHESTLAB_FAST")
-    os.environ["CHESTLAB_FAST"] = "1" if fast else "0"  # the kernel inherits this process's environment
+    # The kernel inherits this process's environment: set the mode, and drop MPLBACKEND, which
+    # `import streamlit` sets to Agg in any process that imports it (a test run, say); with it the
+    # kernel's pyplot draws nothing inline and the figures of `interact` cells were lost.
+    saved = {k: os.environ.get(k) for k in ("CHESTLAB_FAST", "MPLBACKEND")}
+    os.environ["CHESTLAB_FAST"] = "1" if fast else "0"
+    os.environ.pop("MPLBACKEND", None)
     try:
-        # iopub_timeout: a cell's last outputs (a widget's figure) can reach us seconds after its reply on a
-        # loaded machine; nbclient's default 4 s dropped an interact figure in CI. Waiting ends at the
-        # kernel's idle message, so a long timeout costs nothing when the machine is quiet.
+        # iopub_timeout: a cell's last outputs can reach us seconds after its reply on a loaded machine
+        # (nbclient waits 4 s by default); waiting ends at the kernel's idle message.
         client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                                          iopub_timeout=min(60, timeout), resources={"metadata": {"path": str(path.parent)}})
         n_code = sum(c.cell_type == "code" for c in nb.cells)
@@ -158,10 +161,11 @@ def execute(path: Path, *, fast: bool, timeout: int = 300, progress: bool = Fals
             client.on_cell_start, client.on_cell_executed = on_start, on_complete
         client.execute()
     finally:
-        if old is None:
-            os.environ.pop("CHESTLAB_FAST", None)
-        else:
-            os.environ["CHESTLAB_FAST"] = old
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return nb
 
 
@@ -701,8 +705,7 @@ def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOT
         nb = _read_or_execute(path, k, len(paths), executed=executed, fast=fast, timeout=timeout, retries=retries,
                               progress=progress)
         if executed is None and not _complete(nb, has_maths):
-            # once in CI an interact cell's figure did not reach the executed notebook (not reproduced
-            # since): a lesson short of figures is executed once more before it is reported
+            # a figure lost on the way (a stalled output channel): execute once more before reporting
             _log(f"  {path.stem}: fewer figures than figure cells — executing it once more")
             nb = _read_or_execute(path, k, len(paths), executed=None, fast=fast, timeout=timeout, retries=retries,
                                   progress=progress)

@@ -54,7 +54,9 @@ def _check_page(page_html: str, n_figure_cells: int) -> dict:
     return counts
 
 
-def test_plotly_widgets_and_pyplot_become_static(tmp_path: Path) -> None:
+def test_plotly_widgets_and_pyplot_become_static(tmp_path: Path, monkeypatch) -> None:
+    # as in a process that imported streamlit (which sets MPLBACKEND=Agg): the kernel must not inherit it
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     src = tmp_path / "nbs"
     src.mkdir()
     nb = _nb(

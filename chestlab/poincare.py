@@ -844,8 +844,8 @@ def _sqdist_values(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 class _PairwiseDist(torch.autograd.Function):
     r"""All distances (N, M) between the rows of ``x`` (N, D) and ``y`` (M, D), for a float ``c``:
     Eq. 2 for ``c > 0``, the Euclidean :math:`\|x - y\|` for ``c = None``; the values of the
-    autograd route ``_pairwise_dist_autograd`` (to a few ulp: ``_asinh_nonneg_`` for ``torch.asinh``)
-    and of ``torch.cdist`` (to rounding), with a hand-written backward.
+    autograd route (``_pairwise_sqdist``, ``_alpha_of``, ``torch.asinh``; to a few ulp) and of
+    ``torch.cdist`` (to rounding), with a hand-written backward; the tests hold it to both.
 
     Forward: ``sq`` from ``_sqdist_values``, then :math:`u^2 = sq/(\alpha_x\alpha_y)` and
     :math:`D = \tfrac2{\sqrt c}\operatorname{asinh}(\sqrt c\,u)` in place (``u^2`` clamped at the
@@ -948,16 +948,6 @@ def pairwise_dist(x: Tensor, y: Tensor, c: Curvature) -> Tensor:
     sq, x2, y2 = _pairwise_sqdist(x, y)
     ax, ay = _alpha_of(x, c, x2), _alpha_of(y, c, y2)
     return _dist_from_parts(sq, ax[:, None], ay[None, :], c)
-
-
-def _pairwise_dist_autograd(x: Tensor, y: Tensor, c: float) -> Tensor:
-    """``pairwise_dist`` for a float ``c > 0`` through autograd (``_PairwiseSq`` and elementwise
-    ops): the reference the tests hold ``_PairwiseDist`` to."""
-    sq, x2, y2 = _pairwise_sqdist(x, y)
-    ax, ay = _alpha_of(x, c, x2), _alpha_of(y, c, y2)
-    sc = math.sqrt(float(c))
-    u2 = sq * (1 / ax)[:, None] * (1 / ay)[None, :]
-    return (2 / sc) * torch.asinh(sc * u2.clamp_min(torch.finfo(u2.dtype).tiny).sqrt())
 
 
 # --------------------------------------------------------------------------------------------

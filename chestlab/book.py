@@ -670,11 +670,6 @@ def _read_or_execute(path: Path, k: int, n: int, *, executed: Optional[Path], fa
     raise AssertionError("unreachable")
 
 
-def _complete(nb: Any, has_maths: bool) -> bool:
-    """Whether the executed notebook renders with at least one figure per figure-producing cell."""
-    return count_figures(render(make_static(nb, maths=has_maths), "check"))["total"] >= len(figure_cells(nb))
-
-
 def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOTEBOOKS,
           executed: Optional[Path] = None, timeout: Optional[int] = None, retries: int = 2,
           progress: bool = False, save_executed: Optional[Path] = None,
@@ -704,11 +699,6 @@ def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOT
         t0 = time.perf_counter()
         nb = _read_or_execute(path, k, len(paths), executed=executed, fast=fast, timeout=timeout, retries=retries,
                               progress=progress)
-        if executed is None and not _complete(nb, has_maths):
-            # a figure lost on the way (a stalled output channel): execute once more before reporting
-            _log(f"  {path.stem}: fewer figures than figure cells — executing it once more")
-            nb = _read_or_execute(path, k, len(paths), executed=None, fast=fast, timeout=timeout, retries=retries,
-                                  progress=progress)
         if save_executed is not None and executed is None:
             Path(save_executed).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, Path(save_executed) / path.name)

@@ -165,32 +165,29 @@ def problems(cfg: TrainConfig, run: Optional[Run] = None) -> list[str]:
     seen = set()
     live = live_keys()
     tr = run.trainer if run is not None else None
+
+    def kept(p: Problem) -> str:
+        # the live values that break an error rule are held back: the run keeps its own until fixed
+        ks = [k for k in p.keys if k in live and tr is not None and k in tr.config.keys()
+              and getattr(tr.config, k) != getattr(cfg, k)]
+        return " — the run keeps " + ", ".join(f"{k} = {_fmt(getattr(tr.config, k))}" for k in ks) + " until then." if ks else ""
+
     if tr is not None:
-        mine = tr.config.keys()
-        wanted = tr.config.replace(**{k: getattr(cfg, k) for k in mine if k in live})
+        wanted = tr.config.replace(**{k: getattr(cfg, k) for k in tr.config.keys() if k in live})
         for p in check(wanted):
             seen.add(p.message)
-            text = p.message
-            if p.level == "error":
-                kept = [k for k in p.keys if k in live and k in mine and getattr(tr.config, k) != getattr(cfg, k)]
-                if kept:
-                    text += " — the run keeps " + ", ".join(f"{k} = {_fmt(getattr(tr.config, k))}" for k in kept) + " until then."
-            out.append(text)
+            out.append(p.message + (kept(p) if p.level == "error" else ""))
     for p in check(cfg):
         if p.message in seen:
             continue
         text = p.message
         if p.level == "error":
-            kept = [k for k in p.keys if k in live and tr is not None and k in tr.config.keys()
-                    and getattr(tr.config, k) != getattr(cfg, k)]
-            if kept:
-                text += " — the run keeps " + ", ".join(f"{k} = {_fmt(getattr(tr.config, k))}" for k in kept) + " until then."
-            else:
+            note = kept(p)
+            if not note:
                 fix = repair(cfg, tr.config if tr is not None else None)[1]
-                if fix:
-                    text += " — the run is built with " + ", ".join(f"{k} = {_fmt(v)}" for k, v in fix.items()) + " until then."
-                else:
-                    text += " — Reset cannot build a run until this is fixed."
+                note = (" — the run is built with " + ", ".join(f"{k} = {_fmt(v)}" for k, v in fix.items()) + " until then."
+                        if fix else " — Reset cannot build a run until this is fixed.")
+            text += note
         out.append(text)
     return out
 

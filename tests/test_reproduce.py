@@ -210,6 +210,7 @@ def test_dims_and_hier_commands_write_their_tables(tmp_path):
     # two runs at once, in spawned single-thread processes: the same results as one after the other
     pooled = dims(tmp_path / "dims2", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False, jobs=2)
     assert pooled == rows
+    assert main(["dims", "--out", str(tmp_path / "dims3"), "--jobs", "0", "--quiet"]) == 2  # refused, one line
     h = hier(tmp_path / "hier", seeds=(0,), steps=3, progress=False)
     assert {r["run"] for r in h} == {"untrained", "CHEST", "CHEST + HIER", "unsupervised"}
     assert main(["dims", "--out", str(tmp_path / "dims"), "--datasets", "tree", "--dims", "2", "4", "--seeds", "0",

@@ -93,7 +93,9 @@ def dims(out: Path, *, datasets: Sequence[str] = ("tree", "shapes"), dims: Seque
     """H vs E at dimension D: "H only" (η_E = 0, D_H = D, scored with d_H on x^H) against "E only"
     (η_H = 0, D_E = D, scored with d_E on x^E) for each dataset, D and seed. Returns one row per
     (dataset, D, space, seed) and writes ``dims.csv``, ``dims.md`` (mean ± std) and ``dims.png``.
-    ``jobs``: runs trained at once (processes)."""
+    ``jobs``: runs trained at once (processes), >= 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs = {jobs!r}: the number of runs trained at once must be an integer >= 1")
     plan, keys = [], []
     for ds in datasets:
         spec = DIM_PRESETS[ds]

@@ -452,14 +452,37 @@ class Chromium:
         res = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
         return res.get("result", {}).get("value")
 
-    def wait_for(self, expression: str, timeout: float, what: str) -> Any:
+    def wait_for(self, expression: str, timeout: float, what: str, poll: float = 0.25) -> Any:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             value = self.js(expression)
             if value:
                 return value
-            time.sleep(0.25)
+            time.sleep(poll)
         raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    @staticmethod
+    def _stamp_js(name: str, condition: str) -> str:
+        # checked at every animation frame: the stamp is the first frame the browser could paint with it
+        return (f"(() => {{ const f = () => {{ try {{ if ({condition}) {{ window[{json.dumps(name)}] = performance.now(); return; }} }}"
+                f" catch (e) {{}} requestAnimationFrame(f); }}; requestAnimationFrame(f); }})()")
+
+    def stamp_on_load(self, name: str, condition: str) -> None:
+        """In pages opened from now on, ``window[name]`` = ``performance.now()`` (ms since the navigation
+        started) at the first animation frame where the JS ``condition`` holds: a browser-side clock,
+        free of the polling interval and the DevTools round trips of :meth:`wait_for`."""
+        self.call("Page.enable")
+        self.call("Page.addScriptToEvaluateOnNewDocument", source=self._stamp_js(name, condition))
+
+    def click_and_time(self, text: str, condition: str, timeout: float, what: str) -> float:
+        """Click the button labelled ``text``; seconds, by the browser's clock, until the first animation
+        frame where the JS ``condition`` holds."""
+        ok = self.js(f"""(() => {{ const b = [...document.querySelectorAll('button')].find(b => b.innerText.includes({json.dumps(text)}));
+                         if (!b) return false; window.__answered = undefined; {self._stamp_js("__answered", condition)};
+                         window.__clicked = performance.now(); b.click(); return true; }})()""")
+        assert ok, f"no button labelled {text!r} on the page"
+        self.wait_for("window.__answered !== undefined", timeout, what, poll=0.02)
+        return (self.js("window.__answered - window.__clicked") or 0.0) / 1000
 
     def goto(self, url: str) -> None:
         self.call("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1], deviceScaleFactor=1, mobile=False)

@@ -643,6 +643,36 @@ def test_train_chunk_steps_every_run_and_pauses_on_divergence() -> None:
     assert a.trainer.step_count == 6 and b.trainer.step_count == 3 and state.playing
 
 
+def test_two_script_threads_never_train_one_run_at_once() -> None:
+    """With ``runner.fastReruns`` a click starts a new script thread while the old one is still in a
+    training step (it stops at its next yield point). Both then trained the same model: a backward
+    met weights an optimizer step of the other thread had changed ("modified by an inplace
+    operation", seen after Play/Pause clicks). Each run's steps and redraw computations hold its lock."""
+    import threading
+
+    from chestlab.dashboard.page import prepare
+
+    run = runner.build(small())
+    state = DashState(runs=[run])
+    errors: list = []
+
+    def work() -> None:
+        try:
+            for _ in range(40):
+                runner.train_chunk(state, budget_s=0.0, max_steps=1)
+                prepare(P.PanelContext(state, {}, run), "train")
+        except BaseException as err:  # pragma: no cover - the failure this test is for
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and run.diverged is None and state.diverged is None, run.diverged or errors
+    assert run.trainer.step_count == 120 and len(run.rows) == 120
+
+
 # ------------------------------------------------------------------------------------------------
 # the page with the plug-in loss (AppTest), the entry point, the first frame's imports
 # ------------------------------------------------------------------------------------------------

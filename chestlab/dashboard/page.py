@@ -99,15 +99,16 @@ def prepare(ctx: PanelContext, split: str) -> None:
     by a panel halfway through the page. A stopped run draws its last good computations
     (``run.good``): the plots it had when it stopped stay on screen."""
     run = ctx.run
-    if not run.diverged:
-        try:
-            ctx.similarities()
-            ctx.disk_data(split)
-            run.good = dict(ctx.cache)
-            runner.remember(run)
-            return
-        except Exception as err:  # e.g. an update that left the parameters NaN with a finite loss
-            runner.stop(ctx.state, run, runner.explain(run, err))
+    with run.lock:  # not while another script thread is in a step of this run (see Run.lock)
+        if not run.diverged:
+            try:
+                ctx.similarities()
+                ctx.disk_data(split)
+                run.good = dict(ctx.cache)
+                runner.remember(run)
+                return
+            except Exception as err:  # e.g. an update that left the parameters NaN with a finite loss
+                runner.stop(ctx.state, run, runner.explain(run, err))
     ctx.cache.clear()
     ctx.cache.update(run.good)
     ctx.cache.setdefault("sim", None)

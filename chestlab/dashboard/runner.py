@@ -213,11 +213,14 @@ def eval_due(tr: Any) -> bool:
 
 
 def _one_step(run: Run) -> None:
-    tr = run.trainer
-    ev = tr.train_step()
-    run.rows.append({"step": ev.step, "loss": ev.loss, **ev.components, "grad_norm": ev.grad_norm})
-    if eval_due(tr):
-        tr.evaluate()
+    with run.lock:  # another script thread may be finishing its step on this run (see Run.lock)
+        if run.diverged:  # it stopped the run meanwhile
+            return
+        tr = run.trainer
+        ev = tr.train_step()
+        run.rows.append({"step": ev.step, "loss": ev.loss, **ev.components, "grad_norm": ev.grad_norm})
+        if eval_due(tr):
+            tr.evaluate()
 
 
 def finite(tr: Any) -> bool:

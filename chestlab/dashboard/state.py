@@ -11,6 +11,7 @@ Cheap to import (no torch): tests build a :class:`DashState` with fake trainers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -43,6 +44,10 @@ class Run:
     #: the model's and loss's parameters at the last good redraw: a run whose update left them NaN
     #: is put back to them when it stops, so every panel can still draw it
     good_state: Optional[dict] = None
+    #: held by a training step and by a redraw's computations on this run: with Streamlit's fast
+    #: reruns a click starts a new script thread while the old one finishes its step, and two
+    #: threads must not step one model at once (a backward would meet weights the other's update changed)
+    lock: Any = field(default_factory=threading.RLock, repr=False, compare=False)
 
 
 @dataclass

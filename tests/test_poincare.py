@@ -413,6 +413,22 @@ def test_asinh_nonneg_matches_torch(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_log1p_nonneg_matches_torch(dtype):
+    """The vectorised log1p (Goldberg's correction) is within a few ulp of torch.log1p from the
+    subnormals to inf, exact at 0, at inf and where 1 + w rounds to 1 (log1p w = w there)."""
+    fi = torch.finfo(dtype)
+    w = torch.cat([torch.tensor([0.0, fi.tiny / 4, fi.tiny, 1e-30, fi.eps / 4, fi.eps / 2, fi.eps, 1e-3, 0.5, 1.0,
+                                 1e10, fi.max / 2, math.inf], dtype=dtype),
+                   torch.logspace(math.log10(fi.tiny), math.log10(fi.max) - 1, 20001, dtype=dtype), torch.rand(1000, dtype=dtype)])
+    got = P._log1p_nonneg_(w.clone())
+    ref = torch.log1p(w.double())
+    rel = ((got.double() - ref).abs() / ref.abs().clamp_min(1e-300)).nan_to_num(0)
+    assert float(rel.max()) < 4 * fi.eps
+    assert float(got[0]) == 0.0 and math.isinf(float(got[12])) and torch.equal(got[1:5], w[1:5])
+    assert torch.isfinite(got[:12]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("c", [0.0, 0.5, 2.0])
 @pytest.mark.parametrize("r", [2.3, 0.5, math.inf])
 def test_expmap0_clipped_equals_two_calls(c, r, dtype):

@@ -60,7 +60,10 @@ SCALES = {
     "SOP": dict(B=75, C=11318, K=2, D=384, M=11318, delta_h=1.0, delta_e=5.0),
 }
 IMPLS = ("ours", "ours_nochecks", "ref")
+#: the step's matrix products alone, same shapes: the floor no rewrite of the rest can go below
+FLOOR_IMPL = "matmuls"
 IMPL_NAMES = {"ours": "ours", "ours_nochecks": "ours, checks(False)", "ref": "geoopt reference",
+              "matmuls": "the step's matmuls alone",
               "hyphc_ours": "HypHC term ours", "hyphc_ours_nochecks": "HypHC term ours, checks(False)",
               "hyphc_ref": "HypHC term elementwise route"}
 HYPHC_IMPLS = ("hyphc_ours", "hyphc_ours_nochecks", "hyphc_ref")
@@ -186,7 +189,19 @@ def _build(impl: str, B: int, C: int, K: int, D: int, M: int, delta_h: float, de
     labels = torch.randint(C, (B,), generator=g).to(dev)
     params = [x_e, crit.proxies, *head.parameters()]
 
-    if impl in ("ours", "ours_nochecks"):
+    if impl == FLOOR_IMPL:
+        W, bias = head.linear.weight.detach(), head.linear.bias.detach()
+        P, x = crit.proxies.detach().reshape(C * K, D), x_e.detach()
+
+        def run():
+            # the 12 products of the step: the head on the batch and on the C·K proxies (forward, and
+            # the gradients for the input and for W), the Euclidean and the hyperbolic (B, C·K)
+            # similarity products (forward, and the gradients for both sides)
+            th, tp = torch.addmm(bias, x, W.T), torch.addmm(bias, P, W.T)
+            s_e, s_h = x @ P.T, th @ tp.T
+            out = [s_e @ P, s_e.T @ x, s_h @ tp, s_h.T @ th, tp @ W, tp.T @ P, th @ W, th.T @ x]
+            return sum(o[0, 0] for o in out)
+    elif impl in ("ours", "ours_nochecks"):
         checks = impl == "ours"
 
         def run():
@@ -212,6 +227,8 @@ def _build(impl: str, B: int, C: int, K: int, D: int, M: int, delta_h: float, de
         raise ValueError(impl)
 
     def extract(loss):
+        if impl == FLOOR_IMPL:
+            return {"loss": loss.double().cpu().numpy().reshape(1)}
         return {"loss": loss.double().cpu().numpy().reshape(1),
                 **{name: p.grad.float().cpu().numpy() for name, p in
                    (("x_e", x_e), ("proxies", crit.proxies), ("W", head.linear.weight))}}
@@ -291,7 +308,7 @@ def main(argv=None) -> int:
 
     results: dict = {}
     skipped: dict = {}
-    impls = IMPLS if args.no_hyphc else IMPLS + HYPHC_IMPLS
+    impls = IMPLS + (FLOOR_IMPL,) if args.no_hyphc else IMPLS + (FLOOR_IMPL,) + HYPHC_IMPLS
     try:
         import geoopt  # noqa: F401  (only the reference step needs it)
         no_geoopt = None
@@ -319,7 +336,7 @@ def main(argv=None) -> int:
                 continue
             print(f"       {r['ms']:.2f} ms (median of {r['n']}), {r['mib']:.1f} MiB", file=sys.stderr, flush=True)
 
-    headers = ["scale", "ours ms", "no-checks ms", "ref ms", "faster vs ref", "ours CPU ms", "ref CPU ms",
+    headers = ["scale", "ours ms", "no-checks ms", "matmuls alone ms", "ref ms", "faster vs ref", "ours CPU ms", "ref CPU ms",
                "ours MiB", "no-checks MiB", "ref MiB", "less mem vs ref", "abs Δ loss", "max rel Δ grad"]
     rows = []
     hyphc_diffs = {}
@@ -338,9 +355,10 @@ def main(argv=None) -> int:
                 dl, dg = _diffs(o["values"], rf["values"])
                 if group is HYPHC_IMPLS:
                     hyphc_diffs[scale] = dl
+            fl = results.get((scale, FLOOR_IMPL)) if group is IMPLS else None
             rows.append([
                 label.format(scale=scale, CK=d["C"] * d["K"], **d),
-                cm.fmt_ms(ms(o)), cm.fmt_ms(ms(n)), cm.fmt_ms(ms(rf)), cm.fmt_ratio(ms(rf), ms(o)),
+                cm.fmt_ms(ms(o)), cm.fmt_ms(ms(n)), cm.fmt_ms(ms(fl)), cm.fmt_ms(ms(rf)), cm.fmt_ratio(ms(rf), ms(o)),
                 cm.fmt_ms(cpu(o)), cm.fmt_ms(cpu(rf)),
                 cm.fmt_mib(mb(o)), cm.fmt_mib(mb(n)), cm.fmt_mib(mb(rf)), cm.fmt_ratio(mb(rf), mb(o)),
                 cm.fmt_err(dl), cm.fmt_err(dg),
@@ -353,6 +371,8 @@ def main(argv=None) -> int:
         f"backward. c={args.c:g}, r={args.r:g}, tau={args.tau:g}, gamma=5, lambda=20",
         "ours = chestlab CHESTLoss + HyperbolicHead (checks on; 'no-checks' = inside poincare.checks(False)); "
         "ref = same loss with geoopt expmap0 + broadcasting dist (B, C·K, D), torch.cdist, same weights/triplets",
+        "matmuls alone = the step's 12 matrix products at the same shapes (head on batch and proxies, both (B, C·K) "
+        "similarities; forward and backward), nothing else: the floor of any implementation on this device",
         "HypHC term rows: hyphc_loss(...).mean() fwd+bwd on C·K proxies; ours = Gram route (poincare.group_dist_lca), "
         "ref = elementwise route (poincare.dist + lca_depth on (M, 3, D) pairs), same proxies/triplets",
         f"time: median wall ms of fwd+bwd (warm-up {args.warmup}, up to {args.repeats} repeats, {args.budget:g} s budget "
@@ -376,7 +396,9 @@ def main(argv=None) -> int:
         failed |= not ok
         n = results.get((scale, "ours_nochecks"))
         extra = f" (checks(False): {n['ms']:.1f} ms {cm.verdict(n['ms'] <= target)})" if n else ""
-        notes.append(f"TARGET {scale} step <= {target:g} ms: {o['ms']:.1f} ms {cm.verdict(ok)}{extra}{tnote}")
+        fl = results.get((scale, FLOOR_IMPL))
+        floor = (f"; its matmuls alone take {fl['ms']:.1f} ms, {100 * fl['ms'] / o['ms']:.0f} % of it" if fl else "")
+        notes.append(f"TARGET {scale} step <= {target:g} ms: {o['ms']:.1f} ms {cm.verdict(ok)}{extra}{floor}{tnote}")
     o = results.get(("SOP", "ours"))
     if o is not None:
         ok = o["mib"] < SOP_MIB_TARGET

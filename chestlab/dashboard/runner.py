@@ -149,7 +149,8 @@ def apply_live(run: Run, cfg: TrainConfig, override: Optional[dict[str, Any]] = 
     if not apply:
         return held, None
     try:
-        tr.set(**apply)
+        with run.lock:  # not in the middle of another script thread's step (see Run.lock)
+            tr.set(**apply)
     except ValueError as err:  # refused whole: nothing changed
         return held, str(err)
     return held, None
@@ -277,8 +278,8 @@ def stop(state: DashState, run: Run, why: str) -> None:
     if run.good_state is not None:
         import torch
 
-        now = _tensors(run.trainer)  # views of the live tensors: copied into in place
-        with torch.no_grad():
+        with run.lock, torch.no_grad():
+            now = _tensors(run.trainer)  # views of the live tensors: copied into in place
             for k, good in run.good_state.items():
                 if k in now and now[k].shape == good.shape:
                     now[k].copy_(good)

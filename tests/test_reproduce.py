@@ -205,6 +205,16 @@ def test_dims_and_hier_commands_write_their_tables(tmp_path):
     assert all(0 <= r["R@1"] <= 1 and r["severity"] >= 0 for r in rows)
     md = (tmp_path / "dims" / "dims.md").read_text()
     assert md.count("\n| tree |") == 4 and (tmp_path / "dims" / "dims.png").stat().st_size > 10_000
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from chestlab.reproduce.hierarchy import _dims_figure
+
+    for spread in ((2, 4), (2, 8, 64)):  # the x axis labels exactly the dimensions run, no log-axis minor labels
+        fig = _dims_figure([{**r, "D": d} for d in spread for r in rows if r["D"] == 2])
+        FigureCanvasAgg(fig).draw()
+        for ax in fig.axes:
+            assert [t.get_text() for t in ax.get_xticklabels()] == [str(d) for d in spread]
+            assert not [t.get_text() for t in ax.get_xminorticklabels() if t.get_text()]
     again = dims(tmp_path / "dims", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False)
     assert again == rows  # finished runs are read back, not retrained
     # two runs at once, in spawned single-thread processes: the same results as one after the other

@@ -190,5 +190,6 @@ def _dims_figure(rows: Sequence[dict]):
                                 label="ball (H only, $d_H$)" if space == "H" else "plane (E only, $d_E$)")
                 ax.set(xscale="log", xlabel="embedding dimension D", ylabel=m, title=f"{ds}: {m}")
                 ax.set_xticks(sorted({r["D"] for r in rows}), labels=[str(d) for d in sorted({r["D"] for r in rows})])
+                ax.minorticks_off()  # the log axis's minor labels ("3×10⁰ …") overlapped the dimensions
         axs[0, 0].legend()
     return fig

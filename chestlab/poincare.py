@@ -382,16 +382,27 @@ def _asinh_nonneg_(z: Tensor) -> Tensor:
     return _log1p_nonneg_(z.add_(torch.div(z, q, out=q)))
 
 
+#: elements per block of ``_log1p_nonneg_``: its ~5 temporaries of a block stay in the CPU's cache
+_LOG1P_BLOCK = 1 << 18
+
+
 def _log1p_nonneg_(w: Tensor) -> Tensor:
-    r""":math:`\operatorname{log1p} w` for ``w >= 0`` (``inf`` included; may reuse ``w``'s memory), by
-    Goldberg's correction :math:`\log(u)\,w/(u - 1)` with :math:`u = \operatorname{fl}(1 + w)`
-    (exactly ``w`` where ``u = 1``): within 2 ulp of ``torch.log1p``, and ~4x faster on the CPU, where
-    ``torch.log`` is vectorised and ``torch.log1p`` is not (measured: 850 vs 107 µs for 200k floats)."""
-    u = w + 1
-    t = u - 1  # exact: the part of w that survived the rounding of 1 + w
-    exact = t == 0  # 1 + w rounded to 1: log1p w = w to within an ulp
-    ratio = torch.div(w, t, out=t).nan_to_num_(1.0)  # inf / inf (w = inf) -> 1; w / 0 is replaced below
-    return torch.where(exact, w, u.log_().mul_(ratio))
+    r""":math:`\operatorname{log1p} w` for ``w >= 0`` (``inf`` included), in place, by Goldberg's
+    correction :math:`\log(u)\,w/(u - 1)` with :math:`u = \operatorname{fl}(1 + w)` (exactly ``w``
+    where ``u = 1``): within 2 ulp of ``torch.log1p``, which the CPU build does not vectorise
+    (``torch.log`` it does: 850 vs 107 µs for 200k floats, 2 threads). Evaluated in blocks of
+    ``_LOG1P_BLOCK`` elements, so that its temporaries stay in cache. ``pairwise_dist`` forward,
+    2 threads: 2.63 → 2.43 ms on CUB's (200, 1000) distances, 32.1 → 29.1 ms on SOP's (75, 22636)
+    (unblocked, the extra passes over memory made the SOP case slower than ``log1p_``)."""
+    if not w.is_contiguous():
+        return w.copy_(_log1p_nonneg_(w.contiguous()))
+    for part in w.view(-1).split(_LOG1P_BLOCK):
+        u = part + 1
+        t = u - 1  # exact: the part of w that survived the rounding of 1 + w
+        exact = t == 0  # 1 + w rounded to 1: log1p w = w to within an ulp
+        ratio = torch.div(part, t, out=t).nan_to_num_(1.0)  # inf / inf (w = inf) -> 1; w / 0 is replaced below
+        torch.where(exact, part, u.log_().mul_(ratio), out=part)
+    return w
 
 
 def _safe_sqrt(x: Tensor) -> Tensor:

@@ -413,7 +413,7 @@ def test_asinh_nonneg_matches_torch(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_log1p_nonneg_matches_torch(dtype):
+def test_log1p_nonneg_matches_torch(dtype, monkeypatch):
     """The vectorised log1p (Goldberg's correction) is within a few ulp of torch.log1p from the
     subnormals to inf, exact at 0, at inf and where 1 + w rounds to 1 (log1p w = w there)."""
     fi = torch.finfo(dtype)
@@ -426,6 +426,14 @@ def test_log1p_nonneg_matches_torch(dtype):
     assert float(rel.max()) < 4 * fi.eps
     assert float(got[0]) == 0.0 and math.isinf(float(got[12])) and torch.equal(got[1:5], w[1:5])
     assert torch.isfinite(got[:12]).all()
+    # in place, block by block (a block boundary inside the special values), and for a strided view
+    buf = w.clone()
+    monkeypatch.setattr(P, "_LOG1P_BLOCK", 7)
+    assert P._log1p_nonneg_(buf) is buf and torch.equal(buf, got)
+    grid = w[:20000].clone().view(100, 200)
+    view = grid.T  # not contiguous: written back through the view
+    expect = P._log1p_nonneg_(grid.T.contiguous())
+    assert P._log1p_nonneg_(view) is view and torch.equal(grid.T, expect)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -496,6 +496,28 @@ def test_presets_write_values_and_widgets() -> None:
     assert state.values["loss"] == "mix" and session["w_t_e"] == LOSS_PRESETS[mix]["t_e"]
 
 
+def test_preset_box_names_the_preset_the_settings_follow() -> None:
+    """The box shows the chosen preset while the settings follow it, another one they follow, or
+    "none" — never "CHEST (paper)" for a page that trains chest_hier (a link's loss=chest_hier did that)."""
+    state = DashState()
+    session: dict = {}
+    controls.init(state, session)
+    assert controls.matching_preset(state.values, "CHEST (paper)") == "CHEST (paper)"  # the page's defaults
+    controls.apply_preset(state, session, "H+E+Multi")
+    assert controls.matching_preset(state.values, "H+E+Multi") == "H+E+Multi"
+    assert controls.matching_preset(state.values, "CHEST (paper)") == "H+E+Multi"  # tau = 0: not CHEST any more
+    controls.set_value(state, session, "eta_e", 0.5)
+    assert controls.matching_preset(state.values, "H+E+Multi") == controls.NO_PRESET
+    controls.apply_preset(state, session, "CHEST (paper)")
+    controls.set_value(state, session, "loss", "chest_hier")
+    assert controls.matching_preset(state.values, "CHEST (paper)") in (controls.NO_PRESET, "CHEST + HIER")
+    controls.set_value(state, session, "K", 1)  # K=None presets need K >= 2
+    assert controls.matching_preset(state.values, None) == controls.NO_PRESET
+    before = dict(state.values)
+    controls.apply_preset(state, session, controls.NO_PRESET)  # choosing "none" changes nothing
+    assert state.values == before
+
+
 # ------------------------------------------------------------------------------------------------
 # the URL
 # ------------------------------------------------------------------------------------------------
@@ -641,6 +663,24 @@ def test_train_chunk_steps_every_run_and_pauses_on_divergence() -> None:
     state.playing = True
     assert runner.train_chunk(state, budget_s=10.0, max_steps=2) == 2
     assert a.trainer.step_count == 6 and b.trainer.step_count == 3 and state.playing
+
+
+def test_figures_with_titles_leave_room_for_the_mode_bar(run_a) -> None:
+    """The histogram and dendrogram figures have titles over their right-hand panel, where plotly's
+    mode bar sits: they are drawn with MODEBAR_PX more top margin, once however often they are drawn."""
+    session: dict = {}
+    ctx = ctx_of(run_a, session)
+    base = similarity.figure(ctx).layout.margin.t
+    tops = []
+    for _ in range(2):
+        box = Box(session)
+        P.draw_run(ctx, box)
+        figs = box.figures()
+        assert figs["sim_A"].layout.margin.t == base + P.MODEBAR_PX
+        tops.append(figs["hier_A"].layout.margin.t)
+    assert tops[0] == tops[1] >= P.MODEBAR_PX + 20  # the dendrogram figure is cached: not grown at each redraw
+    again = P.modebar_room(P.modebar_room(figs["hier_A"]))
+    assert again.layout.margin.t == figs["hier_A"].layout.margin.t
 
 
 def test_two_script_threads_never_train_one_run_at_once() -> None:

@@ -43,7 +43,7 @@ __all__ = [
     "BASE", "HIDDEN", "SIDEBAR", "LOSS_PRESETS", "REFRESH_S", "TRAIN_FRACTION", "COMPARE_FIRST",
     "wkey", "widget_kind", "options_of", "format_value", "to_widget", "label_of", "help_of", "shown_keys", "init", "set_value",
     "ensure_widgets", "lazy_expander", "section_key", "LAZY_SECTIONS",
-    "apply_preset", "from_widget", "parse_url_value", "read", "config", "load_url", "url_query", "sync_url",
+    "apply_preset", "matching_preset", "NO_PRESET", "from_widget", "parse_url_value", "read", "config", "load_url", "url_query", "sync_url",
     "compare_keys", "compare_range", "check_compare", "find_preset", "widget", "draw_sidebar", "PAGE_ONLY", "PAGE_RANGE",
 ]
 
@@ -266,9 +266,38 @@ def set_value(state: DashState, session: MutableMapping, name: str, value: Any) 
     session[wkey(name)] = to_widget(s, value)
 
 
+#: What the preset box shows when the settings match no preset (changed by hand, or by a link)
+NO_PRESET = "— none (settings changed) —"
+
+
+def _preset_holds(preset: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    for key, want in preset.items():
+        have = values.get(key)
+        if key == "K" and want is None:  # "keep the current K, at least 2"
+            if not (isinstance(have, int) and have >= 2):
+                return False
+        elif isinstance(want, float) and isinstance(have, (int, float)) and not isinstance(have, bool):
+            if not math.isclose(have, want, rel_tol=1e-9, abs_tol=1e-12):
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def matching_preset(values: Mapping[str, Any], current: Optional[str] = None) -> str:
+    """The loss preset the settings ``values`` follow: ``current`` while they still do, else the
+    first that holds, else :data:`NO_PRESET` — so the preset box never names a preset the page no
+    longer trains (e.g. "CHEST (paper)" after a link set ``loss=chest_hier``)."""
+    if current in LOSS_PRESETS and _preset_holds(LOSS_PRESETS[current], values):
+        return current
+    return next((name for name, p in LOSS_PRESETS.items() if _preset_holds(p, values)), NO_PRESET)
+
+
 def apply_preset(state: DashState, session: MutableMapping, name: str) -> None:
     """Write a loss preset of :data:`chestlab.paper.LOSS_PRESETS` into the values and widgets
-    (``K=None``: keep the current K, at least 2)."""
+    (``K=None``: keep the current K, at least 2). :data:`NO_PRESET` writes nothing."""
+    if name not in LOSS_PRESETS:
+        return
     for key, value in LOSS_PRESETS[name].items():
         if key == "K" and value is None:
             value = max(2, int(state.values.get("K", 2)))
@@ -503,7 +532,8 @@ def draw_sidebar(state: DashState, session: MutableMapping, sb: Any, on_preset: 
     keys = shown_keys(state.values)
     ensure_widgets(state, session, keys)
     sb.header("Settings")
-    sb.selectbox("Loss preset", list(LOSS_PRESETS), key="preset", on_change=on_preset,
+    session["preset"] = matching_preset(state.values, session.get("preset"))  # before the box is drawn
+    sb.selectbox("Loss preset", [*LOSS_PRESETS, NO_PRESET], key="preset", on_change=on_preset,
                  help="The trainings of Tables 6–7 (η_H, η_E, K, τ) and the hard-negative paper's losses. "
                       "Sets the controls below; K and loss need Reset.")
     for title, groups, expanded in SIDEBAR:

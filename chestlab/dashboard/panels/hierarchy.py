@@ -186,7 +186,7 @@ def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> di
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG
+    from . import PLOTLY_CONFIG, modebar_room
 
     exp = box.expander(TITLE + (f" · run {ctx.name}" if ctx.name and not ctx.wide else ""), expanded=True)
     if ctx.primary:
@@ -215,7 +215,7 @@ def render(ctx: Any, box: Any) -> None:
     if figs is None:  # built once per step and run
         figs = d["figures"][ctx.name] = figures(d, ctx.name)
     if "tree" in figs:
-        exp.plotly_chart(figs["tree"], key=f"hier_{ctx.name}", config=PLOTLY_CONFIG)
+        exp.plotly_chart(modebar_room(figs["tree"]), key=f"hier_{ctx.name}", config=PLOTLY_CONFIG)
     else:
         exp.info("Fewer than two leaves: no dendrogram to decode.")
     exp.caption(

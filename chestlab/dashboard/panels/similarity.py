@@ -20,8 +20,6 @@ SLOT = "left"
 #: the views (radio options) and the widget key
 VIEWS = ("similarities (Fig. 3)", "per-sample margins (Eq. 7)")
 VIEW_KEY = "sim_view"
-#: height of plotly's mode bar (px), kept free above the figures' titles
-MODEBAR_PX = 26
 
 
 def _margins_of(cfg: Any) -> dict:
@@ -60,7 +58,7 @@ def view_of(ctx: Any, box: Any) -> str:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG
+    from . import PLOTLY_CONFIG, modebar_room
 
     box.markdown(f"**{TITLE}** — positive class vs negative classes (paper Fig. 3), or each sample's margin (Eq. 7)")
     tr = ctx.trainer
@@ -73,9 +71,7 @@ def render(ctx: Any, box: Any) -> None:
             box.info(f"The {tr.config.loss} loss computes no class similarities (it has no proxies): "
                      "the histograms need a loss with class proxies, such as chest.")
         return
-    # room above the panel titles for plotly's mode bar, which otherwise covers the right panel's title
-    fig.update_layout(margin_t=(fig.layout.margin.t or 40) + MODEBAR_PX)
-    box.plotly_chart(fig, key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)
+    box.plotly_chart(modebar_room(fig), key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)
     if "delta_h" not in tr.config.keys():
         return
     if view == VIEWS[1]:

@@ -127,8 +127,8 @@ fig.tight_layout()
 
 # %% [markdown]
 # A complete tree with branching $b$ has $b^\ell$ nodes at depth $\ell$, pairwise at tree distance $\ge 2$:
-# exponential in $\ell$, like the right panel's hyperbolic curves (a circle of radius $\rho$ holds
-# $\approx e^{\sqrt c\rho}$ such points), while the plane's count grows only linearly in $\rho$.
+# exponential in $\ell$, like the right panel's hyperbolic curves (the number of such points a circle of
+# radius $\rho$ holds grows like $e^{\sqrt c\rho}$), while the plane's count grows only linearly in $\rho$.
 #
 # ## 2. A tree in the disk, and in the plane
 #
@@ -359,7 +359,7 @@ fig.tight_layout()
 # %% [markdown]
 # What the numbers say (full run; fast mode trains 4× shorter and shows the same trends less clearly):
 #
-# * **Super-class is direction.** Each super-class occupies an angular sector (its $R$ is close to 1, all
+# * **Super-class is direction.** Each super-class occupies an angular sector (its $R$ is 0.76–0.90; all
 #   points together have $R$ near 0), and the angle alone recovers the super-class far above chance.
 # * **Depth is not the sample's own norm.** Clipping caps it at $d_H(0,x) = 2r$, and training drives the
 #   samples towards that cap: more than half of them lie within 1 of it, whatever their class.

@@ -444,7 +444,7 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # $1-\tanh(s)\approx 2e^{-2s}$ drops below float32's half-step at 1 ($2^{-25}\approx 3\cdot10^{-8}$) for
 # $s > \tfrac12\ln(2\cdot 2^{25}) \approx 9.0$. But `project` keeps float32 points at margin $\varepsilon = 10^{-5}$, which
 # $2e^{-2s}$ reaches at $s^* = \tfrac12\ln(2/\varepsilon)\approx 6.1$: that comes first, and it is what the table shows — its
-# float32 margin column is $10^{-5}$ from $s = 6.2$ on, and the error jumps from $6\cdot10^{-4}$ to $3\cdot10^{-2}$ there.
+# float32 margin column is $10^{-5}$ from $s = 6.1$ on, and the error jumps from $6\cdot10^{-4}$ to $3\cdot10^{-2}$ there.
 # </details>
 #
 # <details><summary>Solution 4</summary>

@@ -176,7 +176,7 @@ fig.tight_layout()
 # So “larger $c$ concentrates the weights” is not what happens for features on the clipping shell: there a
 # larger $c$ selects **more** negatives at the same $t$ (at $t = 0.2$: 2.5 at $c = 0.01$, 32 at $c = 4$); only a lower $t$
 # concentrates them. Without clipping the curve goes down and up again — and these deep features are so
-# concentrated ($n_{\text{eff}}\approx 1$–2) that $c$ hardly matters. An exact way to see why there is no general rule:
+# concentrated ($n_{\text{eff}}\approx 1$–2.5) that $c$ hardly matters. An exact way to see why there is no general rule:
 # by lesson 00, $(c, t)$ on features $v$ is the same as $(1, \sqrt c\,t)$ on features $\sqrt c\,v$ (clipped at $\sqrt c\,r$). Raising $c$
 # scales the features *and* the temperature by $\sqrt c$; in a flat region the two cancel (the flat left part of
 # both panels); what is left is curvature, whose effect depends on where the features sit. Play with $t$,
@@ -311,7 +311,7 @@ for t_ in ts:
 # data, a 300-step MLP — not ViTs on image benchmarks):
 #
 # * *Disagrees*: the sphere does **not** improve as $t$ falls: 89.6 at $t = 0.05$, 91.3 at $t = 0.2$, 90.4 at $t = 0.5$ —
-#   flat within the seed spread (± 2–3 points).
+#   flat within the seed spread (± 2–4 points).
 # * *Disagrees*: at small temperature the ball is **better** than the sphere, not comparable: at $t = 0.05$
 #   and $0.1$ it wins by 1–4.5 points in every seed and at every $c$. At $t\ge 0.2$ the two are within noise.
 # * *Agrees, in a stronger form*: **the curvature hardly matters.** $c = 0.01$ — where the reachable region
@@ -380,7 +380,7 @@ print(f"over {len(top)} anchors: sphere and ball agree on the hardest negative i
 
 # %% [markdown]
 # On this model the two geometries agree on the hardest negative for most anchors; where they disagree,
-# Mix almost always follows the ball, whose weights are the sharper ones here (compare $n_{\text{eff}}$ below):
+# Mix mostly follows the ball, whose weights are the sharper ones here (compare $n_{\text{eff}}$ below):
 # the product is dominated by its sharper factor. Move $\beta$ to hand the selection from one geometry to
 # the other.
 

@@ -255,7 +255,7 @@ pd.DataFrame(table).T.style.format("{:.3f}")
 # $\cosh(\sqrt c d_H) = \cosh(2\sqrt c s)\cosh(2\sqrt c t) - \sinh(2\sqrt c s)\sinh(2\sqrt c t)\cos\theta$. Among points
 # at one radius ($s = t$) this is a monotone function of $\theta$, so the Poincaré ranking *is* the cosine
 # ranking: on the clipped points the two R@1 agree exactly. Section 2 shows that not all points are
-# clipped — the tangent norms of the unseen digits vary widely, and about half of them are below $r$ —
+# clipped — the tangent norms of the unseen digits vary widely, and about two thirds of them are below $r$ —
 # and between points at different radii the distance depends on both radii as well as on the angle,
 # so there the two rankings can differ, and the two R@1 on all points need not be equal.
 # </details>

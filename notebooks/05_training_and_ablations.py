@@ -287,7 +287,7 @@ pd.DataFrame(deltas)
 # * *What we see.* In full mode each row is the mean of three seeds, and one seed moves R@1 by up to
 #   about three points here (the `R@1 std` column). A difference is evidence only when it is well
 #   outside that noise — read the last column of the Δ table (about two standard errors). With three
-#   seeds the standard error of a difference is one to two and a half points, so differences of a point or two
+#   seeds the standard error of a difference is about one to two points, so differences of a point or two
 #   are not evidence, whichever way they go.
 # * *Different problem.* `tree` is a small synthetic hierarchy with a 2-layer MLP, not a pretrained ViT on
 #   photographs. Relative orders can differ; the toy is for understanding the mechanics, not for

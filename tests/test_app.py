@@ -550,9 +550,13 @@ def test_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
         t0 = time.monotonic()
         chrome = Chromium(browser, tmp_path / "profile")
+        chrome.stamp_on_load("__first_plot", _PLOTS_JS)
         chrome.goto(f"http://127.0.0.1:{port}/?delta_h=2.0")
         chrome.wait_for(_PLOTS_JS, 60, "the first plots")
         first_plot_s = time.monotonic() - t0
+        chrome.wait_for("window.__first_plot !== undefined", 10, "the browser's stamp of the first plot", poll=0.05)
+        by_browser = chrome.js("window.__first_plot") / 1000  # from the start of the navigation
+        assert 0 < by_browser <= first_plot_s + 0.5
         chrome.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.includes('Step'))", 30, "the Step button")
         chrome.click_button("Step")
         chrome.wait_for(_HIST_JS, 60, "the similarity histograms after Step")
@@ -562,6 +566,14 @@ def test_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
         text = chrome.js("document.body.innerText")
         assert "Poincaré disk" in text and "Traceback" not in text
         assert first_plot_s < 30, f"first plot after {first_plot_s:.1f} s"
+        # Play, then Pause while it trains: both answer (timed by the browser), and the run goes on
+        # (two script threads stepping one model once stopped it here, see Run.lock)
+        label = "[...document.querySelectorAll('button')].some(b => b.innerText.trim().endsWith({!r}))"
+        played = chrome.click_and_time("Play", label.format("Pause"), 30, "Play to answer")
+        time.sleep(1.5)
+        paused = chrome.click_and_time("Pause", label.format("Play"), 30, "Pause to answer")
+        assert 0 < played < 30 and 0 < paused < 30
+        assert "Training stopped" not in chrome.js("document.body.innerText")
         print(f"first plot {first_plot_s:.1f} s; screenshot {tmp_path / 'dashboard.png'}")
     finally:
         if chrome is not None:

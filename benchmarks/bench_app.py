@@ -229,13 +229,12 @@ def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
                 out["draw_median_s"] = statistics.median(draws) if draws else float("nan")
                 # Pause at several moments of the refresh cycle (mid-training, mid-drawing, waiting):
                 # Play again, let it play a varying while, click Pause; the worst answer counts
-                label = "[...document.querySelectorAll('button')].some(b => b.innerText.trim().endsWith({!r}))"
                 pauses = []
                 for k in range(_PAUSES):
                     if k:
-                        chrome.click_and_time("Play", label.format("Pause"), 30, "Play to answer")
+                        chrome.click_and_time("Play", T.button_reads("Pause"), 30, "Play to answer")
                         time.sleep(0.5 + 0.8 * k / _PAUSES)  # spreads the clicks over the 0.8-s cycle
-                    pauses.append(chrome.click_and_time("Pause", label.format("Play"), 30, "Pause to answer"))
+                    pauses.append(chrome.click_and_time("Pause", T.button_reads("Play"), 30, "Pause to answer"))
                 out["pause_response_s"] = max(pauses)
                 out["pause_all"] = pauses
                 out["stopped"] = chrome.js("document.body.innerText.includes('Training stopped')")

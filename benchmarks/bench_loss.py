@@ -16,7 +16,9 @@ and the proxies).
              ``dist(x_h[:, None], p_h[None], k=-c)`` (a (B, C·K, D) tensor), ``D_E`` is
              ``torch.cdist``, the HypHC term uses geoopt ``dist`` for S and the closed-form LCA depth
              (geoopt has none) written here. Same weights, proxies, labels and triplets as ours, so
-             the loss values and gradients can be compared (last columns).
+             the loss values and gradients can be compared (last columns);
+* matmuls alone   the step's 12 matrix products at the same shapes and nothing else: the floor of
+             any implementation on the device (the target lines give the step's share of it).
 
 Scales (CHEST paper, Table 1, ViT-S): CUB B=200, C=100, K=10, D_E=D_H=384, M=100, delta_h=20,
 delta_e=1; SOP B=75, C=11318, K=2, D=384, M=11318, delta_h=1, delta_e=5 (the paper's best margins;
@@ -308,7 +310,7 @@ def main(argv=None) -> int:
 
     results: dict = {}
     skipped: dict = {}
-    impls = IMPLS + (FLOOR_IMPL,) if args.no_hyphc else IMPLS + (FLOOR_IMPL,) + HYPHC_IMPLS
+    impls = IMPLS + (FLOOR_IMPL,) + (() if args.no_hyphc else HYPHC_IMPLS)
     try:
         import geoopt  # noqa: F401  (only the reference step needs it)
         no_geoopt = None

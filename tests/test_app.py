@@ -522,7 +522,14 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
 
 # Pixels of a Plotly plot: the similarity-histogram bars are drawn as SVG paths inside .js-plotly-plot.
 _PLOTS_JS = "document.querySelectorAll('.js-plotly-plot .main-svg').length"
+
+
 _HIST_JS = "document.querySelectorAll('.js-plotly-plot .bars path, .js-plotly-plot .barlayer path').length"
+
+
+def button_reads(text: str) -> str:
+    """JS: some button's label ends with ``text`` (the Play button reads "Pause" while playing)."""
+    return f"[...document.querySelectorAll('button')].some(b => b.innerText.trim().endsWith({json.dumps(text)}))"
 
 
 def _nonblank(png: bytes) -> float:
@@ -568,10 +575,9 @@ def test_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
         assert first_plot_s < 30, f"first plot after {first_plot_s:.1f} s"
         # Play, then Pause while it trains: both answer (timed by the browser), and the run goes on
         # (two script threads stepping one model once stopped it here, see Run.lock)
-        label = "[...document.querySelectorAll('button')].some(b => b.innerText.trim().endsWith({!r}))"
-        played = chrome.click_and_time("Play", label.format("Pause"), 30, "Play to answer")
+        played = chrome.click_and_time("Play", button_reads("Pause"), 30, "Play to answer")
         time.sleep(1.5)
-        paused = chrome.click_and_time("Pause", label.format("Play"), 30, "Pause to answer")
+        paused = chrome.click_and_time("Pause", button_reads("Play"), 30, "Pause to answer")
         assert 0 < played < 30 and 0 < paused < 30
         assert "Training stopped" not in chrome.js("document.body.innerText")
         print(f"first plot {first_plot_s:.1f} s; screenshot {tmp_path / 'dashboard.png'}")

@@ -50,6 +50,11 @@ PRESETS["demo-shapes-hier"] = dict(PRESETS["demo-shapes"], **_HIER)
 # steps): tau's changes to the decoded proxy tree's cophenetic correlation / purity / Dasgupta cost stay
 # within two standard errors (the lesson measures it again and says why).
 PRESETS["demo-tree-hyphc"] = dict(PRESETS["demo-tree"], r=1.0, tau=8.0)
+# A tree where theory says the ball wins (Sarkar 2011; Nickel & Kiela 2017; Sala et al. 2018): many leaves
+# (4 x 4 x 4 x 4 = 256) for a small dimension, and equal edge lengths at every level (decay 1), so the
+# number of nodes within a distance grows exponentially, as in the ball and unlike in R^D. D_H = D_E.
+PRESETS["demo-tree-wide"] = dict(PRESETS["demo-tree"], data_options={"branching": [4, 4, 4, 4], "decay": 1.0},
+                                 dim_e=4, dim_h=4)
 # unsupervised hierarchical similarity (CVPR 2021) on tree: random batches, the labels are not used
 PRESETS["demo-tree-unsup"] = dict(dataset="tree", backbone="mlp", dim_e=64, dim_h=16, batch_size=64, lr=5e-4, steps=300,
                                   eval_every=100, loss="unsup", unsup_levels=(8, 32, 128), unsup_refresh=50,

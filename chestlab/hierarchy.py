@@ -322,7 +322,7 @@ class Hierarchy:
     def lca_depth(self, a: ArrayLike, b: ArrayLike) -> np.ndarray:
         """Levels shared by classes ``a`` and ``b`` (ints, broadcasting): the length of the common
         prefix of their paths; 0 = only the root in common, ``depth`` = the same class."""
-        ca, cb = self.codes[_as_int_array(a, "a")], self.codes[_as_int_array(b, "b")]
+        ca, cb = self.codes[_class_indices(a, "a", self.num_classes)], self.codes[_class_indices(b, "b", self.num_classes)]
         return np.cumprod(ca == cb, axis=-1).sum(-1)
 
     def lca_height(self, a: ArrayLike, b: ArrayLike) -> np.ndarray:
@@ -388,6 +388,15 @@ def _as_int_array(values: ArrayLike, name: str) -> np.ndarray:
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
     return arr.astype(np.int64)
+
+
+def _class_indices(values: ArrayLike, name: str, C: int) -> np.ndarray:
+    """Integer class indices in ``[0, C)`` (a negative index would silently wrap around)."""
+    arr = _as_int_array(values, name)
+    if arr.size and (arr.min() < 0 or arr.max() >= C):
+        raise ValueError(f"{name} must hold class indices in [0, {C}) (the hierarchy's C = {C} classes), "
+                         f"found {arr.min()}..{arr.max()}")
+    return arr
 
 
 def _as_points(points: ArrayLike, name: str = "points") -> Tensor:

@@ -15,9 +15,10 @@ Conventions
 * Points given to a function must lie inside the ball: ``check_in_ball`` raises a ``ValueError``
   naming the argument otherwise; tangent / Euclidean vectors must be finite (``check_finite``).
   These checks read tensor *values* (one reduction and, on a GPU, one host sync per argument);
-  switch them off in hot loops with ``checks(False)``. Checks of types, shapes and Python scalars
-  always run. Maps that can land on the boundary in finite precision (``expmap0``, ``expmap``,
-  ``mobius_add``...) ``project`` their output, so no NaN ever comes out silently.
+  switch them off in hot loops with ``checks(False)`` (for the current thread only: a context
+  variable). Checks of types, shapes and Python scalars always run. Maps that can land on the
+  boundary in finite precision (``expmap0``, ``expmap``, ``mobius_add``...) ``project`` their
+  output, so no NaN ever comes out silently.
 * Extreme but valid inputs give the mathematical limit: a tangent vector of any finite norm (even
   one whose squared norm overflows) maps towards the boundary in its direction, an infinite scalar
   ``r`` (``mobius_scalar_mul``) or ``t`` (``geodesic``) gives the ideal point (projected; this needs
@@ -64,6 +65,7 @@ Every formula is rewritten so that nothing cancels and nothing divides by zero:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import numbers
 from typing import Iterator, Optional, Union
@@ -115,7 +117,10 @@ BALL_EPS = {
     torch.float64: 1e-15,
 }
 
-_CHECKS = True
+#: Whether the value checks are on, per thread and per asyncio task (a ``ContextVar``, not a module
+#: flag: the dashboard serves each browser tab in its own thread, and one tab's ``checks(False)``
+#: must not switch the checks off for the others). A new thread starts with the default, on.
+_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("chestlab_poincare_checks", default=True)
 
 #: Elements per gathered chunk in ``group_dist_lca`` on the CPU (4 MiB of float32): small enough for
 #: the allocator to reuse the memory of the previous chunk instead of mapping fresh pages.
@@ -129,19 +134,19 @@ def checks(enabled: bool) -> Iterator[None]:
 
     The checks cost one reduction and, on a GPU, one host sync per argument; the trainer switches
     them off in its inner loop, where points come from ``expmap0`` and are in the ball by construction.
-    Checks of types, shapes and Python scalars stay on.
+    Checks of types, shapes and Python scalars stay on. The switch holds for the current thread (or
+    asyncio task) only, until the block exits: other threads keep their own setting.
     """
-    global _CHECKS
-    old, _CHECKS = _CHECKS, bool(enabled)
+    token = _CHECKS.set(bool(enabled))
     try:
         yield
     finally:
-        _CHECKS = old
+        _CHECKS.reset(token)
 
 
 def checks_enabled() -> bool:
     """Whether the value checks are on (they are, except inside ``checks(False)``)."""
-    return _CHECKS
+    return _CHECKS.get()
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +176,7 @@ def check_curvature(c: Curvature, name: str = "c") -> Curvature:
                 f"{name} must be a float or a floating-point 0-d tensor, got a {c.dtype} tensor; "
                 f"pass {name}.double() or a Python float such as 0.5"
             )
-        if not _CHECKS and c.device.type != "cpu":
+        if not _CHECKS.get() and c.device.type != "cpu":
             return c
         value = float(c.detach())
     elif isinstance(c, bool) or not isinstance(c, numbers.Real):
@@ -223,7 +228,7 @@ def _check_scalar(r: object, name: str, like: Tensor, allow_inf: bool = True) ->
     if isinstance(r, Tensor):
         if not r.dtype.is_floating_point:
             raise TypeError(f"{name} must be a float or a floating-point tensor, got dtype {r.dtype}; use {name}.float()")
-        if _CHECKS and r.numel():
+        if _CHECKS.get() and r.numel():
             with torch.no_grad():
                 bad = torch.isnan(r) if allow_inf else ~torch.isfinite(r)
                 if bool(bad.any()):
@@ -255,7 +260,7 @@ def check_finite(x: Tensor, name: str = "x") -> Tensor:
     entries are only inspected one by one when the sum is not finite.
     """
     _check_tensor(x, name, "values")
-    if not _CHECKS or x.numel() == 0:
+    if not _CHECKS.get() or x.numel() == 0:
         return x
     with torch.no_grad():
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
@@ -288,7 +293,7 @@ def check_in_ball(x: Tensor, c: Curvature, name: str = "x") -> Tensor:
     """
     check_curvature(c)
     _check_tensor(x, name)
-    if not _CHECKS or x.numel() == 0:
+    if not _CHECKS.get() or x.numel() == 0:
         return x
     with torch.no_grad():
         cf = _c_value(c)
@@ -427,7 +432,7 @@ def _row_norm(x: Tensor, name: str) -> tuple[Tensor, bool]:
     before the reduction (exact). Callers then write their result as ``(x / ||x||) * radius``
     instead of ``x * factor``. With the checks off, ``huge`` is False (inputs are trusted)."""
     n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    if not _CHECKS or n.numel() == 0:
+    if not _CHECKS.get() or n.numel() == 0:
         return n, False
     big = math.sqrt(torch.finfo(x.dtype).max)
     if bool((n <= big).all()):  # NaN fails too
@@ -1165,7 +1170,7 @@ def weighted_midpoint(x: Tensor, w: Optional[Tensor], c: Curvature) -> Tensor:
         if w.shape != x.shape[:1]:
             raise ValueError(f"w must be (N,) = ({x.shape[0]},) weights, got shape {tuple(w.shape)}")
         w = w.to(x.dtype)
-        if _CHECKS:
+        if _CHECKS.get():
             with torch.no_grad():
                 if bool(torch.isnan(w).any()) or bool((w < 0).any()) or not bool((w > 0).any()):
                     raise ValueError("w must hold weights >= 0 (inf allowed), not all 0 and no NaN; "
@@ -1284,6 +1289,10 @@ def group_dist_lca(x: Tensor, groups: Tensor, c: Curvature, lca: bool = True) ->
         raise ValueError(f"groups must be (M, k) indices with k >= 2 points per group, got shape {tuple(groups.shape)}")
     _check_bool(lca, "lca")
     check_in_ball(x, c, "x")
+    if _CHECKS.get() and groups.numel():
+        lo, hi = int(groups.min()), int(groups.max())
+        if lo < 0 or hi >= x.shape[0]:
+            raise ValueError(f"groups must hold row indices of x in [0, P) = [0, {x.shape[0]}), found {lo}..{hi}")
     groups = groups.to(device=x.device, dtype=torch.long)
     M, k = groups.shape
     ia, ib = torch.triu_indices(k, k, 1, device=x.device)

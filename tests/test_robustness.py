@@ -12,6 +12,7 @@ checks of types and Python scalars are not.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -408,6 +409,67 @@ def test_hot_path_reads_no_values_with_checks_off():
         hot()
     assert off.n == 0
     assert on.n > 0  # the same calls with the checks on do read values
+
+
+def test_checks_switch_holds_per_thread():
+    """``checks(False)`` is a context variable: two overlapping threads (the dashboard serves each
+    browser tab in its own thread), A and B, enter and leave in the order A in, B in, A out, B out,
+    which left the old module flag off for the whole process. A thread with the checks on still
+    raises while the other is inside checks(False); afterwards the default (on) holds everywhere."""
+    steps = {name: threading.Event() for name in ("a_in", "b_in", "a_out", "probe_done")}
+    seen: dict[str, object] = {}
+    nan = torch.tensor([math.nan])
+
+    def probe(tag: str) -> None:  # a third thread, created while A and B are inside checks(False)
+        try:
+            P.check_finite(nan, "v")
+            seen[tag] = "no error"
+        except ValueError as err:
+            seen[tag] = "v" in str(err)
+
+    def a() -> None:
+        with P.checks(False):
+            seen["a_inside"] = P.checks_enabled()
+            steps["a_in"].set()
+            steps["b_in"].wait(10)
+            P.check_finite(nan, "v")  # off here: no error
+        seen["a_after"] = P.checks_enabled()
+        steps["a_out"].set()
+
+    def b() -> None:
+        steps["a_in"].wait(10)
+        with P.checks(False):
+            steps["b_in"].set()
+            t = threading.Thread(target=probe, args=("probe_while_both_off",))
+            t.start()
+            t.join(10)
+            steps["a_out"].wait(10)
+            seen["b_inside_after_a_left"] = P.checks_enabled()
+        seen["b_after"] = P.checks_enabled()
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    late = threading.Thread(target=probe, args=("probe_after",))
+    late.start()
+    late.join(10)
+    assert seen == {"a_inside": False, "probe_while_both_off": True, "a_after": True, "b_inside_after_a_left": False,
+                    "b_after": True, "probe_after": True}
+    assert P.checks_enabled()
+    with pytest.raises(ValueError, match="v contains NaN"):
+        P.check_finite(nan, "v")
+
+
+def test_out_of_range_indices_name_the_argument():
+    x = pts(5, 3)
+    for bad in ([[0, 1, 5]], [[0, -1, 2]]):
+        msg = raises_clearly(lambda: P.group_dist_lca(x, torch.tensor(bad), C0), "groups", ValueError)
+        assert "[0, 5)" in msg
+    with P.checks(False):  # a value check: off in the hot path (hyphc_loss checks its triplets itself)
+        with pytest.raises((IndexError, RuntimeError)):
+            P.group_dist_lca(x, torch.tensor([[0, 1, 5]]), C0)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -871,6 +871,28 @@ def _sqdist_values(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return sq, x2, y2
 
 
+def _overflow_scale(x: Tensor, y: Tensor, x2: Tensor, y2: Tensor) -> float:
+    """1.0 while the squared norms ``x2``, ``y2`` of the rows of ``x`` and ``y`` stay below
+    ``finfo.max / 16`` (then ``|x|^2 + |y|^2 - 2<x, y>`` cannot overflow); otherwise the power of two
+    at or below their largest entry, by which ``pairwise_euclidean`` divides them (one host read)."""
+    if x2.numel() == 0 or y2.numel() == 0:
+        return 1.0
+    big = float(torch.maximum(x2.max(), y2.max()))
+    if big <= torch.finfo(x2.dtype).max / 16:
+        return 1.0
+    m = float(torch.maximum(x.abs().max(), y.abs().max()))
+    return 2.0 ** math.floor(math.log2(m)) if 0 < m < math.inf else 1.0
+
+
+def _tiny_c(dtype: torch.dtype) -> float:
+    r"""Below this ``c`` the hot path of ``pairwise_dist`` takes the series form of Eq. 2
+    (:math:`2u\,\operatorname{asinhc}(\sqrt c u)`): :math:`\sqrt{\mathrm{tiny}}` of the dtype (1e-19 in float32,
+    1.5e-154 in float64), where :math:`\sqrt c` and :math:`2/\sqrt c` are still far inside its normal
+    range (float32: at c = 1e-78, 2/sqrt(c) overflowed to inf, and at c <= 1e-100 sqrt(c) u underflowed
+    to 0, giving 0 * inf = NaN)."""
+    return math.sqrt(torch.finfo(dtype).tiny)
+
+
 class _PairwiseDist(torch.autograd.Function):
     r"""All distances (N, M) between the rows of ``x`` (N, D) and ``y`` (M, D), for a float ``c``:
     Eq. 2 for ``c > 0``, the Euclidean :math:`\|x - y\|` for ``c = None``; the values of the
@@ -878,8 +900,9 @@ class _PairwiseDist(torch.autograd.Function):
     ``torch.cdist`` (to rounding), with a hand-written backward; the tests hold it to both.
 
     Forward: ``sq`` from ``_sqdist_values``, then :math:`u^2 = sq/(\alpha_x\alpha_y)` and
-    :math:`D = \tfrac2{\sqrt c}\operatorname{asinh}(\sqrt c\,u)` in place (``u^2`` clamped at the
-    smallest normal number before the root, as ``pairwise_dist`` does). Backward, from the saved
+    :math:`D = \tfrac2{\sqrt c}\operatorname{asinh}(\sqrt c\,u)` in place (exactly 0 for coincident
+    points); below ``_tiny_c`` (float32: c < 1e-19) :math:`D = 2u\,\operatorname{asinhc}(\sqrt c\,u)`,
+    which tends to the Euclidean :math:`2u` as ``c -> 0``. Backward, from the saved
     :math:`u^2`, with :math:`t = \max(u^2, \mathrm{tiny})`:
 
     .. math:: g_{u^2} = \frac{g}{\sqrt{t(1 + c t)}}\,[u^2 \ge \mathrm{tiny}], \quad
@@ -896,16 +919,27 @@ class _PairwiseDist(torch.autograd.Function):
         sq, x2, y2 = _sqdist_values(x, y)
         ctx.c = c
         if c is None:
+            s = _overflow_scale(x, y, x2, y2)
+            if s != 1.0:  # squared norms near overflow: the same in units of s (a power of two, exact)
+                x, y = x / s, y / s
+                sq = _sqdist_values(x, y)[0]
             d = sq.sqrt_()
-            ctx.save_for_backward(x, y, d)
-            return d
+            ctx.save_for_backward(x, y, d)  # the gradient is scale-free: the backward uses the scaled values
+            if s == 1.0:
+                return d
+            out = d * s
+            if _CHECKS.get() and not bool(torch.isfinite(out).all()):
+                raise ValueError(f"x, y: some distances exceed the largest {out.dtype} number "
+                                 f"({torch.finfo(out.dtype).max:.3g}); rescale x and y (or use float64)")
+            return out
         iax, iay = 1 / _alpha_of(x, c, x2), 1 / _alpha_of(y, c, y2)
         u2 = sq.mul_(iax[:, None]).mul_(iay[None, :])
-        sc = math.sqrt(c)
-        # clamping at the smallest normal keeps sqrt's gradient finite (the backward passes 0 below it)
-        d = _asinh_nonneg_(u2.clamp_min(torch.finfo(u2.dtype).tiny).sqrt_().mul_(sc)).mul_(2 / sc)
         ctx.save_for_backward(x, y, u2, iax, iay)
-        return d
+        if c < _tiny_c(u2.dtype):  # sqrt(c) or 2 / sqrt(c) would leave the dtype's normal range
+            return 2 * u2.sqrt() * _asinhc_sq(c * u2)
+        sc = math.sqrt(c)
+        # sqrt(0) = 0 and asinh(0) = 0: coincident points get exactly 0
+        return _asinh_nonneg_(u2.sqrt().mul_(sc)).mul_(2 / sc)
 
     @staticmethod
     @once_differentiable
@@ -961,8 +995,9 @@ def pairwise_dist(x: Tensor, y: Tensor, c: Curvature) -> Tensor:
 
     Never builds an (N, M, D) tensor: :math:`\|(-x)\oplus y\| = \|x-y\|/\sqrt{1 - 2c\langle x,y\rangle
     + c^2\|x\|^2\|y\|^2}` and :math:`\|x - y\|^2` come from one matmul and the norms. This is the hot
-    path of the CHEST loss, so for a float ``c > 0`` it skips the ``c -> 0`` guards of ``dist``; a
-    point's distance to itself is then below 1e-18 instead of exactly 0 (its gradient is 0 either way).
+    path of the CHEST loss (a hand-written backward for a float ``c > 0``). Identical rows are at
+    distance exactly 0 (with a zero gradient), and a tiny ``c`` (down to the smallest float) gives the
+    Euclidean limit :math:`2\|x - y\|` in float32 and float64.
     """
     check_curvature(c)
     _check_tensor(x, "x", "points (N, D)")

@@ -292,34 +292,61 @@ def test_huge_vectors_go_to_the_boundary_in_their_direction(u, log10_norm, dtype
             assert float(torch.nn.functional.cosine_similarity(back, d[None])) >= 1 - 1e-9
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.sampled_from([5e-324, 1e-300, 1e-200, 1e-30]), st.integers(0, 2**16))
-def test_tiny_curvature_is_the_euclidean_limit(c, seed):
-    x, y = vecs(4, 3, seed) * 0.8, vecs(4, 3, seed + 1) * 0.8
-    w = vecs(4, 3, seed + 2)
-    t = torch.tensor([[-1.0], [0.3], [2.0], [0.0]], dtype=F64)
-    pairs = [
-        (P.mobius_add(x, y, c), x + y),
-        (P.mobius_scalar_mul(1.7, x, c), 1.7 * x),
-        (P.gyration(x, y, w, c), w),
-        (P.dist(x, y, c), 2 * (x - y).norm(dim=-1)),
-        (P.pairwise_dist(x, y, c), 2 * torch.cdist(x, y)),
-        (P.dist0(x, c), 2 * x.norm(dim=-1)),
-        (P.expmap0(w, c), w),
-        (P.expmap(x, w, c), x + w),
-        (P.logmap0(x, c), x),
-        (P.logmap(x, y, c), y - x),
-        (P.geodesic(x, y, t, c), x + t * (y - x)),
-        (P.parallel_transport(x, y, w, c), w),
-        (P.weighted_midpoint(x, None, c), x.mean(0)),
-        (P.conformal_factor(x, c), torch.full((4, 1), 2.0, dtype=F64)),
-        (P.project(x, c), x),
-        (P.lca_depth(x, y, c), P.lca_depth(x, y, 0.0)),
-        (P.group_dist_lca(x, torch.tensor([[0, 1, 2], [1, 2, 3]]), c)[1],
-         P.group_dist_lca(x, torch.tensor([[0, 1, 2], [1, 2, 3]]), 0.0)[1]),
+def euclidean_limits(x, y, w, c):
+    """(name, function of the ball at c, its Euclidean limit written out) for every function with a
+    c -> 0 limit; x, y points, w a vector (4, 3)."""
+    t = torch.tensor([[-1.0], [0.3], [2.0], [0.0]], dtype=x.dtype)
+    g = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    return [
+        ("mobius_add", P.mobius_add(x, y, c), x + y),
+        ("mobius_scalar_mul", P.mobius_scalar_mul(1.7, x, c), 1.7 * x),
+        ("gyration", P.gyration(x, y, w, c), w),
+        ("dist", P.dist(x, y, c), 2 * (x - y).norm(dim=-1)),
+        ("pairwise_dist", P.pairwise_dist(x, y, c), 2 * torch.cdist(x, y)),
+        ("dist0", P.dist0(x, c), 2 * x.norm(dim=-1)),
+        ("expmap0", P.expmap0(w, c), w),
+        ("expmap0_clipped", P.expmap0_clipped(w, 0.5, c), P.clip_features(w, 0.5)),
+        ("expmap", P.expmap(x, w, c), x + w),
+        ("logmap0", P.logmap0(x, c), x),
+        ("logmap", P.logmap(x, y, c), y - x),
+        ("geodesic", P.geodesic(x, y, t, c), x + t * (y - x)),
+        ("parallel_transport", P.parallel_transport(x, y, w, c), w),
+        ("weighted_midpoint", P.weighted_midpoint(x, None, c), x.mean(0)),
+        ("conformal_factor", P.conformal_factor(x, c), torch.full((4, 1), 2.0, dtype=x.dtype)),
+        ("alpha", P.alpha(x, c), torch.ones(4, dtype=x.dtype)),
+        ("project", P.project(x, c), x),
+        ("lca_depth", P.lca_depth(x, y, c), P.lca_depth(x, y, 0.0)),
+        ("group_dist_lca", torch.cat(P.group_dist_lca(x, g, c), -1), torch.cat(P.group_dist_lca(x, g, 0.0), -1)),
     ]
-    for got, want in pairs:
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([5e-324, 1e-300, 1e-200, 1e-100, 1e-78, 1e-40, 1e-30]), st.integers(0, 2**16),
+       st.sampled_from([F64, torch.float32]), st.booleans())
+def test_tiny_curvature_is_the_euclidean_limit(c, seed, dtype, tensor_c):
+    """Every function at a tiny c (down to the smallest float64) gives the c = 0 formulas, values and
+    gradients, in float32 and float64, for a float c and a tensor c (whose own gradient stays finite).
+    float32 pairwise_dist was inf at c = 1e-78 and NaN at c <= 1e-100 (sqrt(c) and 2/sqrt(c) left the
+    float32 range)."""
+    x, y = (vecs(4, 3, seed, dtype) * 0.8).requires_grad_(), (vecs(4, 3, seed + 1, dtype) * 0.8).requires_grad_()
+    w = vecs(4, 3, seed + 2, dtype).requires_grad_()
+    cc = torch.tensor(c, dtype=dtype, requires_grad=True) if tensor_c else c
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == F64 else dict(rtol=2e-6, atol=1e-6)
+    for name, got, want in euclidean_limits(x, y, w, cc):
+        torch.testing.assert_close(got, want, **tol, msg=lambda m: f"{name}: {m}")
+        grads = grads_or_zeros(got, [x, y, w] + ([cc] if tensor_c else []))
+        for gg, ref in zip(grads, grads_or_zeros(want, [x, y, w])):
+            torch.testing.assert_close(gg, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10, msg=lambda m: f"d {name}: {m}")
+        if tensor_c:
+            assert bool(torch.isfinite(grads[-1])), name
+
+
+def grads_or_zeros(out: torch.Tensor, wrt: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d out.sum() / d wrt, zeros for the inputs ``out`` does not depend on."""
+    if not out.requires_grad:
+        return [torch.zeros_like(t) for t in wrt]
+    grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
 
 
 @settings(max_examples=60, deadline=None)

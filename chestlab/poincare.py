@@ -55,6 +55,14 @@ Every formula is rewritten so that nothing cancels and nothing divides by zero:
   ``pairwise_euclidean``, with a few (N, M) temporaries), all checked by ``gradcheck``. On the
   CPU ``torch.asinh`` is not vectorised (~6x slower than the ``log1p`` form): the hot path uses
   ``_asinh_nonneg_``.
+* The gyration (and so ``parallel_transport``) is evaluated as the rotation it is, by the angle
+  :math:`2\operatorname{atan2}(c\|u\wedge v\|, 1 + c\langle u, v\rangle)` in the plane of ``u`` and ``v``,
+  from :math:`u + v` and :math:`u - v` (``_gyration_scaled``): the expanded closed form cancels where
+  ``u`` is near ``-v`` near the boundary (it stretched vectors by up to 5e14 in float64 there, and
+  transported vectors overflowed after ~25 transports); huge vectors are scaled by a power of two.
+* ``pairwise_dist`` below ``c = sqrt(finfo.tiny)`` (1e-19 in float32) takes the series form
+  :math:`2u\,\operatorname{asinhc}(\sqrt c u)` (``2/sqrt(c)`` overflowed float32 at c = 1e-78), and
+  ``pairwise_euclidean`` divides its inputs by a power of two where squared norms would overflow.
 * ``group_dist_lca`` takes everything from the Gram matrices of the groups
   (:math:`\|a\|^2, \|b\|^2, \langle a, b\rangle`), gathered in chunks; the few pairs where
   :math:`\|a-b\|^2 = \|a\|^2 + \|b\|^2 - 2\langle a,b\rangle` or
@@ -771,21 +779,59 @@ def mobius_scalar_mul(r: Union[float, Tensor], x: Tensor, c: Curvature) -> Tenso
     return _project(_scalar_times(r, n2 * rho * rho, rho, x, c), c)
 
 
-def _gyration(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> Tensor:
+def _gyration_scaled(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> tuple[Tensor, Tensor]:
+    r"""``(g, s)`` with :math:`\operatorname{gyr}[u, v]w = g\,s`: ``s`` (..., 1) a power of two near the
+    largest entry of each huge ``w`` (1 for the others) and ``g`` the gyration of ``w / s``, so that no
+    intermediate overflows for any finite ``w``.
+
+    The rotation of the plane of ``u`` and ``v`` by the angle :math:`\theta = 2\operatorname{atan2}(c\|u\wedge v\|, F)`,
+    :math:`F = 1 + c\langle u, v\rangle`, written with :math:`m = u + v` and :math:`\delta = u - v`
+    (both exact to rounding, however close ``u`` is to ``-v``):
+
+    .. math:: g = \hat w + \frac{c}{D}\Big(F\,(\delta\langle m,\hat w\rangle - m\langle\delta,\hat w\rangle)
+              - \frac c2\,\big[(\|\delta\|^2\langle m,\hat w\rangle - \langle m,\delta\rangle\langle\delta,\hat w\rangle)\,m
+              + (\|m\|^2\langle\delta,\hat w\rangle - \langle m,\delta\rangle\langle m,\hat w\rangle)\,\delta\big]\Big),
+
+    :math:`F = \tfrac{\alpha_u + \alpha_v}2 + \tfrac c2\|m\|^2`, :math:`D = F^2 + \tfrac{c^2}4\|m\wedge\delta\|^2`
+    (sums of non-negative terms): the first bracket is :math:`\sin\theta` times the quarter turn of
+    the plane, the second :math:`1 - \cos\theta` times the projection on it. Algebraically the
+    closed form of ``gyration``; expanded in ``u`` and ``v`` it cancels catastrophically where
+    :math:`D \to 0` (``u`` near ``-v`` near the boundary: in float64 it stretched vectors by up
+    to 5e14 there, so transported vectors overflowed), written this way it stays a rotation to
+    rounding. Every product is formed as ``c`` times a bounded quantity (no overflow for tiny
+    ``c`` and points of norm up to :math:`1/\sqrt c`)."""
     cc = _as_c(c, w)
-    u2, v2 = _sqnorm(u, keepdim=True), _sqnorm(v, keepdim=True)
-    uv = (u * v).sum(-1, keepdim=True)
-    uw = (u * w).sum(-1, keepdim=True)
-    vw = (v * w).sum(-1, keepdim=True)
-    a = cc * (vw + cc * (2 * uv * vw - uw * v2))
-    b = -cc * (uw + cc * vw * u2)
-    # D = (1 + c<u,v>)^2 + c^2 |u ^ v|^2 with 1 + c<u,v> = (alpha_u + alpha_v)/2 + c|u + v|^2/2 and
-    # |u ^ v|^2 = |u2 v - <u,v> u|^2 / u2: sums of non-negative terms, exact up to the boundary
-    au, av = _alpha_of(u, c, u2.squeeze(-1)).unsqueeze(-1), _alpha_of(v, c, v2.squeeze(-1)).unsqueeze(-1)
-    first = (au + av) / 2 + cc * _sqnorm(u + v, keepdim=True) / 2
-    wedge2 = _sqnorm(u2 * v - uv * u, keepdim=True) / u2.clamp_min(torch.finfo(u.dtype).tiny)
-    d = first * first + cc * cc * wedge2
-    return w + 2 * (a * u + b * v) / d
+    m, dl = u + v, u - v
+    # intermediates reach ~|w| / sqrt(alpha): rows with entries above finfo.max / 2^32 are divided by
+    # the power of two at or below their largest entry (exact; no host read), the others not at all
+    # (so c = 0 returns w itself)
+    top = w.detach().abs().amax(-1, keepdim=True)
+    s = torch.where(top > torch.finfo(w.dtype).max * 2.0**-32, torch.ldexp(torch.ones_like(top), torch.frexp(top)[1] - 1),
+                    torch.ones_like(top))
+    ws = w / s
+    m2, d2 = _sqnorm(m, keepdim=True), _sqnorm(dl, keepdim=True)
+    cm2, cd2, cmd = cc * m2, cc * d2, cc * (m * dl).sum(-1, keepdim=True)
+    cmw, cdw = cc * (m * ws).sum(-1, keepdim=True), cc * (dl * ws).sum(-1, keepdim=True)
+    au, av = _alpha_of(u, c).unsqueeze(-1), _alpha_of(v, c).unsqueeze(-1)
+    f = (au + av) / 2 + cm2 / 2
+    # c^2 |m ^ delta|^2 by Gram-Schmidt: |c|m|^2 delta - c<m,delta> m|^2 / |m|^2 (0 at m = 0)
+    cw2 = _sqnorm(cm2 * dl - cmd * m, keepdim=True) / m2.clamp_min(torch.finfo(m.dtype).tiny)
+    d = f * f + cw2 / 4
+    quarter = dl * cmw - m * cdw  # c (delta <m, w> - m <delta, w>)
+    proj = (cd2 * cmw - cmd * cdw) * m + (cm2 * cdw - cmd * cmw) * dl  # c^2 |m ^ delta|^2 (projection of w)
+    return ws + (f * quarter - proj / 2) / d, s
+
+
+def _unscale(g: Tensor, s: Tensor, name: str, what: str) -> Tensor:
+    """``g * s`` for the scaled results of ``_gyration_scaled``: a result whose norm exceeds the
+    dtype's largest number raises (while the checks are on) instead of coming out as inf."""
+    out = g * s
+    if _CHECKS.get() and out.numel() and not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"{name}: {what} has entries beyond the largest {out.dtype} number ({torch.finfo(out.dtype).max:.3g}) "
+            f"in {int((~torch.isfinite(out)).any(-1).sum())} row(s); rescale {name} (or use float64)"
+        )
+    return out
 
 
 def gyration(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> Tensor:
@@ -801,16 +847,18 @@ def gyration(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> Tensor:
     It is the rotation that makes :math:`\oplus` associative,
     :math:`u\oplus(v\oplus w) = (u\oplus v)\oplus\operatorname{gyr}[u,v]w`; linear in ``w`` and
     norm-preserving; the identity at ``c = 0``. ``u``, ``v``: points of the ball, ``w``: any finite
-    vectors; (..., D), broadcast -> (..., D). ``D`` is evaluated as
-    :math:`\big(\tfrac{\alpha_u+\alpha_v}{2} + \tfrac c2\|u+v\|^2\big)^2 + c^2\|u\wedge v\|^2`
-    (non-negative terms).
+    vectors; (..., D), broadcast -> (..., D). Evaluated as the rotation by
+    :math:`2\operatorname{atan2}(c\|u\wedge v\|, 1 + c\langle u,v\rangle)` in the plane of ``u`` and ``v``
+    (``_gyration_scaled``), which stays norm-preserving to rounding up to the boundary; a result
+    beyond the dtype's range raises ``ValueError`` (while the checks are on).
     """
     check_curvature(c)
     check_in_ball(u, c, "u")
     check_in_ball(v, c, "v")
     check_finite(w, "w")
     _check_broadcast(("u", u), ("v", v), ("w", w))
-    return _gyration(u, v, w, c)
+    g, s = _gyration_scaled(u, v, w, c)
+    return _unscale(g, s, "w", "gyr[u, v]w")
 
 
 def dist(x: Tensor, y: Tensor, c: Curvature, keepdim: bool = False) -> Tensor:
@@ -1163,7 +1211,10 @@ def parallel_transport(x: Tensor, y: Tensor, v: Tensor, c: Curvature) -> Tensor:
 
     (geoopt's ``parallel_transport`` with ``k = -c``). It keeps the conformal (Riemannian) norm,
     :math:`\lambda_y\|P_{x\to y}v\| = \lambda_x\|v\|`, and is the identity at ``c = 0``.
-    ``x``, ``y``: points (..., D), ``v``: finite tangent vectors (..., D), broadcast -> (..., D).
+    ``x``, ``y``: points (..., D), ``v``: finite tangent vectors (..., D) of any size, broadcast ->
+    (..., D); transported any number of times between points at the boundary, vectors stay finite
+    (geoopt's ``test_add_infinity_and_beyond``). A result beyond the dtype's range raises
+    ``ValueError`` naming ``v`` (while the checks are on).
     """
     check_curvature(c)
     check_in_ball(x, c, "x")
@@ -1171,7 +1222,8 @@ def parallel_transport(x: Tensor, y: Tensor, v: Tensor, c: Curvature) -> Tensor:
     check_finite(v, "v")
     _check_broadcast(("x", x), ("y", y), ("v", v))
     ratio = (_alpha_of(y, c) / _alpha_of(x, c)).unsqueeze(-1)
-    return _gyration(y, -x, v, c) * ratio
+    g, s = _gyration_scaled(y, -x, v, c)
+    return _unscale(g * ratio, s, "v", "the transported vector")
 
 
 def weighted_midpoint(x: Tensor, w: Optional[Tensor], c: Curvature) -> Tensor:

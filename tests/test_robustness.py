@@ -25,6 +25,10 @@ from chestlab import losses as L
 from chestlab import metrics as Mx
 from chestlab import poincare as P
 from chestlab.losses import functional as LF
+from chestlab.losses import LossContext, get_loss
+from chestlab.models import HyperbolicHead
+from chestlab.settings import TrainConfig
+from chestlab.train import StepEvent, Trainer
 
 from _helpers import F64, ball_points, gen
 
@@ -624,6 +628,109 @@ def test_loss_value_checks_respect_checks_off():
     # the type checks stay on
     with P.checks(False):
         raises_clearly(lambda: L.chest_loss(x_e, x_h, labels.float(), pe, ph, trip, **KW), "labels", TypeError)
+
+
+LOSSES = ["chest", "pair_ce", "mix", "chest_hier", "pair_ce_hier", "unsup"]
+
+
+def registered_loss(name: str, B: int = 12):
+    """(loss, head, labels, index) for the registered loss ``name``: C = 4 classes, D_E = 6, D_H = 4."""
+    torch.manual_seed(0)
+    head = HyperbolicHead(6, 4, c=C0)
+    cfg = TrainConfig(loss=name, M=8, hier_proxies=6, hier_topk=4, hier_triplets=5, unsup_levels=(2, 4))
+    loss = get_loss(name).build(cfg.section(), LossContext(4, 6, 4, head, seed=0))
+    labels = torch.arange(B) % 4
+    if name == "unsup":
+        loss.refresh(head(torch.randn(B, 6, generator=gen(3))).detach(), torch.arange(B), B)
+    return loss, head, labels, torch.arange(B)
+
+
+def call_loss(loss, head, x_e, labels, index):
+    return loss(x_e, head(x_e), labels, **({"index": index} if loss.needs_index else {}))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e37])
+def test_every_loss_of_huge_finite_inputs_is_finite(name, scale):
+    """x_e of norm up to ~1e37 in float32: every registered loss and its gradients are finite. CHEST's
+    L_E returned NaN from x_e ~ 1e20 on (||x_e - p||^2 overflowed in the distance matrix)."""
+    loss, head, labels, index = registered_loss(name)
+    x_e = (torch.randn(12, 6, generator=gen(1)) * scale / 3).requires_grad_()
+    out = call_loss(loss, head, x_e, labels, index)
+    assert bool(torch.isfinite(out.total)), out.parts
+    params = [x_e] + [p for p in loss.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(out.total, params, allow_unused=True)
+    assert all(g is None or bool(torch.isfinite(g).all()) for g in grads)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+def test_chest_l_e_of_huge_inputs_equals_float64(scale):
+    """x_e and the Euclidean proxies both of norm ~scale (float32): the distances differ by ~scale, so
+    L_E (~1e31) is resolved; it equals L_E computed in float64 (Eq. 5-7 with torch.cdist)."""
+    loss, head, labels, index = registered_loss("chest")
+    with torch.no_grad():
+        loss.proxies.mul_(scale)
+    x_e = torch.randn(12, 6, generator=gen(1)) * scale
+    got = call_loss(loss, head, x_e, labels, index).parts["l_e"]
+    s = loss.settings
+    d = torch.cdist(x_e.double(), loss.proxies.detach().double().reshape(-1, 6)).view(12, 4, -1)
+    want = L.proxy_loss(L.soft_similarity(d, s.gamma_e), labels, s.lambda_e, s.delta_e).mean()
+    assert math.isfinite(float(got.detach())) and float(want) > 1e20
+    assert abs(float(got) - float(want)) <= 1e-5 * float(want)
+    fn = L.chest_loss(x_e, head(x_e), labels, loss.proxies.detach(), loss.proxies_h().detach(), None, c=C0,
+                      gamma_e=s.gamma_e, lambda_e=s.lambda_e, delta_e=s.delta_e, delta_h=s.delta_h, tau=0.0)
+    assert abs(float(fn.l_e) - float(want)) <= 1e-5 * float(want)
+
+
+@pytest.mark.parametrize("name", ["chest", "chest_hier"])
+@pytest.mark.parametrize("big", ["x_e", "proxies_e"])
+def test_chest_overflow_is_reported_with_the_input(name, big):
+    """Distances beyond float32 (inputs of norm ~3e38): one ValueError that names the input and what
+    overflowed, from the module and from the functional chest_loss; inside checks(False) (the
+    trainer's inner loop, which reports a non-finite loss itself) the loss is not finite."""
+    loss, head, labels, index = registered_loss(name)
+    x_e = torch.randn(12, 6, generator=gen(1))
+    if big == "x_e":
+        x_e = x_e / x_e.norm(dim=-1, keepdim=True) * 3e38
+    else:
+        with torch.no_grad():
+            loss.proxies.mul_(1e38)
+    msg = raises_clearly(lambda: call_loss(loss, head, x_e, labels, index), big, ValueError)
+    assert "l_e overflowed" in msg
+    with P.checks(False):
+        assert not bool(torch.isfinite(call_loss(loss, head, x_e, labels, index).total))
+    args = (x_e, head(x_e), labels, loss.proxies.detach(), loss.proxies_h().detach(), None)
+    msg = raises_clearly(lambda: L.chest_loss(*args, c=C0, delta_e=1.0, delta_h=1.0, tau=0.0), big, ValueError)
+    assert "overflowed" in msg
+
+
+def test_pairwise_euclidean_of_huge_vectors():
+    """Norms beyond sqrt(finfo.max): the distances (and gradients) of torch.cdist in float64, instead of
+    NaN from inf - inf; distances beyond finfo.max: one ValueError naming x and y."""
+    g = gen(9)
+    for dtype, scale in ((torch.float32, 1e30), (F64, 1e300)):
+        x = (torch.randn(5, 4, generator=g, dtype=F64) * scale).to(dtype).requires_grad_()
+        y = (torch.randn(7, 4, generator=g, dtype=F64) * scale).to(dtype).requires_grad_()
+        d = P.pairwise_euclidean(x, y)
+        ref = torch.cdist(x.detach().double() / scale, y.detach().double() / scale) * scale
+        torch.testing.assert_close(d.double(), ref, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
+        gx, gy = torch.autograd.grad(d.sum(), (x, y))
+        unit = (x.detach().double()[:, None] - y.detach().double()[None]) / ref[..., None]
+        torch.testing.assert_close(gx.double(), unit.sum(1), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(gy.double(), -unit.sum(0), rtol=1e-4, atol=1e-5)
+        over = torch.full((1, 4), torch.finfo(dtype).max / 2, dtype=dtype)
+        raises_clearly(lambda: P.pairwise_euclidean(over, -over), "x, y", ValueError)
+
+
+def test_training_at_a_tiny_curvature_is_the_euclidean_limit():
+    """c = 1e-300 is an allowed curvature: 8 training steps give the losses of c = 0 to float32
+    rounding (before, pairwise_dist returned NaN and the run stopped at step 1 with l_h = nan)."""
+    small = dict(steps=8, eval_every=1000, eval_max=600, batch_size=32, m_per_class=4, dim_e=32, dim_h=8, M=16)
+    runs = [[e.components for e in Trainer(TrainConfig.preset("demo-tree", **small, c=c)).run(8) if isinstance(e, StepEvent)]
+            for c in (0.0, 1e-300)]
+    assert len(runs[1]) == 8 and all(math.isfinite(v) for comp in runs[1] for v in comp.values())
+    for a, b in zip(*runs):
+        assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-5 * abs(a[k]) for k in a), (a, b)
 
 
 # ------------------------------------------------------------------------------------------------

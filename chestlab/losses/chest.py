@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .. import poincare
 from ..settings import Problem, SettingError, TrainConfig, setting
 from .base import Loss, LossContext, LossOutput, register_loss
-from .functional import check_chest_inputs
+from .functional import check_chest_inputs, check_overflow
 from .parts import HypHCTerm, PoincareDistance, ProxyTerm, euclidean_distance
 
 __all__ = ["CHESTLoss", "CHESTSettings", "hyphc_needs_two_proxies"]
@@ -190,7 +190,11 @@ class CHESTLoss(Loss):
                 poincare.check_finite(x_e, "x_e")
                 poincare.check_finite(proxies_e, "proxies_e")
             with poincare.checks(False):
-                return self._terms(x_e, x_h, labels, proxies_e, proxies_h)
+                out = self._terms(x_e, x_h, labels, proxies_e, proxies_h)
+            for part, inputs in (("l_e", {"x_e": x_e, "proxies_e": proxies_e}), ("l_h", {"x_h": x_h, "proxies_h": proxies_h}),
+                                 ("l_hyphc", {"proxies_h": proxies_h})):
+                check_overflow(out.parts[part], f"the CHEST loss's {part}", inputs)
+            return out
 
     def _terms(self, x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> LossOutput:
         s = self.settings

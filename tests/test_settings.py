@@ -52,7 +52,7 @@ def test_parse_by_type(key, text, value):
 
 
 @pytest.mark.parametrize("key,text,allowed", [
-    ("delta_h", "abc", "a number"), ("batch_size", "abc", "batch_size >= 2, an integer"), ("steps", "-5", "steps >= 1"), ("steps", "0", "steps >= 1"),
+    ("delta_h", "abc", "a number"), ("batch_size", "abc", "batch_size >= 2 and batch_size <= 4096, an integer"), ("steps", "-5", "steps >= 1"), ("steps", "0", "steps >= 1"),
     ("c", "-1", "c >= 0"), ("seed", "1.5", "an integer"), ("amp", "maybe", "true or false"), ("ks", "abc", "integers"),
     ("ks", "", "integers"), ("ks", "0", "ks >= 1"), ("data_options", "notjson", "JSON object"), ("device", "tpu", "cuda:N"),
     ("dim_e", "-1", "dim_e >= 1"), ("dim_e", "0", "dim_e >= 1"), ("grad_clip", "-1", "grad_clip > 0"), ("lr", "-0.1", "lr > 0"),

@@ -906,17 +906,27 @@ def _pairwise_sqdist(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _sqdist_values(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The values of ``_pairwise_sqdist`` (no autograd): (||x_i - y_j||^2 (N, M), ||x||^2, ||y||^2),
     one ``addmm``, the pairs that cancel badly recomputed from the vectors, in place."""
+    return _sqdist_screened(x, y)[:3]
+
+
+def _sqdist_screened(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
+    """``_sqdist_values`` and whether every pair is far (``sq >= tol (|x|^2 + |y|^2) > 0``, so none
+    was recomputed and none is 0). The far case, by far the common one, is recognised from one
+    reduction, ``min sq >= tol (max |x|^2 + max |y|^2)``, instead of an (N, M) comparison."""
     x2 = torch.linalg.vector_norm(x, dim=-1).square()
     y2 = torch.linalg.vector_norm(y, dim=-1).square()
-    s = x2[:, None] + y2[None, :]
-    sq = torch.addmm(s, x, y.T, alpha=-2)
+    sq = torch.addmm(x2[:, None] + y2[None, :], x, y.T, alpha=-2)
     tol = 1e-4 if x.dtype == torch.float64 else 1e-2
-    close = sq < s.mul_(tol)  # negative values are close: they are recomputed
-    del s
+    if sq.numel() == 0:
+        return sq, x2, y2, True
+    lo, bound = sq.amin(), tol * (x2.amax() + y2.amax())
+    if bool((lo > 0) & (lo >= bound)):  # one host read
+        return sq, x2, y2, True
+    close = sq < tol * (x2[:, None] + y2[None, :])  # negative values are close: they are recomputed
     if bool(close.any()):
         i, j = close.nonzero(as_tuple=True)
         sq.index_put_((i, j), (x[i] - y[j]).pow(2).sum(-1))
-    return sq, x2, y2
+    return sq, x2, y2, False
 
 
 def _overflow_scale(x: Tensor, y: Tensor, x2: Tensor, y2: Tensor) -> float:
@@ -1021,20 +1031,33 @@ class _PairwiseDist(torch.autograd.Function):
         return gx, gy, None
 
 
+def _check_pairwise(x: Tensor, y: Tensor, c: Optional[Curvature]) -> None:
+    """The checks of ``pairwise_dist`` (``c`` given: a valid curvature, points in the ball) and of
+    ``pairwise_euclidean`` (``c = None``: finite vectors): ``x`` (N, D) and ``y`` (M, D) floating-point
+    with the same D; the value checks only while the checks are on."""
+    what = "vectors" if c is None else "points"
+    if c is not None:
+        check_curvature(c)
+    _check_tensor(x, "x", f"{what} (N, D)")
+    _check_tensor(y, "y", f"{what} (M, D)")
+    if x.dim() != 2 or y.dim() != 2 or x.shape[-1] != y.shape[-1]:
+        fn = "pairwise_euclidean" if c is None else "pairwise_dist"
+        raise ValueError(f"{fn} needs x (N, D) and y (M, D) with the same D, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if c is None:
+        check_finite(x, "x")
+        check_finite(y, "y")
+    else:
+        check_in_ball(x, c, "x")
+        check_in_ball(y, c, "y")
+
+
 def pairwise_euclidean(x: Tensor, y: Tensor) -> Tensor:
     r"""All Euclidean distances :math:`\|x_i - y_j\|` between the rows of ``x`` (N, D) and ``y``
     (M, D) -> (N, M): ``torch.cdist``'s values, from one matmul and the norms (pairs that would cancel
     recomputed from the vectors, so coincident points give 0), with a hand-written backward
     (``_PairwiseDist``; the gradient at a zero distance is 0). ``x``, ``y``: finite vectors (the
     value check while the checks are on)."""
-    _check_tensor(x, "x", "vectors (N, D)")
-    _check_tensor(y, "y", "vectors (M, D)")
-    if x.dim() != 2 or y.dim() != 2 or x.shape[-1] != y.shape[-1]:
-        raise ValueError(
-            f"pairwise_euclidean needs x (N, D) and y (M, D) with the same D, got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    check_finite(x, "x")
-    check_finite(y, "y")
+    _check_pairwise(x, y, None)
     return _PairwiseDist.apply(x, y, None)
 
 
@@ -1047,15 +1070,7 @@ def pairwise_dist(x: Tensor, y: Tensor, c: Curvature) -> Tensor:
     distance exactly 0 (with a zero gradient), and a tiny ``c`` (down to the smallest float) gives the
     Euclidean limit :math:`2\|x - y\|` in float32 and float64.
     """
-    check_curvature(c)
-    _check_tensor(x, "x", "points (N, D)")
-    _check_tensor(y, "y", "points (M, D)")
-    if x.dim() != 2 or y.dim() != 2 or x.shape[-1] != y.shape[-1]:
-        raise ValueError(
-            f"pairwise_dist needs x (N, D) and y (M, D) with the same D, got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    check_in_ball(x, c, "x")
-    check_in_ball(y, c, "y")
+    _check_pairwise(x, y, c)
     if not isinstance(c, Tensor) and _c_value(c) > 0:
         return _PairwiseDist.apply(x, y, float(c))  # the float-c hot path, hand-written backward
     sq, x2, y2 = _pairwise_sqdist(x, y)

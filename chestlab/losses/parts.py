@@ -13,7 +13,8 @@ gradients, and ``gradcheck`` the hand-derived backward passes in float64.
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,8 @@ from .. import poincare
 from .functional import (check_real, check_values, clamp_to_dtype, check_labels, check_positive, hyphc_loss,
                          sample_triplets)
 
-__all__ = ["Distance", "euclidean_distance", "PoincareDistance", "ProxyTerm", "HypHCTerm", "proxy_term"]
+__all__ = ["Distance", "euclidean_distance", "PoincareDistance", "ProxyTerm", "HypHCTerm", "proxy_term",
+           "points_proxy_term"]
 
 #: ``distance(x (B, D), y (P, D)) -> (B, P)``
 Distance = Callable[[Tensor, Tensor], Tensor]
@@ -45,38 +47,86 @@ class PoincareDistance:
         return poincare.pairwise_dist(x, y, self.curvature())
 
 
+def _softmin(L: Tensor, scale: float) -> tuple[Optional[Tensor], Optional[Tensor], Tensor]:
+    r"""Eq. 5/6 on ``L`` (B, C, K) with :math:`d = \kappa L` and ``scale`` :math:`= \kappa/\gamma`:
+    ``(e, den, S_L)``, :math:`e_k = \exp(-(d_k - \min_q d_q)/\gamma)` (B, C, K), :math:`den = \sum_k e_k`
+    (B, C), :math:`S_L = -\sum_k e_k L_k / den` (B, C), so that :math:`S = \kappa S_L`; ``e`` and
+    ``den`` are ``None`` for ``K = 1`` (:math:`S_L = -L`). Five passes over ``L``."""
+    K = L.shape[-1]
+    if K == 1:
+        return None, None, L[..., 0].neg()
+    # sums over the K proxies as products with a vector of ones: a reduction over a last
+    # dimension of 2 (SOP) is ~5x slower on the CPU
+    one = L.new_ones(K)
+    m = torch.minimum(L[..., :1], L[..., 1:]) if K == 2 else L.amin(-1, keepdim=True)
+    # the shift by the row min cancels in the ratio; (min - L) first, exact where the two are close
+    # (scale * min - scale * L, one pass less, is off by ulp(scale * min): exp(±huge) for huge distances)
+    e = torch.sub(m, L).mul_(scale).exp_()
+    den = e @ one
+    S_L = torch.mul(e, L).matmul(one).div_(den).neg_()
+    return e, den, S_L
+
+
+def _softmin_grad(gS: Tensor, L: Tensor, e: Optional[Tensor], den: Optional[Tensor], S_L: Tensor,
+                  kappa: float, gamma: float) -> Tensor:
+    r"""The gradient (B, C, K) of the loss w.r.t. the distances :math:`d = \kappa L` from ``gS`` =
+    dloss/dS (B, C), for :math:`S = -\sum_k p_k d_k`, :math:`p = \operatorname{softmax}_k(-d/\gamma) = e/den`:
+
+    .. math:: \frac{\partial S}{\partial d_k} = p_k\Big(\frac{d_k + S}{\gamma} - 1\Big)
+              = \frac{\kappa}{\gamma}\,p_k\,\big(L_k + S_L - \gamma/\kappa\big),
+
+    as ``addcmul`` and one product: two passes over (B, C, K). (In units of ``d``, not of ``L``: with a
+    huge :math:`\kappa`, the scale of ``pairwise_euclidean`` for huge inputs, the gradient w.r.t. ``L``
+    could overflow.) That form rounds :math:`L_k` and :math:`S_L` separately before they cancel, an
+    error of ~ulp(|S_L|) :math:`\kappa/\gamma` relative to the result: where that ratio is large (a tiny
+    ``gamma``), :math:`L_k + S_L` is formed first (two more passes)."""
+    if e is None:
+        return gS.neg().unsqueeze(-1)
+    coef = gS.mul(kappa / gamma).div_(den)
+    if float(S_L.abs().amax()) * kappa / gamma <= 16:  # the cancellation costs < 16 ulp of the result
+        return torch.addcmul((coef * (S_L - gamma / kappa)).unsqueeze(-1), coef.unsqueeze(-1), L).mul_(e)
+    return torch.add(L, S_L.unsqueeze(-1)).sub_(gamma / kappa).mul_(e).mul_(coef.unsqueeze(-1))
+
+
+def _margin_ce(S: Tensor, labels: Tensor, lam: float, delta: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Eq. 7 averaged over the batch: ``(loss, z, lse)``, logits
+    :math:`z = \lambda(S - \delta\,\mathbb 1_{y} - \max_c(\cdot)) \le 0` (B, C) and their logsumexp (B,)."""
+    rows = torch.arange(S.shape[0], device=S.device)
+    z = S.clone()
+    z[rows, labels] -= delta
+    z.sub_(z.amax(1, keepdim=True)).mul_(lam)  # <= 0: a huge lambda gives -inf, never inf - inf
+    lse = torch.logsumexp(z, 1)
+    return (lse - z[rows, labels]).mean(), z, lse
+
+
+def _margin_ce_grad(g: Tensor, z: Tensor, lse: Tensor, labels: Tensor, lam: float) -> Tensor:
+    r""":math:`\partial\bar L/\partial S_{ic} = \frac{g\lambda}{B}(\operatorname{softmax}(z_i)_c - \mathbb 1[c = y_i])` (B, C)."""
+    B = z.shape[0]
+    gz = torch.sub(z, lse[:, None]).exp_()  # softmax(z)
+    gz[torch.arange(B, device=z.device), labels] -= 1
+    return gz.mul_(g * lam / B)
+
+
 class _ProxyTermFn(torch.autograd.Function):
     r"""Eq. 5–7 fused: distances ``d`` (B, C, K) -> (mean over the batch of :math:`L(x_i)`, ``S`` (B, C)).
 
     Forward, as ``soft_similarity`` then ``proxy_loss``: :math:`w = \operatorname{softmax}_k(-d/\gamma)`,
-    :math:`S = -\sum_k w_k d_k`, logits :math:`z = \lambda(S - \delta\,\mathbb 1_{y} - \max_c(\cdot))`,
-    :math:`L_i = \operatorname{logsumexp}_c z_{ic} - z_{iy_i}`. Backward (``g`` the gradient of the mean):
+    :math:`S = -\sum_k w_k d_k` (``_softmin``), logits :math:`z = \lambda(S - \delta\,\mathbb 1_{y} - \max_c(\cdot))`,
+    :math:`L_i = \operatorname{logsumexp}_c z_{ic} - z_{iy_i}` (``_margin_ce``). Backward (``g`` the gradient of the mean):
 
     .. math:: \frac{\partial\bar L}{\partial S_{ic}} = \frac{g\lambda}{B}\,(\operatorname{softmax}(z_i)_c - \mathbb 1[c = y_i]),
               \qquad \frac{\partial S_{ic}}{\partial d_{ick}} = w_{ick}\Big(\frac{d_{ick} + S_{ic}}{\gamma} - 1\Big),
 
-    in place on two (B, C, K) buffers instead of autograd's ~20 tensors. ``S`` is returned detached
-    (for figures); the loss carries the gradient."""
+    (``_margin_ce_grad``, ``_softmin_grad`` with :math:`\kappa = 1`) on a few (B, C, K) buffers
+    instead of autograd's ~20 tensors. ``S`` is returned detached (for figures); the loss carries
+    the gradient."""
 
     @staticmethod
     def forward(ctx, d: Tensor, labels: Tensor, gamma: float, lam: float, delta: float):
-        B, K = d.shape[0], d.shape[-1]
         gamma, lam = clamp_to_dtype(gamma, d.dtype), clamp_to_dtype(lam, d.dtype)
-        # sums over the K proxies as products with a vector of ones: a reduction over a last
-        # dimension of 2 (SOP) is ~5x slower on the CPU
-        one = d.new_ones(K)
-        m = torch.minimum(d[..., :1], d[..., 1:]) if K == 2 else d.amin(-1, keepdim=True)
-        w = torch.sub(m, d).div_(gamma).exp_()  # the shift by the row min cancels in the ratio
-        den = w @ one
-        S = torch.mul(w, d).matmul(one).neg_().div_(den)
-        w.div_(den.unsqueeze(-1))
-        rows = torch.arange(B, device=d.device)
-        z = S.clone()
-        z[rows, labels] -= delta
-        z.sub_(z.amax(1, keepdim=True)).mul_(lam)  # <= 0: a huge lambda gives -inf, never inf - inf
-        lse = torch.logsumexp(z, 1)
-        loss = (lse - z[rows, labels]).mean()
-        ctx.save_for_backward(d, w, S, z, lse, labels)
+        e, den, S = _softmin(d, 1 / gamma)
+        loss, z, lse = _margin_ce(S, labels, lam, delta)
+        ctx.save_for_backward(d, e, den, S, z, lse, labels)
         ctx.consts = (gamma, lam)
         ctx.mark_non_differentiable(S)
         return loss, S
@@ -84,14 +134,163 @@ class _ProxyTermFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g: Tensor, _gS):
-        d, w, S, z, lse, labels = ctx.saved_tensors
+        d, e, den, S, z, lse, labels = ctx.saved_tensors
         gamma, lam = ctx.consts
-        B = d.shape[0]
-        gz = torch.sub(z, lse[:, None]).exp_()  # softmax(z)
-        gz[torch.arange(B, device=d.device), labels] -= 1
-        gz.mul_(g * lam / B)  # dL/dS
-        gd = torch.add(d, S.unsqueeze(-1)).div_(gamma).sub_(1).mul_(w).mul_(gz.unsqueeze(-1))
+        gd = _softmin_grad(_margin_ce_grad(g, z, lse, labels, lam), d, e, den, S, 1.0, gamma)
         return gd, None, None, None, None
+
+
+#: below this s = z^2 the log form of asinh(z) loses digits (relative error ~ 2 ulp / z): such
+#: entries are recomputed accurately
+_ASINH_LOG_MIN = 0.25
+
+
+def _asinh_sqrt(s: Tensor) -> Tensor:
+    r""":math:`\operatorname{asinh}\sqrt s` (fresh tensor) for ``s >= 0``: :math:`\log(\sqrt s + \sqrt{1 + s})`,
+    three vectorised passes, exact 0 at ``s = 0``; its relative error, ~2 ulp / :math:`\sqrt s`, is
+    kept to ~2 ulp by recomputing the entries with ``s < 0.25`` from ``poincare``'s accurate asinh
+    (all of them by ``_asinh_nonneg_`` when they are many; one reduction decides, in the common case
+    that there are none)."""
+    L = torch.add(s, 1).sqrt_().add_(torch.sqrt(s)).log_()
+    if s.numel() and bool(s.amin() < _ASINH_LOG_MIN):
+        small = s < _ASINH_LOG_MIN
+        idx = small.nonzero(as_tuple=True)
+        if idx[0].numel() * 8 > s.numel():
+            return poincare._asinh_nonneg_(s.sqrt())
+        L.index_put_(idx, poincare._asinh_nonneg_(s[idx].sqrt()))
+    return L
+
+
+class _PointsProxyFn(torch.autograd.Function):
+    r"""Eq. 2 (or the Euclidean distance) and Eq. 5–7 in one Function: points ``x`` (B, D), proxies
+    ``y`` (C K, D) -> (mean over the batch of :math:`L(x_i)`, ``S`` (B, C), detached), for a float
+    ``c > 0`` (Poincaré) or ``c = None`` (Euclidean). Same values as ``pairwise_dist`` /
+    ``pairwise_euclidean`` followed by :func:`proxy_term` (to rounding), with about half their passes
+    over the (B, C K) matrix and none of their autograd boundary.
+
+    Forward: ``sq`` :math:`= \|x_i - y_j\|^2` from one ``addmm`` (``poincare._sqdist_screened``), then
+    :math:`d = \kappa L`. Euclidean: :math:`L = \sqrt{sq}`, :math:`\kappa = 1` (for inputs whose squares
+    would overflow, ``sq`` of :math:`x/\kappa, y/\kappa` with :math:`\kappa` a power of two, as
+    ``pairwise_euclidean``). Poincaré: with :math:`a_i = c/\alpha_{x_i}`, :math:`b_j = 1/\alpha_{y_j}`,
+
+    .. math:: s = a_i b_j\,sq = c\,u^2, \qquad L = \operatorname{asinh}\sqrt s \ (\texttt{\_asinh\_sqrt}),
+              \qquad \kappa = 2/\sqrt c,
+
+    then ``_softmin`` and ``_margin_ce``. Backward: :math:`g_d` from ``_margin_ce_grad`` and
+    ``_softmin_grad``; Poincaré: :math:`G = \partial/\partial s = \kappa g_d / (2\sqrt{s(1 + s)})` (0 where
+    :math:`s = 0`, as the clamp of ``pairwise_dist``) and
+
+    .. math:: g_{\|x_i\|^2} = a_i\textstyle\sum_j G_{ij}(b_j + s_{ij}), \quad
+              g_{\|y_j\|^2} = \sum_i G_{ij}(a_i b_j + c\,b_j s_{ij}), \quad
+              \nabla_{x_i} = 2x_i\,g_{\|x_i\|^2} - 2a_i\textstyle\sum_j G_{ij} b_j\,y_j, \quad
+              \nabla_{y_j} = 2y_j\,g_{\|y_j\|^2} - 2\sum_i G_{ij} b_j\,a_i x_i;
+
+    Euclidean: :math:`G = g_d/(2L)` (0 where :math:`L = 0`), :math:`a = b = 1`, no :math:`s` terms. The
+    tests hold it to the two-step route and ``gradcheck`` it in float64."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, labels: Tensor, K: int, c: Optional[float], gamma: float, lam: float,
+                delta: float):
+        B, C = x.shape[0], y.shape[0] // K
+        gamma, lam = clamp_to_dtype(gamma, x.dtype), clamp_to_dtype(lam, x.dtype)
+        sq, x2, y2, far = poincare._sqdist_screened(x, y)
+        if c is None:
+            s, a, b = None, None, None
+            kappa = poincare._overflow_scale(x, y, x2, y2)
+            if kappa != 1.0:  # squared norms near overflow: distances in units of kappa (a power of two, exact)
+                x, y = x / kappa, y / kappa
+                sq, x2, y2, far = poincare._sqdist_screened(x, y)
+            L = sq.sqrt_()
+        else:
+            kappa = 2 / math.sqrt(c)
+            a = poincare._alpha_of(x, c, x2).reciprocal_().mul_(c)
+            b = poincare._alpha_of(y, c, y2).reciprocal_()
+            s = sq.mul_(a[:, None]).mul_(b[None, :])
+            L = _asinh_sqrt(s)
+        e, den, S_L = _softmin(L.view(B, C, K), kappa / gamma)
+        if c is None and kappa != 1.0 and e is not None:
+            # as pairwise_euclidean then proxy_term: the weighted sum of the distances themselves, which
+            # overflows (and the loss reports it) where theirs did, for distances near the largest float
+            S = torch.mul(e, L.view(B, C, K)).mul_(kappa).sum(-1).div_(den).neg_()
+        else:
+            S = S_L.mul(kappa)
+        loss, z, lse = _margin_ce(S, labels, lam, delta)
+        ctx.save_for_backward(x, y, L, s, a, b, e, den, S_L, z, lse, labels)
+        ctx.consts = (K, c, kappa, gamma, lam, far)
+        ctx.mark_non_differentiable(S)
+        return loss, S
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor, _gS):
+        x, y, L, s, a, b, e, den, S_L, z, lse, labels = ctx.saved_tensors
+        K, c, kappa, gamma, lam, far = ctx.consts
+        B, N = L.shape
+        gS = _margin_ce_grad(g, z, lse, labels, lam)
+        # Poincaré: G = dloss/ds = kappa g_d / (2 sqrt(s (1 + s))). Euclidean: G = g_d / (2 L), in which
+        # kappa cancels: d = |x - y| = kappa |x' - y'| with x' = x / kappa, y' = y / kappa (saved)
+        half = 0.5 if c is None else 0.5 * kappa
+        G = _softmin_grad(gS * half, L.view(B, N // K, K), e, den, S_L, kappa, gamma).expand(B, N // K, K).reshape(B, N)
+        if K == 1:
+            G = G.clone()  # (a fresh buffer: the steps below work in place)
+        tiny = torch.finfo(L.dtype).tiny
+        if c is None:
+            if far:
+                G.div_(L)
+            else:  # coincident points: the zero gradient of pairwise_euclidean
+                G.div_(L.clamp_min(tiny)).masked_fill_(L < tiny, 0)
+            rx, ry = G.sum(1), G.sum(0)
+            xs = x
+        else:
+            t = torch.addcmul(s, s, s)  # s (1 + s)
+            if not far:
+                t.clamp_min_(tiny)
+            G.mul_(t.rsqrt_())
+            if not far:
+                G.masked_fill_(s < tiny, 0)
+            Gs = torch.mul(G, s, out=t)
+            gsx, gsy = Gs.sum(1), Gs.sum(0)
+            del Gs, t
+            G.mul_(b[None, :])  # G b
+            rx = G.sum(1).add_(gsx).mul_(a)  # a_i sum_j G_ij (b_j + s_ij)
+            ry = torch.mv(G.T, a).addcmul_(b, gsy, value=c)
+            xs = x * a[:, None]
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            # 2 x (row sums) - 2 (G b) y a: the row scaling writes the fresh gradient, the matmul adds in place
+            gx = torch.mm(G, y).mul_(-2 if a is None else (-2 * a)[:, None]).addcmul_(x, rx[:, None], value=2)
+        if ctx.needs_input_grad[1]:
+            gy = torch.mul(y, ry.mul_(2)[:, None]).addmm_(G.T, xs, alpha=-2)
+        return gx, gy, None, None, None, None, None, None
+
+
+def points_proxy_term(x: Tensor, proxies: Tensor, labels: Tensor, K: int, c: Optional[float], gamma: float,
+                      lam: float, delta: float) -> tuple[Tensor, Tensor]:
+    """``proxy_term(distance(x, proxies).view(B, C, K), labels, gamma, lam, delta)`` for the Poincaré
+    distance of curvature ``c`` (``pairwise_dist``) or, with ``c = None``, the Euclidean one
+    (``pairwise_euclidean``), in one fused autograd Function (``_PointsProxyFn``): same values,
+    gradients and input checks. ``x``: (B, D) points (in the ball for the Poincaré distance), ``proxies``:
+    (C K, D), the ``K`` proxies of each class consecutive; ``labels``: (B,) in [0, C). A ``c`` given as a
+    tensor or below ``poincare._tiny_c`` (the series form of Eq. 2) takes the two-step route."""
+    gamma = check_positive(gamma, "gamma")
+    lam = check_positive(lam, "lambda")
+    delta = check_real(delta, "delta")
+    if c is None:
+        d_fn = poincare.pairwise_euclidean
+        poincare._check_pairwise(x, proxies, None)
+    else:
+        d_fn = lambda x, y: poincare.pairwise_dist(x, y, c)  # noqa: E731
+        poincare._check_pairwise(x, proxies, c)
+    N = proxies.shape[0]
+    if not isinstance(K, int) or K < 1 or N % K:
+        raise ValueError(f"proxies {tuple(proxies.shape)} must hold C K rows with K = {K!r} >= 1 proxies per class")
+    if isinstance(c, Tensor) or (c is not None and not c >= poincare._tiny_c(x.dtype)):
+        with poincare.checks(False):  # checked above
+            return proxy_term(d_fn(x, proxies).view(-1, N // K, K), labels, gamma, lam, delta)
+    check_labels(labels, x.shape[0], N // K)
+    if x.shape[0] == 0:
+        raise ValueError("x holds B = 0 samples: a loss averaged over no samples is undefined (NaN); pass B >= 1")
+    return _PointsProxyFn.apply(x, proxies, labels.long(), K, None if c is None else float(c), gamma, lam, delta)
 
 
 def proxy_term(d: Tensor, labels: Tensor, gamma: float, lam: float, delta: float) -> tuple[Tensor, Tensor]:
@@ -122,7 +321,13 @@ class ProxyTerm(nn.Module):
     def forward(self, x: Tensor, proxies: Tensor, labels: Tensor, *, gamma: float, lam: float,
                 delta: float) -> tuple[Tensor, Tensor]:
         C, K, D = proxies.shape
-        d = self.distance(x, proxies.reshape(C * K, D)).view(-1, C, K)
+        flat = proxies.reshape(C * K, D)
+        # the kit's two distances go through the fused Function; any other through proxy_term
+        if self.distance is euclidean_distance:
+            return points_proxy_term(x, flat, labels, K, None, gamma, lam, delta)
+        if isinstance(self.distance, PoincareDistance):
+            return points_proxy_term(x, flat, labels, K, self.distance.curvature(), gamma, lam, delta)
+        d = self.distance(x, flat).view(-1, C, K)
         return proxy_term(d, labels, gamma, lam, delta)
 
 

@@ -665,3 +665,121 @@ def test_chestloss_checks_name_the_inputs():
     loss2 = make_loss()
     b = loss2(x_e, x_h, labels).loss
     assert abs(a.item() - b.item()) < 1e-6
+
+
+# ------------------------------------------------------------------------------------------------
+# the fused distance -> soft similarity -> cross-entropy Function (parts.points_proxy_term)
+# ------------------------------------------------------------------------------------------------
+def _points(kind: str, n: int, c, seed: int, dtype) -> torch.Tensor:
+    if c is None:
+        return torch.randn(n, 5, generator=gen(seed), dtype=F64).to(dtype) * 2
+    return _helpers.ball_points(n, 5, c, seed, 0.95, dtype)
+
+
+def _two_step(x, y, labels, K, c, gamma, lam, delta):
+    from chestlab import poincare as P
+    from chestlab.losses.parts import proxy_term
+
+    d = P.pairwise_euclidean(x, y) if c is None else P.pairwise_dist(x, y, c)
+    return proxy_term(d.view(x.shape[0], -1, K), labels, gamma, lam, delta)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("c", [None, 0.5, 2.0, 1e-4])
+@pytest.mark.parametrize("K", [1, 2, 3])
+@pytest.mark.parametrize("close", [False, True])
+def test_points_proxy_term_equals_the_two_step_route(dtype, c, K, close):
+    """Values, S and the gradients of x and the proxies equal pairwise_dist / pairwise_euclidean
+    followed by proxy_term; ``close``: some samples coincide with a proxy or lie very near one (the
+    recomputed pairs, the zero-gradient case and the accurate asinh of small distances)."""
+    from chestlab.losses.parts import points_proxy_term
+
+    B, C = 9, 4
+    x, y = _points("x", B, c, 1, dtype), _points("y", C * K, c, 2, dtype)
+    if close:
+        x[0], x[1] = y[0], y[K] * (1 + 1e-3)
+        x[2] = y[1] + 1e-4
+    labels = torch.arange(B) % C
+    for gamma, lam, delta in [(5.0, 20.0, 1.0), (0.05, 3.0, -0.5)]:
+        xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+        loss, S = points_proxy_term(xs, ys, labels, K, c, gamma, lam, delta)
+        gx, gy = torch.autograd.grad(loss, (xs, ys))
+        xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+        ref, S_ref = _two_step(xr, yr, labels, K, c, gamma, lam, delta)
+        gxr, gyr = torch.autograd.grad(ref, (xr, yr))
+        tol = 1e-12 if dtype == F64 else 2e-6
+        assert abs(loss.item() - ref.item()) <= tol * max(1.0, abs(ref.item()))
+        torch.testing.assert_close(S, S_ref, rtol=tol, atol=tol * float(S_ref.abs().max()))
+        assert not S.requires_grad and loss.requires_grad
+        # the gradients: as close to the float64 answer as the two-step route's (both expand
+        # |x - y|^2, which loses digits for the near pairs in float32, and a small gamma amplifies
+        # the rounding of the distances by 1/gamma), or equal to it to rounding
+        x64, y64 = x.double().requires_grad_(), y.double().requires_grad_()
+        truth = torch.autograd.grad(_two_step(x64, y64, labels, K, c, gamma, lam, delta)[0], (x64, y64))
+        for g, r, t in ((gx, gxr, truth[0]), (gy, gyr, truth[1])):
+            scale = float(t.abs().max())
+            err, err_ref = float((g.double() - t).abs().max()), float((r.double() - t).abs().max())
+            floor = 1e-10 if dtype == F64 else (2e-5 if gamma < 1 else 2e-6)
+            assert err <= max(4 * err_ref, floor * scale), (err, err_ref, scale)
+
+
+@pytest.mark.parametrize("c", [None, 0.5])
+@pytest.mark.parametrize("K", [1, 3])
+def test_gradcheck_points_proxy_term(c, K):
+    """The hand-derived backward of the fused Function against finite differences (float64)."""
+    from chestlab.losses.parts import points_proxy_term
+
+    x = _points("x", 5, c, 3, F64).requires_grad_()
+    y = _points("y", 3 * K, c, 4, F64).requires_grad_()
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    assert torch.autograd.gradcheck(lambda x, y: points_proxy_term(x, y, labels, K, c, 0.7, 5.0, 0.5)[0], (x, y))
+    assert torch.autograd.gradcheck(lambda x, y: points_proxy_term(x, y, labels, K, c, 1e-2, 30.0, -2.0)[0], (x, y))
+
+
+@pytest.mark.parametrize("c", [None, 0.5])
+def test_points_proxy_term_float32_is_as_close_to_float64_as_the_two_step_route(c):
+    """In float32 at a CUB-like shape (proxies of 10 classes x 10, D = 64), the fused Function is no
+    farther from the float64 answer than the two-step route is (up to 2x), values and gradients."""
+    from chestlab.losses.parts import points_proxy_term
+
+    B, C, K = 32, 10, 10
+    x64 = _helpers.ball_points(B, 64, 0.5, 5, 0.9) if c else torch.randn(B, 64, generator=gen(5), dtype=F64)
+    y64 = _helpers.ball_points(C * K, 64, 0.5, 6, 0.9) if c else torch.randn(C * K, 64, generator=gen(6), dtype=F64)
+    labels = torch.arange(B) % C
+
+    def run(fn, dtype):
+        x, y = x64.to(dtype).requires_grad_(), y64.to(dtype).requires_grad_()
+        loss = fn(x, y, labels, K, c, 5.0, 20.0, 1.0)[0]
+        return [loss.detach().double(), *(g.double() for g in torch.autograd.grad(loss, (x, y)))]
+
+    truth = run(points_proxy_term, F64)
+    fused, two = run(points_proxy_term, torch.float32), run(_two_step, torch.float32)
+    for f, t, r in zip(fused, two, truth):
+        scale = float(r.abs().max())
+        err_f, err_t = float((f - r).abs().max()) / scale, float((t - r).abs().max()) / scale
+        assert err_f <= max(2 * err_t, 1e-6), (err_f, err_t)
+
+
+def test_points_proxy_term_validates_like_the_two_step_route():
+    from chestlab import poincare as P
+    from chestlab.losses.parts import points_proxy_term
+
+    x, y, labels = _helpers.ball_points(4, 3, 0.5, 0), _helpers.ball_points(6, 3, 0.5, 1), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="outside the Poincaré ball"):
+        points_proxy_term(x * 10, y, labels, 2, 0.5, 1.0, 2.0, 0.5)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        points_proxy_term(torch.full_like(x, math.nan), y, labels, 2, None, 1.0, 2.0, 0.5)
+    with pytest.raises(ValueError, match="same D"):
+        points_proxy_term(x[:, :2], y, labels, 2, 0.5, 1.0, 2.0, 0.5)
+    with pytest.raises(ValueError, match="K = 4"):
+        points_proxy_term(x, y, labels, 4, 0.5, 1.0, 2.0, 0.5)
+    with pytest.raises(ValueError, match="labels"):
+        points_proxy_term(x, y, labels + 3, 2, 0.5, 1.0, 2.0, 0.5)
+    for kw, match in [(dict(gamma=0.0), "gamma"), (dict(lam=-1.0), "lambda"), (dict(delta=math.inf), "delta")]:
+        args = {"gamma": 1.0, "lam": 2.0, "delta": 0.5, **kw}
+        with pytest.raises(ValueError, match=match):
+            points_proxy_term(x, y, labels, 2, 0.5, **args)
+    with P.checks(False):  # the two-step route for a tensor c (the series form below poincare._tiny_c too)
+        a = points_proxy_term(x, y, labels, 2, torch.tensor(0.5, dtype=F64), 1.0, 2.0, 0.5)[0]
+    b = points_proxy_term(x, y, labels, 2, 0.5, 1.0, 2.0, 0.5)[0]
+    assert abs(float(a) - float(b)) <= 1e-12 * abs(float(b))

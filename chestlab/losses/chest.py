@@ -178,16 +178,26 @@ class CHESTLoss(Loss):
 
     def proxies_h(self) -> Tensor:
         """The proxies mapped by the shared head, (C, K, D_H)."""
-        C, K, D = self.proxies.shape
-        return self.head(self.proxies.reshape(C * K, D)).view(C, K, -1)
+        C, K, _ = self.proxies.shape
+        return self._flat_proxies(e=False)[1].view(C, K, -1)
 
     def proxies_e(self) -> Tensor:
         """The proxies the Euclidean loss sees, (C, K, D): ``P_E`` itself, or ``W P_E + b`` when
         ``euclid_space="head"`` (the eta_H = 0 ablation rule, Sec. 4.4)."""
         if self.euclid_space == "backbone":
             return self.proxies
+        C, K, _ = self.proxies.shape
+        return self._flat_proxies(h=False)[0].view(C, K, -1)
+
+    def _flat_proxies(self, e: bool = True, h: bool = True) -> tuple[Optional[Tensor], Optional[Tensor]]:
+        """``(proxies_e, proxies_h)`` as (C K, D_E) and (C K, D_H) (``None`` where not asked for), both
+        from one flat view of ``P_E``: the gradients the terms send to it add up in place."""
         C, K, D = self.proxies.shape
-        return self.head.tangent(self.proxies.reshape(C * K, D)).view(C, K, -1)  # type: ignore[attr-defined]
+        flat = self.proxies.view(C * K, D)
+        p_h = self.head(flat) if h else None
+        if not e:
+            return None, p_h
+        return (flat if self.euclid_space == "backbone" else self.head.tangent(flat)), p_h  # type: ignore[attr-defined]
 
     def proxy_points(self) -> dict[str, Tensor]:
         """``{"h": (C, K, D_H), "e": (C, K, D_E)}`` on the CPU, detached (for figures)."""
@@ -199,9 +209,9 @@ class CHESTLoss(Loss):
         # geometry in float32 even under AMP: fp16 cannot resolve the ball near its boundary
         with torch.autocast(device_type=x_e.device.type, enabled=False):
             x_e, x_h = x_e.float(), x_h.float()
-            proxies_h = self.proxies_h().float()
-            proxies_e = self.proxies_e().float()
-            check_chest_inputs(x_e, x_h, labels, proxies_e, proxies_h)
+            C, K = self.proxies.shape[:2]
+            proxies_e, proxies_h = (p.float() for p in self._flat_proxies())  # (C K, D_E), (C K, D_H)
+            check_chest_inputs(x_e, x_h, labels, proxies_e.view(C, K, -1), proxies_h.view(C, K, -1))
             # the values are checked once here, under the names of the inputs; the terms then run
             # unchecked (each (C K, D) check is a pass over the proxies)
             if s.eta_h > 0:
@@ -219,16 +229,19 @@ class CHESTLoss(Loss):
             return out
 
     def _terms(self, x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> LossOutput:
-        s = self.settings
+        """The three terms; ``proxies_e`` (C K, D_E), ``proxies_h`` (C K, D_H)."""
+        s, K = self.settings, self.proxies.shape[1]
         zero = x_e.new_zeros(())
         parts = {"l_h": zero, "l_e": zero, "l_hyphc": zero}
         extras: dict[str, Any] = {"s_h": None, "s_e": None}
         if s.eta_h > 0:
-            parts["l_h"], extras["s_h"] = self.l_h_term(x_h, proxies_h, labels, gamma=s.gamma_h, lam=s.lambda_h, delta=s.delta_h)
+            parts["l_h"], extras["s_h"] = self.l_h_term(x_h, proxies_h, labels, gamma=s.gamma_h, lam=s.lambda_h,
+                                                        delta=s.delta_h, K=K)
         if s.eta_e > 0:
-            parts["l_e"], extras["s_e"] = self.l_e_term(x_e, proxies_e, labels, gamma=s.gamma_e, lam=s.lambda_e, delta=s.delta_e)
+            parts["l_e"], extras["s_e"] = self.l_e_term(x_e, proxies_e, labels, gamma=s.gamma_e, lam=s.lambda_e,
+                                                        delta=s.delta_e, K=K)
         if s.tau > 0:
-            parts["l_hyphc"] = self.hyphc_term(proxies_h, self.c, M=s.M, gamma_hyp=s.gamma_hyp, variant=s.hyphc)
+            parts["l_hyphc"] = self.hyphc_term(proxies_h, self.c, M=s.M, gamma_hyp=s.gamma_hyp, variant=s.hyphc, K=K)
         total = s.eta_h * parts["l_h"] + s.eta_e * parts["l_e"] + s.tau * parts["l_hyphc"]
         return LossOutput(total, parts, extras)
 

@@ -216,7 +216,8 @@ def hyphc_loss(
         raise TypeError(f"detach_similarity must be True or False, got {detach_similarity!r}")
     if not isinstance(proxies_h, Tensor) or not proxies_h.dtype.is_floating_point or proxies_h.dim() < 2:
         raise TypeError("proxies_h must be a floating-point (C, K, D) or (P, D) tensor of points in the ball")
-    flat = proxies_h.reshape(-1, proxies_h.shape[-1])
+    # (P, D) as it is: a reshape, even to the same shape, would make its gradient a view (added out of place)
+    flat = proxies_h if proxies_h.dim() == 2 else proxies_h.reshape(-1, proxies_h.shape[-1])
     _check_index_tensor(triplets, "triplets", "flat proxy indices (M, 3)")
     if triplets.dim() != 2 or triplets.shape[1] != 3:
         raise ValueError(f"triplets must be an (M, 3) LongTensor, got shape {tuple(triplets.shape)}")

@@ -309,6 +309,18 @@ def proxy_term(d: Tensor, labels: Tensor, gamma: float, lam: float, delta: float
     return _ProxyTermFn.apply(d, labels.long(), gamma, lam, delta)
 
 
+def _flat_proxies(proxies: Tensor, K: Optional[int]) -> tuple[Tensor, int, int]:
+    """``(proxies as (C K, D), C, K)`` from (C, K, D), or from (C K, D) with ``K`` given."""
+    if K is None:
+        if proxies.dim() != 3:
+            raise ValueError(f"proxies must be (C, K, D), or (C K, D) with K given, got shape {tuple(proxies.shape)}")
+        C, K, D = proxies.shape
+        return proxies.reshape(C * K, D), C, K
+    if proxies.dim() != 2 or K < 1 or proxies.shape[0] % K:
+        raise ValueError(f"flat proxies must be (C K, D) with K = {K} proxies per class, got shape {tuple(proxies.shape)}")
+    return proxies, proxies.shape[0] // K, K
+
+
 class ProxyTerm(nn.Module):
     r"""The proxy loss of Eq. (5)–(7) under a given distance: the soft similarity
     :math:`S(x_i, p_c)` over each class's ``K`` proxies, then the margin cross-entropy, averaged
@@ -319,9 +331,10 @@ class ProxyTerm(nn.Module):
         self.distance = distance
 
     def forward(self, x: Tensor, proxies: Tensor, labels: Tensor, *, gamma: float, lam: float,
-                delta: float) -> tuple[Tensor, Tensor]:
-        C, K, D = proxies.shape
-        flat = proxies.reshape(C * K, D)
+                delta: float, K: Optional[int] = None) -> tuple[Tensor, Tensor]:
+        """``proxies``: (C, K, D), or (C K, D) with ``K`` given (no reshape: gradients that reach the
+        proxies from several terms then add in place, instead of as views into a fresh tensor)."""
+        flat, C, K = _flat_proxies(proxies, K)
         # the kit's two distances go through the fused Function; any other through proxy_term
         if self.distance is euclidean_distance:
             return points_proxy_term(x, flat, labels, K, None, gamma, lam, delta)
@@ -340,7 +353,9 @@ class HypHCTerm(nn.Module):
         super().__init__()
         self.generator = torch.Generator().manual_seed(seed)
 
-    def forward(self, proxies_h: Tensor, c: float, *, M: int, gamma_hyp: float, variant: str) -> Tensor:
-        C, K = proxies_h.shape[:2]
+    def forward(self, proxies_h: Tensor, c: float, *, M: int, gamma_hyp: float, variant: str,
+                K: Optional[int] = None) -> Tensor:
+        """``proxies_h``: (C, K, D_H), or (C K, D_H) with ``K`` given."""
+        flat, C, K = _flat_proxies(proxies_h, K)
         triplets = sample_triplets(C, K, M, self.generator).to(proxies_h.device)
-        return hyphc_loss(proxies_h, triplets, c, gamma_hyp, variant=variant).mean()
+        return hyphc_loss(flat, triplets, c, gamma_hyp, variant=variant).mean()

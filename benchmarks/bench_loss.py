@@ -77,6 +77,9 @@ SOP_MIB_TARGET = 300.0
 HYPHC_VALUE_TARGET = 1e-6
 #: |loss - reference loss| / |reference loss|
 LOSS_VALUE_TARGET = 1e-6
+#: on a GPU (H100/H200), the CUB step: at most this many ms and this many times faster than the reference
+GPU_CUB_MS_TARGET = 3.0
+GPU_VS_REF_TARGET = 3.0
 
 
 def estimate_gib(impl: str, B: int, C: int, K: int, D: int, M: int, **_) -> float:
@@ -392,6 +395,15 @@ def main(argv=None) -> int:
     failed = False
     nt = args.threads if args.threads is not None else _torch_threads()
     tnote = "" if nt == TARGET_THREADS else f" [target defined for {TARGET_THREADS} threads, measured with {nt}]"
+    if is_cuda:
+        o, rf = results.get(("CUB", "ours")), results.get(("CUB", "ref"))
+        if o is not None:
+            speed = rf["ms"] / o["ms"] if rf else None
+            ok = o["ms"] <= GPU_CUB_MS_TARGET and (speed is None or speed >= GPU_VS_REF_TARGET)
+            failed |= not ok
+            vs = f"{speed:.1f}x faster than the reference" if speed else "reference not run"
+            notes.append(f"TARGET GPU CUB step <= {GPU_CUB_MS_TARGET:g} ms and >= {GPU_VS_REF_TARGET:g}x faster than the "
+                         f"geoopt reference: {o['ms']:.2f} ms, {vs} {cm.verdict(ok)}")
     for scale in ("CUB", "SOP"):
         o, fl = results.get((scale, "ours")), results.get((scale, FLOOR_IMPL))
         what = f"TARGET {scale} step <= {FLOOR_RATIO_TARGET:g}x its matmuls alone"

@@ -71,6 +71,64 @@ def test_chest_loss_and_gradients_on_cuda_match_cpu(hyphc: str) -> None:
         torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-4 * float(r.abs().max()))  # float32 vs float64
 
 
+@pytest.mark.parametrize("c", [None, 0.5])
+@pytest.mark.parametrize("K", [1, 10])
+def test_fused_proxy_term_on_cuda_matches_float64(c, K) -> None:
+    """The training path's fused Function (distance -> soft similarity -> cross-entropy,
+    ``parts.points_proxy_term``) in float32 on the device against float64 on the CPU, at a
+    CUB-like shape: loss, S and the gradients of the points and the proxies."""
+    from chestlab.losses.parts import points_proxy_term, proxy_term
+
+    B, C, D = 200, 20, 64
+    if c is None:
+        g = torch.Generator().manual_seed(4)
+        x, y = torch.randn(B, D, generator=g, dtype=torch.float64), torch.randn(C * K, D, generator=g, dtype=torch.float64)
+    else:
+        x, y = _ball(B, D, c, 4), _ball(C * K, D, c, 5)
+    labels = torch.arange(B) % C
+
+    def two_step(xs, ys, labels, K, c, *hp):  # the readable route: the distance matrix, then Eq. 5-7
+        d = poincare.pairwise_euclidean(xs, ys) if c is None else poincare.pairwise_dist(xs, ys, c)
+        return proxy_term(d.view(xs.shape[0], -1, K), labels, *hp)
+
+    def run(fn, device: torch.device, dtype: torch.dtype):
+        xs, ys = x.to(device, dtype).requires_grad_(), y.to(device, dtype).requires_grad_()
+        loss, S = fn(xs, ys, labels.to(device), K, c, 5.0, 20.0, 1.0)
+        gx, gy = torch.autograd.grad(loss, (xs, ys))
+        return [t.detach().double().cpu() for t in (loss, S, gx, gy)]
+
+    ref = run(two_step, torch.device("cpu"), torch.float64)
+    got = run(points_proxy_term, CUDA, torch.float32)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=0)
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-5 * float(ref[1].abs().max()))
+    for g, r in zip(got[2:], ref[2:]):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-4 * float(r.abs().max()))
+
+
+def test_chestloss_training_path_on_cuda_matches_float64() -> None:
+    """CHESTLoss (the fused terms, the head on the proxies, HypHC) on the device in float32 against
+    the same module in float64 on the CPU: the loss and the gradients of x_e, the proxies and W."""
+    from chestlab.losses import CHESTLoss
+    from chestlab.models import HyperbolicHead
+
+    def run(device: torch.device, dtype: torch.dtype):
+        torch.manual_seed(0)
+        head = HyperbolicHead(32, 16, c=0.5, r=2.3)
+        crit = CHESTLoss(20, 4, 32, head, M=64, delta_e=1.0, delta_h=2.0, seed=0).to(device, dtype)
+        g = torch.Generator().manual_seed(1)
+        x_e = torch.randn(64, 32, generator=g, dtype=torch.float64).to(device, dtype).requires_grad_()
+        labels = (torch.arange(64) % 20).to(device)
+        out = crit(x_e, head(x_e), labels)
+        grads = torch.autograd.grad(out.loss, (x_e, crit.proxies, head.linear.weight))
+        return [out.loss.detach().double().cpu(), *(t.double().cpu() for t in grads)]
+
+    ref = run(torch.device("cpu"), torch.float64)
+    got = run(CUDA, torch.float32)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=0)
+    for g, r in zip(got[1:], ref[1:]):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-4 * float(r.abs().max()))
+
+
 @pytest.mark.parametrize("amp", [True, False])
 def test_trainer_on_cuda_learns_with_and_without_amp(amp: bool) -> None:
     tr = Trainer(TrainConfig.preset("demo-tree", **SMALL, device=DEVICE, amp=amp))

@@ -725,6 +725,26 @@ def test_points_proxy_term_equals_the_two_step_route(dtype, c, K, close):
 
 @pytest.mark.parametrize("c", [None, 0.5])
 @pytest.mark.parametrize("K", [1, 3])
+def test_points_proxy_term_gradients_equal_autograd_on_the_readable_route(c, K):
+    """float64: the hand-derived backward == autograd through the readable definitions, the
+    elementwise distances (``poincare.dist`` broadcast, ``(x - y).norm``) then ``soft_similarity``
+    and ``proxy_loss``."""
+    from chestlab import poincare as P
+    from chestlab.losses.parts import points_proxy_term
+
+    x = _points("x", 6, c, 7, F64).requires_grad_()
+    y = _points("y", 4 * K, c, 8, F64).requires_grad_()
+    labels = torch.tensor([0, 3, 1, 2, 3, 0])
+    loss = points_proxy_term(x, y, labels, K, c, 0.7, 5.0, 0.5)[0]
+    d = (x[:, None] - y[None]).norm(dim=-1) if c is None else P.dist(x[:, None], y[None], c)
+    ref = L.proxy_loss(L.soft_similarity(d.view(6, 4, K), 0.7), labels, 5.0, 0.5).mean()
+    assert abs(loss.item() - ref.item()) <= 1e-12 * abs(ref.item())
+    for g, r in zip(torch.autograd.grad(loss, (x, y)), torch.autograd.grad(ref, (x, y))):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("c", [None, 0.5])
+@pytest.mark.parametrize("K", [1, 3])
 def test_gradcheck_points_proxy_term(c, K):
     """The hand-derived backward of the fused Function against finite differences (float64)."""
     from chestlab.losses.parts import points_proxy_term

@@ -12,11 +12,14 @@ Figures:
 * :func:`margin_histogram` -- what Eq. 7 actually compares, sample by sample: each sample's margin
   ``S_own - (1/lambda) logsumexp(lambda S_other)`` (and ``S_own - max S_other``) against ``delta``
   (:func:`per_sample_margins` computes it).
-* :func:`poincare_disk` -- points in the Poincaré disk of curvature ``-c`` coloured by class, marker
-  by super-class, proxies as stars; optional geodesic grid and distance circles. Coordinates come
+* :func:`poincare_disk` -- points in the Poincaré disk of curvature ``-c`` coloured by super-class
+  (shade = class), proxies as stars, the super-class nodes and the root with their geodesics;
+  optional geodesic grid and distance circles. Coordinates come
   from :func:`project_to_disk` (exact for ``D_H = 2``, tangent-space PCA otherwise) or
   :func:`umap_disk` (UMAP with hyperboloid output, mapped to the disk). The disk's geometry and its
   drawing live in :mod:`chestlab.viz` (one geometry layer, a plotly and a matplotlib backend).
+* :func:`level_strip` -- the mean ``d_H(0, .)`` of each level of the hierarchy (root, super-class
+  nodes, classes, samples) over training steps, beside the disk.
 * :func:`training_curves` -- loss components and Recall@1 / MAP@R over steps.
 * :func:`hard_negative_weights_figure` -- weights ``w`` of the pairwise cross-entropy over negatives
   sorted by distance, sphere vs hyperbolic (the hard-negative paper's Fig. 3).
@@ -52,6 +55,7 @@ __all__ = [
     "projection_label",
     "hyperboloid_to_disk",
     "umap_disk",
+    "level_strip",
     "training_curves",
     "training_curves_mpl",
     "hard_negative_weights_figure",
@@ -443,48 +447,120 @@ def poincare_disk(
     uirevision: str = "disk",
     height: int = 520,
     marker_size: int = 6,
+    color_by: str = "super",
+    class_super: Any = None,
+    tree: Optional[dict] = None,
 ) -> go.Figure:
-    """Points of the Poincaré disk of curvature ``-c``: colour = class, marker = super-class, proxies
-    as large stars in their class colour. ``x2d`` (N, 2), ``labels`` (N,), ``super_labels`` (N,) or
-    None, ``proxies2d`` (P, 2) with ``proxy_labels`` (P,) (default: ``K`` consecutive proxies per
-    class, i.e. the ``(C, K, 2)`` layout flattened). The boundary circle has radius ``1/sqrt(c)``
-    (none at ``c = 0``, the Euclidean plane); ``grid`` adds geodesics; ``circles`` adds the sets of
-    points at those Poincaré distances from the origin. Drawn by :mod:`chestlab.viz.plotly`."""
+    """Points of the Poincaré disk of curvature ``-c``, proxies as large stars, and the class hierarchy.
+
+    ``x2d`` (N, 2), ``labels`` (N,), ``super_labels`` (N,) or None, ``proxies2d`` (P, 2) with
+    ``proxy_labels`` (P,) (default: ``K`` consecutive proxies per class, i.e. the ``(C, K, 2)``
+    layout flattened). Colours (:func:`chestlab.viz.style.disk_palette`): ``color_by="super"`` (the
+    default, when super-classes are known) -- one colour per super-class, each class a shade of it
+    (``class_super`` (C,): the super-class of every class, so proxies of classes without points get
+    theirs; else read off the points); ``color_by="class"`` -- one colour per class, the marker tells
+    the super-classes apart. ``tree``: :func:`chestlab.viz.hierarchy.disk_tree_geometry`'s super-class
+    nodes and root with their geodesics (:func:`chestlab.viz.plotly.add_tree`). The boundary circle
+    has radius ``1/sqrt(c)`` (none at ``c = 0``, the Euclidean plane); ``grid`` adds geodesics;
+    ``circles`` adds the sets of points at those Poincaré distances from the origin. Drawn by
+    :mod:`chestlab.viz.plotly`."""
     c = float(c)
+    lab, sup, palette = _disk_colors(labels, super_labels, proxies2d, proxy_labels, class_super, color_by)
+    nodes = None if tree is None else np.concatenate([tree["nodes"], tree["root"][None]])
     fig = go.Figure()
-    viz_plotly.add_disk(fig, c, grid=grid, circles=circles, avoid=_label_obstacles(x2d, proxies2d))  # first: points on top
-    viz_plotly.add_embeddings(fig, x2d, labels, super_labels, class_names=class_names, super_names=super_names,
-                              marker_size=marker_size)
+    viz_plotly.add_disk(fig, c, grid=grid, circles=circles, avoid=_label_obstacles(x2d, proxies2d, nodes))  # first: points on top
+    viz_plotly.add_embeddings(fig, x2d, lab, sup, class_names=class_names, super_names=super_names,
+                              marker_size=marker_size, palette=palette, color_by=color_by)
+    if tree is not None:
+        viz_plotly.add_tree(fig, tree, super_names, class_names=class_names, palette=palette, part="lines",
+                            show_children=proxies2d is None)
     if proxies2d is not None:
-        viz_plotly.add_proxies(fig, proxies2d, proxy_labels, class_names=class_names)
-    return viz_plotly.style_disk(fig, geometry.view_limit(c, x2d), title=title, uirevision=uirevision, height=height)
+        viz_plotly.add_proxies(fig, proxies2d, proxy_labels, class_names=class_names, palette=palette)
+    if tree is not None:
+        viz_plotly.add_tree(fig, tree, super_names, part="nodes")
+    return viz_plotly.style_disk(fig, geometry.view_limit(c, _label_obstacles(x2d, None, nodes)), title=title,
+                                 uirevision=uirevision, height=height)
 
 
-def _label_obstacles(x2d: Any, proxies2d: Any) -> Optional[np.ndarray]:
-    """The points and proxies of a disk figure, (N, 2): where its circle labels should not go."""
-    parts = [geometry.as_numpy(p).reshape(-1, 2) for p in (x2d, proxies2d) if p is not None]
-    return np.concatenate(parts) if parts else None
+def _disk_colors(labels: Any, super_labels: Any, proxies2d: Any, proxy_labels: Any, class_super: Any,
+                 color_by: str) -> tuple[np.ndarray, Optional[np.ndarray], list[str]]:
+    """``(labels (N,), super_labels (N,) or None, the colour of every class)`` of a disk figure: the
+    palette (:func:`chestlab.viz.style.disk_palette`) covers the proxies' classes too."""
+    from .viz.style import disk_palette
+
+    lab = _np(labels).astype(int).reshape(-1)
+    sup = None if super_labels is None else _np(super_labels).astype(int).reshape(-1)
+    cs = None if class_super is None else _np(class_super).astype(int).reshape(-1)
+    pl = None if proxies2d is None else geometry.proxy_points(proxies2d, proxy_labels)[1]
+    n = 0 if pl is None or not len(pl) else int(pl.max()) + 1
+    return lab, sup, disk_palette(lab, sup, class_super=cs, color_by=color_by, n=n)
+
+
+def _label_obstacles(*parts: Any) -> Optional[np.ndarray]:
+    """The points, proxies and nodes of a disk figure, (N, 2): where its circle labels should not go."""
+    arrays = [geometry.as_numpy(p).reshape(-1, 2) for p in parts if p is not None]
+    return np.concatenate(arrays) if arrays else None
 
 
 def poincare_disk_mpl(x2d: Any, labels: Any, super_labels: Any = None, proxies2d: Any = None, *, c: float = 1.0,
                       circles: Sequence[float] = (), title: Optional[str] = None,
-                      figsize: Optional[tuple[float, float]] = None):
-    """Static (matplotlib) version of :func:`poincare_disk`, for PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`;
-    font sizes come from matplotlib's settings and ``figsize`` (default 4.5 x 4.5 in) grows to the
-    settings' figure width (:func:`chestlab.viz.style.use_lecture_style`: projector-sized)."""
+                      figsize: Optional[tuple[float, float]] = None, proxy_labels: Any = None, color_by: str = "super",
+                      class_super: Any = None, tree: Optional[dict] = None):
+    """Static (matplotlib) version of :func:`poincare_disk` (the same colours, proxies and ``tree``), for
+    PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`; font sizes come from matplotlib's settings and
+    ``figsize`` (default 4.5 x 4.5 in) grows to the settings' figure width
+    (:func:`chestlab.viz.style.use_lecture_style`: projector-sized)."""
     from matplotlib.figure import Figure
 
     from .viz import mpl as viz_mpl
     from .viz.style import fit_figsize
 
     c = float(c)
+    lab, sup, palette = _disk_colors(labels, super_labels, proxies2d, proxy_labels, class_super, color_by)
+    nodes = None if tree is None else np.concatenate([tree["nodes"], tree["root"][None]])
     fig = Figure(figsize=figsize or fit_figsize((4.5, 4.5), keep_aspect=False), dpi=150, layout="constrained")
     ax = fig.subplots()
-    viz_mpl.draw_disk(ax, c, circles=circles, avoid=_label_obstacles(x2d, proxies2d))
-    viz_mpl.scatter_embeddings(ax, x2d, labels, super_labels)
+    viz_mpl.draw_disk(ax, c, circles=circles, avoid=_label_obstacles(x2d, proxies2d, nodes))
+    viz_mpl.scatter_embeddings(ax, x2d, lab, sup, palette=palette, color_by=color_by)
     if proxies2d is not None:
-        viz_mpl.scatter_proxies(ax, proxies2d)
-    viz_mpl.style_disk(ax, geometry.view_limit(c, _np(x2d)), title=title)
+        viz_mpl.scatter_proxies(ax, proxies2d, proxy_labels, palette=palette)
+    if tree is not None:
+        viz_mpl.draw_tree(ax, tree)
+    viz_mpl.style_disk(ax, geometry.view_limit(c, _label_obstacles(x2d, None, nodes)), title=title)
+    return fig
+
+
+#: the level strip's lines, coarse to fine: (level of disk_tree_geometry's "depth", colour, dash,
+#: marker); greys, darker for coarser levels (red, blue and the super-class colours mean other things)
+_LEVEL_STYLE = (("root", "#111111", "dot", "square"), ("super-classes", "#3d3d3d", "solid", "diamond"),
+                ("classes", "#7a7a7a", "solid", "star"), ("samples", "#b0b0b0", "solid", "circle"))
+
+
+def level_strip(history: Sequence[tuple[int, Mapping[str, float]]], *, classes_are: str = "proxies",
+                uirevision: str = "levels", height: int = 190, max_points: int = 400) -> go.Figure:
+    r"""A small chart of how far from the origin each level of the hierarchy sits, over training: the
+    mean :math:`d_H(0, \cdot)` of the root, the super-class nodes, the classes (their proxies, or
+    their means: ``classes_are``) and the samples, one line each, from ``history`` = ``[(step,
+    {level: value}), ...]`` (:func:`chestlab.viz.hierarchy.disk_tree_geometry`'s ``"depth"`` per
+    step). "Coarse near the origin, fine near the boundary" reads as the lines' order, bottom to top."""
+    rows = [{"step": st, **dep} for st, dep in history]
+    fig = go.Figure()
+    for level, color, dash, symbol in _LEVEL_STYLE:
+        xs, ys = _series(rows, level, max_points)
+        if xs:
+            name = f"classes ({classes_are})" if level == "classes" else level
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 40 else "lines", name=name,
+                                     line=dict(color=color, width=2, dash=dash), marker=dict(symbol=symbol, size=6),
+                                     hovertemplate=f"{name}: %{{y:.2f}} at step %{{x}}<extra></extra>"))
+    k = plotly_scale()
+    fig.update_layout(uirevision=uirevision, height=_height(height), font_size=plotly_font_size(11), plot_bgcolor="white",
+                      margin=dict(l=int(50 * k), r=10, t=int(24 * k), b=int(36 * k)),
+                      title=dict(text="mean d<sub>H</sub>(0, ·) per level", font=dict(size=plotly_font_size(12)),
+                                 x=0.0, xanchor="left", y=0.98, yanchor="top"),
+                      legend=dict(orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom",
+                                  font=dict(size=plotly_font_size(10))))
+    fig.update_xaxes(title_text="step", title_standoff=2, gridcolor=COLORS["grid"], zeroline=False)
+    fig.update_yaxes(title_text="d<sub>H</sub>(0, ·)", rangemode="tozero", gridcolor=COLORS["grid"], zeroline=False)
     return fig
 
 

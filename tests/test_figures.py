@@ -4,6 +4,7 @@ the Poincaré disk."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -320,3 +321,131 @@ def test_fig3_colours_follow_the_paper_everywhere():
         by_name.setdefault(tr.name.split()[0].lower(), mcolors.to_rgb(tr.marker.color))
     assert by_name.get("positive") == red and by_name.get("negative") == blue, by_name
     assert mcolors.to_rgb(paper_figures.PAPER_POS) == red and mcolors.to_rgb(paper_figures.PAPER_NEG) == blue
+
+
+# ------------------------------------------------------------------------------------------------
+# the class hierarchy in the disk: super-class nodes, the root, the level strip
+# ------------------------------------------------------------------------------------------------
+def _gyro_mid(x: torch.Tensor, c: float) -> torch.Tensor:
+    """The oracle: geoopt's weighted midpoint (k = -c, equal weights), float64."""
+    import geoopt.manifolds.stereographic.math as gm
+
+    return gm.weighted_midpoint(x, k=torch.tensor(-c, dtype=torch.float64), reducedim=[0])
+
+
+def _d0(x: Any, c: float) -> np.ndarray:
+    """d_H(0, x) in closed form: (2 / sqrt c) artanh(sqrt c |x|)."""
+    n = np.linalg.norm(np.asarray(x, dtype=np.float64).reshape(-1, np.shape(x)[-1]), axis=1)
+    return 2 / math.sqrt(c) * np.arctanh(math.sqrt(c) * n)
+
+
+def _toy_tree(c: float, dim: int = 2):
+    from chestlab.viz import hierarchy as vh
+
+    x = _ball_points(60, dim, c, seed=1, scale=1.0)
+    labels = np.arange(60) % 6
+    cs = np.array([0, 0, 1, 1, 2, 2])
+    prox = _ball_points(12, dim, c, seed=2, scale=1.5).reshape(6, 2, dim)  # K = 2 proxies per class
+    return x, labels, cs, prox, vh.disk_tree_geometry(x, labels, cs, c, proxies_h=prox)
+
+
+def test_super_class_nodes_and_root_are_gyro_midpoints() -> None:
+    """D_H = 2 (the projection is exact): each super-class node is the gyro-midpoint of its classes'
+    proxies, the root that of the nodes (geoopt's midpoint); the lines are geodesics node -> proxy and
+    root -> node; the level depths are the mean d_H(0, .) per level."""
+    c = 0.7
+    x, labels, cs, prox, t = _toy_tree(c)
+    want = torch.stack([_gyro_mid(prox[torch.as_tensor(cs == s)].reshape(-1, 2), c) for s in range(3)])
+    np.testing.assert_allclose(t["nodes"], want.numpy(), atol=1e-9)
+    root = _gyro_mid(want, c)
+    np.testing.assert_allclose(t["root"], root.numpy(), atol=1e-9)
+    assert t["groups"].tolist() == [0, 1, 2] and t["children_are"] == "proxies"
+    assert t["depth"] == pytest.approx({"root": _d0(root, c)[0], "super-classes": _d0(want, c).mean(),
+                                        "classes": _d0(prox, c).mean(), "samples": _d0(x, c).mean()}, rel=1e-9)
+    assert len(t["root_lines"]) == 3 and len(t["child_lines"]) == 12
+    for g, line in t["child_lines"]:  # from its node to a proxy of its super-class, along the geodesic
+        np.testing.assert_allclose(line[0], t["nodes"][g], atol=1e-9)
+        k = int(np.argmin(np.linalg.norm(t["children"] - line[-1], axis=1)))
+        assert np.linalg.norm(t["children"][k] - line[-1]) < 1e-9 and cs[t["child_class"][k]] == g
+        a, b, m = (torch.as_tensor(p) for p in (line[0], line[-1], line[len(line) // 2]))
+        assert float(poincare.dist(a, m, c) + poincare.dist(m, b, c)) == pytest.approx(float(poincare.dist(a, b, c)), abs=1e-9)
+    for line, node in zip(t["root_lines"], t["nodes"]):
+        np.testing.assert_allclose(line[0], t["root"], atol=1e-9)
+        np.testing.assert_allclose(line[-1], node, atol=1e-9)
+
+
+def test_without_proxies_the_nodes_hang_over_the_class_means() -> None:
+    import geoopt.manifolds.stereographic.math as gm
+
+    from chestlab.viz import hierarchy as vh
+
+    c = 1.3
+    x, labels, cs, _, _ = _toy_tree(c)
+    t = vh.disk_tree_geometry(x, labels, cs, c)
+    k = torch.tensor(-c, dtype=torch.float64)
+    means = torch.stack([gm.expmap0(gm.logmap0(x[torch.as_tensor(labels == j)], k=k).mean(0), k=k) for j in range(6)])
+    assert t["children_are"] == "class means"
+    np.testing.assert_allclose(t["children"], means.numpy(), atol=1e-9)
+    want = torch.stack([_gyro_mid(means[torch.as_tensor(cs == s)], c) for s in range(3)])
+    np.testing.assert_allclose(t["nodes"], want.numpy(), atol=1e-9)
+    # D_H = 5: nodes and root projected with the samples' projection (tangent PCA fitted on them)
+    x5, labels5, cs5, prox5, t5 = _toy_tree(c, dim=5)
+    nodes5 = torch.stack([_gyro_mid(prox5[torch.as_tensor(cs5 == s)].reshape(-1, 5), c) for s in range(3)])
+    np.testing.assert_allclose(t5["nodes"], figures.project_to_disk(nodes5, c, fit_on=x5), atol=1e-9)
+    assert t5["depth"]["super-classes"] == pytest.approx(_d0(nodes5, c).mean(), rel=1e-9)  # in the ball, not the picture
+
+
+def test_poincare_disk_draws_the_tree_coloured_by_super_class() -> None:
+    from chestlab.viz.style import COLORS, class_colors, super_color
+
+    c = 0.7
+    x, labels, cs, prox, t = _toy_tree(c)
+    names = ["branch A", "branch B", "branch C"]
+    fig = figures.poincare_disk(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs, tree=t,
+                                super_names=names, class_names=[f"c{k}" for k in range(6)], circles=(1.0,))
+    by_name = {}
+    for tr in fig.data:
+        by_name.setdefault(tr.name, []).append(tr)
+    node = by_name["super-class nodes"][0]
+    np.testing.assert_allclose(np.column_stack([node.x, node.y]), t["nodes"])
+    assert list(node.marker.color) == [super_color(s) for s in range(3)] and list(node.customdata) == ["A", "B", "C"]
+    root = by_name["root"][0]
+    assert (root.x[0], root.y[0]) == pytest.approx(tuple(t["root"]))
+    # the legend: one entry per branch in its colour, the nodes and root, the proxies
+    entries = [tr for tr in fig.data if list(tr.x) == [None]]
+    assert [tr.name for tr in entries] == names + ["proxies (train classes)", "super-class nodes", "root"]
+    assert [tr.marker.color for tr in entries[:3]] == [super_color(s) for s in range(3)]
+    # colour = super-class, shade = class: points and proxies of class k share class_colors(cs)[k]
+    palette = class_colors(cs)
+    points = [tr for tr in fig.data if tr.type == "scattergl"]
+    assert sorted(tr.name for tr in points) == names and {tr.marker.symbol for tr in points} == {"circle"}
+    for tr in points:
+        for col, txt in zip(tr.marker.color, tr.text):
+            assert col == palette[int(txt[1:])]
+    star = next(tr for tr in fig.data if tr.name == "proxies (train classes)" and len(tr.x) == 12)
+    assert list(star.marker.color) == [palette[k] for k in np.repeat(np.arange(6), 2)]
+    lines = [tr for tr in fig.data if tr.mode == "lines" and tr.legendgroup == "tree"]
+    assert {tr.line.color for tr in lines} == {super_color(s) for s in range(3)} | {COLORS["root"]}
+    # red and blue mean positive and negative elsewhere: not a super-class here
+    used = {*node.marker.color, *palette, *(tr.line.color for tr in lines)}
+    assert not used & {COLORS["pos"], COLORS["neg"]}
+    # the other colouring (one colour per class, the marker tells super-classes apart) is still there
+    by_class = figures.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="class")
+    pts = [tr for tr in by_class.data if tr.type == "scattergl"]
+    assert len({tr.marker.symbol for tr in pts}) == 3
+    with pytest.raises(ValueError, match="color_by"):
+        figures.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="shade")
+    # the static version draws the same tree
+    assert figures.to_png(figures.poincare_disk_mpl(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs,
+                                                    tree=t))[:4] == b"\x89PNG"
+
+
+def test_level_strip_plots_the_mean_distance_per_level() -> None:
+    hist = [(s, {"root": 0.1 * s, "super-classes": 0.2 * s, "classes": 1.0 + s, "samples": 2.0 + s}) for s in range(5)]
+    fig = figures.level_strip(hist, classes_are="class means")
+    got = {tr.name: list(tr.y) for tr in fig.data}
+    assert got == {"root": [0.1 * s for s in range(5)], "super-classes": [0.2 * s for s in range(5)],
+                   "classes (class means)": [1.0 + s for s in range(5)], "samples": [2.0 + s for s in range(5)]}
+    assert all(list(tr.x) == list(range(5)) for tr in fig.data)
+    assert fig.layout.xaxis.title.text == "step" and "d<sub>H</sub>" in fig.layout.yaxis.title.text
+    assert len(figures.level_strip([]).data) == 0  # no step drawn yet: empty axes

@@ -20,7 +20,8 @@ Figures:
   drawing live in :mod:`chestlab.viz` (one geometry layer, a plotly and a matplotlib backend).
 * :func:`level_strip` -- the mean ``d_H(0, .)`` of each level of the hierarchy (root, super-class
   nodes, classes, samples) over training steps, beside the disk.
-* :func:`training_curves` -- loss components and Recall@1 / MAP@R over steps.
+* :func:`training_curves` -- loss components and Recall@1 / MAP@R over steps; the regularisers
+  (``L_HypHC``, ``L_HIER``) on their own log axis.
 * :func:`hard_negative_weights_figure` -- weights ``w`` of the pairwise cross-entropy over negatives
   sorted by distance, sphere vs hyperbolic (the hard-negative paper's Fig. 3).
 """
@@ -58,6 +59,7 @@ __all__ = [
     "level_strip",
     "training_curves",
     "training_curves_mpl",
+    "loss_terms",
     "hard_negative_weights_figure",
     "hard_negative_weights",
     "to_png",
@@ -567,8 +569,50 @@ def level_strip(history: Sequence[tuple[int, Mapping[str, float]]], *, classes_a
 # ------------------------------------------------------------------------------------------------
 # training curves
 # ------------------------------------------------------------------------------------------------
-_LOSS_KEYS = (("loss", "total L (Eq. 10)", "black"), ("l_h", "L_H", COLORS["H"]), ("l_e", "L_E", COLORS["E"]),
-              ("l_hyphc", "L_HypHC", "#2ca02c"))
+#: the parts of the losses: part key -> (name in a legend, colour)
+_TERMS = {"l_h": ("L_H (Eq. 7, hyperbolic)", COLORS["H"]), "l_e": ("L_E (Eq. 7, Euclidean)", COLORS["E"]),
+          "l_hyphc": ("L_HypHC (Eq. 9)", "#2ca02c"), "l_hier": ("L_HIER", "#9467bd"),
+          "pair_ce": ("L_pair-CE", "#555555"), "mix": ("L_mix", "#555555"), "l_unsup": ("L_unsup", "#555555")}
+#: the total of each loss, as the legend names it
+_TOTALS = {"chest": "total L = η_H L_H + η_E L_E + τ L_HypHC (Eq. 10)",
+           "chest_hier": "total L = L_CHEST + η_HIER L_HIER",
+           "pair_ce": "total L = L_pair-CE", "pair_ce_hier": "total L = L_pair-CE + η_HIER L_HIER",
+           "mix": "total L = L_mix", "unsup": "total L = L_unsup"}
+#: regularisers whose value is orders of magnitude below the total (L_HypHC is ~1e-4 of it at the
+#: paper's r = 2.3): drawn on their own log axis, right of the loss panel, or they are a flat line at 0
+SMALL_TERMS = ("l_hyphc", "l_hier")
+
+
+def loss_terms(rows: Sequence[Mapping], loss: Optional[str] = None, max_points: int = 400) -> list[dict]:
+    """The loss curves of a run's step ``rows``: ``[{"key", "name", "color", "x", "y", "small"}, ...]``,
+    the total first (named for ``loss``, :data:`_TOTALS`), then the loss's parts (its registered
+    ``parts``; without ``loss``, those of :data:`_TERMS` found in the rows). A part that is 0 at every
+    step (its weight is 0) is left out; a term of :data:`SMALL_TERMS` is ``small`` (its own log axis:
+    only its values > 0 are kept)."""
+    keys: Sequence[str] = tuple(_TERMS)
+    if loss is not None:
+        try:
+            keys = tuple(losses.get_loss(loss).parts)
+        except (KeyError, ValueError):
+            pass
+    out = []
+    xs, ys = _series(rows, "loss", max_points)
+    if xs:
+        out.append(dict(key="loss", name=_TOTALS.get(loss or "", "total L (Eq. 10)" if loss is None else "total L"),
+                        color="black", x=xs, y=ys, small=False))
+    grey = iter(("#555555", "#8c8c8c", "#2f2f2f"))
+    for key in keys:
+        xs, ys = _series(rows, key, max_points)
+        if not xs or not any(v != 0 for v in ys):
+            continue
+        name, color = _TERMS.get(key) or (key, next(grey, "#555555"))
+        small = key in SMALL_TERMS
+        if small:
+            xs, ys = [a for a, b in zip(xs, ys) if b > 0], [b for b in ys if b > 0]
+        if small:  # "L_HypHC (Eq. 9, right axis, log)", "L_HIER (right axis, log)"
+            name = name[:-1] + ", right axis, log)" if name.endswith(")") else name + " (right axis, log)"
+        out.append(dict(key=key, name=name, color=color, x=xs, y=ys, small=small))
+    return out
 
 
 def _series(rows: Sequence[Mapping], key: str, max_points: int) -> tuple[list, list]:
@@ -580,19 +624,25 @@ def _series(rows: Sequence[Mapping], key: str, max_points: int) -> tuple[list, l
 
 
 def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curves", height: int = 360,
-                    max_points: int = 400, title: Optional[str] = None) -> go.Figure:
+                    max_points: int = 400, title: Optional[str] = None, loss: Optional[str] = None) -> go.Figure:
     """Loss components (left) and Recall@1 / MAP@R (middle / right) over steps.
 
-    ``history_rows``: dicts with ``step`` and any of ``loss``, ``l_h``, ``l_e``, ``l_hyphc`` (step rows)
-    or metric keys ``{split}/{space}/{metric}``, e.g. ``test/H/R@1`` (``Trainer.history`` rows). Test =
-    unseen classes (solid), train classes dashed; H blue, E orange."""
+    ``history_rows``: dicts with ``step`` and the loss ``loss`` and its parts (``l_h``, ``l_e``,
+    ``l_hyphc``, ``l_hier``, ...: step rows) or metric keys ``{split}/{space}/{metric}``, e.g.
+    ``test/H/R@1`` (``Trainer.history`` rows); ``loss``: the loss's registered name, which names the
+    total and picks its parts (:func:`loss_terms`). The regularisers of :data:`SMALL_TERMS` are drawn
+    on their own log axis right of the loss panel, so that a term 1e-4 of the total is seen moving.
+    Test = unseen classes (solid), train classes dashed; H blue, E orange."""
     rows = list(history_rows)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss (per step)", "Recall@1", "MAP@R"), horizontal_spacing=0.07)
-    for key, name, color in _LOSS_KEYS:
-        xs, ys = _series(rows, key, max_points)
-        if xs and (key == "loss" or any(v != 0 for v in ys)):
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line=dict(color=color, width=1.5 if key == "loss" else 1)),
-                          row=1, col=1)
+    terms = loss_terms(rows, loss, max_points)
+    twin = any(t["small"] for t in terms)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss (per step)", "Recall@1", "MAP@R"),
+                        horizontal_spacing=0.12 if twin else 0.07, specs=[[{"secondary_y": twin}, {}, {}]])
+    for t in terms:
+        fig.add_trace(go.Scatter(x=t["x"], y=t["y"], mode="lines", name=t["name"], legendgroup=t["key"],
+                                 line=dict(color=t["color"], width=1.5 if t["key"] == "loss" else 1,
+                                           dash="dot" if t["small"] else None)),
+                      row=1, col=1, **({"secondary_y": t["small"]} if twin else {}))
     for col, metric in ((2, "R@1"), (3, "MAP@R")):
         for split, dash in (("test", "solid"), ("train", "dash")):
             for space in ("H", "E"):
@@ -604,6 +654,11 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
                         legendgroup=f"{split}{space}", showlegend=col == 2,
                         line=dict(color=COLORS[space], dash=dash)), row=1, col=col)
     fig.update_xaxes(title_text="step")
+    if twin:
+        small = " · ".join(t["name"].split(" (")[0] for t in terms if t["small"])
+        fig.update_yaxes(title_text="loss", secondary_y=False, row=1, col=1)
+        fig.update_yaxes(title_text=f"{small} (log)", title_standoff=0, type="log", tickformat=".0e", showgrid=False,
+                         secondary_y=True, row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_yaxes(range=[0, 1.02], row=1, col=3)
     k = plotly_scale()
@@ -616,9 +671,11 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
     return fig
 
 
-def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tuple[float, float]] = None):
-    """Static (matplotlib) version of :func:`training_curves`, for PNG/PDF. Font sizes come from
-    matplotlib's settings and ``figsize`` (default 9 x 2.6 in) grows to the settings' figure width, so
+def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tuple[float, float]] = None,
+                        loss: Optional[str] = None):
+    """Static (matplotlib) version of :func:`training_curves` (the same terms, the regularisers on a
+    log axis of their own), for PNG/PDF. Font sizes come from matplotlib's settings and ``figsize``
+    (default 9 x 2.6 in) grows to the settings' figure width, so
     :func:`chestlab.viz.style.use_lecture_style` makes it projector-sized; the legends sit below the
     panels, where they cover no curve."""
     from matplotlib.figure import Figure
@@ -628,10 +685,14 @@ def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tu
     rows = list(history_rows)
     fig = Figure(figsize=figsize or fit_figsize((9.0, 2.6)), dpi=150, layout="constrained")
     axes = fig.subplots(1, 3)
-    for key, name, color in _LOSS_KEYS:
-        xs, ys = _series(rows, key, 2000)
-        if xs and (key == "loss" or any(v != 0 for v in ys)):
-            axes[0].plot(xs, ys, color=color, label=name)
+    terms = loss_terms(rows, loss, 2000)
+    twin = axes[0].twinx() if any(t["small"] for t in terms) else None
+    for t in terms:
+        ax = twin if t["small"] else axes[0]
+        ax.plot(t["x"], t["y"], color=t["color"], ls=":" if t["small"] else "-", label=t["name"])
+    if twin is not None:
+        twin.set_yscale("log")
+        twin.set_ylabel(" · ".join(t["name"].split(" (")[0] for t in terms if t["small"]) + " (log)")
     for ax, metric in ((axes[1], "R@1"), (axes[2], "MAP@R")):
         for split, ls in (("test", "-"), ("train", "--")):
             for space in ("H", "E"):
@@ -647,6 +708,9 @@ def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tu
         ax.spines[["top", "right"]].set_visible(False)
     # one legend below the panels (the two metric panels share their lines): it covers no curve
     handles, labels = axes[0].get_legend_handles_labels()
+    if twin is not None:
+        h1, l1 = twin.get_legend_handles_labels()
+        handles, labels = handles + h1, labels + l1
     h2, l2 = (axes[1] if axes[1].lines else axes[2]).get_legend_handles_labels()
     if handles or h2:
         fig.legend(handles + h2, labels + l2, loc="outside lower center", ncols=4, frameon=False)

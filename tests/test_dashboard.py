@@ -234,6 +234,12 @@ def test_curves_panel(run_a: Run) -> None:
     curves.render(ctx_of(run_a), box)
     fig = box.figures()["cur_A"]
     assert any(t.name and "total" in t.name for t in fig.data)  # the loss per step
+    # the run's loss names the total and its parts; a regulariser gets the log axis right of the loss
+    assert fig.data[0].name.startswith("total L = η_H L_H + η_E L_E + τ L_HypHC")
+    hyphc = [t for t in fig.data if t.name.startswith("L_HypHC")]
+    assert (run_a.trainer.config.tau > 0) == bool(hyphc)
+    for t in hyphc:
+        assert fig.layout["yaxis" + t.yaxis[1:]].type == "log" and "log axis right of the loss" in box.text()
 
 
 def test_disk_panel_draws_the_disk_and_run_as_controls(run_a: Run) -> None:

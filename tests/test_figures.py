@@ -273,8 +273,9 @@ def test_training_curves_traces() -> None:
         rows.append({"step": s, **{f"{sp}/{S}/{m}": 0.5 for sp in ("test", "train") for S in ("H", "E") for m in ("R@1", "MAP@R")}})
     fig = figures.training_curves(rows, max_points=100)
     names = [t.name for t in fig.data]
-    assert {"total L (Eq. 10)", "L_H", "L_E"} <= set(names)
-    assert "L_HypHC" not in names  # identically zero (tau = 0): not drawn
+    assert {"total L (Eq. 10)", "L_H (Eq. 7, hyperbolic)", "L_E (Eq. 7, Euclidean)"} <= set(names)
+    assert not any("HypHC" in n for n in names[1:])  # identically zero (tau = 0): not drawn
+    assert not any(t.yaxis not in (None, "y", "y2", "y3") for t in fig.data)  # and no log axis for it
     metric = [t for t in fig.data if t.xaxis in ("x2", "x3")]
     assert len(metric) == 8  # {test, train} x {H, E} x {R@1, MAP@R}
     assert {t.line.dash for t in metric} == {"solid", "dash"}
@@ -282,6 +283,34 @@ def test_training_curves_traces() -> None:
     assert len(loss.x) <= 101 and loss.x[-1] == 1000  # thinned, last step kept
     figures.training_curves([])  # an empty run draws empty axes
     assert figures.to_png(figures.training_curves_mpl(rows))[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("loss, total, parts", [
+    ("chest", "η_H L_H + η_E L_E + τ L_HypHC (Eq. 10)", ["L_H", "L_E", "L_HypHC"]),
+    ("chest_hier", "L_CHEST + η_HIER L_HIER", ["L_H", "L_E", "L_HypHC", "L_HIER"]),
+    ("pair_ce_hier", "L_pair-CE + η_HIER L_HIER", ["L_pair-CE", "L_HIER"]),
+])
+def test_loss_panel_gives_the_regularisers_their_own_log_axis(loss: str, total: str, parts: list) -> None:
+    """L_HypHC at the paper's r is ~1e-4 of the loss: on the loss's 0-60 axis a flat line at 0. Its own
+    log axis (right of the loss panel) shows it move; the legend names every term of the run's loss."""
+    rng = np.random.default_rng(0)
+    rows = [{"step": i, "loss": 60.0 / i, "l_h": 30.0 / i, "l_e": 30.0 / i, "pair_ce": 50.0 / i,
+             "l_hyphc": 4e-4 * (1 + 0.5 * np.sin(i / 5)) + 1e-6 * rng.random(), "l_hier": 0.3 / i ** 0.5}
+            for i in range(1, 201)]
+    fig = figures.training_curves(rows, loss=loss)
+    loss_traces = [t for t in fig.data if t.xaxis in (None, "x")]
+    assert loss_traces[0].name.endswith(total)
+    assert [t.name.split(" (")[0] for t in loss_traces[1:]] == parts  # only this loss's parts, each named
+    small = [t for t in loss_traces if t.name.split(" (")[0] in ("L_HypHC", "L_HIER")]
+    big = [t for t in loss_traces if t not in small]
+    axis = {t.yaxis for t in small}
+    assert len(axis) == 1 and axis != {t.yaxis for t in big}  # one axis of their own
+    lay = fig.layout["yaxis" + next(iter(axis))[1:]]
+    assert lay.type == "log" and lay.overlaying == (big[0].yaxis or "y") and lay.side == "right"
+    assert all(t.name.endswith("right axis, log)") and t.line.dash == "dot" for t in small)
+    for t in small:  # each moves, on its own scale
+        assert min(t.y) > 0 and max(t.y) / min(t.y) > 2
+    assert figures.to_png(figures.training_curves_mpl(rows, loss=loss))[:4] == b"\x89PNG"
 
 
 def test_hard_negative_weights_figure_matches_losses_and_sharpens() -> None:

@@ -637,7 +637,7 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
     terms = loss_terms(rows, loss, max_points)
     twin = any(t["small"] for t in terms)
     fig = make_subplots(rows=1, cols=3, subplot_titles=("loss (per step)", "Recall@1", "MAP@R"),
-                        horizontal_spacing=0.12 if twin else 0.07, specs=[[{"secondary_y": twin}, {}, {}]])
+                        horizontal_spacing=0.07, specs=[[{"secondary_y": twin}, {}, {}]])
     for t in terms:
         fig.add_trace(go.Scatter(x=t["x"], y=t["y"], mode="lines", name=t["name"], legendgroup=t["key"],
                                  line=dict(color=t["color"], width=1.5 if t["key"] == "loss" else 1,
@@ -655,9 +655,13 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
                         line=dict(color=COLORS[space], dash=dash)), row=1, col=col)
     fig.update_xaxes(title_text="step")
     if twin:
-        small = " · ".join(t["name"].split(" (")[0] for t in terms if t["small"])
+        # the log axis's labels inside the panel, in the regulariser's colour (grey for two): outside they
+        # would run into the next panel's in a narrow column; the legend says which terms use the axis
+        smalls = [t for t in terms if t["small"]]
         fig.update_yaxes(title_text="loss", secondary_y=False, row=1, col=1)
-        fig.update_yaxes(title_text=f"{small} (log)", title_standoff=0, type="log", tickformat=".0e", showgrid=False,
+        fig.update_yaxes(type="log", tickformat=".2~e", showgrid=False, ticklabelposition="inside", ticks="inside",
+                         tickfont=dict(color=smalls[0]["color"] if len(smalls) == 1 else "#555555",
+                                       size=plotly_font_size(10)),
                          secondary_y=True, row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_yaxes(range=[0, 1.02], row=1, col=3)

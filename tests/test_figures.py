@@ -222,7 +222,7 @@ def test_poincare_disk_traces(c: float) -> None:
     fig = figures.poincare_disk(x, labels, sup, prox, c=c, grid=True, circles=(1.0, 2.0), title="t",
                                 super_names=["a", "b"])
     names = [t.name for t in fig.data]
-    assert "a" in names and "b" in names  # one trace per super-class (marker shape)
+    assert "a" in names and "b" in names  # one trace per super-class (its colour)
     assert "proxies (train classes)" in names and "geodesics" in names
     star = next(t for t in fig.data if t.name.startswith("proxies"))
     assert star.marker.symbol == "star" and len(star.x) == 12

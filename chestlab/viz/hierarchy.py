@@ -169,7 +169,7 @@ LEVELS = ("root", "super-classes", "classes", "samples")
 
 
 def disk_tree_geometry(x_h: Any, labels: Any, class_super: Sequence[int], c: float, *, proxies_h: Any = None,
-                       n_line: int = 24) -> Optional[dict]:
+                       n_line: int = 16) -> Optional[dict]:
     r"""The class hierarchy in the disk: a node per super-class and the root, with geodesics to their
     children, so that "coarse near the origin, fine near the boundary" can be seen.
 

@@ -135,8 +135,10 @@ def add_proxies(fig: go.Figure, proxies: Any, proxy_labels: Any = None, *,
     name = "proxies (train classes)"
     fig.add_trace(go.Scatter(
         x=p[:, 0], y=p[:, 1], mode="markers", name=name, legendgroup="proxies", showlegend=False,
-        marker=dict(symbol="star", size=crowd_size(len(p), 14, full=64, least=7), color=[color(int(i)) for i in pl],
-                    line=dict(color=COLORS["proxy_edge"], width=1 if len(p) <= 64 else 0.5)),
+        # many proxies: smaller, lighter, without the dark rims that together would hide everything else
+        marker=dict(symbol="star", size=crowd_size(len(p), 14, full=64, least=8), color=[color(int(i)) for i in pl],
+                    opacity=1.0 if len(p) <= 64 else 0.8,
+                    line=dict(color=COLORS["proxy_edge"] if len(p) <= 64 else "white", width=1 if len(p) <= 64 else 0.5)),
         text=[f"proxy of {name_of(int(i), class_names, 'class')}" for i in pl], hovertemplate="%{text}<extra></extra>",
     ))
     # the legend's star is white: the proxies are in their classes' colours, which one entry cannot show
@@ -189,10 +191,16 @@ def _tree_nodes(fig: go.Figure, tree: dict, super_names: Optional[Sequence[str]]
     inside = None if short is None else [short[g] if g < len(short) else "" for g in groups]
     labels = dict(mode="markers") if inside is None else dict(
         mode="markers+text", customdata=inside, texttemplate="%{customdata}", textposition="middle center",
-        textfont=dict(color="white", size=11))
+        textfont=dict(color="white", size=10))
+    size = 16 if inside is None else 19
+    # a white halo under each node and the root: they stay visible in a crowd of proxies
+    fig.add_trace(go.Scatter(x=[*nodes[:, 0], r[0]], y=[*nodes[:, 1], r[1]], mode="markers", name="halo",
+                             legendgroup="tree", showlegend=False, hoverinfo="skip",
+                             marker=dict(symbol=["diamond"] * len(nodes) + ["square"], size=[size + 6] * len(nodes) + [18],
+                                         color="white", opacity=0.85, line=dict(width=0))))
     fig.add_trace(go.Scatter(
         x=nodes[:, 0], y=nodes[:, 1], name="super-class nodes", legendgroup="tree", showlegend=False,
-        marker=dict(symbol="diamond", size=17 if inside is None else 21, color=[super_color(g) for g in groups],
+        marker=dict(symbol="diamond", size=size, color=[super_color(g) for g in groups],
                     line=dict(color=COLORS["root"], width=1.5)),
         text=[f"{name_of(g, super_names, 'super-class')}: the gyro-midpoint of its {tree['children_are']}, "
               f"d_H(0, ·) = {d:.2f}" for g, d in zip(groups, tree["node_depth"])],
@@ -220,6 +228,7 @@ def style_disk(fig: go.Figure, lim: float, *, title: Optional[str] = None, uirev
     fig.update_yaxes(title_text="x₂", scaleanchor="x", scaleratio=1, **axis)
     fig.update_layout(title=title, uirevision=uirevision, height=int(round(height * (1 + (k - 1) / 2))),
                       plot_bgcolor="white", font_size=fs, margin=dict(l=10, r=10, t=int((50 if title else 10) * k), b=10),
+                      # far enough below the plot that a legend wrapped in a narrow column clears the x axis title
                       legend=dict(font=dict(size=small), itemsizing="constant", orientation="h", yanchor="top",
-                                  y=-0.12, x=0.5, xanchor="center"))
+                                  y=-0.2, x=0.5, xanchor="center"))
     return fig

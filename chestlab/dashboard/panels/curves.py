@@ -18,10 +18,10 @@ def figure(ctx: Any) -> Any:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG
+    from . import PLOTLY_CONFIG, modebar_room
 
     fig = figure(ctx)
     twin = any(str(t.name or "").endswith("right axis, log)") for t in fig.data)
     box.markdown(f"**{TITLE}** — solid: unseen test classes, dashed: training classes"
                  + ("; dotted: a regulariser, on the log axis right of the loss" if twin else ""))
-    box.plotly_chart(fig, key=f"cur_{ctx.name}", config=PLOTLY_CONFIG)
+    box.plotly_chart(modebar_room(fig), key=f"cur_{ctx.name}", config=PLOTLY_CONFIG)  # the bar covered "MAP@R"

@@ -1,5 +1,7 @@
-"""The Poincaré disk: a run's embeddings (colour = class, marker = super-class) and its proxies (★),
-projected to the disk live, or by UMAP on request (with a progress bar: the first UMAP compiles numba).
+"""The Poincaré disk: a run's embeddings (colour = super-class, shade = class) and its proxies (★), the
+class hierarchy over them (◆ a node per super-class, ■ the root, geodesics to their children) and a
+strip of the mean d_H(0, ·) per level over the steps drawn, projected to the disk live, or by UMAP on
+request (with a progress bar: the first UMAP compiles numba).
 
 Run A draws the view controls (split, geodesics, d_H circles, projection/UMAP); run B uses A's.
 """

@@ -546,24 +546,24 @@ def level_strip(history: Sequence[tuple[int, Mapping[str, float]]], *, classes_a
     {level: value}), ...]`` (:func:`chestlab.viz.hierarchy.disk_tree_geometry`'s ``"depth"`` per
     step). "Coarse near the origin, fine near the boundary" reads as the lines' order, bottom to top."""
     rows = [{"step": st, **dep} for st, dep in history]
-    fig = go.Figure()
+    traces = []  # one figure from dicts: validated once (the strip is redrawn with the disk)
     for level, color, dash, symbol in _LEVEL_STYLE:
         xs, ys = _series(rows, level, max_points)
         if xs:
             name = f"classes ({classes_are})" if level == "classes" else level
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 40 else "lines", name=name,
-                                     line=dict(color=color, width=2, dash=dash), marker=dict(symbol=symbol, size=6),
-                                     hovertemplate=f"{name}: %{{y:.2f}} at step %{{x}}<extra></extra>"))
+            traces.append(dict(type="scatter", x=xs, y=ys, mode="lines+markers" if len(xs) < 40 else "lines", name=name,
+                               line=dict(color=color, width=2, dash=dash), marker=dict(symbol=symbol, size=6),
+                               hovertemplate=f"{name}: %{{y:.2f}} at step %{{x}}<extra></extra>"))
     k = plotly_scale()
-    fig.update_layout(uirevision=uirevision, height=_height(height), font_size=plotly_font_size(11), plot_bgcolor="white",
-                      margin=dict(l=int(50 * k), r=10, t=int(24 * k), b=int(36 * k)),
-                      title=dict(text="mean d<sub>H</sub>(0, ·) per level", font=dict(size=plotly_font_size(12)),
-                                 x=0.0, xanchor="left", y=0.98, yanchor="top"),
-                      legend=dict(orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom",
-                                  font=dict(size=plotly_font_size(10))))
-    fig.update_xaxes(title_text="step", title_standoff=2, gridcolor=COLORS["grid"], zeroline=False)
-    fig.update_yaxes(title_text="d<sub>H</sub>(0, ·)", rangemode="tozero", gridcolor=COLORS["grid"], zeroline=False)
-    return fig
+    axis = dict(gridcolor=COLORS["grid"], zeroline=False)
+    return go.Figure(data=traces, layout=dict(
+        uirevision=uirevision, height=_height(height), font=dict(size=plotly_font_size(11)), plot_bgcolor="white",
+        margin=dict(l=int(50 * k), r=10, t=int(24 * k), b=int(36 * k)),
+        title=dict(text="mean d<sub>H</sub>(0, ·) per level", font=dict(size=plotly_font_size(12)), x=0.0, xanchor="left",
+                   y=0.98, yanchor="top"),
+        legend=dict(orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom", font=dict(size=plotly_font_size(10))),
+        xaxis=dict(axis, title=dict(text="step", standoff=2)),
+        yaxis=dict(axis, title=dict(text="d<sub>H</sub>(0, ·)"), rangemode="tozero")))
 
 
 # ------------------------------------------------------------------------------------------------

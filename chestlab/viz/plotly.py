@@ -16,7 +16,8 @@ from . import geometry
 from .style import (COLORS, FONT_SIZE, PLOTLY_SYMBOLS, class_color, crowd_size, disk_palette, name_of, plotly_font_size,
                     plotly_scale, short_names, super_color)
 
-__all__ = ["lines_xy", "add_polylines", "add_disk", "circle_label", "add_embeddings", "add_super_legend", "add_proxies", "add_tree",
+__all__ = ["lines_xy", "polyline_trace", "add_polylines", "add_disk", "circle_label", "add_embeddings", "super_legend",
+           "add_proxies", "add_tree",
            "style_disk"]
 
 
@@ -30,14 +31,18 @@ def lines_xy(lines: Sequence[np.ndarray]) -> tuple[list, list]:
     return xs, ys
 
 
-def add_polylines(fig: go.Figure, lines: Sequence[np.ndarray], *, name: Optional[str] = None,
-                  color: str = "black", width: float = 1.0, dash: Optional[str] = None,
-                  showlegend: bool = False, **trace: Any) -> go.Figure:
-    """All ``lines`` ((n, 2) arrays) as one ``lines`` trace (:func:`lines_xy`); ``trace``: more of the
-    trace's properties (``legendgroup``, ``opacity``...)."""
+def polyline_trace(lines: Sequence[np.ndarray], *, name: Optional[str] = None, color: str = "black",
+                   width: float = 1.0, dash: Optional[str] = None, showlegend: bool = False, **trace: Any) -> dict:
+    """All ``lines`` ((n, 2) arrays) as one ``lines`` trace, a dict (:func:`lines_xy`); ``trace``: more
+    of the trace's properties (``legendgroup``, ``opacity``...)."""
     xs, ys = lines_xy(lines)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=width, dash=dash), name=name,
-                             showlegend=showlegend, hoverinfo="skip", **trace))
+    return dict(type="scatter", x=xs, y=ys, mode="lines", line=dict(color=color, width=width, dash=dash), name=name,
+                showlegend=showlegend, hoverinfo="skip", **trace)
+
+
+def add_polylines(fig: go.Figure, lines: Sequence[np.ndarray], **kw: Any) -> go.Figure:
+    """:func:`polyline_trace` added to ``fig``."""
+    fig.add_traces([polyline_trace(lines, **kw)])
     return fig
 
 
@@ -80,7 +85,7 @@ def add_embeddings(fig: go.Figure, x2d: Any, labels: Any, super_labels: Any = No
                    class_super: Any = None) -> go.Figure:
     """Points ``x2d`` (N, 2) of classes ``labels`` (N,) and super-classes ``super_labels`` (N,) (all one
     when None): one WebGL trace per super-class (legend group ``super<s>``), and one legend entry per
-    super-class (:func:`add_super_legend`). Colours: ``palette[class]``, by default
+    super-class (:func:`super_legend`). Colours: ``palette[class]``, by default
     :func:`~chestlab.viz.style.disk_palette` -- the super-class's colour, each class a shade of it
     (``color_by="super"``; ``class_super`` (C,) the super-class of each class, else read off the
     points), or one colour per class with the marker telling the super-classes apart
@@ -93,10 +98,11 @@ def add_embeddings(fig: go.Figure, x2d: Any, labels: Any, super_labels: Any = No
                                class_super=None if class_super is None else geometry.as_numpy(class_super).reshape(-1))
     by_super = color_by == "super" and (super_labels is not None or class_super is not None)
     supers = np.unique(s)
+    traces = []  # added at once: plotly validates a list of dicts faster than trace by trace
     for k, sup in enumerate(supers):
         m = s == sup
-        fig.add_trace(go.Scattergl(
-            x=x[m, 0], y=x[m, 1], mode="markers", name=name_of(int(sup), super_names, "super-class"),
+        traces.append(dict(
+            type="scattergl", x=x[m, 0], y=x[m, 1], mode="markers", name=name_of(int(sup), super_names, "super-class"),
             legendgroup=f"super{int(sup)}", showlegend=False,
             marker=dict(color=[palette[i] for i in y[m]], size=marker_size,
                         symbol="circle" if by_super else PLOTLY_SYMBOLS[k % len(PLOTLY_SYMBOLS)], opacity=0.8,
@@ -105,23 +111,22 @@ def add_embeddings(fig: go.Figure, x2d: Any, labels: Any, super_labels: Any = No
             hovertemplate="%{text}<extra>%{fullData.name}</extra>",
         ))
     if super_labels is not None or len(supers) > 1:
-        add_super_legend(fig, [int(v) for v in supers], super_names, by_super=by_super)
+        traces += super_legend([int(v) for v in supers], super_names, by_super=by_super)
+    fig.add_traces(traces)
     return fig
 
 
-def add_super_legend(fig: go.Figure, supers: Sequence[int], super_names: Optional[Sequence[str]] = None, *,
-                     by_super: bool = True) -> go.Figure:
-    """One legend-only entry per super-class in ``supers``, in its legend group ``super<s>`` (a click
-    hides or shows the super-class's points): a circle in :func:`~chestlab.viz.style.super_color`
-    (``by_super``), else a grey marker of the super-class's shape. The points' own traces carry their
-    classes' shades, which a legend entry cannot show."""
-    for k, sup in enumerate(supers):
-        fig.add_trace(go.Scatter(
-            x=[None], y=[None], mode="markers", name=name_of(int(sup), super_names, "super-class"),
-            legendgroup=f"super{int(sup)}",
-            marker=dict(color=super_color(int(sup)) if by_super else COLORS["mixed"], size=10,
-                        symbol="circle" if by_super else PLOTLY_SYMBOLS[k % len(PLOTLY_SYMBOLS)])))
-    return fig
+def super_legend(supers: Sequence[int], super_names: Optional[Sequence[str]] = None, *,
+                 by_super: bool = True) -> list[dict]:
+    """One legend-only entry (a trace dict) per super-class in ``supers``, in its legend group
+    ``super<s>`` (a click hides or shows the super-class's points): a circle in
+    :func:`~chestlab.viz.style.super_color` (``by_super``), else a grey marker of the super-class's
+    shape. The points' own traces carry their classes' shades, which a legend entry cannot show."""
+    return [dict(type="scatter", x=[None], y=[None], mode="markers", name=name_of(int(sup), super_names, "super-class"),
+                 legendgroup=f"super{int(sup)}",
+                 marker=dict(color=super_color(int(sup)) if by_super else COLORS["mixed"], size=10,
+                             symbol="circle" if by_super else PLOTLY_SYMBOLS[k % len(PLOTLY_SYMBOLS)]))
+            for k, sup in enumerate(supers)]
 
 
 def add_proxies(fig: go.Figure, proxies: Any, proxy_labels: Any = None, *,
@@ -133,17 +138,16 @@ def add_proxies(fig: go.Figure, proxies: Any, proxy_labels: Any = None, *,
     p, pl = geometry.proxy_points(proxies, proxy_labels)
     color = (lambda i: palette[i] if palette is not None and 0 <= i < len(palette) else class_color(i))
     name = "proxies (train classes)"
-    fig.add_trace(go.Scatter(
-        x=p[:, 0], y=p[:, 1], mode="markers", name=name, legendgroup="proxies", showlegend=False,
+    fig.add_traces([dict(
+        type="scatter", x=p[:, 0], y=p[:, 1], mode="markers", name=name, legendgroup="proxies", showlegend=False,
         # many proxies: smaller, lighter, without the dark rims that together would hide everything else
         marker=dict(symbol="star", size=crowd_size(len(p), 14, full=64, least=8), color=[color(int(i)) for i in pl],
                     opacity=1.0 if len(p) <= 64 else 0.8,
                     line=dict(color=COLORS["proxy_edge"] if len(p) <= 64 else "white", width=1 if len(p) <= 64 else 0.5)),
         text=[f"proxy of {name_of(int(i), class_names, 'class')}" for i in pl], hovertemplate="%{text}<extra></extra>",
-    ))
-    # the legend's star is white: the proxies are in their classes' colours, which one entry cannot show
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="proxies",
-                             marker=dict(symbol="star", size=14, color="white", line=dict(color=COLORS["proxy_edge"], width=1))))
+    ), dict(  # the legend's star is white: the proxies are in their classes' colours, which one entry cannot show
+        type="scatter", x=[None], y=[None], mode="markers", name=name, legendgroup="proxies",
+        marker=dict(symbol="star", size=14, color="white", line=dict(color=COLORS["proxy_edge"], width=1)))])
     return fig
 
 
@@ -158,33 +162,35 @@ def add_tree(fig: go.Figure, tree: dict, super_names: Optional[Sequence[str]] = 
     and their legend entries; ``"all"``: both (lines first). ``show_children``: the lines' part also
     marks the children (the class means when there are no proxies to show them; ``palette[class]``
     colours them)."""
+    traces = []
     if part in ("all", "lines"):
-        _tree_lines(fig, tree, class_names, palette, show_children)
+        traces += _tree_lines(tree, class_names, palette, show_children)
     if part in ("all", "nodes"):
-        _tree_nodes(fig, tree, super_names)
+        traces += _tree_nodes(tree, super_names)
+    fig.add_traces(traces)
     return fig
 
 
-def _tree_lines(fig: go.Figure, tree: dict, class_names: Optional[Sequence[str]], palette: Optional[Sequence[str]],
-                show_children: bool) -> None:
+def _tree_lines(tree: dict, class_names: Optional[Sequence[str]], palette: Optional[Sequence[str]],
+                show_children: bool) -> list[dict]:
     what = tree["children_are"]
     faint = 0.55 * min(1.0, math.sqrt(64 / max(len(tree["child_lines"]), 1)))  # many lines: each fainter
-    for g in (int(v) for v in tree["groups"]):
-        add_polylines(fig, [p for gg, p in tree["child_lines"] if gg == g], name=f"{what} → node", color=super_color(g),
-                      width=1, opacity=max(faint, 0.25), legendgroup="tree")
-    add_polylines(fig, tree["root_lines"], name="node → root", color=COLORS["root"], width=2, legendgroup="tree")
+    out = [polyline_trace([p for gg, p in tree["child_lines"] if gg == g], name=f"{what} → node", color=super_color(g),
+                          width=1, opacity=max(faint, 0.25), legendgroup="tree") for g in (int(v) for v in tree["groups"])]
+    out.append(polyline_trace(tree["root_lines"], name="node → root", color=COLORS["root"], width=2, legendgroup="tree"))
     if show_children:
         one = what[:-1] if what.endswith("s") else what
         ch, cc = tree["children"], tree["child_class"]
-        fig.add_trace(go.Scatter(
-            x=ch[:, 0], y=ch[:, 1], mode="markers", name=what, legendgroup="tree", showlegend=False,
+        out.append(dict(
+            type="scatter", x=ch[:, 0], y=ch[:, 1], mode="markers", name=what, legendgroup="tree", showlegend=False,
             marker=dict(symbol="circle", size=9, line=dict(color=COLORS["proxy_edge"], width=1),
                         color=[palette[int(k)] if palette is not None and 0 <= int(k) < len(palette) else COLORS["mixed"]
                                for k in cc]),
             text=[f"{one} of {name_of(int(k), class_names, 'class')}" for k in cc], hovertemplate="%{text}<extra></extra>"))
+    return out
 
 
-def _tree_nodes(fig: go.Figure, tree: dict, super_names: Optional[Sequence[str]]) -> None:
+def _tree_nodes(tree: dict, super_names: Optional[Sequence[str]]) -> list[dict]:
     groups = [int(g) for g in tree["groups"]]
     nodes, r = tree["nodes"], tree["root"]
     short = short_names(super_names)  # "A".."D" inside the diamonds, when the names are that short
@@ -193,28 +199,29 @@ def _tree_nodes(fig: go.Figure, tree: dict, super_names: Optional[Sequence[str]]
         mode="markers+text", customdata=inside, texttemplate="%{customdata}", textposition="middle center",
         textfont=dict(color="white", size=10))
     size = 16 if inside is None else 19
-    # a white halo under each node and the root: they stay visible in a crowd of proxies
-    fig.add_trace(go.Scatter(x=[*nodes[:, 0], r[0]], y=[*nodes[:, 1], r[1]], mode="markers", name="halo",
-                             legendgroup="tree", showlegend=False, hoverinfo="skip",
-                             marker=dict(symbol=["diamond"] * len(nodes) + ["square"], size=[size + 6] * len(nodes) + [18],
-                                         color="white", opacity=0.85, line=dict(width=0))))
-    fig.add_trace(go.Scatter(
-        x=nodes[:, 0], y=nodes[:, 1], name="super-class nodes", legendgroup="tree", showlegend=False,
-        marker=dict(symbol="diamond", size=size, color=[super_color(g) for g in groups],
-                    line=dict(color=COLORS["root"], width=1.5)),
-        text=[f"{name_of(g, super_names, 'super-class')}: the gyro-midpoint of its {tree['children_are']}, "
-              f"d_H(0, ·) = {d:.2f}" for g, d in zip(groups, tree["node_depth"])],
-        hovertemplate="%{text}<extra></extra>", **labels))
-    fig.add_trace(go.Scatter(
-        x=[r[0]], y=[r[1]], mode="markers", name="root", legendgroup="tree", showlegend=False,
-        marker=dict(symbol="square", size=13, color=COLORS["root"], line=dict(color="white", width=1.5)),
-        text=[f"root: the gyro-midpoint of the super-class nodes, d_H(0, root) = {tree['root_depth']:.2f}"],
-        hovertemplate="%{text}<extra></extra>"))
+    out = [
+        # a white halo under each node and the root: they stay visible in a crowd of proxies
+        dict(type="scatter", x=[*nodes[:, 0], r[0]], y=[*nodes[:, 1], r[1]], mode="markers", name="halo",
+             legendgroup="tree", showlegend=False, hoverinfo="skip",
+             marker=dict(symbol=["diamond"] * len(nodes) + ["square"], size=[size + 6] * len(nodes) + [18],
+                         color="white", opacity=0.85, line=dict(width=0))),
+        dict(type="scatter", x=nodes[:, 0], y=nodes[:, 1], name="super-class nodes", legendgroup="tree", showlegend=False,
+             marker=dict(symbol="diamond", size=size, color=[super_color(g) for g in groups],
+                         line=dict(color=COLORS["root"], width=1.5)),
+             text=[f"{name_of(g, super_names, 'super-class')}: the gyro-midpoint of its {tree['children_are']}, "
+                   f"d_H(0, ·) = {d:.2f}" for g, d in zip(groups, tree["node_depth"])],
+             hovertemplate="%{text}<extra></extra>", **labels),
+        dict(type="scatter", x=[r[0]], y=[r[1]], mode="markers", name="root", legendgroup="tree", showlegend=False,
+             marker=dict(symbol="square", size=13, color=COLORS["root"], line=dict(color="white", width=1.5)),
+             text=[f"root: the gyro-midpoint of the super-class nodes, d_H(0, root) = {tree['root_depth']:.2f}"],
+             hovertemplate="%{text}<extra></extra>"),
+    ]
     # what the shapes are: legend-only entries in the group, so a click on either hides the whole tree
     for name, sym, color, edge in (("super-class nodes", "diamond", "white", COLORS["root"]),
                                    ("root", "square", COLORS["root"], "white")):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="tree",
-                                 marker=dict(symbol=sym, size=11, color=color, line=dict(color=edge, width=1.5))))
+        out.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=name, legendgroup="tree",
+                        marker=dict(symbol=sym, size=11, color=color, line=dict(color=edge, width=1.5))))
+    return out
 
 
 def style_disk(fig: go.Figure, lim: float, *, title: Optional[str] = None, uirevision: str = "disk",

@@ -446,8 +446,12 @@ def test_poincare_disk_draws_the_tree_coloured_by_super_class() -> None:
     assert [tr.marker.color for tr in entries[:3]] == [super_color(s) for s in range(3)]
     # colour = super-class, shade = class: points and proxies of class k share class_colors(cs)[k]
     palette = class_colors(cs)
-    points = [tr for tr in fig.data if tr.type == "scattergl"]
+    points = [tr for tr in fig.data if tr.type == "scattergl" and tr.legendgroup.startswith("super")]
     assert sorted(tr.name for tr in points) == names and {tr.marker.symbol for tr in points} == {"circle"}
+    # Plotly draws WebGL traces on a canvas above all SVG ones: the nodes and root are WebGL too, after
+    # the points, or the samples near the origin would hide them
+    gl = [tr.name for tr in fig.data if tr.type == "scattergl"]
+    assert {"super-class nodes", "root"} <= set(gl[len(points):]) and set(gl[:len(points)]) == set(names)
     for tr in points:
         for col, txt in zip(tr.marker.color, tr.text):
             assert col == palette[int(txt[1:])]

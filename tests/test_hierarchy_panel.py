@@ -286,3 +286,44 @@ def test_loss_presets_fit_the_page_sliders() -> None:
                 assert ui["lo"] <= value <= ui["hi"], (name, key, value)
     big = LOSS_PRESETS["CHEST, HypHC enlarged: r = 1, τ = 2, not in the paper (HypHC big)"]
     assert big["loss"] == "chest" and big["r"] == 1.0 and big["tau"] == 2.0
+
+
+def _colours(fig: Any) -> list[str]:
+    """Every colour a figure's traces draw with (markers, their rims, lines), flattened."""
+    out: list[str] = []
+    for t in fig.data:
+        for v in (getattr(t.marker, "color", None) if hasattr(t, "marker") else None,
+                  getattr(getattr(t.marker, "line", None), "color", None) if hasattr(t, "marker") else None,
+                  getattr(t.line, "color", None) if hasattr(t, "line") else None):
+            out += [v] if isinstance(v, str) else [w for w in (v or ()) if isinstance(w, str)]
+    return out
+
+
+def test_one_colour_per_super_class_across_the_disk_dendrograms_and_hier_panel(hier_run: Run) -> None:
+    """Branch A is one colour in the disk (its legend entry and its node), in the dendrograms (its
+    leaves, both sides) and in HIER's disk (its class proxies); none of these figures, nor the level
+    strip, uses Fig. 3's positive red or negative blue."""
+    from chestlab.dashboard.panels import disk as dp
+
+    box = Box()
+    dp.render(ctx_of(hier_run), box)
+    hp.render(ctx_of(hier_run), box)
+    figs = box.figures()
+    assert {"disk_A", "levels_A", "hier_A", "hierdisk_A"} <= set(figs)
+    names = H.hierarchy_of(hier_run.trainer.train_set).group_names(1)
+    assert names == ["branch A", "branch B", "branch C", "branch D"]
+    seen: dict[str, set] = {n: set() for n in names}
+    for key in ("disk_A", "hier_A", "hierdisk_A"):  # every trace named for a super-class, one colour
+        for t in figs[key].data:
+            if t.name in seen and isinstance(t.marker.color, str):
+                seen[t.name].add((key, t.marker.color))
+        if key == "disk_A":
+            node = next(t for t in figs[key].data if t.name == "super-class nodes")
+            for letter, col in zip(node.customdata, node.marker.color):
+                seen[f"branch {letter}"].add(("node", col))
+    for s, n in enumerate(names):
+        assert {where for where, _ in seen[n]} == {"disk_A", "node", "hier_A", "hierdisk_A"}, n
+        assert {col for _, col in seen[n]} == {super_color(s)}, n
+    for key in ("disk_A", "levels_A", "hier_A", "hierdisk_A"):
+        used = {c.lower() for c in _colours(figs[key])}
+        assert used and not used & {COLORS["pos"].lower(), COLORS["neg"].lower()}, key

@@ -181,8 +181,8 @@ def _tree_lines(tree: dict, class_names: Optional[Sequence[str]], palette: Optio
     if show_children:
         one = what[:-1] if what.endswith("s") else what
         ch, cc = tree["children"], tree["child_class"]
-        out.append(dict(
-            type="scatter", x=ch[:, 0], y=ch[:, 1], mode="markers", name=what, legendgroup="tree", showlegend=False,
+        out.append(dict(  # WebGL, as the nodes below: an SVG marker would sit under the points' canvas
+            type="scattergl", x=ch[:, 0], y=ch[:, 1], mode="markers", name=what, legendgroup="tree", showlegend=False,
             marker=dict(symbol="circle", size=9, line=dict(color=COLORS["proxy_edge"], width=1),
                         color=[palette[int(k)] if palette is not None and 0 <= int(k) < len(palette) else COLORS["mixed"]
                                for k in cc]),
@@ -199,19 +199,21 @@ def _tree_nodes(tree: dict, super_names: Optional[Sequence[str]]) -> list[dict]:
         mode="markers+text", customdata=inside, texttemplate="%{customdata}", textposition="middle center",
         textfont=dict(color="white", size=10))
     size = 16 if inside is None else 19
+    # WebGL traces: Plotly draws them on a canvas above every SVG trace, so SVG nodes would sit under
+    # the samples (add_embeddings' scattergl) near the origin, where the nodes are at the start
     out = [
         # a white halo under each node and the root: they stay visible in a crowd of proxies
-        dict(type="scatter", x=[*nodes[:, 0], r[0]], y=[*nodes[:, 1], r[1]], mode="markers", name="halo",
+        dict(type="scattergl", x=[*nodes[:, 0], r[0]], y=[*nodes[:, 1], r[1]], mode="markers", name="halo",
              legendgroup="tree", showlegend=False, hoverinfo="skip",
              marker=dict(symbol=["diamond"] * len(nodes) + ["square"], size=[size + 6] * len(nodes) + [18],
                          color="white", opacity=0.85, line=dict(width=0))),
-        dict(type="scatter", x=nodes[:, 0], y=nodes[:, 1], name="super-class nodes", legendgroup="tree", showlegend=False,
+        dict(type="scattergl", x=nodes[:, 0], y=nodes[:, 1], name="super-class nodes", legendgroup="tree", showlegend=False,
              marker=dict(symbol="diamond", size=size, color=[super_color(g) for g in groups],
                          line=dict(color=COLORS["root"], width=1.5)),
              text=[f"{name_of(g, super_names, 'super-class')}: the gyro-midpoint of its {tree['children_are']}, "
                    f"d_H(0, ·) = {d:.2f}" for g, d in zip(groups, tree["node_depth"])],
              hovertemplate="%{text}<extra></extra>", **labels),
-        dict(type="scatter", x=[r[0]], y=[r[1]], mode="markers", name="root", legendgroup="tree", showlegend=False,
+        dict(type="scattergl", x=[r[0]], y=[r[1]], mode="markers", name="root", legendgroup="tree", showlegend=False,
              marker=dict(symbol="square", size=13, color=COLORS["root"], line=dict(color="white", width=1.5)),
              text=[f"root: the gyro-midpoint of the super-class nodes, d_H(0, root) = {tree['root_depth']:.2f}"],
              hovertemplate="%{text}<extra></extra>"),

@@ -386,22 +386,28 @@ def lecture_axes(ax: Any) -> Any:
 def disk_legend(fig: Any, class_names: Sequence[str], super_names: Optional[Sequence[str]] = None,
                 classes: Optional[Sequence[int]] = None) -> Any:
     """Make the legend of a :func:`chestlab.figures.poincare_disk` figure say which colour is which
-    class and which marker which super-class: its point traces (one per super-class, drawn in the
-    classes' colours) leave the legend, and legend-only entries are added -- a coloured circle per
-    class (``classes``: the class indices to list, default all of ``class_names``) and a grey marker
-    per super-class; the legend moves to the right of the disk. The points and their hover texts are
-    unchanged. Returns ``fig``."""
+    class: a legend-only entry per class (``classes``: the class indices to list, default all of
+    ``class_names``) in the colour its points have (a shade of its super-class's colour, or its own
+    colour with ``color_by="class"``), beside the figure's own entries per super-class; the legend
+    moves to the right of the disk. The points and their hover texts are unchanged. Returns ``fig``."""
     import plotly.graph_objects as go
 
     from .viz.style import PLOTLY_SYMBOLS, class_color
 
     supers = [t for t in fig.data if t.type == "scattergl"]
+    seen: dict[str, str] = {}  # class name -> the colour its points are drawn in
     for t in supers:
         t.showlegend = False
+        if t.text is not None and not isinstance(t.marker.color, str):
+            for col, name in zip(t.marker.color, t.text):
+                seen.setdefault(str(name), col)
     for i in (range(len(class_names)) if classes is None else classes):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=str(class_names[i]), legendgroup="classes",
-                                 legendgrouptitle_text="class", marker=dict(color=class_color(i), size=11, symbol="circle")))
-    if super_names is not None and len(supers) > 1:
+        name = str(class_names[i])
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="classes",
+                                 legendgrouptitle_text="class",
+                                 marker=dict(color=seen.get(name, class_color(i)), size=11, symbol="circle")))
+    has_supers = any(t.type == "scatter" and str(t.legendgroup or "").startswith("super") for t in fig.data)
+    if super_names is not None and len(supers) > 1 and not has_supers:  # a figure without its own entries
         for k, t in enumerate(supers):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=t.name, legendgroup="supers",
                                      legendgrouptitle_text="super-class",

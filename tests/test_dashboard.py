@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -233,6 +234,12 @@ def test_curves_panel(run_a: Run) -> None:
     curves.render(ctx_of(run_a), box)
     fig = box.figures()["cur_A"]
     assert any(t.name and "total" in t.name for t in fig.data)  # the loss per step
+    # the run's loss names the total and its parts; a regulariser gets the log axis right of the loss
+    assert fig.data[0].name.startswith("total L = η_H L_H + η_E L_E + τ L_HypHC")
+    hyphc = [t for t in fig.data if t.name.startswith("L_HypHC")]
+    assert (run_a.trainer.config.tau > 0) == bool(hyphc)
+    for t in hyphc:
+        assert fig.layout["yaxis" + t.yaxis[1:]].type == "log" and "log axis right of the loss" in box.text()
 
 
 def test_disk_panel_draws_the_disk_and_run_as_controls(run_a: Run) -> None:
@@ -240,7 +247,7 @@ def test_disk_panel_draws_the_disk_and_run_as_controls(run_a: Run) -> None:
     box = Box(session)
     ctx = ctx_of(run_a, session)
     disk.render(ctx, box)
-    assert list(box.figures()) == ["disk_A"]
+    assert list(box.figures()) == ["disk_A", "levels_A"]  # the disk, then its level strip
     assert {"disk_split", "disk_grid", "disk_circles", "disk_view", "btn_umap"} <= set(box.keys())
     assert ctx.shared["disk"]["disk_grid"] is True and ctx.shared["disk"]["disk_split"] == "train"
     d = ctx.cache[("disk", "train")]
@@ -249,7 +256,50 @@ def test_disk_panel_draws_the_disk_and_run_as_controls(run_a: Run) -> None:
     box_b = Box(session)
     ctx_b = P.PanelContext(ctx.state, session, Run("B", run_a.trainer), wide=False, shared=ctx.shared)
     disk.render(ctx_b, box_b)
-    assert list(box_b.figures()) == ["disk_B"] and not box_b.keys("radio")
+    assert list(box_b.figures()) == ["disk_B", "levels_B"] and not box_b.keys("radio")
+
+
+def test_disk_panel_draws_the_hierarchy_and_its_level_strip() -> None:
+    """The page's default run (the tree, its super-classes "branch A-D"): a node per super-class at the
+    gyro-midpoint of its classes' proxies, the root at the nodes' midpoint (geoopt's midpoint as the
+    oracle), and a level strip whose points are the mean d_H(0, .) per level at each drawn step."""
+    import geoopt.manifolds.stereographic.math as gm
+
+    from chestlab.figures import project_to_disk
+    from chestlab.viz.style import super_color
+
+    run = runner.build(small())
+    state = DashState(runs=[run])
+    tr, c = run.trainer, float(run.trainer.config.c)
+    k = torch.tensor(-c, dtype=torch.float64)
+    steps = []
+    for _ in range(2):  # two drawn steps: two points per line of the strip
+        runner.train_chunk(state, budget_s=0.0, max_steps=1)
+        box = Box()
+        disk.render(ctx_of(run), box)
+        steps.append(tr.step_count)
+    figs = box.figures()
+    prox = tr.proxies()["h"].double()
+    cs = np.asarray(tr.train_set.class_to_super)
+    nodes = torch.stack([gm.weighted_midpoint(prox[torch.as_tensor(cs == s)].reshape(-1, prox.shape[-1]), k=k, reducedim=[0])
+                         for s in range(4)])
+    root = gm.weighted_midpoint(nodes, k=k, reducedim=[0])
+    emb = tr.embed("train", 600)
+    node = next(t for t in figs["disk_A"].data if t.name == "super-class nodes")
+    np.testing.assert_allclose(np.column_stack([node.x, node.y]), project_to_disk(nodes, c, fit_on=emb["x_h"]), atol=1e-6)
+    assert list(node.marker.color) == [super_color(s) for s in range(4)] and list(node.customdata) == list("ABCD")
+    sq = next(t for t in figs["disk_A"].data if t.name == "root" and t.x[0] is not None)
+    np.testing.assert_allclose([sq.x[0], sq.y[0]], project_to_disk(root[None], c, fit_on=emb["x_h"])[0], atol=1e-6)
+    entries = [t.name for t in figs["disk_A"].data if list(t.x) == [None]]
+    assert entries[:4] == ["branch A", "branch B", "branch C", "branch D"]
+    d0 = lambda x: float(gm.dist0(torch.as_tensor(x, dtype=torch.float64), k=k).mean())  # noqa: E731
+    want = {"root": d0(root[None]), "super-classes": d0(nodes), "classes (proxies)": d0(prox.reshape(-1, prox.shape[-1])),
+            "samples": d0(emb["x_h"])}
+    strip = figs["levels_A"]
+    assert {t.name for t in strip.data} == set(want)
+    for t in strip.data:
+        assert list(t.x) == steps and t.y[-1] == pytest.approx(want[t.name], rel=1e-5)
+    assert "gyro-midpoint" in box.text()
 
 
 def test_disk_panel_umap_request_uses_a_progress_bar(run_a: Run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,11 +383,11 @@ def test_draw_run_lays_the_panels_out(run_a: Run) -> None:
     box = Box(session)
     P.draw_run(ctx_of(run_a, session), box)
     assert box.calls("columns")[0][0] == ([3, 2],)
-    assert set(box.figures()) == {"sim_A", "cur_A", "disk_A", "hardneg", "hier_A"}
+    assert set(box.figures()) == {"sim_A", "cur_A", "disk_A", "levels_A", "hardneg", "hier_A"}
     # in compare mode a run is one column, and the wide hard-negative figure is left out
     box = Box(session)
     P.draw_run(P.PanelContext(DashState(runs=[run_a]), session, Run("B", run_a.trainer, rows=run_a.rows), wide=False), box)
-    assert set(box.figures()) == {"sim_B", "cur_B", "disk_B", "hier_B"}
+    assert set(box.figures()) == {"sim_B", "cur_B", "disk_B", "levels_B", "hier_B"}
 
 
 @pytest.mark.parametrize("loss", ["pair_ce", "mix", PLUGIN])
@@ -350,7 +400,7 @@ def test_panels_for_losses_without_proxies_or_similarities(loss: str) -> None:
     box = Box(session)
     ctx = P.PanelContext(state, session, run)
     P.draw_run(ctx, box)
-    assert set(box.figures()) == {"cur_A", "disk_A", "hardneg", "hier_A"}  # no histograms: explained instead
+    assert set(box.figures()) == {"cur_A", "disk_A", "levels_A", "hardneg", "hier_A"}  # no histograms: explained instead
     assert "computes no class similarities" in box.text()
     assert ctx.cache[("disk", "train")]["pxy"] is None
     own = set(box.keys("slider"))  # the run's own temperatures are used where its loss has them

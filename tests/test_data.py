@@ -121,11 +121,12 @@ def test_tree_hierarchy_and_sibling_split() -> None:
         assert ds.ancestors.shape == ds.paths.shape == (ds.num_classes, 3)
         for c, name in enumerate(ds.classes):
             path = ds.paths[c].tolist()
-            assert name == "t." + ".".join(map(str, path))
-            # each ancestor's name is a prefix of the leaf's name
-            for level, node in enumerate(ds.ancestors[c].tolist()):
-                assert ds.node_names[node] == "t." + ".".join(map(str, path[: level + 1]))
-            assert ds.superclasses[ds.hierarchy[c]] == f"t.{path[0]}"
+            letter = "ABCD"[path[0]]
+            assert name == letter + "." + ".".join(map(str, path[1:]))  # e.g. "C.0.3"
+            # each ancestor's name is a prefix of the leaf's name; the super-classes read "branch A..D"
+            for level, node in enumerate(ds.ancestors[c].tolist()[1:], start=1):
+                assert ds.node_names[node] == letter + "." + ".".join(map(str, path[1 : level + 1]))
+            assert ds.node_names[ds.ancestors[c, 0]] == ds.superclasses[ds.hierarchy[c]] == f"branch {letter}"
     # sibling holdout: every parent of leaves has 2 train and 2 test children
     parents_train = torch.bincount(train.ancestors[:, 1] - 4, minlength=16)
     parents_test = torch.bincount(test.ancestors[:, 1] - 4, minlength=16)

@@ -156,9 +156,12 @@ def test_disk_legend_explains_colours_and_markers():
     points = [t for t in fig.data if t.type == "scattergl"]
     lessons.disk_legend(fig, list("abcd"), ["s0", "s1"])
     assert all(t.showlegend is False for t in points) and sum(len(t.x) for t in points) == 50
-    entries = [t for t in fig.data if t.type == "scatter" and t.legendgroup in ("classes", "supers")]
-    assert [t.name for t in entries] == ["a", "b", "c", "d", "s0", "s1"]
-    from chestlab.viz.style import class_color
+    entries = [t for t in fig.data if t.type == "scatter" and t.legendgroup == "classes"]
+    assert [t.name for t in entries] == ["a", "b", "c", "d"]
+    drawn = {name: col for t in points for name, col in zip(t.text, t.marker.color)}
+    assert [t.marker.color for t in entries] == [drawn[n] for n in "abcd"]  # the colours the points have
+    from chestlab.viz.style import super_color
 
-    assert [t.marker.color for t in entries[:4]] == [class_color(i) for i in range(4)]
+    supers = [t for t in fig.data if t.type == "scatter" and str(t.legendgroup).startswith("super")]
+    assert [(t.name, t.marker.color) for t in supers] == [("s0", super_color(0)), ("s1", super_color(1))]
     assert fig.layout.legend.orientation == "v"

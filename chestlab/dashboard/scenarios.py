@@ -102,7 +102,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         question="HypHC's regulariser (Eq. 8–9, τ > 0) asks the proxies to form a hierarchy, in HypHC's reading "
                  "(a softmax over the depths of the lowest common ancestors). Where does it put the proxies, "
                  "and how large is L_HypHC?",
-        look_at="The disk: the proxies (★) of run A (τ = 1) vs run B (τ = 0), by super-class (marker shape); "
+        look_at="The disk: the proxies (★) of run A (τ = 1) vs run B (τ = 0), by super-class (colour); "
                 "the curves: L_HypHC stays small (about 1e-3) — the proxies sit far from the origin, where "
                 "S = e^{−d_H} is tiny.",
         loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="lca"), compare=("tau", 0.0)),
@@ -133,8 +133,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "hier-on-tree", "HIER on a tree: a hierarchy without super-class labels",
         question="HIER learns hierarchical proxies from class labels alone. On the tree data, do the "
                  "super-classes it never sees show up in the embedding?",
-        look_at="The disk with geodesics on: the points' markers (super-classes) — do classes of one super-class "
-                "share a direction? Run B has HIER off (weight 0); compare Recall@1 on unseen classes.",
+        look_at="The disk with geodesics on: the points' colours (super-classes) and the super-class nodes (◆) — "
+                "do classes of one super-class share a direction? Run B has HIER off (weight 0); compare Recall@1 "
+                "on unseen classes.",
         loss_preset="CHEST + HIER", compare=("hier_weight", 0.0), view={"disk_grid": True}),
     Scenario(
         "clip-radius", "What r controls: d_H(0, x) ≤ 2r for every c",

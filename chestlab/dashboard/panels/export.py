@@ -52,17 +52,20 @@ def disk_figure(snap: dict, mpl: bool) -> Any:
     d = snap["disk"]
     if d is None:
         raise RuntimeError("no disk to export yet")
+    tree = dict(class_super=d.get("class_super"), tree=d.get("tree"))  # the page's colours and hierarchy
     if mpl:
         return figures.poincare_disk_mpl(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
-                                         title=figures.projection_label(d["dim_h"]))
+                                         title=figures.projection_label(d["dim_h"]), **tree)
     return figures.poincare_disk(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
-                                 title=figures.projection_label(d["dim_h"]), class_names=d["names"])
+                                 title=figures.projection_label(d["dim_h"]), class_names=d["names"],
+                                 super_names=d.get("super_names"), **tree)
 
 
 def curves_figure(snap: dict, mpl: bool) -> Any:
     from chestlab import figures
 
-    return (figures.training_curves_mpl if mpl else figures.training_curves)(snap["rows"] + snap["history"])
+    return (figures.training_curves_mpl if mpl else figures.training_curves)(snap["rows"] + snap["history"],
+                                                                             loss=snap["config"].get("loss"))
 
 
 FIGURES: tuple[tuple[str, Callable[[dict, bool], Any], str], ...] = (

@@ -172,8 +172,9 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> dict:
-    """``st.metric``'s ``delta`` / ``delta_color`` for the change since the previously drawn step: green
-    when it improved (``better`` = ``"up"`` or ``"down"``), grey when it did not move."""
+    """``st.metric``'s ``delta`` / ``delta_color`` for the change since the previously drawn step, in
+    words -- "better" or "worse" (``better`` = ``"up"`` or ``"down"``) -- and grey: red and blue mean
+    the positive and the negative classes on this page, not worse and better."""
     if prev is None:
         return {"delta": None}
     before = prev["scores"][key] if key in prev["scores"] else prev.get(key)
@@ -182,7 +183,8 @@ def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> di
     change = now - before
     if abs(change) < 5e-4:
         return {"delta": f"±0.000 since step {prev['step']}", "delta_color": "off"}
-    return {"delta": f"{change:+.3f} since step {prev['step']}", "delta_color": "normal" if better == "up" else "inverse"}
+    word = "better" if (change > 0) == (better == "up") else "worse"
+    return {"delta": f"{change:+.3f} since step {prev['step']} · {word}", "delta_color": "off"}
 
 
 def render(ctx: Any, box: Any) -> None:
@@ -225,8 +227,11 @@ def render(ctx: Any, box: Any) -> None:
         "once per step.")
     if "disk" in figs:
         exp.plotly_chart(figs["disk"], key=f"hierdisk_{ctx.name}", config=PLOTLY_CONFIG)
+        shown, n_hier = int(np.sum(d["hier"]["shown"])), len(d["hier"]["shown"])
         exp.caption(
-            f"◆ HIER's hierarchical proxies (filled: the nearest one of some {d['hier_what'][:-1]}, i.e. its LCA), thick "
+            f"◆ HIER's hierarchical proxies (filled: the nearest one of some {d['hier_what'][:-1]}, i.e. its LCA"
+            + (f"; the {shown} of {n_hier} with a {d['hier_what'][:-1]} below them" if shown < n_hier else "")
+            + "), dark "
             f"lines: each to its parent (the nearest proxy nearer the origin; the root is larger); ★ {d['hier_what']}, "
             "thin lines to their nearest hierarchical proxy; dots: training data. Colour = super-class; projected "
             "to the disk with the disk panel's projection (tangent PCA, exact for D_H = 2).")

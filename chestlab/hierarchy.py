@@ -724,6 +724,8 @@ def class_means(x: ArrayLike, labels: ArrayLike, c: Optional[poincare.Curvature]
 
 #: Candidates per query kept by the cheap ranking of :func:`nearest_neighbours` and re-ranked exactly.
 _CANDIDATES = 8
+#: Above one cancelling pair in this many, :func:`nearest_neighbours` recomputes a whole block directly.
+_DENSE_CLOSE = 64
 
 
 @torch.no_grad()
@@ -745,7 +747,8 @@ def nearest_neighbours(
     :math:`\alpha_y = 1 - c\|y\|^2` from :func:`chestlab.poincare.alpha`) -- expanded through one
     ``addmm`` per chunk, with the pairs where the expansion cancels (:math:`\|x-y\|^2` below 1e-2 of
     :math:`\|x\|^2 + \|y\|^2`; 1e-4 in float64) recomputed from :math:`x - y`, as
-    :func:`chestlab.poincare.pairwise_dist` does; the best 8 candidates of each row are then
+    :func:`chestlab.poincare.pairwise_dist` does (the whole block at once, by ``torch.cdist``'s direct
+    route, when more than 1/64 of it cancels: tight clusters in a few dimensions); the best 8 candidates of each row are then
     re-ranked from the differences themselves.  Runs on ``x``'s device, in its precision (float32
     unless float64).
     """
@@ -779,9 +782,17 @@ def nearest_neighbours(
             rows = torch.arange(q.shape[0], device=x.device)
             score[rows, rows + s] = math.inf  # not the query itself
             # the expansion loses ~eps (|q|^2 + |y|^2) / ||q - y||^2 relative: redo the close pairs exactly
-            close = (score < tol * (q2 + sq)).nonzero(as_tuple=True)
-            if close[0].numel():
-                score[close] = (q[close[0]] - x[close[1]]).pow(2).sum(-1)
+            close = score < tol * (q2 + sq)
+            n_close = int(close.sum())
+            if n_close * _DENSE_CLOSE > close.numel():
+                # tight clusters in a few dimensions cancel in many pairs: the whole block from the
+                # differences (cdist's direct route costs about one matmul there; gathering them would not)
+                score = torch.cdist(q, x, compute_mode="donot_use_mm_for_euclid_dist").square_()
+                score[rows, rows + s] = math.inf
+            elif n_close:
+                idx = close.nonzero(as_tuple=True)
+                score[idx] = (q[idx[0]] - x[idx[1]]).pow(2).sum(-1)
+            del close
             if inv_alpha is not None:
                 score.mul_(inv_alpha)
             cand = score.topk(k, dim=1, largest=False).indices  # (B, k)

@@ -446,12 +446,15 @@ def test_severity_and_super_recall_match_brute_force(space: str) -> None:
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "poincare"])
-def test_nearest_neighbours_among_near_duplicates_in_float32(metric: str) -> None:
+@pytest.mark.parametrize("n_far", [20, 400])
+def test_nearest_neighbours_among_near_duplicates_in_float32(metric: str, n_far: int) -> None:
     # a dozen points 1e-5 apart around one point of norm ~0.8: ||x||^2 + ||y||^2 - 2<x, y> cancels to
-    # noise in float32 (the plain expansion gets ~10 of them wrong); the oracle is float64 on the same values
+    # noise in float32 (the plain expansion gets ~10 of them wrong); the oracle is float64 on the same values.
+    # With 20 other points the cancelling pairs are 1/8 of the block (recomputed whole), with 400 about
+    # 1/1000 (recomputed pair by pair)
     c = 1.0
     base = ball_points(1, 5, c, seed=3, max_rel=0.9)[0]
-    x = torch.cat([base + 1e-5 * torch.randn(12, 5, generator=gen(1), dtype=F64), ball_points(20, 5, c, seed=2)]).float()
+    x = torch.cat([base + 1e-5 * torch.randn(12, 5, generator=gen(1), dtype=F64), ball_points(n_far, 5, c, seed=2)]).float()
     xd = x.double()
     D = (xd[:, None] - xd[None]).norm(dim=-1) if metric == "euclidean" else poincare.dist(xd[:, None], xd[None], c)
     cc = c if metric == "poincare" else None

@@ -656,7 +656,8 @@ def test_trainer_logs_hierarchy_metrics_and_evaluate_reports_them(tmp_path):
             "--set", "dim_h=4", "--set", "M=4", "--set", "eval_max=300", "--set", "eval_train=false", "--out", str(run)]
     assert train.main(argv) == 0
     rec = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines() if '"eval"' in x][-1]
-    for key in ("test/H/severity", "test/E/super_R@1", "test/H/cophenet", "proxies/H/cophenet"):
+    for key in ("test/H/severity", "test/E/super_R@1", "test/H/cophenet", "test/E/lca_cophenet", "proxies/H/cophenet",
+                "proxies/E/purity", "proxies/H/lca_dasgupta"):
         assert key in rec, key
     # the logged numbers are hierarchy_metrics of the same embeddings
     tr = train.Trainer.from_run(run)

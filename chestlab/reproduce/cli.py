@@ -30,7 +30,7 @@ from ..settings import parse_assignments
 from .figures import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
                       tables)
 from .grids import GRIDS
-from .hierarchy import DIM_PRESETS, DIMS, default_jobs, dims, hier
+from .hierarchy import DIM_PRESETS, DIMS, DIMS_DATASETS, default_jobs, dims, hier
 from .runner import run_ablation
 
 __all__ = ["build_parser", "main"]
@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--jobs", type=int, default=default_jobs(),
                     help=f"runs trained at once, one process and one thread each (default here {default_jobs()}: "
                          "one per CPU core, at most 4; 1 on a GPU); the results do not depend on it")
-    dm.add_argument("--datasets", nargs="+", default=list(DIM_PRESETS), choices=list(DIM_PRESETS))
+    dm.add_argument("--datasets", nargs="+", default=list(DIMS_DATASETS), choices=list(DIM_PRESETS),
+                    help=f"default {' '.join(DIMS_DATASETS)}; wide: the 4 x 4 x 4 x 4 tree with equal edge lengths")
     dm.add_argument("--dims", type=int, nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
     dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     dm.add_argument("--steps", type=int, help="steps per run (default: " + ", ".join(

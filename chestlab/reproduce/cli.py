@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"runs trained at once, one process and one thread each (default here {default_jobs()}: "
                          "one per CPU core, at most 4; 1 on a GPU); the results do not depend on it")
     dm.add_argument("--datasets", nargs="+", default=list(DIMS_DATASETS), choices=list(DIM_PRESETS),
-                    help=f"default {' '.join(DIMS_DATASETS)}; wide: the 4 x 4 x 4 x 4 tree with equal edge lengths")
+                    help=f"default {' '.join(DIMS_DATASETS)}; wide: the 4 x 4 x 4 x 4 tree with equal edge lengths "
+                         "(64-wide backbone); wide4: its preset as it is (4-wide backbone, use --dims 4)")
     dm.add_argument("--dims", type=int, nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
     dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     dm.add_argument("--steps", type=int, help="steps per run (default: " + ", ".join(

@@ -28,13 +28,14 @@ __all__ = ["DIMS", "DIMS_DATASETS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", 
 
 #: Embedding dimensions of ``dims`` and the presets (with CPU-sized steps) it trains on; the other
 #: entries are settings for both spaces' runs (``wide``: the preset's 4-wide backbone output would cap
-#: every D at 4, so both spaces get the 64-wide one of ``tree``).
+#: every D at 4, so both spaces get the 64-wide one of ``tree``; ``wide4``: the preset as it is, for D = 4).
 DIMS: tuple[int, ...] = (2, 4, 8, 16, 64)
 #: The datasets ``dims`` trains on by default (``wide`` on request: 256 classes, a longer run).
 DIMS_DATASETS: tuple[str, ...] = ("tree", "shapes")
 DIM_PRESETS: dict[str, dict[str, Any]] = {
     "tree": dict(preset="demo-tree", steps=400),
     "wide": dict(preset="demo-tree-wide", steps=600, dim_e=64),
+    "wide4": dict(preset="demo-tree-wide", steps=600),
     "shapes": dict(preset="demo-shapes", steps=120),
 }
 #: The trainings of ``hier``: name -> (preset, extra settings); "untrained" evaluates step 0.

@@ -14,6 +14,8 @@ __all__ = ["PRESETS", "AblationRow", "ABLATION_ROWS", "TRAININGS", "PAPER_R1", "
 # ------------------------------------------------------------------------------------------------
 # Table 1: presets (the demo-* presets are the kit's CPU-sized versions)
 # ------------------------------------------------------------------------------------------------
+# Table 1 and Sec. 4.2, plus the kit's choices where the paper says nothing (docs/reproduce.md lists them):
+# m_per_class = 2, proxy_std = 1 and the settings' defaults weight_decay = 1e-4 and grad_clip = 10
 _VIT_S = dict(backbone="vit_small_patch16_224", pretrained=True, dim_e=None, dim_h=384, c=0.5, r=2.3,
               gamma_e=5.0, gamma_h=5.0, lambda_e=20.0, lambda_h=20.0, tau=0.5, eta_e=1.0, eta_h=1.0,
               m_per_class=2, workers=8, proxy_std=1.0, eval_max=None, eval_train=False, eval_every=0)
@@ -38,7 +40,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # HIER (CVPR 2023) next to CHEST, CPU-sized: the paper's margin, temperature and weight (0.1, 0.1, 0.5)
-# with fewer hierarchical proxies and triplets per anchor than its 512 and 50 (docs/hier_unsup.md)
+# with fewer hierarchical proxies and triplets per anchor than its 512 and 50 (docs/maths.md, "HIER —
+# hierarchical proxies", and item 13 of "Where the papers are ambiguous")
 _HIER = dict(loss="chest_hier", hier_weight=0.5, hier_proxies=32, hier_margin=0.1, hier_tau=0.1, hier_topk=20,
              hier_triplets=20)
 PRESETS["demo-tree-hier"] = dict(PRESETS["demo-tree"], **_HIER)
@@ -53,6 +56,8 @@ PRESETS["demo-tree-hyphc"] = dict(PRESETS["demo-tree"], r=1.0, tau=8.0)
 # A tree where theory says the ball wins (Sarkar 2011; Nickel & Kiela 2017; Sala et al. 2018): many leaves
 # (4 x 4 x 4 x 4 = 256) for a small dimension, and equal edge lengths at every level (decay 1), so the
 # number of nodes within a distance grows exponentially, as in the ball and unlike in R^D. D_H = D_E.
+# Measured (docs/reproduce.md, "The wide tree", 5 paired seeds): a network trained on it does not put the
+# ball ahead; the plane leads R@1 at D = 4 and 8, and the two decode equally good trees.
 PRESETS["demo-tree-wide"] = dict(PRESETS["demo-tree"], data_options={"branching": [4, 4, 4, 4], "decay": 1.0},
                                  dim_e=4, dim_h=4)
 # unsupervised hierarchical similarity (CVPR 2021) on tree: random batches, the labels are not used

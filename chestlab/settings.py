@@ -456,7 +456,8 @@ class ScheduleSettings:
                         help="the k of Recall@k, e.g. 1,2,4,8 (up to SOP's 1000; each k below the samples evaluated)")
     eval_hierarchy: bool = setting(True, group="schedule", live=True,
                                    help="also score the hierarchy at each evaluation: mistake severity, super-class R@1, "
-                                        "cophenetic correlation / purity / Dasgupta cost of the decoded dendrograms")
+                                        "cophenetic correlation / purity / Dasgupta cost of the decoded dendrograms (average "
+                                        "linkage on each space's distance, and HypHC's LCA decoding as lca_*)")
     checkpoint_every: int = setting(0, group="schedule", low=0, high=MAX_STEPS, help="write an atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)")
 
 

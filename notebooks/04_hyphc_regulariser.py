@@ -423,7 +423,7 @@ show_toy(step=steps)  # the callback once more: the proxies after training
 # 1. **How big is $\tau L_{\mathrm{HypHC}}$ in the loss?** Eq. 8 reads the similarity off the proxies,
 #    $S = e^{-d_H}$; proxies that sit about 9 apart have $S \approx e^{-9}$.
 # 2. **Does τ change the proxies' tree?** Decode a dendrogram from the trained proxies
-#    (`chestlab.hierarchy.decode`: HypHC's decoding, merge by the deepest LCA) and score it against the
+#    (`chestlab.hierarchy.decode`: average linkage on $d_H$, as the kit decodes both spaces) and score it against the
 #    true tree: cophenetic correlation (↑), dendrogram purity of the super-classes (↑) and of the classes
 #    (↑: the $K$ proxies of a class merge first), Dasgupta cost under the true similarity (↓) — what the
 #    trainer logs as `proxies/H/*` and the dashboard's *Hierarchy* panel shows live.
@@ -546,7 +546,7 @@ def show_hyphc_trees(seed_index=0):
         r = hc[(name, tau)][seed_index]
         draw_dendrogram_mpl(fig.add_subplot(gs[0, col]), dendrogram_geometry(r["Z"], r["groups"]), names,
                             title=f"proxies, τ = {tau:g} (seed {hc_seeds[seed_index]})",
-                            ylabel="merge height $2(R - d_o)$")
+                            ylabel="mean $d_H$ at the merge")
     ax = fig.add_subplot(gs[0, 2])
     draw_dendrogram_mpl(ax, dendrogram_geometry(true_linkage(truth), truth.groups(1)), names,
                         title="the true tree (classes)", ylabel="LCA height (levels)", leaves_what="class")

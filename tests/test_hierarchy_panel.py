@@ -99,7 +99,7 @@ def test_dendrogram_of_the_proxies_beside_the_true_tree(chest_run: Run) -> None:
     # the live numbers are chestlab.hierarchy's on the same points
     p = tr.proxies()["h"].double().reshape(C * K, -1)
     c = float(tr.model.head.c)
-    want = H.tree_scores(H.decode(p, c, "lca"), np.repeat(np.arange(C), K), h)
+    want = H.tree_scores(H.decode(p, c, "average"), np.repeat(np.arange(C), K), h)  # the default decoder
     test = tr.embed("test", hp.N_SAMPLES)
     sev = H.hierarchical_retrieval(test["x_h"], test["labels"], H.hierarchy_of(tr.test_set), "poincare", c)["severity"]
     got = _metrics(box)
@@ -144,15 +144,16 @@ def test_computed_once_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_decoder_choice_changes_the_numbers(chest_run: Run) -> None:
     tr = chest_run.trainer
-    session = {"hier_decoder": "average"}
+    session = {"hier_decoder": "lca"}
     box = Box(session)
     hp.render(ctx_of(chest_run, session), box)
     C, K = tr.proxies()["h"].shape[:2]
     p = tr.proxies()["h"].double().reshape(C * K, -1)
-    want = H.tree_scores(H.decode(p, float(tr.model.head.c), "average"), np.repeat(np.arange(C), K),
+    # HypHC's decoding with the leaves at one radius: the evaluator's proxies/H/lca_* numbers
+    want = H.tree_scores(H.decode(p, float(tr.model.head.c), "lca", normalize=True), np.repeat(np.arange(C), K),
                          H.hierarchy_of(tr.train_set))
     assert _metrics(box)["cophenetic"] == _fmt(want["cophenet"])
-    assert "(average)" in box.figures()["hier_A"].layout.annotations[0].text
+    assert "(lca)" in box.figures()["hier_A"].layout.annotations[0].text
 
 
 def test_class_means_when_the_loss_has_no_proxies() -> None:
@@ -166,7 +167,7 @@ def test_class_means_when_the_loss_has_no_proxies() -> None:
     emb = tr.embed("train", hp.N_SAMPLES)
     c = float(tr.model.head.c)
     means, ids = H.class_means(emb["x_h"], emb["labels"], c)
-    want = H.tree_scores(H.decode(means, c, "lca"), ids.numpy(), H.hierarchy_of(tr.train_set))
+    want = H.tree_scores(H.decode(means, c, "average"), ids.numpy(), H.hierarchy_of(tr.train_set))
     assert sum(len(t.x) for t in _leaf_traces(fig, "x")) == len(ids)
     assert _metrics(box)["cophenetic"] == _fmt(want["cophenet"])
     assert "class means" in fig.layout.annotations[0].text

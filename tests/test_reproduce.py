@@ -196,15 +196,30 @@ def test_python_dash_m_entry_point():
 
 
 def test_dims_and_hier_commands_write_their_tables(tmp_path):
-    """The hierarchy experiments at toy size: every run is scored in its own space with R@1, mistake
-    severity and cophenetic correlation, and the tables hold one row per group."""
-    from chestlab.reproduce.hierarchy import dims, hier
+    """The hierarchy experiments at toy size: every run is scored in its own space with R@1, super-class
+    R@1, mistake severity and cophenetic correlation, the tables hold one row per group, and dims pairs
+    the spaces by seed (H − E ± standard error)."""
+    from chestlab.reproduce.hierarchy import dims, hier, paired_differences
 
     rows = dims(tmp_path / "dims", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False)
     assert [(r["D"], r["space"]) for r in rows] == [(2, "H"), (2, "E"), (4, "H"), (4, "E")]
-    assert all(0 <= r["R@1"] <= 1 and r["severity"] >= 0 for r in rows)
+    assert all(0 <= r["R@1"] <= 1 and 0 <= r["super_R@1"] <= 1 and r["severity"] >= 0 for r in rows)
     md = (tmp_path / "dims" / "dims.md").read_text()
-    assert md.count("\n| tree |") == 4 and (tmp_path / "dims" / "dims.png").stat().st_size > 10_000
+    assert md.count("\n| tree |") == 4 + 2 and (tmp_path / "dims" / "dims.png").stat().st_size > 10_000
+    assert "Paired by seed, H − E" in md and "super-class R@1 (%)" in md
+    # like with like: the same network and head width, only the geometry differs
+    cfgs = {s: json.loads((tmp_path / "dims" / "tree" / f"{s}_D4_seed0" / "result.json").read_text())["config"]
+            for s in "HE"}
+    assert cfgs["H"]["dim_h"] == cfgs["E"]["dim_h"] == 4 and cfgs["H"]["dim_e"] == cfgs["E"]["dim_e"]
+    assert (cfgs["H"]["eta_e"], cfgs["E"]["eta_h"], cfgs["E"]["euclid_space"]) == (0.0, 0.0, "head")
+    # a second seed at D = 4 (seed 0 is read back): the paired differences H − E over the two seeds
+    two = dims(tmp_path / "dims", datasets=("tree",), dims=(4,), seeds=(0, 1), steps=3, progress=False)
+    (d,) = paired_differences(two, ("dataset", "D"))
+    h, e = ({r["seed"]: r for r in two if r["space"] == s} for s in "HE")
+    dd = [h[s]["R@1"] - e[s]["R@1"] for s in (0, 1)]  # the oracle: by hand; standard error = std / sqrt(n)
+    assert d["R@1"] == pytest.approx(sum(dd) / 2) and d["R@1 n"] == 2
+    assert d["R@1 se"] == pytest.approx(abs(dd[0] - dd[1]) / 2)
+    assert (tmp_path / "dims" / "dims_paired.csv").read_text().count("\n") == 2
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from chestlab.reproduce.hierarchy import _dims_figure

@@ -32,7 +32,7 @@ from ..settings import get_setting, parse_assignments
 from .figures import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
                       tables)
 from .grids import GRIDS
-from .hierarchy import DIM_PRESETS, DIMS, default_jobs, dims, hier
+from .hierarchy import DIM_PRESETS, DIMS, DIMS_DATASETS, default_jobs, dims, hier
 from .runner import run_ablation
 
 __all__ = ["build_parser", "main"]
@@ -118,16 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     h3.add_argument("--t", type=float, default=0.2, help="temperature in the ball (default 0.2)")
     h3.add_argument("--c", type=float, nargs="+", default=list(HARDNEG_C), help=f"curvatures (default {HARDNEG_C})")
 
-    dm = sub.add_parser("dims", formatter_class=fmt, help="H vs E at D = 2..64: R@1, mistake severity, cophenetic corr.",
+    dm = sub.add_parser("dims", formatter_class=fmt,
+                        help="H vs E at D = 2..64: R@1, super-class R@1, mistake severity, cophenetic corr., paired H − E",
                         description=dims.__doc__)
     common(dm, "runs/dims")
     dm.add_argument("--jobs", type=int, default=default_jobs(),
                     help=f"runs trained at once, one process and one thread each (default here {default_jobs()}: "
                          "one per CPU core, at most 4; 1 on a GPU); the results do not depend on it")
-    dm.add_argument("--datasets", nargs="+", default=list(DIM_PRESETS), choices=list(DIM_PRESETS))
+    dm.add_argument("--datasets", nargs="+", default=list(DIMS_DATASETS), choices=list(DIM_PRESETS),
+                    help=f"default {' '.join(DIMS_DATASETS)}; wide: the 4 x 4 x 4 x 4 tree with equal edge lengths "
+                         "(64-wide backbone); wide4: its preset as it is (4-wide backbone, use --dims 4)")
     dm.add_argument("--dims", type=bounded_int(*_bounds("dim_h")), nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
     dm.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    dm.add_argument("--steps", type=STEPS, help="steps per run (default: tree 400, shapes 120)")
+    dm.add_argument("--steps", type=STEPS, help="steps per run (default: " + ", ".join(
+        f"{k} {v['steps']}" for k, v in DIM_PRESETS.items()) + ")")
 
     hr = sub.add_parser("hier", formatter_class=fmt, help="CHEST vs CHEST + HIER vs the unsupervised method, on tree",
                         description=hier.__doc__)
@@ -184,7 +188,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             else:
                 hier(Path(args.out), seeds=args.seeds, steps=args.steps, progress=progress)
             print((Path(args.out) / f"{args.command}.md").read_text())
-            print(f"wrote {args.out}/{args.command}.csv, .md{', .png' if args.command == 'dims' else ''} "
+            print(f"wrote {args.out}/{args.command}.csv, .md{', _paired.csv, .png' if args.command == 'dims' else ''} "
                   f"({time.perf_counter() - t0:.0f} s)")
         elif args.command == "tables":
             print(tables(args.run_dir, split=args.split, device=args.device, max_n=args.max_n))

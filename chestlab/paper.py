@@ -55,6 +55,14 @@ PRESETS["demo-tree-hyphc"] = dict(PRESETS["demo-tree"], r=1.0, tau=8.0)
 # number of nodes within a distance grows exponentially, as in the ball and unlike in R^D. D_H = D_E.
 PRESETS["demo-tree-wide"] = dict(PRESETS["demo-tree"], data_options={"branching": [4, 4, 4, 4], "decay": 1.0},
                                  dim_e=4, dim_h=4)
+# HIER next to CHEST on the wide tree with the authors' ratios (scripts of tjddus9597/HIER-CVPR23): their top-k
+# of 20 neighbours among 512 hierarchical proxies is ~4 % of the proxies (here 5 of 128) and ~11 % of their
+# batch of 180 (here 5 of 64: 8 %); 50 triplets per anchor; the hierarchical proxies at 50x the backbone's
+# learning rate with the run's weight decay (hier_weight_decay = None). Margin, temperature and weight as the
+# paper (0.1, 0.1, 0.5). 128 proxies, not 512: 512 take ~20 s a step on a CPU. docs/maths.md, "ours and theirs".
+PRESETS["demo-tree-wide-hier"] = dict(PRESETS["demo-tree-wide"], loss="chest_hier", hier_weight=0.5, hier_proxies=128,
+                                      hier_margin=0.1, hier_tau=0.1, hier_topk=5, hier_triplets=50, hier_lr_scale=50.0,
+                                      hier_weight_decay=None)
 # unsupervised hierarchical similarity (CVPR 2021) on tree: random batches, the labels are not used
 PRESETS["demo-tree-unsup"] = dict(dataset="tree", backbone="mlp", dim_e=64, dim_h=16, batch_size=64, lr=5e-4, steps=300,
                                   eval_every=100, loss="unsup", unsup_levels=(8, 32, 128), unsup_refresh=50,

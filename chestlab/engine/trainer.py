@@ -216,7 +216,7 @@ class Trainer:
             self.model.euclid_space = space
             if hasattr(self.criterion, "euclid_space"):
                 self.criterion.euclid_space = space
-        build.apply_optim_settings(self.optimizer, new)
+        build.apply_optim_settings(self.optimizer, new, self.criterion)
         old = self.config
         self.config = new
         self.evaluator.cfg = new

@@ -92,7 +92,8 @@ def _measure_hyphc(trainer: Trainer, run_dir: Path) -> dict:
 
 #: The HypHC study's columns: (key, label, scale, format)
 _HYPHC_COLUMNS = (("share", "τ·L_HypHC / L (%)", 100, ".2g"), ("omega same", "ω same class", 1, ".2g"),
-                  ("omega median", "ω all pairs", 1, ".2g"), ("cophenet", "cophenetic ↑", 1, ".3f"),
+                  ("omega median", "ω all pairs", 1, ".2g"), ("omega q10", "ω q10", 1, ".2g"), ("omega q90", "ω q90", 1, ".2g"),
+                  ("cophenet", "cophenetic ↑", 1, ".3f"),
                   ("purity", "super-class purity ↑", 1, ".3f"), ("class purity", "class purity ↑", 1, ".3f"),
                   ("dasgupta", "Dasgupta ↓", 1, ".3f"), ("R@1", "R@1 H (%)", 100, ".1f"))
 _HYPHC_DELTAS = ("cophenet", "purity", "class purity", "dasgupta", "R@1")
@@ -137,7 +138,8 @@ def hyphc_markdown(rows: Sequence[dict], preset: str = HYPHC_PRESET) -> str:
         s = arm_summary(rs, keys)
         table.append([f"{r:g}", f"{tau:g}", len(rs)] + [format_pm(*s[k], scale, fmt) for k, _, scale, fmt in _HYPHC_COLUMNS])
     text = (f"Per clipping radius r and τ (`{preset}`): mean ± standard error over the seeds. ω = e^(−d_H) (Eq. 8) "
-            "between two proxies: the median over the pairs of one class, and over all pairs of distinct proxies.\n\n")
+            "between two proxies: the median over the pairs of one class, and the median and the 10 % and 90 % quantiles over all "
+            "pairs of distinct proxies.\n\n")
     text += markdown_table(["r", "τ", "seeds", *(label for _, label, *_ in _HYPHC_COLUMNS)], table)
     deltas = []
     for (r, tau), rs in groups.items():

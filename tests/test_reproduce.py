@@ -275,3 +275,25 @@ def test_regulariser_studies_write_their_tables(tmp_path, capsys):
     assert "pretrained + unsupervised − pretrained" in (tmp_path / "up" / "unsup_pretrained.md").read_text()
     assert main(["hyphc", "--taus", "0.5", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2  # tau = 0 must come first
     assert "start with 0" in capsys.readouterr().err
+
+
+def test_proxy_similarities_against_geoopt():
+    """Eq. 8's ω = e^(−d_H) between proxies: quantiles over the distinct pairs and medians within and
+    across classes, against geoopt's distance (float64, k = −c) and numpy's quantiles."""
+    gm = pytest.importorskip("geoopt.manifolds.stereographic.math")
+    import numpy as np
+    import torch
+
+    from chestlab.reproduce.regularisers import proxy_similarities
+
+    c, C, K = 0.7, 4, 3
+    p = 0.2 * torch.randn(C, K, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    flat = p.reshape(C * K, 5)
+    d = gm.dist(flat[:, None], flat[None, :], k=torch.tensor(-c, dtype=torch.float64)).numpy()
+    i, j = np.triu_indices(C * K, 1)
+    w, same = np.exp(-d[i, j]), i // K == j // K
+    got = proxy_similarities(p, c)
+    want = {"omega q10": np.quantile(w, 0.1), "omega median": np.median(w), "omega q90": np.quantile(w, 0.9),
+            "omega same": np.median(w[same]), "omega other": np.median(w[~same])}
+    assert got == pytest.approx(want, rel=1e-9)
+    assert np.isnan(proxy_similarities(p[:, :1], c)["omega same"])  # K = 1: no pair of one class

@@ -31,7 +31,7 @@ from ..settings import TrainConfig
 from .paired import arm_summary, format_pm, markdown_table, paired_differences, write_csv
 from .runner import train_run
 
-__all__ = ["HYPHC_PRESET", "HYPHC_RADII", "HYPHC_TAUS", "HIER_ARMS", "UNSUP_PRESET", "proxy_tree", "loss_share",
+__all__ = ["HYPHC_PRESET", "HYPHC_RADII", "HYPHC_TAUS", "HIER_ARMS", "UNSUP_PRESET", "proxy_similarities", "proxy_tree", "loss_share",
            "hierarchy_scores", "hyphc", "hier_ratios", "unsup_pretrained", "study_markdown"]
 
 #: The data of the HypHC study, and its grid: the paper's r = 2.3 and the smaller r of demo-tree-hyphc;
@@ -43,6 +43,25 @@ HYPHC_TAUS: tuple[float, ...] = (0.0, 0.5, 8.0)
 _EVAL = dict(eval_every=0, eval_train=False, eval_max=None)
 
 
+def proxy_similarities(proxies_h: torch.Tensor, c: float) -> dict[str, float]:
+    r"""Eq. 8's similarities :math:`\omega = e^{-d_H}` between the class proxies, the factor every term
+    of Eq. 9 carries. ``proxies_h``: (C, K, D_H) proxies in the ball. Returns the quantiles over the
+    pairs of distinct proxies — ``omega q10``, ``omega median``, ``omega q90`` — and the medians over the
+    pairs of one class (``omega same``, the pair Eq. 9 asks to merge first; NaN when K = 1) and of two
+    classes (``omega other``)."""
+    p = proxies_h.detach().double().cpu()
+    C, K, D = p.shape
+    flat = p.reshape(C * K, D)
+    leaves = np.repeat(np.arange(C), K)
+    omega = torch.exp(-poincare.pairwise_dist(flat, flat, c)).numpy()
+    iu = np.triu_indices(C * K, 1)
+    w, same = omega[iu], (leaves[:, None] == leaves[None, :])[iu]
+    return {"omega q10": float(np.quantile(w, 0.1)), "omega median": float(np.median(w)),
+            "omega q90": float(np.quantile(w, 0.9)),
+            "omega same": float(np.median(w[same])) if same.any() else math.nan,
+            "omega other": float(np.median(w[~same]))}
+
+
 def proxy_tree(proxies_h: torch.Tensor, c: float, hierarchy: Any) -> dict[str, float]:
     r"""The tree the class proxies form, and their Eq. 8 similarities.
 
@@ -50,26 +69,16 @@ def proxy_tree(proxies_h: torch.Tensor, c: float, hierarchy: Any) -> dict[str, f
     Returns the scores of the dendrogram decoded by average linkage on :math:`d_H`
     (:func:`chestlab.hierarchy.decode`, ``method="average"``) against the true tree — ``cophenet``
     (↑), ``purity`` of the super-classes (↑), ``class purity`` (↑: the K proxies of a class merge
-    first), ``dasgupta`` (↓) — and the quantiles of :math:`\omega = e^{-d_H}` over the pairs of
-    distinct proxies: ``omega q10``, ``omega median``, ``omega q90``, and the medians over the pairs
-    of one class (``omega same``, the pair Eq. 9 asks to merge first) and of two classes
-    (``omega other``)."""
+    first), ``dasgupta`` (↓) — and :func:`proxy_similarities`."""
     from ..hierarchy import decode, dendrogram_purity, tree_scores
 
     p = proxies_h.detach().double().cpu()
     C, K, D = p.shape
-    flat = p.reshape(C * K, D)
     leaves = np.repeat(np.arange(C), K)
-    Z = decode(flat, c, method="average")
+    Z = decode(p.reshape(C * K, D), c, method="average")
     out = dict(tree_scores(Z, leaves, hierarchy))
     out["class purity"] = dendrogram_purity(Z, leaves)
-    omega = torch.exp(-poincare.pairwise_dist(flat, flat, c)).numpy()
-    iu = np.triu_indices(C * K, 1)
-    w, same = omega[iu], (leaves[:, None] == leaves[None, :])[iu]
-    out.update({"omega q10": float(np.quantile(w, 0.1)), "omega median": float(np.median(w)),
-                "omega q90": float(np.quantile(w, 0.9)),
-                "omega same": float(np.median(w[same])) if same.any() else math.nan,
-                "omega other": float(np.median(w[~same]))})
+    out.update(proxy_similarities(p, c))
     return out
 
 

@@ -543,7 +543,7 @@ def test_bad_url_values_are_one_line_each_naming_key_value_and_range() -> None:
                             "preset": "nope", "cmp": "bogus:1"})
     text = {p.split(":", 1)[0]: p for p in problems}
     assert len(problems) == 9 and all("\n" not in p for p in problems)
-    assert text["c=-3"] == "c=-3: out of range; allowed: c >= 0, a number"
+    assert text["c=-3"] == "c=-3: out of range; allowed: c >= 0 and c <= 1e+30, a number"
     assert "2, 3, 4, 8" in text["dim_h=7"]  # the page's options
     assert "integer" in text["K=abc"] and "0.1 to 6 on this page" in text["r=99"] and "lca, pairwise" in text["hyphc=tree"]
     assert "not a setting" in text["foo=1"] and "until you press Pause" in text["steps=5"]

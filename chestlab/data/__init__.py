@@ -29,7 +29,8 @@ from .benchmarks import (
     resolve_data_root,
 )
 from .digits import DigitsDataset
-from .registry import DatasetInfo, available_datasets, dataset_info, load_dataset, register_dataset
+from .options import Option
+from .registry import DatasetInfo, available_datasets, dataset_info, dataset_options, load_dataset, register_dataset
 from .sampler import MPerClassSampler
 from .shapes import ShapesDataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, paper_transforms
@@ -48,6 +49,8 @@ __all__ = [
     "DatasetInfo",
     "load_dataset",
     "dataset_info",
+    "dataset_options",
+    "Option",
     "register_dataset",
     "available_datasets",
     "MPerClassSampler",

@@ -1,29 +1,65 @@
 """Checkpoints: the whole state of a run (model, loss with its sampler, optimizer, AMP scaler, RNG,
 history, settings) written atomically — a temporary file in the same folder, then a rename — so an
-interrupt never leaves a half-written file."""
+interrupt never leaves a half-written file, and a failed write (a full disk) leaves no temporary
+file but a :class:`WriteError` that names the file."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import torch
 
-__all__ = ["atomic_save", "CHECKPOINT", "load_state"]
+__all__ = ["atomic_save", "atomic_write", "atomic_write_text", "WriteError", "CHECKPOINT", "load_state"]
 
 #: The checkpoint's file name in a run folder.
 CHECKPOINT = "checkpoint.pt"
 VERSION = 1
 
 
-def atomic_save(obj: Any, path: Union[str, Path]) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: never a half-written file."""
+class WriteError(OSError):
+    """A file could not be written (a full disk, a file-size limit, no permission): its temporary
+    file is removed and ``path`` still holds its previous content."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
+
+
+def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then ``os.replace``: never a half-written
+    file. When the write fails the temporary file is removed; a failure of the disk (``OSError``, or
+    a ``RuntimeError`` of torch's C++ writer: "iostream error", "unexpected pos") becomes a
+    :class:`WriteError` naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(err, WriteError):
+            raise
+        if isinstance(err, OSError):
+            raise WriteError(path, err.strerror or str(err)) from None
+        if isinstance(err, RuntimeError):  # torch.save of plain data fails at run time only on a write
+            raise WriteError(path, "the disk refused the write (is it full, or is there a file-size limit?)") from None
+        raise
+
+
+def atomic_write_text(path: Union[str, Path], text: str) -> None:
+    """``text`` written to ``path`` by :func:`atomic_write`."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> None:
+    """``torch.save`` to ``path`` by :func:`atomic_write`: never a half-written file."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_state(path: Union[str, Path]) -> dict:

@@ -275,6 +275,11 @@ def test_regulariser_studies_write_their_tables(tmp_path, capsys):
     assert "pretrained + unsupervised − pretrained" in (tmp_path / "up" / "unsup_pretrained.md").read_text()
     assert main(["hyphc", "--taus", "0.5", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2  # tau = 0 must come first
     assert "start with 0" in capsys.readouterr().err
+    for argv in (["unsup-pretrained", "--pretrain-steps", "100000000"], ["hyphc", "--seeds", "-1"],
+                 ["hier-ratios", "--steps", "0"]):  # sizes bounded as every setting's
+        with pytest.raises(SystemExit) as ex:
+            main(argv)
+        assert ex.value.code == 2 and "allowed:" in capsys.readouterr().err
 
 
 def test_proxy_similarities_against_geoopt():

@@ -142,22 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     hc = sub.add_parser("hyphc", formatter_class=fmt, help="does tau change the proxies' tree? (wide tree, r x tau x seeds)",
                         description=hyphc.__doc__)
     common(hc, "runs/hyphc", HYPHC_PRESET)
-    hc.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
+    hc.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
     hc.add_argument("--radii", type=float, nargs="+", default=list(HYPHC_RADII), help=f"clipping radii r (default {HYPHC_RADII})")
     hc.add_argument("--taus", type=float, nargs="+", default=list(HYPHC_TAUS),
                     help=f"weights tau, 0 first: the changes are read against it (default {HYPHC_TAUS})")
-    hc.add_argument("--steps", type=int, help="steps per run (default: the preset's)")
+    hc.add_argument("--steps", type=STEPS, help="steps per run (default: the preset's)")
     hr2 = sub.add_parser("hier-ratios", formatter_class=fmt, help="CHEST vs CHEST + HIER (kit's and authors' ratios), wide tree",
                          description=hier_ratios.__doc__)
     common(hr2, "runs/hier-ratios")
-    hr2.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
-    hr2.add_argument("--steps", type=int, help="steps per run (default: each preset's)")
+    hr2.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
+    hr2.add_argument("--steps", type=STEPS, help="steps per run (default: each preset's)")
     up = sub.add_parser("unsup-pretrained", formatter_class=fmt, help="the unsupervised method from a random and a pretrained net",
                         description=unsup_pretrained.__doc__)
     common(up, "runs/unsup-pretrained")
-    up.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
-    up.add_argument("--pretrain-steps", type=int, default=300, help="steps of pretraining on other classes (default 300)")
-    up.add_argument("--steps", type=int, help="unsupervised steps per run (default: the preset's)")
+    up.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
+    up.add_argument("--pretrain-steps", type=bounded_int(*_bounds("pretrain_steps")), default=300,
+                    help="steps of pretraining on other classes (default 300)")
+    up.add_argument("--steps", type=STEPS, help="unsupervised steps per run (default: the preset's)")
 
     tb = sub.add_parser("tables", formatter_class=fmt, help="Tables 2-5 layout for a run (or every run of a folder)",
                         description=tables.__doc__)

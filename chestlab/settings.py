@@ -406,6 +406,10 @@ class ModelSettings:
                             ui={"options": ("mlp", "cnn", "vit_tiny_patch16_224", "vit_small_patch16_224")})
     pretrained: bool = setting(False, group="model", help="load ImageNet weights from the hub for timm backbones (random init offline, with a warning)")
     weights: Optional[str] = setting(None, group="model", nullable=True, help="a local state-dict file for the backbone (instead of the hub)")
+    pretrain_steps: int = setting(0, group="model", low=0, high=MAX_STEPS,
+                                  help="first train the network this many steps with a supervised proxy loss on other classes "
+                                       "(tree: another tree seen through the same map), as the papers start from a network "
+                                       "pretrained on ImageNet; 0 = from its random initialisation")
     dim_e: Optional[int] = setting(64, group="model", low=1, high=MAX_DIM, nullable=True, symbol="D_E",
                                    help="Euclidean embedding size (none = the backbone's own: 384 for ViT-S)")
     dim_h: int = setting(16, group="model", low=1, high=MAX_DIM, symbol="D_H", paper="384",
@@ -608,6 +612,16 @@ def _batch_rules(cfg: TrainConfig) -> Iterable[Problem]:
         yield Problem(("batch_size", "m_per_class"),
                       f"batch_size = {cfg.batch_size} is not a multiple of m_per_class = {cfg.m_per_class}: "
                       f"use batch_size = {lo} or {lo + cfg.m_per_class} (or an m_per_class that divides {cfg.batch_size})")
+
+
+@register_rule
+def _pretrain_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    from .engine.pretrain import PRETRAIN_DATASETS
+
+    if cfg.pretrain_steps and cfg.dataset not in PRETRAIN_DATASETS:
+        yield Problem(("pretrain_steps", "dataset"), f"pretrain_steps = {cfg.pretrain_steps} needs other classes to pretrain on, "
+                      f"which only {', '.join(PRETRAIN_DATASETS)} provides; set pretrain_steps = 0 (or pretrained = true "
+                      "for a timm backbone)")
 
 
 def dataset_info_of(cfg: TrainConfig) -> Any:

@@ -155,6 +155,17 @@ def test_tree_options() -> None:
         TreeDataset("train", depth=2, branching=(4, 4, 4))
 
 
+def test_tree_seed_changes_the_classes_alone() -> None:
+    """Another tree_seed: other leaf centres (other classes), the same noise draws and the same split; the
+    default tree_seed is the seed itself."""
+    a, b = make_tree_world(3), make_tree_world(3, tree_seed=11)
+    assert np.abs(a.centres - b.centres).min() > 0 and not np.allclose(a.x, b.x)
+    np.testing.assert_array_equal(a.is_test, b.is_test)
+    np.testing.assert_allclose(a.latent - a.centres[a.leaf], b.latent - b.centres[b.leaf], atol=1e-6)
+    np.testing.assert_array_equal(make_tree_world(3, tree_seed=3).x, a.x)
+    assert TreeDataset("train", seed=3, tree_seed=11).data.shape == TreeDataset("train", seed=3).data.shape
+
+
 def test_tree_calibration_raw_data_hides_test_structure() -> None:
     """The trainer's tests rely on this: raw vectors give a mediocre Recall@1 on the test classes,
     though the hierarchy is present in the latent space and learnable (see the next test)."""

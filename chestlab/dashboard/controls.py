@@ -71,7 +71,7 @@ PAGE_ONLY: dict[str, tuple[Any, str]] = {
 
 #: Sizes the page bounds although the schema does not (a value beyond them would take minutes per
 #: step or all the memory of the demo machine): setting -> (lowest, highest).
-PAGE_RANGE: dict[str, tuple[int, int]] = {"dim_e": (1, 1024), "hier_proxies": (2, 1024)}
+PAGE_RANGE: dict[str, tuple[int, int]] = {"dim_e": (1, 1024), "hier_proxies": (2, 1024), "pretrain_steps": (0, 300)}
 
 #: The sidebar's sections: title and the setting groups (:data:`chestlab.settings.GROUPS`) they show.
 SIDEBAR: tuple[tuple[str, tuple[str, ...], bool], ...] = (

@@ -43,10 +43,12 @@ def test_complete_tree_is_the_data_sets_tree():
     assert torch.equal(torch.bincount(tree.level), torch.tensor([1, 4, 16, 64]))
     world = make_tree_world(0, (4, 4, 4), samples_per_class=1)
     assert set(tree.names[1:]) == set(world.node_names)
-    for v in range(1, tree.n):  # every node's parent is its name's prefix
+    for v in range(1, tree.n):  # every node's parent is its name's prefix ("A.0.3" -> "A.0" -> "branch A")
         p = int(tree.parent[v])
         assert tree.level[v] == tree.level[p] + 1
-        assert tree.names[v].rsplit(".", 1)[0] == (tree.names[p] if p > 0 else "t")
+        prefix = tree.names[v].rsplit(".", 1)[0]
+        want = "root" if tree.level[v] == 1 else f"branch {prefix}" if tree.level[v] == 2 else prefix
+        assert tree.names[p] == want
 
 
 def test_tree_metric_related_and_edges_against_shortest_paths(tree33):

@@ -154,7 +154,7 @@ class Tree:
     @classmethod
     def complete(cls, branching: Sequence[int]) -> "Tree":
         """The complete tree of the ``tree`` data set (:func:`chestlab.data.tree.make_tree_world`) with
-        ``branching[l]`` children per node at level ``l``, its nodes named as there (``"t.2.0.3"``):
+        ``branching[l]`` children per node at level ``l``, its nodes named as there (``"branch C"``, ``"C.0.3"``):
         ``(4, 4, 4)`` has 85 nodes and 64 leaves, ``(4, 4, 4, 4)`` (the preset ``demo-tree-wide``)
         341 nodes and 256 leaves."""
         from .data.tree import make_tree_world  # lazy: the data package pulls in the readers

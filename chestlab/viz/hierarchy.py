@@ -175,7 +175,7 @@ def disk_tree_geometry(x_h: Any, labels: Any, class_super: Sequence[int], c: flo
 
     Children of super-class ``s``: the proxies ``proxies_h`` ((C, K, D) or (C, D)) of its classes,
     all ``K`` of each; without proxies, its classes' means (:func:`chestlab.hierarchy.class_means`,
-    the tangent mean at 0) of the samples ``x_h`` (N, D) with class ``labels`` (N,).
+    the gyro-midpoint) of the samples ``x_h`` (N, D) with class ``labels`` (N,).
     ``class_super`` (C,): each class's super-class (``-1``: none; such children hang under no node).
     The nodes are gyro-midpoints (:func:`chestlab.poincare.weighted_midpoint`, equal weights):
 

@@ -404,7 +404,6 @@ def test_super_class_nodes_and_root_are_gyro_midpoints() -> None:
 
 
 def test_without_proxies_the_nodes_hang_over_the_class_means() -> None:
-
     from chestlab.viz import hierarchy as vh
 
     c = 1.3

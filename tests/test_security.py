@@ -72,3 +72,109 @@ def test_plain_turns_numpy_and_paths_into_safe_types_and_names_anything_else():
     assert torch.equal(out["b"][0], torch.arange(3)) and out["b"][1] == "/x" and out["c"] == (2,)
     with pytest.raises(TypeError, match=r"state\['k'\]\[1\] is a object"):
         checkpoint.plain({"k": [1, object()]})
+
+
+# ------------------------------------------------------------------------------------------------
+# hierarchy files: capped, text only, never echoed
+# ------------------------------------------------------------------------------------------------
+def test_a_hierarchy_file_is_capped_and_its_content_never_echoed(tmp_path, monkeypatch):
+    from chestlab import hierarchy as H
+
+    secret = "root:x:0:0:SECRET-TOKEN:/root:/bin/bash"
+    f = tmp_path / "passwd"
+    f.write_text(secret + "\ndaemon:x:1:1:SECRET-TOKEN:/usr/sbin\n")
+    with pytest.raises(ValueError) as e:
+        H.Hierarchy.from_file(f, classes=["a", "b"])
+    assert "SECRET" not in str(e.value) and "no ancestors" in str(e.value) and "\n" not in str(e.value)
+    dup = tmp_path / "dup.csv"
+    dup.write_text(f"{secret},X\n{secret},Y\n")
+    with pytest.raises(ValueError, match="row 2") as e:
+        H.Hierarchy.from_file(dup)
+    assert "SECRET" not in str(e.value)
+    cases = {
+        "binary": (tmp_path / "b.csv", b"\xff\xfe\x00\x01" * 64, "not UTF-8 text"),
+        "nul": (tmp_path / "n.csv", b"a,b\x00c\n", "not UTF-8 text"),
+        "deep json": (tmp_path / "d.json", b"[" * 200_000, "nested too deeply"),
+    }
+    for name, (path, data, want) in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=want):
+            H.Hierarchy.from_file(path)
+    with pytest.raises(ValueError, match="not a regular file"):
+        H.Hierarchy.from_file("/dev/zero")  # refused before any read (a device never ends)
+    with pytest.raises(ValueError, match="does not exist"):
+        H.Hierarchy.from_file(tmp_path / "missing.csv")
+    monkeypatch.setattr(H, "MAX_HIERARCHY_FILE_BYTES", 1000)
+    big = tmp_path / "big.csv"
+    big.write_text("a,b\n" * 300)
+    with pytest.raises(ValueError, match="larger than"):
+        H.Hierarchy.from_file(big)
+    monkeypatch.setattr(H, "MAX_HIERARCHY_CELLS", 100)  # a long row pads every short one
+    wide = tmp_path / "wide.csv"
+    wide.write_text("a," + ",".join(f"n{i}" for i in range(60)) + "\nb,x\n")
+    with pytest.raises(ValueError, match="2 classes x 61 levels"):
+        H.Hierarchy.from_file(wide)
+
+
+def test_hierarchy_codes_keyed_by_parent_and_name_equal_the_prefix_definition():
+    """The codes are built level by level from (parent's code, name) -- linear in the depth, where
+    keying by the whole prefix was quadratic (a file's long row made it hang) -- and equal the
+    definition: same code at level l iff same path prefix of length l + 1, numbered in order of
+    first appearance; padding unique to its class."""
+    import random
+
+    from chestlab.hierarchy import Hierarchy
+
+    rng = random.Random(0)
+    for _ in range(20):
+        table = {f"k{i}": [rng.choice("ab") for _ in range(rng.randint(0, 6))] for i in range(12)}
+        h = Hierarchy.from_paths(table)
+        for level in range(h.depth):
+            seen: dict = {}
+            for k, p in enumerate(h.paths):
+                want = seen.setdefault(p[: level + 1], len(seen)) if level < len(p) else -1 - k
+                assert h.codes[k, level] == want
+    deep = Hierarchy.from_paths({"a": [f"n{i}" for i in range(3000)], "b": [f"n{i}" for i in range(2999)] + ["m"], "c": []})
+    assert deep.depth == 3001 and (deep.codes[0, :2999] == deep.codes[1, :2999]).all() and deep.codes[0, 2999] != deep.codes[1, 2999]
+
+
+# ------------------------------------------------------------------------------------------------
+# CIFAR-100: a restricted unpickler
+# ------------------------------------------------------------------------------------------------
+def _cifar(root: Path, protocol: int = 4, meta_extra=None) -> None:
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part, per_class in (("train", 2), ("test", 1)):
+        fine = np.repeat(np.arange(100), per_class)
+        d = {b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
+             b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()}  # fmt: skip
+        (base / part).write_bytes(pickle.dumps(d, protocol=protocol))
+    meta = {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)], **(meta_extra or {})}  # fmt: skip
+    (base / "meta").write_bytes(pickle.dumps(meta, protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_files_load_through_the_restricted_unpickler(tmp_path, protocol):
+    from chestlab.data import load_dataset
+
+    _cifar(tmp_path, protocol)
+    train = load_dataset("cifar100", "train", data_root=tmp_path, transform=None)
+    assert len(train) == 150 and train.classes[:2] == ["fine0", "fine1"]
+
+
+@pytest.mark.parametrize("part", ["meta", "train"])
+def test_a_planted_cifar_pickle_is_refused_and_its_code_never_runs(tmp_path, part):
+    from chestlab.data import DatasetError, load_dataset
+
+    marker = tmp_path / "ran"
+    _cifar(tmp_path)
+    f = tmp_path / "cifar-100-python" / part
+    d = pickle.loads(f.read_bytes())
+    d[b"x"] = _Payload(marker)
+    f.write_bytes(pickle.dumps(d))
+    with pytest.raises(DatasetError) as e:
+        load_dataset("cifar100", "train", data_root=tmp_path)
+    assert not marker.exists()
+    assert "nothing in it ran" in str(e.value) and "\n" not in str(e.value) and str(f) in str(e.value)

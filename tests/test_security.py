@@ -178,3 +178,61 @@ def test_a_planted_cifar_pickle_is_refused_and_its_code_never_runs(tmp_path, par
         load_dataset("cifar100", "train", data_root=tmp_path)
     assert not marker.exists()
     assert "nothing in it ran" in str(e.value) and "\n" not in str(e.value) and str(f) in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# links and the page: no path, nothing rendered from a link
+# ------------------------------------------------------------------------------------------------
+def test_no_link_or_widget_can_name_a_file():
+    from chestlab.dashboard import controls
+    from chestlab.dashboard.state import DashState
+    from chestlab.settings import SettingError, path_keys, schema
+
+    paths = path_keys()
+    assert {"data_root", "hierarchy_file", "weights"} <= paths
+    state, session = DashState(), {}
+    controls.init(state, session)
+    query = {**{k: "/etc/passwd" for k in paths}, "dataset": "shapes", "backbone": "cnn",
+             "data_options": '{"cache_dir": "/tmp/elsewhere", "size": 16}'}
+    problems = controls.load_url(state, session, query)
+    assert len(problems) == len(paths) + 1, problems
+    assert all("path on the server" in p and "command line" in p and "passwd" not in p for p in problems), problems
+    assert all(state.values[k] is None for k in paths) and state.values["data_options"] == {}
+    assert state.values["dataset"] == "shapes"  # the link's other settings apply
+    assert not paths & set(controls.shown_keys({**state.values, "dataset": "cub200"}))  # no widget, any dataset
+    for k in paths:
+        with pytest.raises(SettingError, match="command line"):
+            controls.from_widget(schema()[k], "/etc/passwd")
+    with pytest.raises(SettingError, match="cache_dir"):
+        controls.from_widget(schema()["data_options"], '{"cache_dir": "/tmp/x"}')
+    state.values["hierarchy_file"] = "/etc/passwd"  # a value that got in anyway is never used
+    assert controls.config(state).hierarchy_file is None
+
+
+def test_text_echoed_from_a_link_is_shown_never_rendered():
+    """Keys, values, preset and scenario names of a link are echoed in a code span: parsed as
+    CommonMark (the browser's Markdown), the warnings hold no link, image or emphasis."""
+    import re
+
+    from markdown_it import MarkdownIt
+    from streamlit.testing.v1 import AppTest
+
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    at = AppTest.from_file(str(app), default_timeout=120)
+    at.session_state["sb_data"] = True
+    hostile = {"bogus": "[click me](https://example.org)", "c": "![img](https://example.org/x.png)",
+               "preset": "**bold** _em_ :red[red] ``tick", "scenario": "<b>x</b>\n\n[y](https://example.org)",
+               "[k](https://example.org)": "1", "hierarchy_file": "/etc/passwd", "cmp": "*x*:1"}
+    at.query_params.update(hostile)
+    at.run()
+    assert not at.exception
+    shown = [w.value for w in at.warning if w.value.startswith("Ignored a URL setting")]
+    assert len(shown) == len(hostile), shown
+    md = MarkdownIt("commonmark")
+    for text in shown:
+        html = md.render(text)
+        assert not re.search(r"<(a|img|strong|em|b|h\d)\b", html), html
+        assert "\n" not in text
+    joined = " ".join(shown)
+    assert "`bogus=[click me](https://example.org)`" in joined and "``preset=**bold** _em_ :red[red] ``tick``" in joined
+    assert "/etc/passwd" not in joined and not any(w.key == "w_hierarchy_file" for w in at.text_input)

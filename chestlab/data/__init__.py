@@ -29,7 +29,7 @@ from .benchmarks import (
     resolve_data_root,
 )
 from .digits import DigitsDataset
-from .registry import DatasetInfo, available_datasets, dataset_info, load_dataset, register_dataset
+from .registry import DatasetInfo, available_datasets, dataset_info, load_dataset, path_options, register_dataset
 from .sampler import MPerClassSampler
 from .shapes import ShapesDataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, paper_transforms
@@ -48,6 +48,7 @@ __all__ = [
     "DatasetInfo",
     "load_dataset",
     "dataset_info",
+    "path_options",
     "register_dataset",
     "available_datasets",
     "MPerClassSampler",

@@ -27,7 +27,7 @@ from .digits import DigitsDataset
 from .shapes import FAMILIES, TEST_VARIANTS, ShapesDataset
 from .tree import TreeDataset, make_tree_world, tree_info
 
-__all__ = ["DatasetInfo", "load_dataset", "dataset_info", "register_dataset", "available_datasets"]
+__all__ = ["DatasetInfo", "load_dataset", "dataset_info", "register_dataset", "available_datasets", "path_options"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class _Entry:
     info: InfoFn  # info(**options) -> DatasetInfo
     splits: tuple[str, ...]
     options: tuple[str, ...]  # accepted **options (seed and data_root are always accepted)
+    path_options: tuple[str, ...] = ()  # the options that name a file or folder
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -101,6 +102,7 @@ def register_dataset(
     *,
     splits: tuple[str, ...] = SPLITS,
     options: tuple[str, ...] | None = None,
+    path_options: tuple[str, ...] = (),
     overwrite: bool = False,
 ) -> None:
     """Add a dataset to the registry.
@@ -111,16 +113,24 @@ def register_dataset(
         info: ``info(**options) -> DatasetInfo``.
         splits: accepted splits.
         options: accepted option names; default: the builder's keyword parameters.
+        path_options: the options that name a file or folder (e.g. a cache folder): a link or the
+            dashboard may not set them (see ``chestlab.settings.Setting.path``).
         overwrite: allow replacing an existing name.
     """
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"dataset {name!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[name] = _Entry(builder, info, tuple(splits), options or _keyword_names(builder))
+    _REGISTRY[name] = _Entry(builder, info, tuple(splits), options or _keyword_names(builder), tuple(path_options))
 
 
 def available_datasets() -> tuple[str, ...]:
     """Registered names, in registration order."""
     return tuple(_REGISTRY)
+
+
+def path_options(name: str | None = None) -> tuple[str, ...]:
+    """The options of dataset ``name`` (of every dataset when None) that name a file or folder."""
+    entries = [_entry(name)] if name is not None else list(_REGISTRY.values())
+    return tuple(dict.fromkeys(o for e in entries for o in e.path_options))
 
 
 def _entry(name: str) -> _Entry:
@@ -229,7 +239,7 @@ def _benchmark_info(
 
 
 register_dataset("tree", _tree, _tree_info, options=_keyword_names(TreeDataset, make_tree_world))
-register_dataset("shapes", _shapes, _shapes_info, options=_keyword_names(ShapesDataset))
+register_dataset("shapes", _shapes, _shapes_info, options=_keyword_names(ShapesDataset), path_options=("cache_dir",))
 register_dataset("digits", _digits, _digits_info, options=_keyword_names(DigitsDataset))
 register_dataset(
     "cub200", load_cub200,

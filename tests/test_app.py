@@ -253,7 +253,7 @@ def test_readme_link_applies_preset_then_settings_then_plays() -> None:
 
 
 @pytest.mark.parametrize("cmp,says", [
-    ("lr:abc", ["cmp=lr:abc", "run B", "lr = abc", "allowed: lr > 0"]),
+    ("lr:abc", ["cmp=lr:abc", "run B", "lr = `abc`", "allowed: lr > 0"]),  # the link's text in a code span
     ("delta_h:inf", ["cmp=delta_h:inf", "run B", "delta_h = inf", "allowed"]),
     ("dim_h:1000000", ["run B", "dim_h = 1000000", "dim_h from 2 to 128"]),
     ("K:0", ["run B", "K = 0", "K >= 1"]),

@@ -876,6 +876,34 @@ def test_a_stopped_run_whose_c_changed_still_draws_every_panel() -> None:
     assert {"hardneg", "disk_A"} <= set(box.figures()) and not box.calls("warning")
 
 
+def test_compare_mode_with_a_diverged_run_b_draws_both_disks() -> None:
+    """Compare mode, run B diverged (weight_decay 1e12: its parameters go NaN): the disk panel raised
+    "v contains NaN or inf" for B. B draws its last good disk (also when the split changes to one it
+    never computed), A goes on training and drawing, and nothing says more than why B stopped."""
+    from chestlab.dashboard.page import prepare
+
+    a, b = runner.build(small()), runner.build(small(weight_decay=1e12), "B")
+    state = DashState(runs=[a, b], playing=True)
+    session: dict = {}
+    controls.init(state, session)
+    for split in ("train", "train", "train", "test"):  # it diverges at step 2; then a split it never drew
+        runner.train_chunk(state, budget_s=60.0, max_steps=1)
+        shared: dict = {}
+        boxes = []
+        for run in (a, b):
+            ctx = P.PanelContext(state, session, run, wide=False, shared=shared)
+            prepare(ctx, split)
+            box = Box(session)
+            P.draw_run(ctx, box, panels=(disk,))  # raises nothing
+            boxes.append(box)
+        assert {"disk_A"} <= set(boxes[0].figures()) and not boxes[0].calls("warning")
+        assert "disk_B" in boxes[1].figures()
+        for (line,), _ in boxes[1].calls("warning"):  # at most why B stopped, in one line
+            assert b.diverged and b.diverged.rstrip(".") in line and not any(t in line for t in RAW_TEXT)
+    assert b.diverged and "diverged" in b.diverged and a.diverged is None
+    assert a.trainer.step_count == 4 > b.trainer.step_count
+
+
 def test_a_panel_that_fails_says_why_in_one_line_and_never_raises(run_a: Run, caplog: pytest.LogCaptureFixture) -> None:
     """An invalid state (the library's NaN/inf check) stops the run with its reason, shown in the
     panel's place; any other failure is one line there and an error in the server log."""
@@ -931,7 +959,7 @@ def test_a_failed_build_names_the_settings_responsible_and_how_to_fix_them(case:
         monkeypatch.setattr(engine_build, "create_datasets", raising(TypeError("can't multiply sequence by non-int of type 'str'")))
         cfg, want = small(data_options={"depth": 3}), ["making the data failed", "data_options = `{\"depth\":3}`"]
     elif case == "dataset":  # the reader's message lists the server's folders: not shown
-        cfg, want = small(dataset="cub200", backbone="cnn"), ["dataset = cub200", "choose tree, shapes or digits"]
+        cfg, want = small(dataset="cub200", backbone="cnn"), ["dataset = cub200", "choose one of tree, shapes, digits"]
     else:  # chestlab's own one-line refusal naming the setting responsible: shown, escaped
         cfg, want = small(backbone="cnn"), ["building the model failed: backbone 'cnn' needs images", "use 'mlp'"]
     state = DashState(playing=True)

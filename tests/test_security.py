@@ -4,7 +4,6 @@ rendered; a file read as a hierarchy is capped in size and never echoed."""
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from chestlab import train
 from chestlab.engine import checkpoint
 from chestlab.evaluate import main as evaluate_main
+from test_data import make_cifar
 
 TINY = ["--quiet", "--set", "batch_size=16", "--set", "dim_e=8", "--set", "dim_h=4", "--set", "M=4",
         "--set", "eval_max=120", "--set", "eval_train=false", "--set", "threads=1"]
@@ -72,6 +72,8 @@ def test_plain_turns_numpy_and_paths_into_safe_types_and_names_anything_else():
     assert torch.equal(out["b"][0], torch.arange(3)) and out["b"][1] == "/x" and out["c"] == (2,)
     with pytest.raises(TypeError, match=r"state\['k'\]\[1\] is a object"):
         checkpoint.plain({"k": [1, object()]})
+    sd = torch.nn.BatchNorm1d(2).state_dict()  # its version (2) tells load_state_dict how to read it
+    assert checkpoint.plain(sd)._metadata == sd._metadata
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,25 +143,11 @@ def test_hierarchy_codes_keyed_by_parent_and_name_equal_the_prefix_definition():
 # ------------------------------------------------------------------------------------------------
 # CIFAR-100: a restricted unpickler
 # ------------------------------------------------------------------------------------------------
-def _cifar(root: Path, protocol: int = 4, meta_extra=None) -> None:
-    base = root / "cifar-100-python"
-    base.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for part, per_class in (("train", 2), ("test", 1)):
-        fine = np.repeat(np.arange(100), per_class)
-        d = {b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
-             b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()}  # fmt: skip
-        (base / part).write_bytes(pickle.dumps(d, protocol=protocol))
-    meta = {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)], **(meta_extra or {})}  # fmt: skip
-    (base / "meta").write_bytes(pickle.dumps(meta, protocol=protocol))
-
-
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_cifar_files_load_through_the_restricted_unpickler(tmp_path, protocol):
     from chestlab.data import load_dataset
 
-    _cifar(tmp_path, protocol)
+    make_cifar(tmp_path, protocol)
     train = load_dataset("cifar100", "train", data_root=tmp_path, transform=None)
     assert len(train) == 150 and train.classes[:2] == ["fine0", "fine1"]
 
@@ -169,7 +157,7 @@ def test_a_planted_cifar_pickle_is_refused_and_its_code_never_runs(tmp_path, par
     from chestlab.data import DatasetError, load_dataset
 
     marker = tmp_path / "ran"
-    _cifar(tmp_path)
+    make_cifar(tmp_path)
     f = tmp_path / "cifar-100-python" / part
     d = pickle.loads(f.read_bytes())
     d[b"x"] = _Payload(marker)

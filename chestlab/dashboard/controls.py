@@ -94,12 +94,12 @@ PAGE_NOTES: dict[str, str] = {
 }
 
 
-
 def path_reason(assignment: str) -> str:
     """Why a link or the page may not set a setting (``Setting.path``) or dataset option that names a
     file or folder: ``assignment`` is how to give it on the command line (``data_root=...``)."""
     return (f"a file or folder path on the server: the page and its links never set one; give it on the command line "
             f"(python -m chestlab.train --set '{assignment}')")
+
 
 #: Default redraw period (s): the browser timer drifts, so a bit under 1 s keeps "at least once a second".
 REFRESH_S = 0.8
@@ -147,15 +147,15 @@ def escape(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~$:])", r"\\\1", " ".join(text.split()))
 
 
+def _shown(err: SettingError) -> str:
+    return err.value if isinstance(err.value, str) and err.value else repr(err.value)  # as SettingError shows it
+
+
 def _why(err: SettingError) -> str:
     """"c = -3: out of range; allowed: ..." -> "out of range; allowed: ..." (the key/value are shown apart)."""
     text = str(err)
     head = f"{err.key} = {_shown(err)}: "
     return text[len(head):] if text.startswith(head) else text
-
-
-def _shown(err: SettingError) -> str:
-    return err.value if isinstance(err.value, str) and err.value else repr(err.value)  # as SettingError shows it
 
 
 def refusal(err: SettingError) -> str:

@@ -201,7 +201,7 @@ def build_error(cfg: TrainConfig, err: BaseException) -> str:
     to the setting that, set back to the page's default, lets the run build (:func:`_culprits`),
     else to the settings of the part being built (data, model, loss, optimizer, first evaluation)
     that differ from the page's defaults."""
-    from chestlab.data import DatasetError
+    from chestlab.data import DatasetError, available_datasets, dataset_info
 
     from .controls import BASE, escape, format_value, literal, refusal
 
@@ -211,8 +211,9 @@ def build_error(cfg: TrainConfig, err: BaseException) -> str:
         return escape(str(err))
     LOG.warning("a run could not be built", exc_info=err)
     if isinstance(err, DatasetError):  # its message names the server's folders: not for the page
+        embedded = ", ".join(n for n in available_datasets() if dataset_info(n).embedded)
         return (f"dataset = {cfg.dataset}: its files are missing or damaged on this server, and the page cannot "
-                "set data_root; choose tree, shapes or digits, or train it on the command line "
+                f"set data_root; choose one of {embedded}, or train it on the command line "
                 f"(python -m chestlab.train --set dataset={cfg.dataset} --set data_root=FOLDER)")
     doing, groups = _phase(err)
     sch = schema()
@@ -222,11 +223,11 @@ def build_error(cfg: TrainConfig, err: BaseException) -> str:
     if not names:
         LOG.error("the page's default settings could not be built", exc_info=err)
         return f"{doing} failed with the page's default settings (details in the server log); press Reset"
-    shown = ", ".join(f"{k} = {literal(format_value(sch[k], getattr(cfg, k)))}" for k in names)
-    defaults = ", ".join(f"{k} = {format_value(sch[k], getattr(BASE, k))}" for k in names)
     own = _own_line(err, names)
     if own is not None:  # chestlab's own one-line refusal, naming the setting: the best words for it
         return f"{doing} failed: {own}"
+    shown = ", ".join(f"{k} = {literal(format_value(sch[k], getattr(cfg, k)))}" for k in names)
+    defaults = ", ".join(f"{k} = {format_value(sch[k], getattr(BASE, k))}" for k in names)
     trouble, fix = _trouble(err, len(names))
     return f"{doing} failed: {shown} {trouble}; {fix}, or set {'it' if len(names) == 1 else 'them'} back to the page's default ({defaults})"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Union
 
@@ -36,7 +37,8 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
 
 def plain(obj: Any, where: str = "state") -> Any:
     """``obj`` in the types ``torch.load(weights_only=True)`` reads: tensors, ``None``, bools, ints,
-    floats, strings, and lists, tuples and dicts of them. NumPy scalars and arrays become Python
+    floats, strings, and lists, tuples and dicts (a state dict's ``OrderedDict`` with its
+    ``_metadata``) of them. NumPy scalars and arrays become Python
     numbers and tensors, paths strings; anything else is a ``TypeError`` naming where it sits (a bug
     to fix where that object is stored, not something to pickle)."""
     if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor, torch.Size)):
@@ -48,7 +50,14 @@ def plain(obj: Any, where: str = "state") -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if isinstance(obj, dict):
-        return {plain(k, where): plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        out = {plain(k, where): plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        if not isinstance(obj, OrderedDict):
+            return out
+        # a module's state dict: keep its class and the per-module versions load_state_dict reads
+        ordered = OrderedDict(out)
+        if getattr(obj, "_metadata", None) is not None:
+            ordered._metadata = plain(obj._metadata, f"{where}._metadata")  # type: ignore[attr-defined]
+        return ordered
     if isinstance(obj, (list, tuple)):
         items = [plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
         return items if isinstance(obj, list) else tuple(items)

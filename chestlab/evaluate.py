@@ -6,13 +6,19 @@
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # before the imports below load torch: a Ctrl-C while starting is one line
+    from .interrupts import run_main
+
+    sys.exit(run_main("chestlab.evaluate", "interrupted: nothing was evaluated"))
+
 import argparse
 import json
-import sys
 from typing import Optional
 
 from .engine import Trainer
-from .settings import get_setting
+from .settings import SettingError, get_setting
 
 __all__ = ["evaluate_run", "format_table", "main"]
 
@@ -49,20 +55,26 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _max_n_allowed() -> str:
+    s = get_setting("eval_max")
+    return f"an integer from {s.low:.0f} (a sample needs a neighbour) to {s.high:.0f}"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m chestlab.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run folder written by `python -m chestlab.train --out RUN_DIR`")
     p.add_argument("--split", default="test", help="test (unseen classes, default) or train")
     p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--max-n", help="evaluate at most this many samples per split (default: all)")
+    p.add_argument("--max-n", help=f"evaluate at most this many samples per split (default: all); {_max_n_allowed()}")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     try:
         max_n = None
         if args.max_n is not None:
-            max_n = int(args.max_n) if args.max_n.strip().lstrip("+").isdigit() else 0
-            if max_n < 1:
-                raise ValueError(f"--max-n = {args.max_n}: allowed: an integer >= 1 (samples per split)")
+            try:  # the bounds of the setting it stands for
+                max_n = get_setting("eval_max").parse(args.max_n)
+            except SettingError:
+                raise ValueError(f"--max-n = {args.max_n}: allowed: {_max_n_allowed()}") from None
         device = get_setting("device").parse(args.device) if args.device is not None else None
         res = evaluate_run(args.run_dir, args.split, device, max_n)
     except (FileNotFoundError, ValueError) as err:
@@ -71,6 +83,3 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(json.dumps(res, indent=2) if args.json else format_table(res))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

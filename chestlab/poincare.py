@@ -15,9 +15,10 @@ Conventions
 * Points given to a function must lie inside the ball: ``check_in_ball`` raises a ``ValueError``
   naming the argument otherwise; tangent / Euclidean vectors must be finite (``check_finite``).
   These checks read tensor *values* (one reduction and, on a GPU, one host sync per argument);
-  switch them off in hot loops with ``checks(False)``. Checks of types, shapes and Python scalars
-  always run. Maps that can land on the boundary in finite precision (``expmap0``, ``expmap``,
-  ``mobius_add``...) ``project`` their output, so no NaN ever comes out silently.
+  switch them off in hot loops with ``checks(False)`` (for the current thread only: a context
+  variable). Checks of types, shapes and Python scalars always run. Maps that can land on the
+  boundary in finite precision (``expmap0``, ``expmap``, ``mobius_add``...) ``project`` their
+  output, so no NaN ever comes out silently.
 * Extreme but valid inputs give the mathematical limit: a tangent vector of any finite norm (even
   one whose squared norm overflows) maps towards the boundary in its direction, an infinite scalar
   ``r`` (``mobius_scalar_mul``) or ``t`` (``geodesic``) gives the ideal point (projected; this needs
@@ -54,6 +55,14 @@ Every formula is rewritten so that nothing cancels and nothing divides by zero:
   ``pairwise_euclidean``, with a few (N, M) temporaries), all checked by ``gradcheck``. On the
   CPU ``torch.asinh`` is not vectorised (~6x slower than the ``log1p`` form): the hot path uses
   ``_asinh_nonneg_``.
+* The gyration (and so ``parallel_transport``) is evaluated as the rotation it is, by the angle
+  :math:`2\operatorname{atan2}(c\|u\wedge v\|, 1 + c\langle u, v\rangle)` in the plane of ``u`` and ``v``,
+  from :math:`u + v` and :math:`u - v` (``_gyration_scaled``): the expanded closed form cancels where
+  ``u`` is near ``-v`` near the boundary (it stretched vectors by up to 5e14 in float64 there, and
+  transported vectors overflowed after ~25 transports); huge vectors are scaled by a power of two.
+* ``pairwise_dist`` below ``c = sqrt(finfo.tiny)`` (1e-19 in float32) takes the series form
+  :math:`2u\,\operatorname{asinhc}(\sqrt c u)` (``2/sqrt(c)`` overflowed float32 at c = 1e-78), and
+  ``pairwise_euclidean`` divides its inputs by a power of two where squared norms would overflow.
 * ``group_dist_lca`` takes everything from the Gram matrices of the groups
   (:math:`\|a\|^2, \|b\|^2, \langle a, b\rangle`), gathered in chunks; the few pairs where
   :math:`\|a-b\|^2 = \|a\|^2 + \|b\|^2 - 2\langle a,b\rangle` or
@@ -64,6 +73,7 @@ Every formula is rewritten so that nothing cancels and nothing divides by zero:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import numbers
 from typing import Iterator, Optional, Union
@@ -115,7 +125,10 @@ BALL_EPS = {
     torch.float64: 1e-15,
 }
 
-_CHECKS = True
+#: Whether the value checks are on, per thread and per asyncio task (a ``ContextVar``, not a module
+#: flag: the dashboard serves each browser tab in its own thread, and one tab's ``checks(False)``
+#: must not switch the checks off for the others). A new thread starts with the default, on.
+_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("chestlab_poincare_checks", default=True)
 
 #: Elements per gathered chunk in ``group_dist_lca`` on the CPU (4 MiB of float32): small enough for
 #: the allocator to reuse the memory of the previous chunk instead of mapping fresh pages.
@@ -129,19 +142,19 @@ def checks(enabled: bool) -> Iterator[None]:
 
     The checks cost one reduction and, on a GPU, one host sync per argument; the trainer switches
     them off in its inner loop, where points come from ``expmap0`` and are in the ball by construction.
-    Checks of types, shapes and Python scalars stay on.
+    Checks of types, shapes and Python scalars stay on. The switch holds for the current thread (or
+    asyncio task) only, until the block exits: other threads keep their own setting.
     """
-    global _CHECKS
-    old, _CHECKS = _CHECKS, bool(enabled)
+    token = _CHECKS.set(bool(enabled))
     try:
         yield
     finally:
-        _CHECKS = old
+        _CHECKS.reset(token)
 
 
 def checks_enabled() -> bool:
     """Whether the value checks are on (they are, except inside ``checks(False)``)."""
-    return _CHECKS
+    return _CHECKS.get()
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +184,7 @@ def check_curvature(c: Curvature, name: str = "c") -> Curvature:
                 f"{name} must be a float or a floating-point 0-d tensor, got a {c.dtype} tensor; "
                 f"pass {name}.double() or a Python float such as 0.5"
             )
-        if not _CHECKS and c.device.type != "cpu":
+        if not _CHECKS.get() and c.device.type != "cpu":
             return c
         value = float(c.detach())
     elif isinstance(c, bool) or not isinstance(c, numbers.Real):
@@ -223,7 +236,7 @@ def _check_scalar(r: object, name: str, like: Tensor, allow_inf: bool = True) ->
     if isinstance(r, Tensor):
         if not r.dtype.is_floating_point:
             raise TypeError(f"{name} must be a float or a floating-point tensor, got dtype {r.dtype}; use {name}.float()")
-        if _CHECKS and r.numel():
+        if _CHECKS.get() and r.numel():
             with torch.no_grad():
                 bad = torch.isnan(r) if allow_inf else ~torch.isfinite(r)
                 if bool(bad.any()):
@@ -255,7 +268,7 @@ def check_finite(x: Tensor, name: str = "x") -> Tensor:
     entries are only inspected one by one when the sum is not finite.
     """
     _check_tensor(x, name, "values")
-    if not _CHECKS or x.numel() == 0:
+    if not _CHECKS.get() or x.numel() == 0:
         return x
     with torch.no_grad():
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
@@ -288,7 +301,7 @@ def check_in_ball(x: Tensor, c: Curvature, name: str = "x") -> Tensor:
     """
     check_curvature(c)
     _check_tensor(x, name)
-    if not _CHECKS or x.numel() == 0:
+    if not _CHECKS.get() or x.numel() == 0:
         return x
     with torch.no_grad():
         cf = _c_value(c)
@@ -427,7 +440,7 @@ def _row_norm(x: Tensor, name: str) -> tuple[Tensor, bool]:
     before the reduction (exact). Callers then write their result as ``(x / ||x||) * radius``
     instead of ``x * factor``. With the checks off, ``huge`` is False (inputs are trusted)."""
     n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    if not _CHECKS or n.numel() == 0:
+    if not _CHECKS.get() or n.numel() == 0:
         return n, False
     big = math.sqrt(torch.finfo(x.dtype).max)
     if bool((n <= big).all()):  # NaN fails too
@@ -766,21 +779,59 @@ def mobius_scalar_mul(r: Union[float, Tensor], x: Tensor, c: Curvature) -> Tenso
     return _project(_scalar_times(r, n2 * rho * rho, rho, x, c), c)
 
 
-def _gyration(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> Tensor:
+def _gyration_scaled(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> tuple[Tensor, Tensor]:
+    r"""``(g, s)`` with :math:`\operatorname{gyr}[u, v]w = g\,s`: ``s`` (..., 1) a power of two near the
+    largest entry of each huge ``w`` (1 for the others) and ``g`` the gyration of ``w / s``, so that no
+    intermediate overflows for any finite ``w``.
+
+    The rotation of the plane of ``u`` and ``v`` by the angle :math:`\theta = 2\operatorname{atan2}(c\|u\wedge v\|, F)`,
+    :math:`F = 1 + c\langle u, v\rangle`, written with :math:`m = u + v` and :math:`\delta = u - v`
+    (both exact to rounding, however close ``u`` is to ``-v``):
+
+    .. math:: g = \hat w + \frac{c}{D}\Big(F\,(\delta\langle m,\hat w\rangle - m\langle\delta,\hat w\rangle)
+              - \frac c2\,\big[(\|\delta\|^2\langle m,\hat w\rangle - \langle m,\delta\rangle\langle\delta,\hat w\rangle)\,m
+              + (\|m\|^2\langle\delta,\hat w\rangle - \langle m,\delta\rangle\langle m,\hat w\rangle)\,\delta\big]\Big),
+
+    :math:`F = \tfrac{\alpha_u + \alpha_v}2 + \tfrac c2\|m\|^2`, :math:`D = F^2 + \tfrac{c^2}4\|m\wedge\delta\|^2`
+    (sums of non-negative terms): the first bracket is :math:`\sin\theta` times the quarter turn of
+    the plane, the second :math:`1 - \cos\theta` times the projection on it. Algebraically the
+    closed form of ``gyration``; expanded in ``u`` and ``v`` it cancels catastrophically where
+    :math:`D \to 0` (``u`` near ``-v`` near the boundary: in float64 it stretched vectors by up
+    to 5e14 there, so transported vectors overflowed), written this way it stays a rotation to
+    rounding. Every product is formed as ``c`` times a bounded quantity (no overflow for tiny
+    ``c`` and points of norm up to :math:`1/\sqrt c`)."""
     cc = _as_c(c, w)
-    u2, v2 = _sqnorm(u, keepdim=True), _sqnorm(v, keepdim=True)
-    uv = (u * v).sum(-1, keepdim=True)
-    uw = (u * w).sum(-1, keepdim=True)
-    vw = (v * w).sum(-1, keepdim=True)
-    a = cc * (vw + cc * (2 * uv * vw - uw * v2))
-    b = -cc * (uw + cc * vw * u2)
-    # D = (1 + c<u,v>)^2 + c^2 |u ^ v|^2 with 1 + c<u,v> = (alpha_u + alpha_v)/2 + c|u + v|^2/2 and
-    # |u ^ v|^2 = |u2 v - <u,v> u|^2 / u2: sums of non-negative terms, exact up to the boundary
-    au, av = _alpha_of(u, c, u2.squeeze(-1)).unsqueeze(-1), _alpha_of(v, c, v2.squeeze(-1)).unsqueeze(-1)
-    first = (au + av) / 2 + cc * _sqnorm(u + v, keepdim=True) / 2
-    wedge2 = _sqnorm(u2 * v - uv * u, keepdim=True) / u2.clamp_min(torch.finfo(u.dtype).tiny)
-    d = first * first + cc * cc * wedge2
-    return w + 2 * (a * u + b * v) / d
+    m, dl = u + v, u - v
+    # intermediates reach ~|w| / sqrt(alpha): rows with entries above finfo.max / 2^32 are divided by
+    # the power of two at or below their largest entry (exact; no host read), the others not at all
+    # (so c = 0 returns w itself)
+    top = w.detach().abs().amax(-1, keepdim=True)
+    s = torch.where(top > torch.finfo(w.dtype).max * 2.0**-32, torch.ldexp(torch.ones_like(top), torch.frexp(top)[1] - 1),
+                    torch.ones_like(top))
+    ws = w / s
+    m2, d2 = _sqnorm(m, keepdim=True), _sqnorm(dl, keepdim=True)
+    cm2, cd2, cmd = cc * m2, cc * d2, cc * (m * dl).sum(-1, keepdim=True)
+    cmw, cdw = cc * (m * ws).sum(-1, keepdim=True), cc * (dl * ws).sum(-1, keepdim=True)
+    au, av = _alpha_of(u, c).unsqueeze(-1), _alpha_of(v, c).unsqueeze(-1)
+    f = (au + av) / 2 + cm2 / 2
+    # c^2 |m ^ delta|^2 by Gram-Schmidt: |c|m|^2 delta - c<m,delta> m|^2 / |m|^2 (0 at m = 0)
+    cw2 = _sqnorm(cm2 * dl - cmd * m, keepdim=True) / m2.clamp_min(torch.finfo(m.dtype).tiny)
+    d = f * f + cw2 / 4
+    quarter = dl * cmw - m * cdw  # c (delta <m, w> - m <delta, w>)
+    proj = (cd2 * cmw - cmd * cdw) * m + (cm2 * cdw - cmd * cmw) * dl  # c^2 |m ^ delta|^2 (projection of w)
+    return ws + (f * quarter - proj / 2) / d, s
+
+
+def _unscale(g: Tensor, s: Tensor, name: str, what: str) -> Tensor:
+    """``g * s`` for the scaled results of ``_gyration_scaled``: a result whose norm exceeds the
+    dtype's largest number raises (while the checks are on) instead of coming out as inf."""
+    out = g * s
+    if _CHECKS.get() and out.numel() and not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"{name}: {what} has entries beyond the largest {out.dtype} number ({torch.finfo(out.dtype).max:.3g}) "
+            f"in {int((~torch.isfinite(out)).any(-1).sum())} row(s); rescale {name} (or use float64)"
+        )
+    return out
 
 
 def gyration(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> Tensor:
@@ -796,16 +847,18 @@ def gyration(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> Tensor:
     It is the rotation that makes :math:`\oplus` associative,
     :math:`u\oplus(v\oplus w) = (u\oplus v)\oplus\operatorname{gyr}[u,v]w`; linear in ``w`` and
     norm-preserving; the identity at ``c = 0``. ``u``, ``v``: points of the ball, ``w``: any finite
-    vectors; (..., D), broadcast -> (..., D). ``D`` is evaluated as
-    :math:`\big(\tfrac{\alpha_u+\alpha_v}{2} + \tfrac c2\|u+v\|^2\big)^2 + c^2\|u\wedge v\|^2`
-    (non-negative terms).
+    vectors; (..., D), broadcast -> (..., D). Evaluated as the rotation by
+    :math:`2\operatorname{atan2}(c\|u\wedge v\|, 1 + c\langle u,v\rangle)` in the plane of ``u`` and ``v``
+    (``_gyration_scaled``), which stays norm-preserving to rounding up to the boundary; a result
+    beyond the dtype's range raises ``ValueError`` (while the checks are on).
     """
     check_curvature(c)
     check_in_ball(u, c, "u")
     check_in_ball(v, c, "v")
     check_finite(w, "w")
     _check_broadcast(("u", u), ("v", v), ("w", w))
-    return _gyration(u, v, w, c)
+    g, s = _gyration_scaled(u, v, w, c)
+    return _unscale(g, s, "w", "gyr[u, v]w")
 
 
 def dist(x: Tensor, y: Tensor, c: Curvature, keepdim: bool = False) -> Tensor:
@@ -866,6 +919,28 @@ def _sqdist_values(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return sq, x2, y2
 
 
+def _overflow_scale(x: Tensor, y: Tensor, x2: Tensor, y2: Tensor) -> float:
+    """1.0 while the squared norms ``x2``, ``y2`` of the rows of ``x`` and ``y`` stay below
+    ``finfo.max / 16`` (then ``|x|^2 + |y|^2 - 2<x, y>`` cannot overflow); otherwise the power of two
+    at or below their largest entry, by which ``pairwise_euclidean`` divides them (one host read)."""
+    if x2.numel() == 0 or y2.numel() == 0:
+        return 1.0
+    big = float(torch.maximum(x2.max(), y2.max()))
+    if big <= torch.finfo(x2.dtype).max / 16:
+        return 1.0
+    m = float(torch.maximum(x.abs().max(), y.abs().max()))
+    return 2.0 ** math.floor(math.log2(m)) if 0 < m < math.inf else 1.0
+
+
+def _tiny_c(dtype: torch.dtype) -> float:
+    r"""Below this ``c`` the hot path of ``pairwise_dist`` takes the series form of Eq. 2
+    (:math:`2u\,\operatorname{asinhc}(\sqrt c u)`): :math:`\sqrt{\mathrm{tiny}}` of the dtype (1e-19 in float32,
+    1.5e-154 in float64), where :math:`\sqrt c` and :math:`2/\sqrt c` are still far inside its normal
+    range (float32: at c = 1e-78, 2/sqrt(c) overflowed to inf, and at c <= 1e-100 sqrt(c) u underflowed
+    to 0, giving 0 * inf = NaN)."""
+    return math.sqrt(torch.finfo(dtype).tiny)
+
+
 class _PairwiseDist(torch.autograd.Function):
     r"""All distances (N, M) between the rows of ``x`` (N, D) and ``y`` (M, D), for a float ``c``:
     Eq. 2 for ``c > 0``, the Euclidean :math:`\|x - y\|` for ``c = None``; the values of the
@@ -873,8 +948,9 @@ class _PairwiseDist(torch.autograd.Function):
     ``torch.cdist`` (to rounding), with a hand-written backward; the tests hold it to both.
 
     Forward: ``sq`` from ``_sqdist_values``, then :math:`u^2 = sq/(\alpha_x\alpha_y)` and
-    :math:`D = \tfrac2{\sqrt c}\operatorname{asinh}(\sqrt c\,u)` in place (``u^2`` clamped at the
-    smallest normal number before the root, as ``pairwise_dist`` does). Backward, from the saved
+    :math:`D = \tfrac2{\sqrt c}\operatorname{asinh}(\sqrt c\,u)` in place (exactly 0 for coincident
+    points); below ``_tiny_c`` (float32: c < 1e-19) :math:`D = 2u\,\operatorname{asinhc}(\sqrt c\,u)`,
+    which tends to the Euclidean :math:`2u` as ``c -> 0``. Backward, from the saved
     :math:`u^2`, with :math:`t = \max(u^2, \mathrm{tiny})`:
 
     .. math:: g_{u^2} = \frac{g}{\sqrt{t(1 + c t)}}\,[u^2 \ge \mathrm{tiny}], \quad
@@ -891,16 +967,27 @@ class _PairwiseDist(torch.autograd.Function):
         sq, x2, y2 = _sqdist_values(x, y)
         ctx.c = c
         if c is None:
+            s = _overflow_scale(x, y, x2, y2)
+            if s != 1.0:  # squared norms near overflow: the same in units of s (a power of two, exact)
+                x, y = x / s, y / s
+                sq = _sqdist_values(x, y)[0]
             d = sq.sqrt_()
-            ctx.save_for_backward(x, y, d)
-            return d
+            ctx.save_for_backward(x, y, d)  # the gradient is scale-free: the backward uses the scaled values
+            if s == 1.0:
+                return d
+            out = d * s
+            if _CHECKS.get() and not bool(torch.isfinite(out).all()):
+                raise ValueError(f"x, y: some distances exceed the largest {out.dtype} number "
+                                 f"({torch.finfo(out.dtype).max:.3g}); rescale x and y (or use float64)")
+            return out
         iax, iay = 1 / _alpha_of(x, c, x2), 1 / _alpha_of(y, c, y2)
         u2 = sq.mul_(iax[:, None]).mul_(iay[None, :])
-        sc = math.sqrt(c)
-        # clamping at the smallest normal keeps sqrt's gradient finite (the backward passes 0 below it)
-        d = _asinh_nonneg_(u2.clamp_min(torch.finfo(u2.dtype).tiny).sqrt_().mul_(sc)).mul_(2 / sc)
         ctx.save_for_backward(x, y, u2, iax, iay)
-        return d
+        if c < _tiny_c(u2.dtype):  # sqrt(c) or 2 / sqrt(c) would leave the dtype's normal range
+            return 2 * u2.sqrt() * _asinhc_sq(c * u2)
+        sc = math.sqrt(c)
+        # sqrt(0) = 0 and asinh(0) = 0: coincident points get exactly 0
+        return _asinh_nonneg_(u2.sqrt().mul_(sc)).mul_(2 / sc)
 
     @staticmethod
     @once_differentiable
@@ -956,8 +1043,9 @@ def pairwise_dist(x: Tensor, y: Tensor, c: Curvature) -> Tensor:
 
     Never builds an (N, M, D) tensor: :math:`\|(-x)\oplus y\| = \|x-y\|/\sqrt{1 - 2c\langle x,y\rangle
     + c^2\|x\|^2\|y\|^2}` and :math:`\|x - y\|^2` come from one matmul and the norms. This is the hot
-    path of the CHEST loss, so for a float ``c > 0`` it skips the ``c -> 0`` guards of ``dist``; a
-    point's distance to itself is then below 1e-18 instead of exactly 0 (its gradient is 0 either way).
+    path of the CHEST loss (a hand-written backward for a float ``c > 0``). Identical rows are at
+    distance exactly 0 (with a zero gradient), and a tiny ``c`` (down to the smallest float) gives the
+    Euclidean limit :math:`2\|x - y\|` in float32 and float64.
     """
     check_curvature(c)
     _check_tensor(x, "x", "points (N, D)")
@@ -1123,7 +1211,10 @@ def parallel_transport(x: Tensor, y: Tensor, v: Tensor, c: Curvature) -> Tensor:
 
     (geoopt's ``parallel_transport`` with ``k = -c``). It keeps the conformal (Riemannian) norm,
     :math:`\lambda_y\|P_{x\to y}v\| = \lambda_x\|v\|`, and is the identity at ``c = 0``.
-    ``x``, ``y``: points (..., D), ``v``: finite tangent vectors (..., D), broadcast -> (..., D).
+    ``x``, ``y``: points (..., D), ``v``: finite tangent vectors (..., D) of any size, broadcast ->
+    (..., D); transported any number of times between points at the boundary, vectors stay finite
+    (geoopt's ``test_add_infinity_and_beyond``). A result beyond the dtype's range raises
+    ``ValueError`` naming ``v`` (while the checks are on).
     """
     check_curvature(c)
     check_in_ball(x, c, "x")
@@ -1131,7 +1222,8 @@ def parallel_transport(x: Tensor, y: Tensor, v: Tensor, c: Curvature) -> Tensor:
     check_finite(v, "v")
     _check_broadcast(("x", x), ("y", y), ("v", v))
     ratio = (_alpha_of(y, c) / _alpha_of(x, c)).unsqueeze(-1)
-    return _gyration(y, -x, v, c) * ratio
+    g, s = _gyration_scaled(y, -x, v, c)
+    return _unscale(g * ratio, s, "v", "the transported vector")
 
 
 def weighted_midpoint(x: Tensor, w: Optional[Tensor], c: Curvature) -> Tensor:
@@ -1165,7 +1257,7 @@ def weighted_midpoint(x: Tensor, w: Optional[Tensor], c: Curvature) -> Tensor:
         if w.shape != x.shape[:1]:
             raise ValueError(f"w must be (N,) = ({x.shape[0]},) weights, got shape {tuple(w.shape)}")
         w = w.to(x.dtype)
-        if _CHECKS:
+        if _CHECKS.get():
             with torch.no_grad():
                 if bool(torch.isnan(w).any()) or bool((w < 0).any()) or not bool((w > 0).any()):
                     raise ValueError("w must hold weights >= 0 (inf allowed), not all 0 and no NaN; "
@@ -1284,6 +1376,10 @@ def group_dist_lca(x: Tensor, groups: Tensor, c: Curvature, lca: bool = True) ->
         raise ValueError(f"groups must be (M, k) indices with k >= 2 points per group, got shape {tuple(groups.shape)}")
     _check_bool(lca, "lca")
     check_in_ball(x, c, "x")
+    if _CHECKS.get() and groups.numel():
+        lo, hi = int(groups.min()), int(groups.max())
+        if lo < 0 or hi >= x.shape[0]:
+            raise ValueError(f"groups must hold row indices of x in [0, P) = [0, {x.shape[0]}), found {lo}..{hi}")
     groups = groups.to(device=x.device, dtype=torch.long)
     M, k = groups.shape
     ia, ib = torch.triu_indices(k, k, 1, device=x.device)

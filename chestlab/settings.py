@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -46,12 +47,43 @@ __all__ = [
     "check",
     "parse_assignments",
     "help_table",
+    "BIG",
+    "MAX_ELEMENTS",
+    "MAX_DIM",
+    "MAX_STEPS",
+    "too_big",
+    "dataset_info_of",
 ]
 
 #: The groups settings are shown in (``--help``, the dashboard's sidebar), in this order.
 GROUPS: tuple[str, ...] = ("data", "model", "geometry", "loss", "optim", "schedule", "run")
 
 Choices = Union[Sequence[Any], Callable[[], Sequence[Any]]]
+
+# ------------------------------------------------------------------------------------------------
+# upper bounds: what a machine can hold (every size a user can set has one)
+# ------------------------------------------------------------------------------------------------
+#: The largest magnitude of a real-valued setting. The geometry runs in float32, which holds 3.4e38,
+#: and the engine scales a setting by at most ~1e8 (Adam divides lr by 1 - beta_1 = 0.1, a logit is
+#: lambda * delta, ...): a larger value could only end in a raw overflow error, where up to BIG a
+#: diverging run is caught and diagnosed (``TrainingDiverged``).
+BIG = 1e30
+#: The most elements one tensor of a training step may hold: 2**30 float32 = 4 GiB. The rules between
+#: settings refuse a combination whose largest tensor would be bigger (K x classes x D_E proxies, M
+#: triplets x D_H, HIER's triplets x proxies, ...) before anything is built.
+MAX_ELEMENTS = 2**30
+#: The largest embedding size (D_E, D_H): four times ViT-L's 1024.
+MAX_DIM = 4096
+#: The most optimizer steps of a run (and the longest interval of a schedule): 200 times SOP's 50 000.
+MAX_STEPS = 10**7
+
+
+def too_big(what: str, n: float, fix: str) -> Optional[str]:
+    """A one-line message when a tensor of ``n`` elements (``what``: its shape in words) exceeds
+    :data:`MAX_ELEMENTS`, ending with how to ``fix`` it; None when it fits."""
+    if n <= MAX_ELEMENTS:
+        return None
+    return f"{what} would hold {n:.3g} elements, more than one tensor may ({MAX_ELEMENTS:.3g} = 4 GiB of float32): {fix}"
 
 
 class SettingError(ValueError):
@@ -126,10 +158,14 @@ class Setting:
     def _bounds(self) -> str:
         parts = []
         if self.low is not None:
-            parts.append(f"{self.name} {'>' if self.low_open else '>='} {self.low:g}")
+            parts.append(f"{self.name} {'>' if self.low_open else '>='} {self._number(self.low)}")
         if self.high is not None:
-            parts.append(f"{self.name} <= {self.high:g}")
+            parts.append(f"{self.name} <= {self._number(self.high)}")
         return " and ".join(parts)
+
+    def _number(self, v: float) -> str:
+        """A bound as the user writes it: integers in full (a seed's 4294967295), reals as ``%g``."""
+        return str(int(v)) if self.type in (int, tuple) and float(v).is_integer() else f"{v:g}"
 
     # -- values -------------------------------------------------------------------------------------
     def default_value(self) -> Any:
@@ -169,7 +205,7 @@ class Setting:
                 raise SettingError(self.name, value, self.allowed(), "not a valid value")
             value = tuple(int(v) for v in value)
             for v in value:
-                self._check_range(v, value)
+                self._check_range(v, ",".join(map(str, value)))
             return value
         elif t is dict:
             if not isinstance(value, dict):
@@ -185,7 +221,7 @@ class Setting:
     def _check_range(self, v: float, shown: Any) -> None:
         if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
             raise SettingError(self.name, shown, self.allowed(), "out of range")
-        if self.high is not None and v > self.high:
+        if self.high is not None and v > self.high and not (not self.finite and v == math.inf):
             raise SettingError(self.name, shown, self.allowed(), "out of range")
 
     def parse(self, text: str) -> Any:
@@ -357,14 +393,17 @@ class DataSettings:
                            help="tree | shapes | digits (embedded) or cub200 | cars196 | sop | inshop | cifar100 (--data-root)")
     data_root: Optional[str] = setting(None, group="data", nullable=True, machine=True, path=True,
                                        help="folder holding a benchmark (CUB_200_2011/, cars_annos.mat, Ebay_*.txt, ...)")
-    data_options: dict = setting({}, group="data", help="dataset options as JSON, e.g. {\"depth\": 3} (tree) or {\"image_size\": 32}")
+    data_options: dict = setting({}, group="data",
+                                 help="dataset options as JSON, e.g. {\"depth\": 3} (tree) or {\"image_size\": 32}; each "
+                                      "dataset checks their types, ranges and the total size they make (chestlab.data.dataset_options)")
     hierarchy_file: Optional[str] = setting(None, group="data", nullable=True, machine=True, path=True,
                                             help="a class hierarchy for the hierarchy metrics (JSON {class: [ancestors...]} "
                                                  "or CSV rows class,ancestor1,...,parent); default: the dataset's own super-classes")
-    batch_size: int = setting(64, group="data", low=2, eq="Table 1", paper="200 CUB, 198 Cars, 100 In-shop, 75 SOP",
+    batch_size: int = setting(64, group="data", low=2, high=4096, eq="Table 1", paper="200 CUB, 198 Cars, 100 In-shop, 75 SOP",
                               help="batch size", ui={"options": (16, 32, 48, 64, 96, 128)})
-    m_per_class: int = setting(4, group="data", low=2, help="samples per class in a batch (m-per-class sampler)")
-    workers: int = setting(0, group="data", low=0, machine=True, help="DataLoader worker processes for image datasets read from disk")
+    m_per_class: int = setting(4, group="data", low=2, high=4096, help="samples per class in a batch (m-per-class sampler)")
+    workers: int = setting(0, group="data", low=0, high=256, machine=True,
+                           help="DataLoader worker processes for image datasets read from disk (at most 256)")
 
 
 @dataclass
@@ -374,9 +413,9 @@ class ModelSettings:
                             ui={"options": ("mlp", "cnn", "vit_tiny_patch16_224", "vit_small_patch16_224")})
     pretrained: bool = setting(False, group="model", help="load ImageNet weights from the hub for timm backbones (random init offline, with a warning)")
     weights: Optional[str] = setting(None, group="model", nullable=True, path=True, help="a local state-dict file for the backbone (instead of the hub)")
-    dim_e: Optional[int] = setting(64, group="model", low=1, nullable=True, symbol="D_E",
+    dim_e: Optional[int] = setting(64, group="model", low=1, high=MAX_DIM, nullable=True, symbol="D_E",
                                    help="Euclidean embedding size (none = the backbone's own: 384 for ViT-S)")
-    dim_h: int = setting(16, group="model", low=1, symbol="D_H", paper="384",
+    dim_h: int = setting(16, group="model", low=1, high=MAX_DIM, symbol="D_H", paper="384",
                          help="hyperbolic embedding size; 2 makes the Poincaré disk the embedding",
                          ui={"options": (2, 3, 4, 8, 16, 32, 64, 128)})
     euclid_space: str = setting("auto", group="model", choices=("auto", "backbone", "head"), eq="Sec. 4.4",
@@ -387,9 +426,9 @@ class ModelSettings:
 
 @dataclass
 class GeometrySettings:
-    c: float = setting(0.5, group="geometry", live=True, low=0, symbol="c", eq="1-4", paper="0.5",
+    c: float = setting(0.5, group="geometry", live=True, low=0, high=BIG, symbol="c", eq="1-4", paper="0.5",
                        help="curvature of the Poincaré ball; 0 = the Euclidean limit", ui={"lo": 0.0, "hi": 2.0, "step": 0.05})
-    r: float = setting(2.3, group="geometry", live=True, low=0, low_open=True, finite=False, symbol="r", paper="2.3",
+    r: float = setting(2.3, group="geometry", live=True, low=0, low_open=True, high=BIG, finite=False, symbol="r", paper="2.3",
                        help="feature-clipping radius before exp_0 (Hyp-ViT); inf = no clipping", ui={"lo": 0.1, "hi": 6.0, "step": 0.1})
 
 
@@ -398,41 +437,44 @@ _LR_UI = {"options": (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 @dataclass
 class OptimSettings:
-    lr: float = setting(1e-3, group="optim", live=True, low=0, low_open=True, eq="Table 1", paper="3e-5 CUB, 1e-5 others",
+    lr: float = setting(1e-3, group="optim", live=True, low=0, low_open=True, high=BIG, eq="Table 1", paper="3e-5 CUB, 1e-5 others",
                         help="learning rate of the backbone", ui=_LR_UI)
-    lr_head: Optional[float] = setting(None, group="optim", live=True, low=0, low_open=True, nullable=True,
+    lr_head: Optional[float] = setting(None, group="optim", live=True, low=0, low_open=True, high=BIG, nullable=True,
                                        help="learning rate of the hyperbolic head (none = lr)")
-    lr_proxy: float = setting(1e-2, group="optim", live=True, low=0, low_open=True, eq="Table 1", paper="1e-2 CUB/Cars, 1e-1 SOP/In-shop",
+    lr_proxy: float = setting(1e-2, group="optim", live=True, low=0, low_open=True, high=BIG, eq="Table 1", paper="1e-2 CUB/Cars, 1e-1 SOP/In-shop",
                               help="learning rate of the loss's own parameters (the proxies)", ui=_LR_UI)
-    weight_decay: float = setting(1e-4, group="optim", live=True, low=0, help="AdamW weight decay (the proxies get none)")
-    grad_clip: Optional[float] = setting(10.0, group="optim", live=True, low=0, low_open=True, nullable=True,
+    weight_decay: float = setting(1e-4, group="optim", live=True, low=0, high=BIG, help="AdamW weight decay (the proxies get none)")
+    grad_clip: Optional[float] = setting(10.0, group="optim", live=True, low=0, low_open=True, high=BIG, nullable=True,
                                          help="max gradient norm (none = no clipping)")
 
 
 @dataclass
 class ScheduleSettings:
-    steps: int = setting(300, group="schedule", live=True, low=1, eq="Table 1", paper="120 CUB, 1800 Cars, 30000 In-shop, 50000 SOP",
+    steps: int = setting(300, group="schedule", live=True, low=1, high=MAX_STEPS, eq="Table 1", paper="120 CUB, 1800 Cars, 30000 In-shop, 50000 SOP",
                          help="optimizer steps")
-    eval_every: int = setting(100, group="schedule", live=True, low=0,
+    eval_every: int = setting(100, group="schedule", live=True, low=0, high=MAX_STEPS,
                               help="evaluate Recall@k and MAP@R in both spaces every N steps (0 = only at the end)",
                               ui={"lo": 10, "hi": 500, "step": 10})
-    eval_max: Optional[int] = setting(4000, group="schedule", live=True, low=1, nullable=True,
-                                      help="at most this many samples per evaluated split (none = all)")
+    eval_max: Optional[int] = setting(4000, group="schedule", live=True, low=2, high=10**7, nullable=True,
+                                      help="at most this many samples per evaluated split (none = all; at least 2: "
+                                           "a sample needs a neighbour)")
     eval_train: bool = setting(True, group="schedule", help="also evaluate on the training classes")
-    ks: tuple = setting((1, 2, 4, 8), group="schedule", low=1, help="the k of Recall@k, e.g. 1,2,4,8")
+    ks: tuple = setting((1, 2, 4, 8), group="schedule", low=1, high=1000,
+                        help="the k of Recall@k, e.g. 1,2,4,8 (up to SOP's 1000; each k below the samples evaluated)")
     eval_hierarchy: bool = setting(True, group="schedule", live=True,
                                    help="also score the hierarchy at each evaluation: mistake severity, super-class R@1, "
                                         "cophenetic correlation / purity / Dasgupta cost of the decoded dendrograms")
-    checkpoint_every: int = setting(0, group="schedule", low=0, help="write an atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)")
+    checkpoint_every: int = setting(0, group="schedule", low=0, high=MAX_STEPS, help="write an atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)")
 
 
 @dataclass
 class RunSettings:
-    seed: int = setting(0, group="run", low=0, help="seed of data, initialisation, batches and triplets")
+    seed: int = setting(0, group="run", low=0, high=2**32 - 1,
+                        help="seed of data, initialisation, batches and triplets (what NumPy's and torch's generators take)")
     device: str = setting("auto", group="run", machine=True, pattern=r"auto|cpu|cuda(:\d+)?", describe="auto, cpu, cuda or cuda:N",
                           help="auto (CUDA when available) | cpu | cuda | cuda:N", ui={"options": ("auto", "cpu", "cuda")})
     amp: bool = setting(True, group="run", machine=True, help="mixed precision on CUDA (the geometry stays float32)")
-    threads: int = setting(0, group="run", low=0, machine=True,
+    threads: int = setting(0, group="run", low=0, high=1024, machine=True,
                            help="CPU threads for torch (0 = all cores but one: spinning threads that compete with the UI slow small models 10x)")
 
 
@@ -572,6 +614,53 @@ def _batch_rules(cfg: TrainConfig) -> Iterable[Problem]:
         yield Problem(("batch_size", "m_per_class"),
                       f"batch_size = {cfg.batch_size} is not a multiple of m_per_class = {cfg.m_per_class}: "
                       f"use batch_size = {lo} or {lo + cfg.m_per_class} (or an m_per_class that divides {cfg.batch_size})")
+
+
+def dataset_info_of(cfg: TrainConfig) -> Any:
+    """:func:`chestlab.data.dataset_info` of ``cfg``'s dataset and options (shapes and class counts,
+    nothing generated or read), or None when the options are refused (:func:`check` says why)."""
+    from .data import dataset_info
+
+    try:
+        return dataset_info(cfg.dataset, **cfg.data_options)
+    except ValueError:
+        return None
+
+
+@register_rule
+def _data_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    # the dataset's own options: types, ranges and the total size they make, before any is generated
+    from .data import dataset_options
+
+    try:
+        dataset_options(cfg.dataset, cfg.data_options)
+    except ValueError as err:
+        yield Problem(("data_options", "dataset"), f"data_options = {json.dumps(cfg.data_options, default=str)}: {err}")
+        return
+    info = dataset_info_of(cfg)
+    if info is not None:
+        msg = too_big(f"a batch of batch_size = {cfg.batch_size} samples of shape {tuple(info.input_shape)}",
+                      cfg.batch_size * math.prod(info.input_shape),
+                      f"batch_size <= {MAX_ELEMENTS // math.prod(info.input_shape)} here, or a smaller image_size")
+        if msg:
+            yield Problem(("batch_size", "data_options"), msg)
+
+
+@register_rule
+def _eval_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    if cfg.eval_max is not None and max(cfg.ks) >= cfg.eval_max:
+        missing = ", ".join(f"R@{k}" for k in cfg.ks if k >= cfg.eval_max)
+        yield Problem(("ks", "eval_max"), f"ks = {','.join(map(str, cfg.ks))} with eval_max = {cfg.eval_max}: {missing} needs more "
+                      f"than k samples and is not computed; raise eval_max above {max(cfg.ks)} or drop that k", "warning")
+
+
+@register_rule
+def _machine_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    cores = os.cpu_count() or 1
+    for key in ("threads", "workers"):
+        if getattr(cfg, key) > cores:
+            yield Problem((key,), f"{key} = {getattr(cfg, key)} is more than this machine's {cores} CPU cores: they take "
+                          "turns and each one is slower", "warning")
 
 
 def _samples_per_class(cfg: TrainConfig) -> bool:

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import sys
 
+if __name__ == "__main__":  # before the imports below load torch: a Ctrl-C while starting is one line
+    from .interrupts import run_main
+
+    sys.exit(run_main("chestlab.engine.cli", "interrupted while starting: nothing was trained or written"))
+
 from .engine import (
     CheckpointEvent,
     EvalEvent,
@@ -40,6 +45,3 @@ def __getattr__(name: str):
         return live_keys()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -129,6 +129,110 @@ def test_parallel_transport_keeps_the_conformal_norm(u, ru, v, rv, w, size, c):
     assert float((back - vec).norm()) <= 1e-11 * (1 + float(vec.norm()))
 
 
+# ------------------------------------------------------------------------------------------------
+# near the boundary: geoopt's test_add_infinity_and_beyond, and huge vectors
+# ------------------------------------------------------------------------------------------------
+#: geoopt's projx margins (its BALL_EPS); chestlab's own are 1e-5 (float32) and 1e-15 (float64)
+GEOOPT_EPS = {torch.float32: 4e-3, torch.float64: 1e-5}
+
+
+def infinity_and_beyond(dtype, c: float, seed: int, eps=None, n: int = 8, steps: int = 100):
+    """geoopt's tests/test_gyrovector_math.py::test_add_infinity_and_beyond with chestlab: a tangent
+    vector 1e7 b sent from a by expmap, the point pushed to the boundary (project, 1000 (x) z, project)
+    and the vector transported there, ``steps`` times (values checked at every step; the library's
+    own value checks off, for speed). Returns (a, v, the relative change of the conformal norm
+    lambda_a ||v||, which transport keeps)."""
+    g = gen(seed)
+
+    def points():  # geoopt's fixture: uniform per-coordinate radii inside min(1/sqrt(c), 100)
+        a = torch.empty(n, 10, dtype=F64).normal_(-1, 1, generator=g)
+        a = a / a.norm(dim=-1, keepdim=True) * min(1 / math.sqrt(c), 100)
+        return P.project((a * torch.rand(n, 10, dtype=F64, generator=g)).to(dtype), c, eps)
+
+    a = points()
+    v = points() * 1e7
+    norm0 = (P.conformal_factor(a.double(), c) * v.double()).norm(dim=-1)
+    with P.checks(False):
+        for i in range(steps):
+            z = P.project(P.expmap(a, v, c), c, eps)
+            z = P.project(P.mobius_scalar_mul(1000.0, z, c), c, eps)
+            v = P.parallel_transport(a, z, v, c)
+            assert bool(torch.isfinite(z).all()) and bool(torch.isfinite(v).all()), (i, z, v)
+            a = z
+    norm = (P.conformal_factor(a.double(), c) * v.double()).norm(dim=-1)
+    return a, v, float(((norm - norm0) / norm0).abs().max())
+
+
+@settings(max_examples=2, deadline=None)
+@given(st.sampled_from([F64, torch.float32]), st.integers(0, 2**16), st.floats(0.05, 2.0))
+def test_transport_at_infinity_and_beyond_stays_finite(dtype, seed, c):
+    """The scenario at chestlab's own margins (points 1e-15 from the boundary in float64): before, the
+    transported vector overflowed to inf after ~25 transports (float32 and float64; geoopt, which keeps
+    points 1e-5 away, stays finite). The transport keeps the conformal norm (float32 to the ~3e-3
+    relative accuracy of its 1 - c||x||^2 there, float64 exactly)."""
+    _, _, drift = infinity_and_beyond(dtype, c, seed)
+    assert drift < (1e-12 if dtype == F64 else 5e-2)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_transport_at_infinity_and_beyond_as_geoopt(dtype):
+    """geoopt's scenario with geoopt's margins and its final check: the last vector, sent back from
+    the last point, reaches the antipode (the geodesic ends orthogonally to the boundary, so after
+    the transports the vector is radial); geoopt's tolerances."""
+    c = 0.7
+    a, v, drift = infinity_and_beyond(dtype, c, 30, GEOOPT_EPS[dtype])
+    z = P.expmap(a, -v, c)
+    tol = dict(rtol=3e-1, atol=2e-1) if dtype == torch.float32 else dict(rtol=1e-1, atol=1e-3)
+    np.testing.assert_allclose(z.numpy(), -a.numpy(), **tol)
+    assert drift < (1e-12 if dtype == F64 else 1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(coords, st.floats(0.0, 15.0), coords, st.floats(0.0, 15.0), coords, curvatures, st.floats(0.0, 1e-3))
+def test_gyration_is_a_rotation_up_to_the_boundary(u, gap_u, v, gap_v, w, c, shift):
+    # u near -v, both up to 1e-15 from the boundary: where the expanded closed form cancelled (D -> 0)
+    # and stretched w by up to 5e14; it is a rotation (norm kept, gyr[v, u] its inverse) to rounding
+    d = torch.tensor(u, dtype=F64)
+    if float(d.norm()) == 0:
+        return
+    d = d / d.norm()
+    a = P.project((d * (1 - 10.0**-gap_u) / math.sqrt(c))[None], c)
+    e = -d + shift * torch.tensor(v, dtype=F64)
+    b = P.project((e / e.norm() * (1 - 10.0**-gap_v) / math.sqrt(c))[None], c)
+    z = torch.tensor(w, dtype=F64)[None]
+    gz = P.gyration(a, b, z, c)
+    assert abs(float(gz.norm() - z.norm())) <= 1e-12 * (1 + float(z.norm()))
+    assert float((P.gyration(b, a, gz, c) - z).norm()) <= 1e-9 * (1 + float(z.norm()))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.floats(1e-2, 2.0), st.integers(2, 12), st.sampled_from([F64, torch.float32]))
+def test_transport_of_huge_vectors(seed, c, dim, dtype):
+    """v of entries +-1e38 (float32) or +-1e307 (float64): the transported vector, of norm
+    ||v|| alpha_y / alpha_x, is finite whenever its entries fit the dtype (before: inf or NaN from
+    intermediate overflow), and otherwise one ValueError names v. Reference: the same vector
+    transported in float64, scaled down by 2^-64 and up again (inf where the float64 result overflows)."""
+    g = gen(seed)
+    dirs = torch.randn(2, dim, generator=g, dtype=F64)
+    pts = dirs / dirs.norm(dim=-1, keepdim=True) * torch.rand(2, 1, generator=g, dtype=F64) ** 0.2 * 0.999 / math.sqrt(c)
+    x, y = pts[:1].to(dtype), pts[1:].to(dtype)
+    big = 1e38 if dtype == torch.float32 else 1e307
+    v = (torch.sign(torch.randn(1, dim, generator=g, dtype=F64)) * big).to(dtype)
+    ref = P.parallel_transport(x.double(), y.double(), v.double() * 2.0**-64, c) * 2.0**64  # inf where it overflows
+    top, fmax = float(ref.abs().max()), torch.finfo(dtype).max
+    if top > 0.99 * fmax:
+        if top > 1.01 * fmax:
+            with pytest.raises(ValueError, match="v: the transported vector"):
+                P.parallel_transport(x, y, v, c)
+        return
+    out = P.parallel_transport(x, y, v, c)
+    assert bool(torch.isfinite(out).all())
+    tol = 1e-4 if dtype == torch.float32 else 1e-12
+    assert float((out.double() - ref).norm()) <= tol * float(ref.norm())
+    back = P.parallel_transport(y, x, out, c)
+    assert float((back.double() - v.double()).norm()) <= 10 * tol * float(v.double().norm())
+
+
 @settings(max_examples=60, deadline=None)
 @given(coords, st.floats(0.0, 0.9), coords, st.floats(0.0, 0.9), curvatures)
 def test_parallel_transport_along_the_geodesic_carries_its_velocity(u, ru, v, rv, c):

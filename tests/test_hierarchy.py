@@ -253,6 +253,40 @@ def test_decode_rejects_bad_input() -> None:
         H.decode(x[0], 1.0)
 
 
+def test_decode_refuses_too_many_points_before_allocating(monkeypatch) -> None:
+    """N = 100,000 points asked for ~37 GiB (the condensed matrix) and more: refused in one line that
+    states the bound (n(n-1)/2 pairs x 32 bytes within half the machine's memory), before any
+    pairwise work. With 1 MiB of memory the bound is n <= 181: 181 points decode, 182 do not."""
+    def no_pairs(*args, **kwargs):
+        raise AssertionError("decode computed pairwise quantities for a refused n")
+
+    monkeypatch.setattr(H, "_memory_bytes", lambda: 24 * 2**30)
+    with monkeypatch.context() as m:
+        m.setattr(H, "_condensed", no_pairs)
+        with pytest.raises(ValueError) as info:
+            H.decode(torch.zeros(100_000, 2), 1.0)
+    msg = str(info.value)
+    assert "\n" not in msg and "n = 100,000" in msg and "24 GiB" in msg and "n <= 28," in msg
+    monkeypatch.setattr(H, "_memory_bytes", lambda: 2**20)
+    x = ball_points(182, 2, 1.0, seed=1)
+    assert H.decode(x[:181], 1.0).shape == (180, 4)
+    for method in H.DECODE_METHODS:
+        with pytest.raises(ValueError, match=r"n = 182 points.*n <= 181"):
+            H.decode(x, 1.0, method)
+
+
+def test_lca_of_out_of_range_classes_names_the_argument() -> None:
+    """lca_depth / lca_height of class indices outside [0, C): one line naming the argument and the
+    range (before: numpy's IndexError, and a negative index silently wrapped to the last class)."""
+    h = Hierarchy.from_paths({"a": ["X"], "b": ["X"], "c": ["Y"]})
+    for a, b, name in ((0, 3, "b"), (-1, 0, "a"), ([0, 1], [2, 7], "b"), (np.array([[5]]), 0, "a")):
+        for fn in (h.lca_depth, h.lca_height):
+            with pytest.raises(ValueError, match=rf"^{name} must hold class indices in \[0, 3\)") as info:
+                fn(a, b)
+            assert "\n" not in str(info.value)
+    np.testing.assert_array_equal(h.lca_height([0, 1, 2], [1, 2, 2]), [1, 2, 0])
+
+
 # ------------------------------------------------------------------------------------------------
 # the known hierarchy
 # ------------------------------------------------------------------------------------------------

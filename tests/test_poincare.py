@@ -60,7 +60,7 @@ def test_pairwise_matches_elementwise_and_close_pairs_are_exact():
     pw = P.pairwise_dist(x, y, c)
     ref = P.dist(x[:, None], y[None], c)
     assert rel_err(pw, ref) < 1e-10
-    assert float(P.pairwise_dist(x, x, c).diagonal().abs().max()) < 1e-150
+    assert float(P.pairwise_dist(x, x, c).diagonal().abs().max()) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,6 +110,46 @@ def test_logmap0_exact_near_boundary():
         expected = float(mp.atanh(n) / n)
         got = float(P.logmap0(x[i : i + 1], c).norm() / x[i].norm())
         assert abs(got - expected) / expected < 1e-12
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from([0.0, 1e-300, 1e-30, 1e-3, 0.5, 2.0]), st.sampled_from([F64, torch.float32]),
+       st.booleans(), st.floats(0.05, 0.999))
+def test_pairwise_dist_of_identical_rows_is_exactly_zero(seed, c, dtype, tensor_c, radius):
+    """pairwise_dist(x, x) has exactly 0 on its diagonal (it was 2.98e-154 in float64, the root of the
+    smallest normal number), and so have duplicated rows of y; the gradient there is 0 and finite."""
+    scale = c if c >= 1e-3 else 1.0  # (for a tiny c, points of norm ~1: 1/sqrt(c) overflows float32)
+    x = ball_points(6, 5, scale, seed, radius, dtype)
+    y = torch.cat([x[:3], ball_points(4, 5, scale, seed + 1, radius, dtype)])
+    cc = torch.tensor(c, dtype=dtype) if tensor_c else c
+    xx = x.clone().requires_grad_()
+    d = P.pairwise_dist(xx, xx, cc)
+    assert torch.equal(d.diagonal(), torch.zeros(6, dtype=dtype))
+    assert torch.equal(P.pairwise_dist(x, y, cc)[:3, :3].diagonal(), torch.zeros(3, dtype=dtype))
+    assert bool((d + torch.eye(6, dtype=dtype) > 0).all())  # distinct rows: positive
+    (g,) = torch.autograd.grad(d.diagonal().sum(), xx)
+    assert torch.equal(g, torch.zeros_like(g))
+
+
+@pytest.mark.parametrize("dtype,c", [(torch.float32, c) for c in (1e-15, 1.09e-19, 1.07e-19, 1e-23, 1e-36)]
+                         + [(F64, c) for c in (1e-150, 1.493e-154, 1.490e-154, 1e-158, 1e-300)])
+def test_pairwise_dist_continuous_across_tiny_c(dtype, c):
+    """Around the c where the hot path switches to the series form (sqrt(finfo.tiny): 1.08e-19 in
+    float32, 1.49e-154 in float64) and far below it (float32 down to c = 1e-36, whose points of norm
+    1e18 still square finitely; float64 to 1e-300), with points at hyperbolic scale (norms up to
+    0.95 / sqrt(c)): pairwise_dist equals Eq. 2 in 50-digit arithmetic (geoopt's float64 is off by up to
+    25 % at such c), and its hand-written gradients equal the autograd route of dist."""
+    g = torch.Generator().manual_seed(17)
+    raw = [torch.randn(n, 3, generator=g, dtype=F64) for n in (4, 5)]
+    x, y = (r / r.norm(dim=-1, keepdim=True) * torch.rand(len(r), 1, generator=g, dtype=F64) * 0.95 / math.sqrt(c) for r in raw)
+    x, y = x.to(dtype).requires_grad_(), y.to(dtype).requires_grad_()
+    d = P.pairwise_dist(x, y, c)
+    ref = torch.tensor([[mp_dist(a.double(), b.double(), c) for b in y.detach()] for a in x.detach()], dtype=F64)
+    assert rel_err(d.detach().double(), ref) < (1e-5 if dtype == torch.float32 else 1e-12)
+    gx, gy = torch.autograd.grad(d.sum(), (x, y))
+    hx, hy = torch.autograd.grad(P.dist(x[:, None], y[None], c).sum(), (x, y))
+    for a, b in ((gx, hx), (gy, hy)):
+        torch.testing.assert_close(a, b, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ files; evaluate honours --max-n; every setting's bad values are refused on the c
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import signal
@@ -69,9 +68,10 @@ def test_interrupt_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
-        # 130: stopped after a step, its evaluation and checkpoint; -2: stopped during start-up
+        # 130: stopped after a step, its evaluation and checkpoint, or during start-up (one line, nothing
+        # written); -2: before the program's handler was in
         assert proc.returncode in (0, 130, -signal.SIGINT), err
-        interrupts += proc.returncode == 130
+        interrupts += proc.returncode == 130 and "Continue with --resume" in err
         if (run / "checkpoint.pt").exists():
             first = False
         if proc.returncode == 0:
@@ -221,7 +221,7 @@ def test_evaluate_honours_max_n_and_refuses_bad_values(tmp_path, capsys):
     finally:
         Evaluator.embed = original
     assert calls == [50]  # the checkpoint's eval_max = 120 does not win
-    for bad in ("0", "-3", "abc"):
+    for bad in ("0", "1", "-3", "abc"):  # 1: a sample needs a neighbour
         assert evaluate_main([str(run), "--max-n", bad]) == 2
         assert "--max-n" in capsys.readouterr().err
     assert evaluate_main([str(tmp_path / "nothing")]) == 2
@@ -236,10 +236,10 @@ def _bad_values(s) -> list[str]:
     out = list(bad.get(s.type.__name__, []))
     if s.type is float and s.finite:
         out.append("inf")
-    if s.low is not None:
-        out.append(str(s.low - 1) if s.type is not float or not s.low_open else str(s.low))
-    if s.high is not None:
-        out.append(str(s.high + 1))
+    if s.low is not None:  # the bound itself when it is excluded, else below it (-1e30 - 1 == -1e30: ten times)
+        out.append(str(s.low) if s.low_open else str(int(s.low) - 1) if s.type is not float else f"{s.low - max(1, 9 * abs(s.low)):g}")
+    if s.high is not None:  # just above an integer bound; ten times a real one (1e30 + 1 == 1e30)
+        out.append(str(int(s.high) + 1) if s.type in (int, tuple) else f"{s.high * 10:g}")
     if s.options() is not None:
         out.append("not-an-option")
     if s.pattern:
@@ -251,11 +251,19 @@ CASES = [(k, v) for k, s in schema().items() for v in _bad_values(s) if not (s.n
 
 
 @pytest.mark.parametrize("key,value", CASES)
-def test_every_bad_value_of_every_setting_exits_2_with_one_line(key, value, capsys):
-    assert train.main(["--quiet", "--set", f"{key}={value}"]) == 2
+def test_every_bad_value_of_every_setting_exits_2_with_one_line(key, value, capsys, tmp_path):
+    assert train.main(["--quiet", "--set", f"{key}={value}", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {key} = ") and "allowed" in err, err
-    assert "Traceback" not in err and math.isfinite(1.0)
+    assert "Traceback" not in err and not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_the_table_holds_the_upper_bound_of_every_size():
+    bounded = {k for k, s in schema().items() if s.high is not None}
+    assert {"dim_h", "dim_e", "batch_size", "K", "M", "threads", "seed", "ks", "eval_max", "lr", "proxy_std",
+            "hier_triplets", "unsup_max_n"} <= bounded
+    above = {k for k, v in CASES if schema()[k].high is not None and v not in ("abc", "1.5", "nan", "inf", "1,x")}
+    assert bounded <= above
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ checks of types and Python scalars are not.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -24,6 +25,10 @@ from chestlab import losses as L
 from chestlab import metrics as Mx
 from chestlab import poincare as P
 from chestlab.losses import functional as LF
+from chestlab.losses import LossContext, get_loss
+from chestlab.models import HyperbolicHead
+from chestlab.settings import TrainConfig
+from chestlab.train import StepEvent, Trainer
 
 from _helpers import F64, ball_points, gen
 
@@ -291,34 +296,61 @@ def test_huge_vectors_go_to_the_boundary_in_their_direction(u, log10_norm, dtype
             assert float(torch.nn.functional.cosine_similarity(back, d[None])) >= 1 - 1e-9
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.sampled_from([5e-324, 1e-300, 1e-200, 1e-30]), st.integers(0, 2**16))
-def test_tiny_curvature_is_the_euclidean_limit(c, seed):
-    x, y = vecs(4, 3, seed) * 0.8, vecs(4, 3, seed + 1) * 0.8
-    w = vecs(4, 3, seed + 2)
-    t = torch.tensor([[-1.0], [0.3], [2.0], [0.0]], dtype=F64)
-    pairs = [
-        (P.mobius_add(x, y, c), x + y),
-        (P.mobius_scalar_mul(1.7, x, c), 1.7 * x),
-        (P.gyration(x, y, w, c), w),
-        (P.dist(x, y, c), 2 * (x - y).norm(dim=-1)),
-        (P.pairwise_dist(x, y, c), 2 * torch.cdist(x, y)),
-        (P.dist0(x, c), 2 * x.norm(dim=-1)),
-        (P.expmap0(w, c), w),
-        (P.expmap(x, w, c), x + w),
-        (P.logmap0(x, c), x),
-        (P.logmap(x, y, c), y - x),
-        (P.geodesic(x, y, t, c), x + t * (y - x)),
-        (P.parallel_transport(x, y, w, c), w),
-        (P.weighted_midpoint(x, None, c), x.mean(0)),
-        (P.conformal_factor(x, c), torch.full((4, 1), 2.0, dtype=F64)),
-        (P.project(x, c), x),
-        (P.lca_depth(x, y, c), P.lca_depth(x, y, 0.0)),
-        (P.group_dist_lca(x, torch.tensor([[0, 1, 2], [1, 2, 3]]), c)[1],
-         P.group_dist_lca(x, torch.tensor([[0, 1, 2], [1, 2, 3]]), 0.0)[1]),
+def euclidean_limits(x, y, w, c):
+    """(name, function of the ball at c, its Euclidean limit written out) for every function with a
+    c -> 0 limit; x, y points, w a vector (4, 3)."""
+    t = torch.tensor([[-1.0], [0.3], [2.0], [0.0]], dtype=x.dtype)
+    g = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    return [
+        ("mobius_add", P.mobius_add(x, y, c), x + y),
+        ("mobius_scalar_mul", P.mobius_scalar_mul(1.7, x, c), 1.7 * x),
+        ("gyration", P.gyration(x, y, w, c), w),
+        ("dist", P.dist(x, y, c), 2 * (x - y).norm(dim=-1)),
+        ("pairwise_dist", P.pairwise_dist(x, y, c), 2 * torch.cdist(x, y)),
+        ("dist0", P.dist0(x, c), 2 * x.norm(dim=-1)),
+        ("expmap0", P.expmap0(w, c), w),
+        ("expmap0_clipped", P.expmap0_clipped(w, 0.5, c), P.clip_features(w, 0.5)),
+        ("expmap", P.expmap(x, w, c), x + w),
+        ("logmap0", P.logmap0(x, c), x),
+        ("logmap", P.logmap(x, y, c), y - x),
+        ("geodesic", P.geodesic(x, y, t, c), x + t * (y - x)),
+        ("parallel_transport", P.parallel_transport(x, y, w, c), w),
+        ("weighted_midpoint", P.weighted_midpoint(x, None, c), x.mean(0)),
+        ("conformal_factor", P.conformal_factor(x, c), torch.full((4, 1), 2.0, dtype=x.dtype)),
+        ("alpha", P.alpha(x, c), torch.ones(4, dtype=x.dtype)),
+        ("project", P.project(x, c), x),
+        ("lca_depth", P.lca_depth(x, y, c), P.lca_depth(x, y, 0.0)),
+        ("group_dist_lca", torch.cat(P.group_dist_lca(x, g, c), -1), torch.cat(P.group_dist_lca(x, g, 0.0), -1)),
     ]
-    for got, want in pairs:
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([5e-324, 1e-300, 1e-200, 1e-100, 1e-78, 1e-40, 1e-30]), st.integers(0, 2**16),
+       st.sampled_from([F64, torch.float32]), st.booleans())
+def test_tiny_curvature_is_the_euclidean_limit(c, seed, dtype, tensor_c):
+    """Every function at a tiny c (down to the smallest float64) gives the c = 0 formulas, values and
+    gradients, in float32 and float64, for a float c and a tensor c (whose own gradient stays finite).
+    float32 pairwise_dist was inf at c = 1e-78 and NaN at c <= 1e-100 (sqrt(c) and 2/sqrt(c) left the
+    float32 range)."""
+    x, y = (vecs(4, 3, seed, dtype) * 0.8).requires_grad_(), (vecs(4, 3, seed + 1, dtype) * 0.8).requires_grad_()
+    w = vecs(4, 3, seed + 2, dtype).requires_grad_()
+    cc = torch.tensor(c, dtype=dtype, requires_grad=True) if tensor_c else c
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == F64 else dict(rtol=2e-6, atol=1e-6)
+    for name, got, want in euclidean_limits(x, y, w, cc):
+        torch.testing.assert_close(got, want, **tol, msg=lambda m: f"{name}: {m}")
+        grads = grads_or_zeros(got, [x, y, w] + ([cc] if tensor_c else []))
+        for gg, ref in zip(grads, grads_or_zeros(want, [x, y, w])):
+            torch.testing.assert_close(gg, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10, msg=lambda m: f"d {name}: {m}")
+        if tensor_c:
+            assert bool(torch.isfinite(grads[-1])), name
+
+
+def grads_or_zeros(out: torch.Tensor, wrt: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d out.sum() / d wrt, zeros for the inputs ``out`` does not depend on."""
+    if not out.requires_grad:
+        return [torch.zeros_like(t) for t in wrt]
+    grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
 
 
 @settings(max_examples=60, deadline=None)
@@ -408,6 +440,67 @@ def test_hot_path_reads_no_values_with_checks_off():
         hot()
     assert off.n == 0
     assert on.n > 0  # the same calls with the checks on do read values
+
+
+def test_checks_switch_holds_per_thread():
+    """``checks(False)`` is a context variable: two overlapping threads (the dashboard serves each
+    browser tab in its own thread), A and B, enter and leave in the order A in, B in, A out, B out,
+    which left the old module flag off for the whole process. A thread with the checks on still
+    raises while the other is inside checks(False); afterwards the default (on) holds everywhere."""
+    steps = {name: threading.Event() for name in ("a_in", "b_in", "a_out", "probe_done")}
+    seen: dict[str, object] = {}
+    nan = torch.tensor([math.nan])
+
+    def probe(tag: str) -> None:  # a third thread, created while A and B are inside checks(False)
+        try:
+            P.check_finite(nan, "v")
+            seen[tag] = "no error"
+        except ValueError as err:
+            seen[tag] = "v" in str(err)
+
+    def a() -> None:
+        with P.checks(False):
+            seen["a_inside"] = P.checks_enabled()
+            steps["a_in"].set()
+            steps["b_in"].wait(10)
+            P.check_finite(nan, "v")  # off here: no error
+        seen["a_after"] = P.checks_enabled()
+        steps["a_out"].set()
+
+    def b() -> None:
+        steps["a_in"].wait(10)
+        with P.checks(False):
+            steps["b_in"].set()
+            t = threading.Thread(target=probe, args=("probe_while_both_off",))
+            t.start()
+            t.join(10)
+            steps["a_out"].wait(10)
+            seen["b_inside_after_a_left"] = P.checks_enabled()
+        seen["b_after"] = P.checks_enabled()
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    late = threading.Thread(target=probe, args=("probe_after",))
+    late.start()
+    late.join(10)
+    assert seen == {"a_inside": False, "probe_while_both_off": True, "a_after": True, "b_inside_after_a_left": False,
+                    "b_after": True, "probe_after": True}
+    assert P.checks_enabled()
+    with pytest.raises(ValueError, match="v contains NaN"):
+        P.check_finite(nan, "v")
+
+
+def test_out_of_range_indices_name_the_argument():
+    x = pts(5, 3)
+    for bad in ([[0, 1, 5]], [[0, -1, 2]]):
+        msg = raises_clearly(lambda: P.group_dist_lca(x, torch.tensor(bad), C0), "groups", ValueError)
+        assert "[0, 5)" in msg
+    with P.checks(False):  # a value check: off in the hot path (hyphc_loss checks its triplets itself)
+        with pytest.raises((IndexError, RuntimeError)):
+            P.group_dist_lca(x, torch.tensor([[0, 1, 5]]), C0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -535,6 +628,109 @@ def test_loss_value_checks_respect_checks_off():
     # the type checks stay on
     with P.checks(False):
         raises_clearly(lambda: L.chest_loss(x_e, x_h, labels.float(), pe, ph, trip, **KW), "labels", TypeError)
+
+
+LOSSES = ["chest", "pair_ce", "mix", "chest_hier", "pair_ce_hier", "unsup"]
+
+
+def registered_loss(name: str, B: int = 12):
+    """(loss, head, labels, index) for the registered loss ``name``: C = 4 classes, D_E = 6, D_H = 4."""
+    torch.manual_seed(0)
+    head = HyperbolicHead(6, 4, c=C0)
+    cfg = TrainConfig(loss=name, M=8, hier_proxies=6, hier_topk=4, hier_triplets=5, unsup_levels=(2, 4))
+    loss = get_loss(name).build(cfg.section(), LossContext(4, 6, 4, head, seed=0))
+    labels = torch.arange(B) % 4
+    if name == "unsup":
+        loss.refresh(head(torch.randn(B, 6, generator=gen(3))).detach(), torch.arange(B), B)
+    return loss, head, labels, torch.arange(B)
+
+
+def call_loss(loss, head, x_e, labels, index):
+    return loss(x_e, head(x_e), labels, **({"index": index} if loss.needs_index else {}))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e37])
+def test_every_loss_of_huge_finite_inputs_is_finite(name, scale):
+    """x_e of norm up to ~1e37 in float32: every registered loss and its gradients are finite. CHEST's
+    L_E returned NaN from x_e ~ 1e20 on (||x_e - p||^2 overflowed in the distance matrix)."""
+    loss, head, labels, index = registered_loss(name)
+    x_e = (torch.randn(12, 6, generator=gen(1)) * scale / 3).requires_grad_()
+    out = call_loss(loss, head, x_e, labels, index)
+    assert bool(torch.isfinite(out.total)), out.parts
+    params = [x_e] + [p for p in loss.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(out.total, params, allow_unused=True)
+    assert all(g is None or bool(torch.isfinite(g).all()) for g in grads)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+def test_chest_l_e_of_huge_inputs_equals_float64(scale):
+    """x_e and the Euclidean proxies both of norm ~scale (float32): the distances differ by ~scale, so
+    L_E (~1e31) is resolved; it equals L_E computed in float64 (Eq. 5-7 with torch.cdist)."""
+    loss, head, labels, index = registered_loss("chest")
+    with torch.no_grad():
+        loss.proxies.mul_(scale)
+    x_e = torch.randn(12, 6, generator=gen(1)) * scale
+    got = call_loss(loss, head, x_e, labels, index).parts["l_e"]
+    s = loss.settings
+    d = torch.cdist(x_e.double(), loss.proxies.detach().double().reshape(-1, 6)).view(12, 4, -1)
+    want = L.proxy_loss(L.soft_similarity(d, s.gamma_e), labels, s.lambda_e, s.delta_e).mean()
+    assert math.isfinite(float(got.detach())) and float(want) > 1e20
+    assert abs(float(got) - float(want)) <= 1e-5 * float(want)
+    fn = L.chest_loss(x_e, head(x_e), labels, loss.proxies.detach(), loss.proxies_h().detach(), None, c=C0,
+                      gamma_e=s.gamma_e, lambda_e=s.lambda_e, delta_e=s.delta_e, delta_h=s.delta_h, tau=0.0)
+    assert abs(float(fn.l_e) - float(want)) <= 1e-5 * float(want)
+
+
+@pytest.mark.parametrize("name", ["chest", "chest_hier"])
+@pytest.mark.parametrize("big", ["x_e", "proxies_e"])
+def test_chest_overflow_is_reported_with_the_input(name, big):
+    """Distances beyond float32 (inputs of norm ~3e38): one ValueError that names the input and what
+    overflowed, from the module and from the functional chest_loss; inside checks(False) (the
+    trainer's inner loop, which reports a non-finite loss itself) the loss is not finite."""
+    loss, head, labels, index = registered_loss(name)
+    x_e = torch.randn(12, 6, generator=gen(1))
+    if big == "x_e":
+        x_e = x_e / x_e.norm(dim=-1, keepdim=True) * 3e38
+    else:
+        with torch.no_grad():
+            loss.proxies.mul_(1e38)
+    msg = raises_clearly(lambda: call_loss(loss, head, x_e, labels, index), big, ValueError)
+    assert "l_e overflowed" in msg
+    with P.checks(False):
+        assert not bool(torch.isfinite(call_loss(loss, head, x_e, labels, index).total))
+    args = (x_e, head(x_e), labels, loss.proxies.detach(), loss.proxies_h().detach(), None)
+    msg = raises_clearly(lambda: L.chest_loss(*args, c=C0, delta_e=1.0, delta_h=1.0, tau=0.0), big, ValueError)
+    assert "overflowed" in msg
+
+
+def test_pairwise_euclidean_of_huge_vectors():
+    """Norms beyond sqrt(finfo.max): the distances (and gradients) of torch.cdist in float64, instead of
+    NaN from inf - inf; distances beyond finfo.max: one ValueError naming x and y."""
+    g = gen(9)
+    for dtype, scale in ((torch.float32, 1e30), (F64, 1e300)):
+        x = (torch.randn(5, 4, generator=g, dtype=F64) * scale).to(dtype).requires_grad_()
+        y = (torch.randn(7, 4, generator=g, dtype=F64) * scale).to(dtype).requires_grad_()
+        d = P.pairwise_euclidean(x, y)
+        ref = torch.cdist(x.detach().double() / scale, y.detach().double() / scale) * scale
+        torch.testing.assert_close(d.double(), ref, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
+        gx, gy = torch.autograd.grad(d.sum(), (x, y))
+        unit = (x.detach().double()[:, None] - y.detach().double()[None]) / ref[..., None]
+        torch.testing.assert_close(gx.double(), unit.sum(1), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(gy.double(), -unit.sum(0), rtol=1e-4, atol=1e-5)
+        over = torch.full((1, 4), torch.finfo(dtype).max / 2, dtype=dtype)
+        raises_clearly(lambda: P.pairwise_euclidean(over, -over), "x, y", ValueError)
+
+
+def test_training_at_a_tiny_curvature_is_the_euclidean_limit():
+    """c = 1e-300 is an allowed curvature: 8 training steps give the losses of c = 0 to float32
+    rounding (before, pairwise_dist returned NaN and the run stopped at step 1 with l_h = nan)."""
+    small = dict(steps=8, eval_every=1000, eval_max=600, batch_size=32, m_per_class=4, dim_e=32, dim_h=8, M=16)
+    runs = [[e.components for e in Trainer(TrainConfig.preset("demo-tree", **small, c=c)).run(8) if isinstance(e, StepEvent)]
+            for c in (0.0, 1e-300)]
+    assert len(runs[1]) == 8 and all(math.isfinite(v) for comp in runs[1] for v in comp.values())
+    for a, b in zip(*runs):
+        assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-5 * abs(a[k]) for k in a), (a, b)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_parse_by_type(key, text, value):
 
 
 @pytest.mark.parametrize("key,text,allowed", [
-    ("delta_h", "abc", "a number"), ("batch_size", "abc", "batch_size >= 2, an integer"), ("steps", "-5", "steps >= 1"), ("steps", "0", "steps >= 1"),
+    ("delta_h", "abc", "a number"), ("batch_size", "abc", "batch_size >= 2 and batch_size <= 4096, an integer"), ("steps", "-5", "steps >= 1"), ("steps", "0", "steps >= 1"),
     ("c", "-1", "c >= 0"), ("seed", "1.5", "an integer"), ("amp", "maybe", "true or false"), ("ks", "abc", "integers"),
     ("ks", "", "integers"), ("ks", "0", "ks >= 1"), ("data_options", "notjson", "JSON object"), ("device", "tpu", "cuda:N"),
     ("dim_e", "-1", "dim_e >= 1"), ("dim_e", "0", "dim_e >= 1"), ("grad_clip", "-1", "grad_clip > 0"), ("lr", "-0.1", "lr > 0"),
@@ -188,3 +188,90 @@ def test_set_through_the_trainer_validates_from_the_schema():
     tr.set(delta_h=4.0, t=0.3)  # a setting of another loss section just changes the config
     assert tr.criterion.delta_h == 4.0 and tr.config.t == 0.3
     assert settings.SettingError is SettingError
+
+
+# ------------------------------------------------------------------------------------------------
+# upper bounds: every size a user can set, and the sizes several settings make together
+# ------------------------------------------------------------------------------------------------
+def test_every_number_a_user_can_set_has_an_upper_bound_stated_in_help(capsys):
+    own = {k: s for k, s in schema().items() if settings.sections()[s.section].__module__.startswith("chestlab.")}
+    unbounded = [k for k, s in own.items() if s.type in (int, float, tuple) and s.high is None]
+    assert unbounded == []
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    for text in ("dim_h <= 4096", "K <= 1000", "seed <= 4294967295", "threads <= 1024", "ks <= 1000", "lr <= 1e+30"):
+        assert text in out, text
+    assert get_setting("r").validate(float("inf")) == float("inf")  # r = inf (no clipping) stays allowed
+
+
+@pytest.mark.parametrize("dataset,options,words", [
+    ("tree", {"depth": "x"}, "depth = 'x': not an integer; allowed: an integer 1..16"),
+    ("tree", {"depth": float("inf")}, "depth = inf: not an integer"),  # JSON's 1e400
+    ("tree", {"depth": 50}, "depth = 50: out of range; allowed: an integer 1..16"),
+    ("tree", {"depth": 100}, "depth = 100: out of range"),
+    ("tree", {"depth": 9}, "262,144 leaves (classes); allowed: at most 65,536 leaves"),
+    ("tree", {"branching": [2] * 17}, "branching = [2, 2"),
+    ("tree", {"branching": True}, "branching = True: not an integer"),
+    ("tree", {"samples_per_class": 10**5}, "samples_per_class x 52 dimensions"),
+    ("tree", {"input_dim": 10**6}, "input_dim = 1000000: out of range; allowed: an integer 1..2048"),
+    ("tree", {"noise": "x"}, "noise = 'x': not a finite number"),
+    ("tree", {"test_fraction": 1.0}, "test_fraction = 1.0: out of range; allowed: a number in (0, 1)"),
+    ("tree", {"holdout": "random"}, "holdout = 'random': not a valid value; allowed: one of sibling, subtree"),
+    ("tree", {"superclass_level": 4}, "superclass_level = 4 is deeper than the tree (3 levels)"),
+    ("tree", {"transform": "x"}, "transform = 'x': not a function"),
+    ("tree", {"colour": 1}, "unknown option(s) ['colour']"),
+    ("shapes", {"size": 4096}, "size = 4096: out of range"),
+    ("shapes", {"size": 256, "per_class": 500}, "floats; allowed: at most 536,870,912"),
+    ("digits", {"image_size": 100000}, "image_size = 100000: out of range; allowed: an integer 1..256"),
+    ("cub200", {"image_size": 10**6}, "image_size = 1000000: out of range; allowed: an integer 1..1024"),
+])
+def test_data_options_are_checked_per_dataset_before_anything_is_generated(dataset, options, words, capsys, tmp_path):
+    from chestlab.data import dataset_info, dataset_options, load_dataset
+
+    cfg = TrainConfig(dataset=dataset, data_options=options)
+    errors = [p for p in check(cfg) if p.level == "error"]
+    assert len(errors) == 1 and errors[0].keys[0] == "data_options", errors
+    assert errors[0].message.startswith(f"data_options = {json.dumps(options)}: ") and words in errors[0].message
+    for call in (lambda: dataset_options(dataset, options), lambda: dataset_info(dataset, **options),
+                 lambda: load_dataset(dataset, "train", data_root=str(tmp_path), **options)):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            call()
+    assert train.main(["--quiet", "--set", f"dataset={dataset}", "--set", f"data_options={json.dumps(options)}",
+                       "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err and not (tmp_path / "run").exists(), err
+
+
+def test_data_options_within_bounds_are_kept_and_normalised():
+    from chestlab.data import dataset_options
+
+    assert dataset_options("tree", {"depth": 4.0, "branching": 2}) == {"depth": 4, "branching": 2}
+    assert dataset_options("tree", {"branching": [4, 4, 4, 4], "decay": 1.0}) == {"branching": (4, 4, 4, 4), "decay": 1.0}
+    assert check(TrainConfig.preset("demo-tree-wide")) == []
+
+
+@pytest.mark.parametrize("values,keys,words", [
+    (dict(dataset="sop", K=1000, dim_e=4096, batch_size=64), ("K", "dim_e"), "the proxies (C = 11318 classes x K = 1000 x D_E = 4096)"),
+    (dict(dataset="sop", K=1000, dim_e=8, batch_size=4096), ("K", "batch_size"), "K <= 23 here"),
+    (dict(M=100_000, dim_h=4096), ("M", "dim_h"), "M <= 87381 here"),
+    (dict(loss="chest_hier", hier_triplets=1000, hier_proxies=4096), ("hier_triplets", "hier_proxies", "batch_size"),
+     "hier_triplets <= 31 here"),
+    (dict(loss="unsup", batch_size=2048, m_per_class=2), ("batch_size",), "batch_size <= 1024"),
+    (dict(dataset="cub200", batch_size=4096, m_per_class=2, data_options={"image_size": 1024}), ("batch_size", "data_options"),
+     "batch_size <= 341 here"),
+])
+def test_sizes_several_settings_make_together_are_bounded(values, keys, words):
+    problems = [p for p in check(TrainConfig(**values)) if p.level == "error"]
+    assert [p.keys for p in problems] == [keys], problems
+    msg = problems[0].message
+    assert "\n" not in msg and words in msg and "4 GiB" in msg, msg
+
+
+def test_warnings_for_what_evaluation_cannot_compute_and_more_threads_than_cores():
+    import os
+
+    warn = [p for p in check(TrainConfig(ks=(1, 2, 200), eval_max=100)) if p.keys == ("ks", "eval_max")]
+    assert [p.level for p in warn] == ["warning"] and "R@200 needs more than k samples" in warn[0].message
+    many = (os.cpu_count() or 1) + 1
+    assert [p.level for p in check(TrainConfig(threads=many)) if p.keys == ("threads",)] == ["warning"]

@@ -29,7 +29,9 @@ from .benchmarks import (
     resolve_data_root,
 )
 from .digits import DigitsDataset
-from .registry import DatasetInfo, available_datasets, dataset_info, load_dataset, path_options, register_dataset
+from .options import Option
+from .registry import (DatasetInfo, available_datasets, dataset_info, dataset_options, load_dataset, path_options,
+                       register_dataset)
 from .sampler import MPerClassSampler
 from .shapes import ShapesDataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, paper_transforms
@@ -49,6 +51,8 @@ __all__ = [
     "load_dataset",
     "dataset_info",
     "path_options",
+    "dataset_options",
+    "Option",
     "register_dataset",
     "available_datasets",
     "MPerClassSampler",

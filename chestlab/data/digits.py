@@ -23,14 +23,20 @@ import torch
 import torch.nn.functional as F
 
 from .base import SPLITS, TensorMetricDataset
+from .options import Option
 
-__all__ = ["DigitsDataset", "DIGIT_GROUPS"]
+__all__ = ["DigitsDataset", "DIGIT_GROUPS", "OPTIONS"]
 
 #: super-class name -> digits in it.
 DIGIT_GROUPS: dict[str, tuple[int, ...]] = {
     "round": (0, 6, 8, 9),
     "straight": (1, 4, 7),
     "curvy": (2, 3, 5),
+}
+#: ``data_options`` of ``digits``: the side of the (upsampled) images, up to 256 (1797 images x 256**2 = 118 M floats).
+OPTIONS: dict[str, Option] = {
+    "image_size": Option("int", 1, 256),
+    "transform": Option("callable", nullable=True),
 }
 TRAIN_DIGITS: tuple[int, ...] = (0, 1, 2, 3, 4)
 TEST_DIGITS: tuple[int, ...] = (5, 6, 7, 8, 9)

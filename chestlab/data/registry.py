@@ -23,11 +23,16 @@ from .benchmarks import (
     load_inshop,
     load_sop,
 )
+from .digits import OPTIONS as DIGITS_OPTIONS
 from .digits import DigitsDataset
-from .shapes import FAMILIES, TEST_VARIANTS, ShapesDataset
-from .tree import TreeDataset, make_tree_world, tree_info
+from .options import IMAGE_OPTIONS, Option, check_options
+from .shapes import FAMILIES, TEST_VARIANTS, ShapesDataset, check_shapes_options
+from .shapes import OPTIONS as SHAPES_OPTIONS
+from .tree import OPTIONS as TREE_OPTIONS
+from .tree import TreeDataset, check_tree_options, make_tree_world, tree_info
 
-__all__ = ["DatasetInfo", "load_dataset", "dataset_info", "register_dataset", "available_datasets", "path_options"]
+__all__ = ["DatasetInfo", "load_dataset", "dataset_info", "dataset_options", "register_dataset", "available_datasets",
+           "path_options"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,8 @@ class _Entry:
     info: InfoFn  # info(**options) -> DatasetInfo
     splits: tuple[str, ...]
     options: tuple[str, ...]  # accepted **options (seed and data_root are always accepted)
-    path_options: tuple[str, ...] = ()  # the options that name a file or folder
+    specs: Mapping[str, Option]  # their types and ranges (an option without one is passed as given)
+    check: Callable[[dict[str, Any]], None] | None  # the total size the options make together
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -102,7 +108,8 @@ def register_dataset(
     *,
     splits: tuple[str, ...] = SPLITS,
     options: tuple[str, ...] | None = None,
-    path_options: tuple[str, ...] = (),
+    specs: Mapping[str, Option] | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
     overwrite: bool = False,
 ) -> None:
     """Add a dataset to the registry.
@@ -113,13 +120,15 @@ def register_dataset(
         info: ``info(**options) -> DatasetInfo``.
         splits: accepted splits.
         options: accepted option names; default: the builder's keyword parameters.
-        path_options: the options that name a file or folder (e.g. a cache folder): a link or the
-            dashboard may not set them (see ``chestlab.settings.Setting.path``).
+        specs: the options' types and ranges (:class:`chestlab.data.options.Option`), checked before
+            the builder runs; an option without a spec is passed as given.
+        check: ``check(options)`` raises a one-line ``ValueError`` when the options together make a
+            dataset too big to hold (after each one passed its spec).
         overwrite: allow replacing an existing name.
     """
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"dataset {name!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[name] = _Entry(builder, info, tuple(splits), options or _keyword_names(builder), tuple(path_options))
+    _REGISTRY[name] = _Entry(builder, info, tuple(splits), options or _keyword_names(builder), dict(specs or {}), check)
 
 
 def available_datasets() -> tuple[str, ...]:
@@ -128,9 +137,10 @@ def available_datasets() -> tuple[str, ...]:
 
 
 def path_options(name: str | None = None) -> tuple[str, ...]:
-    """The options of dataset ``name`` (of every dataset when None) that name a file or folder."""
+    """The options of dataset ``name`` (of every dataset when None) that name a file or folder (their
+    spec's kind is ``"path"``): a link or the dashboard may not set them (``chestlab.settings.Setting.path``)."""
     entries = [_entry(name)] if name is not None else list(_REGISTRY.values())
-    return tuple(dict.fromkeys(o for e in entries for o in e.path_options))
+    return tuple(dict.fromkeys(o for e in entries for o, spec in e.specs.items() if spec.kind == "path"))
 
 
 def _entry(name: str) -> _Entry:
@@ -139,12 +149,24 @@ def _entry(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
-def _check_options(name: str, entry: _Entry, options: Mapping[str, Any]) -> None:
+def _check_options(name: str, entry: _Entry, options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(entry.options))
     if unknown:
         raise ValueError(
             f"unknown option(s) {unknown} for dataset {name!r}; it accepts {sorted(entry.options)}"
         )
+    checked = check_options(options, entry.specs)
+    if entry.check is not None:
+        entry.check(checked)
+    return checked
+
+
+def dataset_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` of dataset ``name`` checked without generating or reading anything: known names,
+    each one's type and range, and the total size they make (``tree``: at most 65 536 leaves and
+    2**25 generated values). Returns them normalised (``3.0`` -> ``3``); a bad one raises a one-line
+    ``ValueError`` naming it and what is allowed."""
+    return _check_options(name, _entry(name), options)
 
 
 def load_dataset(
@@ -175,16 +197,14 @@ def load_dataset(
     entry = _entry(name)
     if split not in entry.splits:
         raise ValueError(f"unknown split {split!r} for dataset {name!r}; choose one of {entry.splits}")
-    _check_options(name, entry, options)
-    return entry.builder(split, data_root=data_root, seed=seed, **options)
+    return entry.builder(split, data_root=data_root, seed=seed, **_check_options(name, entry, options))
 
 
 def dataset_info(name: str, **options: Any) -> DatasetInfo:
     """Describe dataset ``name`` (input kind and shape, class counts) for the given options,
     without generating or reading it."""
     entry = _entry(name)
-    _check_options(name, entry, options)
-    return entry.info(**options)
+    return entry.info(**_check_options(name, entry, options))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,20 +258,22 @@ def _benchmark_info(
     return info
 
 
-register_dataset("tree", _tree, _tree_info, options=_keyword_names(TreeDataset, make_tree_world))
-register_dataset("shapes", _shapes, _shapes_info, options=_keyword_names(ShapesDataset), path_options=("cache_dir",))
-register_dataset("digits", _digits, _digits_info, options=_keyword_names(DigitsDataset))
+register_dataset("tree", _tree, _tree_info, options=_keyword_names(TreeDataset, make_tree_world), specs=TREE_OPTIONS,
+                 check=check_tree_options)
+register_dataset("shapes", _shapes, _shapes_info, options=_keyword_names(ShapesDataset), specs=SHAPES_OPTIONS,
+                 check=check_shapes_options)
+register_dataset("digits", _digits, _digits_info, options=_keyword_names(DigitsDataset), specs=DIGITS_OPTIONS)
 register_dataset(
     "cub200", load_cub200,
-    _benchmark_info("cub200", {"train": 100, "test": 100}, None, 224, "CUB-200-2011 birds"),
+    _benchmark_info("cub200", {"train": 100, "test": 100}, None, 224, "CUB-200-2011 birds"), specs=IMAGE_OPTIONS,
 )  # fmt: skip
 register_dataset(
     "cars196", load_cars196,
-    _benchmark_info("cars196", {"train": 98, "test": 98}, None, 224, "Stanford Cars196"),
+    _benchmark_info("cars196", {"train": 98, "test": 98}, None, 224, "Stanford Cars196"), specs=IMAGE_OPTIONS,
 )  # fmt: skip
 register_dataset(
     "sop", load_sop,
-    _benchmark_info("sop", {"train": 11318, "test": 11316}, 12, 224, "Stanford Online Products"),
+    _benchmark_info("sop", {"train": 11318, "test": 11316}, 12, 224, "Stanford Online Products"), specs=IMAGE_OPTIONS,
 )  # fmt: skip
 register_dataset(
     "inshop", load_inshop,
@@ -259,9 +281,9 @@ register_dataset(
         "inshop", {"train": 3997, "test": 3985, "query": 3985, "gallery": 3985}, None, 224,
         "In-shop Clothes Retrieval (DeepFashion)", INSHOP_SPLITS,
     ),
-    splits=INSHOP_SPLITS,
+    splits=INSHOP_SPLITS, specs=IMAGE_OPTIONS,
 )  # fmt: skip
 register_dataset(
     "cifar100", load_cifar100,
-    _benchmark_info("cifar100", {"train": 50, "test": 50}, 20, 32, "CIFAR-100 split by fine class"),
+    _benchmark_info("cifar100", {"train": 50, "test": 50}, 20, 32, "CIFAR-100 split by fine class"), specs=IMAGE_OPTIONS,
 )  # fmt: skip

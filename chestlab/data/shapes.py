@@ -39,8 +39,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from .base import SPLITS, TensorMetricDataset, memoise
+from .options import Option
 
-__all__ = ["ShapesDataset", "make_shapes", "FAMILIES", "TEST_VARIANTS", "SHAPES_MEAN", "SHAPES_STD"]
+__all__ = ["ShapesDataset", "make_shapes", "FAMILIES", "TEST_VARIANTS", "SHAPES_MEAN", "SHAPES_STD", "OPTIONS",
+           "check_shapes_options"]
 
 #: family -> its eight variant names, in class order.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -69,6 +71,28 @@ SHAPES_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 SHAPES_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 _SUPERSAMPLE = 4
+
+#: The most floats the 48 classes' images may hold: 48 x per_class x 3 x size**2 <= 2**29 (2 GiB of
+#: float32; 224-pixel images for a ViT: up to 74 per class).
+MAX_FLOATS = 2**29
+
+#: ``data_options`` of ``shapes``: each option's type and range (the total: :func:`check_shapes_options`).
+OPTIONS: dict[str, Option] = {
+    "size": Option("int", 8, 512),
+    "per_class": Option("int", 1, 100_000),
+    "noise": Option("float", 0, 10),
+    "cache_dir": Option("path", nullable=True),
+    "transform": Option("callable", nullable=True),
+}
+
+
+def check_shapes_options(options: dict[str, Any]) -> None:
+    """Refuse options whose images would not fit in :data:`MAX_FLOATS` (one-line ``ValueError``)."""
+    size, per_class = options.get("size", 32), options.get("per_class", 50)
+    n = 48 * per_class * 3 * size**2
+    if n > MAX_FLOATS:
+        raise ValueError(f"size = {size} with per_class = {per_class} makes 48 x {per_class} images of 3 x {size} x {size} "
+                         f"= {n:,} floats; allowed: at most {MAX_FLOATS:,}: fewer per_class or a smaller size")
 Poly = tuple[np.ndarray, int]  # (k, 2) vertices in the unit disc, fill 255 (ink) or 0 (hole)
 
 

@@ -40,10 +40,40 @@ import numpy as np
 import torch
 
 from .base import SPLITS, TensorMetricDataset, memoise
+from .options import Option, check_options
 
-__all__ = ["TreeDataset", "TreeWorld", "make_tree_world", "tree_info"]
+__all__ = ["TreeDataset", "TreeWorld", "make_tree_world", "tree_info", "check_tree_options", "OPTIONS", "MAX_LEAVES",
+           "MAX_VALUES"]
 
 HOLDOUTS: tuple[str, ...] = ("sibling", "subtree")
+
+#: The most leaves (classes) a tree may have: 4**8. Nodes are generated one parent at a time (about
+#: a second for this many) and the proxies of a loss grow with the classes.
+MAX_LEAVES = 2**16
+#: The most values generated: samples x (input_dim + latent_dim + nuisance_dim), 2**25 = 33.5 M
+#: (a few float64 copies of them, about 1 GB, exist while the map is applied).
+MAX_VALUES = 2**25
+_MAX_DIM = 2048  # input_dim, latent_dim, nuisance_dim: the map's QR of input_dim x input_dim takes about a second
+
+#: ``data_options`` of ``tree``: each option's type and range (the total size: :func:`check_tree_options`).
+OPTIONS: dict[str, Option] = {
+    "depth": Option("int", 1, 16, nullable=True),
+    "branching": Option("ints", 2, MAX_LEAVES),
+    "superclass_level": Option("int", 1, 16),
+    "samples_per_class": Option("int", 1, 100_000),
+    "input_dim": Option("int", 1, _MAX_DIM),
+    "latent_dim": Option("int", 1, _MAX_DIM),
+    "nuisance_dim": Option("int", 0, _MAX_DIM),
+    "scale": Option("float", 0, 1e3, low_open=True),
+    "decay": Option("float", 0, 1e3, low_open=True),
+    "noise": Option("float", 0, 1e3),
+    "nuisance": Option("float", 0, 1e3),
+    "gain": Option("float", 0, 1e3),
+    "holdout": Option("choice", choices=HOLDOUTS),
+    "test_fraction": Option("float", 0, 1, low_open=True, high_open=True),
+    "holdout_level": Option("int", 1, 16),
+    "transform": Option("callable", nullable=True),
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +119,28 @@ def _normalise_branching(depth: int | None, branching: int | Sequence[int]) -> t
     if not b or any(v < 2 for v in b):
         raise ValueError(f"branching must have >= 1 level and >= 2 children per node, got {b}")
     return b
+
+
+def check_tree_options(options: dict[str, Any]) -> None:
+    """Refuse options whose tree would not fit (one-line ``ValueError``): more than
+    :data:`MAX_LEAVES` leaves, more than :data:`MAX_VALUES` generated values, or a level option
+    deeper than the tree. ``options`` as :class:`TreeDataset` takes them."""
+    depth, branching = options.get("depth"), options.get("branching", 4)
+    b = _normalise_branching(depth, branching)
+    shape = " x ".join(map(str, b))
+    leaves = math.prod(b)
+    if leaves > MAX_LEAVES:
+        raise ValueError(f"depth / branching = {shape} make {leaves:,} leaves (classes); allowed: at most "
+                         f"{MAX_LEAVES:,} leaves (e.g. depth 8 with branching 4)")
+    for key in ("superclass_level", "holdout_level"):
+        if options.get(key, 1) > len(b):
+            raise ValueError(f"{key} = {options[key]} is deeper than the tree ({len(b)} levels); allowed: 1..{len(b)}")
+    n = leaves * options.get("samples_per_class", 60)
+    dims = sum(options.get(k, d) for k, d in (("input_dim", 32), ("latent_dim", 16), ("nuisance_dim", 4)))
+    if n * dims > MAX_VALUES:
+        raise ValueError(f"{leaves:,} leaves x {options.get('samples_per_class', 60)} samples_per_class x {dims} dimensions "
+                         f"(input + latent + nuisance) = {n * dims:,} values; allowed: at most {MAX_VALUES:,}: fewer "
+                         "samples_per_class, leaves or dimensions")
 
 
 def _orthonormal(rng: np.random.Generator, dim: int, k: int) -> np.ndarray:
@@ -249,6 +301,8 @@ class TreeDataset(TensorMetricDataset):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r} for 'tree'; choose one of {SPLITS}")
+        check_tree_options(check_options({"depth": depth, "branching": branching, "superclass_level": superclass_level,
+                                          **world_options}, OPTIONS))
         b = _normalise_branching(depth, branching)
         if not 1 <= superclass_level <= len(b):
             raise ValueError(f"superclass_level must be in 1..{len(b)}, got {superclass_level}")

@@ -1,6 +1,7 @@
 """The training engine, in parts: builders (:mod:`.build`), the :class:`Trainer` (:mod:`.trainer`),
-the :class:`Evaluator` (:mod:`.evaluator`), checkpoints (:mod:`.checkpoint`), typed events and the
-run logger (:mod:`.events`) and the command line (:mod:`.cli`)."""
+the :class:`Evaluator` (:mod:`.evaluator`), checkpoints and atomic writes (:mod:`.checkpoint`), typed
+events and the run logger (:mod:`.events`), the run folder's lock (:mod:`.lock`) and the command line
+(:mod:`.cli`)."""
 
 from .build import (
     System,

@@ -31,12 +31,17 @@ __all__ = [
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without CUDA -> a clear error."""
+    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without CUDA, or ``cuda:N`` beyond
+    the machine's devices -> a clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device = {name}: CUDA is not available here; use device=cpu or auto")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError(f"device = {name}: this machine has {n} CUDA device(s); allowed: cuda:0..cuda:{n - 1}, cuda, cpu or auto")
+    return device
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -110,7 +115,7 @@ class RandomBatches(torch.utils.data.Sampler):
         return 1
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) & (2**64 - 1))  # a large seed wraps
         yield torch.randperm(self.n, generator=g)[: self.batch_size].tolist()
 
 

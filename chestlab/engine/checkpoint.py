@@ -1,6 +1,7 @@
 """Checkpoints: the whole state of a run (model, loss with its sampler, optimizer, AMP scaler, RNG,
 history, settings) written atomically — a temporary file in the same folder, then a rename — so an
-interrupt never leaves a half-written file.
+interrupt never leaves a half-written file, and a failed write (a full disk) leaves no temporary
+file but a :class:`WriteError` that names the file.
 
 A checkpoint holds only tensors, numbers, strings and plain containers (:func:`plain`), and is read
 with ``torch.load(weights_only=True)``: a file that needs anything else (a crafted pickle, or a
@@ -14,25 +15,60 @@ import pickle
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "CHECKPOINT", "load_state", "plain"]
+__all__ = ["atomic_save", "atomic_write", "atomic_write_text", "WriteError", "CHECKPOINT", "load_state", "plain"]
 
 #: The checkpoint's file name in a run folder.
 CHECKPOINT = "checkpoint.pt"
 VERSION = 1
 
 
-def atomic_save(obj: Any, path: Union[str, Path]) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: never a half-written file."""
+class WriteError(OSError):
+    """A file could not be written (a full disk, a file-size limit, no permission): its temporary
+    file is removed and ``path`` still holds its previous content."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
+
+
+def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then ``os.replace``: never a half-written
+    file. When the write fails the temporary file is removed; a failure of the disk (``OSError``, or
+    a ``RuntimeError`` of torch's C++ writer: "iostream error", "unexpected pos") becomes a
+    :class:`WriteError` naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(err, WriteError):
+            raise
+        if isinstance(err, OSError):
+            raise WriteError(path, err.strerror or str(err)) from None
+        if isinstance(err, RuntimeError):  # torch.save of plain data fails at run time only on a write
+            raise WriteError(path, "the disk refused the write (is it full, or is there a file-size limit?)") from None
+        raise
+
+
+def atomic_write_text(path: Union[str, Path], text: str) -> None:
+    """``text`` written to ``path`` by :func:`atomic_write`."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> None:
+    """``torch.save`` to ``path`` by :func:`atomic_write`: never a half-written file."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def plain(obj: Any, where: str = "state") -> Any:

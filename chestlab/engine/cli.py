@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Optional
 
@@ -17,17 +15,35 @@ import torch
 import torch.distributed as dist
 
 from .. import settings
+from ..interrupts import DeferredInterrupt
 from ..paper import PRESETS
 from ..settings import ConfigError, SettingError, TrainConfig
+from .checkpoint import WriteError
 from .events import EvalEvent, StepEvent, TrainingDiverged
 from .trainer import Trainer
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["build_parser", "config_from_args", "main", "DeferredInterrupt", "OneLineParser", "bounded_int"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the whole usage)
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, exit status 2 (argparse prints the whole usage)."""
+
+    def error(self, message: str) -> None:
         self.exit(2, f"error: {message} (see --help)\n")
+
+
+def bounded_int(low: int, high: int):
+    """An argparse ``type``: an integer in ``low..high``, else a one-line error with that range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; allowed: {low}..{high}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {low}..{high}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets = "\n".join(
         f"  {name:<17} {p.get('dataset')}, {p.get('backbone')}, {p.get('steps')} steps" for name, p in PRESETS.items()
     )
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m chestlab.train",
         description="Train a metric-learning model in the Poincaré ball with a registered loss "
                     f"({', '.join(list_losses())}) and log every step.",
@@ -70,7 +86,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for name in ("data_root", "steps", "device", "weights"):
         v = getattr(args, name)
         if v is not None:
-            overrides[name] = settings.get_setting(name).parse(v)
+            value = settings.get_setting(name).parse(v)
+            if name in overrides and overrides[name] != value:
+                option = "--" + name.replace("_", "-")
+                raise ConfigError(f"{option} {v} and --set {name}={overrides[name]} disagree; give {name} once")
+            overrides[name] = value
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out RUN: the folder of the run to continue")
@@ -90,35 +110,6 @@ def _stored_config(run: Path) -> TrainConfig:
         raise ConfigError(f"--resume: {f} cannot be used: {err}") from None
 
 
-class DeferredInterrupt:
-    """Ctrl-C / SIGTERM once: finish the current step with its evaluation and checkpoint, then stop
-    (nothing is lost, the run resumes exactly). Twice: stop at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: dict = {}
-
-    def __enter__(self) -> "DeferredInterrupt":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step (its evaluation and checkpoint); press Ctrl-C again to stop now",
-              file=sys.stderr, flush=True)
-
-    def __call__(self) -> bool:
-        return self.requested
-
-
 def _init_distributed() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -132,12 +123,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         cfg = config_from_args(args)
         problems = settings.check(cfg)
-        for p in problems:
-            if p.level != "error":
-                print(f"warning: {p.message}", file=sys.stderr)
         errors = [p for p in problems if p.level == "error"]
-        if errors:
+        if errors:  # one line: the errors alone
             raise ConfigError("; ".join(p.message for p in errors))
+        for p in problems:
+            print(f"warning: {p.message}", file=sys.stderr)
     except (SettingError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -156,8 +146,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         bar = tqdm(total=cfg.steps, initial=trainer.step_count, desc=cfg.dataset, unit="step", dynamic_ncols=True)
     code = 0
+    stop = DeferredInterrupt()
     try:
-        with DeferredInterrupt() as stop:
+        with stop:
             for ev in trainer.run(should_stop=stop):
                 if bar is None:
                     continue
@@ -170,18 +161,22 @@ def main(argv: Optional[list[str]] = None) -> int:
                     bar.write(f"step {ev.step}: " + "  ".join(f"{k} {v}" for k, v in shown.items()))
         if stop.requested and trainer.step_count < trainer.config.steps:
             raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as err:
+        code = 128 + getattr(err, "signum", stop.signum)  # 130 for Ctrl-C, 143 for SIGTERM
         _save_on_stop(trainer, "interrupted")
     except TrainingDiverged as err:
         print(f"\nerror: {err}", file=sys.stderr)
         code = 3
-    except Exception as err:  # a corrupt image, a full disk ...: keep what was trained, say what happened
+    except WriteError as err:  # a full disk: nothing more can be saved, the last checkpoint is intact
+        code = 1
+        print(f"\nerror: {err}; {_kept(trainer)}", file=sys.stderr)
+    except Exception as err:  # a corrupt image ...: keep what was trained, say what happened
         code = 1
         _save_on_stop(trainer, f"stopped by {type(err).__name__}: {err}")
     finally:
         if bar is not None:
             bar.close()
+        trainer.close()
         if started:
             dist.destroy_process_group()
     if code == 0 and rank0 and trainer.history:
@@ -198,6 +193,16 @@ def _save_on_stop(trainer: Trainer, why: str) -> None:
     elif not trainer.consistent:
         print(f"\n{why} inside an optimizer update; the last checkpoint is kept. Continue with --resume.", file=sys.stderr)
     else:
-        trainer.save_checkpoint()
+        try:
+            trainer.save_checkpoint()
+        except WriteError as err:
+            print(f"\n{why} at step {trainer.step_count}; {err}; {_kept(trainer)}", file=sys.stderr)
+            return
         print(f"\n{why} at step {trainer.step_count}; checkpoint saved in {trainer.out_dir}. Continue with --resume.",
               file=sys.stderr)
+
+
+def _kept(trainer: Trainer) -> str:
+    if trainer.saved_step is None:
+        return "no checkpoint was saved: free some space and train again"
+    return f"the checkpoint of step {trainer.saved_step} is kept: free some space and continue with --resume"

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from .. import metrics
-from ..settings import TrainConfig
+from ..settings import ConfigError, TrainConfig
 from .build import in_memory, load_split
 
 __all__ = ["Evaluator"]
@@ -40,6 +40,15 @@ class Evaluator:
                     raise
                 self._hierarchies[split] = None
         return self._hierarchies[split]
+
+    def check_hierarchy_file(self) -> None:
+        """Read ``hierarchy_file`` for the train and test classes now: a missing, unreadable or
+        incomplete file is a one-line ``ConfigError`` naming the setting, before any training."""
+        for split in ("train", "test"):
+            try:
+                self.hierarchy(split)
+            except (ValueError, OSError) as err:
+                raise ConfigError(f"hierarchy_file = {self.cfg.hierarchy_file}: {err}") from None
 
     def hierarchy_scores(self, split: str, emb: dict, with_proxies: bool = True) -> dict:
         """``hierarchy_metrics`` of ``emb`` (see :mod:`chestlab.hierarchy`) as ``{split}/H/severity``, …;

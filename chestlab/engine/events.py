@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+
+from .checkpoint import WriteError, atomic_write_text
 
 __all__ = ["StepEvent", "EvalEvent", "SimilarityEvent", "CheckpointEvent", "SettingsEvent", "Event", "TrainingDiverged",
            "RunLogger", "RUN_FILES", "read_events"]
@@ -79,13 +80,6 @@ class TrainingDiverged(RuntimeError):
         self.step = step
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (an interrupt leaves the old file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def read_events(path: Path) -> list[dict]:
     """The records of ``events.jsonl``. A last line cut short by a kill is dropped (it will be
     redone); a damaged line elsewhere raises ``ValueError`` naming the file and the line."""
@@ -102,10 +96,30 @@ def read_events(path: Path) -> list[dict]:
     return out
 
 
+def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    """A CSV file's header and rows (cells beyond the header, from a damaged file, are dropped)."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [{k: v for k, v in r.items() if k is not None} for r in reader]
+        return list(reader.fieldnames or []), rows
+
+
+def _csv_text(fields: list[str], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if fields:
+        w = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
 class RunLogger:
     """``events.jsonl`` (every event) and one CSV per numeric event kind (``steps.csv``, ``eval.csv``).
     It writes, truncates and deletes only its own files (:data:`RUN_FILES`): a folder's other files
-    are never touched."""
+    are never touched. A CSV row goes under its file's header, column by column: a row with columns
+    the header lacks (an evaluation setting turned on when a run is resumed) first rewrites the file
+    with the union of both (earlier rows keep their values, their new cells are empty); a row
+    without some of the header's columns leaves those cells empty."""
 
     CSV = {"step": "steps.csv", "eval": "eval.csv"}
 
@@ -113,6 +127,7 @@ class RunLogger:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = out_dir / "events.jsonl"
+        self._headers: dict[str, list[str]] = {}
         if resume_step is not None:
             self._truncate(resume_step)
         else:
@@ -122,21 +137,14 @@ class RunLogger:
     def _truncate(self, step: int) -> None:
         """Drop records written after the checkpoint we resume from (they will be redone)."""
         keep = [rec for rec in read_events(self.jsonl) if rec.get("step", 0) <= step]
-        _replace(self.jsonl, "".join(json.dumps(rec) + "\n" for rec in keep))
+        atomic_write_text(self.jsonl, "".join(json.dumps(rec) + "\n" for rec in keep))
         for name in self.CSV.values():
             f = self.out_dir / name
             if not f.exists():
                 continue
-            with open(f, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            fields = list(rows[0].keys()) if rows else None
+            fields, rows = _read_csv(f)
             rows = [r for r in rows if (r.get("step") or "").isdigit() and int(r["step"]) <= step]
-            buf = io.StringIO()
-            if fields:
-                w = csv.DictWriter(buf, fieldnames=fields)
-                w.writeheader()
-                w.writerows(rows)
-            _replace(f, buf.getvalue())
+            atomic_write_text(f, _csv_text(fields, rows))
 
     @staticmethod
     def flatten(event: Event) -> dict:
@@ -155,17 +163,37 @@ class RunLogger:
         return row
 
     def log(self, event: Event) -> None:
+        """Append ``event`` to ``events.jsonl`` and its CSV; a failed write (a full disk) raises
+        :class:`~chestlab.engine.checkpoint.WriteError` (a line cut short is dropped on resume)."""
         if isinstance(event, SimilarityEvent):
             return
         rec = {"kind": event.kind, **self.flatten(event)}
-        with open(self.jsonl, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        if event.kind in self.CSV:
-            row = self.flatten(event)
-            f = self.out_dir / self.CSV[event.kind]
-            new = not f.exists() or f.stat().st_size == 0
-            with open(f, "a", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(row))
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+        path = self.jsonl
+        try:
+            with open(path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            if event.kind in self.CSV:
+                path = self.out_dir / self.CSV[event.kind]
+                self._append_csv(path, self.flatten(event))
+        except WriteError:
+            raise
+        except OSError as err:
+            raise WriteError(path, err.strerror or str(err)) from None
+
+    def _append_csv(self, f: Path, row: dict) -> None:
+        header = self._headers.get(f.name)
+        if header is None and f.exists() and f.stat().st_size:
+            header = _read_csv(f)[0]
+        if header:
+            new = [k for k in row if k not in header]
+            if new:  # rewrite under the union header before appending
+                header = header + new
+                atomic_write_text(f, _csv_text(header, _read_csv(f)[1]))
+        fresh = not header
+        header = header or list(row)
+        with open(f, "w" if fresh else "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=header, restval="")
+            if fresh:
+                w.writeheader()
+            w.writerow(row)
+        self._headers[f.name] = header

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -36,8 +37,32 @@ from .events import (
     StepEvent,
     TrainingDiverged,
 )
+from .lock import RunLock
 
 __all__ = ["Trainer"]
+
+
+def _first_missing(folder: Optional[Path]) -> Optional[Path]:
+    """The outermost folder of ``folder``'s path that does not exist yet (None when it exists)."""
+    if folder is None or folder.exists():
+        return None
+    top = folder
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    return top
+
+
+def _remove_empty(folder: Optional[Path], top: Optional[Path]) -> None:
+    """Remove ``folder`` and its parents up to ``top`` while they are empty (what a failed start made)."""
+    if folder is None or top is None:
+        return
+    for d in (folder, *folder.parents):
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        if d == top:
+            return
 
 
 class _StepBatchSampler(torch.utils.data.Sampler):
@@ -61,6 +86,11 @@ class Trainer:
     (which deletes only those files). ``resume=True`` continues from ``out_dir/checkpoint.pt``: the
     run's structural settings must equal ``config``'s; live settings that differ are applied after
     the checkpoint is loaded and recorded (a ``settings`` event, and ``history`` in config.json).
+
+    The trainer holds the folder's lock (:class:`~chestlab.engine.lock.RunLock`) until :meth:`close`
+    (or until it is garbage-collected): a second trainer on the same folder is refused. A trainer
+    that cannot be built (a bad device, an unreadable ``hierarchy_file``, an interrupt) leaves
+    nothing behind: a folder it made is removed again and its lock released.
     """
 
     def __init__(self, config: TrainConfig, out_dir: Optional[Union[str, Path]] = None, resume: bool = False,
@@ -71,13 +101,27 @@ class Trainer:
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        state = self._prepare_out_dir(resume, overwrite)
-        self.device = build.resolve_device(cfg.device)
+        self.device = build.resolve_device(cfg.device)  # before the run folder: a bad device writes nothing
         if self.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(self.device)
         if self.device.type == "cpu":
             torch.set_num_threads(cfg.threads if cfg.threads > 0 else max(1, (os.cpu_count() or 2) - 1))
+        self._lock: Optional[RunLock] = None
+        self.saved_step: Optional[int] = None  # the step of the last checkpoint written (or resumed from)
+        made = _first_missing(self.out_dir)
+        try:
+            self._setup(self._prepare_out_dir(resume, overwrite))
+        except BaseException:
+            self.close()
+            _remove_empty(self.out_dir, made)
+            raise
+        if self._lock is not None:  # a trainer dropped without close() frees its folder too
+            weakref.finalize(self, self._lock.release)
+
+    def _setup(self, state: Optional[dict]) -> None:
+        """Datasets, model, loss, optimizer and evaluator; the checkpoint's ``state`` when resuming."""
+        cfg = self.config
         torch.manual_seed(cfg.seed)
 
         sets = build.create_datasets(cfg)
@@ -101,6 +145,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.evaluator = Evaluator(cfg, self.model, self.device, {"train": self.train_set, "test": self.test_set},
                                    sets.splits, self.autocast, proxies=self.proxies)
+        if cfg.hierarchy_file:  # read it now, not at the first evaluation after training
+            self.evaluator.check_hierarchy_file()
 
         self.step_count = 0
         self.last_output: Optional[LossOutput] = None
@@ -138,6 +184,8 @@ class Trainer:
             probe.unlink()
         except OSError as err:
             raise ConfigError(f"--out {out} cannot be written ({err.strerror or err}); choose a folder you can write to") from None
+        if self.rank == 0:
+            self._lock = RunLock(out).acquire()
         if resume:
             return checkpoint.load_state(out / checkpoint.CHECKPOINT)
         found = [name for name in RUN_FILES if (out / name).exists()]
@@ -170,6 +218,7 @@ class Trainer:
         target = mine
         self.config = stored.replace(**{k: getattr(mine, k) for k in machine_keys()})
         checkpoint.restore(self, state)
+        self.saved_step = self.step_count
         changes = {k: (old, new) for k, (old, new) in differ.items() if k in live_keys()}
         if changes:
             self.set(**{k: new for k, (old, new) in changes.items()})
@@ -187,9 +236,7 @@ class Trainer:
         d = self.config.to_dict()
         if self.settings_history:
             d["history"] = self.settings_history
-        tmp = self.out_dir / f".config.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(d, indent=2, default=str))
-        os.replace(tmp, self.out_dir / "config.json")
+        checkpoint.atomic_write_text(self.out_dir / "config.json", json.dumps(d, indent=2, default=str))
 
     def autocast(self):
         """The AMP context of this run (a no-op on the CPU)."""
@@ -406,7 +453,15 @@ class Trainer:
     def _emit(self, ev: Event) -> Event:
         if self.logger is not None:
             self.logger.log(ev)
+        if self._lock is not None:
+            self._lock.refresh()
         return ev
+
+    def close(self) -> None:
+        """Release the run folder's lock (the trainer may still be read, e.g. evaluated; another
+        trainer may now write into the folder)."""
+        if self._lock is not None:
+            self._lock.release()
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -419,6 +474,7 @@ class Trainer:
             raise ValueError("no path: give save_checkpoint(path) or build the Trainer with out_dir")
         if self.rank == 0:
             checkpoint.atomic_save(self.state_dict(), path)
+            self.saved_step = self.step_count
         return CheckpointEvent(self.step_count, str(path))
 
     def load_checkpoint(self, path: Union[str, Path]) -> None:

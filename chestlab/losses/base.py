@@ -9,7 +9,7 @@ A loss is one class::
     class CentreLoss(Loss):
         @dataclass
         class Settings:                        # its own settings section
-            pull: float = setting(1.0, group="loss", live=True, low=0, help="weight of the pull")
+            pull: float = setting(1.0, group="loss", live=True, low=0, high=1e3, help="weight of the pull")
 
         parts = ("pull",)                       # named parts, logged in steps.csv
 

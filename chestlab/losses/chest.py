@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import poincare
-from ..settings import Problem, SettingError, TrainConfig, setting
+from ..settings import BIG, MAX_ELEMENTS, Problem, SettingError, TrainConfig, dataset_info_of, setting, too_big
 from .base import Loss, LossContext, LossOutput, register_loss
-from .functional import check_chest_inputs
+from .functional import check_chest_inputs, check_overflow
 from .parts import HypHCTerm, PoincareDistance, ProxyTerm, euclidean_distance
 
 __all__ = ["CHESTLoss", "CHESTSettings", "hyphc_needs_two_proxies"]
@@ -40,33 +40,54 @@ _W = {"lo": 0.0, "hi": 2.0, "step": 0.1}
 class CHESTSettings:
     """The settings of the CHEST loss (Eq. 5–10)."""
 
-    K: int = setting(2, group="loss", low=1, symbol="K", eq="Table 1", paper="10 CUB/Cars, 2 SOP/In-shop",
+    K: int = setting(2, group="loss", low=1, high=1000, symbol="K", eq="Table 1", paper="10 CUB/Cars, 2 SOP/In-shop",
                      help="proxies per class; tau > 0 needs K >= 2", ui={"lo": 1, "hi": 10, "step": 1})
-    M: int = setting(32, group="loss", live=True, low=1, symbol="M", eq="Table 1", help="HypHC triplets per step",
+    M: int = setting(32, group="loss", live=True, low=1, high=100_000, symbol="M", eq="Table 1", paper="up to 11318 (SOP)",
+                     help="HypHC triplets per step",
                      ui={"lo": 1, "hi": 256, "step": 1})
-    proxy_std: float = setting(1.0, group="loss", low=0, low_open=True, help="standard deviation of the proxies' initialisation")
-    gamma_e: float = setting(5.0, group="loss", live=True, low=0, low_open=True, symbol="γ_E", eq="5", paper="5",
+    proxy_std: float = setting(1.0, group="loss", low=0, low_open=True, high=BIG, help="standard deviation of the proxies' initialisation")
+    gamma_e: float = setting(5.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_E", eq="5", paper="5",
                              help="temperature of the soft similarity over the K proxies", ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
-    gamma_h: float = setting(5.0, group="loss", live=True, low=0, low_open=True, symbol="γ_H", eq="6", paper="5",
+    gamma_h: float = setting(5.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_H", eq="6", paper="5",
                              help="the same in hyperbolic space", ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
-    lambda_e: float = setting(20.0, group="loss", live=True, low=0, low_open=True, symbol="λ_E", eq="7", paper="20",
+    lambda_e: float = setting(20.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="λ_E", eq="7", paper="20",
                               help="scale of the Euclidean proxy loss's logits", ui={"lo": 1.0, "hi": 64.0, "step": 1.0})
-    lambda_h: float = setting(20.0, group="loss", live=True, low=0, low_open=True, symbol="λ_H", eq="7", paper="20",
+    lambda_h: float = setting(20.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="λ_H", eq="7", paper="20",
                               help="scale of the hyperbolic proxy loss's logits", ui={"lo": 1.0, "hi": 64.0, "step": 1.0})
-    delta_e: float = setting(1.0, group="loss", live=True, symbol="δ_E", eq="7", paper="1, 5, 10 or 20",
+    delta_e: float = setting(1.0, group="loss", live=True, low=-BIG, high=BIG, symbol="δ_E", eq="7", paper="1, 5, 10 or 20",
                              help="Euclidean margin", ui={"lo": 0.0, "hi": 20.0, "step": 0.5})
-    delta_h: float = setting(1.0, group="loss", live=True, symbol="δ_H", eq="7", paper="1, 5, 10 or 20",
+    delta_h: float = setting(1.0, group="loss", live=True, low=-BIG, high=BIG, symbol="δ_H", eq="7", paper="1, 5, 10 or 20",
                              help="hyperbolic margin", ui={"lo": 0.0, "hi": 20.0, "step": 0.5})
-    eta_e: float = setting(1.0, group="loss", live=True, low=0, symbol="η_E", eq="10", paper="1",
+    eta_e: float = setting(1.0, group="loss", live=True, low=0, high=BIG, symbol="η_E", eq="10", paper="1",
                            help="weight of L_E", ui=_W)
-    eta_h: float = setting(1.0, group="loss", live=True, low=0, symbol="η_H", eq="10", paper="1",
+    eta_h: float = setting(1.0, group="loss", live=True, low=0, high=BIG, symbol="η_H", eq="10", paper="1",
                            help="weight of L_H", ui=_W)
-    tau: float = setting(0.5, group="loss", live=True, low=0, symbol="τ", eq="10", paper="0.5",
+    tau: float = setting(0.5, group="loss", live=True, low=0, high=BIG, symbol="τ", eq="10", paper="0.5",
                          help="weight of the HypHC regulariser", ui={"lo": 0.0, "hi": 2.0, "step": 0.05})
-    gamma_hyp: float = setting(1.0, group="loss", live=True, low=0, low_open=True, symbol="γ_hyp", eq="9", paper="1",
+    gamma_hyp: float = setting(1.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_hyp", eq="9", paper="1",
                                help="temperature of the HypHC softmax", ui={"lo": 0.1, "hi": 5.0, "step": 0.1})
     hyphc: str = setting("lca", group="loss", live=True, choices=("lca", "pairwise"), eq="9",
                          help="lca (HypHC's reading of Eq. 9, default) | pairwise (the literal reading)")
+
+
+def proxy_memory_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    """The largest tensors of CHEST must fit (:func:`chestlab.settings.too_big`): the proxies
+    (C, K, D_E), the batch's distances to them (B, C K) and HypHC's triplets (M, 3, D_H); C is the
+    dataset's training classes, D_E = 1024 when the backbone chooses it (``dim_e = none``)."""
+    info = dataset_info_of(cfg)
+    C = (info.num_classes.get("train") if info is not None else None) or 0
+    D_E = cfg.dim_e or 1024
+    for keys, msg in (
+        (("K", "dim_e"), too_big(f"the proxies (C = {C} classes x K = {cfg.K} x D_E = {D_E})", C * cfg.K * D_E,
+                                 f"K <= {MAX_ELEMENTS // max(1, C * D_E)} here, or a smaller dim_e")),
+        (("K", "batch_size"), too_big(f"the distances of a batch to the proxies (B = {cfg.batch_size} x C = {C} x K = {cfg.K})",
+                                      cfg.batch_size * C * cfg.K, f"K <= {MAX_ELEMENTS // max(1, cfg.batch_size * C)} here, "
+                                      "or a smaller batch_size")),
+        (("M", "dim_h"), too_big(f"HypHC's triplets (M = {cfg.M} x 3 x D_H = {cfg.dim_h})", 3 * cfg.M * cfg.dim_h,
+                                 f"M <= {MAX_ELEMENTS // (3 * cfg.dim_h)} here, or a smaller dim_h")),
+    ):
+        if msg:
+            yield Problem(keys, msg)
 
 
 @register_loss("chest")
@@ -143,6 +164,7 @@ class CHESTLoss(Loss):
         if cfg.euclid_space == "backbone" and cfg.eta_h == 0:
             yield Problem(("euclid_space", "eta_h"), "eta_h = 0 with euclid_space = backbone departs from the paper's Sec. 4.4 "
                           "rule (L_E on W x + b while eta_H = 0); euclid_space = auto follows it", "warning")
+        yield from proxy_memory_rules(cfg)
 
     def validate_settings(self, settings: CHESTSettings) -> None:
         msg = hyphc_needs_two_proxies(settings.tau, settings.K)
@@ -190,7 +212,11 @@ class CHESTLoss(Loss):
                 poincare.check_finite(x_e, "x_e")
                 poincare.check_finite(proxies_e, "proxies_e")
             with poincare.checks(False):
-                return self._terms(x_e, x_h, labels, proxies_e, proxies_h)
+                out = self._terms(x_e, x_h, labels, proxies_e, proxies_h)
+            for part, inputs in (("l_e", {"x_e": x_e, "proxies_e": proxies_e}), ("l_h", {"x_h": x_h, "proxies_h": proxies_h}),
+                                 ("l_hyphc", {"proxies_h": proxies_h})):
+                check_overflow(out.parts[part], f"the CHEST loss's {part}", inputs)
+            return out
 
     def _terms(self, x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> LossOutput:
         s = self.settings

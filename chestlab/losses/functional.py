@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import NamedTuple, Optional
+from typing import Mapping, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,7 @@ __all__ = [
     "check_chest_inputs",
     "check_real",
     "check_values",
+    "check_overflow",
 ]
 
 
@@ -77,6 +78,21 @@ def check_values(x: object, name: str, what: str) -> Tensor:
         got = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
         raise TypeError(f"{name} must be a floating-point tensor of {what}, got {got}; convert it with torch.as_tensor(..., dtype=torch.float32)")
     return poincare.check_finite(x, name)
+
+
+def check_overflow(value: Tensor, what: str, inputs: Mapping[str, Tensor]) -> Tensor:
+    """Raise ``ValueError`` if ``value`` (computed from the finite ``inputs``) is not finite: the
+    message names ``what`` overflowed and the largest norm of each input, so a caller sees which
+    input to rescale. Only while poincare's checks are on (one host read); returns ``value``."""
+    if not poincare.checks_enabled() or value.numel() == 0:
+        return value
+    with torch.no_grad():
+        if bool(torch.isfinite(value).all()):
+            return value
+        norms = ", ".join(f"{k} {float(torch.linalg.vector_norm(v.double(), dim=-1).max()):.3g}"
+                          for k, v in inputs.items() if v.numel())
+    raise ValueError(f"{what} overflowed {value.dtype} although the inputs are finite (largest norms: {norms}); "
+                     f"rescale them (or compute in float64)")
 
 
 def clamp_to_dtype(value: float, dtype: torch.dtype) -> float:
@@ -321,8 +337,11 @@ def chest_loss(
     if eta_e > 0:
         poincare.check_finite(x_e, "x_e")
         poincare.check_finite(proxies_e, "proxies_e")
-        d_e = torch.cdist(x_e, proxies_e.reshape(C * K, -1)).view(-1, C, K)
-        s_e = soft_similarity(d_e, gamma_e)
+        with poincare.checks(False):  # checked above, under this function's names
+            d_e = poincare.pairwise_euclidean(x_e, proxies_e.reshape(C * K, -1)).view(-1, C, K)
+        inputs = {"x_e": x_e, "proxies_e": proxies_e}  # finite, but their distances may overflow
+        s_e = soft_similarity(check_overflow(d_e, "the distances D_E", inputs), gamma_e)
+        check_overflow(s_e, "the similarities S_E", inputs)
         l_e = proxy_loss(s_e, labels, lambda_e, delta_e).mean()
     if tau > 0:
         if K < 2:
@@ -335,6 +354,7 @@ def chest_loss(
         with poincare.checks(False):
             l_hyp = hyphc_loss(proxies_h, triplets, c, gamma_hyp, variant=hyphc).mean()
     total = eta_h * l_h + eta_e * l_e + tau * l_hyp
+    check_overflow(total, "the CHEST loss", {"x_e": x_e, "proxies_e": proxies_e})  # lambda * S_E may overflow
     return CHESTOutput(total, l_h, l_e, l_hyp, s_h, s_e)
 
 

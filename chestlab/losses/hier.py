@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import poincare
-from ..settings import Problem, TrainConfig, setting
+from ..settings import BIG, MAX_ELEMENTS, Problem, TrainConfig, setting, too_big
 from .base import Loss, LossContext, LossOutput, register_loss
 from .chest import CHESTLoss, CHESTSettings
 from .pairwise import PairCELoss
@@ -257,19 +257,19 @@ def hier_parents(proxies_h: Tensor, c: poincare.Curvature, x_h: Optional[Tensor]
 class HIERSettings:
     """The settings of the HIER regulariser."""
 
-    hier_weight: float = setting(0.5, group="loss", live=True, low=0, symbol="η_HIER", paper="0.5 (λ2 of the authors' scripts)",
+    hier_weight: float = setting(0.5, group="loss", live=True, low=0, high=BIG, symbol="η_HIER", paper="0.5 (λ2 of the authors' scripts)",
                                  help="weight of the HIER regulariser next to the base loss; 0 = off",
                                  ui={"lo": 0.0, "hi": 2.0, "step": 0.05})
-    hier_proxies: int = setting(32, group="loss", low=2, symbol="P", paper="512",
+    hier_proxies: int = setting(32, group="loss", low=2, high=4096, symbol="P", paper="512",
                                 help="hierarchical proxies: learned points of the ball with no class", ui={"lo": 2, "hi": 512, "step": 1})
-    hier_margin: float = setting(0.1, group="loss", live=True, low=0, symbol="δ_hier", paper="0.1",
+    hier_margin: float = setting(0.1, group="loss", live=True, low=0, high=BIG, symbol="δ_hier", paper="0.1",
                                  help="margin of the HIER triplet loss (in d_H)", ui={"lo": 0.0, "hi": 2.0, "step": 0.05})
-    hier_tau: float = setting(0.1, group="loss", live=True, low=0, low_open=True, symbol="τ_HIER", paper="0.1",
+    hier_tau: float = setting(0.1, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="τ_HIER", paper="0.1",
                               help="temperature of the Gumbel-softmax that picks the LCA proxies", ui={"lo": 0.01, "hi": 2.0, "step": 0.01})
-    hier_topk: int = setting(20, group="loss", live=True, low=2, symbol="κ", paper="20 (the authors' code: 30 by default)",
+    hier_topk: int = setting(20, group="loss", live=True, low=2, high=4096, symbol="κ", paper="20 (the authors' code: 30 by default)",
                              help="mutual top-k neighbours (self included) are positives when HIER mines triplets",
                              ui={"lo": 2, "hi": 64, "step": 1})
-    hier_triplets: int = setting(20, group="loss", live=True, low=1, paper="50",
+    hier_triplets: int = setting(20, group="loss", live=True, low=1, high=1000, paper="50",
                                  help="triplets mined per anchor, among the batch and among the proxies", ui={"lo": 1, "hi": 100, "step": 1})
 
 
@@ -308,6 +308,13 @@ def hier_rules(cfg: TrainConfig) -> Iterable[Problem]:
     """Rules of the HIER settings."""
     if cfg.hier_weight == 0:
         yield Problem(("hier_weight",), "hier_weight = 0: HIER is off and the loss is its base loss alone", "warning")
+    # Gumbel noise (2, T, P) for T = (B + P) x hier_triplets mined triplets: the largest tensor of HIER
+    n_nodes, P = cfg.batch_size + cfg.hier_proxies, cfg.hier_proxies
+    msg = too_big(f"HIER's triplets ((batch_size + hier_proxies) x hier_triplets = {n_nodes} x {cfg.hier_triplets}, each "
+                  f"against P = {P} proxies, twice)", 2 * n_nodes * cfg.hier_triplets * P,
+                  f"hier_triplets <= {MAX_ELEMENTS // (2 * n_nodes * P)} here, or fewer hier_proxies")
+    if msg:
+        yield Problem(("hier_triplets", "hier_proxies", "batch_size"), msg)
     if cfg.hier_topk >= cfg.batch_size:
         yield Problem(("hier_topk", "batch_size"), f"hier_topk = {cfg.hier_topk} >= batch_size = {cfg.batch_size}: every "
                       "sample of the batch is a neighbour of every other; HIER mines no batch negatives", "warning")

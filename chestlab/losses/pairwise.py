@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..settings import setting
+from ..settings import BIG, setting
 from .base import Loss, LossOutput, register_loss
 from .functional import mix_loss, pair_ce_loss
 
@@ -28,7 +28,7 @@ class PairCELoss(Loss):
     class Settings:
         pair_space: str = setting("hyperbolic", group="loss", live=True, choices=("sphere", "hyperbolic"),
                                   help="sphere | hyperbolic: similarity of the pairwise cross-entropy")
-        t: float = setting(0.2, group="loss", live=True, low=0, low_open=True, symbol="t",
+        t: float = setting(0.2, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="t",
                            help="temperature of the pairwise cross-entropy", ui=_T)
 
     parts = ("pair_ce",)
@@ -50,11 +50,11 @@ class MixLoss(Loss):
 
     @dataclass
     class Settings:
-        t_e: float = setting(0.1, group="loss", live=True, low=0, low_open=True, symbol="t_E",
+        t_e: float = setting(0.1, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="t_E",
                              help="Euclidean (cosine) temperature of the Mix loss", ui=_T)
-        t_h: float = setting(0.2, group="loss", live=True, low=0, low_open=True, symbol="t_H",
+        t_h: float = setting(0.2, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="t_H",
                              help="hyperbolic temperature of the Mix loss", ui=_T)
-        mix_lam: float = setting(1.0, group="loss", live=True, low=0, symbol="β",
+        mix_lam: float = setting(1.0, group="loss", live=True, low=0, high=BIG, symbol="β",
                                  help="weight of -d_H in the Mix logits cos/t_E + β (-d_H)/t_H", ui={"lo": 0.0, "hi": 4.0, "step": 0.1})
 
     parts = ("mix",)

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from .. import poincare
-from ..settings import Problem, TrainConfig, setting
+from ..settings import BIG, MAX_STEPS, Problem, TrainConfig, setting, too_big
 from .base import Loss, LossOutput, register_loss
 
 __all__ = ["UnsupLoss", "UnsupSettings", "poincare_average_linkage", "cut_levels", "pseudo_labels",
@@ -124,18 +124,19 @@ def hierarchical_triplet_loss(x_h: Tensor, codes: Tensor, c: poincare.Curvature,
 class UnsupSettings:
     """The settings of the unsupervised hierarchical-similarity loss."""
 
-    unsup_levels: tuple = setting((8, 32, 128), group="loss", low=2, symbol="n_l",
+    unsup_levels: tuple = setting((8, 32, 128), group="loss", low=2, high=20_000, symbol="n_l",
                                   paper="distance thresholds θ = 5, 10, 15 (Sec. 3.3)",
                                   help="clusters at each similarity level of the pseudo-label hierarchy, coarse to fine, e.g. 8,32,128")
-    unsup_refresh: int = setting(50, group="loss", live=True, low=1,
+    unsup_refresh: int = setting(50, group="loss", live=True, low=1, high=MAX_STEPS,
                                  help="steps between two refreshes of the pseudo-labels (and at step 0)",
                                  ui={"lo": 1, "hi": 500, "step": 1})
-    unsup_margin: float = setting(0.2, group="loss", live=True, low=0, symbol="δ_unsup",
+    unsup_margin: float = setting(0.2, group="loss", live=True, low=0, high=BIG, symbol="δ_unsup",
                                   help="margin per level of similarity-degree difference (kit's loss, in d_H)",
                                   ui={"lo": 0.0, "hi": 3.0, "step": 0.05})
-    unsup_max_n: Optional[int] = setting(4000, group="loss", live=True, low=2, nullable=True,
+    unsup_max_n: Optional[int] = setting(4000, group="loss", live=True, low=2, high=20_000, nullable=True,
                                          help="samples clustered at each refresh (a fixed random subset; the others take the "
-                                              "pseudo-labels of their nearest clustered sample); none = all")
+                                              "pseudo-labels of their nearest clustered sample); none = all; at most 20 000: "
+                                              "average linkage keeps n**2 / 2 distances, 1.6 GB at 20 000")
 
 
 @register_loss("unsup")
@@ -160,6 +161,9 @@ class UnsupLoss(Loss):
         if len(set(cfg.unsup_levels)) != len(cfg.unsup_levels):
             yield Problem(("unsup_levels",), f"unsup_levels = {','.join(map(str, cfg.unsup_levels))}: the numbers of "
                           "clusters must differ from level to level")
+        msg = too_big(f"the batch's triplets (batch_size**3 = {cfg.batch_size}**3)", cfg.batch_size**3, "batch_size <= 1024")
+        if msg:
+            yield Problem(("batch_size",), msg)
         if cfg.unsup_max_n is not None and max(cfg.unsup_levels) > cfg.unsup_max_n:
             yield Problem(("unsup_levels", "unsup_max_n"), f"unsup_levels asks for {max(cfg.unsup_levels)} clusters of "
                           f"unsup_max_n = {cfg.unsup_max_n} samples; cluster more samples or ask for fewer clusters")

@@ -22,11 +22,28 @@ they are re-exported here for older callers.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ..paper import ABLATION_ROWS, PAPER_R1, TRAININGS, AblationRow
-from .cli import build_parser, main
-from .figures import HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3, tables
-from .grids import GRIDS, GridSpec, PlannedRun, grid_configs
-from .runner import RunMismatch, ablation_markdown, run_ablation, summarize, train_run, write_ablation
+
+# The other names load their module on first use: ``python -m chestlab.reproduce`` imports this
+# package before its ``__main__``, which must install its Ctrl-C handling before torch loads.
+_WHERE = {
+    **dict.fromkeys(("build_parser", "main"), "cli"),
+    **dict.fromkeys(("HARDNEG_C", "HARDNEG_C_FULL", "HARDNEG_T", "HARDNEG_T_FULL", "fig2", "fig3", "hardneg_fig2",
+                     "hardneg_fig3", "tables"), "figures"),
+    **dict.fromkeys(("GRIDS", "GridSpec", "PlannedRun", "grid_configs"), "grids"),
+    **dict.fromkeys(("RunMismatch", "ablation_markdown", "run_ablation", "summarize", "train_run", "write_ablation"),
+                    "runner"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     # the old module's __all__

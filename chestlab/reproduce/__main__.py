@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from ..interrupts import run_main
 
-sys.exit(main())
+sys.exit(run_main("chestlab.reproduce.cli", "interrupted while starting: nothing was trained or written"))

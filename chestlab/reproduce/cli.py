@@ -25,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ..engine.checkpoint import WriteError
+from ..engine.cli import OneLineParser, bounded_int
 from ..paper import ABLATION_ROWS, TRAININGS
-from ..settings import parse_assignments
+from ..settings import get_setting, parse_assignments
 from .figures import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
                       tables)
 from .grids import GRIDS
@@ -36,9 +38,18 @@ from .runner import run_ablation
 __all__ = ["build_parser", "main"]
 
 
+def _bounds(key: str) -> tuple[int, int]:
+    s = get_setting(key)
+    return int(s.low), int(s.high)
+
+
+# the sizes a command takes, bounded like the settings they stand for (seed, steps, batch_size, eval_max)
+SEED, STEPS, BATCH, MAX_N = (bounded_int(*_bounds(k)) for k in ("seed", "steps", "batch_size", "eval_max"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="python -m chestlab.reproduce", description=__doc__, formatter_class=fmt)
+    p = OneLineParser(prog="python -m chestlab.reproduce", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser, out: str, preset: Optional[str] = None) -> None:
@@ -60,27 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{', '.join(TRAININGS)}")
     common(a, "runs/ablation-GRID")
     a.add_argument("--grid", required=True, choices=sorted(GRIDS), help="toy (embedded tree, CPU) | cars196 | inshop")
-    a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    a.add_argument("--steps", type=int, help="optimizer steps per run (default: the grid's: toy 1500, Table 1 otherwise)")
+    a.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    a.add_argument("--steps", type=STEPS, help="optimizer steps per run (default: the grid's: toy 1500, Table 1 otherwise)")
     a.add_argument("--only", nargs="+", metavar="TRAINING", help="run only these trainings (e.g. H CHEST)")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training setting in every run")
 
     f3 = sub.add_parser("fig3", formatter_class=fmt, help="Fig. 3: S_H histograms without / with L_E",
                         description=fig3.__doc__)
     common(f3, "runs/fig3", "demo-tree")
-    f3.add_argument("--steps", type=int, default=1800, help="the step of the histogram (paper: 1800 on Cars196)")
-    f3.add_argument("--seed", type=int, default=0)
-    f3.add_argument("--bins", type=int, default=50)
+    f3.add_argument("--steps", type=STEPS, default=1800, help="the step of the histogram (paper: 1800 on Cars196)")
+    f3.add_argument("--seed", type=SEED, default=0)
+    f3.add_argument("--bins", type=bounded_int(1, 1000), default=50, help="histogram bins, 1..1000 (default 50)")
 
     f2 = sub.add_parser("fig2", formatter_class=fmt, help="Fig. 2: Poincaré-disk UMAP + retrieval examples",
                         description=fig2.__doc__)
     common(f2, "runs/fig2", "demo-shapes")
     f2.add_argument("--run", type=Path, help="use this trained run folder instead of training one")
-    f2.add_argument("--steps", type=int, help="training steps when no --run (default: the preset's)")
-    f2.add_argument("--seed", type=int, default=0)
-    f2.add_argument("--max-n", type=int, default=2000, help="samples per split in the disk (default 2000)")
-    f2.add_argument("--queries", type=int, default=4, help="retrieval examples (paper 4)")
-    f2.add_argument("--top", type=int, default=19, help="results per query (paper 19)")
+    f2.add_argument("--steps", type=STEPS, help="training steps when no --run (default: the preset's)")
+    f2.add_argument("--seed", type=SEED, default=0)
+    f2.add_argument("--max-n", type=bounded_int(2, 20_000), default=2000, help="samples per split in the disk, 2..20000 (default 2000)")
+    f2.add_argument("--queries", type=bounded_int(1, 64), default=4, help="retrieval examples, 1..64 (paper 4)")
+    f2.add_argument("--top", type=bounded_int(1, 100), default=19, help="results per query, 1..100 (paper 19)")
     f2.add_argument("--projection", default="umap", choices=["umap", "tangent_pca"],
                     help="umap: UMAP with hyperboloid output, as the paper (slow the first time); tangent_pca: fast, linear")
 
@@ -92,17 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"the full sweep: t in {HARDNEG_T_FULL}, c in {HARDNEG_C_FULL}, seeds 0 1 2 (GPU with real presets)")
     h2.add_argument("--t", type=float, nargs="+", help=f"temperatures (default {HARDNEG_T})")
     h2.add_argument("--c", type=float, nargs="+", help=f"curvatures (default {HARDNEG_C})")
-    h2.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0; --full: 0 1 2)")
-    h2.add_argument("--steps", type=int, help="steps per run (default 300 on demo-tree, else the preset's)")
+    h2.add_argument("--seeds", type=SEED, nargs="+", help="seeds (default 0; --full: 0 1 2)")
+    h2.add_argument("--steps", type=STEPS, help="steps per run (default 300 on demo-tree, else the preset's)")
 
     h3 = sub.add_parser("hardneg-fig3", formatter_class=fmt, help="hard-negative paper Fig. 3: w_ik over sorted negatives",
                         description=hardneg_fig3.__doc__)
     common(h3, "runs/hardneg-fig3", "demo-tree")
     h3.add_argument("--run", type=Path, help="take the batch from this trained run folder")
     h3.add_argument("--random", action="store_true", help="Gaussian features, no model")
-    h3.add_argument("--steps", type=int, default=300, help="steps of the pair_ce run trained when no --run (default 300)")
-    h3.add_argument("--seed", type=int, default=0)
-    h3.add_argument("--n", type=int, default=64, help="batch size (default 64)")
+    h3.add_argument("--steps", type=STEPS, default=300, help="steps of the pair_ce run trained when no --run (default 300)")
+    h3.add_argument("--seed", type=SEED, default=0)
+    h3.add_argument("--n", type=BATCH, default=64, help="batch size (default 64)")
     h3.add_argument("--t-sphere", type=float, default=0.1, help="temperature on the sphere (default 0.1)")
     h3.add_argument("--t", type=float, default=0.2, help="temperature in the ball (default 0.2)")
     h3.add_argument("--c", type=float, nargs="+", default=list(HARDNEG_C), help=f"curvatures (default {HARDNEG_C})")
@@ -114,22 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"runs trained at once, one process and one thread each (default here {default_jobs()}: "
                          "one per CPU core, at most 4; 1 on a GPU); the results do not depend on it")
     dm.add_argument("--datasets", nargs="+", default=list(DIM_PRESETS), choices=list(DIM_PRESETS))
-    dm.add_argument("--dims", type=int, nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
-    dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    dm.add_argument("--steps", type=int, help="steps per run (default: tree 400, shapes 120)")
+    dm.add_argument("--dims", type=bounded_int(*_bounds("dim_h")), nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
+    dm.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    dm.add_argument("--steps", type=STEPS, help="steps per run (default: tree 400, shapes 120)")
 
     hr = sub.add_parser("hier", formatter_class=fmt, help="CHEST vs CHEST + HIER vs the unsupervised method, on tree",
                         description=hier.__doc__)
     common(hr, "runs/hier")
-    hr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    hr.add_argument("--steps", type=int, help="steps per run (default: each preset's)")
+    hr.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    hr.add_argument("--steps", type=STEPS, help="steps per run (default: each preset's)")
 
     tb = sub.add_parser("tables", formatter_class=fmt, help="Tables 2-5 layout for a run (or every run of a folder)",
                         description=tables.__doc__)
     tb.add_argument("run_dir", type=Path, help="a run folder, or an output folder of this script")
     tb.add_argument("--split", default="test", help="test (unseen classes; In-shop: query -> gallery) or train")
     tb.add_argument("--device", help="auto | cpu | cuda")
-    tb.add_argument("--max-n", type=int, help="evaluate at most this many samples")
+    tb.add_argument("--max-n", type=MAX_N, help="evaluate at most this many samples")
     return p
 
 
@@ -177,10 +188,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"({time.perf_counter() - t0:.0f} s)")
         elif args.command == "tables":
             print(tables(args.run_dir, split=args.split, device=args.device, max_n=args.max_n))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM under python -m (chestlab.interrupts.run_main)
         print("\ninterrupted: finished runs are saved and the current one checkpointed; re-run the same command to "
               "continue where it stopped.", file=sys.stderr)
-        return 130
+        return 128 + getattr(err, "signum", 2)
+    except WriteError as err:  # a full disk: the runs' last checkpoints are intact
+        print(f"error: {err}; free some space and re-run the same command to continue", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -19,6 +20,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..engine import Trainer
+from ..interrupts import Interrupted
 from ..settings import TrainConfig
 from .runner import train_run
 
@@ -53,11 +55,21 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, min(4, os.cpu_count() or 1))
 
 
+_STOPPED = False  # in a worker of the pool: a run was interrupted, so it starts no other
+
+
 def _train_one(cfg: TrainConfig, run_dir: Path, desc: str, progress: bool) -> dict:
+    global _STOPPED
     import torch
 
+    if _STOPPED:  # a run queued before the interrupt reached this worker
+        raise Interrupted(signal.SIGTERM)
     torch.set_num_threads(1)  # a worker of a pool: one thread per run, one run per core
-    return train_run(cfg, run_dir, desc=desc, progress=progress)
+    try:
+        return train_run(cfg, run_dir, desc=desc, progress=progress)
+    except KeyboardInterrupt:
+        _STOPPED = True
+        raise
 
 
 def _train_all(plan: Sequence[tuple[TrainConfig, Path, str]], jobs: int, progress: bool) -> list[dict]:
@@ -81,6 +93,13 @@ def _train_all(plan: Sequence[tuple[TrainConfig, Path, str]], jobs: int, progres
                 f.result()  # a failed run stops the lot now, with its own error
                 if bar is not None:
                     bar.update(1)
+        except KeyboardInterrupt as err:
+            for f in futures:  # start no other run
+                f.cancel()
+            if getattr(err, "signum", None) == signal.SIGTERM:  # sent to this process alone: pass it on, so
+                for child in mp.active_children():  # each run checkpoints after its step, then stops
+                    child.terminate()
+            raise
         finally:
             if bar is not None:
                 bar.close()

@@ -11,9 +11,9 @@ rewrites its outputs after each run: ``ablation.csv`` (every run x space), ``abl
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +24,8 @@ import numpy as np
 from .. import data as _data
 from .. import paper_figures
 from ..engine import EvalEvent, StepEvent, Trainer, TrainingDiverged
+from ..engine.checkpoint import atomic_write_text
+from ..interrupts import DeferredInterrupt, Interrupted
 from ..paper import ABLATION_ROWS, PAPER_R1
 from ..settings import TrainConfig, machine_keys
 from .grids import GRIDS, grid_configs
@@ -49,9 +51,7 @@ def _comparable(cfg: dict) -> dict:
 
 def _write_json(path: Path, obj: Any) -> None:
     """JSON via a temporary file and a rename: a crash never leaves a half-written result."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1, default=float))
 
 
 def _check_same(run_dir: Path, cfg: TrainConfig, what: str) -> None:
@@ -84,6 +84,14 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, measure: Optional[Callable[[Tr
     if resume:
         _check_same(run_dir, cfg, "config.json")
     trainer = Trainer(cfg, out_dir=run_dir, resume=resume, overwrite=not resume)  # the grid owns its folders
+    try:
+        return _train(trainer, cfg, run_dir, result_file, measure, desc, progress)
+    finally:
+        trainer.close()
+
+
+def _train(trainer: Trainer, cfg: TrainConfig, run_dir: Path, result_file: Path,
+           measure: Optional[Callable[[Trainer, Path], dict]], desc: str, progress: bool) -> dict:
     bar = None
     if progress:
         from tqdm import tqdm
@@ -93,17 +101,22 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, measure: Optional[Callable[[Tr
     t0 = time.perf_counter()
     final: Optional[dict] = None
     result: dict = {"config": cfg.to_dict(), "run_dir": str(run_dir)}
+    stop = DeferredInterrupt()  # as the train CLI: the first Ctrl-C / SIGTERM ends the step, then stops
     try:
-        for ev in trainer.run():
-            if isinstance(ev, StepEvent) and bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
-            elif isinstance(ev, EvalEvent) and ev.step == cfg.steps:
-                final = ev.metrics
+        with stop:
+            for ev in trainer.run(should_stop=stop):
+                if isinstance(ev, StepEvent) and bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
+                elif isinstance(ev, EvalEvent) and ev.step == cfg.steps:
+                    final = ev.metrics
+        if stop.requested and trainer.step_count < cfg.steps:
+            raise Interrupted(stop.signum)
     except TrainingDiverged as err:
         result.update(diverged=str(err), metrics={}, history=trainer.history)
     except KeyboardInterrupt:
-        trainer.save_checkpoint()  # the next call resumes here
+        if trainer.consistent:  # else (stopped inside an optimizer update) the last checkpoint is kept
+            trainer.save_checkpoint()  # the next call resumes here
         raise
     finally:
         if bar is not None:
@@ -262,12 +275,11 @@ def write_ablation(grid: str, out: Path, results: Sequence[dict], *, seeds: Sequ
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    tmp = out / f".ablation.csv.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "ablation.csv")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "ablation.csv", buf.getvalue())
     summary = summarize(grid, results)
     steps = sorted({r.get("step") for r in results})
     md = ablation_markdown(grid, summary, seeds=sorted({r["seed"] for r in results}) or list(seeds),

@@ -71,8 +71,8 @@ def widget_values(s: Setting) -> st.SearchStrategy:
         if s.type is int:
             lo = int(lo) + (1 if s.low_open else 0)
             ints = st.integers(lo, int(s.high) if s.high is not None else lo + 100)
-            # a size with an upper bound is also tried at 1e12 (the box clamps it to its bound)
-            return ints if s.high is None else st.one_of(ints, st.just(10**12))
+            # a size with an upper bound is also tried at 1e12, or at its bound where that is lower
+            return ints if s.high is None else st.one_of(ints, st.just(min(10**12, int(s.high))))
         lo = float(lo) + (1e-3 if s.low_open else 0.0)
         hi = float(s.high) if s.high is not None else lo + 100.0
         extreme = [v for v in EXTREMES if (s.low is None or v >= s.low) and (s.high is None or v <= s.high)]

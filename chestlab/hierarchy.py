@@ -58,6 +58,8 @@ from torch import Tensor
 from . import metrics, poincare
 
 __all__ = [
+    "MAX_HIERARCHY_FILE_BYTES",
+    "MAX_HIERARCHY_CELLS",
     "Hierarchy",
     "hierarchy_of",
     "DECODE_METHODS",
@@ -137,10 +139,12 @@ class Hierarchy:
         self.depth: int = max(len(p) for p in self.paths)
         codes = np.empty((len(classes), self.depth), dtype=np.int64)
         for level in range(self.depth):
-            table: dict[tuple[str, ...], int] = {}
+            table: dict[tuple[int, str], int] = {}
             for k, p in enumerate(self.paths):
-                # a node is its whole prefix; padding (level beyond the path) is unique to its class
-                codes[k, level] = table.setdefault(p[: level + 1], len(table)) if level < len(p) else -1 - k
+                # a node is its whole prefix, i.e. its parent's node and its name (O(C depth), not
+                # O(C depth^2)); padding (level beyond the path) is unique to its class
+                parent = int(codes[k, level - 1]) if level else 0
+                codes[k, level] = table.setdefault((parent, p[level]), len(table)) if level < len(p) else -1 - k
         codes.flags.writeable = False
         self.codes: np.ndarray = codes
 
@@ -253,35 +257,44 @@ class Hierarchy:
         ignored (one file serves both splits).  :meth:`to_file` writes either format.
         """
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ValueError(f"cannot read the hierarchy file {path}: {e}") from e
+        text = _read_text(path, MAX_HIERARCHY_FILE_BYTES, "the hierarchy file")
         table: dict[str, list[str]] = {}
         if path.suffix.lower() == ".json":
             try:
                 raw = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e}); expected {{class: [ancestors...]}}") from e
+            except (json.JSONDecodeError, RecursionError) as e:
+                why = e if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                raise ValueError(f"{path}: not valid JSON ({why}); expected {{class: [ancestors...]}}") from None
             if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
                 raise ValueError(f"{path}: expected one JSON object mapping each class name to a list of ancestors")
             table = {str(k): [str(a) for a in v] for k, v in raw.items()}
         else:
-            for i, row in enumerate(csv.reader(text.splitlines())):
+            reader = csv.reader(text.splitlines())
+            try:
+                rows = list(reader)
+            except csv.Error as e:  # e.g. a field over csv's size limit
+                raise ValueError(f"{path}, row {reader.line_num}: not a CSV table ({e})") from None
+            for i, row in enumerate(rows):
                 cells = [c.strip() for c in row]
                 while cells and not cells[-1]:
                     cells.pop()
                 if not cells or cells[0].startswith("#") or (i == 0 and cells[0].lower() == "class"):
                     continue
-                if cells[0] in table:
-                    raise ValueError(f"{path}, row {i + 1}: class {cells[0]!r} is listed twice")
+                if cells[0] in table:  # the row's text is not echoed: errors never show a file's content
+                    raise ValueError(f"{path}, row {i + 1}: its class is listed twice (the file lists each class once)")
                 table[cells[0]] = cells[1:]
         if not table:
             raise ValueError(f"{path}: no classes found")
-        try:
-            return cls.from_paths(table, classes)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+        missing = [] if classes is None else [str(k) for k in classes if str(k) not in table]
+        if missing:  # names the dataset's classes only, never the file's entries
+            raise ValueError(f"{path}: {len(missing)} of the {len(classes)} classes have no ancestors in the file, "
+                             f"e.g. {missing[:3]}; it has {len(table)} entries, none for them")
+        names = list(table) if classes is None else [str(k) for k in classes]
+        depth = 1 + max(len(table[k]) for k in names)
+        if len(names) * depth > MAX_HIERARCHY_CELLS:  # Hierarchy holds a (classes, depth) code table
+            raise ValueError(f"{path}: {len(names)} classes x {depth} levels is more than {MAX_HIERARCHY_CELLS} "
+                             "cells; a hierarchy file is a table of classes and their ancestors")
+        return cls.from_paths(table, classes)
 
     @classmethod
     def from_dataset(cls, dataset: Any) -> "Hierarchy":
@@ -383,6 +396,35 @@ def hierarchy_of(
     if file is not None:
         return Hierarchy.from_file(file, classes=list(dataset.classes))
     return Hierarchy.from_dataset(dataset)
+
+
+#: The most bytes :meth:`Hierarchy.from_file` reads (8 MiB: 100 000 classes with four levels of
+#: 20-character names fit), so /dev/zero or a wrong file does not fill memory; and the most cells
+#: (classes x levels) of the table it builds (a short row among long ones is padded).
+MAX_HIERARCHY_FILE_BYTES = 8 * 2**20
+MAX_HIERARCHY_CELLS = 2**22
+
+
+def _read_text(path: Path, max_bytes: int, what: str) -> str:
+    """The UTF-8 text of the regular file ``path``, at most ``max_bytes``; one-line ``ValueError``
+    otherwise (a device, a folder, a larger file, binary or undecodable bytes). The content is
+    never echoed."""
+    if not path.is_file():  # devices (/dev/zero), pipes and folders are not files to read
+        raise ValueError(f"{what} {path} is not a regular file" + ("" if path.exists() else " (it does not exist)"))
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path}: {e.strerror or type(e).__name__}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} {path} is larger than {max_bytes // 2**20} MiB; it is not a hierarchy table")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise ValueError(f"{what} {path} is not UTF-8 text (a binary file?); give a CSV or JSON table of classes")
+    return text
 
 
 # --------------------------------------------------------------------------------------------

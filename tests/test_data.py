@@ -418,7 +418,8 @@ def test_inshop(tmp_path: Path) -> None:
     assert gallery.paths[0].is_file() and gallery[0][1] == 0
 
 
-def make_cifar(root: Path) -> None:
+def make_cifar(root: Path, protocol: int = pickle.DEFAULT_PROTOCOL) -> None:
+    """A small CIFAR-100 folder in the real layout (pickled dicts of bytes keys and NumPy arrays)."""
     base = root / "cifar-100-python"
     base.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -426,10 +427,10 @@ def make_cifar(root: Path) -> None:
         fine = np.repeat(np.arange(100), per_class)
         d = {b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
              b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()}  # fmt: skip
-        (base / part).write_bytes(pickle.dumps(d))
+        (base / part).write_bytes(pickle.dumps(d, protocol=protocol))
     meta = {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
             b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}  # fmt: skip
-    (base / "meta").write_bytes(pickle.dumps(meta))
+    (base / "meta").write_bytes(pickle.dumps(meta, protocol=protocol))
 
 
 def test_cifar100(tmp_path: Path) -> None:

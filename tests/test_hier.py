@@ -355,7 +355,7 @@ def test_resume_is_exact(tmp_path, name, monkeypatch):
     run = tmp_path / "run"
     first = train.Trainer(cfg.replace(steps=3), out_dir=run)
     list(first.run())
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     saved = state["system"]["criterion.hier._extra_state"]["generator"]
     assert not torch.equal(saved, torch.Generator().manual_seed(TINY.get("seed", 0) + 102).get_state())  # it moved
     list(train.Trainer(cfg, out_dir=run, resume=True).run())

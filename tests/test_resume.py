@@ -140,7 +140,7 @@ def test_resume_applies_live_changes_logs_them_and_refuses_structural_ones(tmp_p
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["delta_h"] == 5.0 and cfg["tau"] == 0.0 and cfg["lr"] == 0.05 and cfg["steps"] == 9
     assert cfg["history"][0]["step"] == 6 and cfg["history"][0]["changes"]["delta_h"] == [1.0, 5.0]
-    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ck["config"]["delta_h"] == 5.0 and ck["step"] == 9
     steps = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in steps].count("settings") == 1
@@ -164,7 +164,7 @@ def test_run_folders_hold_one_run_and_only_its_files_are_touched(tmp_path, capsy
     assert [json.loads(x)["step"] for x in (run / "events.jsonl").read_text().splitlines() if '"step", "step"' in x or True][-1] == 5
     # --overwrite replaces the run's own files only
     assert train.main([*TINY, "--steps", "2", "--set", "eval_every=0", "--out", str(run), "--overwrite"]) == 0
-    assert (run / "my_analysis.csv").exists() and torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert (run / "my_analysis.csv").exists() and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
     capsys.readouterr()
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -316,7 +316,7 @@ def test_a_failure_in_the_middle_of_a_run_saves_a_checkpoint_that_resumes_exactl
     run = tmp_path / "run"
     assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run)]) == 1
     assert "corrupt image" in capsys.readouterr().err
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 5
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 5
     monkeypatch.setattr(train.Trainer, "batch", original)
     assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run), "--resume"]) == 0
     assert _records(run) == _records(ref)

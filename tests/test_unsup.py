@@ -226,7 +226,7 @@ def test_resume_is_exact_because_the_pseudo_labels_travel(tmp_path, monkeypatch)
     want = run_records(tmp_path / "ref")
     run = tmp_path / "run"
     list(train.Trainer(cfg.replace(steps=4), out_dir=run).run())  # resumes at step 4: codes from step 3
-    state = torch.load(run / "checkpoint.pt", weights_only=False)["system"]["criterion._extra_state"]
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["system"]["criterion._extra_state"]
     assert state["refreshed_at"] == 3 and state["codes"].shape[1] == 3
     list(train.Trainer(cfg, out_dir=run, resume=True).run())
     assert run_records(run) == want

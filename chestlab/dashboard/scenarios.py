@@ -221,7 +221,9 @@ def load_url(state: DashState, session: MutableMapping, query: Mapping[str, str]
         return []
     found = find(query[KEY])
     if found is None:
-        return [f"scenario={query[KEY]}: choose one of {', '.join(SCENARIOS)}"]
+        from .controls import literal
+
+        return [f"{literal('scenario=' + query[KEY])}: choose one of {', '.join(SCENARIOS)}"]
     apply(state, session, found)
     return []
 

@@ -164,8 +164,11 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
         try:
             result["out"] = figures.umap_disk(d["x_h"], d["c"] if d["c"] > 0 else 1.0, seed=tr.config.seed,
                                               fit_on_proxies=None if prox is None else prox.reshape(-1, prox.shape[-1]))
-        except Exception as err:  # shown, not raised
-            result["err"] = f"{type(err).__name__}: {err}"
+        except Exception as err:  # said, not raised; the exception goes to the server log
+            from ..runner import LOG
+
+            LOG.warning("UMAP failed", exc_info=err)
+            result["err"] = err
 
     th = threading.Thread(target=work, daemon=True)
     t0 = time.perf_counter()
@@ -178,7 +181,9 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
     bar.empty()
     if "err" in result:
         state.umap = None
-        box.warning(f"UMAP failed: {result['err']}")
+        why = ("it needs the package umap-learn, which this server lacks" if isinstance(result["err"], ImportError)
+               else "details in the server log")
+        box.warning(f"UMAP failed ({why}); the live projection is shown.")
         return
     out = result["out"]
     xy, pxy = out if isinstance(out, tuple) else (out, None)

@@ -79,6 +79,8 @@ def render(ctx: Any, box: Any) -> None:
     """The share link and the download buttons, in ``box`` (the page's "Share and export" expander)."""
     from chestlab import figures
 
+    from ..controls import literal
+
     state = ctx.state
 
     def snap() -> dict:
@@ -86,7 +88,7 @@ def render(ctx: Any, box: Any) -> None:
 
     box.markdown("**Share:** the address bar holds every setting that differs from the defaults — copy it "
                  "(add `&play=1` to start playing on open).")
-    box.markdown(f"`{share_text(ctx.query)}`")
+    box.markdown(literal(share_text(ctx.query), limit=2000))  # shown as typed, never rendered
 
     def html(fn: Callable[[dict, bool], Any]) -> Callable[[], str]:
         return lambda: fn(snap(), False).to_html(include_plotlyjs=True, full_html=True)  # offline: plotly.js inlined

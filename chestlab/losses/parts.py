@@ -3,12 +3,14 @@ r"""The parts losses are composed from: the SoftTriple-style proxy loss with a p
 one with the Euclidean distance, one with the Poincaré distance — plus the regulariser, each with
 its weight (:mod:`chestlab.losses.chest`); a new loss can reuse them.
 
-These modules are the training path, so they are written for speed: :class:`ProxyTerm` evaluates
-Eq. 5–7 in one ``torch.autograd.Function`` with a hand-derived backward (``_ProxyTermFn``), and the
-distances come from ``poincare.pairwise_dist`` / ``poincare.pairwise_euclidean`` (one matmul each,
-hand-derived backward). The readable definitions are in :mod:`chestlab.losses.functional`
-(``soft_similarity``, ``proxy_loss``, ``hyphc_loss``); the tests hold the two equal, values and
-gradients, and ``gradcheck`` the hand-derived backward passes in float64.
+These modules are the training path, so they are written for speed: under the kit's two distances
+:class:`ProxyTerm` evaluates the distances of the batch to the proxies (Eq. 2 or the Euclidean
+one, from one matmul) and Eq. 5–7 in one ``torch.autograd.Function`` with a hand-derived backward
+(``_PointsProxyFn``, :func:`points_proxy_term`); under any other distance, the distance matrix and
+then Eq. 5–7 in one Function (``_ProxyTermFn``, :func:`proxy_term`). The readable definitions are
+in :mod:`chestlab.losses.functional` (``soft_similarity``, ``proxy_loss``, ``hyphc_loss``); the
+tests hold the two equal, values and gradients, and ``gradcheck`` the hand-derived backward passes
+in float64.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 __all__ = ["ENV", "GROUP", "PluginError", "check_name", "from_env", "from_entry_points", "load", "loaded",
-           "add_argument", "load_for_cli", "without_plugin_options", "recorded", "load_recorded", "load_recorded_file"]
+           "add_argument", "load_for_cli", "without_plugin_options", "load_environment", "recorded", "load_recorded", "load_recorded_file"]
 
 #: The environment variable naming plug-in modules.
 ENV = "CHESTLAB_PLUGINS"
@@ -48,7 +48,7 @@ class PluginError(ValueError):
 def check_name(name: Any, where: str = "--plugin") -> str:
     """``name`` if it is a dotted Python module name, else :class:`PluginError` naming ``where`` it
     came from: a path (``./my_losses.py``, ``/tmp/x``) is refused, never opened."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > 200:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".py") or len(name) > 200:
         shown = name if isinstance(name, str) else repr(name)
         raise PluginError(f"{where} {shown[:200]}: not a module name; a plug-in is named by its dotted Python module "
                           "name (e.g. my_losses or my_pkg.losses, importable from sys.path), never by a file path")
@@ -132,6 +132,29 @@ def load_for_cli(argv: Sequence[str]) -> list[str]:
     if new:
         print(f"plug-ins: {', '.join(new)}", file=sys.stderr)
     return new
+
+
+def load_environment() -> tuple[list[str], list[str]]:
+    """What the dashboard loads (never a module a link names): ``CHESTLAB_PLUGINS`` and the entry
+    points, each on its own. Returns (the plug-in modules loaded, one line per source or module that
+    failed); once per process, the answer is kept."""
+    global _ENVIRONMENT
+    if _ENVIRONMENT is None:
+        errors: list[str] = []
+        for where, names in ((ENV, from_env), (f"entry point of {GROUP}", from_entry_points)):
+            try:
+                for name in names():
+                    try:
+                        load([name], where)
+                    except PluginError as err:
+                        errors.append(str(err))
+            except PluginError as err:  # a name that is not a module name
+                errors.append(str(err))
+        _ENVIRONMENT = (loaded(), errors)
+    return list(_ENVIRONMENT[0]), list(_ENVIRONMENT[1])
+
+
+_ENVIRONMENT: Optional[tuple[list[str], list[str]]] = None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -47,11 +47,14 @@ class PluginError(ValueError):
 
 def check_name(name: Any, where: str = "--plugin") -> str:
     """``name`` if it is a dotted Python module name, else :class:`PluginError` naming ``where`` it
-    came from: a path (``./my_losses.py``, ``/tmp/x``) is refused, never opened."""
+    came from: a path (``./my_losses.py``, ``/tmp/x``) is refused, never opened, and so is a module
+    of the standard library."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".py") or len(name) > 200:
         shown = name if isinstance(name, str) else repr(name)
         raise PluginError(f"{where} {shown[:200]}: not a module name; a plug-in is named by its dotted Python module "
                           "name (e.g. my_losses or my_pkg.losses, importable from sys.path), never by a file path")
+    if name.split(".")[0] in sys.stdlib_module_names:  # a run folder cannot make `antigravity` or `webbrowser` run
+        raise PluginError(f"{where} {name}: a module of Python's standard library is not a plug-in")
     return name
 
 

@@ -213,6 +213,9 @@ def test_a_path_refused_from_the_variable_and_a_run(tmp_path, capsys):
     assert evaluate_main([str(forged)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "not a module name" in err and "../../evil.py" in err
+    for name in ("antigravity", "os.path", "webbrowser"):  # installed, but never a plug-in
+        with pytest.raises(plugins.PluginError, match="standard library is not a plug-in"):
+            plugins.load_recorded({"plugins": [name]}, forged)
     (forged / "config.json").write_text(json.dumps({"loss": "chest", "plugins": "my_losses"}))
     with pytest.raises(plugins.PluginError, match="list of module names"):
         plugins.load_recorded_file(forged / "config.json")

@@ -43,7 +43,8 @@ def format_table(result: dict) -> str:
     """Markdown table: one row per space (E: x^E with Euclidean distance, H: x^H with Poincaré distance),
     columns Recall@k (percent, as the paper prints) and MAP@R, then the hierarchy scores when present:
     Recall@1 at the super-class level (percent), mistake severity (mean LCA height of wrong top-1
-    neighbours, lower is better) and the cophenetic correlation / purity of the decoded dendrogram."""
+    neighbours, lower is better) and the cophenetic correlation / purity of the class means' dendrogram
+    (average linkage on the space's own distance, in both spaces)."""
     cols = [k for k in result["H"] if k.startswith("R@")] + ["MAP@R"]
     cols += [k for k in ("super_R@1", "severity", "cophenet", "purity") if k in result["H"]]
     head = f"| {result['dataset']} ({result['split']}, step {result['step']}) | " + " | ".join(cols) + " |"

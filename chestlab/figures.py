@@ -12,12 +12,16 @@ Figures:
 * :func:`margin_histogram` -- what Eq. 7 actually compares, sample by sample: each sample's margin
   ``S_own - (1/lambda) logsumexp(lambda S_other)`` (and ``S_own - max S_other``) against ``delta``
   (:func:`per_sample_margins` computes it).
-* :func:`poincare_disk` -- points in the Poincaré disk of curvature ``-c`` coloured by class, marker
-  by super-class, proxies as stars; optional geodesic grid and distance circles. Coordinates come
+* :func:`poincare_disk` -- points in the Poincaré disk of curvature ``-c`` coloured by super-class
+  (shade = class), proxies as stars, the super-class nodes and the root with their geodesics;
+  optional geodesic grid and distance circles. Coordinates come
   from :func:`project_to_disk` (exact for ``D_H = 2``, tangent-space PCA otherwise) or
   :func:`umap_disk` (UMAP with hyperboloid output, mapped to the disk). The disk's geometry and its
   drawing live in :mod:`chestlab.viz` (one geometry layer, a plotly and a matplotlib backend).
-* :func:`training_curves` -- loss components and Recall@1 / MAP@R over steps.
+* :func:`level_strip` -- the mean ``d_H(0, .)`` of each level of the hierarchy (root, super-class
+  nodes, classes, samples) over training steps, beside the disk.
+* :func:`training_curves` -- loss components and Recall@1 / MAP@R over steps; the regularisers
+  (``L_HypHC``, ``L_HIER``) on their own log axis.
 * :func:`hard_negative_weights_figure` -- weights ``w`` of the pairwise cross-entropy over negatives
   sorted by distance, sphere vs hyperbolic (the hard-negative paper's Fig. 3).
 """
@@ -52,8 +56,10 @@ __all__ = [
     "projection_label",
     "hyperboloid_to_disk",
     "umap_disk",
+    "level_strip",
     "training_curves",
     "training_curves_mpl",
+    "loss_terms",
     "hard_negative_weights_figure",
     "hard_negative_weights",
     "to_png",
@@ -443,56 +449,170 @@ def poincare_disk(
     uirevision: str = "disk",
     height: int = 520,
     marker_size: int = 6,
+    color_by: str = "super",
+    class_super: Any = None,
+    tree: Optional[dict] = None,
 ) -> go.Figure:
-    """Points of the Poincaré disk of curvature ``-c``: colour = class, marker = super-class, proxies
-    as large stars in their class colour. ``x2d`` (N, 2), ``labels`` (N,), ``super_labels`` (N,) or
-    None, ``proxies2d`` (P, 2) with ``proxy_labels`` (P,) (default: ``K`` consecutive proxies per
-    class, i.e. the ``(C, K, 2)`` layout flattened). The boundary circle has radius ``1/sqrt(c)``
-    (none at ``c = 0``, the Euclidean plane); ``grid`` adds geodesics; ``circles`` adds the sets of
-    points at those Poincaré distances from the origin. Drawn by :mod:`chestlab.viz.plotly`."""
+    """Points of the Poincaré disk of curvature ``-c``, proxies as large stars, and the class hierarchy.
+
+    ``x2d`` (N, 2), ``labels`` (N,), ``super_labels`` (N,) or None, ``proxies2d`` (P, 2) with
+    ``proxy_labels`` (P,) (default: ``K`` consecutive proxies per class, i.e. the ``(C, K, 2)``
+    layout flattened). Colours (:func:`chestlab.viz.style.disk_palette`): ``color_by="super"`` (the
+    default, when super-classes are known) -- one colour per super-class, each class a shade of it
+    (``class_super`` (C,): the super-class of every class, so proxies of classes without points get
+    theirs; else read off the points); ``color_by="class"`` -- one colour per class, the marker tells
+    the super-classes apart. ``tree``: :func:`chestlab.viz.hierarchy.disk_tree_geometry`'s super-class
+    nodes and root with their geodesics (:func:`chestlab.viz.plotly.add_tree`). The boundary circle
+    has radius ``1/sqrt(c)`` (none at ``c = 0``, the Euclidean plane); ``grid`` adds geodesics;
+    ``circles`` adds the sets of points at those Poincaré distances from the origin. Drawn by
+    :mod:`chestlab.viz.plotly`."""
     c = float(c)
+    lab, sup, palette = _disk_colors(labels, super_labels, proxies2d, proxy_labels, class_super, color_by)
+    nodes = None if tree is None else np.concatenate([tree["nodes"], tree["root"][None]])
     fig = go.Figure()
-    viz_plotly.add_disk(fig, c, grid=grid, circles=circles, avoid=_label_obstacles(x2d, proxies2d))  # first: points on top
-    viz_plotly.add_embeddings(fig, x2d, labels, super_labels, class_names=class_names, super_names=super_names,
-                              marker_size=marker_size)
+    viz_plotly.add_disk(fig, c, grid=grid, circles=circles, avoid=_label_obstacles(x2d, proxies2d, nodes))  # first: points on top
+    viz_plotly.add_embeddings(fig, x2d, lab, sup, class_names=class_names, super_names=super_names,
+                              marker_size=marker_size, palette=palette, color_by=color_by)
+    if tree is not None:
+        viz_plotly.add_tree(fig, tree, super_names, class_names=class_names, palette=palette, part="lines",
+                            show_children=proxies2d is None)
     if proxies2d is not None:
-        viz_plotly.add_proxies(fig, proxies2d, proxy_labels, class_names=class_names)
-    return viz_plotly.style_disk(fig, geometry.view_limit(c, x2d), title=title, uirevision=uirevision, height=height)
+        viz_plotly.add_proxies(fig, proxies2d, proxy_labels, class_names=class_names, palette=palette)
+    if tree is not None:
+        viz_plotly.add_tree(fig, tree, super_names, part="nodes")
+    return viz_plotly.style_disk(fig, geometry.view_limit(c, _label_obstacles(x2d, None, nodes)), title=title,
+                                 uirevision=uirevision, height=height)
 
 
-def _label_obstacles(x2d: Any, proxies2d: Any) -> Optional[np.ndarray]:
-    """The points and proxies of a disk figure, (N, 2): where its circle labels should not go."""
-    parts = [geometry.as_numpy(p).reshape(-1, 2) for p in (x2d, proxies2d) if p is not None]
-    return np.concatenate(parts) if parts else None
+def _disk_colors(labels: Any, super_labels: Any, proxies2d: Any, proxy_labels: Any, class_super: Any,
+                 color_by: str) -> tuple[np.ndarray, Optional[np.ndarray], list[str]]:
+    """``(labels (N,), super_labels (N,) or None, the colour of every class)`` of a disk figure: the
+    palette (:func:`chestlab.viz.style.disk_palette`) covers the proxies' classes too."""
+    from .viz.style import disk_palette
+
+    lab = _np(labels).astype(int).reshape(-1)
+    sup = None if super_labels is None else _np(super_labels).astype(int).reshape(-1)
+    cs = None if class_super is None else _np(class_super).astype(int).reshape(-1)
+    pl = None if proxies2d is None else geometry.proxy_points(proxies2d, proxy_labels)[1]
+    n = 0 if pl is None or not len(pl) else int(pl.max()) + 1
+    return lab, sup, disk_palette(lab, sup, class_super=cs, color_by=color_by, n=n)
+
+
+def _label_obstacles(*parts: Any) -> Optional[np.ndarray]:
+    """The points, proxies and nodes of a disk figure, (N, 2): where its circle labels should not go."""
+    arrays = [geometry.as_numpy(p).reshape(-1, 2) for p in parts if p is not None]
+    return np.concatenate(arrays) if arrays else None
 
 
 def poincare_disk_mpl(x2d: Any, labels: Any, super_labels: Any = None, proxies2d: Any = None, *, c: float = 1.0,
                       circles: Sequence[float] = (), title: Optional[str] = None,
-                      figsize: Optional[tuple[float, float]] = None):
-    """Static (matplotlib) version of :func:`poincare_disk`, for PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`;
-    font sizes come from matplotlib's settings and ``figsize`` (default 4.5 x 4.5 in) grows to the
-    settings' figure width (:func:`chestlab.viz.style.use_lecture_style`: projector-sized)."""
+                      figsize: Optional[tuple[float, float]] = None, proxy_labels: Any = None, color_by: str = "super",
+                      class_super: Any = None, tree: Optional[dict] = None):
+    """Static (matplotlib) version of :func:`poincare_disk` (the same colours, proxies and ``tree``), for
+    PNG/PDF. Drawn by :mod:`chestlab.viz.mpl`; font sizes come from matplotlib's settings and
+    ``figsize`` (default 4.5 x 4.5 in) grows to the settings' figure width
+    (:func:`chestlab.viz.style.use_lecture_style`: projector-sized)."""
     from matplotlib.figure import Figure
 
     from .viz import mpl as viz_mpl
     from .viz.style import fit_figsize
 
     c = float(c)
+    lab, sup, palette = _disk_colors(labels, super_labels, proxies2d, proxy_labels, class_super, color_by)
+    nodes = None if tree is None else np.concatenate([tree["nodes"], tree["root"][None]])
     fig = Figure(figsize=figsize or fit_figsize((4.5, 4.5), keep_aspect=False), dpi=150, layout="constrained")
     ax = fig.subplots()
-    viz_mpl.draw_disk(ax, c, circles=circles, avoid=_label_obstacles(x2d, proxies2d))
-    viz_mpl.scatter_embeddings(ax, x2d, labels, super_labels)
+    viz_mpl.draw_disk(ax, c, circles=circles, avoid=_label_obstacles(x2d, proxies2d, nodes))
+    viz_mpl.scatter_embeddings(ax, x2d, lab, sup, palette=palette, color_by=color_by)
     if proxies2d is not None:
-        viz_mpl.scatter_proxies(ax, proxies2d)
-    viz_mpl.style_disk(ax, geometry.view_limit(c, _np(x2d)), title=title)
+        viz_mpl.scatter_proxies(ax, proxies2d, proxy_labels, palette=palette)
+    if tree is not None:
+        viz_mpl.draw_tree(ax, tree)
+    viz_mpl.style_disk(ax, geometry.view_limit(c, _label_obstacles(x2d, None, nodes)), title=title)
     return fig
+
+
+#: the level strip's lines, coarse to fine: (level of disk_tree_geometry's "depth", colour, dash,
+#: marker); greys, darker for coarser levels (red, blue and the super-class colours mean other things)
+_LEVEL_STYLE = (("root", "#111111", "dot", "square"), ("super-classes", "#3d3d3d", "solid", "diamond"),
+                ("classes", "#7a7a7a", "solid", "star"), ("samples", "#b0b0b0", "solid", "circle"))
+
+
+def level_strip(history: Sequence[tuple[int, Mapping[str, float]]], *, classes_are: str = "proxies",
+                uirevision: str = "levels", height: int = 190, max_points: int = 400) -> go.Figure:
+    r"""A small chart of how far from the origin each level of the hierarchy sits, over training: the
+    mean :math:`d_H(0, \cdot)` of the root, the super-class nodes, the classes (their proxies, or
+    their means: ``classes_are``) and the samples, one line each, from ``history`` = ``[(step,
+    {level: value}), ...]`` (:func:`chestlab.viz.hierarchy.disk_tree_geometry`'s ``"depth"`` per
+    step). "Coarse near the origin, fine near the boundary" reads as the lines' order, bottom to top."""
+    rows = [{"step": st, **dep} for st, dep in history]
+    traces = []  # one figure from dicts: validated once (the strip is redrawn with the disk)
+    for level, color, dash, symbol in _LEVEL_STYLE:
+        xs, ys = _series(rows, level, max_points)
+        if xs:
+            name = f"classes ({classes_are})" if level == "classes" else level
+            traces.append(dict(type="scatter", x=xs, y=ys, mode="lines+markers" if len(xs) < 40 else "lines", name=name,
+                               line=dict(color=color, width=2, dash=dash), marker=dict(symbol=symbol, size=6),
+                               hovertemplate=f"{name}: %{{y:.2f}} at step %{{x}}<extra></extra>"))
+    k = plotly_scale()
+    axis = dict(gridcolor=COLORS["grid"], zeroline=False)
+    return go.Figure(data=traces, layout=dict(
+        uirevision=uirevision, height=_height(height), font=dict(size=plotly_font_size(11)), plot_bgcolor="white",
+        margin=dict(l=int(50 * k), r=10, t=int(24 * k), b=int(36 * k)),
+        title=dict(text="mean d<sub>H</sub>(0, ·) per level", font=dict(size=plotly_font_size(12)), x=0.0, xanchor="left",
+                   y=0.98, yanchor="top"),
+        legend=dict(orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom", font=dict(size=plotly_font_size(10))),
+        xaxis=dict(axis, title=dict(text="step", standoff=2)),
+        yaxis=dict(axis, title=dict(text="d<sub>H</sub>(0, ·)"), rangemode="tozero")))
 
 
 # ------------------------------------------------------------------------------------------------
 # training curves
 # ------------------------------------------------------------------------------------------------
-_LOSS_KEYS = (("loss", "total L (Eq. 10)", "black"), ("l_h", "L_H", COLORS["H"]), ("l_e", "L_E", COLORS["E"]),
-              ("l_hyphc", "L_HypHC", "#2ca02c"))
+#: the parts of the losses: part key -> (name in a legend, colour)
+_TERMS = {"l_h": ("L_H (Eq. 7, hyperbolic)", COLORS["H"]), "l_e": ("L_E (Eq. 7, Euclidean)", COLORS["E"]),
+          "l_hyphc": ("L_HypHC (Eq. 9)", "#2ca02c"), "l_hier": ("L_HIER", "#9467bd"),
+          "pair_ce": ("L_pair-CE", "#555555"), "mix": ("L_mix", "#555555"), "l_unsup": ("L_unsup", "#555555")}
+#: the total of each loss, as the legend names it
+_TOTALS = {"chest": "total L = η_H L_H + η_E L_E + τ L_HypHC (Eq. 10)",
+           "chest_hier": "total L = L_CHEST + η_HIER L_HIER",
+           "pair_ce": "total L = L_pair-CE", "pair_ce_hier": "total L = L_pair-CE + η_HIER L_HIER",
+           "mix": "total L = L_mix", "unsup": "total L = L_unsup"}
+#: regularisers whose value is orders of magnitude below the total (L_HypHC is ~1e-4 of it at the
+#: paper's r = 2.3): drawn on their own log axis, right of the loss panel, or they are a flat line at 0
+SMALL_TERMS = ("l_hyphc", "l_hier")
+
+
+def loss_terms(rows: Sequence[Mapping], loss: Optional[str] = None, max_points: int = 400) -> list[dict]:
+    """The loss curves of a run's step ``rows``: ``[{"key", "name", "color", "x", "y", "small"}, ...]``,
+    the total first (named for ``loss``, :data:`_TOTALS`), then the loss's parts (its registered
+    ``parts``; without ``loss``, those of :data:`_TERMS` found in the rows). A part that is 0 at every
+    step (its weight is 0) is left out; a term of :data:`SMALL_TERMS` is ``small`` (its own log axis:
+    only its values > 0 are kept)."""
+    keys: Sequence[str] = tuple(_TERMS)
+    if loss is not None:
+        try:
+            keys = tuple(losses.get_loss(loss).parts)
+        except (KeyError, ValueError):
+            pass
+    out = []
+    xs, ys = _series(rows, "loss", max_points)
+    if xs:
+        out.append(dict(key="loss", name=_TOTALS.get(loss or "", "total L (Eq. 10)" if loss is None else "total L"),
+                        color="black", x=xs, y=ys, small=False))
+    grey = iter(("#555555", "#8c8c8c", "#2f2f2f"))
+    for key in keys:
+        xs, ys = _series(rows, key, max_points)
+        if not xs or not any(v != 0 for v in ys):
+            continue
+        name, color = _TERMS.get(key) or (key, next(grey, "#555555"))
+        small = key in SMALL_TERMS
+        if small:
+            xs, ys = [a for a, b in zip(xs, ys) if b > 0], [b for b in ys if b > 0]
+        if small:  # "L_HypHC (Eq. 9, right axis, log)", "L_HIER (right axis, log)"
+            name = name[:-1] + ", right axis, log)" if name.endswith(")") else name + " (right axis, log)"
+        out.append(dict(key=key, name=name, color=color, x=xs, y=ys, small=small))
+    return out
 
 
 def _series(rows: Sequence[Mapping], key: str, max_points: int) -> tuple[list, list]:
@@ -504,19 +624,25 @@ def _series(rows: Sequence[Mapping], key: str, max_points: int) -> tuple[list, l
 
 
 def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curves", height: int = 360,
-                    max_points: int = 400, title: Optional[str] = None) -> go.Figure:
+                    max_points: int = 400, title: Optional[str] = None, loss: Optional[str] = None) -> go.Figure:
     """Loss components (left) and Recall@1 / MAP@R (middle / right) over steps.
 
-    ``history_rows``: dicts with ``step`` and any of ``loss``, ``l_h``, ``l_e``, ``l_hyphc`` (step rows)
-    or metric keys ``{split}/{space}/{metric}``, e.g. ``test/H/R@1`` (``Trainer.history`` rows). Test =
-    unseen classes (solid), train classes dashed; H blue, E orange."""
+    ``history_rows``: dicts with ``step`` and the loss ``loss`` and its parts (``l_h``, ``l_e``,
+    ``l_hyphc``, ``l_hier``, ...: step rows) or metric keys ``{split}/{space}/{metric}``, e.g.
+    ``test/H/R@1`` (``Trainer.history`` rows); ``loss``: the loss's registered name, which names the
+    total and picks its parts (:func:`loss_terms`). The regularisers of :data:`SMALL_TERMS` are drawn
+    on their own log axis right of the loss panel, so that a term 1e-4 of the total is seen moving.
+    Test = unseen classes (solid), train classes dashed; H blue, E orange."""
     rows = list(history_rows)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss (per step)", "Recall@1", "MAP@R"), horizontal_spacing=0.07)
-    for key, name, color in _LOSS_KEYS:
-        xs, ys = _series(rows, key, max_points)
-        if xs and (key == "loss" or any(v != 0 for v in ys)):
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line=dict(color=color, width=1.5 if key == "loss" else 1)),
-                          row=1, col=1)
+    terms = loss_terms(rows, loss, max_points)
+    twin = any(t["small"] for t in terms)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss (per step)", "Recall@1", "MAP@R"),
+                        horizontal_spacing=0.07, specs=[[{"secondary_y": twin}, {}, {}]])
+    for t in terms:
+        fig.add_trace(go.Scatter(x=t["x"], y=t["y"], mode="lines", name=t["name"], legendgroup=t["key"],
+                                 line=dict(color=t["color"], width=1.5 if t["key"] == "loss" else 1,
+                                           dash="dot" if t["small"] else None)),
+                      row=1, col=1, **({"secondary_y": t["small"]} if twin else {}))
     for col, metric in ((2, "R@1"), (3, "MAP@R")):
         for split, dash in (("test", "solid"), ("train", "dash")):
             for space in ("H", "E"):
@@ -528,6 +654,15 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
                         legendgroup=f"{split}{space}", showlegend=col == 2,
                         line=dict(color=COLORS[space], dash=dash)), row=1, col=col)
     fig.update_xaxes(title_text="step")
+    if twin:
+        # the log axis's labels inside the panel, in the regulariser's colour (grey for two): outside they
+        # would run into the next panel's in a narrow column; the legend says which terms use the axis
+        smalls = [t for t in terms if t["small"]]
+        fig.update_yaxes(title_text="loss", secondary_y=False, row=1, col=1)
+        fig.update_yaxes(type="log", tickformat=".2~e", showgrid=False, ticklabelposition="inside", ticks="inside",
+                         tickfont=dict(color=smalls[0]["color"] if len(smalls) == 1 else "#555555",
+                                       size=plotly_font_size(10)),
+                         secondary_y=True, row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_yaxes(range=[0, 1.02], row=1, col=3)
     k = plotly_scale()
@@ -540,9 +675,11 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
     return fig
 
 
-def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tuple[float, float]] = None):
-    """Static (matplotlib) version of :func:`training_curves`, for PNG/PDF. Font sizes come from
-    matplotlib's settings and ``figsize`` (default 9 x 2.6 in) grows to the settings' figure width, so
+def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tuple[float, float]] = None,
+                        loss: Optional[str] = None):
+    """Static (matplotlib) version of :func:`training_curves` (the same terms, the regularisers on a
+    log axis of their own), for PNG/PDF. Font sizes come from matplotlib's settings and ``figsize``
+    (default 9 x 2.6 in) grows to the settings' figure width, so
     :func:`chestlab.viz.style.use_lecture_style` makes it projector-sized; the legends sit below the
     panels, where they cover no curve."""
     from matplotlib.figure import Figure
@@ -552,10 +689,14 @@ def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tu
     rows = list(history_rows)
     fig = Figure(figsize=figsize or fit_figsize((9.0, 2.6)), dpi=150, layout="constrained")
     axes = fig.subplots(1, 3)
-    for key, name, color in _LOSS_KEYS:
-        xs, ys = _series(rows, key, 2000)
-        if xs and (key == "loss" or any(v != 0 for v in ys)):
-            axes[0].plot(xs, ys, color=color, label=name)
+    terms = loss_terms(rows, loss, 2000)
+    twin = axes[0].twinx() if any(t["small"] for t in terms) else None
+    for t in terms:
+        ax = twin if t["small"] else axes[0]
+        ax.plot(t["x"], t["y"], color=t["color"], ls=":" if t["small"] else "-", label=t["name"])
+    if twin is not None:
+        twin.set_yscale("log")
+        twin.set_ylabel(" · ".join(t["name"].split(" (")[0] for t in terms if t["small"]) + " (log)")
     for ax, metric in ((axes[1], "R@1"), (axes[2], "MAP@R")):
         for split, ls in (("test", "-"), ("train", "--")):
             for space in ("H", "E"):
@@ -571,6 +712,9 @@ def training_curves_mpl(history_rows: Iterable[Mapping], *, figsize: Optional[tu
         ax.spines[["top", "right"]].set_visible(False)
     # one legend below the panels (the two metric panels share their lines): it covers no curve
     handles, labels = axes[0].get_legend_handles_labels()
+    if twin is not None:
+        h1, l1 = twin.get_legend_handles_labels()
+        handles, labels = handles + h1, labels + l1
     h2, l2 = (axes[1] if axes[1].lines else axes[2]).get_legend_handles_labels()
     if handles or h2:
         fig.legend(handles + h2, labels + l2, loc="outside lower center", ncols=4, frameon=False)

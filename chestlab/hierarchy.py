@@ -12,9 +12,10 @@ Three layers, each usable on its own:
   coarse classes, CUB's families, Cars' makes...), a hierarchy file (:meth:`Hierarchy.from_file`), a
   parent table (:meth:`Hierarchy.from_parents`) or per-sample super-labels
   (:meth:`Hierarchy.from_super_labels`).
-* **Dendrograms** -- :func:`decode` turns ``n`` points of the ball (class means, proxies) into a scipy
-  linkage matrix ``Z`` (n-1, 4): HypHC's greedy decoding by the deepest hyperbolic LCA (``"lca"``) or
-  single / average linkage on the Poincaré distance.  :func:`dasgupta_cost`,
+* **Dendrograms** -- :func:`decode` turns ``n`` points (class means, proxies) of the ball or of the
+  plane into a scipy linkage matrix ``Z`` (n-1, 4) by one named method in either space: average (the
+  default) or single linkage on the space's own distance (Poincaré / Euclidean), or HypHC's greedy
+  decoding by the deepest LCA (``"lca"``, leaves brought to one radius).  :func:`dasgupta_cost`,
   :func:`dendrogram_purity` and :func:`cophenetic_correlation` score a linkage matrix;
   :func:`tree_scores` does all three against a :class:`Hierarchy`.
 * **Retrieval** -- :func:`hierarchical_retrieval`: the *mistake severity* (mean LCA height between a
@@ -23,7 +24,8 @@ Three layers, each usable on its own:
 
 :func:`hierarchy_metrics` runs everything on the trainer's embedding dict
 (:meth:`chestlab.engine.evaluator.Evaluator.embed`) and returns flat keys (``"H/severity"``,
-``"E/super_R@1"``, ``"H/cophenet"``...) ready to log.
+``"E/super_R@1"``, ``"H/cophenet"``, ``"E/lca_purity"``...) ready to log, each computed the same way in
+both spaces.
 
 Example
 -------
@@ -56,9 +58,12 @@ from torch import Tensor
 from . import metrics, poincare
 
 __all__ = [
+    "MAX_HIERARCHY_FILE_BYTES",
+    "MAX_HIERARCHY_CELLS",
     "Hierarchy",
     "hierarchy_of",
     "DECODE_METHODS",
+    "DEFAULT_DECODER",
     "decode",
     "dasgupta_cost",
     "dendrogram_purity",
@@ -73,8 +78,10 @@ __all__ = [
 ArrayLike = Union[Tensor, np.ndarray, Sequence[Any]]
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: The dendrogram decoders of :func:`decode`.
-DECODE_METHODS = ("lca", "single", "average")
+#: The dendrogram decoders of :func:`decode`: linkage on each space's own distance, and HypHC's LCA decoding.
+DECODE_METHODS = ("average", "single", "lca")
+#: The decoder of every hierarchy metric (both spaces): average linkage on the space's own distance.
+DEFAULT_DECODER = "average"
 
 #: Elements per block of a pairwise computation (as :mod:`chestlab.metrics`: 2**22 = 16 MiB float32).
 _BLOCK_ELEMENTS = 2**22
@@ -132,10 +139,12 @@ class Hierarchy:
         self.depth: int = max(len(p) for p in self.paths)
         codes = np.empty((len(classes), self.depth), dtype=np.int64)
         for level in range(self.depth):
-            table: dict[tuple[str, ...], int] = {}
+            table: dict[tuple[int, str], int] = {}
             for k, p in enumerate(self.paths):
-                # a node is its whole prefix; padding (level beyond the path) is unique to its class
-                codes[k, level] = table.setdefault(p[: level + 1], len(table)) if level < len(p) else -1 - k
+                # a node is its whole prefix, i.e. its parent's node and its name (O(C depth), not
+                # O(C depth^2)); padding (level beyond the path) is unique to its class
+                parent = int(codes[k, level - 1]) if level else 0
+                codes[k, level] = table.setdefault((parent, p[level]), len(table)) if level < len(p) else -1 - k
         codes.flags.writeable = False
         self.codes: np.ndarray = codes
 
@@ -248,35 +257,44 @@ class Hierarchy:
         ignored (one file serves both splits).  :meth:`to_file` writes either format.
         """
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ValueError(f"cannot read the hierarchy file {path}: {e}") from e
+        text = _read_text(path, MAX_HIERARCHY_FILE_BYTES, "the hierarchy file")
         table: dict[str, list[str]] = {}
         if path.suffix.lower() == ".json":
             try:
                 raw = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e}); expected {{class: [ancestors...]}}") from e
+            except (json.JSONDecodeError, RecursionError) as e:
+                why = e if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                raise ValueError(f"{path}: not valid JSON ({why}); expected {{class: [ancestors...]}}") from None
             if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
                 raise ValueError(f"{path}: expected one JSON object mapping each class name to a list of ancestors")
             table = {str(k): [str(a) for a in v] for k, v in raw.items()}
         else:
-            for i, row in enumerate(csv.reader(text.splitlines())):
+            reader = csv.reader(text.splitlines())
+            try:
+                rows = list(reader)
+            except csv.Error as e:  # e.g. a field over csv's size limit
+                raise ValueError(f"{path}, row {reader.line_num}: not a CSV table ({e})") from None
+            for i, row in enumerate(rows):
                 cells = [c.strip() for c in row]
                 while cells and not cells[-1]:
                     cells.pop()
                 if not cells or cells[0].startswith("#") or (i == 0 and cells[0].lower() == "class"):
                     continue
-                if cells[0] in table:
-                    raise ValueError(f"{path}, row {i + 1}: class {cells[0]!r} is listed twice")
+                if cells[0] in table:  # the row's text is not echoed: errors never show a file's content
+                    raise ValueError(f"{path}, row {i + 1}: its class is listed twice (the file lists each class once)")
                 table[cells[0]] = cells[1:]
         if not table:
             raise ValueError(f"{path}: no classes found")
-        try:
-            return cls.from_paths(table, classes)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+        missing = [] if classes is None else [str(k) for k in classes if str(k) not in table]
+        if missing:  # names the dataset's classes only, never the file's entries
+            raise ValueError(f"{path}: {len(missing)} of the {len(classes)} classes have no ancestors in the file, "
+                             f"e.g. {missing[:3]}; it has {len(table)} entries, none for them")
+        names = list(table) if classes is None else [str(k) for k in classes]
+        depth = 1 + max(len(table[k]) for k in names)
+        if len(names) * depth > MAX_HIERARCHY_CELLS:  # Hierarchy holds a (classes, depth) code table
+            raise ValueError(f"{path}: {len(names)} classes x {depth} levels is more than {MAX_HIERARCHY_CELLS} "
+                             "cells; a hierarchy file is a table of classes and their ancestors")
+        return cls.from_paths(table, classes)
 
     @classmethod
     def from_dataset(cls, dataset: Any) -> "Hierarchy":
@@ -380,6 +398,35 @@ def hierarchy_of(
     return Hierarchy.from_dataset(dataset)
 
 
+#: The most bytes :meth:`Hierarchy.from_file` reads (8 MiB: 100 000 classes with four levels of
+#: 20-character names fit), so /dev/zero or a wrong file does not fill memory; and the most cells
+#: (classes x levels) of the table it builds (a short row among long ones is padded).
+MAX_HIERARCHY_FILE_BYTES = 8 * 2**20
+MAX_HIERARCHY_CELLS = 2**22
+
+
+def _read_text(path: Path, max_bytes: int, what: str) -> str:
+    """The UTF-8 text of the regular file ``path``, at most ``max_bytes``; one-line ``ValueError``
+    otherwise (a device, a folder, a larger file, binary or undecodable bytes). The content is
+    never echoed."""
+    if not path.is_file():  # devices (/dev/zero), pipes and folders are not files to read
+        raise ValueError(f"{what} {path} is not a regular file" + ("" if path.exists() else " (it does not exist)"))
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path}: {e.strerror or type(e).__name__}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} {path} is larger than {max_bytes // 2**20} MiB; it is not a hierarchy table")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise ValueError(f"{what} {path} is not UTF-8 text (a binary file?); give a CSV or JSON table of classes")
+    return text
+
+
 # --------------------------------------------------------------------------------------------
 # decoding a dendrogram
 # --------------------------------------------------------------------------------------------
@@ -480,69 +527,99 @@ def _check_decode_size(n: int) -> None:
 
 def decode(
     points: ArrayLike,
-    c: poincare.Curvature,
-    method: str = "lca",
+    c: Optional[poincare.Curvature],
+    method: str = DEFAULT_DECODER,
     *,
-    normalize: bool = False,
+    normalize: Optional[bool] = None,
 ) -> np.ndarray:
-    r"""A dendrogram of ``n`` points of the Poincaré ball (class means, proxies) as a scipy linkage matrix.
+    r"""A dendrogram of ``n`` points (class means, proxies) as a scipy linkage matrix, in the Poincaré
+    ball of curvature ``-c`` or, for ``c=None``, in Euclidean space.
 
-    ``points``: ``(n, D)``, ``n >= 2``, inside the ball of curvature ``-c``; computed in float64.
+    ``points``: ``(n, D)``, ``n >= 2``, inside the ball when ``c`` is given; computed in float64.
     Returns ``Z``: ``(n - 1, 4)`` float64, row ``k`` merging clusters ``Z[k, 0]`` and ``Z[k, 1]`` at
     height ``Z[k, 2]`` into cluster ``n + k`` of ``Z[k, 3]`` leaves -- valid
     (``scipy.cluster.hierarchy.is_valid_linkage``) and monotone, so scipy's ``dendrogram``,
     ``cophenet``, ``fcluster``... work on it.
 
+    Each method is one rule applied to the space's own distance, so the ball and the plane are decoded
+    alike: :math:`d` is the Poincaré distance :math:`D_c` (:func:`chestlab.poincare.pairwise_dist`)
+    for a curvature ``c`` and the Euclidean :math:`\|x - y\|` for ``c=None``; as ``c -> 0``,
+    :math:`D_c \to 2\|x - y\|` and every height tends to twice its Euclidean value (the same tree).
+
     ``method``:
 
+    * ``"average"`` (the default of every hierarchy metric), ``"single"`` -- scipy's average (UPGMA)
+      / single linkage on the condensed matrix of :math:`d(x_i, x_j)`; heights are distances.
+      Isometries of the space (rotations; in the ball also gyro-translations :math:`a \oplus_c x`)
+      leave the tree unchanged.
     * ``"lca"`` -- HypHC's decoding (Chami et al. 2020): pairs are merged greedily by the depth of
-      their hyperbolic LCA, :math:`d_o(x_i, x_j)` = :func:`chestlab.poincare.lca_depth` (the distance
-      from the origin to the geodesic through the two points), deepest first, with a union-find:
+      their LCA, :math:`d_o(x_i, x_j)` = :func:`chestlab.poincare.lca_depth` (the distance from the
+      origin to the geodesic through the two points; for ``c=None`` the Euclidean distance from the
+      origin to the line through them, half its ``c -> 0`` limit), deepest first, with a union-find:
       whenever a pair's points are still in different clusters, those clusters merge.  That is
       single linkage on any decreasing function of :math:`d_o`; the merge height is
 
-      .. math:: h_{ij} = 2\,(R - d_o(x_i, x_j)), \qquad R = \max_k D_c(0, x_k),
+      .. math:: h_{ij} = 2\,(R - d_o(x_i, x_j)), \qquad R = \max_k d(0, x_k),
 
       which is :math:`\ge 0` (the geodesic is no farther from the origin than its end points),
       non-decreasing along the merges (deepest first), and the length of the path leaf -> LCA ->
-      leaf for two leaves at the outermost radius ``R`` -- in a tree-like configuration about their
-      Poincaré distance (:math:`D(a, b) = D(0,a) + D(0,b) - 2(a|b)_0` and the Gromov product
-      :math:`(a|b)_0` is :math:`d_o` up to a constant).  Run by ``scipy.cluster.hierarchy.linkage``
-      (single linkage, MST) on the condensed :math:`h`; ties are broken by scipy, which changes the
-      binary order within a tie but never the cophenetic distances.  As in HypHC the decoding wants
-      the points at similar radii: two points on one ray from the origin have :math:`d_o = 0`
-      (their geodesic passes through the origin).  ``normalize=True`` first moves every point along
-      its ray to radius ``R``, as HypHC does with its leaves (then only the angles matter).
-    * ``"single"``, ``"average"`` -- scipy's single / average (UPGMA) linkage on the condensed matrix
-      of Poincaré distances :math:`D_c(x_i, x_j)` (:func:`chestlab.poincare.pairwise_dist`); heights
-      are distances.
+      leaf for two leaves at the outermost radius ``R``.  The origin is the root, so unlike the
+      linkages this decoding is not invariant to translations.  HypHC decodes leaves at one radius
+      (then only the angles matter; two points on one ray from the origin have :math:`d_o = 0`, their
+      geodesic passing through the origin): ``normalize`` (default ``True`` for ``"lca"``) first moves
+      every point along its ray to radius ``R`` (points at the origin stay).  ``normalize=False``
+      decodes the points where they are -- Eq. 9's LCA reading, which the CHEST loss applies to
+      proxies of any radius.
+
+    Ties: scipy breaks exact ties deterministically, from the order of the leaves.  Single linkage
+    (and so ``"lca"``) runs on a minimum spanning tree; a tie changes the binary order within the tie
+    but never the cophenetic distances.  Average linkage runs a nearest-neighbour chain: the chain
+    starts at the lowest-numbered cluster left and steps from each cluster to its nearest one,
+    keeping the cluster it came from when that is as near, else the lowest-numbered of the equally
+    near ones; the merges are then sorted by height, stably.  There a tie can change the tree, so two
+    spaces (or an isometry) that agree on the distances up to rounding agree merge for merge only
+    when no two candidate merges are within rounding of each other.
 
     Pairwise quantities are computed in row blocks (a few times 16 MiB at a time); the condensed
     matrix itself (``n (n - 1) / 2`` float64) is what scipy needs.
     """
     if method not in DECODE_METHODS:
         raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}")
-    poincare.check_curvature(c)
-    cf = float(c)
+    if normalize is None:
+        normalize = method == "lca"
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be True, False or None (HypHC's choice for the method), got {normalize!r}")
+    if normalize and method != "lca":
+        raise ValueError(f"normalize=True moves the points to one radius for method='lca' only, not {method!r}")
+    euclid = c is None
+    if not euclid:
+        poincare.check_curvature(c)
+    # the plane's LCA decoding is the ball's at c = 0 with every length halved (exact in floating point)
+    cf = 0.0 if euclid else float(c)
     x = _as_points(points).to(torch.float64)
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"decode needs at least 2 points, got {n}")
     _check_decode_size(n)
-    poincare.check_in_ball(x, cf, "points")
+    if not euclid:
+        poincare.check_in_ball(x, cf, "points")
+    rows = metrics.default_chunk_size(n)
     with torch.no_grad(), poincare.checks(False):
-        if method == "lca":
-            r0 = poincare.dist0(x, cf)
-            big = float(r0.max())
-            if normalize:
-                # move each point along its ray to hyperbolic radius R (points at the origin stay)
-                x = poincare.expmap0(poincare.logmap0(x, cf) * (big / r0.clamp_min(1e-300)).unsqueeze(-1), cf)
-                x = torch.where((r0 > 0).unsqueeze(-1), x, torch.zeros_like(x))
-            depth = _condensed(x, lambda a, b: _pairwise_lca_depth(a, b, cf), metrics.default_chunk_size(n))
-            heights = np.clip(2.0 * (big - depth), 0.0, None)
-            return sch.linkage(heights, method="single")
-        dists = _condensed(x, lambda a, b: poincare.pairwise_dist(a, b, cf), metrics.default_chunk_size(n))
-        return sch.linkage(dists, method=method)
+        if method != "lca":
+            if euclid:
+                dists = _condensed(x, poincare.pairwise_euclidean, rows)
+            else:
+                dists = _condensed(x, lambda a, b: poincare.pairwise_dist(a, b, cf), rows)
+            return sch.linkage(dists, method=method)
+        r0 = poincare.dist0(x, cf)
+        big = float(r0.max())
+        if normalize:
+            # move each point along its ray to radius R (points at the origin stay)
+            x = poincare.expmap0(poincare.logmap0(x, cf) * (big / r0.clamp_min(1e-300)).unsqueeze(-1), cf)
+            x = torch.where((r0 > 0).unsqueeze(-1), x, torch.zeros_like(x))
+        depth = _condensed(x, lambda a, b: _pairwise_lca_depth(a, b, cf), rows)
+        heights = np.clip(2.0 * (big - depth), 0.0, None)
+        return sch.linkage(heights / 2 if euclid else heights, method="single")
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,11 +763,17 @@ def tree_scores(Z: ArrayLike, leaf_classes: ArrayLike, hierarchy: Hierarchy, *, 
 def class_means(x: ArrayLike, labels: ArrayLike, c: Optional[poincare.Curvature] = None) -> tuple[Tensor, Tensor]:
     r"""Mean embedding of each class present: ``(K, D)`` means and ``(K,)`` their class ids (sorted).
 
-    Euclidean mean for ``c=None``; in the ball (``c`` given) the tangent mean at the origin,
-    :math:`\exp_0\big(\tfrac{1}{n_k}\sum_{i \in k} \log_0 x_i\big)` -- the mean of the head's
-    pre-``expmap0`` features, which keeps the radius (a class's certainty) instead of shrinking it
-    like the Euclidean mean of ball points does.  Accumulated and returned in float64, rows taken in
-    chunks (a few 8 MiB blocks at a time whatever ``N``).
+    Euclidean mean for ``c=None``; in the ball (``c`` given) the gyro-midpoint of the class,
+    :func:`chestlab.poincare.weighted_midpoint` with equal weights,
+
+    .. math:: m_k = \tfrac12 \otimes_c \frac{\sum_{i \in k} 2 x_i / \alpha_i}{\sum_{i \in k} (1 + c\|x_i\|^2)/\alpha_i},
+              \qquad \tfrac12 \otimes_c y = \frac{y}{1 + \sqrt{1 - c\|y\|^2}},
+
+    which moves with the points under every isometry of the ball (a gyro-translation
+    :math:`a \oplus_c x` of the class moves its midpoint to :math:`a \oplus_c m_k`), so the dendrogram of
+    the class means depends on the embedding's shape and not on where the origin is; it tends to the
+    Euclidean mean as ``c -> 0``.  The sums are accumulated in float64, rows taken in chunks (a few
+    8 MiB blocks at a time whatever ``N``); returned in float64.
     """
     x = _as_points(x, "x")
     y = torch.as_tensor(_as_int_array(labels, "labels"), device=x.device).reshape(-1)
@@ -701,17 +784,29 @@ def class_means(x: ArrayLike, labels: ArrayLike, c: Optional[poincare.Curvature]
         poincare.check_in_ball(x, c, "x")
     ids, inverse = torch.unique(y, return_inverse=True)
     sums = torch.zeros(len(ids), x.shape[1], dtype=torch.float64, device=x.device)
-    rows = max(1, _BLOCK_ELEMENTS // 4 // max(1, x.shape[1]))  # 8 MiB float64 blocks: logmap0 keeps a few
+    den = torch.zeros(len(ids), dtype=torch.float64, device=x.device)
+    rows = max(1, _BLOCK_ELEMENTS // 4 // max(1, x.shape[1]))  # 8 MiB float64 blocks
     with poincare.checks(False):
         for s in range(0, x.shape[0], rows):
-            v = x[s : s + rows].double()
-            sums.index_add_(0, inverse[s : s + rows], v if c is None else poincare.logmap0(v, c))
-    means = sums / torch.bincount(inverse, minlength=len(ids)).to(torch.float64).unsqueeze(1)
-    return (means if c is None else poincare.expmap0(means, c)), ids
+            v, idx = x[s : s + rows].double(), inverse[s : s + rows]
+            if c is None:
+                sums.index_add_(0, idx, v)
+                den.index_add_(0, idx, torch.ones_like(v[:, 0]))
+            else:  # weighted_midpoint's numerator and denominator, summed per class
+                inv_alpha = 1 / poincare.alpha(v, c)
+                sums.index_add_(0, idx, v * (2 * inv_alpha).unsqueeze(1))
+                den.index_add_(0, idx, (1 + float(c) * v.pow(2).sum(1)) * inv_alpha)
+        means = sums / den.unsqueeze(1)
+        if c is not None:
+            root = (1 - float(c) * means.pow(2).sum(1)).clamp_min(0).sqrt()
+            means = poincare.project(means / (1 + root).unsqueeze(1), c)
+    return means, ids
 
 
 #: Candidates per query kept by the cheap ranking of :func:`nearest_neighbours` and re-ranked exactly.
 _CANDIDATES = 8
+#: Above one cancelling pair in this many, :func:`nearest_neighbours` recomputes a whole block directly.
+_DENSE_CLOSE = 64
 
 
 @torch.no_grad()
@@ -733,7 +828,8 @@ def nearest_neighbours(
     :math:`\alpha_y = 1 - c\|y\|^2` from :func:`chestlab.poincare.alpha`) -- expanded through one
     ``addmm`` per chunk, with the pairs where the expansion cancels (:math:`\|x-y\|^2` below 1e-2 of
     :math:`\|x\|^2 + \|y\|^2`; 1e-4 in float64) recomputed from :math:`x - y`, as
-    :func:`chestlab.poincare.pairwise_dist` does; the best 8 candidates of each row are then
+    :func:`chestlab.poincare.pairwise_dist` does (the whole block at once, by ``torch.cdist``'s direct
+    route, when more than 1/64 of it cancels: tight clusters in a few dimensions); the best 8 candidates of each row are then
     re-ranked from the differences themselves.  Runs on ``x``'s device, in its precision (float32
     unless float64).
     """
@@ -767,9 +863,17 @@ def nearest_neighbours(
             rows = torch.arange(q.shape[0], device=x.device)
             score[rows, rows + s] = math.inf  # not the query itself
             # the expansion loses ~eps (|q|^2 + |y|^2) / ||q - y||^2 relative: redo the close pairs exactly
-            close = (score < tol * (q2 + sq)).nonzero(as_tuple=True)
-            if close[0].numel():
-                score[close] = (q[close[0]] - x[close[1]]).pow(2).sum(-1)
+            close = score < tol * (q2 + sq)
+            n_close = int(close.sum())
+            if n_close * _DENSE_CLOSE > close.numel():
+                # tight clusters in a few dimensions cancel in many pairs: the whole block from the
+                # differences (cdist's direct route costs about one matmul there; gathering them would not)
+                score = torch.cdist(q, x, compute_mode="donot_use_mm_for_euclid_dist").square_()
+                score[rows, rows + s] = math.inf
+            elif n_close:
+                idx = close.nonzero(as_tuple=True)
+                score[idx] = (q[idx[0]] - x[idx[1]]).pow(2).sum(-1)
+            del close
             if inv_alpha is not None:
                 score.mul_(inv_alpha)
             cand = score.topk(k, dim=1, largest=False).indices  # (B, k)
@@ -830,6 +934,21 @@ def _capped(n: int, cap: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, cap, replace=False))
 
 
+def _tree_scores_of(points: Tensor, leaf_classes: np.ndarray, hierarchy: Hierarchy, c: Optional[float],
+                    methods: Sequence[str]) -> dict[str, float]:
+    """``tree_scores`` of the dendrogram ``decode`` gives for each method: ``{"cophenet": .., ...}`` for
+    the first, ``{"<method>_cophenet": .., ...}`` for the others; nan with fewer than two leaves."""
+    out: dict[str, float] = {}
+    for i, m in enumerate(methods):
+        prefix = "" if i == 0 else f"{m}_"
+        if len(leaf_classes) >= 2:
+            scores = tree_scores(decode(points, c, m), leaf_classes, hierarchy)
+        else:
+            scores = dict.fromkeys(("cophenet", "purity", "dasgupta"), math.nan)
+        out.update({prefix + k: v for k, v in scores.items()})
+    return out
+
+
 def hierarchy_metrics(
     emb: Mapping[str, Any],
     hierarchy: Optional[Hierarchy],
@@ -837,31 +956,40 @@ def hierarchy_metrics(
     proxies: Union[None, ArrayLike, Mapping[str, Any]] = None,
     *,
     proxy_hierarchy: Optional[Hierarchy] = None,
-    method: str = "lca",
+    method: str = DEFAULT_DECODER,
+    lca: bool = True,
     max_leaves: int = 2048,
     chunk_size: Optional[int] = None,
 ) -> dict[str, float]:
-    """Hierarchy-aware metrics of an embedding dict, as flat keys to log.
+    """Hierarchy-aware metrics of an embedding dict, as flat keys to log, computed alike in both spaces.
 
     ``emb``: :meth:`chestlab.engine.evaluator.Evaluator.embed`'s ``{"x_e": (N, D_E), "x_h": (N, D_H),
     "labels": (N,), "super": (N,)}``.  ``hierarchy``: the known hierarchy of the split's classes
     (:func:`hierarchy_of`); ``None`` uses the two levels ``labels`` -> ``super`` of ``emb``.  ``c``:
-    the head's curvature.  Returns, for space ``S`` in ``H`` (``x_h``, Poincaré distance) and ``E``
-    (``x_e``, Euclidean distance):
+    the head's curvature.  Each space is scored by the same named method on its own distance: ``H``
+    is ``x_h`` with the Poincaré distance at ``c``, ``E`` is ``x_e`` with the Euclidean distance.
+    Returns, for ``S`` in ``H`` and ``E``:
 
     * ``"S/severity"``, ``"S/super_R@1"`` -- :func:`hierarchical_retrieval`;
     * ``"S/cophenet"``, ``"S/purity"``, ``"S/dasgupta"`` -- :func:`tree_scores` (purity of the
-      super-classes) of the dendrogram of the class means (:func:`class_means`): in the ball decoded
-      with :func:`decode` (``method``, default HypHC's ``"lca"``), in Euclidean space by average
-      linkage on Euclidean distances;
-    * with ``proxies`` (``(C, D_H)``, ``(C, K, D_H)`` or the loss's ``proxy_points()`` dict, whose
-      ``"h"`` is used; ``C`` classes of ``proxy_hierarchy``, default ``hierarchy`` -- proxies belong to
-      the *train* classes, so pass the train split's hierarchy when ``emb`` is the test split):
-      ``"H/proxy_cophenet"``, ``"H/proxy_purity"``, ``"H/proxy_dasgupta"`` for the decoded proxies.
+      super-classes) of the dendrogram of the class means (:func:`class_means`: the gyro-midpoint in
+      the ball, the mean in the plane) decoded by :func:`decode` with ``method`` (default average
+      linkage);
+    * with ``lca`` (and ``method`` other than ``"lca"``): ``"S/lca_cophenet"``, ``"S/lca_purity"``,
+      ``"S/lca_dasgupta"`` -- the same leaves decoded by HypHC's LCA decoding
+      (``decode(..., "lca")``, leaves brought to one radius, the origin as root);
+    * with ``proxies`` (``(C, D_H)`` or ``(C, K, D_H)`` ball points, or the loss's ``proxy_points()``
+      dict: its ``"h"`` scored in ``H`` and its ``"e"``, when present, in ``E``; ``C`` classes of
+      ``proxy_hierarchy``, default ``hierarchy`` -- proxies belong to the *train* classes, so pass the
+      train split's hierarchy when ``emb`` is the test split): ``"S/proxy_cophenet"``,
+      ``"S/proxy_purity"``, ``"S/proxy_dasgupta"`` (and ``"S/proxy_lca_*"``) for the proxies' tree.
 
-    Dendrograms are ``O(n^2)``: above ``max_leaves`` leaves a fixed random subset of classes is used.
-    Undefined values are ``nan``.
+    The ``H`` keys of ``method`` are invariant to isometries of the ball (gyro-translations too), the
+    ``lca_`` keys are not (they read the origin as the root).  Dendrograms are ``O(n^2)``: above
+    ``max_leaves`` leaves a fixed random subset of classes is used.  Undefined values are ``nan``.
     """
+    if method not in DECODE_METHODS:
+        raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}")
     for key in ("x_e", "x_h", "labels"):
         if key not in emb:
             raise ValueError(f"emb lacks {key!r}; expected Evaluator.embed's dict with x_e, x_h, labels, super")
@@ -872,6 +1000,7 @@ def hierarchy_metrics(
         hierarchy = Hierarchy.from_super_labels(labels, emb["super"])
     if labels.size and labels.max() >= hierarchy.num_classes:
         raise ValueError(f"label {labels.max()} is out of range for the hierarchy's {hierarchy.num_classes} classes")
+    methods = (method, "lca") if lca and method != "lca" else (method,)
     cf = float(c)
     out: dict[str, float] = {}
     spaces = (("H", "x_h", "poincare", cf), ("E", "x_e", "euclidean", None))
@@ -882,38 +1011,31 @@ def hierarchy_metrics(
         else:
             res = {"severity": math.nan, "super_R@1": math.nan}
         out.update({f"{space}/{k}": v for k, v in res.items()})
-
-        scores = dict.fromkeys(("cophenet", "purity", "dasgupta"), math.nan)
         means, ids = class_means(x, labels, cs)
         keep = _capped(len(ids), max_leaves)
-        if len(keep) >= 2:
-            means, ids = means[keep], ids[keep].numpy()
-            if space == "H":
-                Z = decode(means, cf, method)
-            else:
-                Z = sch.linkage(means.numpy(), method="average", metric="euclidean")
-            scores = tree_scores(Z, ids, hierarchy)
+        scores = _tree_scores_of(means[keep], ids[keep].numpy(), hierarchy, cs, methods)
         out.update({f"{space}/{k}": v for k, v in scores.items()})
 
     if proxies is not None:
-        p = proxies["h"] if isinstance(proxies, Mapping) else proxies
-        p = p.detach().cpu() if isinstance(p, Tensor) else torch.as_tensor(np.asarray(p))
-        if p.dim() == 2:
-            p = p.unsqueeze(1)
-        if p.dim() != 3:
-            raise ValueError(f"proxies must be (C, D_H) or (C, K, D_H), got shape {tuple(p.shape)}")
+        given = dict(proxies) if isinstance(proxies, Mapping) else {"h": proxies}
         ph = proxy_hierarchy if proxy_hierarchy is not None else hierarchy
-        n_cls, k_per = p.shape[:2]
-        if n_cls != ph.num_classes:
-            raise ValueError(
-                f"there are {n_cls} proxy classes but the hierarchy has {ph.num_classes} classes; proxies "
-                "belong to the train classes: pass proxy_hierarchy=hierarchy_of(<dataset>, 'train')"
-            )
-        keep = _capped(n_cls, max(1, max_leaves // k_per))
-        leaf_cls = np.repeat(keep, k_per)
-        pts = p[torch.as_tensor(keep)].reshape(-1, p.shape[-1])
-        scores = dict.fromkeys(("cophenet", "purity", "dasgupta"), math.nan)
-        if pts.shape[0] >= 2:
-            scores = tree_scores(decode(pts, cf, method), leaf_cls, ph)
-        out.update({f"H/proxy_{k}": v for k, v in scores.items()})
+        for space, key, cs in (("H", "h", cf), ("E", "e", None)):
+            if given.get(key) is None:
+                continue
+            p = given[key]
+            p = p.detach().cpu() if isinstance(p, Tensor) else torch.as_tensor(np.asarray(p))
+            if p.dim() == 2:
+                p = p.unsqueeze(1)
+            if p.dim() != 3:
+                raise ValueError(f"proxies must be (C, D) or (C, K, D), got shape {tuple(p.shape)}")
+            n_cls, k_per = p.shape[:2]
+            if n_cls != ph.num_classes:
+                raise ValueError(
+                    f"there are {n_cls} proxy classes but the hierarchy has {ph.num_classes} classes; proxies "
+                    "belong to the train classes: pass proxy_hierarchy=hierarchy_of(<dataset>, 'train')"
+                )
+            keep = _capped(n_cls, max(1, max_leaves // k_per))
+            pts = p[torch.as_tensor(keep)].reshape(-1, p.shape[-1])
+            scores = _tree_scores_of(pts, np.repeat(keep, k_per), ph, cs, methods)
+            out.update({f"{space}/proxy_{k}": v for k, v in scores.items()})
     return out

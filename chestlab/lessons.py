@@ -9,10 +9,12 @@ reader move sliders. What is shared and not part of the kit itself lives here, s
   :func:`gyro_checks` (the gyrogroup identities of Möbius addition);
 * geometry to draw -- :func:`geodesic`, :func:`hyperbolic_circle`, :func:`lca_point`,
   :func:`draw_disk` (boundary, geodesic grid, distance circles on a matplotlib axis), thin
-  wrappers of :mod:`chestlab.viz`;
+  wrappers of :mod:`chestlab.viz`, and :func:`draw_tree` (a tree embedded in the disk or the plane);
 * numerics -- :func:`precision_table` (float32 vs float64 near the boundary);
 * toys -- :func:`hyphc_toy` (proxies trained by the HypHC term alone), :func:`small_ablation`
-  (a few-step version of Tables 6-7), :func:`retrieval_examples` (queries and their neighbours).
+  (a few-step version of Tables 6-7), :func:`retrieval_examples` (queries and their neighbours);
+* comparisons -- :func:`paired_table` (two spaces over the same seeds: the mean per-seed
+  difference and its standard error), :func:`space_runs` (H-only and E-only networks, seed by seed).
 
 Everything computes with the library's functions (``poincare``, ``losses``, ``train``); nothing
 here re-implements a formula of the paper.
@@ -40,10 +42,14 @@ __all__ = [
     "hyperbolic_circle",
     "lca_point",
     "draw_disk",
+    "draw_tree",
     "precision_table",
     "hyphc_toy",
     "ABLATION_ROWS",
     "small_ablation",
+    "paired_table",
+    "paired_verdict",
+    "space_runs",
     "retrieval_examples",
     "retrieval_figure",
     "disk_legend",
@@ -152,6 +158,56 @@ def draw_disk(ax: Any, c: float, *, grid: bool = True, circles: Sequence[float] 
     viz.mpl.draw_disk(ax, c, grid=grid and c > 0, circles=circles, n_diameters=n_diameters, grid_dists=grid_dists,
                       label_angle=label_angle, avoid=avoid)
     viz.mpl.style_disk(ax, viz.view_limit(c, margin=0.04, extent=3.0))
+
+
+def draw_tree(ax: Any, x: Tensor, tree: Any, c: float, *, polar: bool = False, title: Optional[str] = None,
+              circles: Sequence[float] = (), legend: bool = True) -> None:
+    r"""Draw a tree embedded in 2-D (:mod:`chestlab.tree_embedding`): ``x`` (n, 2) the points of the
+    nodes of ``tree`` (a :class:`~chestlab.tree_embedding.Tree`), its edges in grey, the nodes coloured
+    by level (root dark, leaves light: ``viridis``) and smaller the deeper they sit. Equal aspect,
+    labelled axes.
+
+    * ``c > 0``: the disk of curvature ``-c`` behind, each edge a geodesic, dotted circles at the
+      Poincaré distances ``circles`` from the origin;
+    * ``c > 0, polar=True``: the same points in polar coordinates around the origin with the radius
+      :math:`d_H(0, x) = 2\|\log_0 x\|` and the angle kept (the disk with its depth unrolled, edges
+      straight): what the disk squeezes against its boundary spreads out;
+    * ``c = 0``: the plane in the coordinates ``2x``, where the distance of
+      :func:`~chestlab.tree_embedding.pairwise` is Euclidean."""
+    import matplotlib
+    from matplotlib.patches import Circle
+
+    x = x.detach().double()
+    child = torch.arange(1, tree.n)
+    if c > 0 and not polar:
+        pts = x
+        draw_disk(ax, c, grid=False, circles=circles)
+        lines = [viz.geodesic(pts[tree.parent[v]], pts[v], c, 24) for v in child.tolist()]
+    else:
+        pts = 2 * poincare.logmap0(x, c) if c > 0 else 2 * x
+        lines = [np.stack([pts[tree.parent[v]].numpy(), pts[v].numpy()]) for v in child.tolist()]
+        viz.mpl.style_disk(ax, viz.view_limit(0.0, pts.numpy()))
+        if c > 0:
+            for d in circles:
+                ax.add_patch(Circle((0, 0), d, fill=False, color=viz.style.COLORS["circle"], lw=0.8, ls=":", zorder=0))
+            ax.set_xlabel(r"$d_H(0, x)\,\cos\varphi$")
+            ax.set_ylabel(r"$d_H(0, x)\,\sin\varphi$")
+        else:
+            ax.set_xlabel("$y_1 = 2x_1$")
+            ax.set_ylabel("$y_2 = 2x_2$")
+    viz.mpl.add_polylines(ax, lines, color="0.55", lw=0.8, zorder=1)
+    depth = tree.depth
+    cmap = matplotlib.colormaps["viridis"]
+    for lev in range(depth + 1):
+        m = (tree.level == lev).numpy()
+        name = "root" if lev == 0 else ("leaves" if lev == depth else f"level {lev}")
+        ax.scatter(pts[m, 0], pts[m, 1], s=90 * 0.55**lev + 6, color=cmap(lev / max(depth, 1) * 0.9),
+                   edgecolors="k" if lev == 0 else "none", linewidths=0.8, zorder=3 + depth - lev,
+                   label=f"{name} ({int(m.sum())})")
+    if legend:
+        ax.legend(loc="upper right", markerscale=1.2, fontsize="small")
+    if title:
+        ax.set_title(title)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,6 +346,97 @@ def small_ablation(steps: int, seeds: Sequence[int] = (0,), *, preset: str = "de
 
 
 # ------------------------------------------------------------------------------------------------
+# paired comparisons of two spaces over seeds (notebooks 00 and 06)
+# ------------------------------------------------------------------------------------------------
+def paired_table(rows: Any, metrics: Sequence[str], *, a: str = "H", b: str = "E", by: Sequence[str] = (),
+                 space: str = "space", seed: str = "seed"):
+    r"""Compare space ``a`` with space ``b`` over the same seeds: ``rows`` (a pandas DataFrame or
+    records) holds one row per (``by``..., ``space``, ``seed``); for each group of ``by`` and each
+    metric, the per-seed differences :math:`\Delta_s = m_a(s) - m_b(s)` give
+
+    .. math:: \bar\Delta = \frac1n\sum_s\Delta_s, \qquad \mathrm{s.e.} = \frac{\operatorname{std}(\Delta)}{\sqrt n}
+              \ \ (\text{sample std}, n - 1),
+
+    the standard error of the mean difference: an effect is visible when :math:`|\bar\Delta|` is
+    several s.e. (pairing removes what the seed does to both spaces alike). Returns a DataFrame with
+    the columns ``by``..., ``metric``, ``a``, ``b`` (the means), ``Δ``, ``s.e.``, ``n`` and
+    ``a > b`` (in how many seeds). Seeds present in only one space are left out."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    out = []
+    keys = list(by)
+    groups = df.groupby(keys, sort=False) if keys else [((), df)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        A = g[g[space] == a].set_index(seed)
+        B = g[g[space] == b].set_index(seed)
+        common = A.index.intersection(B.index)
+        for m in metrics:
+            d = (A.loc[common, m] - B.loc[common, m]).to_numpy(dtype=float)
+            n = len(d)
+            out.append({**dict(zip(keys, key)), "metric": m, a: float(A.loc[common, m].mean()), b: float(B.loc[common, m].mean()),
+                        "Δ": float(d.mean()) if n else math.nan,
+                        "s.e.": float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+                        "n": n, f"{a} > {b}": int((d > 0).sum())})
+    return pd.DataFrame(out)
+
+
+def paired_verdict(table: Any, *, a: str = "H", b: str = "E", lower_is_better: Sequence[str] = ("severity",),
+                   by: Sequence[str] = (), z: float = 2.0) -> str:
+    r"""One Markdown line per row of :func:`paired_table`: the two means, the mean difference with its
+    standard error, in how many seeds ``a`` is higher, and the reading -- "``a`` better" / "``b``
+    better" when :math:`|\bar\Delta| > z` s.e. (``z`` = 2), else "no difference beyond {z} s.e.".
+    ``lower_is_better`` names the metrics where the lower value wins (the mistake severity, a
+    distortion); ``by``: the table's grouping columns, written before the metric."""
+    lines = []
+    for _, row in table.iterrows():
+        d, se, n = row["Δ"], row["s.e."], int(row["n"])
+        if se == se and abs(d) > z * se and d != 0:
+            higher = a if d > 0 else b
+            winner = higher if row["metric"] not in lower_is_better else (b if higher == a else a)
+            reading = f"**{winner} better** ({abs(d) / se:.1f} s.e.)" if se > 0 else f"**{winner} better**"
+        else:
+            reading = f"no difference beyond {z:g} s.e."
+        where = ", ".join(f"{k} = {row[k]}" for k in by)
+        lines.append(f"* {where + ': ' if where else ''}**{row['metric']}**"
+                     f"{' (lower is better)' if row['metric'] in lower_is_better else ''}: {a} {row[a]:.3f}, {b} {row[b]:.3f}; "
+                     f"{a} − {b} = {d:+.3f} ± {se:.3f} ({a} higher in {int(row[f'{a} > {b}'])} of {n} seeds) → {reading}")
+    return "\n".join(lines)
+
+
+def space_runs(preset: str, dim: int, seeds: Sequence[int], steps: int, **overrides: Any):
+    r"""Train, for every seed, an "H only" network (:math:`\eta_E = 0`, :math:`D_H` = ``dim``, scored with
+    :math:`d_H` on :math:`x^H`) and an "E only" one (:math:`\eta_H = 0`, :math:`D_E` = ``dim``, scored with
+    :math:`d_E` on :math:`x^E`) from ``preset``, with the same steps, seed and everything else (as
+    ``python -m chestlab.reproduce dims``), and evaluate both on the unseen test classes with the
+    hierarchy metrics. Returns ``(rows, trainers)``: a DataFrame with one row per (space, seed) --
+    ``space``, ``seed``, R@1, MAP@R and the hierarchy metrics (``severity``, ``super_R@1``,
+    ``cophenet``, ``purity``, ``dasgupta``: whatever the evaluator logs) -- and the trainers, keyed by
+    ``(space, seed)``, for pictures. For :func:`paired_table`."""
+    import pandas as pd
+
+    from .engine import Trainer
+    from .settings import TrainConfig
+
+    rows, trainers = [], {}
+    for seed in seeds:
+        for space, kw in (("H", dict(eta_e=0.0, eta_h=1.0, dim_h=dim, tau=0.0)),
+                          ("E", dict(eta_h=0.0, eta_e=1.0, dim_e=dim, tau=0.0))):
+            cfg = TrainConfig.preset(preset, **{**dict(eval_every=0, eval_train=False, eval_hierarchy=True),
+                                                **overrides, **kw, "seed": seed})
+            tr = Trainer(cfg)
+            for _ in tr.run(steps):
+                pass
+            last = tr.history[-1]
+            prefix = f"test/{space}/"
+            rows.append({"space": space, "seed": seed,
+                         **{k[len(prefix):]: float(v) for k, v in last.items() if k.startswith(prefix)}})
+            trainers[(space, seed)] = tr
+    return pd.DataFrame(rows), trainers
+
+
+# ------------------------------------------------------------------------------------------------
 # retrieval examples (notebook 06)
 # ------------------------------------------------------------------------------------------------
 def retrieval_examples(emb: Tensor, labels: Tensor, tiles: Sequence[Any], queries: Sequence[int], *, n: int = 9,
@@ -386,22 +533,28 @@ def lecture_axes(ax: Any) -> Any:
 def disk_legend(fig: Any, class_names: Sequence[str], super_names: Optional[Sequence[str]] = None,
                 classes: Optional[Sequence[int]] = None) -> Any:
     """Make the legend of a :func:`chestlab.figures.poincare_disk` figure say which colour is which
-    class and which marker which super-class: its point traces (one per super-class, drawn in the
-    classes' colours) leave the legend, and legend-only entries are added -- a coloured circle per
-    class (``classes``: the class indices to list, default all of ``class_names``) and a grey marker
-    per super-class; the legend moves to the right of the disk. The points and their hover texts are
-    unchanged. Returns ``fig``."""
+    class: a legend-only entry per class (``classes``: the class indices to list, default all of
+    ``class_names``) in the colour its points have (a shade of its super-class's colour, or its own
+    colour with ``color_by="class"``), beside the figure's own entries per super-class; the legend
+    moves to the right of the disk. The points and their hover texts are unchanged. Returns ``fig``."""
     import plotly.graph_objects as go
 
     from .viz.style import PLOTLY_SYMBOLS, class_color
 
     supers = [t for t in fig.data if t.type == "scattergl"]
+    seen: dict[str, str] = {}  # class name -> the colour its points are drawn in
     for t in supers:
         t.showlegend = False
+        if t.text is not None and not isinstance(t.marker.color, str):
+            for col, name in zip(t.marker.color, t.text):
+                seen.setdefault(str(name), col)
     for i in (range(len(class_names)) if classes is None else classes):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=str(class_names[i]), legendgroup="classes",
-                                 legendgrouptitle_text="class", marker=dict(color=class_color(i), size=11, symbol="circle")))
-    if super_names is not None and len(supers) > 1:
+        name = str(class_names[i])
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="classes",
+                                 legendgrouptitle_text="class",
+                                 marker=dict(color=seen.get(name, class_color(i)), size=11, symbol="circle")))
+    has_supers = any(t.type == "scatter" and str(t.legendgroup or "").startswith("super") for t in fig.data)
+    if super_names is not None and len(supers) > 1 and not has_supers:  # a figure without its own entries
         for k, t in enumerate(supers):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=t.name, legendgroup="supers",
                                      legendgrouptitle_text="super-class",

@@ -42,6 +42,7 @@ __all__ = [
     "schema",
     "get_setting",
     "live_keys",
+    "path_keys",
     "machine_keys",
     "TrainConfig",
     "check",
@@ -110,6 +111,7 @@ class Setting:
     paper: str = ""  #: the paper's value(s), e.g. "1, 5, 10 or 20"
     live: bool = False  #: may change between training steps (``Trainer.set``)
     machine: bool = False  #: describes the machine, not the run: may differ when a run is resumed elsewhere
+    path: bool = False  #: names a file or folder of the machine: given on the command line only, never by a link or the page
     low: Optional[float] = None
     high: Optional[float] = None
     low_open: bool = False  #: the lower bound itself is excluded (``> low``)
@@ -375,6 +377,12 @@ def machine_keys() -> frozenset[str]:
     return frozenset(k for k, s in _SCHEMA.items() if s.machine)
 
 
+def path_keys() -> frozenset[str]:
+    """Settings that name a file or folder (``Setting.path``): a link or the dashboard may not set them."""
+    ensure_builtins()
+    return frozenset(k for k, s in _SCHEMA.items() if s.path)
+
+
 def live_keys() -> frozenset[str]:
     """Settings that may change between steps (the dashboard's sliders, ``Trainer.set``)."""
     ensure_builtins()
@@ -411,12 +419,12 @@ def _losses() -> list[str]:
 class DataSettings:
     dataset: str = setting("tree", group="data", choices=_datasets,
                            help="tree | shapes | digits (embedded) or cub200 | cars196 | sop | inshop | cifar100 (--data-root), or a plug-in")
-    data_root: Optional[str] = setting(None, group="data", nullable=True, machine=True,
+    data_root: Optional[str] = setting(None, group="data", nullable=True, machine=True, path=True,
                                        help="folder holding a benchmark (CUB_200_2011/, cars_annos.mat, Ebay_*.txt, ...)")
     data_options: dict = setting({}, group="data",
                                  help="dataset options as JSON, e.g. {\"depth\": 3} (tree) or {\"image_size\": 32}; each "
                                       "dataset checks their types, ranges and the total size they make (chestlab.data.dataset_options)")
-    hierarchy_file: Optional[str] = setting(None, group="data", nullable=True, machine=True,
+    hierarchy_file: Optional[str] = setting(None, group="data", nullable=True, machine=True, path=True,
                                             help="a class hierarchy for the hierarchy metrics (JSON {class: [ancestors...]} "
                                                  "or CSV rows class,ancestor1,...,parent); default: the dataset's own super-classes")
     batch_size: int = setting(64, group="data", low=2, high=4096, eq="Table 1", paper="200 CUB, 198 Cars, 100 In-shop, 75 SOP",
@@ -432,7 +440,11 @@ class ModelSettings:
                             help="mlp | cnn | vit_tiny_patch16_224 | vit_small_patch16_224 (paper) | vit_base_patch16_224",
                             ui={"options": ("mlp", "cnn", "vit_tiny_patch16_224", "vit_small_patch16_224")})
     pretrained: bool = setting(False, group="model", help="load ImageNet weights from the hub for timm backbones (random init offline, with a warning)")
-    weights: Optional[str] = setting(None, group="model", nullable=True, help="a local state-dict file for the backbone (instead of the hub)")
+    weights: Optional[str] = setting(None, group="model", nullable=True, path=True, help="a local state-dict file for the backbone (instead of the hub)")
+    pretrain_steps: int = setting(0, group="model", low=0, high=MAX_STEPS,
+                                  help="first train the network this many steps with a supervised proxy loss on other classes "
+                                       "(tree: another tree seen through the same map), as the papers start from a network "
+                                       "pretrained on ImageNet; 0 = from its random initialisation")
     dim_e: Optional[int] = setting(64, group="model", low=1, high=MAX_DIM, nullable=True, symbol="D_E",
                                    help="Euclidean embedding size (none = the backbone's own: 384 for ViT-S)")
     dim_h: int = setting(16, group="model", low=1, high=MAX_DIM, symbol="D_H", paper="384",
@@ -483,7 +495,8 @@ class ScheduleSettings:
                         help="the k of Recall@k, e.g. 1,2,4,8 (up to SOP's 1000; each k below the samples evaluated)")
     eval_hierarchy: bool = setting(True, group="schedule", live=True,
                                    help="also score the hierarchy at each evaluation: mistake severity, super-class R@1, "
-                                        "cophenetic correlation / purity / Dasgupta cost of the decoded dendrograms")
+                                        "cophenetic correlation / purity / Dasgupta cost of the decoded dendrograms (average "
+                                        "linkage on each space's distance, and HypHC's LCA decoding as lca_*)")
     checkpoint_every: int = setting(0, group="schedule", low=0, high=MAX_STEPS, help="write an atomic checkpoint every N steps (0 = only at the end / on Ctrl-C)")
 
 
@@ -640,6 +653,16 @@ def _batch_rules(cfg: TrainConfig) -> Iterable[Problem]:
         yield Problem(("batch_size", "m_per_class"),
                       f"batch_size = {cfg.batch_size} is not a multiple of m_per_class = {cfg.m_per_class}: "
                       f"use batch_size = {lo} or {lo + cfg.m_per_class} (or an m_per_class that divides {cfg.batch_size})")
+
+
+@register_rule
+def _pretrain_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    from .engine.pretrain import PRETRAIN_DATASETS
+
+    if cfg.pretrain_steps and cfg.dataset not in PRETRAIN_DATASETS:
+        yield Problem(("pretrain_steps", "dataset"), f"pretrain_steps = {cfg.pretrain_steps} needs other classes to pretrain on, "
+                      f"which only {', '.join(PRETRAIN_DATASETS)} provides; set pretrain_steps = 0 (or pretrained = true "
+                      "for a timm backbone)")
 
 
 def dataset_info_of(cfg: TrainConfig) -> Any:

@@ -421,9 +421,9 @@ show_toy(step=steps)  # the callback once more: the proxies after training
 # measured on the `tree` data (32 training classes under 4 super-classes, 3 levels; preset `demo-tree`):
 #
 # 1. **How big is $\tau L_{\mathrm{HypHC}}$ in the loss?** Eq. 8 reads the similarity off the proxies,
-#    $S = e^{-d_H}$; proxies that sit about 9 apart have $S \approx e^{-9}$.
+#    $S = e^{-d_H}$; proxies that sit about 8 apart have $S \approx e^{-8} \approx 3 \cdot 10^{-4}$.
 # 2. **Does τ change the proxies' tree?** Decode a dendrogram from the trained proxies
-#    (`chestlab.hierarchy.decode`: HypHC's decoding, merge by the deepest LCA) and score it against the
+#    (`chestlab.hierarchy.decode`: average linkage on $d_H$, as the kit decodes both spaces) and score it against the
 #    true tree: cophenetic correlation (↑), dendrogram purity of the super-classes (↑) and of the classes
 #    (↑: the $K$ proxies of a class merge first), Dasgupta cost under the true similarity (↓) — what the
 #    trainer logs as `proxies/H/*` and the dashboard's *Hierarchy* panel shows live.
@@ -439,6 +439,7 @@ import numpy as np
 from chestlab.engine import Trainer
 from chestlab.hierarchy import decode, dendrogram_purity, hierarchy_of, tree_scores
 from chestlab.paper import PRESETS
+from chestlab.reproduce.regularisers import proxy_similarities
 from chestlab.settings import TrainConfig
 
 hc_steps = lessons.pick(600, 100)
@@ -477,6 +478,7 @@ def train_and_score(preset, tau, seed):
     Z = decode(p.reshape(-1, D), cfg.c)
     out = tree_scores(Z, leaves, truth)
     share = sum(tau * e.components["l_hyphc"] for e in steps_) / sum(e.loss for e in steps_)
+    out.update(proxy_similarities(p, cfg.c))  # Eq. 8's ω = e^(−d_H) between the proxies
     out.update({"class purity": dendrogram_purity(Z, leaves), "share": share,
                 "same-class first": same_class_pair_most_similar(p, cfg.c), "Z": Z, "groups": truth.groups(1)[leaves],
                 "truth": truth})
@@ -486,17 +488,19 @@ def train_and_score(preset, tau, seed):
 hc = {(name, tau): [train_and_score(preset, tau, s) for s in hc_seeds]
       for name, (preset, tau_on) in hc_settings.items() for tau in (0.0, tau_on)}
 
-hc_metrics = ("share", "cophenet", "purity", "class purity", "dasgupta", "same-class first")
+hc_metrics = ("share", "omega median", "omega same", "cophenet", "purity", "class purity", "dasgupta", "same-class first")
 print(f"{hc_steps} steps, seeds {list(hc_seeds)}: mean ± std over seeds")
 print(f"{'setting':24s} {'τ':>5s}  " + "  ".join(f"{m:>17s}" for m in hc_metrics))
 for (name, tau), hc_runs in hc.items():
     cells = []
     for m in hc_metrics:
         v = np.array([r[m] for r in hc_runs]) * (100 if m == "share" else 1)
-        cells.append(f"{v.mean():.3g} % ± {v.std():.2g}" if m == "share" else f"{v.mean():.3f} ± {v.std():.3f}")
+        cells.append(f"{v.mean():.3g} % ± {v.std():.2g}" if m == "share" else f"{v.mean():.2g} ± {v.std():.1g}"
+                     if m.startswith("omega") else f"{v.mean():.3f} ± {v.std():.3f}")
     print(f"{name:24s} {tau:5g}  " + "  ".join(f"{x:>17s}" for x in cells))
-print("share = Σ τ·L_HypHC / Σ L over the last 50 steps; same-class first = share of HypHC triplets whose most similar"
-      " pair (Eq. 8) is the same-class pair")
+print("share = Σ τ·L_HypHC / Σ L over the last 50 steps; omega median / same = median of Eq. 8's ω = e^(−d_H) over all"
+      " pairs of proxies / the pairs of one class; same-class first = share of HypHC triplets whose most similar pair"
+      " (Eq. 8) is the same-class pair")
 
 # %% [markdown]
 # The same runs, seed by seed: the change τ makes (τ > 0 minus τ = 0, same seed, so the same
@@ -546,7 +550,7 @@ def show_hyphc_trees(seed_index=0):
         r = hc[(name, tau)][seed_index]
         draw_dendrogram_mpl(fig.add_subplot(gs[0, col]), dendrogram_geometry(r["Z"], r["groups"]), names,
                             title=f"proxies, τ = {tau:g} (seed {hc_seeds[seed_index]})",
-                            ylabel="merge height $2(R - d_o)$")
+                            ylabel="mean $d_H$ at the merge")
     ax = fig.add_subplot(gs[0, 2])
     draw_dendrogram_mpl(ax, dendrogram_geometry(true_linkage(truth), truth.groups(1)), names,
                         title="the true tree (classes)", ylabel="LCA height (levels)", leaves_what="class")
@@ -579,10 +583,16 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 # %% [markdown]
 # **What we see** (the numbers are printed above; they are measured again each time the notebook runs).
 #
-# * With the paper's settings the term is a rounding error of the loss: $S = e^{-d_H}$ between proxies
-#   that sit near the clipping radius is tiny, so Eq. 9's value and gradient are too. Moving τ cannot act.
-# * With `demo-tree-hyphc` the term grows as the proxy losses fall, to most of the loss by the end of
-#   the full run (`CHESTLAB_FAST=1` stops early, while it is still small) — and still the decoded tree
+# * **At the paper's $r = 2.3$ the term is inert, and the ω columns say why.** The proxies sit
+#   $d_H \approx 8$ apart, so Eq. 8's $\omega = e^{-d_H}$ is about 3e-4 over all pairs and about 1e-3
+#   within a class (the two ω columns), and Eq. 9 never exceeds the sum of its ω (section 4's bound). The
+#   term is a rounding error of the loss (the share column), so are its gradients, and moving τ cannot
+#   act. This is what the dashboard's HypHC scenarios show: L_HypHC a flat line at 0.
+# * With `demo-tree-hyphc` ($r = 1$) the proxies are nearer — ω about 0.04 over all pairs, about 0.6
+#   within a class — and the term grows as the proxy losses fall, to most of the loss by the end of
+#   the full run (`CHESTLAB_FAST=1` stops early, while it is still small). **There it acts, on what Eq. 9
+#   asks for**: τ = 8 pulls each class's proxies together (ω within a class about 0.6 → 0.8 in the full
+#   run, the "omega same" column, while ω over all pairs stays at 0.04) — and still the decoded tree
 #   barely moves: over the 8 seeds of the full run, τ's mean changes stay within two standard errors,
 #   and seed by seed they go both ways. Few seeds can mislead here: in our full run, seeds 0–2 alone
 #   raised super-class purity every time (+0.03 to +0.06, what a three-seed run would call visible),
@@ -594,6 +604,12 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 #   siblings, so the term cannot build the super-class levels of the tree; only the data can, through
 #   the proxy loss. What does move the tree is the geometry: compare the cophenetic correlation of
 #   the two τ = 0 rows, which differ only in the clipping radius $r$.
+# * Nearer proxies do not rescue it. On the wide tree (preset `demo-tree-wide`: 4 × 4 × 4 × 4 leaves,
+#   $D_H = 4$) the proxies sit closer ($\omega \approx 0.15$ at either radius) and τ = 8 makes the term
+#   5 % of the loss; still, over 5 paired seeds at $r = 2.3$ and at $r = 1$, every change τ makes to the
+#   proxies' tree stays within two standard errors but one, Dasgupta's cost at $r = 2.3$, τ = 8:
+#   −0.004 ± 0.002, on a tree at chance level (measured outside this notebook, an hour of CPU:
+#   `python -m chestlab.reproduce hyphc`; the tables are in docs/reproduce.md, "Does each regulariser act?").
 # * So on this data τ is not a knob a student can see act on the hierarchy. HypHC itself clusters with
 #   similarities that come from outside the tree being learned (data features); giving Eq. 8 such
 #   similarities would be a change of the method, not of a setting. The dashboard's *Hierarchy* panel
@@ -615,7 +631,7 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 #   differentiated — it is bounded by $\sum S$ and minimised by pushing all proxies apart: they go to the
 #   clipping radius and the class grouping is lost. Distances with constant similarities collapse them.
 # * In CHEST on `tree` (section 5, measured): with the paper's settings the term is a negligible part
-#   of the loss; made large (`demo-tree-hyphc`) it still leaves the proxies' tree within the seed
+#   of the loss, because Eq. 8's ω between proxies $d_H \approx 8$ apart is about 3e-4; made large (`demo-tree-hyphc`) it still leaves the proxies' tree within the seed
 #   spread (8 seeds), because Eq. 8's similarities come from proxies already grouped by class and its triplets
 #   only ask for that grouping.
 

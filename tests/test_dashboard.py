@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -233,6 +234,12 @@ def test_curves_panel(run_a: Run) -> None:
     curves.render(ctx_of(run_a), box)
     fig = box.figures()["cur_A"]
     assert any(t.name and "total" in t.name for t in fig.data)  # the loss per step
+    # the run's loss names the total and its parts; a regulariser gets the log axis right of the loss
+    assert fig.data[0].name.startswith("total L = η_H L_H + η_E L_E + τ L_HypHC")
+    hyphc = [t for t in fig.data if t.name.startswith("L_HypHC")]
+    assert (run_a.trainer.config.tau > 0) == bool(hyphc)
+    for t in hyphc:
+        assert fig.layout["yaxis" + t.yaxis[1:]].type == "log" and "log axis right of the loss" in box.text()
 
 
 def test_disk_panel_draws_the_disk_and_run_as_controls(run_a: Run) -> None:
@@ -240,7 +247,7 @@ def test_disk_panel_draws_the_disk_and_run_as_controls(run_a: Run) -> None:
     box = Box(session)
     ctx = ctx_of(run_a, session)
     disk.render(ctx, box)
-    assert list(box.figures()) == ["disk_A"]
+    assert list(box.figures()) == ["disk_A", "levels_A"]  # the disk, then its level strip
     assert {"disk_split", "disk_grid", "disk_circles", "disk_view", "btn_umap"} <= set(box.keys())
     assert ctx.shared["disk"]["disk_grid"] is True and ctx.shared["disk"]["disk_split"] == "train"
     d = ctx.cache[("disk", "train")]
@@ -249,7 +256,50 @@ def test_disk_panel_draws_the_disk_and_run_as_controls(run_a: Run) -> None:
     box_b = Box(session)
     ctx_b = P.PanelContext(ctx.state, session, Run("B", run_a.trainer), wide=False, shared=ctx.shared)
     disk.render(ctx_b, box_b)
-    assert list(box_b.figures()) == ["disk_B"] and not box_b.keys("radio")
+    assert list(box_b.figures()) == ["disk_B", "levels_B"] and not box_b.keys("radio")
+
+
+def test_disk_panel_draws_the_hierarchy_and_its_level_strip() -> None:
+    """The page's default run (the tree, its super-classes "branch A-D"): a node per super-class at the
+    gyro-midpoint of its classes' proxies, the root at the nodes' midpoint (geoopt's midpoint as the
+    oracle), and a level strip whose points are the mean d_H(0, .) per level at each drawn step."""
+    import geoopt.manifolds.stereographic.math as gm
+
+    from chestlab.figures import project_to_disk
+    from chestlab.viz.style import super_color
+
+    run = runner.build(small())
+    state = DashState(runs=[run])
+    tr, c = run.trainer, float(run.trainer.config.c)
+    k = torch.tensor(-c, dtype=torch.float64)
+    steps = []
+    for _ in range(2):  # two drawn steps: two points per line of the strip
+        runner.train_chunk(state, budget_s=0.0, max_steps=1)
+        box = Box()
+        disk.render(ctx_of(run), box)
+        steps.append(tr.step_count)
+    figs = box.figures()
+    prox = tr.proxies()["h"].double()
+    cs = np.asarray(tr.train_set.class_to_super)
+    nodes = torch.stack([gm.weighted_midpoint(prox[torch.as_tensor(cs == s)].reshape(-1, prox.shape[-1]), k=k, reducedim=[0])
+                         for s in range(4)])
+    root = gm.weighted_midpoint(nodes, k=k, reducedim=[0])
+    emb = tr.embed("train", 600)
+    node = next(t for t in figs["disk_A"].data if t.name == "super-class nodes")
+    np.testing.assert_allclose(np.column_stack([node.x, node.y]), project_to_disk(nodes, c, fit_on=emb["x_h"]), atol=1e-6)
+    assert list(node.marker.color) == [super_color(s) for s in range(4)] and list(node.customdata) == list("ABCD")
+    sq = next(t for t in figs["disk_A"].data if t.name == "root" and t.x[0] is not None)
+    np.testing.assert_allclose([sq.x[0], sq.y[0]], project_to_disk(root[None], c, fit_on=emb["x_h"])[0], atol=1e-6)
+    entries = [t.name for t in figs["disk_A"].data if list(t.x) == [None]]
+    assert entries[:4] == ["branch A", "branch B", "branch C", "branch D"]
+    d0 = lambda x: float(gm.dist0(torch.as_tensor(x, dtype=torch.float64), k=k).mean())  # noqa: E731
+    want = {"root": d0(root[None]), "super-classes": d0(nodes), "classes (proxies)": d0(prox.reshape(-1, prox.shape[-1])),
+            "samples": d0(emb["x_h"])}
+    strip = figs["levels_A"]
+    assert {t.name for t in strip.data} == set(want)
+    for t in strip.data:
+        assert list(t.x) == steps and t.y[-1] == pytest.approx(want[t.name], rel=1e-5)
+    assert "gyro-midpoint" in box.text()
 
 
 def test_disk_panel_umap_request_uses_a_progress_bar(run_a: Run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,11 +383,11 @@ def test_draw_run_lays_the_panels_out(run_a: Run) -> None:
     box = Box(session)
     P.draw_run(ctx_of(run_a, session), box)
     assert box.calls("columns")[0][0] == ([3, 2],)
-    assert set(box.figures()) == {"sim_A", "cur_A", "disk_A", "hardneg", "hier_A"}
+    assert set(box.figures()) == {"sim_A", "cur_A", "disk_A", "levels_A", "hardneg", "hier_A"}
     # in compare mode a run is one column, and the wide hard-negative figure is left out
     box = Box(session)
     P.draw_run(P.PanelContext(DashState(runs=[run_a]), session, Run("B", run_a.trainer, rows=run_a.rows), wide=False), box)
-    assert set(box.figures()) == {"sim_B", "cur_B", "disk_B", "hier_B"}
+    assert set(box.figures()) == {"sim_B", "cur_B", "disk_B", "levels_B", "hier_B"}
 
 
 @pytest.mark.parametrize("loss", ["pair_ce", "mix", PLUGIN])
@@ -350,7 +400,7 @@ def test_panels_for_losses_without_proxies_or_similarities(loss: str) -> None:
     box = Box(session)
     ctx = P.PanelContext(state, session, run)
     P.draw_run(ctx, box)
-    assert set(box.figures()) == {"cur_A", "disk_A", "hardneg", "hier_A"}  # no histograms: explained instead
+    assert set(box.figures()) == {"cur_A", "disk_A", "levels_A", "hardneg", "hier_A"}  # no histograms: explained instead
     assert "computes no class similarities" in box.text()
     assert ctx.cache[("disk", "train")]["pxy"] is None
     own = set(box.keys("slider"))  # the run's own temperatures are used where its loss has them
@@ -387,8 +437,8 @@ def test_every_widget_range_and_option_is_allowed_by_the_schema() -> None:
 def test_sidebar_shows_the_core_groups_and_only_the_chosen_loss() -> None:
     core = controls.shown_keys({"loss": "chest"})
     assert {"delta_h", "tau", "K", "c", "lr", "dataset"} <= set(core) and not {"t", "t_e", "dash_pull"} & set(core)
-    assert not set(controls.HIDDEN) & set(core) and "data_root" not in core  # tree is embedded
-    assert "data_root" in controls.shown_keys({"loss": "chest", "dataset": "cub200"})
+    assert not set(controls.HIDDEN) & set(core)
+    assert "data_root" not in controls.shown_keys({"loss": "chest", "dataset": "cub200"})  # a path: never on the page
     pair = controls.shown_keys({"loss": "pair_ce"})
     assert "t" in pair and "pair_space" in pair and "delta_h" not in pair
     plug = controls.shown_keys({"loss": PLUGIN})
@@ -446,7 +496,7 @@ def test_read_validates_every_value_with_the_schema() -> None:
     assert len(problems) == 3, problems  # tau < 0, ks not integers, proxy_std must be > 0
     text = "\n".join(problems)
     assert "tau = -1" in text and "tau >= 0" in text and "the page keeps tau = 0.5" in text
-    assert "ks = 1,x" in text and "proxy_std > 0" in text
+    assert "ks = `1,x`" in text and "proxy_std > 0" in text
     assert all("\n" not in p for p in problems)  # one line each
     assert state.values["tau"] == 0.5 and state.values["ks"] == (1, 2, 4, 8)  # the last valid values are kept
     assert state.values["delta_h"] == 5.0 and state.values["seed"] == 3 and state.values["dim_e"] is None
@@ -541,19 +591,21 @@ def test_url_sets_values_through_the_schema() -> None:
 def test_bad_url_values_are_one_line_each_naming_key_value_and_range() -> None:
     _, _, problems = _load({"c": "-3", "dim_h": "7", "K": "abc", "r": "99", "hyphc": "tree", "foo": "1", "steps": "5",
                             "preset": "nope", "cmp": "bogus:1"})
-    text = {p.split(":", 1)[0]: p for p in problems}
+    text = {p.split(":", 1)[0].strip("`"): p for p in problems}  # the link's text is shown in a code span
     assert len(problems) == 9 and all("\n" not in p for p in problems)
-    assert text["c=-3"] == "c=-3: out of range; allowed: c >= 0 and c <= 1e+30, a number"
+    assert text["c=-3"] == "`c=-3`: out of range; allowed: c >= 0 and c <= 1e+30, a number"
     assert "2, 3, 4, 8" in text["dim_h=7"]  # the page's options
     assert "integer" in text["K=abc"] and "0.1 to 6 on this page" in text["r=99"] and "lca, pairwise" in text["hyphc=tree"]
     assert "not a setting" in text["foo=1"] and "until you press Pause" in text["steps=5"]
     assert "CHEST (paper)" in text["preset=nope"] and "eta_e" in text["cmp=bogus"]
+    _, _, problems = _load({"proxy_std": "1e300"})  # it overflowed the proxies; now refused up front, named
+    assert problems == ["`proxy_std=1e300`: out of range; allowed: proxy_std > 0 and proxy_std <= 1e+30, a number"], problems
     _, _, problems = _load({"cmp": "K:2.5"})
-    assert len(problems) == 1 and problems[0].startswith("cmp=K:2.5") and "integer" in problems[0]
+    assert len(problems) == 1 and problems[0].startswith("`cmp=K:2.5`") and "integer" in problems[0]
     _, _, problems = _load({"cmp": "K:3", "loss": PLUGIN, "dash_pull": "-1", "dash_width": "12"})
-    assert any(p.startswith("cmp=K:3") and "dash_pull" in p for p in problems)  # K is chest's: not offered
-    assert any(p.startswith("dash_pull=-1") and "dash_pull >= 0" in p for p in problems)
-    assert any(p.startswith("dash_width=12") for p in problems)
+    assert any(p.startswith("`cmp=K:3`") and "dash_pull" in p for p in problems)  # K is chest's: not offered
+    assert any(p.startswith("`dash_pull=-1`") and "dash_pull >= 0" in p for p in problems)
+    assert any(p.startswith("`dash_width=12`") for p in problems)
 
 
 def test_url_round_trip_for_every_setting_the_sidebar_shows() -> None:
@@ -844,3 +896,126 @@ def test_a_run_whose_embeddings_overflow_stops_and_draws_its_last_good_state() -
     P.draw_run(ctx, box)
     assert {"cur_A", "disk_A"} <= set(box.figures())
     assert runner.train_chunk(state, budget_s=0.0, max_steps=1) == 0  # a stopped run trains no more
+
+
+# ------------------------------------------------------------------------------------------------
+# panels never raise; build errors name the setting (issue 17)
+# ------------------------------------------------------------------------------------------------
+#: an exception's class name or internals on the page (what a one-line message must not show)
+RAW_TEXT = ("Error:", "Exception", "Traceback", "Errno", "enforce fail", "alloc_cpu", "sequence by non-int")
+
+
+def test_a_stopped_run_whose_c_changed_still_draws_every_panel() -> None:
+    """weight_decay 1e12 diverges at step 3; moving c then (1.15) changed the trainer's c while the
+    stopped run draws its last good embeddings, made at the old c: the hard-negative panel mapped
+    them with the new c ("56 point(s) lie outside the Poincaré ball", uncaught). It uses the c the
+    points were made with."""
+    from chestlab.dashboard.page import prepare
+
+    run = runner.build(small(weight_decay=1e12))
+    state = DashState(runs=[run])
+    session: dict = {}
+    prepare(ctx_of(run, session), "train")
+    runner.train_chunk(state, budget_s=60.0, max_steps=5)
+    assert run.diverged and "diverged" in run.diverged
+    runner.apply_live(run, small(weight_decay=1e12, c=1.15))
+    assert run.trainer.config.c == 1.15
+    ctx = ctx_of(run, session)
+    ctx.state = state
+    prepare(ctx, "train")
+    box = Box(session)
+    P.draw_run(ctx, box)
+    assert {"hardneg", "disk_A"} <= set(box.figures()) and not box.calls("warning")
+
+
+def test_compare_mode_with_a_diverged_run_b_draws_both_disks() -> None:
+    """Compare mode, run B diverged (weight_decay 1e12: its parameters go NaN): the disk panel raised
+    "v contains NaN or inf" for B. B draws its last good disk (also when the split changes to one it
+    never computed), A goes on training and drawing, and nothing says more than why B stopped."""
+    from chestlab.dashboard.page import prepare
+
+    a, b = runner.build(small()), runner.build(small(weight_decay=1e12), "B")
+    state = DashState(runs=[a, b], playing=True)
+    session: dict = {}
+    controls.init(state, session)
+    for split in ("train", "train", "train", "test"):  # it diverges at step 2; then a split it never drew
+        runner.train_chunk(state, budget_s=60.0, max_steps=1)
+        shared: dict = {}
+        boxes = []
+        for run in (a, b):
+            ctx = P.PanelContext(state, session, run, wide=False, shared=shared)
+            prepare(ctx, split)
+            box = Box(session)
+            P.draw_run(ctx, box, panels=(disk,))  # raises nothing
+            boxes.append(box)
+        assert {"disk_A"} <= set(boxes[0].figures()) and not boxes[0].calls("warning")
+        assert "disk_B" in boxes[1].figures()
+        for (line,), _ in boxes[1].calls("warning"):  # at most why B stopped, in one line
+            assert b.diverged and b.diverged.rstrip(".") in line and not any(t in line for t in RAW_TEXT)
+    assert b.diverged and "diverged" in b.diverged and a.diverged is None
+    assert a.trainer.step_count == 4 > b.trainer.step_count
+
+
+def test_a_panel_that_fails_says_why_in_one_line_and_never_raises(run_a: Run, caplog: pytest.LogCaptureFixture) -> None:
+    """An invalid state (the library's NaN/inf check) stops the run with its reason, shown in the
+    panel's place; any other failure is one line there and an error in the server log."""
+    import types
+
+    def failing(exc: Exception) -> Any:
+        return types.SimpleNamespace(TITLE="Broken — a test panel", SLOT="left", __name__="broken",
+                                     render=lambda ctx, box: (_ for _ in ()).throw(exc))
+
+    run = runner.build(small())
+    state = DashState(runs=[run])
+    runner.train_chunk(state, budget_s=0.0, max_steps=1)
+    runner.remember(run)
+    ctx = ctx_of(run)
+    ctx.state = state
+    box = Box()
+    with caplog.at_level("ERROR", logger="chestlab.dashboard"):
+        P.draw_run(ctx, box, panels=(failing(KeyError("internal")), curves))
+    (bug,), _ = box.calls("warning")[0]
+    assert "Broken: cannot be drawn" in bug and "server log" in bug and "KeyError" not in bug
+    assert "cur_A" in box.figures() and not run.diverged  # the other panels draw; a bug stops nothing
+    assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
+    box = Box()
+    nan = ValueError("v contains NaN or inf in 1024 of its 1024 entries; check the inputs")
+    P.draw_run(ctx, box, panels=(failing(nan), curves))
+    (line,), _ = box.calls("warning")[0]
+    assert run.diverged and "diverged" in run.diverged and not state.playing
+    assert line.startswith("⚠ Broken: cannot draw run A") and run.diverged.rstrip(".") in line
+    assert not any(t in line for t in RAW_TEXT) and "cur_A" in box.figures()
+
+
+@pytest.mark.parametrize("case", ["memory", "oserror", "typeerror", "dataset", "own"])
+def test_a_failed_build_names_the_settings_responsible_and_how_to_fix_them(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never the exception's name or internals: the settings of the part that failed which differ
+    from the page's defaults, and what to do (the exception goes to the server log)."""
+    from chestlab.engine import build as engine_build
+
+    def raising(exc: Exception) -> Any:
+        def fn(*a: Any, **k: Any) -> Any:
+            raise exc
+        return fn
+
+    if case == "memory":
+        monkeypatch.setattr(engine_build, "create_model", raising(RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to allocate 4 GB")))
+        cfg, want = small(dim_h=64, lr=0.5), ["building the model failed", "dim_h = `64`", "memory", "lower it"]
+    elif case == "oserror":
+        monkeypatch.setattr(engine_build, "create_datasets", raising(OSError(36, "File name too long", "a" * 300)))
+        cfg, want = small(data_options={"depth": 3}, lr=0.5), ["making the data failed", "data_options", "file or folder"]
+    elif case == "typeerror":
+        monkeypatch.setattr(engine_build, "create_datasets", raising(TypeError("can't multiply sequence by non-int of type 'str'")))
+        cfg, want = small(data_options={"depth": 3}), ["making the data failed", "data_options = `{\"depth\":3}`"]
+    elif case == "dataset":  # the reader's message lists the server's folders: not shown
+        cfg, want = small(dataset="cub200", backbone="cnn"), ["dataset = cub200", "choose one of tree, shapes, digits"]
+    else:  # chestlab's own one-line refusal naming the setting responsible: shown, escaped
+        cfg, want = small(backbone="cnn"), ["building the model failed: backbone 'cnn' needs images", "use 'mlp'"]
+    state = DashState(playing=True)
+    runner.reset(state, cfg)
+    assert state.trainer is None and not state.playing and state.error
+    assert all(w in state.error for w in want), state.error
+    assert not any(t in state.error for t in RAW_TEXT) and "\n" not in state.error and "aaaa" not in state.error
+    if case == "memory":
+        assert "lr" not in state.error  # only the model's settings: lr is not the model's

@@ -1,8 +1,10 @@
 """Dashboard fuzz (issue 12 §7): random rounds over every widget of the page — generated from the
 settings schema, as the sidebar is (:mod:`chestlab.dashboard.controls`) — compare mode, the buttons
-and the URL query (valid, invalid, non-finite and out-of-range values), through
-``streamlit.testing.v1.AppTest``. After every script run: no exception, and no "Training stopped"
-that shows a raw error (an exception's class name) instead of a line saying what to change.
+and the URL query (valid, invalid, non-finite, extreme -- 1e12, ±1e300, 1e-300 -- and out-of-range
+values), through ``streamlit.testing.v1.AppTest``. After every script run: no exception, no warning
+or error box that shows a raw error (an exception's class name, errno, allocator internals, the
+library's own NaN check) instead of a line saying what to change, and no unexpected error in the
+server log (logger ``chestlab.dashboard``).
 
 A round opens a page from a random link (or goes on with the page of the rounds before, to keep the
 default run short) and does one or more random actions: set a shown widget to a value its
@@ -18,6 +20,7 @@ A failure prints the round's link and actions (``log``), which replay it by hand
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import Counter
@@ -36,7 +39,10 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 120
 #: a "Training stopped" warning that shows an exception instead of saying what to change
 #: (an exception class's name: "...Error", "...Exception", or any CamelCase name before ": ")
-RAW = re.compile(r"\b[A-Z]\w*(Error|Exception)\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+: ")
+RAW = re.compile(r"\b[A-Z]\w*(Error|Exception)\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+: |Errno|enforce fail|Traceback|"
+                 r"\b\w+ contains NaN or inf in \d+")
+#: extreme numbers every numeric widget, link value and run B's value is tried with (inside its bounds)
+EXTREMES = (1e12, 1e300, -1e300, 1e-300)
 #: text-input and URL values that are not valid for most settings (wrong type, empty, non-finite,
 #: out of range, malformed) next to a few valid ones
 ODD_TEXT = ("", "abc", "-1", "0", "1.5", "inf", "-inf", "nan", "1e9", "none", "3", "1,2,4", "1,,2", "true",
@@ -64,10 +70,14 @@ def widget_values(s: Setting) -> st.SearchStrategy:
         lo = s.low if s.low is not None else -10
         if s.type is int:
             lo = int(lo) + (1 if s.low_open else 0)
-            return st.integers(lo, int(s.high) if s.high is not None else lo + 100)
+            ints = st.integers(lo, int(s.high) if s.high is not None else lo + 100)
+            # a size with an upper bound is also tried at 1e12, or at its bound where that is lower
+            return ints if s.high is None else st.one_of(ints, st.just(min(10**12, int(s.high))))
         lo = float(lo) + (1e-3 if s.low_open else 0.0)
         hi = float(s.high) if s.high is not None else lo + 100.0
-        return st.one_of(st.sampled_from([lo, hi]), st.floats(lo, hi).map(lambda v: round(v, 4)))
+        extreme = [v for v in EXTREMES if (s.low is None or v >= s.low) and (s.high is None or v <= s.high)]
+        return st.one_of(st.sampled_from([lo, hi]), st.floats(lo, hi).map(lambda v: round(v, 4)),
+                         st.sampled_from(extreme or [lo]))
     return st.one_of(st.sampled_from(ODD_TEXT), st.just(controls.format_value(s, s.default_value())))
 
 
@@ -86,6 +96,8 @@ def _valid_text(s: Setting) -> st.SearchStrategy:
 def url_values(s: Setting) -> st.SearchStrategy:
     """A URL value for ``s``: valid, invalid, non-finite or out of range."""
     bad = [t for t in ODD_TEXT if t]
+    if s.type in (int, float):
+        bad += [f"{v:g}" for v in EXTREMES]
     if s.low is not None:
         bad.append(f"{s.low - 1:g}")
     if s.high is not None:
@@ -100,7 +112,8 @@ def url_query() -> st.SearchStrategy:
     numeric = sorted(k for k, s in sch.items() if s.type in (int, float))
     cmp_item = st.tuples(st.just("cmp"), st.one_of(
         st.sampled_from(numeric).flatmap(lambda k: url_values(sch[k]).map(lambda v: f"{k}:{v}")),
-        st.sampled_from(["eta_e:0", "lr:1e9", "delta_h:inf", "dim_h:1000000", "nope:1", "eta_e", ":", "K:1.5"])))
+        st.sampled_from(["eta_e:0", "lr:1e9", "delta_h:inf", "dim_h:1000000", "nope:1", "eta_e", ":", "K:1.5", "lr:1e300",
+                         "weight_decay:1e12", "proxy_std:1e300", "delta_h:-1e300", "c:1e-300"])))
     preset_item = st.tuples(st.just("preset"), st.sampled_from(list(LOSS_PRESETS) + ["H only", "E only", "nope", ""]))
     play_item = st.tuples(st.just("play"), st.sampled_from(["1", "0", "yes", "maybe"]))
     other = st.tuples(st.sampled_from(["bogus", "w_c", "dash"]), st.sampled_from(["1", "x"]))
@@ -147,22 +160,38 @@ class Page:
 STATS: Counter = Counter()
 
 
+class _Unexpected(logging.Handler):
+    """Collects the errors the page logs (``chestlab.dashboard``): a failure it did not expect."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+UNEXPECTED = _Unexpected()
+logging.getLogger("chestlab.dashboard").addHandler(UNEXPECTED)
+
+
 def check(at: Any, log: list) -> None:
     STATS["script runs"] += 1
     assert not at.exception, (log[-8:], [e.value for e in at.exception])
+    logged, UNEXPECTED.records[:] = list(UNEXPECTED.records), []
+    assert not logged, (log[-8:], [r.getMessage() for r in logged], [str(r.exc_info[1]) for r in logged if r.exc_info])
     for w in list(at.warning) + list(at.error):
         for what in ("Training stopped", "Run B not built", "Ignored a URL setting", "Not applied", "could not be built",
-                     "Needs reset"):
+                     "Needs reset", "cannot draw", "cannot be drawn"):
             if w.value.startswith(what) or what in w.value[:40]:
                 STATS[what] += 1
-        if "Training stopped" in w.value:
-            assert not RAW.search(w.value), (log[-8:], w.value)
+        assert not RAW.search(w.value), (log[-8:], w.value)
 
 
 ACTIONS = ["set"] * 6 + ["step"] * 3 + ["compare", "cmp", "cmp", "reset", "preset", "play", "known", "known"]
 #: the issue's known-bad paths, as actions among the random ones: (preset or None, B's setting, B's value)
 KNOWN = (("CHEST (paper)", "lr", 1e9), ("Euclidean only (E only)", "eta_e", 0.0), ("Hyperbolic only (H only)", "eta_h", 0.0),
-         (None, "r", 1e9), (None, "delta_h", -1e6), (None, "lambda_h", 1e6))
+         (None, "r", 1e9), (None, "delta_h", -1e6), (None, "lambda_h", 1e6), (None, "weight_decay", 1e12))
 #: settings a "set" action draws from: all of them, the ones the default page shows twice more
 SET_KEYS = sorted(schema()) + 2 * controls.shown_keys({})
 #: settings run B may change (numeric), from the schema: drawn whatever the page shows, so that the
@@ -211,7 +240,7 @@ def act(page: Page, data: Any) -> None:
         lo, hi = controls.compare_range(sch[key])
         lo = float(lo) if lo is not None else -1e3
         hi = float(hi) if hi is not None else 1e9
-        value = data.draw(st.one_of(st.sampled_from([lo, hi, 0.0, 1.0, 1e9]), st.floats(lo, min(hi, 1e3))))
+        value = data.draw(st.one_of(st.sampled_from([lo, hi, 0.0, 1.0, 1e9, *EXTREMES]), st.floats(lo, min(hi, 1e3))))
         value = float(min(max(value, lo), hi))
         if not set_compare(page, key, value, clamp=True):
             return
@@ -294,6 +323,23 @@ def test_known_bad_paths_are_explained() -> None:
         seen.append(" ".join(w.value for w in list(page.at.warning) + list(page.at.error)))
     assert "Training stopped for run B" in seen[0] and "lr = 1e+09" in seen[0], seen[0]
     assert "Run B not built" in seen[1] and "nothing trains" in seen[1], seen[1]
+
+
+def test_a_diverged_run_whose_curvature_changes_draws_every_panel() -> None:
+    """The issue's path: weight_decay 1e12, Step (the run diverges), the c slider to 1.15, Step
+    twice: every panel draws (the hard-negative panel raised "56 point(s) lie outside the Poincaré
+    ball"), and the stopped run says why."""
+    page = Page({"weight_decay": "1e12"})
+    page.run()
+    page.widget("button", "btn_step").click()
+    page.run(("step",))
+    page.widget("slider", "w_c").set_value(1.15)
+    page.run(("set", "c", 1.15))
+    for _ in range(2):
+        page.widget("button", "btn_step").click()
+        page.run(("step",))
+    text = " ".join(w.value for w in page.at.warning)
+    assert "Training stopped" in text and "diverged" in text and "cannot" not in text, text
 
 
 @settings(max_examples=30, **_SETTINGS)

@@ -121,11 +121,12 @@ def test_tree_hierarchy_and_sibling_split() -> None:
         assert ds.ancestors.shape == ds.paths.shape == (ds.num_classes, 3)
         for c, name in enumerate(ds.classes):
             path = ds.paths[c].tolist()
-            assert name == "t." + ".".join(map(str, path))
-            # each ancestor's name is a prefix of the leaf's name
-            for level, node in enumerate(ds.ancestors[c].tolist()):
-                assert ds.node_names[node] == "t." + ".".join(map(str, path[: level + 1]))
-            assert ds.superclasses[ds.hierarchy[c]] == f"t.{path[0]}"
+            letter = "ABCD"[path[0]]
+            assert name == letter + "." + ".".join(map(str, path[1:]))  # e.g. "C.0.3"
+            # each ancestor's name is a prefix of the leaf's name; the super-classes read "branch A..D"
+            for level, node in enumerate(ds.ancestors[c].tolist()[1:], start=1):
+                assert ds.node_names[node] == letter + "." + ".".join(map(str, path[1 : level + 1]))
+            assert ds.node_names[ds.ancestors[c, 0]] == ds.superclasses[ds.hierarchy[c]] == f"branch {letter}"
     # sibling holdout: every parent of leaves has 2 train and 2 test children
     parents_train = torch.bincount(train.ancestors[:, 1] - 4, minlength=16)
     parents_test = torch.bincount(test.ancestors[:, 1] - 4, minlength=16)
@@ -152,6 +153,17 @@ def test_tree_options() -> None:
         TreeDataset("train", holdout="random")
     with pytest.raises(ValueError, match="depth=2 disagrees"):
         TreeDataset("train", depth=2, branching=(4, 4, 4))
+
+
+def test_tree_seed_changes_the_classes_alone() -> None:
+    """Another tree_seed: other leaf centres (other classes), the same noise draws and the same split; the
+    default tree_seed is the seed itself."""
+    a, b = make_tree_world(3), make_tree_world(3, tree_seed=11)
+    assert np.abs(a.centres - b.centres).min() > 0 and not np.allclose(a.x, b.x)
+    np.testing.assert_array_equal(a.is_test, b.is_test)
+    np.testing.assert_allclose(a.latent - a.centres[a.leaf], b.latent - b.centres[b.leaf], atol=1e-6)
+    np.testing.assert_array_equal(make_tree_world(3, tree_seed=3).x, a.x)
+    assert TreeDataset("train", seed=3, tree_seed=11).data.shape == TreeDataset("train", seed=3).data.shape
 
 
 def test_tree_calibration_raw_data_hides_test_structure() -> None:
@@ -406,7 +418,8 @@ def test_inshop(tmp_path: Path) -> None:
     assert gallery.paths[0].is_file() and gallery[0][1] == 0
 
 
-def make_cifar(root: Path) -> None:
+def make_cifar(root: Path, protocol: int = pickle.DEFAULT_PROTOCOL) -> None:
+    """A small CIFAR-100 folder in the real layout (pickled dicts of bytes keys and NumPy arrays)."""
     base = root / "cifar-100-python"
     base.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -414,10 +427,10 @@ def make_cifar(root: Path) -> None:
         fine = np.repeat(np.arange(100), per_class)
         d = {b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
              b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()}  # fmt: skip
-        (base / part).write_bytes(pickle.dumps(d))
+        (base / part).write_bytes(pickle.dumps(d, protocol=protocol))
     meta = {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
             b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}  # fmt: skip
-    (base / "meta").write_bytes(pickle.dumps(meta))
+    (base / "meta").write_bytes(pickle.dumps(meta, protocol=protocol))
 
 
 def test_cifar100(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the Poincaré disk."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -221,7 +222,7 @@ def test_poincare_disk_traces(c: float) -> None:
     fig = figures.poincare_disk(x, labels, sup, prox, c=c, grid=True, circles=(1.0, 2.0), title="t",
                                 super_names=["a", "b"])
     names = [t.name for t in fig.data]
-    assert "a" in names and "b" in names  # one trace per super-class (marker shape)
+    assert "a" in names and "b" in names  # one trace per super-class (its colour)
     assert "proxies (train classes)" in names and "geodesics" in names
     star = next(t for t in fig.data if t.name.startswith("proxies"))
     assert star.marker.symbol == "star" and len(star.x) == 12
@@ -272,8 +273,9 @@ def test_training_curves_traces() -> None:
         rows.append({"step": s, **{f"{sp}/{S}/{m}": 0.5 for sp in ("test", "train") for S in ("H", "E") for m in ("R@1", "MAP@R")}})
     fig = figures.training_curves(rows, max_points=100)
     names = [t.name for t in fig.data]
-    assert {"total L (Eq. 10)", "L_H", "L_E"} <= set(names)
-    assert "L_HypHC" not in names  # identically zero (tau = 0): not drawn
+    assert {"total L (Eq. 10)", "L_H (Eq. 7, hyperbolic)", "L_E (Eq. 7, Euclidean)"} <= set(names)
+    assert not any("HypHC" in n for n in names[1:])  # identically zero (tau = 0): not drawn
+    assert not any(t.yaxis not in (None, "y", "y2", "y3") for t in fig.data)  # and no log axis for it
     metric = [t for t in fig.data if t.xaxis in ("x2", "x3")]
     assert len(metric) == 8  # {test, train} x {H, E} x {R@1, MAP@R}
     assert {t.line.dash for t in metric} == {"solid", "dash"}
@@ -281,6 +283,34 @@ def test_training_curves_traces() -> None:
     assert len(loss.x) <= 101 and loss.x[-1] == 1000  # thinned, last step kept
     figures.training_curves([])  # an empty run draws empty axes
     assert figures.to_png(figures.training_curves_mpl(rows))[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("loss, total, parts", [
+    ("chest", "η_H L_H + η_E L_E + τ L_HypHC (Eq. 10)", ["L_H", "L_E", "L_HypHC"]),
+    ("chest_hier", "L_CHEST + η_HIER L_HIER", ["L_H", "L_E", "L_HypHC", "L_HIER"]),
+    ("pair_ce_hier", "L_pair-CE + η_HIER L_HIER", ["L_pair-CE", "L_HIER"]),
+])
+def test_loss_panel_gives_the_regularisers_their_own_log_axis(loss: str, total: str, parts: list) -> None:
+    """L_HypHC at the paper's r is ~1e-4 of the loss: on the loss's 0-60 axis a flat line at 0. Its own
+    log axis (right of the loss panel) shows it move; the legend names every term of the run's loss."""
+    rng = np.random.default_rng(0)
+    rows = [{"step": i, "loss": 60.0 / i, "l_h": 30.0 / i, "l_e": 30.0 / i, "pair_ce": 50.0 / i,
+             "l_hyphc": 4e-4 * (1 + 0.5 * np.sin(i / 5)) + 1e-6 * rng.random(), "l_hier": 0.3 / i ** 0.5}
+            for i in range(1, 201)]
+    fig = figures.training_curves(rows, loss=loss)
+    loss_traces = [t for t in fig.data if t.xaxis in (None, "x")]
+    assert loss_traces[0].name.endswith(total)
+    assert [t.name.split(" (")[0] for t in loss_traces[1:]] == parts  # only this loss's parts, each named
+    small = [t for t in loss_traces if t.name.split(" (")[0] in ("L_HypHC", "L_HIER")]
+    big = [t for t in loss_traces if t not in small]
+    axis = {t.yaxis for t in small}
+    assert len(axis) == 1 and axis != {t.yaxis for t in big}  # one axis of their own
+    lay = fig.layout["yaxis" + next(iter(axis))[1:]]
+    assert lay.type == "log" and lay.overlaying == (big[0].yaxis or "y") and lay.side == "right"
+    assert all(t.name.endswith("right axis, log)") and t.line.dash == "dot" for t in small)
+    for t in small:  # each moves, on its own scale
+        assert min(t.y) > 0 and max(t.y) / min(t.y) > 2
+    assert figures.to_png(figures.training_curves_mpl(rows, loss=loss))[:4] == b"\x89PNG"
 
 
 def test_hard_negative_weights_figure_matches_losses_and_sharpens() -> None:
@@ -320,3 +350,132 @@ def test_fig3_colours_follow_the_paper_everywhere():
         by_name.setdefault(tr.name.split()[0].lower(), mcolors.to_rgb(tr.marker.color))
     assert by_name.get("positive") == red and by_name.get("negative") == blue, by_name
     assert mcolors.to_rgb(paper_figures.PAPER_POS) == red and mcolors.to_rgb(paper_figures.PAPER_NEG) == blue
+
+
+# ------------------------------------------------------------------------------------------------
+# the class hierarchy in the disk: super-class nodes, the root, the level strip
+# ------------------------------------------------------------------------------------------------
+def _gyro_mid(x: torch.Tensor, c: float) -> torch.Tensor:
+    """The oracle: geoopt's weighted midpoint (k = -c, equal weights), float64."""
+    import geoopt.manifolds.stereographic.math as gm
+
+    return gm.weighted_midpoint(x, k=torch.tensor(-c, dtype=torch.float64), reducedim=[0])
+
+
+def _d0(x: Any, c: float) -> np.ndarray:
+    """d_H(0, x) in closed form: (2 / sqrt c) artanh(sqrt c |x|)."""
+    n = np.linalg.norm(np.asarray(x, dtype=np.float64).reshape(-1, np.shape(x)[-1]), axis=1)
+    return 2 / math.sqrt(c) * np.arctanh(math.sqrt(c) * n)
+
+
+def _toy_tree(c: float, dim: int = 2):
+    from chestlab.viz import hierarchy as vh
+
+    x = _ball_points(60, dim, c, seed=1, scale=1.0)
+    labels = np.arange(60) % 6
+    cs = np.array([0, 0, 1, 1, 2, 2])
+    prox = _ball_points(12, dim, c, seed=2, scale=1.5).reshape(6, 2, dim)  # K = 2 proxies per class
+    return x, labels, cs, prox, vh.disk_tree_geometry(x, labels, cs, c, proxies_h=prox)
+
+
+def test_super_class_nodes_and_root_are_gyro_midpoints() -> None:
+    """D_H = 2 (the projection is exact): each super-class node is the gyro-midpoint of its classes'
+    proxies, the root that of the nodes (geoopt's midpoint); the lines are geodesics node -> proxy and
+    root -> node; the level depths are the mean d_H(0, .) per level."""
+    c = 0.7
+    x, labels, cs, prox, t = _toy_tree(c)
+    want = torch.stack([_gyro_mid(prox[torch.as_tensor(cs == s)].reshape(-1, 2), c) for s in range(3)])
+    np.testing.assert_allclose(t["nodes"], want.numpy(), atol=1e-9)
+    root = _gyro_mid(want, c)
+    np.testing.assert_allclose(t["root"], root.numpy(), atol=1e-9)
+    assert t["groups"].tolist() == [0, 1, 2] and t["children_are"] == "proxies"
+    assert t["depth"] == pytest.approx({"root": _d0(root, c)[0], "super-classes": _d0(want, c).mean(),
+                                        "classes": _d0(prox, c).mean(), "samples": _d0(x, c).mean()}, rel=1e-9)
+    assert len(t["root_lines"]) == 3 and len(t["child_lines"]) == 12
+    for g, line in t["child_lines"]:  # from its node to a proxy of its super-class, along the geodesic
+        np.testing.assert_allclose(line[0], t["nodes"][g], atol=1e-9)
+        k = int(np.argmin(np.linalg.norm(t["children"] - line[-1], axis=1)))
+        assert np.linalg.norm(t["children"][k] - line[-1]) < 1e-9 and cs[t["child_class"][k]] == g
+        a, b, m = (torch.as_tensor(p) for p in (line[0], line[-1], line[len(line) // 2]))
+        assert float(poincare.dist(a, m, c) + poincare.dist(m, b, c)) == pytest.approx(float(poincare.dist(a, b, c)), abs=1e-9)
+    for line, node in zip(t["root_lines"], t["nodes"]):
+        np.testing.assert_allclose(line[0], t["root"], atol=1e-9)
+        np.testing.assert_allclose(line[-1], node, atol=1e-9)
+
+
+def test_without_proxies_the_nodes_hang_over_the_class_means() -> None:
+    from chestlab.viz import hierarchy as vh
+
+    c = 1.3
+    x, labels, cs, _, _ = _toy_tree(c)
+    t = vh.disk_tree_geometry(x, labels, cs, c)
+    means = torch.stack([_gyro_mid(x[torch.as_tensor(labels == j)].double(), c) for j in range(6)])  # class gyro-midpoints
+    assert t["children_are"] == "class means"
+    np.testing.assert_allclose(t["children"], means.numpy(), atol=1e-9)
+    want = torch.stack([_gyro_mid(means[torch.as_tensor(cs == s)], c) for s in range(3)])
+    np.testing.assert_allclose(t["nodes"], want.numpy(), atol=1e-9)
+    # D_H = 5: nodes and root projected with the samples' projection (tangent PCA fitted on them)
+    x5, labels5, cs5, prox5, t5 = _toy_tree(c, dim=5)
+    nodes5 = torch.stack([_gyro_mid(prox5[torch.as_tensor(cs5 == s)].reshape(-1, 5), c) for s in range(3)])
+    np.testing.assert_allclose(t5["nodes"], figures.project_to_disk(nodes5, c, fit_on=x5), atol=1e-9)
+    assert t5["depth"]["super-classes"] == pytest.approx(_d0(nodes5, c).mean(), rel=1e-9)  # in the ball, not the picture
+
+
+def test_poincare_disk_draws_the_tree_coloured_by_super_class() -> None:
+    from chestlab.viz.style import COLORS, class_colors, super_color
+
+    c = 0.7
+    x, labels, cs, prox, t = _toy_tree(c)
+    names = ["branch A", "branch B", "branch C"]
+    fig = figures.poincare_disk(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs, tree=t,
+                                super_names=names, class_names=[f"c{k}" for k in range(6)], circles=(1.0,))
+    by_name = {}
+    for tr in fig.data:
+        by_name.setdefault(tr.name, []).append(tr)
+    node = by_name["super-class nodes"][0]
+    np.testing.assert_allclose(np.column_stack([node.x, node.y]), t["nodes"])
+    assert list(node.marker.color) == [super_color(s) for s in range(3)] and list(node.customdata) == ["A", "B", "C"]
+    root = by_name["root"][0]
+    assert (root.x[0], root.y[0]) == pytest.approx(tuple(t["root"]))
+    # the legend: one entry per branch in its colour, the nodes and root, the proxies
+    entries = [tr for tr in fig.data if list(tr.x) == [None]]
+    assert [tr.name for tr in entries] == names + ["proxies (train classes)", "super-class nodes", "root"]
+    assert [tr.marker.color for tr in entries[:3]] == [super_color(s) for s in range(3)]
+    # colour = super-class, shade = class: points and proxies of class k share class_colors(cs)[k]
+    palette = class_colors(cs)
+    points = [tr for tr in fig.data if tr.type == "scattergl" and tr.legendgroup.startswith("super")]
+    assert sorted(tr.name for tr in points) == names and {tr.marker.symbol for tr in points} == {"circle"}
+    # Plotly draws WebGL traces on a canvas above all SVG ones: the nodes and root are WebGL too, after
+    # the points, or the samples near the origin would hide them
+    gl = [tr.name for tr in fig.data if tr.type == "scattergl"]
+    assert {"super-class nodes", "root"} <= set(gl[len(points):]) and set(gl[:len(points)]) == set(names)
+    for tr in points:
+        for col, txt in zip(tr.marker.color, tr.text):
+            assert col == palette[int(txt[1:])]
+    star = next(tr for tr in fig.data if tr.name == "proxies (train classes)" and len(tr.x) == 12)
+    assert list(star.marker.color) == [palette[k] for k in np.repeat(np.arange(6), 2)]
+    lines = [tr for tr in fig.data if tr.mode == "lines" and tr.legendgroup == "tree"]
+    assert {tr.line.color for tr in lines} == {super_color(s) for s in range(3)} | {COLORS["root"]}
+    # red and blue mean positive and negative elsewhere: not a super-class here
+    used = {*node.marker.color, *palette, *(tr.line.color for tr in lines)}
+    assert not used & {COLORS["pos"], COLORS["neg"]}
+    # the other colouring (one colour per class, the marker tells super-classes apart) is still there
+    by_class = figures.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="class")
+    pts = [tr for tr in by_class.data if tr.type == "scattergl"]
+    assert len({tr.marker.symbol for tr in pts}) == 3
+    with pytest.raises(ValueError, match="color_by"):
+        figures.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="shade")
+    # the static version draws the same tree
+    assert figures.to_png(figures.poincare_disk_mpl(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs,
+                                                    tree=t))[:4] == b"\x89PNG"
+
+
+def test_level_strip_plots_the_mean_distance_per_level() -> None:
+    hist = [(s, {"root": 0.1 * s, "super-classes": 0.2 * s, "classes": 1.0 + s, "samples": 2.0 + s}) for s in range(5)]
+    fig = figures.level_strip(hist, classes_are="class means")
+    got = {tr.name: list(tr.y) for tr in fig.data}
+    assert got == {"root": [0.1 * s for s in range(5)], "super-classes": [0.2 * s for s in range(5)],
+                   "classes (class means)": [1.0 + s for s in range(5)], "samples": [2.0 + s for s in range(5)]}
+    assert all(list(tr.x) == list(range(5)) for tr in fig.data)
+    assert fig.layout.xaxis.title.text == "step" and "d<sub>H</sub>" in fig.layout.yaxis.title.text
+    assert len(figures.level_strip([]).data) == 0  # no step drawn yet: empty axes

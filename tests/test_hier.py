@@ -290,7 +290,10 @@ def test_chest_hier_and_pair_ce_hier_train_in_the_trainer():
         assert [e.step for e in events] == [1, 2, 3]
         assert "l_hier" in events[0].components and events[0].components["l_hier"] > 0
         assert not torch.equal(xi0, tr.criterion.hier.xi.detach())  # the hierarchical proxies train (lr_proxy)
-        assert any(tr.criterion.hier.xi is p for g in tr.optimizer.param_groups if g["name"] == "proxies" for p in g["params"])
+        groups = {g["name"]: g for g in tr.optimizer.param_groups}
+        assert [p for p in groups["hier"]["params"]] == [tr.criterion.hier.xi]
+        assert (groups["hier"]["lr"], groups["hier"]["weight_decay"]) == (tr.config.lr_proxy, 0.0)  # the kit's default
+        assert all(p is not tr.criterion.hier.xi for g in groups.values() if g["name"] != "hier" for p in g["params"])
         pts = tr.criterion.hier_points(tr.embed("train", max_n=50)["x_h"])
         assert pts["h"].shape == (8, 4) and pts["x_parent"].shape == (50,) and int((pts["proxy_parent"] == -1).sum()) == 1
         if name == "chest_hier":
@@ -317,6 +320,31 @@ def test_cli_sets_hier_weight_and_logs_l_hier(tmp_path, capsys):
     assert "hier_topk" in capsys.readouterr().err
 
 
+def test_hierarchical_proxies_learning_rate_and_weight_decay_follow_the_settings():
+    """The authors train the hierarchical proxies at 50x the backbone's learning rate with the run's weight
+    decay (their lr_scale 5e1): hier_lr_scale and hier_weight_decay = None say so, live changes follow."""
+    cfg = TrainConfig.preset("demo-tree", loss="chest_hier", steps=2, eval_every=0, **TINY)
+    tr = train.Trainer(cfg.replace(hier_lr_scale=50.0, hier_weight_decay=None, lr=2e-3, weight_decay=3e-4))
+
+    def group(name):
+        return next(g for g in tr.optimizer.param_groups if g["name"] == name)
+
+    assert group("hier")["lr"] == pytest.approx(0.1) and group("hier")["weight_decay"] == 3e-4
+    assert group("proxies")["lr"] == cfg.lr_proxy and group("proxies")["weight_decay"] == 0.0  # CHEST's proxies unchanged
+    tr.set(lr=1e-3)  # the scale follows the backbone's learning rate
+    assert group("hier")["lr"] == pytest.approx(0.05) and group("backbone")["lr"] == 1e-3
+    tr.set(hier_lr_scale=None, hier_weight_decay=0.01, lr_proxy=0.02)
+    assert (group("hier")["lr"], group("hier")["weight_decay"]) == (0.02, 0.01)
+    # one step with and without weight decay: AdamW's decoupled decay is the whole difference, lr * wd * xi
+    a, b = (train.Trainer(cfg.replace(lr_proxy=0.02, hier_weight_decay=wd)) for wd in (0.0, 0.5))
+    xi = a.criterion.hier.xi.detach().clone()
+    a.train_step(), b.train_step()
+    assert torch.allclose(a.criterion.hier.xi.detach() - b.criterion.hier.xi.detach(), 0.02 * 0.5 * xi, atol=1e-6)
+    p = TrainConfig.preset("demo-tree-wide-hier")
+    assert (p.hier_proxies, p.hier_topk, p.hier_triplets, p.hier_lr_scale, p.hier_weight_decay) == (128, 5, 50, 50.0, None)
+    assert p.hier_topk / p.hier_proxies == pytest.approx(20 / 512, abs=0.005)  # the authors' top-20 of 512 proxies
+
+
 @pytest.mark.parametrize("name", ["chest_hier", "pair_ce_hier"])
 def test_resume_is_exact(tmp_path, name, monkeypatch):
     cfg = TrainConfig.preset("demo-tree", loss=name, steps=6, eval_every=3, **TINY)
@@ -327,7 +355,7 @@ def test_resume_is_exact(tmp_path, name, monkeypatch):
     run = tmp_path / "run"
     first = train.Trainer(cfg.replace(steps=3), out_dir=run)
     list(first.run())
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     saved = state["system"]["criterion.hier._extra_state"]["generator"]
     assert not torch.equal(saved, torch.Generator().manual_seed(TINY.get("seed", 0) + 102).get_state())  # it moved
     list(train.Trainer(cfg, out_dir=run, resume=True).run())
@@ -353,7 +381,7 @@ def test_sections_rules_and_presets():
     assert ("hier_topk", "batch_size") in warn and ("hier_topk", "hier_proxies") in warn
     assert not [p for p in check(cfg) if p.level == "error"]
     assert [p.keys for p in check(cfg.replace(tau=0.5, K=1)) if p.level == "error"] == [("tau", "K")]  # CHEST's rule kept
-    for name in ("demo-tree-hier", "demo-shapes-hier"):
+    for name in ("demo-tree-hier", "demo-shapes-hier", "demo-tree-wide-hier"):
         p = TrainConfig.preset(name)
         assert p.loss == "chest_hier" and not [x for x in check(p) if x.level == "error"]
     assert paper.LOSS_PRESETS["CHEST + HIER"]["loss"] == "chest_hier"

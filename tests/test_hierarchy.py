@@ -147,9 +147,9 @@ def test_scores_reject_bad_input() -> None:
 # decode
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", H.DECODE_METHODS)
-@pytest.mark.parametrize("c", [1.0, 0.25])
+@pytest.mark.parametrize("c", [1.0, 0.25, None])
 def test_decode_is_a_valid_monotone_linkage(method: str, c: float) -> None:
-    x = ball_points(40, 5, c, seed=1, max_rel=0.97).float()  # float32 in, float64 out
+    x = ball_points(40, 5, c or 0.0, seed=1, max_rel=0.97).float()  # float32 in, float64 out
     Z = H.decode(x, c, method)
     assert Z.shape == (39, 4) and Z.dtype == np.float64
     assert sch.is_valid_linkage(Z) and sch.is_monotonic(Z)
@@ -241,10 +241,38 @@ def test_perfect_embedding_decodes_to_the_true_tree_random_points_do_not(method:
         assert rand["dasgupta"] > perfect["dasgupta"] * 1.1
 
 
+@pytest.mark.parametrize("method", ["single", "average"])
+def test_decode_in_the_plane_is_linkage_on_euclidean_distances(method: str) -> None:
+    x = ball_points(23, 3, 0.0, seed=6)
+    expected = sch.linkage(x.numpy(), method, metric="euclidean")
+    np.testing.assert_allclose(H.decode(x, None, method), expected, rtol=1e-12, atol=1e-12)
+    assert (H.decode(x, None) == H.decode(x, None, "average")).all()  # the default method
+
+
+def test_lca_decode_in_the_plane_is_the_flat_limit_of_the_balls() -> None:
+    # the Euclidean LCA depth is the distance from the origin to the line through the two points:
+    # half the ball's at c = 0 (Eq. 2 tends to 2 |x - y|), so every height is half
+    x = ball_points(19, 3, 0.0, seed=7)
+    for normalize in (True, False):
+        plane, flat = H.decode(x, None, "lca", normalize=normalize), H.decode(x, 0.0, "lca", normalize=normalize)
+        np.testing.assert_array_equal(plane[:, [0, 1, 3]], flat[:, [0, 1, 3]])
+        np.testing.assert_allclose(plane[:, 2], flat[:, 2] / 2, rtol=1e-12, atol=1e-12)
+    u, v = x[0], x[1]
+    t = float(-(u @ (v - u)) / (v - u).pow(2).sum())  # foot of the perpendicular from the origin
+    to_line = float((u + t * (v - u)).norm())
+    R = float(x[:2].norm(dim=1).max())  # the outermost radius of the two
+    Z = H.decode(x[:2], None, "lca", normalize=False)
+    assert Z[0, 2] == pytest.approx(2 * (R - to_line), rel=1e-12)
+
+
 def test_decode_rejects_bad_input() -> None:
     x = ball_points(5, 2, 1.0, seed=0)
     with pytest.raises(ValueError, match="method"):
         H.decode(x, 1.0, "ward")
+    with pytest.raises(ValueError, match="normalize"):
+        H.decode(x, 1.0, "average", normalize=True)
+    with pytest.raises(TypeError, match="normalize"):
+        H.decode(x, 1.0, "lca", normalize="yes")
     with pytest.raises(ValueError, match="at least 2"):
         H.decode(x[:1], 1.0)
     with pytest.raises(ValueError, match="outside the Poincar"):
@@ -452,12 +480,15 @@ def test_severity_and_super_recall_match_brute_force(space: str) -> None:
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "poincare"])
-def test_nearest_neighbours_among_near_duplicates_in_float32(metric: str) -> None:
+@pytest.mark.parametrize("n_far", [20, 400])
+def test_nearest_neighbours_among_near_duplicates_in_float32(metric: str, n_far: int) -> None:
     # a dozen points 1e-5 apart around one point of norm ~0.8: ||x||^2 + ||y||^2 - 2<x, y> cancels to
-    # noise in float32 (the plain expansion gets ~10 of them wrong); the oracle is float64 on the same values
+    # noise in float32 (the plain expansion gets ~10 of them wrong); the oracle is float64 on the same values.
+    # With 20 other points the cancelling pairs are 1/8 of the block (recomputed whole), with 400 about
+    # 1/1000 (recomputed pair by pair)
     c = 1.0
     base = ball_points(1, 5, c, seed=3, max_rel=0.9)[0]
-    x = torch.cat([base + 1e-5 * torch.randn(12, 5, generator=gen(1), dtype=F64), ball_points(20, 5, c, seed=2)]).float()
+    x = torch.cat([base + 1e-5 * torch.randn(12, 5, generator=gen(1), dtype=F64), ball_points(n_far, 5, c, seed=2)]).float()
     xd = x.double()
     D = (xd[:, None] - xd[None]).norm(dim=-1) if metric == "euclidean" else poincare.dist(xd[:, None], xd[None], c)
     cc = c if metric == "poincare" else None
@@ -511,10 +542,13 @@ def test_hierarchy_metrics_perfect_vs_scrambled() -> None:
     leaves, hier = constructive_tree((3, 3, 3), c)
     emb = embedding_of(leaves, c, per_class=4, noise=0.02, seed=0)
     out = H.hierarchy_metrics(emb, hier, c)
-    expected_keys = {f"{s}/{k}" for s in "HE" for k in ("severity", "super_R@1", "cophenet", "purity", "dasgupta")}
+    trees = ("cophenet", "purity", "dasgupta")
+    expected_keys = {f"{s}/{k}" for s in "HE" for k in ("severity", "super_R@1", *trees, *(f"lca_{t}" for t in trees))}
     assert set(out) == expected_keys
     for s in "HE":
         assert out[f"{s}/purity"] == 1.0 and out[f"{s}/cophenet"] > 0.97 and out[f"{s}/super_R@1"] == 1.0
+        assert out[f"{s}/lca_purity"] == 1.0  # leaves at one radius, the root at the origin: HypHC recovers it
+    assert set(H.hierarchy_metrics(emb, hier, c, lca=False)) == {k for k in expected_keys if "lca_" not in k}
     # the same points with the classes shuffled over the leaves: the hierarchy no longer fits
     perm = torch.randperm(27, generator=gen(1))
     scrambled = dict(emb, labels=perm[emb["labels"]])
@@ -537,10 +571,19 @@ def test_hierarchy_metrics_matches_its_parts_and_takes_proxies() -> None:
     emb = embedding_of(leaves, c, per_class=3, noise=0.1, seed=4)
     emb["super"] = torch.as_tensor(hier.groups(1))[emb["labels"]]
     out = H.hierarchy_metrics(emb, hier, c)
-    means, ids = H.class_means(emb["x_h"], emb["labels"], c)
-    parts = H.tree_scores(H.decode(means, c, "lca"), ids.numpy(), hier)
-    parts.update(H.hierarchical_retrieval(emb["x_h"], emb["labels"], hier, "poincare", c))
-    assert all(out[f"H/{k}"] == pytest.approx(v, rel=1e-12, nan_ok=True) for k, v in parts.items())
+    for space, key, metric, cs in (("H", "x_h", "poincare", c), ("E", "x_e", "euclidean", None)):
+        means, ids = H.class_means(emb[key], emb["labels"], cs)
+        parts = H.tree_scores(H.decode(means, cs, "average"), ids.numpy(), hier)
+        parts.update({f"lca_{k}": v for k, v in H.tree_scores(H.decode(means, cs, "lca"), ids.numpy(), hier).items()})
+        parts.update(H.hierarchical_retrieval(emb[key], emb["labels"], hier, metric, cs))
+        assert all(out[f"{space}/{k}"] == pytest.approx(v, rel=1e-12, nan_ok=True) for k, v in parts.items())
+    # method names the decoder of the plain keys (the lca_ keys are dropped when it is "lca" itself)
+    single = H.hierarchy_metrics(emb, hier, c, method="single")
+    means, ids = H.class_means(emb["x_e"], emb["labels"])
+    assert single["E/cophenet"] == pytest.approx(H.tree_scores(H.decode(means, None, "single"), ids.numpy(), hier)["cophenet"])
+    assert H.hierarchy_metrics(emb, hier, c, method="lca")["H/purity"] == out["H/lca_purity"]
+    with pytest.raises(ValueError, match="method"):
+        H.hierarchy_metrics(emb, hier, c, method="ward")
     # hierarchy=None: the two levels labels -> super of emb (same super-classes, one level less)
     two = H.hierarchy_metrics(emb, None, c)
     assert two["H/super_R@1"] == out["H/super_R@1"] and two["H/purity"] == out["H/purity"]
@@ -549,11 +592,18 @@ def test_hierarchy_metrics_matches_its_parts_and_takes_proxies() -> None:
     k_per = 2
     jitter = 0.01 * torch.randn(12, k_per, leaves.shape[1], generator=gen(5), dtype=F64)
     prox = poincare.expmap0(poincare.logmap0(leaves, c)[:, None] + jitter, c)
-    with_p = H.hierarchy_metrics(emb, hier, c, {"h": prox, "e": prox})
+    prox_e = poincare.logmap0(prox, c)  # the Euclidean proxies: another tree, scored in E alike
+    with_p = H.hierarchy_metrics(emb, hier, c, {"h": prox, "e": prox_e})
     assert with_p["H/proxy_purity"] == 1.0 and with_p["H/proxy_cophenet"] > 0.9
-    direct = H.tree_scores(H.decode(prox.reshape(-1, prox.shape[-1]), c), np.repeat(np.arange(12), k_per), hier)
-    assert with_p["H/proxy_cophenet"] == pytest.approx(direct["cophenet"], rel=1e-12)
-    assert H.hierarchy_metrics(emb, hier, c, prox[:, 0])["H/proxy_purity"] == 1.0
+    leaf_cls = np.repeat(np.arange(12), k_per)
+    for space, p, cs in (("H", prox, c), ("E", prox_e, None)):
+        flat = p.reshape(-1, p.shape[-1])
+        for prefix, m in (("", "average"), ("lca_", "lca")):
+            direct = H.tree_scores(H.decode(flat, cs, m), leaf_cls, hier)
+            assert with_p[f"{space}/proxy_{prefix}cophenet"] == pytest.approx(direct["cophenet"], rel=1e-12)
+            assert with_p[f"{space}/proxy_{prefix}dasgupta"] == pytest.approx(direct["dasgupta"], rel=1e-12)
+    only_h = H.hierarchy_metrics(emb, hier, c, prox[:, 0])  # an array is the ball's proxies
+    assert only_h["H/proxy_purity"] == 1.0 and not any(k.startswith("E/proxy") for k in only_h)
     with pytest.raises(ValueError, match="proxy_hierarchy"):
         H.hierarchy_metrics(emb, hier, c, prox[:5])
     # a cap on the leaves decodes a fixed subset of classes
@@ -561,7 +611,7 @@ def test_hierarchy_metrics_matches_its_parts_and_takes_proxies() -> None:
     assert capped["H/purity"] == capped["H/proxy_purity"] == 1.0
 
 
-def test_class_means_tangent_mean() -> None:
+def test_class_means_gyro_midpoint() -> None:
     c = 0.9
     x = ball_points(10, 3, c, seed=8)
     labels = torch.tensor([2, 0, 2, 2, 0, 5, 5, 0, 2, 5])
@@ -570,11 +620,60 @@ def test_class_means_tangent_mean() -> None:
     from32 = H.class_means(x.float(), labels, c)[0]  # float32 in: accumulated and returned in float64
     assert from32.dtype == F64
     np.testing.assert_allclose(from32.numpy(), means.numpy(), rtol=1e-6, atol=1e-7)
-    for m, k in zip(means, ids):
-        v = torch.stack([poincare.logmap0(x[i], c) for i in range(10) if labels[i] == k]).mean(0)
-        np.testing.assert_allclose(m.numpy(), poincare.expmap0(v, c).numpy(), rtol=1e-12, atol=1e-14)
+    for m, k in zip(means, ids):  # poincare.weighted_midpoint is held to geoopt's
+        np.testing.assert_allclose(m.numpy(), poincare.weighted_midpoint(x[labels == k], None, c).numpy(),
+                                   rtol=1e-12, atol=1e-14)
     euclid, _ = H.class_means(x, labels)
     np.testing.assert_allclose(euclid[0].numpy(), x[labels == 0].mean(0).numpy(), rtol=1e-14)
+    # it moves with the points under a gyro-translation (the tangent mean at the origin does not)
+    a = torch.tensor([0.4, -0.3, 0.2], dtype=F64)
+    moved, _ = H.class_means(poincare.mobius_add(a.expand_as(x), x, c), labels, c)
+    np.testing.assert_allclose(moved.numpy(), poincare.mobius_add(a.expand_as(means), means, c).numpy(), atol=1e-12)
+
+
+def wide_embedding(seed: int, noise: float = 0.15) -> tuple[dict, dict, Hierarchy]:
+    """Samples (5 per class) around the classes of a 3 x 3 x 2 tree in D = 5, and 2 proxies per class,
+    all within Euclidean radius 0.9 (inside the ball for c <= 1); x_h = x_e (the same coordinates read
+    in the ball and in the plane)."""
+    leaves, hier = constructive_tree((3, 3, 2), 1.0, seed=seed, radius=0.6)
+    leaves = leaves[:, :5]  # 5 of its 30 directions: a noisy tree, at most 0.6 from the origin (c <= 1)
+    labels = torch.arange(len(leaves)).repeat_interleave(5)
+    scale = float(leaves.norm(dim=1).mean())
+    x = leaves[labels] + noise * scale * torch.randn(len(labels), 5, generator=gen(seed + 1), dtype=F64)
+    prox = leaves[:, None] + noise * scale * torch.randn(len(leaves), 2, 5, generator=gen(seed + 2), dtype=F64)
+    emb = {"x_h": x, "x_e": x, "labels": labels, "super": torch.as_tensor(hier.groups(1))[labels]}
+    return emb, {"h": prox, "e": prox}, hier
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_both_spaces_score_the_same_points_alike_as_c_goes_to_0(seed: int) -> None:
+    # at c -> 0 the Poincaré distance is 2 |x - y| and the gyro-midpoint the mean: one named method
+    # must then give the same numbers in both spaces (retrieval, class-mean trees, proxies' trees, lca)
+    c = 1e-9
+    emb, prox, hier = wide_embedding(seed)
+    out = H.hierarchy_metrics(emb, hier, c, prox)
+    h_keys = sorted(k for k in out if k.startswith("H/"))
+    assert len(h_keys) == 14 and {"E/" + k[2:] for k in h_keys} == {k for k in out if k.startswith("E/")}
+    for k in h_keys:
+        assert out[k] == pytest.approx(out["E/" + k[2:]], abs=1e-6), k
+    assert 0.3 < out["H/cophenet"] < 1.0 and out["H/lca_cophenet"] != out["H/cophenet"]  # not a trivial case
+
+
+def test_a_gyro_translation_leaves_the_balls_metrics_unchanged() -> None:
+    # a -> a (+) x is an isometry of the ball: the retrieval and every average-linkage tree stay; the
+    # lca_ keys read the origin as the root, so they may move
+    c = 0.7
+    emb, prox, hier = wide_embedding(seed=3)
+    a = torch.tensor([0.5, -0.3, 0.2, 0.1, -0.4], dtype=F64)
+    moved = dict(emb, x_h=poincare.mobius_add(a.expand_as(emb["x_h"]), emb["x_h"], c))
+    moved_prox = poincare.mobius_add(a.expand_as(prox["h"]), prox["h"], c)
+    before = H.hierarchy_metrics(emb, hier, c, {"h": prox["h"]})
+    after = H.hierarchy_metrics(moved, hier, c, {"h": moved_prox})
+    for k in ("severity", "super_R@1", "cophenet", "purity", "dasgupta", "proxy_cophenet", "proxy_purity",
+              "proxy_dasgupta"):
+        assert after[f"H/{k}"] == pytest.approx(before[f"H/{k}"], abs=1e-9), k
+    assert 0.3 < before["H/cophenet"] < 1.0
+    assert any(after[f"H/{k}"] != pytest.approx(before[f"H/{k}"], abs=1e-3) for k in ("lca_cophenet", "proxy_lca_cophenet"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,7 +690,8 @@ def test_trainer_logs_hierarchy_metrics_and_evaluate_reports_them(tmp_path):
             "--set", "dim_h=4", "--set", "M=4", "--set", "eval_max=300", "--set", "eval_train=false", "--out", str(run)]
     assert train.main(argv) == 0
     rec = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines() if '"eval"' in x][-1]
-    for key in ("test/H/severity", "test/E/super_R@1", "test/H/cophenet", "proxies/H/cophenet"):
+    for key in ("test/H/severity", "test/E/super_R@1", "test/H/cophenet", "test/E/lca_cophenet", "proxies/H/cophenet",
+                "proxies/E/purity", "proxies/H/lca_dasgupta"):
         assert key in rec, key
     # the logged numbers are hierarchy_metrics of the same embeddings
     tr = train.Trainer.from_run(run)

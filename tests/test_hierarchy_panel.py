@@ -22,7 +22,7 @@ from chestlab.dashboard.panels import hierarchy as hp
 from chestlab.dashboard.state import DashState, Run
 from chestlab.viz import geometry
 from chestlab.viz import hierarchy as vh
-from chestlab.viz.style import class_color
+from chestlab.viz.style import COLORS, super_color
 
 from test_dashboard import Box, ctx_of, small
 
@@ -90,7 +90,7 @@ def test_dendrogram_of_the_proxies_beside_the_true_tree(chest_run: Run) -> None:
     assert sorted(t.name for t in left) == sorted(names) and all(t.showlegend is False for t in right)
     for t in left + right:  # colour = super-class, and every leaf in it belongs to that super-class
         g = names.index(t.name)
-        assert t.marker.color == class_color(g)
+        assert t.marker.color == super_color(g)
         cls = [h.classes.index(s.split(" · ")[0]) for s in t.text]
         assert set(groups[cls].tolist()) == {g}
     # the true tree's merge heights are the LCA levels 1..depth
@@ -99,7 +99,7 @@ def test_dendrogram_of_the_proxies_beside_the_true_tree(chest_run: Run) -> None:
     # the live numbers are chestlab.hierarchy's on the same points
     p = tr.proxies()["h"].double().reshape(C * K, -1)
     c = float(tr.model.head.c)
-    want = H.tree_scores(H.decode(p, c, "lca"), np.repeat(np.arange(C), K), h)
+    want = H.tree_scores(H.decode(p, c, "average"), np.repeat(np.arange(C), K), h)  # the default decoder
     test = tr.embed("test", hp.N_SAMPLES)
     sev = H.hierarchical_retrieval(test["x_h"], test["labels"], H.hierarchy_of(tr.test_set), "poincare", c)["severity"]
     got = _metrics(box)
@@ -132,22 +132,28 @@ def test_computed_once_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     assert now is not first and now["step"] == first["step"] + 1
     deltas = [kw["delta"] for _, kw in box3.calls("metric")]
     assert len(deltas) == 4 and all(f"since step {first['step']}" in d for d in deltas)
-    # Dasgupta cost and severity: lower is better, so a fall is green (inverse); no change is grey
-    colours = {args[0].split(" ")[0]: kw.get("delta_color") for args, kw in box3.calls("metric")}
-    assert all(colours[k] in (("inverse", "off") if k in ("Dasgupta", "mistake") else ("normal", "off")) for k in colours)
+    # said in words, in grey (red and blue mean positive and negative on the page): Dasgupta cost and
+    # severity are better when they fall
+    for args, kw in box3.calls("metric"):
+        assert kw.get("delta_color") == "off"
+        change = float(kw["delta"].split(" ")[0].replace("±", ""))
+        if change:
+            down = args[0].split(" ")[0] in ("Dasgupta", "mistake")
+            assert kw["delta"].endswith("better" if (change > 0) != down else "worse")
 
 
 def test_decoder_choice_changes_the_numbers(chest_run: Run) -> None:
     tr = chest_run.trainer
-    session = {"hier_decoder": "average"}
+    session = {"hier_decoder": "lca"}
     box = Box(session)
     hp.render(ctx_of(chest_run, session), box)
     C, K = tr.proxies()["h"].shape[:2]
     p = tr.proxies()["h"].double().reshape(C * K, -1)
-    want = H.tree_scores(H.decode(p, float(tr.model.head.c), "average"), np.repeat(np.arange(C), K),
+    # HypHC's decoding with the leaves at one radius: the evaluator's proxies/H/lca_* numbers
+    want = H.tree_scores(H.decode(p, float(tr.model.head.c), "lca", normalize=True), np.repeat(np.arange(C), K),
                          H.hierarchy_of(tr.train_set))
     assert _metrics(box)["cophenetic"] == _fmt(want["cophenet"])
-    assert "(average)" in box.figures()["hier_A"].layout.annotations[0].text
+    assert "(lca)" in box.figures()["hier_A"].layout.annotations[0].text
 
 
 def test_class_means_when_the_loss_has_no_proxies() -> None:
@@ -161,7 +167,7 @@ def test_class_means_when_the_loss_has_no_proxies() -> None:
     emb = tr.embed("train", hp.N_SAMPLES)
     c = float(tr.model.head.c)
     means, ids = H.class_means(emb["x_h"], emb["labels"], c)
-    want = H.tree_scores(H.decode(means, c, "lca"), ids.numpy(), H.hierarchy_of(tr.train_set))
+    want = H.tree_scores(H.decode(means, c, "average"), ids.numpy(), H.hierarchy_of(tr.train_set))
     assert sum(len(t.x) for t in _leaf_traces(fig, "x")) == len(ids)
     assert _metrics(box)["cophenetic"] == _fmt(want["cophenet"])
     assert "class means" in fig.layout.annotations[0].text
@@ -176,23 +182,38 @@ def test_hier_proxies_in_the_disk_with_ancestor_lines(hier_run: Run) -> None:
     disk = figs["hierdisk_A"]
     pts = tr.criterion.hier_points()
     P_ = len(pts["h"])
-    hier = next(t for t in disk.data if t.name == "hierarchical proxies")
-    assert len(hier.x) == P_ == 8
     C, K = tr.proxies()["h"].shape[:2]
-    stars = [t for t in disk.data if t.mode == "markers" and t.marker.symbol == "star"]
-    assert sum(len(t.x) for t in stars) == C * K
-    # one polyline (separated by None) per non-root proxy -> its parent
-    tree = next(t for t in disk.data if t.name == "hierarchical proxy → parent")
-    n_lines = sum(1 for v in tree.x if v is None)
-    assert n_lines == int((pts["proxy_parent"] >= 0).sum())
-    # thin lines: one per class proxy, in its super-class's colour
-    thin = [t for t in disk.data if t.mode == "lines" and t.name is None and t.line.width and t.line.width < 2]
-    assert sum(sum(1 for v in t.x if v is None) for t in thin) == C * K
-    assert disk.layout.yaxis.scaleanchor == "x"  # equal aspect
     d = hp._CACHE[tr]["data"]["hier"]
     flat = tr.proxies()["h"].double().reshape(C * K, -1)
     nearest = poincare.pairwise_dist(flat, pts["h"].double(), float(tr.model.head.c)).argmin(1).numpy()
     assert np.array_equal(d["anchor_parent"], nearest)
+    # readable by default: only the hierarchical proxies with a class proxy below them are drawn -- the
+    # nearest one of some class proxy, and its ancestors up to the root
+    parent = pts["proxy_parent"].numpy()
+    keep = np.zeros(P_, dtype=bool)
+    for i in nearest:
+        while i >= 0 and not keep[i]:
+            keep[i], i = True, parent[i]
+    assert np.array_equal(d["shown"], keep) and len(keep) == P_ == 8
+    hier = next(t for t in disk.data if t.name == "hierarchical proxies")
+    np.testing.assert_allclose(np.column_stack([hier.x, hier.y]), d["hier"][keep])
+    stars = [t for t in disk.data if t.mode == "markers" and t.marker.symbol == "star"]
+    assert sum(len(t.x) for t in stars) == C * K
+    assert {t.marker.color for t in stars} <= {super_color(s) for s in range(4)}  # the disk panel's colours
+    # one polyline (separated by None) per drawn non-root proxy -> its parent, thin and half transparent
+    tree = next(t for t in disk.data if t.name == "hierarchical proxy → parent")
+    n_lines = sum(1 for v in tree.x if v is None)
+    assert n_lines == int(((parent >= 0) & keep).sum())
+    assert tree.line.width < 2 and tree.opacity < 1
+    # thinner, fainter lines: one per class proxy, in its super-class's colour
+    thin = [t for t in disk.data if t.mode == "lines" and t.name is None and t.line.width and t.line.width < 1]
+    assert sum(sum(1 for v in t.x if v is None) for t in thin) == C * K and all(t.opacity <= 0.5 for t in thin)
+    assert disk.layout.yaxis.scaleanchor == "x"  # equal aspect
+    # unpruned, every hierarchical proxy is drawn and linked
+    g = vh.hier_disk_geometry(pts["h"], parent, float(tr.model.head.c), x_h=flat[:3], x_groups=[0, 0, 0],
+                              anchors_h=flat, anchor_groups=np.zeros(C * K, int), prune=False)
+    assert g["shown"].all() and len(g["tree_lines"]) == int((parent >= 0).sum())
+    assert COLORS["pos"] not in {t.marker.color for t in stars}
 
 
 def test_draw_run_includes_the_panel(chest_run: Run) -> None:
@@ -224,10 +245,10 @@ def test_dendrogram_geometry_colours_pure_links_by_super_class() -> None:
     h = _toy_hierarchy()
     g = vh.dendrogram_geometry(vh.true_linkage(h), h.groups(1), leaf_text=list(h.classes))
     colours = dict(g["links"])
-    assert set(colours) == {class_color(0), class_color(1), vh.MIXED}
+    assert set(colours) == {super_color(0), super_color(1), vh.MIXED}
     assert len(colours[vh.MIXED]) == 1  # only the root joins both super-classes
-    assert len(colours[class_color(0)]) == len(colours[class_color(1)]) == 2
-    assert g["leaf_color"] == [class_color(int(s)) for s in h.groups(1)[g["order"]]]
+    assert len(colours[super_color(0)]) == len(colours[super_color(1)]) == 2
+    assert g["leaf_color"] == [super_color(int(s)) for s in h.groups(1)[g["order"]]]
     assert sorted(g["leaf_text"]) == sorted(h.classes)
 
 
@@ -266,3 +287,44 @@ def test_loss_presets_fit_the_page_sliders() -> None:
                 assert ui["lo"] <= value <= ui["hi"], (name, key, value)
     big = LOSS_PRESETS["CHEST, HypHC enlarged: r = 1, τ = 2, not in the paper (HypHC big)"]
     assert big["loss"] == "chest" and big["r"] == 1.0 and big["tau"] == 2.0
+
+
+def _colours(fig: Any) -> list[str]:
+    """Every colour a figure's traces draw with (markers, their rims, lines), flattened."""
+    out: list[str] = []
+    for t in fig.data:
+        for v in (getattr(t.marker, "color", None) if hasattr(t, "marker") else None,
+                  getattr(getattr(t.marker, "line", None), "color", None) if hasattr(t, "marker") else None,
+                  getattr(t.line, "color", None) if hasattr(t, "line") else None):
+            out += [v] if isinstance(v, str) else [w for w in (v or ()) if isinstance(w, str)]
+    return out
+
+
+def test_one_colour_per_super_class_across_the_disk_dendrograms_and_hier_panel(hier_run: Run) -> None:
+    """Branch A is one colour in the disk (its legend entry and its node), in the dendrograms (its
+    leaves, both sides) and in HIER's disk (its class proxies); none of these figures, nor the level
+    strip, uses Fig. 3's positive red or negative blue."""
+    from chestlab.dashboard.panels import disk as dp
+
+    box = Box()
+    dp.render(ctx_of(hier_run), box)
+    hp.render(ctx_of(hier_run), box)
+    figs = box.figures()
+    assert {"disk_A", "levels_A", "hier_A", "hierdisk_A"} <= set(figs)
+    names = H.hierarchy_of(hier_run.trainer.train_set).group_names(1)
+    assert names == ["branch A", "branch B", "branch C", "branch D"]
+    seen: dict[str, set] = {n: set() for n in names}
+    for key in ("disk_A", "hier_A", "hierdisk_A"):  # every trace named for a super-class, one colour
+        for t in figs[key].data:
+            if t.name in seen and isinstance(t.marker.color, str):
+                seen[t.name].add((key, t.marker.color))
+        if key == "disk_A":
+            node = next(t for t in figs[key].data if t.name == "super-class nodes")
+            for letter, col in zip(node.customdata, node.marker.color):
+                seen[f"branch {letter}"].add(("node", col))
+    for s, n in enumerate(names):
+        assert {where for where, _ in seen[n]} == {"disk_A", "node", "hier_A", "hierdisk_A"}, n
+        assert {col for _, col in seen[n]} == {super_color(s)}, n
+    for key in ("disk_A", "levels_A", "hier_A", "hierdisk_A"):
+        used = {c.lower() for c in _colours(figs[key])}
+        assert used and not used & {COLORS["pos"].lower(), COLORS["neg"].lower()}, key

@@ -156,9 +156,56 @@ def test_disk_legend_explains_colours_and_markers():
     points = [t for t in fig.data if t.type == "scattergl"]
     lessons.disk_legend(fig, list("abcd"), ["s0", "s1"])
     assert all(t.showlegend is False for t in points) and sum(len(t.x) for t in points) == 50
-    entries = [t for t in fig.data if t.type == "scatter" and t.legendgroup in ("classes", "supers")]
-    assert [t.name for t in entries] == ["a", "b", "c", "d", "s0", "s1"]
-    from chestlab.viz.style import class_color
+    entries = [t for t in fig.data if t.type == "scatter" and t.legendgroup == "classes"]
+    assert [t.name for t in entries] == ["a", "b", "c", "d"]
+    drawn = {name: col for t in points for name, col in zip(t.text, t.marker.color)}
+    assert [t.marker.color for t in entries] == [drawn[n] for n in "abcd"]  # the colours the points have
+    from chestlab.viz.style import super_color
 
-    assert [t.marker.color for t in entries[:4]] == [class_color(i) for i in range(4)]
+    supers = [t for t in fig.data if t.type == "scatter" and str(t.legendgroup).startswith("super")]
+    assert [(t.name, t.marker.color) for t in supers] == [("s0", super_color(0)), ("s1", super_color(1))]
     assert fig.layout.legend.orientation == "v"
+
+
+# ------------------------------------------------------------------------------------------------
+# paired comparisons of two spaces (lessons 00 and 06)
+# ------------------------------------------------------------------------------------------------
+def test_paired_table_pairs_by_seed_and_reads_the_standard_error():
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(6):
+        shared = rng.normal()  # what a seed does to both spaces alike: pairing removes it
+        rows += [{"space": "H", "seed": seed, "D": 2, "m": shared + 0.5 + 0.01 * seed},
+                 {"space": "E", "seed": seed, "D": 2, "m": shared}]
+    rows = [r for r in rows if not (r["space"] == "E" and r["seed"] == 5)]  # seed 5 has no partner
+    t = lessons.paired_table(rows, ["m"], by=["D"])
+    d = np.array([0.5 + 0.01 * s for s in range(5)])
+    assert t.loc[0, "n"] == 5 and t.loc[0, "H > E"] == 5
+    assert t.loc[0, "Δ"] == pytest.approx(d.mean()) and t.loc[0, "s.e."] == pytest.approx(d.std(ddof=1) / math.sqrt(5))
+    assert "**H better**" in lessons.paired_verdict(t, by=["D"])
+    assert "**E better**" in lessons.paired_verdict(t, lower_is_better=("m",))  # lower wins: the plane
+    t.loc[0, "Δ"] = t.loc[0, "s.e."]  # within 2 s.e.: no reading either way
+    assert "no difference beyond 2 s.e." in lessons.paired_verdict(t)
+
+
+def test_draw_tree_in_the_disk_the_unrolled_disk_and_the_plane():
+    from matplotlib.collections import LineCollection, PathCollection
+    from matplotlib.figure import Figure
+
+    from chestlab import poincare
+    from chestlab import tree_embedding as te
+
+    tree = te.Tree.complete((2, 3))
+    x = te.sarkar(tree, 2.0)
+    fig = Figure()
+    axs = fig.subplots(1, 3)
+    for ax, (c, polar) in zip(axs, ((1.0, False), (1.0, True), (0.0, False))):
+        lessons.draw_tree(ax, x if c else 0.3 * x, tree, c, polar=polar, circles=(2.0,), title="t")
+        dots = [col for col in ax.collections if isinstance(col, PathCollection)]
+        assert [len(d.get_offsets()) for d in dots] == [1, 2, 6]  # one colour per level
+        edges = [col for col in ax.collections if isinstance(col, LineCollection)]
+        assert len(edges[-1].get_segments()) == tree.n - 1 and ax.get_aspect() == 1.0
+    # unrolled: each node at radius d_H(0, x) in its own direction
+    leaves = axs[1].collections[-1].get_offsets()
+    assert np.linalg.norm(leaves, axis=1) == pytest.approx(poincare.dist0(x[tree.level == 2], 1.0).numpy())
+    assert np.asarray(axs[2].collections[-1].get_offsets()) == pytest.approx(0.6 * x[tree.level == 2].numpy())

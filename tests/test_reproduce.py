@@ -171,7 +171,7 @@ def test_tables_prints_tables_2_to_5_layout(tmp_path, capsys):
 
 
 def test_help_of_every_subcommand(capsys):
-    for cmd in ("ablation", "fig3", "fig2", "hardneg-fig2", "hardneg-fig3", "tables"):
+    for cmd in ("ablation", "fig3", "fig2", "hardneg-fig2", "hardneg-fig3", "tables", "hyphc", "hier-ratios", "unsup-pretrained"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
@@ -196,15 +196,30 @@ def test_python_dash_m_entry_point():
 
 
 def test_dims_and_hier_commands_write_their_tables(tmp_path):
-    """The hierarchy experiments at toy size: every run is scored in its own space with R@1, mistake
-    severity and cophenetic correlation, and the tables hold one row per group."""
-    from chestlab.reproduce.hierarchy import dims, hier
+    """The hierarchy experiments at toy size: every run is scored in its own space with R@1, super-class
+    R@1, mistake severity and cophenetic correlation, the tables hold one row per group, and dims pairs
+    the spaces by seed (H − E ± standard error)."""
+    from chestlab.reproduce.hierarchy import dims, hier, paired_differences
 
     rows = dims(tmp_path / "dims", datasets=("tree",), dims=(2, 4), seeds=(0,), steps=3, progress=False)
     assert [(r["D"], r["space"]) for r in rows] == [(2, "H"), (2, "E"), (4, "H"), (4, "E")]
-    assert all(0 <= r["R@1"] <= 1 and r["severity"] >= 0 for r in rows)
+    assert all(0 <= r["R@1"] <= 1 and 0 <= r["super_R@1"] <= 1 and r["severity"] >= 0 for r in rows)
     md = (tmp_path / "dims" / "dims.md").read_text()
-    assert md.count("\n| tree |") == 4 and (tmp_path / "dims" / "dims.png").stat().st_size > 10_000
+    assert md.count("\n| tree |") == 4 + 2 and (tmp_path / "dims" / "dims.png").stat().st_size > 10_000
+    assert "Paired by seed, H − E" in md and "super-class R@1 (%)" in md
+    # like with like: the same network and head width, only the geometry differs
+    cfgs = {s: json.loads((tmp_path / "dims" / "tree" / f"{s}_D4_seed0" / "result.json").read_text())["config"]
+            for s in "HE"}
+    assert cfgs["H"]["dim_h"] == cfgs["E"]["dim_h"] == 4 and cfgs["H"]["dim_e"] == cfgs["E"]["dim_e"]
+    assert (cfgs["H"]["eta_e"], cfgs["E"]["eta_h"], cfgs["E"]["euclid_space"]) == (0.0, 0.0, "head")
+    # a second seed at D = 4 (seed 0 is read back): the paired differences H − E over the two seeds
+    two = dims(tmp_path / "dims", datasets=("tree",), dims=(4,), seeds=(0, 1), steps=3, progress=False)
+    (d,) = paired_differences(two, ("dataset", "D"))
+    h, e = ({r["seed"]: r for r in two if r["space"] == s} for s in "HE")
+    dd = [h[s]["R@1"] - e[s]["R@1"] for s in (0, 1)]  # the oracle: by hand; standard error = std / sqrt(n)
+    assert d["R@1"] == pytest.approx(sum(dd) / 2) and d["R@1 n"] == 2
+    assert d["R@1 se"] == pytest.approx(abs(dd[0] - dd[1]) / 2)
+    assert (tmp_path / "dims" / "dims_paired.csv").read_text().count("\n") == 2
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from chestlab.reproduce.hierarchy import _dims_figure
@@ -225,3 +240,80 @@ def test_dims_and_hier_commands_write_their_tables(tmp_path):
     assert {r["run"] for r in h} == {"untrained", "CHEST", "CHEST + HIER", "unsupervised"}
     assert main(["dims", "--out", str(tmp_path / "dims"), "--datasets", "tree", "--dims", "2", "4", "--seeds", "0",
                  "--steps", "3", "--quiet"]) == 0
+
+
+def test_paired_statistics_against_numpy_and_scipy():
+    """The standard error is scipy's sem; paired differences match seed by seed, whatever the row order."""
+    import numpy as np
+    from scipy import stats
+
+    from chestlab.reproduce.paired import format_pm, mean_se, paired_differences
+
+    v = [0.3, 0.5, 0.2, 0.9, 0.4]
+    m, se = mean_se(v)
+    assert m == pytest.approx(np.mean(v)) and se == pytest.approx(stats.sem(v))
+    assert mean_se([1.0, float("nan")])[0] == 1.0 and np.isnan(mean_se([1.0])[1]) and np.isnan(mean_se([])[0])
+    base = [{"seed": s, "x": x} for s, x in zip(range(5), v)]
+    arm = [{"seed": s, "x": x + d} for s, x, d in zip(range(4, -1, -1), v[::-1], (0.1, -0.2, 0.3, 0.05, 0.0))]
+    d = paired_differences(base, arm, "x")
+    want = [0.0, 0.05, 0.3, -0.2, 0.1]  # by seed 0..4
+    assert d["seeds"] == [0, 1, 2, 3, 4] and d["deltas"] == pytest.approx(want) and d["up"] == 3 and d["n"] == 5
+    assert d["se"] == pytest.approx(stats.sem(want)) and d["mean"] == pytest.approx(np.mean(want))
+    assert paired_differences(base, arm[:2], "x")["n"] == 2  # only the seeds both arms have
+    assert format_pm(0.0123, 0.0045, 100, ".1f", sign=True) == "+1.2 ± 0.4" and format_pm(float("nan"), 0.1) == "—"
+
+
+def test_regulariser_studies_write_their_tables(tmp_path, capsys):
+    """hyphc, hier-ratios and unsup-pretrained at toy size: one row per run (and space), the proxies' tree
+    and Eq. 8 similarities measured, paired changes in the tables, finished runs read back."""
+    from chestlab.reproduce import regularisers as reg
+
+    small = dict(data_options={"branching": [2, 2, 2], "samples_per_class": 8}, dim_e=8, dim_h=4, batch_size=16,
+                 eval_max=None)
+    rows = reg.hyphc(tmp_path / "hc", seeds=(0, 1), radii=(1.0,), taus=(0.0, 2.0), steps=3, progress=False, **small)
+    assert [(r["tau"], r["seed"]) for r in rows] == [(0.0, 0), (0.0, 1), (2.0, 0), (2.0, 1)]
+    assert all(r["share"] == 0 for r in rows[:2]) and all(0 < r["share"] < 1 for r in rows[2:])
+    assert all(0 < r["omega q10"] <= r["omega median"] <= r["omega q90"] <= 1 and 0 <= r["class purity"] <= 1 for r in rows)
+    md = (tmp_path / "hc" / "hyphc.md").read_text()
+    assert "| 1 | 2 | 2 |" in md and "of 2 up)" in md
+    assert reg.hyphc(tmp_path / "hc", seeds=(0, 1), radii=(1.0,), taus=(0.0, 2.0), steps=3, progress=False, **small) == rows
+
+    h = reg.hier_ratios(tmp_path / "hr", seeds=(0,), steps=2, progress=False, arms=("CHEST", "CHEST + HIER (authors' ratios)"),
+                        hier_proxies=8, hier_topk=2, **small)
+    assert {(r["arm"], r["space"]) for r in h} == {(a, s) for a in ("CHEST", "CHEST + HIER (authors' ratios)") for s in "HE"}
+    assert all(0 <= r["R@1"] <= 1 and 0 <= r["super_R@1"] <= 1 for r in h)
+    assert "CHEST + HIER (authors' ratios) − CHEST" in (tmp_path / "hr" / "hier_ratios.md").read_text()
+
+    u = reg.unsup_pretrained(tmp_path / "up", seeds=(0,), pretrain_steps=2, steps=2, progress=False, unsup_levels=(2, 4),
+                             **small)
+    assert [r["arm"] for r in u[::2]] == ["untrained", "unsupervised", "pretrained", "pretrained + unsupervised"]
+    assert "pretrained + unsupervised − pretrained" in (tmp_path / "up" / "unsup_pretrained.md").read_text()
+    assert main(["hyphc", "--taus", "0.5", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2  # tau = 0 must come first
+    assert "start with 0" in capsys.readouterr().err
+    for argv in (["unsup-pretrained", "--pretrain-steps", "100000000"], ["hyphc", "--seeds", "-1"],
+                 ["hier-ratios", "--steps", "0"]):  # sizes bounded as every setting's
+        with pytest.raises(SystemExit) as ex:
+            main(argv)
+        assert ex.value.code == 2 and "allowed:" in capsys.readouterr().err
+
+
+def test_proxy_similarities_against_geoopt():
+    """Eq. 8's ω = e^(−d_H) between proxies: quantiles over the distinct pairs and medians within and
+    across classes, against geoopt's distance (float64, k = −c) and numpy's quantiles."""
+    gm = pytest.importorskip("geoopt.manifolds.stereographic.math")
+    import numpy as np
+    import torch
+
+    from chestlab.reproduce.regularisers import proxy_similarities
+
+    c, C, K = 0.7, 4, 3
+    p = 0.2 * torch.randn(C, K, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    flat = p.reshape(C * K, 5)
+    d = gm.dist(flat[:, None], flat[None, :], k=torch.tensor(-c, dtype=torch.float64)).numpy()
+    i, j = np.triu_indices(C * K, 1)
+    w, same = np.exp(-d[i, j]), i // K == j // K
+    got = proxy_similarities(p, c)
+    want = {"omega q10": np.quantile(w, 0.1), "omega median": np.median(w), "omega q90": np.quantile(w, 0.9),
+            "omega same": np.median(w[same]), "omega other": np.median(w[~same])}
+    assert got == pytest.approx(want, rel=1e-9)
+    assert np.isnan(proxy_similarities(p[:, :1], c)["omega same"])  # K = 1: no pair of one class

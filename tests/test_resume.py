@@ -54,7 +54,7 @@ def test_interrupt_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp
     run = tmp_path / "run"
     first = True
     interrupts = 0
-    for attempt in range(30):
+    for attempt in range(9):
         args = common + ["--out", str(run)] + ([] if first else ["--resume"])
         events = run / "events.jsonl"
         before = events.read_text().count("\n") if events.exists() and not first else 0
@@ -65,7 +65,8 @@ def test_interrupt_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp
                 break
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.7))  # then a random moment: in a step, an evaluation or a save
-        if proc.poll() is None:
+        # interrupt the first 8 attempts only, so a slow (loaded) machine still reaches the end
+        if proc.poll() is None and attempt < 8:
             proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
         # 130: stopped after a step, its evaluation and checkpoint, or during start-up (one line, nothing
@@ -139,7 +140,7 @@ def test_resume_applies_live_changes_logs_them_and_refuses_structural_ones(tmp_p
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["delta_h"] == 5.0 and cfg["tau"] == 0.0 and cfg["lr"] == 0.05 and cfg["steps"] == 9
     assert cfg["history"][0]["step"] == 6 and cfg["history"][0]["changes"]["delta_h"] == [1.0, 5.0]
-    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ck["config"]["delta_h"] == 5.0 and ck["step"] == 9
     steps = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in steps].count("settings") == 1
@@ -163,7 +164,7 @@ def test_run_folders_hold_one_run_and_only_its_files_are_touched(tmp_path, capsy
     assert [json.loads(x)["step"] for x in (run / "events.jsonl").read_text().splitlines() if '"step", "step"' in x or True][-1] == 5
     # --overwrite replaces the run's own files only
     assert train.main([*TINY, "--steps", "2", "--set", "eval_every=0", "--out", str(run), "--overwrite"]) == 0
-    assert (run / "my_analysis.csv").exists() and torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert (run / "my_analysis.csv").exists() and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
     capsys.readouterr()
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -247,7 +248,9 @@ def _bad_values(s) -> list[str]:
     return out
 
 
-CASES = [(k, v) for k, s in schema().items() for v in _bad_values(s) if not (s.nullable and v.lower() == "none")]
+# the kit's settings at collection time (other test modules register plug-in sections later)
+SCHEMA = dict(schema())
+CASES = [(k, v) for k, s in SCHEMA.items() for v in _bad_values(s) if not (s.nullable and v.lower() == "none")]
 
 
 @pytest.mark.parametrize("key,value", CASES)
@@ -259,10 +262,10 @@ def test_every_bad_value_of_every_setting_exits_2_with_one_line(key, value, caps
 
 
 def test_the_table_holds_the_upper_bound_of_every_size():
-    bounded = {k for k, s in schema().items() if s.high is not None}
+    bounded = {k for k, s in SCHEMA.items() if s.high is not None}
     assert {"dim_h", "dim_e", "batch_size", "K", "M", "threads", "seed", "ks", "eval_max", "lr", "proxy_std",
             "hier_triplets", "unsup_max_n"} <= bounded
-    above = {k for k, v in CASES if schema()[k].high is not None and v not in ("abc", "1.5", "nan", "inf", "1,x")}
+    above = {k for k, v in CASES if SCHEMA[k].high is not None and v not in ("abc", "1.5", "nan", "inf", "1,x")}
     assert bounded <= above
 
 
@@ -313,7 +316,7 @@ def test_a_failure_in_the_middle_of_a_run_saves_a_checkpoint_that_resumes_exactl
     run = tmp_path / "run"
     assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run)]) == 1
     assert "corrupt image" in capsys.readouterr().err
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 5
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 5
     monkeypatch.setattr(train.Trainer, "batch", original)
     assert train.main([*TINY, "--steps", "8", "--set", "eval_every=4", "--out", str(run), "--resume"]) == 0
     assert _records(run) == _records(ref)

@@ -181,10 +181,10 @@ def test_cli_help_train_evaluate_and_interrupt(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Trainer, "train_step", interrupted)
     run2 = tmp_path / "run2"
     assert train.main(["--steps", "20", "--out", str(run2), "--quiet"]) == 130
-    assert torch.load(run2 / "checkpoint.pt", weights_only=False)["step"] == 7
+    assert torch.load(run2 / "checkpoint.pt", weights_only=True)["step"] == 7
     monkeypatch.setattr(Trainer, "train_step", original)
     assert train.main(["--steps", "20", "--out", str(run2), "--quiet", "--resume"]) == 0
-    assert torch.load(run2 / "checkpoint.pt", weights_only=False)["step"] == 20
+    assert torch.load(run2 / "checkpoint.pt", weights_only=True)["step"] == 20
 
 
 # ------------------------------------------------------------------------------------------------

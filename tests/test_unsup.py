@@ -226,7 +226,7 @@ def test_resume_is_exact_because_the_pseudo_labels_travel(tmp_path, monkeypatch)
     want = run_records(tmp_path / "ref")
     run = tmp_path / "run"
     list(train.Trainer(cfg.replace(steps=4), out_dir=run).run())  # resumes at step 4: codes from step 3
-    state = torch.load(run / "checkpoint.pt", weights_only=False)["system"]["criterion._extra_state"]
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["system"]["criterion._extra_state"]
     assert state["refreshed_at"] == 3 and state["codes"].shape[1] == 3
     list(train.Trainer(cfg, out_dir=run, resume=True).run())
     assert run_records(run) == want
@@ -251,3 +251,32 @@ def test_settings_rules_and_presets(tmp_path):
             "--out", str(run)] + [a for k, v in TINY.items() if k != "unsup_levels" for a in ("--set", f"{k}={str(v).lower()}")]
     assert train.main(argv) == 0
     assert "l_unsup" in (run / "steps.csv").read_text().splitlines()[0]
+
+
+def test_pretraining_on_other_classes_then_training_from_it(monkeypatch, tmp_path):
+    """pretrain_steps: the run's own network first learns CHEST's proxy loss on another tree (same map),
+    exactly as a separate run of pretrain_config would, and the unsupervised run starts from those weights."""
+    from chestlab.engine import pretrain as pre
+
+    cfg = _cfg(steps=2, pretrain_steps=3)
+    pc = pre.pretrain_config(cfg)
+    assert (pc.loss, pc.K, pc.tau, pc.steps, pc.pretrain_steps) == ("chest", 1, 0.0, 3, 0)
+    assert pc.data_options["tree_seed"] == cfg.seed + pre.PRETRAIN_TREE_OFFSET and pc.batch_size == cfg.batch_size
+    plain, pretrained = train.Trainer(cfg.replace(pretrain_steps=0)), train.Trainer(cfg, out_dir=tmp_path / "run")
+    by_hand = train.Trainer(pc)
+    by_hand.model.load_state_dict(plain.model.state_dict())
+    list(by_hand.run(eval_at_end=False))
+    for k, v in pretrained.model.state_dict().items():
+        assert torch.equal(v, by_hand.model.state_dict()[k]), k
+        if k.endswith("weight"):
+            assert not torch.equal(v, plain.model.state_dict()[k]), k  # pretraining moved every layer
+    # the pseudo-labels come from the pretrained network; a resumed run takes the pretrained weights from
+    # its checkpoint instead of pretraining again
+    list(pretrained.run(eval_at_end=False))
+    assert pretrained.criterion.refreshed_at == 0 and pretrained.step_count == 2
+    monkeypatch.setattr(pre, "pretrain", lambda *a, **k: pytest.fail("pretrained again on resume"))
+    assert train.Trainer(cfg.replace(steps=3), out_dir=tmp_path / "run", resume=True).step_count == 2
+    errors = [p.keys for p in check(cfg.replace(dataset="shapes", backbone="cnn")) if p.level == "error"]
+    assert ("pretrain_steps", "dataset") in errors
+    with pytest.raises(ValueError, match="pretrain_steps"):
+        TrainConfig(pretrain_steps=-1)

@@ -248,12 +248,13 @@ def test_both_backends_scatter_the_same_points_colours_and_proxies() -> None:
     viz.mpl.scatter_embeddings(ax, x, labels, sup)
     viz.mpl.scatter_proxies(ax, prox)
     cols = [a for a in ax.collections if isinstance(a, PathCollection)]
-    assert len(fig.data) == len(cols) == 3  # two super-classes, then the proxies
-    for trace, col in zip(fig.data, cols):
+    drawn = [t for t in fig.data if list(t.x) != [None]]  # not the legend-only entries
+    assert len(drawn) == len(cols) == 3  # two super-classes, then the proxies
+    for trace, col in zip(drawn, cols):
         np.testing.assert_allclose(np.column_stack([trace.x, trace.y]), col.get_offsets(), atol=1e-15)
         want = [tuple(int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)) for h in trace.marker.color]
         np.testing.assert_allclose(col.get_facecolors()[:, :3], want, atol=1e-9)
-    assert fig.data[-1].marker.symbol == "star" and len(fig.data[-1].x) == 10
+    assert drawn[-1].marker.symbol == "star" and len(drawn[-1].x) == 10
 
 
 def test_disk_views_have_equal_aspect_and_labelled_axes() -> None:
@@ -353,3 +354,51 @@ def test_no_private_names_imported_across_modules(path: str) -> None:
 def test_gradients_uses_poincare_public_alpha() -> None:
     src = (ROOT / "gradients.py").read_text()
     assert "poincare._" not in src and "poincare.alpha(" in src
+
+
+# ------------------------------------------------------------------------------------------------
+# one colour set for super-classes; red and blue kept for positive and negative
+# ------------------------------------------------------------------------------------------------
+def _lab(hex_color: str) -> np.ndarray:
+    """CIE L*a*b* (D65) of an sRGB colour ``#rrggbb``: distances in it are roughly perceptual."""
+    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    lin = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ lin
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 216 / 24389, np.cbrt(t), (24389 / 27 * t + 16) / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def _delta_e(a: str, b: str) -> float:
+    return float(np.linalg.norm(_lab(a) - _lab(b)))
+
+
+def test_super_class_colours_avoid_the_positive_red_and_negative_blue() -> None:
+    """Fig. 3's colours (positive red, negatives blue) mean only that: no super-class colour is near
+    them (CIE76 Delta E >= 35), the first four (the demos' branches A-D) are far apart, and every
+    class shade of a super-class is nearer its own super-class's colour than any other's."""
+    from chestlab.viz.style import COLORS, SUPER_PALETTE, class_colors, super_color
+
+    for col in SUPER_PALETTE:
+        assert min(_delta_e(col, COLORS["pos"]), _delta_e(col, COLORS["neg"])) >= 35, col
+    four = [super_color(s) for s in range(4)]
+    assert min(_delta_e(a, b) for i, a in enumerate(four) for b in four[i + 1:]) >= 50
+    cs = np.repeat(np.arange(4), 32)  # 128 classes, 32 per branch (the wide tree's train split)
+    for k, col in enumerate(class_colors(cs)):
+        assert col not in (COLORS["pos"], COLORS["neg"])
+        assert int(np.argmin([_delta_e(col, f) for f in four])) == cs[k], (k, col)
+    assert class_colors([2]) == [super_color(2)]  # one class: the super-class's colour itself
+    assert len(set(class_colors(cs))) == 128  # 32 distinct shades per branch
+
+
+def test_tree_super_classes_are_named_branch_a_to_d() -> None:
+    from chestlab.data.tree import TreeDataset, node_name
+    from chestlab.hierarchy import Hierarchy
+
+    ds = TreeDataset("train", branching=[4, 4, 4, 4], samples_per_class=2)
+    assert ds.superclasses == ["branch A", "branch B", "branch C", "branch D"]
+    h = Hierarchy.from_dataset(ds)  # what the dendrograms and the HIER panel name
+    assert h.group_names(1) == ds.superclasses
+    assert all(name.split(".")[0] in "ABCD" for name in ds.classes)
+    assert [node_name([i]) for i in (0, 25, 26)] == ["branch A", "branch Z", "branch AA"]
+    assert node_name([2, 0, 3]) == "C.0.3"

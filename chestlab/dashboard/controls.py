@@ -25,22 +25,28 @@ schema refuses is reported in one line and the last valid value is kept. The URL
 (``?delta_h=5&loss=mix&preset=H+only&cmp=eta_e:0&play=1``) is parsed with :meth:`Setting.parse`
 (:func:`load_url`), and the settings that differ from the page's defaults are written back
 (:func:`url_query`), so a link reopens the same experiment.
+
+Nothing from a link or a widget reads the server's files: settings that name a file or folder
+(``Setting.path``: ``data_root``, ``hierarchy_file``, ``weights``) and the dataset options that do
+(:func:`chestlab.data.path_options`) are not offered, and a link that sets them is refused. Text
+echoed from a link or a text box is shown literally (:func:`literal`), never as Markdown.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Optional
 
 from chestlab.paper import LOSS_PRESETS
-from chestlab.settings import Setting, SettingError, TrainConfig, schema
+from chestlab.settings import Setting, SettingError, TrainConfig, path_keys, schema
 
 from .state import DashState
 
 __all__ = [
-    "BASE", "HIDDEN", "SIDEBAR", "LOSS_PRESETS", "REFRESH_S", "TRAIN_FRACTION", "COMPARE_FIRST",
+    "BASE", "HIDDEN", "SIDEBAR", "literal", "escape", "refusal", "path_reason", "LOSS_PRESETS", "REFRESH_S", "TRAIN_FRACTION", "COMPARE_FIRST",
     "wkey", "widget_kind", "options_of", "format_value", "to_widget", "label_of", "help_of", "shown_keys", "init", "set_value",
     "ensure_widgets", "lazy_expander", "section_key", "LAZY_SECTIONS",
     "apply_preset", "matching_preset", "NO_PRESET", "from_widget", "parse_url_value", "read", "config", "load_url", "url_query", "sync_url",
@@ -71,7 +77,7 @@ PAGE_ONLY: dict[str, tuple[Any, str]] = {
 
 #: Sizes the page bounds although the schema does not (a value beyond them would take minutes per
 #: step or all the memory of the demo machine): setting -> (lowest, highest).
-PAGE_RANGE: dict[str, tuple[int, int]] = {"dim_e": (1, 1024), "hier_proxies": (2, 1024)}
+PAGE_RANGE: dict[str, tuple[int, int]] = {"dim_e": (1, 1024), "hier_proxies": (2, 1024), "pretrain_steps": (0, 300)}
 
 #: The sidebar's sections: title and the setting groups (:data:`chestlab.settings.GROUPS`) they show.
 SIDEBAR: tuple[tuple[str, tuple[str, ...], bool], ...] = (
@@ -86,7 +92,14 @@ PAGE_NOTES: dict[str, str] = {
     "eval_every": "The page evaluates at most 600 samples per split, to stay responsive.",
     **{k: f"On this page: {why}." for k, (_, why) in PAGE_ONLY.items()},
 }
-PLACEHOLDERS: dict[str, str] = {"data_root": "/data (folder with CUB_200_2011/, …)"}
+
+
+def path_reason(assignment: str) -> str:
+    """Why a link or the page may not set a setting (``Setting.path``) or dataset option that names a
+    file or folder: ``assignment`` is how to give it on the command line (``data_root=...``)."""
+    return (f"a file or folder path on the server: the page and its links never set one; give it on the command line "
+            f"(python -m chestlab.train --set '{assignment}')")
+
 
 #: Default redraw period (s): the browser timer drifts, so a bit under 1 s keeps "at least once a second".
 REFRESH_S = 0.8
@@ -111,6 +124,45 @@ VIEW_DEFAULTS: dict[str, Any] = dict(refresh=REFRESH_S, step_n=10, disk_split="t
 def wkey(name: str) -> str:
     """The widget key of setting ``name``."""
     return f"w_{name}"
+
+
+def literal(text: Any, limit: int = 80) -> str:
+    """``text`` (from a link or a text box) as Markdown that shows it literally: one line, clipped
+    to ``limit`` characters, in a code span whose backtick fence is longer than any run of
+    backticks inside, so no link, image, emphasis, colour or emoji shortcode in it is rendered."""
+    one = " ".join(str(text).split())
+    if not one:
+        return "(empty)"
+    if len(one) > limit:
+        one = one[: limit - 1] + "…"
+    fence = "`" * (1 + max((len(run) for run in re.findall("`+", one)), default=0))
+    pad = " " if one[:1] == "`" or one[-1:] == "`" else ""
+    return f"{fence}{pad}{one}{pad}{fence}"
+
+
+def escape(text: str) -> str:
+    """Prose for the page's Markdown with every character Markdown gives a meaning (links, images,
+    emphasis, code, HTML, headings, tables, maths, a colon of a URL or shortcode) backslash-escaped:
+    it reads as written."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$:])", r"\\\1", " ".join(text.split()))
+
+
+def _shown(err: SettingError) -> str:
+    return err.value if isinstance(err.value, str) and err.value else repr(err.value)  # as SettingError shows it
+
+
+def _why(err: SettingError) -> str:
+    """"c = -3: out of range; allowed: ..." -> "out of range; allowed: ..." (the key/value are shown apart)."""
+    text = str(err)
+    head = f"{err.key} = {_shown(err)}: "
+    return text[len(head):] if text.startswith(head) else text
+
+
+def refusal(err: SettingError) -> str:
+    """A refused value's one line, a text value shown literally: ``key = `value`: why; allowed: ...``
+    (a number as it is: ``K = 2.5: ...``)."""
+    number = err.value is None or isinstance(err.value, (bool, int, float))
+    return f"{err.key} = {_shown(err) if number else literal(_shown(err))}: {_why(err)}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -177,8 +229,18 @@ def help_of(s: Setting) -> str:
 
 
 def _ui_check(s: Setting, value: Any) -> Any:
-    """Values the widget can show: inside the slider's range, one of the select's options."""
+    """Values the widget can show: inside the slider's range, one of the select's options; never a
+    file or folder of the server (a path setting, a dataset option that names one)."""
     kind = widget_kind(s)
+    if s.path and value is not None:
+        raise SettingError(s.name, value, "none on this page", path_reason(f"{s.name}=..."))
+    if s.type is dict and isinstance(value, dict):
+        from chestlab.data import path_options
+
+        named = [k for k in value if k in path_options()]
+        if named:
+            raise SettingError(s.name, value, f"options without {', '.join(named)} on this page",
+                               f"{named[0]} is " + path_reason(f'{s.name}={{"{named[0]}": ...}}'))
     if kind == "slider" and value is not None:
         lo, hi = s.ui["lo"], s.ui["hi"]
         if not lo <= value <= hi:
@@ -210,13 +272,6 @@ def parse_url_value(s: Setting, text: str) -> Any:
     return _ui_check(s, s.parse(text))
 
 
-def _reason(err: SettingError) -> str:
-    """"c = -3: out of range; allowed: ..." -> "out of range; allowed: ..." (the key/value are shown apart)."""
-    text = str(err)
-    head = f"{err.key} = "
-    return text.split(": ", 1)[1] if text.startswith(head) and ": " in text else text
-
-
 # ------------------------------------------------------------------------------------------------
 # the values
 # ------------------------------------------------------------------------------------------------
@@ -226,26 +281,15 @@ def _default(name: str) -> Any:
 
 def shown_keys(values: Mapping[str, Any]) -> list[str]:
     """The settings the sidebar shows for these values: the core sections and the chosen loss's
-    section (:meth:`TrainConfig.keys`), less :data:`HIDDEN`, and ``data_root`` only for a dataset
-    that is not embedded."""
+    section (:meth:`TrainConfig.keys`), less :data:`HIDDEN` and the settings that name a file or
+    folder (``Setting.path``)."""
     loss = values.get("loss", BASE.loss)
     try:
         keys = BASE.replace(loss=loss).keys()
     except SettingError:  # a loss that is no longer registered
         keys = BASE.keys()
-    out = [k for k in keys if k not in HIDDEN]
-    if "data_root" in out and _embedded(values.get("dataset", BASE.dataset)):
-        out.remove("data_root")
-    return out
-
-
-def _embedded(dataset: str) -> bool:
-    try:
-        from chestlab.data import dataset_info
-
-        return bool(dataset_info(dataset).embedded)
-    except Exception:
-        return True
+    paths = path_keys()
+    return [k for k in keys if k not in HIDDEN and k not in paths]
 
 
 def init(state: DashState, session: MutableMapping) -> None:
@@ -317,7 +361,8 @@ def read(state: DashState, session: MutableMapping, keys: list[str]) -> list[str
             state.values[name] = from_widget(sch[name], session[k])
         except SettingError as err:
             shown = format_value(sch[name], state.values.get(name))
-            problems.append(f"{err} — the page keeps {name} = {shown}")
+            kept = literal(shown) if sch[name].type in (str, dict) else shown  # text is shown literally
+            problems.append(f"{refusal(err)} — the page keeps {name} = {kept}")
     return problems
 
 
@@ -331,8 +376,10 @@ def ensure_widgets(state: DashState, session: MutableMapping, keys: list[str]) -
 
 
 def config(state: DashState) -> TrainConfig:
-    """The run's config from the validated values."""
-    return BASE.replace(**{k: v for k, v in state.values.items() if k in schema()})
+    """The run's config from the validated values (a path setting keeps the page's default, whatever
+    the values hold)."""
+    paths = path_keys()
+    return BASE.replace(**{k: v for k, v in state.values.items() if k in schema() and k not in paths})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -397,7 +444,8 @@ def find_preset(name: str) -> Optional[str]:
 def load_url(state: DashState, session: MutableMapping, query: Mapping[str, str]) -> list[str]:
     """Apply the URL's settings (once per session; before the widgets are drawn): the preset first,
     then the settings (they override the preset's), compare mode, play. Returns one line per ignored
-    parameter, naming the key, the value and what is allowed."""
+    parameter, naming the key, the value (shown literally, :func:`literal`) and what is allowed. A
+    setting that names a file or folder is refused, its value unread."""
     problems: list[str] = []
     sch = schema()
     q = dict(query)
@@ -411,23 +459,27 @@ def load_url(state: DashState, session: MutableMapping, query: Mapping[str, str]
             session["preset"] = found
             apply_preset(state, session, found)
         else:
-            problems.append(f"preset={q['preset']}: choose one of {', '.join(LOSS_PRESETS)} (or the short name in parentheses, e.g. H only)")
+            problems.append(f"{literal('preset=' + q['preset'])}: choose one of {', '.join(LOSS_PRESETS)} "
+                            "(or the short name in parentheses, e.g. H only)")
     for key, text in q.items():
         if key in ("preset", "cmp", "play", "scenario"):
             continue
+        head = literal(f"{key}={text}")
         if key not in sch:
-            problems.append(f"{key}={text}: not a setting (see python -m chestlab.train --help)")
+            problems.append(f"{head}: not a setting (see python -m chestlab.train --help)")
+        elif sch[key].path:
+            problems.append(f"{literal(key + '=...')}: not set from a link — {key} is {path_reason(key + '=...')}")
         elif key in HIDDEN:
-            problems.append(f"{key}={text}: not set on this page — {HIDDEN[key]}")
+            problems.append(f"{head}: not set on this page — {HIDDEN[key]}")
         else:
             try:
                 set_value(state, session, key, parse_url_value(sch[key], text))
             except SettingError as err:
-                problems.append(f"{key}={text}: {_reason(err)}")
+                problems.append(f"{head}: {_why(err)}")
     if "cmp" in q:  # compare mode: run B = A with one setting changed
         key, _, text = q["cmp"].partition(":")
         allowed = compare_keys(state.values)
-        head = f"cmp={q['cmp']} (run B's setting, compare mode off)"
+        head = f"{literal('cmp=' + q['cmp'])} (run B's setting, compare mode off)"
         if key not in allowed:
             problems.append(f"{head}: write cmp=SETTING:VALUE with SETTING one of {', '.join(allowed)}")
         else:
@@ -435,7 +487,7 @@ def load_url(state: DashState, session: MutableMapping, query: Mapping[str, str]
                 value = check_compare(sch[key], sch[key].parse(text))
                 session["compare"], session["cmp_key"], session["cmp_value"] = True, key, float(value)
             except SettingError as err:
-                problems.append(f"{head}: {key} = {text}: {_reason(err)}")
+                problems.append(f"{head}: {refusal(err)}")
     if q.get("play", "").lower() in ("1", "true", "yes"):
         state.playing = True
     return problems
@@ -499,7 +551,7 @@ def widget(s: Setting, box: Any, key: str, *, label: Optional[str] = None, help:
         step = float(s.ui.get("step", _nice_step(s.default)))
         return box.number_input(label, min_value=None if lo is None else float(lo), max_value=None if hi is None else float(hi),
                                 step=step, format="%g", key=key, help=help)
-    return box.text_input(label, key=key, help=help, placeholder=PLACEHOLDERS.get(s.name, "none" if s.nullable else ""))
+    return box.text_input(label, key=key, help=help, placeholder="none" if s.nullable else "")
 
 
 def lazy_expander(box: Any, label: str, key: str, expanded: bool = False) -> Optional[Any]:

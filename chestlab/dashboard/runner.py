@@ -9,19 +9,29 @@ in time-boxed chunks.
 - :func:`train_chunk` trains every run for a time budget or a number of steps; a run that diverges
   (or whose step fails) stops with one line that says why (:func:`explain`) and pauses the page; in
   compare mode the other run may go on.
+
+The page shows no exception text: a failed build names the settings responsible and how to fix them
+(:func:`build_error`); the exception itself goes to the server log (logger ``chestlab.dashboard``),
+where an unexpected one is logged as an error.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+import traceback
 from typing import Any, Optional
 
-from chestlab.settings import Problem, SettingError, TrainConfig, check, live_keys, schema
+from chestlab.settings import GROUPS, ConfigError, Problem, SettingError, TrainConfig, check, live_keys, schema
 
 from .state import DashState, Run
 
 __all__ = ["structural", "changed_structural", "repair", "build", "reset", "apply_live", "problems", "hints",
-           "train_chunk", "measure_rate", "eval_due", "explain", "stop", "finite", "remember"]
+           "train_chunk", "measure_rate", "eval_due", "explain", "stop", "finite", "remember", "build_error", "LOG"]
+
+#: The server log of the page: the exceptions behind its one-line messages (an unexpected one as an error).
+LOG = logging.getLogger("chestlab.dashboard")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,7 +118,7 @@ def reset(state: DashState, cfg: TrainConfig, cfg_b: Optional[TrainConfig] = Non
         state.runs.append(build(cfg, "A", keep=keep[0] if keep else None))
     except Exception as err:  # a bad combination is explained on the page, never raised
         state.runs = []
-        state.error = f"{type(err).__name__}: {err}"
+        state.error = build_error(cfg, err)
         state.playing = False
         return
     if cfg_b is None:
@@ -123,7 +133,118 @@ def reset(state: DashState, cfg: TrainConfig, cfg_b: Optional[TrainConfig] = Non
     try:
         state.runs.append(build(cfg_b, "B", label_b, keep=keep[1] if len(keep) > 1 else None))
     except Exception as err:
-        state.error_b = f"{type(err).__name__}: {err}"
+        state.error_b = build_error(cfg_b, err)
+
+
+#: Where building a run can fail (a function of :mod:`chestlab.engine`): what it builds, and the
+#: setting groups that decide it.
+_PHASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "create_datasets": ("making the data", ("data",)),
+    "create_model": ("building the model", ("model", "geometry")),
+    "create_criterion": ("building the loss", ("loss", "geometry", "model")),
+    "create_optimizer": ("building the optimizer", ("optim",)),
+    "evaluate": ("evaluating the new run", ("schedule", "data", "model")),
+}
+
+
+def _phase(err: BaseException) -> tuple[str, tuple[str, ...]]:
+    """The part of building a run where ``err`` arose: the first frame of :mod:`chestlab.engine` (or of
+    this module) that is, or calls, one of :data:`_PHASES`."""
+    for frame in traceback.extract_tb(err.__traceback__):
+        if "chestlab" not in frame.filename or not ("engine" in frame.filename or frame.filename == __file__):
+            continue
+        for name, phase in _PHASES.items():
+            if frame.name == name or f"{name}(" in (frame.line or ""):
+                return phase
+    return "building the run", GROUPS
+
+
+def _trouble(err: BaseException, n: int) -> tuple[str, str]:
+    """What went wrong and the fix, in words for ``n`` settings (never the exception's own text)."""
+    text, it = str(err).lower(), "it" if n == 1 else "them"
+    if isinstance(err, MemoryError) or any(w in text for w in ("alloc", "out of memory", "not enough memory")):
+        return ("needs" if n == 1 else "need") + " more memory than this machine has", f"lower {it}"
+    if isinstance(err, OverflowError) or "nan or inf" in text or "overflow" in text:
+        return ("makes" if n == 1 else "make") + " values overflow to inf or NaN", f"lower {it}"
+    if isinstance(err, OSError):
+        return ("names" if n == 1 else "name") + " a file or folder that cannot be used", f"change {it}"
+    return ("is a value" if n == 1 else "are values") + " the run cannot be built with", f"change {it}"
+
+
+#: At most this many seconds go into finding which setting broke a build (:func:`_culprits`).
+CULPRIT_BUDGET_S = 8.0
+
+
+def _culprits(cfg: TrainConfig, candidates: list[str]) -> list[str]:
+    """The first of ``candidates`` that, set back to the page's default alone, lets the run build
+    (``[]`` when none does within :data:`CULPRIT_BUDGET_S`): the setting responsible, found by
+    trying rather than guessed from where the exception arose (``proxy_std = 1e300`` breaks the
+    first evaluation, not the building of the loss)."""
+    from .controls import BASE
+
+    t0 = time.perf_counter()
+    for k in candidates:
+        if time.perf_counter() - t0 > CULPRIT_BUDGET_S:
+            break
+        try:
+            build(cfg.replace(**{k: getattr(BASE, k)}))
+        except Exception:  # still broken (or this default breaks a rule): not this one
+            continue
+        return [k]
+    return []
+
+
+def build_error(cfg: TrainConfig, err: BaseException) -> str:
+    """Why a run could not be built, in one line that names the settings responsible and how to fix
+    them. The schema's and the rules' own lines (:class:`SettingError`, :class:`ConfigError`) are
+    shown as they are; any other exception goes to the server log (:data:`LOG`) and is attributed
+    to the setting that, set back to the page's default, lets the run build (:func:`_culprits`),
+    else to the settings of the part being built (data, model, loss, optimizer, first evaluation)
+    that differ from the page's defaults."""
+    from chestlab.data import DatasetError, available_datasets, dataset_info
+
+    from .controls import BASE, escape, format_value, literal, refusal
+
+    if isinstance(err, SettingError):
+        return refusal(err)
+    if isinstance(err, ConfigError):
+        return escape(str(err))
+    LOG.warning("a run could not be built", exc_info=err)
+    if isinstance(err, DatasetError):  # its message names the server's folders: not for the page
+        embedded = ", ".join(n for n in available_datasets() if dataset_info(n).embedded)
+        return (f"dataset = {cfg.dataset}: its files are missing or damaged on this server, and the page cannot "
+                f"set data_root; choose one of {embedded}, or train it on the command line "
+                f"(python -m chestlab.train --set dataset={cfg.dataset} --set data_root=FOLDER)")
+    doing, groups = _phase(err)
+    sch = schema()
+    changed = [k for k in cfg.keys() if getattr(cfg, k) != getattr(BASE, k, None)]
+    near = [k for k in changed if sch[k].group in groups]  # the settings of the part that failed first
+    names = _culprits(cfg, near + [k for k in changed if k not in near]) or near or changed
+    if not names:
+        LOG.error("the page's default settings could not be built", exc_info=err)
+        return f"{doing} failed with the page's default settings (details in the server log); press Reset"
+    own = _own_line(err, names)
+    if own is not None:  # chestlab's own one-line refusal, naming the setting: the best words for it
+        return f"{doing} failed: {own}"
+    shown = ", ".join(f"{k} = {literal(format_value(sch[k], getattr(cfg, k)))}" for k in names)
+    defaults = ", ".join(f"{k} = {format_value(sch[k], getattr(BASE, k))}" for k in names)
+    trouble, fix = _trouble(err, len(names))
+    return f"{doing} failed: {shown} {trouble}; {fix}, or set {'it' if len(names) == 1 else 'them'} back to the page's default ({defaults})"
+
+
+def _own_line(err: BaseException, names: list[str]) -> Optional[str]:
+    """``err``'s message, Markdown-escaped, when chestlab itself raised it as a one-line
+    ``ValueError`` that names one of ``names`` (``backbone 'cnn' needs images ...; use 'mlp'``);
+    None for anything else (a library's exception, a numerical check that names no setting)."""
+    from .controls import escape
+
+    frames = traceback.extract_tb(err.__traceback__)
+    text = str(err)
+    if type(err) is not ValueError or not frames or "chestlab" not in frames[-1].filename or "\n" in text:
+        return None
+    if not any(re.search(rf"\b{re.escape(k)}\b", text) for k in names):
+        return None
+    return escape(text)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,8 +272,12 @@ def apply_live(run: Run, cfg: TrainConfig, override: Optional[dict[str, Any]] = 
     try:
         with run.lock:  # not in the middle of another script thread's step (see Run.lock)
             tr.set(**apply)
-    except ValueError as err:  # refused whole: nothing changed
-        return held, str(err)
+    except SettingError as err:  # refused whole: nothing changed
+        from .controls import refusal
+
+        return held, refusal(err)
+    except ValueError as err:
+        return held, " ".join(str(err).split())
     return held, None
 
 
@@ -257,13 +382,16 @@ def explain(run: Run, err: BaseException) -> str:
         which = ", ".join(f"{k} = 0" for k in off) or "these settings"
         return (f"nothing to train at step {tr.step_count + 1}: with {which} the {cfg.loss} loss does not depend on "
                 f"any trainable parameter; set one of {', '.join(off) or 'its weights'} > 0")
-    if not finite(tr) or "NaN or inf" in str(err):  # the library's own check of non-finite values
+    if not finite(tr) or "NaN or inf" in str(err) or "outside the Poincaré ball" in str(err):
+        # the library's own checks of non-finite values and of points that left the ball
         big = max(cfg.lr, cfg.lr_proxy) > 0.1
         hint = (f"the learning rates (lr = {cfg.lr:g}, lr_proxy = {cfg.lr_proxy:g}) are too large; lower them" if big
-                else "lower the learning rates, c or r, or set grad_clip")
-        return (f"training diverged by step {tr.step_count}: the model's parameters or embeddings became NaN or inf. "
-                f"Likely cause: {hint}")
-    return f"{type(err).__name__}: {err}"  # unexpected: shown as is (tests/test_dashboard_fuzz.py flags these)
+                else "lower the learning rates, weight_decay, c or r, or set grad_clip")
+        return (f"training diverged by step {tr.step_count}: the model's parameters or embeddings became NaN, inf "
+                f"or left the ball. Likely cause: {hint}")
+    # unexpected: the exception goes to the server log as an error (tests/test_dashboard_fuzz.py flags these)
+    LOG.error("run %s stopped at step %d by an unexpected error", run.name, tr.step_count, exc_info=err)
+    return f"an unexpected error stopped it at step {tr.step_count} (details in the server log); press Reset"
 
 
 def remember(run: Run) -> None:

@@ -30,7 +30,8 @@ from .benchmarks import (
 )
 from .digits import DigitsDataset
 from .options import Option
-from .registry import DatasetInfo, available_datasets, dataset_info, dataset_options, load_dataset, register_dataset
+from .registry import (DatasetInfo, available_datasets, dataset_info, dataset_options, load_dataset, path_options,
+                       register_dataset)
 from .sampler import MPerClassSampler
 from .shapes import ShapesDataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, paper_transforms
@@ -49,6 +50,7 @@ __all__ = [
     "DatasetInfo",
     "load_dataset",
     "dataset_info",
+    "path_options",
     "dataset_options",
     "Option",
     "register_dataset",

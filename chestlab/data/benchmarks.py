@@ -182,8 +182,10 @@ def _read_rows(path: Path, ncols: int, skip: int = 0) -> list[list[str]]:
     header lines; a malformed line raises a ``DatasetError`` naming file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"cannot read {path}: {e}; re-extract the dataset") from e
+    except OSError as e:
+        raise DatasetError(f"cannot read {path}: {e.strerror or type(e).__name__}; re-extract the dataset") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"cannot read {path}: it is not UTF-8 text; re-extract the dataset") from None
     rows = []
     for lineno, line in enumerate(lines[skip:], start=skip + 1):
         if not line.strip():
@@ -191,8 +193,8 @@ def _read_rows(path: Path, ncols: int, skip: int = 0) -> list[list[str]]:
         parts = line.split(maxsplit=ncols - 1) if ncols > 1 else line.split()
         if len(parts) < ncols:
             raise DatasetError(
-                f"{path}, line {lineno}: expected {ncols} whitespace-separated fields, got "
-                f"{line!r}; the file is truncated or corrupt, re-extract the dataset"
+                f"{path}, line {lineno}: expected {ncols} whitespace-separated fields, got {len(parts)}; "
+                "the file is truncated or corrupt, re-extract the dataset"
             )
         rows.append(parts)
     return rows
@@ -201,8 +203,9 @@ def _read_rows(path: Path, ncols: int, skip: int = 0) -> list[list[str]]:
 def _int(path: Path, value: str) -> int:
     try:
         return int(value)
-    except ValueError:
-        raise DatasetError(f"{path}: expected an integer, found {value!r}; the file is corrupt") from None
+    except ValueError:  # the value is not echoed: error messages never show a file's content
+        raise DatasetError(f"{path}: an id column holds a value that is not an integer; the file is corrupt, "
+                           "re-extract the dataset") from None
 
 
 def _check_split(name: str, split: str, allowed: Sequence[str] = SPLITS) -> None:
@@ -343,9 +346,9 @@ def load_cars196(
         class_id = np.array([int(np.asarray(a["class"]).reshape(-1)[0]) for a in annos])
     except Exception as e:  # scipy raises several types on a bad file; report one clear error
         raise DatasetError(
-            f"cannot parse {mat_path} ({type(e).__name__}: {e}); expected a MATLAB file with an "
+            f"cannot parse {mat_path} ({type(e).__name__}); expected a MATLAB file with an "
             "'annotations' struct array (fields relative_im_path, class). Re-download it."
-        ) from e
+        ) from None
     if len(class_id) == 0 or class_id.min() < 1:
         raise DatasetError(f"{mat_path}: no annotations, or a class id < 1; re-download it")
     names = [str(n) for n in np.asarray(mat.get("class_names", []), dtype=object).reshape(-1)]
@@ -463,8 +466,8 @@ def load_inshop(
     bad = [r for r in rows if r[2].strip() not in statuses]
     if bad:
         raise DatasetError(
-            f"{path}: evaluation_status must be one of {sorted(statuses)}, found {bad[0][2]!r}; "
-            "the file is corrupt"
+            f"{path}: evaluation_status must be one of {sorted(statuses)}, but {len(bad)} row(s) hold "
+            "something else; the file is corrupt"
         )
     status = np.array([r[2].strip() for r in rows])
     item = np.array([r[1] for r in rows])
@@ -495,16 +498,55 @@ def load_inshop(
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-100
+def _cifar_globals() -> dict[tuple[str, str], Any]:
+    """The globals a CIFAR-100 pickle may name: NumPy's array reconstruction, under its numpy 1
+    and numpy 2 module names (``_frombuffer``: protocol 5), and ``_codecs.encode`` (bytes in
+    protocol 2). Nothing else can be looked up, so a planted file cannot call anything."""
+    import codecs
+
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2 (and 1.26's forward names)
+    except ImportError:  # pragma: no cover - older numpy
+        from numpy.core import multiarray, numeric
+    table: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                         ("_codecs", "encode"): codecs.encode}
+    for pkg in ("numpy._core", "numpy.core"):
+        table[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        table[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer
+    return table
+
+
+_CIFAR_GLOBALS = _cifar_globals()
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only dicts, lists, numbers, bytes and NumPy arrays
+    (:func:`_cifar_globals`); any other global is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = _CIFAR_GLOBALS.get((module, name))
+        if obj is None:
+            raise pickle.UnpicklingError("it calls code other than NumPy's array constructors (refused; nothing in it ran)")
+        return obj
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
+    """A CIFAR-100 python file (a pickled dict), read by :class:`_CifarUnpickler`: a file that names
+    any other class or function is refused without running it."""
     try:
         with path.open("rb") as f:
-            raw = pickle.load(f, encoding="bytes")
+            raw = _CifarUnpickler(f, encoding="bytes").load()
+        if not isinstance(raw, dict):
+            raise pickle.UnpicklingError(f"it holds a {type(raw).__name__}, not a dict")
         return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+    except pickle.UnpicklingError as e:
+        raise DatasetError(f"cannot read {path}: {e}; expected the python version of CIFAR-100 "
+                           "(cifar-100-python.tar.gz). Re-download and re-extract it.") from None
     except Exception as e:  # pickle raises many types on a damaged file
         raise DatasetError(
-            f"cannot read {path} ({type(e).__name__}: {e}); expected the python version of "
+            f"cannot read {path} ({type(e).__name__}); expected the python version of "
             "CIFAR-100 (cifar-100-python.tar.gz). Re-download and re-extract it."
-        ) from e
+        ) from None
 
 
 def _strings(values: Sequence[Any]) -> list[str]:

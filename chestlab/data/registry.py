@@ -31,7 +31,8 @@ from .shapes import OPTIONS as SHAPES_OPTIONS
 from .tree import OPTIONS as TREE_OPTIONS
 from .tree import TreeDataset, check_tree_options, make_tree_world, tree_info
 
-__all__ = ["DatasetInfo", "load_dataset", "dataset_info", "dataset_options", "register_dataset", "available_datasets"]
+__all__ = ["DatasetInfo", "load_dataset", "dataset_info", "dataset_options", "register_dataset", "available_datasets",
+           "path_options"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,13 @@ def register_dataset(
 def available_datasets() -> tuple[str, ...]:
     """Registered names, in registration order."""
     return tuple(_REGISTRY)
+
+
+def path_options(name: str | None = None) -> tuple[str, ...]:
+    """The options of dataset ``name`` (of every dataset when None) that name a file or folder (their
+    spec's kind is ``"path"``): a link or the dashboard may not set them (``chestlab.settings.Setting.path``)."""
+    entries = [_entry(name)] if name is not None else list(_REGISTRY.values())
+    return tuple(dict.fromkeys(o for e in entries for o, spec in e.specs.items() if spec.kind == "path"))
 
 
 def _entry(name: str) -> _Entry:

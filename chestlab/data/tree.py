@@ -42,8 +42,8 @@ import torch
 from .base import SPLITS, TensorMetricDataset, memoise
 from .options import Option, check_options
 
-__all__ = ["TreeDataset", "TreeWorld", "make_tree_world", "tree_info", "check_tree_options", "OPTIONS", "MAX_LEAVES",
-           "MAX_VALUES"]
+__all__ = ["TreeDataset", "TreeWorld", "make_tree_world", "tree_info", "node_name", "check_tree_options", "OPTIONS",
+           "MAX_LEAVES", "MAX_VALUES"]
 
 HOLDOUTS: tuple[str, ...] = ("sibling", "subtree")
 
@@ -89,7 +89,8 @@ class TreeWorld:
         leaf: ``(N,)`` int64, the leaf (global class index) of every sample.
         paths: ``(L, depth)`` int64, child index taken at each level to reach each leaf.
         ancestors: ``(L, depth)`` int64, global node id at levels ``1..depth`` (last = the leaf).
-        node_names: name of every node id, e.g. ``"t.2.0.3"`` (root excluded).
+        node_names: name of every node id (root excluded), :func:`node_name`: ``"branch C"``, ``"C.0"``,
+            ``"C.0.3"``.
         centres: ``(L, latent_dim)`` float32 leaf centres.
         is_test: ``(L,)`` bool, which leaves belong to the test split.
         branching: children per node at each level.
@@ -104,6 +105,25 @@ class TreeWorld:
     centres: np.ndarray
     is_test: np.ndarray
     branching: tuple[int, ...]
+
+
+def _letters(i: int) -> str:
+    """0 -> ``"A"``, ..., 25 -> ``"Z"``, 26 -> ``"AA"``, ... (spreadsheet columns)."""
+    out = ""
+    i = int(i) + 1
+    while i > 0:
+        i, r = divmod(i - 1, 26)
+        out = chr(ord("A") + r) + out
+    return out
+
+
+def node_name(path: Sequence[int]) -> str:
+    """The readable name of the node reached from the root by the child indices ``path`` (level 1
+    first): the level-1 nodes, the super-classes, are ``"branch A"``, ``"branch B"``, ...; a deeper
+    node is its branch's letter then its child indices, e.g. ``"C.0.3"`` (child 3 of child 0 of
+    branch C). Every figure and table names super-classes and classes by these."""
+    letter = _letters(path[0])
+    return f"branch {letter}" if len(path) == 1 else ".".join([letter, *map(str, path[1:])])
 
 
 def _normalise_branching(depth: int | None, branching: int | Sequence[int]) -> tuple[int, ...]:
@@ -174,6 +194,7 @@ def make_tree_world(
     holdout: str = "sibling",
     test_fraction: float = 0.5,
     holdout_level: int = 1,
+    tree_seed: int | None = None,
 ) -> TreeWorld:
     """Generate (and memoise) the full synthetic tree data set; see the module docstring.
 
@@ -189,6 +210,11 @@ def make_tree_world(
     classes: about 0.9 after 500 steps, 0.92-0.94 after 15 s (5000 steps).  Depth 2 (8 x 4) and
     depth 4 (2 x 4 x 2 x 4) trees give similar numbers; ``holdout="subtree"``: raw 0.24-0.28,
     trained 0.71-0.73.
+
+    ``tree_seed`` (default ``seed``) seeds the tree alone -- where its nodes sit, i.e. the classes --
+    while ``seed`` keeps seeding the map, the noise and the split: another ``tree_seed`` gives *other
+    classes seen through the same map*, as ImageNet and CUB are photographed alike (what
+    :mod:`chestlab.engine.pretrain` trains on).
     """
     if holdout not in HOLDOUTS:
         raise ValueError(f"holdout must be one of {HOLDOUTS}, got {holdout!r}")
@@ -201,6 +227,8 @@ def make_tree_world(
         raise ValueError(f"holdout_level must be in 1..{depth} (the tree depth), got {holdout_level}")
     # Independent streams: changing samples_per_class keeps the same tree, map weights and split.
     ss_tree, ss_map, ss_samples, ss_split = np.random.SeedSequence(seed).spawn(4)
+    if tree_seed is not None and tree_seed != seed:
+        ss_tree = np.random.SeedSequence(tree_seed).spawn(4)[0]
     rng = np.random.default_rng(ss_tree)
 
     # --- 1. tree, top-down: positions and names of every level --------------------------------
@@ -216,7 +244,7 @@ def make_tree_world(
             [np.repeat(paths, b, axis=0), np.tile(np.arange(b), len(paths))[:, None]], axis=1
         )
         first_id = len(names)
-        names += ["t." + ".".join(map(str, p)) for p in paths]
+        names += [node_name(p) for p in paths]
         ancestors = np.concatenate(
             [np.repeat(ancestors, b, axis=0), first_id + np.arange(len(paths))[:, None]], axis=1
         )

@@ -24,6 +24,8 @@ __all__ = [
     "create_model",
     "create_criterion",
     "create_optimizer",
+    "group_hparams",
+    "apply_optim_settings",
     "create_batch_sampler",
     "RandomBatches",
     "System",
@@ -127,31 +129,30 @@ def create_batch_sampler(cfg: TrainConfig, labels: Tensor, rank: int = 0, *, sup
     return data.MPerClassSampler(labels, cfg.m_per_class, cfg.batch_size, num_batches=1, seed=seed)
 
 
+def group_hparams(name: str, cfg: TrainConfig, criterion: Loss) -> dict[str, float]:
+    """``{"lr", "weight_decay"}`` of the optimizer group ``name``: ``backbone`` (lr), ``head`` (lr_head
+    or lr), both with ``weight_decay``; the loss's own groups as the loss says (:meth:`Loss.group_hparams`)."""
+    if name == "backbone":
+        return {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if name == "head":
+        return {"lr": cfg.lr_head or cfg.lr, "weight_decay": cfg.weight_decay}
+    return criterion.group_hparams(name, cfg)
+
+
 def create_optimizer(cfg: TrainConfig, model: nn.Module, criterion: Loss) -> torch.optim.Optimizer:
-    """AdamW with named groups: ``backbone`` (lr), ``head`` (lr_head or lr), and ``proxies`` — the
-    loss's own parameters (lr_proxy, no weight decay), when it has any."""
-    groups = [
-        {"name": "backbone", "params": list(model.backbone.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-        {"name": "head", "params": list(model.head.parameters()), "lr": cfg.lr_head or cfg.lr, "weight_decay": cfg.weight_decay},
-    ]
-    shared = {id(p) for p in model.parameters()}
-    own = [p for p in criterion.parameters() if id(p) not in shared]
-    if own:
-        groups.append({"name": "proxies", "params": own, "lr": cfg.lr_proxy, "weight_decay": 0.0})
+    """AdamW with named groups: ``backbone`` (lr), ``head`` (lr_head or lr), then the loss's own
+    parameters in the groups it declares (:meth:`Loss.param_groups`: ``proxies``, with lr_proxy and no
+    weight decay; HIER's losses add ``hier``)."""
+    groups = [{"name": name, "params": list(getattr(model, name).parameters()), **group_hparams(name, cfg, criterion)}
+              for name in ("backbone", "head")]
+    groups += criterion.param_groups(cfg, frozenset(id(p) for p in model.parameters()))
     return torch.optim.AdamW(groups)
 
 
-def apply_optim_settings(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
-    """Set the groups' learning rates and weight decay from ``cfg`` (live changes)."""
+def apply_optim_settings(optimizer: torch.optim.Optimizer, cfg: TrainConfig, criterion: Loss) -> None:
+    """Set every group's learning rate and weight decay from ``cfg`` (live changes): :func:`group_hparams`."""
     for g in optimizer.param_groups:
-        if g["name"] == "backbone":
-            g["lr"] = cfg.lr
-        elif g["name"] == "head":
-            g["lr"] = cfg.lr_head or cfg.lr
-        elif g["name"] == "proxies":
-            g["lr"] = cfg.lr_proxy
-        if g["name"] != "proxies":
-            g["weight_decay"] = cfg.weight_decay
+        g.update(group_hparams(g["name"], cfg, criterion))
 
 
 class System(nn.Module):

@@ -51,8 +51,10 @@ class Evaluator:
                 raise ConfigError(f"hierarchy_file = {self.cfg.hierarchy_file}: {err}") from None
 
     def hierarchy_scores(self, split: str, emb: dict, with_proxies: bool = True) -> dict:
-        """``hierarchy_metrics`` of ``emb`` (see :mod:`chestlab.hierarchy`) as ``{split}/H/severity``, …;
-        the proxies' dendrogram (training classes) as ``proxies/H/cophenet``, …"""
+        """``hierarchy_metrics`` of ``emb`` (see :mod:`chestlab.hierarchy`) as ``{split}/H/severity``, …
+        (``{split}/S/cophenet`` by average linkage on each space's distance, ``{split}/S/lca_cophenet`` by
+        HypHC's LCA decoding); the proxies' dendrograms (training classes) as ``proxies/H/cophenet``,
+        ``proxies/E/lca_purity``, …"""
         from ..hierarchy import hierarchy_metrics
 
         hier = self.hierarchy(split)

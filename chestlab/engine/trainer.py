@@ -132,6 +132,10 @@ class Trainer:
         self._in_memory = build.in_memory(self.train_set)
 
         self.model: models.CHESTModel = build.create_model(cfg, sets.input_shape)
+        if cfg.pretrain_steps and state is None:  # a resumed run's checkpoint holds the pretrained weights
+            from .pretrain import pretrain
+
+            pretrain(self.model, cfg)
         self.criterion: Loss = build.create_criterion(cfg, self.model, self.train_set.num_classes)
         self._batches = build.create_batch_sampler(cfg, self._train_labels, self.rank, supervised=self.criterion.supervised)
         self.system = build.System(self.model, self.criterion).to(self.device)
@@ -267,7 +271,7 @@ class Trainer:
             self.model.euclid_space = space
             if hasattr(self.criterion, "euclid_space"):
                 self.criterion.euclid_space = space
-        build.apply_optim_settings(self.optimizer, new)
+        build.apply_optim_settings(self.optimizer, new, self.criterion)
         old = self.config
         self.config = new
         self.evaluator.cfg = new

@@ -79,7 +79,8 @@ class Loss(nn.Module):
     """Base class of the registered losses. Subclasses declare ``Settings`` (a dataclass of
     :func:`chestlab.settings.setting` fields), ``parts`` (names of the parts they report) and
     ``forward(x_e, x_h, labels) -> LossOutput``; parameters they own (proxies) are trained with
-    ``lr_proxy`` and no weight decay."""
+    ``lr_proxy`` and no weight decay, in the optimizer group ``proxies`` (:meth:`param_groups`; a loss
+    that trains some of its parameters otherwise overrides it and :meth:`group_hparams`)."""
 
     @dataclass
     class Settings:
@@ -158,6 +159,22 @@ class Loss(nn.Module):
         """The live settings' values."""
         specs = _settings.settings_of(type(self.settings))
         return {k: getattr(self.settings, k) for k, s in specs.items() if s.live}
+
+    def param_groups(self, cfg: TrainConfig, exclude: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups for the loss's own parameters (those whose ``id`` is not in
+        ``exclude``: the model's, which the loss may share): ``[{"name", "params", "lr",
+        "weight_decay"}]``, the values from :meth:`group_hparams`. By default one group, ``proxies``,
+        when the loss owns any parameter."""
+        own = [p for p in self.parameters() if id(p) not in exclude]
+        return [{"name": "proxies", "params": own, **self.group_hparams("proxies", cfg)}] if own else []
+
+    def group_hparams(self, name: str, cfg: TrainConfig) -> dict[str, float]:
+        """``{"lr", "weight_decay"}`` of the loss's optimizer group ``name`` under the settings ``cfg``
+        (asked again whenever a live setting changes): ``proxies`` train with ``lr_proxy`` and no
+        weight decay."""
+        if name != "proxies":
+            raise ValueError(f"{type(self).__name__} has no optimizer group {name!r}")
+        return {"lr": cfg.lr_proxy, "weight_decay": 0.0}
 
     def proxy_points(self) -> Optional[dict[str, Tensor]]:
         """``{"h": (C, K, D_H), "e": (C, K, D_E)}`` on the CPU for losses with class proxies, else None."""

@@ -77,7 +77,7 @@ from .pairwise import PairCELoss
 __all__ = [
     "HIERSettings", "HIERTerm", "HIERMixin", "CHESTHIERLoss", "PairCEHIERLoss", "CHESTHIERSettings",
     "PairCEHIERSettings", "LCATriplets", "hier_similarity", "reciprocal_triplets", "gumbel_noise", "lca_select",
-    "lca_triplet_loss", "hier_loss", "hier_parents",
+    "lca_triplet_loss", "hier_loss", "hier_parents", "hier_group_hparams",
 ]
 
 
@@ -271,6 +271,23 @@ class HIERSettings:
                              ui={"lo": 2, "hi": 64, "step": 1})
     hier_triplets: int = setting(20, group="loss", live=True, low=1, high=1000, paper="50",
                                  help="triplets mined per anchor, among the batch and among the proxies", ui={"lo": 1, "hi": 100, "step": 1})
+    hier_lr_scale: Optional[float] = setting(None, group="optim", live=True, low=0, low_open=True, high=BIG, nullable=True,
+                                             paper="50 (the authors' lr_scale of the hierarchical proxies)",
+                                             help="learning rate of the hierarchical proxies as a multiple of lr (none = "
+                                                  "lr_proxy, as the class proxies)")
+    hier_weight_decay: Optional[float] = setting(0.0, group="optim", live=True, low=0, high=BIG, nullable=True,
+                                                 paper="the run's weight decay (1e-2 CUB/Cars, 1e-4 SOP)",
+                                                 help="AdamW weight decay of the hierarchical proxies (none = weight_decay, "
+                                                      "as the authors' code; 0 = none, as the class proxies)")
+
+
+def hier_group_hparams(cfg: Any) -> dict[str, float]:
+    r"""``{"lr", "weight_decay"}`` of the hierarchical proxies' optimizer group ``hier``: lr
+    :math:`= s\,\mathrm{lr}` with ``s = hier_lr_scale`` (the authors: 50), else ``lr_proxy``; weight decay
+    ``hier_weight_decay``, or the run's ``weight_decay`` when it is None (the authors' code)."""
+    lr = cfg.hier_lr_scale * cfg.lr if cfg.hier_lr_scale is not None else cfg.lr_proxy
+    wd = cfg.weight_decay if cfg.hier_weight_decay is None else cfg.hier_weight_decay
+    return {"lr": float(lr), "weight_decay": float(wd)}
 
 
 class HIERTerm(nn.Module):
@@ -346,6 +363,15 @@ class HIERMixin:
     def rules(cls, cfg: TrainConfig) -> Iterable[Problem]:
         yield from super().rules(cfg)  # type: ignore[misc]
         yield from hier_rules(cfg)
+
+    def param_groups(self, cfg: TrainConfig, exclude: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+        """The base loss's groups, then ``hier``: the hierarchical proxies (:func:`hier_group_hparams`)."""
+        hier = list(self.hier.parameters())
+        groups = super().param_groups(cfg, exclude | {id(p) for p in hier})  # type: ignore[misc]
+        return [*groups, {"name": "hier", "params": hier, **hier_group_hparams(cfg)}]
+
+    def group_hparams(self, name: str, cfg: TrainConfig) -> dict[str, float]:
+        return hier_group_hparams(cfg) if name == "hier" else super().group_hparams(name, cfg)  # type: ignore[misc]
 
     def _hier_geometry(self) -> tuple[float, float]:
         ctx = self.__dict__.get("ctx")

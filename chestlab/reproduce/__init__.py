@@ -2,8 +2,8 @@
 Figs. 2-3, with the one training engine (:class:`chestlab.train.Trainer`).
 
 The commands (``ablation``, ``fig3``, ``fig2``, ``hardneg-fig2``, ``hardneg-fig3``, ``tables``,
-``dims``, ``hier``) and their options are listed by ``python -m chestlab.reproduce --help``
-(:mod:`chestlab.reproduce.cli`).
+``dims``, ``hier``, ``hyphc``, ``hier-ratios``, ``unsup-pretrained``) and their options are listed by
+``python -m chestlab.reproduce --help`` (:mod:`chestlab.reproduce.cli`).
 
 Modules, one concept each:
 
@@ -14,6 +14,9 @@ Modules, one concept each:
                :func:`ablation_markdown`, :func:`write_ablation`: CSV, Markdown, PNG).
 - ``figures``  the figure commands (:func:`fig3`, :func:`fig2`, :func:`hardneg_fig2`,
                :func:`hardneg_fig3`) and :func:`tables`.
+- ``hierarchy`` the hierarchy experiments ``dims`` and ``hier``.
+- ``regularisers`` does each regulariser act? ``hyphc``, ``hier-ratios``, ``unsup-pretrained``, paired by
+               seed with :mod:`~chestlab.reproduce.paired` (means, standard errors, paired differences).
 - ``cli``      the command line (:func:`build_parser`, :func:`main`); ``python -m chestlab.reproduce``.
 
 ``ABLATION_ROWS``, ``TRAININGS``, ``PAPER_R1`` and ``AblationRow`` live in :mod:`chestlab.paper`;

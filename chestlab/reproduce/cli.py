@@ -10,6 +10,9 @@ Figs. 2-3, with the one training engine (:class:`chestlab.train.Trainer`).
     python -m chestlab.reproduce tables runs/tree                          # Tables 2-5 layout
     python -m chestlab.reproduce dims                                      # H vs E at D = 2..64, hierarchy kept?
     python -m chestlab.reproduce hier                                      # CHEST vs + HIER vs unsupervised
+    python -m chestlab.reproduce hyphc                                     # does tau change the proxies' tree?
+    python -m chestlab.reproduce hier-ratios                               # HIER with the authors' ratios
+    python -m chestlab.reproduce unsup-pretrained                          # unsupervised from a pretrained net
 
 Every training is a run folder (``config.json``, ``events.jsonl``, ``checkpoint.pt``) plus a
 ``result.json`` written atomically when it finishes. Re-running a command skips the runs that have a
@@ -33,7 +36,8 @@ from ..settings import get_setting, parse_assignments
 from .figures import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
                       tables)
 from .grids import GRIDS
-from .hierarchy import DIM_PRESETS, DIMS, default_jobs, dims, hier
+from .hierarchy import DIM_PRESETS, DIMS, DIMS_DATASETS, default_jobs, dims, hier
+from .regularisers import HYPHC_PRESET, HYPHC_RADII, HYPHC_TAUS, hier_ratios, hyphc, unsup_pretrained
 from .runner import run_ablation
 
 __all__ = ["build_parser", "main"]
@@ -120,22 +124,47 @@ def build_parser() -> argparse.ArgumentParser:
     h3.add_argument("--t", type=float, default=0.2, help="temperature in the ball (default 0.2)")
     h3.add_argument("--c", type=float, nargs="+", default=list(HARDNEG_C), help=f"curvatures (default {HARDNEG_C})")
 
-    dm = sub.add_parser("dims", formatter_class=fmt, help="H vs E at D = 2..64: R@1, mistake severity, cophenetic corr.",
+    dm = sub.add_parser("dims", formatter_class=fmt,
+                        help="H vs E at D = 2..64: R@1, super-class R@1, mistake severity, cophenetic corr., paired H − E",
                         description=dims.__doc__)
     common(dm, "runs/dims")
     dm.add_argument("--jobs", type=int, default=default_jobs(),
                     help=f"runs trained at once, one process and one thread each (default here {default_jobs()}: "
                          "one per CPU core, at most 4; 1 on a GPU); the results do not depend on it")
-    dm.add_argument("--datasets", nargs="+", default=list(DIM_PRESETS), choices=list(DIM_PRESETS))
+    dm.add_argument("--datasets", nargs="+", default=list(DIMS_DATASETS), choices=list(DIM_PRESETS),
+                    help=f"default {' '.join(DIMS_DATASETS)}; wide: the 4 x 4 x 4 x 4 tree with equal edge lengths "
+                         "(64-wide backbone); wide4: its preset as it is (4-wide backbone, use --dims 4)")
     dm.add_argument("--dims", type=bounded_int(*_bounds("dim_h")), nargs="+", default=list(DIMS), help=f"dimensions (default {DIMS})")
     dm.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    dm.add_argument("--steps", type=STEPS, help="steps per run (default: tree 400, shapes 120)")
+    dm.add_argument("--steps", type=STEPS, help="steps per run (default: " + ", ".join(
+        f"{k} {v['steps']}" for k, v in DIM_PRESETS.items()) + ")")
 
     hr = sub.add_parser("hier", formatter_class=fmt, help="CHEST vs CHEST + HIER vs the unsupervised method, on tree",
                         description=hier.__doc__)
     common(hr, "runs/hier")
     hr.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     hr.add_argument("--steps", type=STEPS, help="steps per run (default: each preset's)")
+
+    hc = sub.add_parser("hyphc", formatter_class=fmt, help="does tau change the proxies' tree? (wide tree, r x tau x seeds)",
+                        description=hyphc.__doc__)
+    common(hc, "runs/hyphc", HYPHC_PRESET)
+    hc.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
+    hc.add_argument("--radii", type=float, nargs="+", default=list(HYPHC_RADII), help=f"clipping radii r (default {HYPHC_RADII})")
+    hc.add_argument("--taus", type=float, nargs="+", default=list(HYPHC_TAUS),
+                    help=f"weights tau, 0 first: the changes are read against it (default {HYPHC_TAUS})")
+    hc.add_argument("--steps", type=STEPS, help="steps per run (default: the preset's)")
+    hr2 = sub.add_parser("hier-ratios", formatter_class=fmt, help="CHEST vs CHEST + HIER (kit's and authors' ratios), wide tree",
+                         description=hier_ratios.__doc__)
+    common(hr2, "runs/hier-ratios")
+    hr2.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
+    hr2.add_argument("--steps", type=STEPS, help="steps per run (default: each preset's)")
+    up = sub.add_parser("unsup-pretrained", formatter_class=fmt, help="the unsupervised method from a random and a pretrained net",
+                        description=unsup_pretrained.__doc__)
+    common(up, "runs/unsup-pretrained")
+    up.add_argument("--seeds", type=SEED, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default 0 1 2 3 4)")
+    up.add_argument("--pretrain-steps", type=bounded_int(*_bounds("pretrain_steps")), default=300,
+                    help="steps of pretraining on other classes (default 300)")
+    up.add_argument("--steps", type=STEPS, help="unsupervised steps per run (default: the preset's)")
 
     tb = sub.add_parser("tables", formatter_class=fmt, help="Tables 2-5 layout for a run (or every run of a folder)",
                         description=tables.__doc__)
@@ -193,8 +222,23 @@ def main(argv: Optional[list[str]] = None) -> int:
             else:
                 hier(Path(args.out), seeds=args.seeds, steps=args.steps, progress=progress)
             print((Path(args.out) / f"{args.command}.md").read_text())
-            print(f"wrote {args.out}/{args.command}.csv, .md{', .png' if args.command == 'dims' else ''} "
+            print(f"wrote {args.out}/{args.command}.csv, .md{', _paired.csv, .png' if args.command == 'dims' else ''} "
                   f"({time.perf_counter() - t0:.0f} s)")
+        elif args.command in ("hyphc", "hier-ratios", "unsup-pretrained"):
+            t0 = time.perf_counter()
+            out = Path(args.out)
+            if args.command == "hyphc":
+                if args.taus[0] != 0:
+                    raise ValueError(f"--taus {' '.join(map(str, args.taus))}: start with 0, the run each change is read against")
+                hyphc(out, preset=args.preset, seeds=args.seeds, radii=args.radii, taus=args.taus, steps=args.steps,
+                      progress=progress, **parse_assignments(args.set))
+            elif args.command == "hier-ratios":
+                hier_ratios(out, seeds=args.seeds, steps=args.steps, progress=progress)
+            else:
+                unsup_pretrained(out, seeds=args.seeds, pretrain_steps=args.pretrain_steps, steps=args.steps, progress=progress)
+            stem = args.command.replace("-", "_")
+            print((out / f"{stem}.md").read_text())
+            print(f"wrote {out}/{stem}.csv, .md ({time.perf_counter() - t0:.0f} s)")
         elif args.command == "tables":
             print(tables(args.run_dir, split=args.split, device=args.device, max_n=args.max_n))
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM under python -m (chestlab.interrupts.run_main)

@@ -2,9 +2,10 @@
 (``dims``), and what do HIER and the unsupervised method add (``hier``)?
 
 Both train through :func:`chestlab.reproduce.runner.train_run` (resumable run folders, one
-``result.json`` each) and score every run with Recall@1, mistake severity (mean LCA height of a wrong
-top-1 neighbour in the known hierarchy; lower is better) and the cophenetic correlation of the
-dendrogram decoded from the class means (:mod:`chestlab.hierarchy`), on the unseen test classes.
+``result.json`` each) and score every run with Recall@1, super-class Recall@1, mistake severity (mean
+LCA height of a wrong top-1 neighbour in the known hierarchy; lower is better) and the cophenetic
+correlation of the dendrogram of the class means (:mod:`chestlab.hierarchy`: average linkage on the
+space's own distance, the same method in both spaces), on the unseen test classes.
 """
 
 from __future__ import annotations
@@ -24,12 +25,19 @@ from ..interrupts import Interrupted
 from ..settings import TrainConfig
 from .runner import train_run
 
-__all__ = ["DIMS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table", "default_jobs"]
+__all__ = ["DIMS", "DIMS_DATASETS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table", "paired_differences",
+           "default_jobs"]
 
-#: Embedding dimensions of ``dims`` and the presets (with CPU-sized steps) it trains on.
+#: Embedding dimensions of ``dims`` and the presets (with CPU-sized steps) it trains on; the other
+#: entries are settings for both spaces' runs (``wide``: the preset's 4-wide backbone output would cap
+#: every D at 4, so both spaces get the 64-wide one of ``tree``; ``wide4``: the preset as it is, for D = 4).
 DIMS: tuple[int, ...] = (2, 4, 8, 16, 64)
+#: The datasets ``dims`` trains on by default (``wide`` on request: 256 classes, a longer run).
+DIMS_DATASETS: tuple[str, ...] = ("tree", "shapes")
 DIM_PRESETS: dict[str, dict[str, Any]] = {
     "tree": dict(preset="demo-tree", steps=400),
+    "wide": dict(preset="demo-tree-wide", steps=600, dim_e=64),
+    "wide4": dict(preset="demo-tree-wide", steps=600),
     "shapes": dict(preset="demo-shapes", steps=120),
 }
 #: The trainings of ``hier``: name -> (preset, extra settings); "untrained" evaluates step 0.
@@ -39,7 +47,10 @@ HIER_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "CHEST + HIER": ("demo-tree-hier", {}),
     "unsupervised": ("demo-tree-unsup", {}),
 }
-METRICS = ("R@1", "severity", "cophenet")
+METRICS = ("R@1", "super_R@1", "severity", "cophenet")
+#: Column titles of the tables: (title, scale, format).
+_COLUMNS = {"R@1": ("R@1 (%)", 100, ".1f"), "super_R@1": ("super-class R@1 (%)", 100, ".1f"),
+            "severity": ("mistake severity ↓", 1, ".2f"), "cophenet": ("cophenetic corr. ↑", 1, ".2f")}
 _EVAL = dict(eval_every=0, eval_train=False, eval_max=None, eval_hierarchy=True)
 
 
@@ -106,28 +117,34 @@ def _train_all(plan: Sequence[tuple[TrainConfig, Path, str]], jobs: int, progres
         return [f.result() for f in futures]
 
 
-def dims(out: Path, *, datasets: Sequence[str] = ("tree", "shapes"), dims: Sequence[int] = DIMS,
+def dims(out: Path, *, datasets: Sequence[str] = DIMS_DATASETS, dims: Sequence[int] = DIMS,
          seeds: Sequence[int] = (0, 1, 2), steps: Optional[int] = None, progress: bool = True,
          jobs: int = 1) -> list[dict]:
-    """H vs E at dimension D: "H only" (η_E = 0, D_H = D, scored with d_H on x^H) against "E only"
-    (η_H = 0, D_E = D, scored with d_E on x^E) for each dataset, D and seed. Returns one row per
-    (dataset, D, space, seed) and writes ``dims.csv``, ``dims.md`` (mean ± std) and ``dims.png``.
+    """H vs E at dimension D, like with like: "H only" (η_E = 0, scored with d_H on x^H) against
+    "E only" (η_H = 0, scored with d_E on x^E), both with the same network, proxies, head width
+    D_H = D and budget -- the E run's L_E and x^E live on the head's ``W f + b`` (``euclid_space =
+    head``, the Sec. 4.4 rule), so the two differ only in ``exp_0 ∘ clip_r`` and the distance -- for
+    each dataset, D and seed (the seed fixes the data, the initialisation and the batches of both).
+    Returns one row per (dataset, D, space, seed) and writes ``dims.csv``, ``dims.md`` (mean ± std per
+    space, then the paired differences H − E ± their standard error over seeds) and ``dims.png``.
     ``jobs``: runs trained at once (processes), >= 1."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs = {jobs!r}: the number of runs trained at once must be an integer >= 1")
     plan, keys = [], []
     for ds in datasets:
-        spec = DIM_PRESETS[ds]
+        spec = dict(DIM_PRESETS[ds])
+        preset, budget = spec.pop("preset"), spec.pop("steps")
         for d in dims:
             for seed in seeds:
-                for space, kw in (("H", dict(eta_e=0.0, eta_h=1.0, dim_h=d, tau=0.0)),
-                                  ("E", dict(eta_h=0.0, eta_e=1.0, dim_e=d, tau=0.0))):
-                    cfg = TrainConfig.preset(spec["preset"], **_EVAL, **kw, seed=seed, steps=steps or spec["steps"])
+                for space, kw in (("H", dict(eta_e=0.0, eta_h=1.0)),
+                                  ("E", dict(eta_h=0.0, eta_e=1.0, euclid_space="head"))):
+                    cfg = TrainConfig.preset(preset, **_EVAL, **spec, **kw, dim_h=d, tau=0.0, seed=seed,
+                                             steps=steps or budget)
                     plan.append((cfg, Path(out) / ds / f"{space}_D{d}_seed{seed}", f"{ds} {space} D={d} s{seed}"))
                     keys.append((ds, d, space, seed))
     rows = [{"dataset": ds, "D": d, "space": space, "seed": seed, **_space_metrics(res, space)}
             for (ds, d, space, seed), res in zip(keys, _train_all(plan, jobs, progress))]
-    _write(Path(out), "dims", rows, ("dataset", "D", "space"))
+    _write(Path(out), "dims", rows, ("dataset", "D", "space"), paired=("dataset", "D"))
     _dims_figure(rows).savefig(Path(out) / "dims.png", dpi=150)
     return rows
 
@@ -168,22 +185,61 @@ def summary_table(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
     return out
 
 
-def _write(out: Path, stem: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
+def paired_differences(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
+    """H − E paired by seed, per group of ``keys`` (e.g. dataset and D): for each metric the mean
+    difference over the seeds where both spaces have a value, its standard error (sample std /
+    sqrt(n)), and ``n``. Positive means the ball is higher (better for R@1, super-class R@1 and the
+    cophenetic correlation; worse for the mistake severity)."""
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        pairs.setdefault(tuple(r[k] for k in keys), {}).setdefault(r["seed"], {})[r["space"]] = r
+    out = []
+    for key, by_seed in pairs.items():
+        row = dict(zip(keys, key))
+        for m in METRICS:
+            d = np.array([s["H"][m] - s["E"][m] for s in by_seed.values() if "H" in s and "E" in s], dtype=float)
+            d = d[np.isfinite(d)]
+            row[m] = float(d.mean()) if d.size else math.nan
+            row[f"{m} se"] = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
+            row[f"{m} n"] = int(d.size)
+        out.append(row)
+    return out
+
+
+def _markdown(summary: Sequence[dict], keys: Sequence[str], spread: str) -> list[str]:
+    """A markdown table of ``summary`` rows: the ``keys`` columns, then each metric as mean ± ``spread``."""
+    lines = ["| " + " | ".join(keys) + " | " + " | ".join(_COLUMNS[m][0] for m in METRICS) + " |",
+             "|" + "---|" * (len(keys) + len(METRICS))]
+    for s in summary:
+        cells = []
+        for m in METRICS:
+            _, scale, fmt = _COLUMNS[m]
+            if not math.isfinite(s[m]):
+                cells.append("—")
+                continue
+            sd = f" ± {scale * s[f'{m} {spread}']:{fmt}}" if math.isfinite(s[f"{m} {spread}"]) else ""
+            cells.append(f"{scale * s[m]:{'+' if spread == 'se' else ''}{fmt}}{sd}")
+        lines.append("| " + " | ".join(str(s[k]) for k in keys) + " | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _write(out: Path, stem: str, rows: Sequence[dict], keys: Sequence[str], paired: Optional[Sequence[str]] = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    summary = summary_table(rows, keys)
-    head = "| " + " | ".join(keys) + " | R@1 (%) | mistake severity ↓ | cophenetic corr. ↑ |"
-    lines = [head, "|" + "---|" * (len(keys) + 3)]
-    for s in summary:
-        def pm(m: str, scale: float = 1.0, fmt: str = ".2f") -> str:
-            if not math.isfinite(s[m]):
-                return "—"
-            sd = f" ± {scale * s[m + ' std']:{fmt}}" if math.isfinite(s[m + " std"]) else ""
-            return f"{scale * s[m]:{fmt}}{sd}"
-        lines.append("| " + " | ".join(str(s[k]) for k in keys) + f" | {pm('R@1', 100, '.1f')} | {pm('severity')} | {pm('cophenet')} |")
+    lines = _markdown(summary_table(rows, keys), keys, "std")
+    if paired is not None:
+        diffs = paired_differences(rows, paired)
+        with open(out / f"{stem}_paired.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(diffs[0]))
+            w.writeheader()
+            w.writerows(diffs)
+        n = sorted({d[f"{m} n"] for d in diffs for m in METRICS})
+        lines += ["", f"Paired by seed, H − E (mean ± standard error over {'/'.join(map(str, n))} seeds; positive = "
+                      "the ball higher, which is worse only for the mistake severity):", ""]
+        lines += _markdown(diffs, paired, "se")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "circle_label_points",
     "hyperbolic_circle",
     "geodesic",
+    "geodesics",
     "project_to_disk",
     "hyperboloid_to_disk",
     "proxy_points",
@@ -226,6 +227,22 @@ def geodesic(x: Any, y: Any, c: float, n: int = 100, full: bool = False) -> np.n
     else:
         t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
     return poincare.expmap(x.expand(n, -1), t[:, None] * v, c).numpy()
+
+
+def geodesics(x: Any, y: Any, c: float, n: int = 24) -> np.ndarray:
+    r"""Many geodesics at once: ``n`` points of the geodesic from ``x[i]`` to ``y[i]``, ``(L, D)`` each
+    -> ``(L, n, D)``; :math:`\gamma_i(t) = \exp_{x_i}(t \log_{x_i} y_i)`, ``t`` in [0, 1] -- what
+    :func:`geodesic` computes for one pair, in one batched call (any ``D``: the ball's, or the disk's)."""
+    x, y = _f64(x), _f64(y)
+    x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+    if len(x) == 0:
+        return np.zeros((0, n, x.shape[-1]))
+    t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+    with torch.no_grad(), poincare.checks(False):
+        v = poincare.logmap(x, y, c)  # (L, D)
+        L, D = x.shape
+        pts = poincare.expmap(x[:, None, :].expand(L, n, D).reshape(-1, D), (t[None, :, None] * v[:, None, :]).reshape(-1, D), c)
+    return pts.reshape(L, n, D).numpy()
 
 
 # ------------------------------------------------------------------------------------------------

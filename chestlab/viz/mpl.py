@@ -16,9 +16,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.patches import Circle
 
 from . import geometry
-from .style import COLORS, MPL_MARKERS, class_color
+from .style import COLORS, MPL_MARKERS, class_color, disk_palette, super_color
 
-__all__ = ["add_polylines", "circle_label", "draw_disk", "scatter_embeddings", "scatter_proxies", "style_disk"]
+__all__ = ["add_polylines", "circle_label", "draw_disk", "scatter_embeddings", "scatter_proxies", "draw_tree", "style_disk"]
 
 
 def add_polylines(ax: Any, lines: Sequence[np.ndarray], *, color: str = "black", lw: float = 1.0,
@@ -55,23 +55,44 @@ def circle_label(d: float) -> str:
     return f"$d_H$ = {d:g}"
 
 
-def scatter_embeddings(ax: Any, x2d: Any, labels: Any, super_labels: Any = None, *, size: float = 6) -> None:
-    """Points ``x2d`` (N, 2): colour = class ``labels`` (N,), marker = super-class ``super_labels`` (N,)."""
+def scatter_embeddings(ax: Any, x2d: Any, labels: Any, super_labels: Any = None, *, size: float = 6,
+                       palette: Optional[Sequence[str]] = None, color_by: str = "super") -> None:
+    """Points ``x2d`` (N, 2) of classes ``labels`` (N,) and super-classes ``super_labels`` (N,), coloured
+    as :func:`chestlab.viz.plotly.add_embeddings` colours them (``palette[class]``, default
+    :func:`~chestlab.viz.style.disk_palette`: by super-class, each class a shade; ``color_by="class"``:
+    one colour per class, the marker tells the super-classes apart)."""
     x = geometry.as_numpy(x2d).reshape(-1, 2)
     y = geometry.as_numpy(labels).astype(int).reshape(-1)
     s = np.zeros_like(y) if super_labels is None else geometry.as_numpy(super_labels).astype(int).reshape(-1)
+    if palette is None:
+        palette = disk_palette(y, None if super_labels is None else s, color_by=color_by)
+    by_super = color_by == "super" and super_labels is not None
     for k, sup in enumerate(np.unique(s)):
         m = s == sup
-        ax.scatter(x[m, 0], x[m, 1], s=size, c=[class_color(i) for i in y[m]], marker=MPL_MARKERS[k % len(MPL_MARKERS)],
-                   linewidths=0)
+        ax.scatter(x[m, 0], x[m, 1], s=size, c=[palette[i] for i in y[m]],
+                   marker="o" if by_super else MPL_MARKERS[k % len(MPL_MARKERS)], linewidths=0)
 
 
-def scatter_proxies(ax: Any, proxies: Any, proxy_labels: Any = None, *, size: float = 60) -> None:
+def scatter_proxies(ax: Any, proxies: Any, proxy_labels: Any = None, *, size: float = 60,
+                    palette: Optional[Sequence[str]] = None) -> None:
     """Proxies (C, K, 2) or (P, 2) (see :func:`~chestlab.viz.geometry.proxy_points`) as stars in their
-    class colour."""
+    class's colour (``palette[class]``, default :func:`~chestlab.viz.style.class_color`)."""
     p, pl = geometry.proxy_points(proxies, proxy_labels)
-    ax.scatter(p[:, 0], p[:, 1], s=size, marker="*", c=[class_color(i) for i in pl], edgecolors=COLORS["proxy_edge"],
-               linewidths=0.5)
+    colors = [palette[i] if palette is not None and 0 <= i < len(palette) else class_color(i) for i in pl]
+    ax.scatter(p[:, 0], p[:, 1], s=size, marker="*", c=colors, edgecolors=COLORS["proxy_edge"], linewidths=0.5)
+
+
+def draw_tree(ax: Any, tree: dict) -> None:
+    """The super-class nodes and the root of :func:`chestlab.viz.hierarchy.disk_tree_geometry` with
+    their geodesics, as :func:`chestlab.viz.plotly.add_tree` draws them."""
+    for g in (int(v) for v in tree["groups"]):
+        add_polylines(ax, [p for gg, p in tree["child_lines"] if gg == g], color=super_color(g), lw=0.7, zorder=1.5).set_alpha(0.55)
+    add_polylines(ax, tree["root_lines"], color=COLORS["root"], lw=1.5, zorder=2)
+    nodes, r = tree["nodes"], tree["root"]
+    ax.scatter(nodes[:, 0], nodes[:, 1], s=90, marker="D", c=[super_color(int(g)) for g in tree["groups"]],
+               edgecolors=COLORS["root"], linewidths=1.0, zorder=4, label="super-class nodes")
+    ax.scatter([r[0]], [r[1]], s=70, marker="s", c=COLORS["root"], edgecolors="white", linewidths=1.0, zorder=4.5,
+               label="root")
 
 
 def style_disk(ax: Any, lim: float, *, title: Optional[str] = None) -> None:

@@ -3,23 +3,32 @@ picture. Font sizes are chosen to stay readable on a projector."""
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
-__all__ = ["COLORS", "PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color", "name_of",
+__all__ = ["COLORS", "PALETTE", "SUPER_PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color",
+           "super_color", "shade", "SHADES", "class_colors", "class_super_of", "COLOR_BY", "disk_palette", "crowd_size", "short_names", "name_of",
            "LECTURE_RC", "LECTURE_TEMPLATE", "LECTURE_PLOTLY_SCALE", "use_lecture_style", "lecture_style",
            "lecture_active", "plotly_font_size", "plotly_scale", "fit_figsize"]
 
 #: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class (the paper's Fig. 3:
 #: positive red, negatives blue), and the disk's layers.
 COLORS = {"H": "#1f77b4", "E": "#ff7f0e", "pos": "#d62728", "neg": "#1f77b4", "proxy_edge": "#111111",
-          "boundary": "#000000", "grid": "#d9d9d9", "circle": "#8c8c8c", "circle_label": "#4d4d4d"}
+          "boundary": "#000000", "grid": "#d9d9d9", "circle": "#8c8c8c", "circle_label": "#4d4d4d", "mixed": "#9a9a9a",
+          "root": "#111111"}
 #: Class colours cycle through a long qualitative palette; the marker tells super-classes apart.
 PALETTE = (
     "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
     "#393b79 #637939 #8c6d31 #843c39 #7b4173 #3182bd #e6550d #31a354 #756bb1 #636363 "
     "#6baed6 #fd8d3c #74c476 #9e9ac8 #969696 #9c9ede #cedb9c #e7cb94 #e7969c #de9ed6"
 ).split()
+#: Super-class colours: one set for every hierarchy figure (the disk's points, proxies and super-class
+#: nodes, the dendrograms, HIER's disk). None is near the positive red or the negative blue of
+#: :data:`COLORS` (Fig. 3), which keep their meaning: green, amber, purple, brown, then teal, pink,
+#: olive, grey, dark olive, ochre.
+SUPER_PALETTE = ("#009e73", "#e69f00", "#8e5bb5", "#8c564b", "#17becf", "#e377c2", "#bcbd22", "#7f7f7f", "#637939",
+                 "#8c6d31")
 #: Super-class markers, the same shapes in both backends.
 PLOTLY_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon", "hexagon",
                   "star-triangle-up")
@@ -34,6 +43,87 @@ MPL_FONT_SIZE = 10
 def class_color(i: int) -> str:
     """Colour of class ``i`` (cycles through :data:`PALETTE`)."""
     return PALETTE[int(i) % len(PALETTE)]
+
+
+def super_color(s: int) -> str:
+    """Colour of super-class ``s`` (cycles through :data:`SUPER_PALETTE`)."""
+    return SUPER_PALETTE[int(s) % len(SUPER_PALETTE)]
+
+
+def shade(color: str, t: float) -> str:
+    r"""``color`` (``#rrggbb``) mixed with white (``t > 0``) or black (``t < 0``), ``t`` in [-1, 1]:
+    :math:`c' = c + t\,(255 - c)` for ``t > 0``, :math:`c' = (1 + t)\,c` for ``t < 0``, per channel."""
+    t = max(-1.0, min(1.0, float(t)))
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    mixed = [v + t * (255 - v) if t > 0 else (1 + t) * v for v in rgb]
+    return "#" + "".join(f"{int(round(v)):02x}" for v in mixed)
+
+
+#: the range of shades of a super-class's colour its classes get (darkest, lightest), see :func:`class_colors`
+SHADES = (-0.3, 0.45)
+
+
+def class_colors(class_super: Sequence[int]) -> list[str]:
+    """Colour of every class when the colour says the super-class: ``class_super`` (C,) the super-class
+    of each class -> C colours, class ``k`` a shade of :func:`super_color` ``(class_super[k])``, the
+    classes of one super-class spread in index order from dark to light over :data:`SHADES` (one
+    class: the super-class's colour itself); ``-1`` (unknown) is grey."""
+    sup = [int(s) for s in class_super]
+    out = [COLORS["mixed"]] * len(sup)  # a class of no super-class (s < 0): grey
+    for s in sorted(set(sup) - {-1}):
+        members = [k for k, v in enumerate(sup) if v == s]
+        n = len(members)
+        for j, k in enumerate(members):
+            out[k] = super_color(s) if n == 1 else shade(super_color(s), SHADES[0] + (SHADES[1] - SHADES[0]) * j / (n - 1))
+    return out
+
+
+def class_super_of(labels: Sequence[int], super_labels: Sequence[int], n: int = 0) -> list[int]:
+    """The super-class of each class ``0..C-1`` read off per-point ``labels`` and ``super_labels``
+    (``C = max(n, max label + 1)``); ``-1`` for a class without points."""
+    pairs = dict(zip((int(v) for v in labels), (int(v) for v in super_labels)))
+    return [pairs.get(k, -1) for k in range(max(int(n), max(pairs, default=-1) + 1))]
+
+
+COLOR_BY = ("super", "class")
+
+
+def disk_palette(labels: Sequence[int], super_labels: Optional[Sequence[int]] = None, *,
+                 class_super: Optional[Sequence[int]] = None, color_by: str = "super", n: int = 0) -> list[str]:
+    """The colour of every class ``0..C-1`` of a disk figure (``C`` covers ``n`` and every label).
+
+    ``color_by="super"`` (the default) when the super-classes are known (``class_super`` (C,), else
+    read off the points' ``super_labels`` by :func:`class_super_of`): the colour says the
+    super-class, each class a shade of it (:func:`class_colors`). ``color_by="class"``, or no
+    super-classes: one colour per class (:func:`class_color`)."""
+    if color_by not in COLOR_BY:
+        raise ValueError(f"color_by = {color_by!r}: choose one of {COLOR_BY}")
+    labels = [int(v) for v in labels]
+    C = max(int(n), max(labels, default=-1) + 1, len(class_super) if class_super is not None else 0)
+    if color_by == "super" and (class_super is not None or super_labels is not None):
+        cs = [int(v) for v in class_super] if class_super is not None else class_super_of(labels, super_labels)
+        return class_colors(cs + [-1] * (C - len(cs)))
+    return [class_color(i) for i in range(C)]
+
+
+def crowd_size(n: int, size: float, *, full: int = 40, least: float = 5.0) -> float:
+    """A marker size for ``n`` markers of one kind: ``size`` up to ``full`` of them, then shrinking as
+    :math:`\\sqrt{\\text{full} / n}` (a crowd covers about the same area), never below ``least``."""
+    return float(size) if n <= full else max(float(least), float(size) * math.sqrt(full / n))
+
+
+def short_names(names: Optional[Sequence[str]], longest: int = 2) -> Optional[list[str]]:
+    """Labels short enough to sit inside a marker: ``names`` without the words they all begin with
+    (``"branch A"``, ``"branch B"`` -> ``"A"``, ``"B"``), or None when one would still be longer than
+    ``longest`` characters."""
+    if not names:
+        return None
+    words = [str(n).split(" ") for n in names]
+    k = 0
+    while all(len(w) > k + 1 for w in words) and len({w[k] for w in words}) == 1:
+        k += 1
+    out = [" ".join(w[k:]) for w in words]
+    return out if all(0 < len(o) <= longest for o in out) else None
 
 
 def name_of(i: int, names: Optional[Sequence[str]], default: str) -> str:

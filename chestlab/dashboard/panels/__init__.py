@@ -10,6 +10,10 @@ A panel module has
   so a test can call it without a Streamlit server and record what it draws;
 - optionally ``available(ctx) -> bool`` — whether it is drawn for this run (default: always).
 
+A panel never raises on the page: :func:`draw_run` shows a panel that fails as one line in its place
+(:func:`cannot_draw`); a failure from an invalid state (NaN/inf, points outside the ball) stops the
+run with its reason, as a diverged step does.
+
 ``ctx`` is a :class:`PanelContext`: the session's :class:`~chestlab.dashboard.state.DashState`, the
 widget values (``session``), the run drawn, and a per-redraw cache so that panels share what they
 compute (the disk's embeddings feed the hard-negative panel and the export snapshot).
@@ -26,7 +30,8 @@ from typing import Any, Optional
 
 from ..state import DashState, Run
 
-__all__ = ["PanelContext", "RUN_PANELS", "PAGE_PANELS", "PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "draw_run", "available"]
+__all__ = ["PanelContext", "RUN_PANELS", "PAGE_PANELS", "PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "draw_run", "available",
+           "cannot_draw"]
 
 #: plotly's options for every chart of the page
 PLOTLY_CONFIG = {"displaylogo": False}
@@ -115,4 +120,29 @@ def draw_run(ctx: PanelContext, box: Any, panels: tuple[Any, ...] = RUN_PANELS) 
         slots = {"left": box, "right": box, "below": box}
     for panel in panels:
         if available(panel, ctx):
-            panel.render(ctx, slots.get(panel.SLOT, box))
+            slot = slots.get(panel.SLOT, box)
+            try:
+                panel.render(ctx, slot)
+            except Exception as err:  # a panel never raises: one line in its place says why
+                slot.warning(cannot_draw(ctx, panel, err))
+
+
+def cannot_draw(ctx: PanelContext, panel: Any, err: Exception) -> str:
+    """The line shown in place of ``panel`` when it failed with ``err``. An invalid state (the run's
+    parameters non-finite, or the library's checks of NaN/inf and of points outside the ball) stops
+    the run with :func:`chestlab.dashboard.runner.explain` 's reason; anything else is a bug, logged
+    to the server log as an error. The exception's text is never shown."""
+    from .. import runner
+
+    run = ctx.run
+    title = panel.TITLE.split(" — ")[0]
+    if run is not None:
+        text = str(err)
+        invalid = "NaN or inf" in text or "outside the Poincaré ball" in text
+        if not run.diverged and (invalid or not runner.finite(run.trainer)):
+            runner.stop(ctx.state, run, runner.explain(run, err))
+        if run.diverged:
+            runner.LOG.warning("panel %s failed on stopped run %s", getattr(panel, "__name__", panel), run.name, exc_info=err)
+            return f"⚠ {title}: cannot draw run {run.name}'s current state — {run.diverged.rstrip('.')}."
+    runner.LOG.error("panel %s failed", getattr(panel, "__name__", panel), exc_info=err)
+    return f"⚠ {title}: cannot be drawn for this state (details in the server log)."

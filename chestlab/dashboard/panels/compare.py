@@ -27,16 +27,16 @@ def value_b(session: Any) -> tuple[str, Any]:
 def config_b(cfg: TrainConfig, session: Any) -> tuple[Optional[TrainConfig], str, Optional[str]]:
     """Run B's config (A's with one setting changed), its description, and the one-line reason when
     the schema refuses the value (then no config)."""
-    from ..controls import check_compare
+    from ..controls import check_compare, refusal
 
     key, value = value_b(session)
     s = schema().get(key)
     if s is None:
-        return None, "", f"Run B not built: B changes {key}, which is not a setting"
+        return None, "", "Run B not built: B changes a name that is not a setting; choose one in 'B changes'"
     try:
         value = check_compare(s, value)
     except SettingError as err:
-        return None, "", f"Run B not built: {err}"
+        return None, "", f"Run B not built: {refusal(err)}"
     shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
     return cfg.replace(**{key: value}), f"{key} = {shown}, everything else as A", None
 

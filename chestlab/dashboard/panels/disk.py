@@ -1,5 +1,7 @@
-"""The Poincaré disk: a run's embeddings (colour = class, marker = super-class) and its proxies (★),
-projected to the disk live, or by UMAP on request (with a progress bar: the first UMAP compiles numba).
+"""The Poincaré disk: a run's embeddings (colour = super-class, shade = class) and its proxies (★), the
+class hierarchy over them (◆ a node per super-class, ■ the root, geodesics to their children) and a
+strip of the mean d_H(0, ·) per level over the steps drawn, projected to the disk live, or by UMAP on
+request (with a progress bar: the first UMAP compiles numba).
 
 Run A draws the view controls (split, geodesics, d_H circles, projection/UMAP); run B uses A's.
 """
@@ -9,7 +11,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from typing import Any, Optional
+
+import numpy as np
 
 TITLE = "The Poincaré disk"
 SLOT = "right"
@@ -20,10 +25,35 @@ SPLITS = ("train", "test")
 VIEWS = ("fast projection", "UMAP")
 
 
+#: trainer -> {split: [(step, {level: mean d_H(0, .)}), ...]}: the level strip's history, one entry per
+#: drawn step (weak keys: a Reset's new trainer starts a new history)
+_LEVELS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+#: entries kept per split; beyond it every other one is dropped (the whole run stays in view)
+MAX_LEVEL_POINTS = 1000
+
+
+def record_levels(tr: Any, split: str, step: int, depth: dict) -> list:
+    """Add the mean d_H(0, ·) per level at ``step`` to the run's history of ``split`` (an entry at the
+    same step is replaced) and return that history: ``[(step, {level: value}), ...]``."""
+    hist = _LEVELS.setdefault(tr, {}).setdefault(split, [])
+    if hist and hist[-1][0] == step:
+        hist.pop()
+    elif hist and hist[-1][0] > step:  # the run went back (a resumed or replaced run): start again
+        hist.clear()
+    hist.append((int(step), dict(depth)))
+    if len(hist) > MAX_LEVEL_POINTS:
+        hist[:] = hist[-1::-2][::-1]  # every other entry, the newest kept
+    return hist
+
+
 def data(tr: Any, split: str, n: int = 600) -> dict:
     """Up to ``n`` embeddings of ``split`` projected to the disk (exact for D_H = 2, else PCA in the
-    tangent space at 0), and the proxies of the training classes (when the loss has proxies)."""
+    tangent space at 0), the proxies of the training classes (when the loss has proxies), and the
+    class hierarchy over them (:func:`chestlab.viz.hierarchy.disk_tree_geometry`: super-class nodes and
+    the root, from the proxies or, without them, the class means), whose mean d_H(0, ·) per level
+    goes to the run's level history (:func:`record_levels`)."""
     from chestlab import figures
+    from chestlab.viz import hierarchy as vh
 
     emb = tr.embed(split, n)
     c = float(tr.config.c)
@@ -33,16 +63,26 @@ def data(tr: Any, split: str, n: int = 600) -> dict:
     if prox is not None:
         ph = prox["h"]
         pxy = figures.project_to_disk(ph.reshape(-1, ph.shape[-1]), c, fit_on=emb["x_h"]).reshape(ph.shape[0], ph.shape[1], 2)
-    names = getattr(tr.train_set if split == "train" else tr.test_set, "classes", None)
+    ds = tr.train_set if split == "train" else tr.test_set
+    names = getattr(ds, "classes", None)
     sup_names = getattr(tr.train_set, "superclasses", None)
+    class_super = getattr(ds, "class_to_super", None)
+    class_super = None if class_super is None else np.asarray(class_super, dtype=np.int64).reshape(-1)
+    tree = None
+    if class_super is not None and len(class_super):
+        tree = vh.disk_tree_geometry(emb["x_h"], emb["labels"], class_super, c,
+                                     proxies_h=None if prox is None else prox["h"])
+    levels = record_levels(tr, split, tr.step_count, tree["depth"]) if tree is not None else []
     return dict(xy=xy, labels=emb["labels"].numpy(), super=emb["super"].numpy(), pxy=pxy, c=c,
                 x_h=emb["x_h"], dim_h=emb["x_h"].shape[1], names=list(names) if names is not None else None,
-                super_names=list(sup_names) if sup_names is not None else None, step=tr.step_count)
+                super_names=list(sup_names) if sup_names is not None else None, step=tr.step_count,
+                class_super=class_super, tree=tree, levels=list(levels), split=split)
 
 
 def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles: bool = True,
            key: str = "disk") -> tuple[Any, str]:
-    """The disk figure of ``d`` (or of a UMAP view of it) and what the projection was."""
+    """The disk figure of ``d`` (or of a UMAP view of it, without the tree: UMAP moves every point on
+    its own) and what the projection was."""
     from chestlab import figures
 
     if umap is not None:
@@ -54,9 +94,32 @@ def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles:
     fig = figures.poincare_disk(
         xy, labels, sup, pxy, c=d["c"] if d["c"] > 0 else 0.0, grid=grid,
         circles=(1.0, 2.0, 3.0) if circles else (), class_names=d["names"], super_names=d["super_names"],
-        uirevision=key, height=470,
+        class_super=d.get("class_super"), tree=d.get("tree") if umap is None else None, uirevision=key, height=470,
     )
     return fig, label
+
+
+def level_figure(d: dict, key: str = "levels") -> Any:
+    """The level strip of ``d``: the mean d_H(0, ·) of the root, the super-class nodes, the classes
+    and the samples over the steps drawn so far (:func:`chestlab.figures.level_strip`)."""
+    from chestlab import figures
+
+    tree = d.get("tree") or {}
+    return figures.level_strip(d.get("levels") or [], classes_are=tree.get("children_are", "proxies"),
+                               uirevision=key)
+
+
+def tree_caption(d: dict, umap: bool = False) -> str:
+    """What the tree over the disk is: the nodes' definition and where they sit, in d_H from 0."""
+    tree = d.get("tree")
+    if tree is None:
+        return ""
+    if umap:
+        return " · the super-class nodes are drawn in the projection view only (UMAP moves every point on its own)"
+    dep = tree["depth"]
+    return (f" · ◆ each super-class's node is the gyro-midpoint of its {tree['children_are']}, ■ the root that of "
+            f"the nodes; mean d_H(0, ·): root {dep['root']:.2f}, super-classes {dep['super-classes']:.2f}, "
+            f"{tree['children_are']} {dep['classes']:.2f}, samples {dep['samples']:.2f}")
 
 
 def options(ctx: Any) -> dict:
@@ -101,8 +164,11 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
         try:
             result["out"] = figures.umap_disk(d["x_h"], d["c"] if d["c"] > 0 else 1.0, seed=tr.config.seed,
                                               fit_on_proxies=None if prox is None else prox.reshape(-1, prox.shape[-1]))
-        except Exception as err:  # shown, not raised
-            result["err"] = f"{type(err).__name__}: {err}"
+        except Exception as err:  # said, not raised; the exception goes to the server log
+            from ..runner import LOG
+
+            LOG.warning("UMAP failed", exc_info=err)
+            result["err"] = err
 
     th = threading.Thread(target=work, daemon=True)
     t0 = time.perf_counter()
@@ -115,7 +181,9 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
     bar.empty()
     if "err" in result:
         state.umap = None
-        box.warning(f"UMAP failed: {result['err']}")
+        why = ("it needs the package umap-learn, which this server lacks" if isinstance(result["err"], ImportError)
+               else "details in the server log")
+        box.warning(f"UMAP failed ({why}); the live projection is shown.")
         return
     out = result["out"]
     xy, pxy = out if isinstance(out, tuple) else (out, None)
@@ -128,7 +196,8 @@ def render(ctx: Any, box: Any) -> None:
     from . import PLOTLY_CONFIG
 
     state = ctx.state
-    box.markdown(f"**{TITLE}** — colour = class, shape = super-class, ★ = proxies")
+    box.markdown(f"**{TITLE}** — colour = super-class (shade = class), ★ = proxies, ◆ = super-class nodes, "
+                 "■ = root")
     fig_box = box.container()
     if ctx.primary:
         if state.umap_requested:  # before the view radio is drawn: it may switch to UMAP
@@ -151,6 +220,9 @@ def render(ctx: Any, box: Any) -> None:
     fig, label = figure(d, umap, grid=opts["disk_grid"], circles=opts["disk_circles"], key=f"disk{ctx.name}")
     fig_box.plotly_chart(fig, key=f"disk_{ctx.name}", config=PLOTLY_CONFIG)
     fig_box.caption(label + (f" · c = {d['c']:g}: boundary radius 1/√c = {1 / math.sqrt(d['c']):.2f}" if d["c"] > 0
-                             else " · c = 0: the Euclidean plane (no boundary)"))
+                             else " · c = 0: the Euclidean plane (no boundary)") + tree_caption(d, umap is not None))
+    if d.get("tree") is not None:
+        fig_box.plotly_chart(level_figure(d, key=f"levels{ctx.name}"), key=f"levels_{ctx.name}",
+                             config={**PLOTLY_CONFIG, "displayModeBar": False})  # a strip: no tools over its legend
     if ctl_box is not None and opts["disk_view"] == "UMAP" and not state.umap:
         ctl_box.caption("No UMAP yet: press Compute UMAP.")

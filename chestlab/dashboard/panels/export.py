@@ -52,17 +52,20 @@ def disk_figure(snap: dict, mpl: bool) -> Any:
     d = snap["disk"]
     if d is None:
         raise RuntimeError("no disk to export yet")
+    tree = dict(class_super=d.get("class_super"), tree=d.get("tree"))  # the page's colours and hierarchy
     if mpl:
         return figures.poincare_disk_mpl(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
-                                         title=figures.projection_label(d["dim_h"]))
+                                         title=figures.projection_label(d["dim_h"]), **tree)
     return figures.poincare_disk(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
-                                 title=figures.projection_label(d["dim_h"]), class_names=d["names"])
+                                 title=figures.projection_label(d["dim_h"]), class_names=d["names"],
+                                 super_names=d.get("super_names"), **tree)
 
 
 def curves_figure(snap: dict, mpl: bool) -> Any:
     from chestlab import figures
 
-    return (figures.training_curves_mpl if mpl else figures.training_curves)(snap["rows"] + snap["history"])
+    return (figures.training_curves_mpl if mpl else figures.training_curves)(snap["rows"] + snap["history"],
+                                                                             loss=snap["config"].get("loss"))
 
 
 FIGURES: tuple[tuple[str, Callable[[dict, bool], Any], str], ...] = (
@@ -76,6 +79,8 @@ def render(ctx: Any, box: Any) -> None:
     """The share link and the download buttons, in ``box`` (the page's "Share and export" expander)."""
     from chestlab import figures
 
+    from ..controls import literal
+
     state = ctx.state
 
     def snap() -> dict:
@@ -83,7 +88,7 @@ def render(ctx: Any, box: Any) -> None:
 
     box.markdown("**Share:** the address bar holds every setting that differs from the defaults — copy it "
                  "(add `&play=1` to start playing on open).")
-    box.markdown(f"`{share_text(ctx.query)}`")
+    box.markdown(literal(share_text(ctx.query), limit=2000))  # shown as typed, never rendered
 
     def html(fn: Callable[[dict, bool], Any]) -> Callable[[], str]:
         return lambda: fn(snap(), False).to_html(include_plotlyjs=True, full_html=True)  # offline: plotly.js inlined

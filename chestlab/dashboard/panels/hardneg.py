@@ -55,7 +55,7 @@ def figure(ctx: Any, d: dict, t: float, t_e: float) -> Any:
     import chestlab.poincare as P
     from chestlab import figures
 
-    c = float(ctx.trainer.config.c)
+    c = float(d["c"])  # the curvature the points were embedded with (a stopped run's are from before a c change)
     x = d["x_h"][:N_POINTS].double()
     v = P.logmap0(x, c) if c > 0 else x
     c_values = sorted({round(c, 3), 0.1, 1.0} - {0.0}) or [0.5]

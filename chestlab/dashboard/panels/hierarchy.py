@@ -1,6 +1,7 @@
 """Hierarchy — the tree the run's proxies encode, beside the dataset's true one.
 
-The dendrogram is decoded (:func:`chestlab.hierarchy.decode`, HypHC's LCA decoding by default) from
+The dendrogram is decoded (:func:`chestlab.hierarchy.decode`, average linkage on the Poincaré distance by
+default, as the evaluator scores both spaces; HypHC's LCA decoding on request) from
 the current class proxies in the ball, or from the class means of the training data when the loss
 has no proxies (the pairwise losses, the unsupervised one); the true hierarchy of the training
 classes is drawn beside it, leaves coloured by super-class. Live numbers: cophenetic correlation,
@@ -29,10 +30,11 @@ SLOT = "below"
 N_SAMPLES = 600
 #: samples drawn behind HIER's disk
 N_DRAWN = 300
-DECODERS = ("lca", "average", "single")
-DECODER_HELP = ("how the dendrogram is decoded from the points: lca = HypHC's decoding (merge by the deepest "
-                "hyperbolic LCA, what the evaluator logs as proxies/H/*), average / single = linkage on the "
-                "Poincaré distance")
+DECODERS = ("average", "lca", "single")
+DECODER_HELP = ("how the dendrogram is decoded from the points: average = average linkage on the Poincaré distance "
+                "(what the evaluator logs as proxies/H/*, and scores the plane with on its own distance), lca = "
+                "HypHC's decoding (leaves moved to one radius, merged by the deepest hyperbolic LCA: proxies/H/lca_*), "
+                "single = single linkage on the Poincaré distance")
 
 #: trainer -> {"key": (step, decoder, c, loss), "data": dict, "prev": the data of the previous step}
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
@@ -68,7 +70,7 @@ def _embedding(ctx: Any, split: str) -> dict:
     return ctx.cache[key]
 
 
-def data(ctx: Any, decoder: str = "lca") -> dict:
+def data(ctx: Any, decoder: str = DECODERS[0]) -> dict:
     """Everything the panel draws for the run's current step (no plotly): the dendrogram geometry of
     the decoded and the true trees, the scores, and HIER's disk geometry when the loss is HIER."""
     from chestlab import hierarchy as H
@@ -127,7 +129,7 @@ def data(ctx: Any, decoder: str = "lca") -> dict:
     return out
 
 
-def cached(ctx: Any, decoder: str = "lca") -> tuple[dict, Optional[dict]]:
+def cached(ctx: Any, decoder: str = DECODERS[0]) -> tuple[dict, Optional[dict]]:
     """``(data, the data of the previously drawn step or None)``: recomputed only when the run's step,
     the decoder, the curvature or the loss changed since the last redraw."""
     tr = ctx.trainer
@@ -154,7 +156,7 @@ def figures(d: dict, name: str = "") -> dict:
 
     out: dict[str, Any] = {}
     if d["decoded"] is not None:
-        heights = {"lca": "merge height 2(R − d_o)", "average": "mean d_H at the merge", "single": "min d_H at the merge"}
+        heights = {"lca": "merge height 2(R − d_o), leaves at radius R", "average": "mean d_H at the merge", "single": "min d_H at the merge"}
         out["tree"] = vh.dendrogram_figure(
             d["decoded"], d["true"], d["group_names"],
             left_title=f"decoded from the {d['source']} ({d['decoder']}), step {d['step']}",
@@ -172,8 +174,9 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> dict:
-    """``st.metric``'s ``delta`` / ``delta_color`` for the change since the previously drawn step: green
-    when it improved (``better`` = ``"up"`` or ``"down"``), grey when it did not move."""
+    """``st.metric``'s ``delta`` / ``delta_color`` for the change since the previously drawn step, in
+    words -- "better" or "worse" (``better`` = ``"up"`` or ``"down"``) -- and grey: red and blue mean
+    the positive and the negative classes on this page, not worse and better."""
     if prev is None:
         return {"delta": None}
     before = prev["scores"][key] if key in prev["scores"] else prev.get(key)
@@ -182,7 +185,8 @@ def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> di
     change = now - before
     if abs(change) < 5e-4:
         return {"delta": f"±0.000 since step {prev['step']}", "delta_color": "off"}
-    return {"delta": f"{change:+.3f} since step {prev['step']}", "delta_color": "normal" if better == "up" else "inverse"}
+    word = "better" if (change > 0) == (better == "up") else "worse"
+    return {"delta": f"{change:+.3f} since step {prev['step']} · {word}", "delta_color": "off"}
 
 
 def render(ctx: Any, box: Any) -> None:
@@ -225,8 +229,11 @@ def render(ctx: Any, box: Any) -> None:
         "once per step.")
     if "disk" in figs:
         exp.plotly_chart(figs["disk"], key=f"hierdisk_{ctx.name}", config=PLOTLY_CONFIG)
+        shown, n_hier = int(np.sum(d["hier"]["shown"])), len(d["hier"]["shown"])
         exp.caption(
-            f"◆ HIER's hierarchical proxies (filled: the nearest one of some {d['hier_what'][:-1]}, i.e. its LCA), thick "
+            f"◆ HIER's hierarchical proxies (filled: the nearest one of some {d['hier_what'][:-1]}, i.e. its LCA"
+            + (f"; the {shown} of {n_hier} with a {d['hier_what'][:-1]} below them" if shown < n_hier else "")
+            + "), dark "
             f"lines: each to its parent (the nearest proxy nearer the origin; the root is larger); ★ {d['hier_what']}, "
             "thin lines to their nearest hierarchical proxy; dots: training data. Colour = super-class; projected "
             "to the disk with the disk panel's projection (tangent PCA, exact for D_H = 2).")

@@ -1,0 +1,53 @@
+"""Pretraining on other classes: the CPU stand-in for the ImageNet-pretrained networks the papers
+start from (the unsupervised paper clusters the features of one; CHEST and HIER fine-tune one).
+
+With ``pretrain_steps = N > 0`` the trainer first trains its freshly built network (backbone and
+hyperbolic head) for ``N`` steps with a supervised proxy loss — CHEST's Eq. 5–7 in both spaces, one
+proxy per class, no HypHC term — on classes the run never sees, then trains as usual from those
+weights. On ``tree`` the other classes are those of another tree (data option ``tree_seed``) seen
+through the same fixed map, with the same noise and nuisance: what a network learns there is how
+to undo the map, which carries over; the classes themselves do not. Everything else (optimiser,
+batch size, learning rates) is the run's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..settings import TrainConfig
+
+__all__ = ["PRETRAIN_DATASETS", "PRETRAIN_TREE_OFFSET", "pretrain_config", "pretrain"]
+
+#: The datasets that provide other classes to pretrain on.
+PRETRAIN_DATASETS: tuple[str, ...] = ("tree",)
+#: The other tree: ``tree_seed = seed + PRETRAIN_TREE_OFFSET`` (never a seed's own tree).
+PRETRAIN_TREE_OFFSET = 7919
+
+
+def pretrain_config(cfg: TrainConfig) -> TrainConfig:
+    """The settings of the pretraining of a run ``cfg``: its data with other classes
+    (``tree_seed = seed + PRETRAIN_TREE_OFFSET``), its model, optimiser and batches; the loss
+    ``chest`` with ``K = 1``, ``tau = 0`` and both spaces; ``pretrain_steps`` steps, no evaluation."""
+    if cfg.dataset not in PRETRAIN_DATASETS:
+        raise ValueError(f"pretrain_steps: dataset {cfg.dataset} has no other classes to pretrain on; "
+                         f"use {', '.join(PRETRAIN_DATASETS)}")
+    options = {**dict(cfg.data_options), "tree_seed": cfg.seed + PRETRAIN_TREE_OFFSET}
+    return cfg.replace(loss="chest", K=1, tau=0.0, eta_h=1.0, eta_e=1.0, euclid_space="auto", data_options=options,
+                       steps=cfg.pretrain_steps, pretrain_steps=0, eval_every=0, checkpoint_every=0)
+
+
+def pretrain(model: Any, cfg: TrainConfig) -> dict[str, float]:
+    """Train ``model`` (a :class:`chestlab.models.CHESTModel` built for ``cfg``) in place for
+    ``cfg.pretrain_steps`` steps on other classes (:func:`pretrain_config`); returns the last step's
+    loss parts. The pretraining run is seeded by ``cfg.seed``, so the same settings give the same
+    network."""
+    from .trainer import Trainer
+
+    pre = Trainer(pretrain_config(cfg))
+    pre.model.load_state_dict(model.state_dict())  # start from the run's own initialisation
+    last: dict[str, float] = {}
+    for ev in pre.run(eval_at_end=False):
+        if ev.kind == "step":
+            last = {"loss": ev.loss, **ev.components}
+    model.load_state_dict(pre.model.state_dict())
+    return last

@@ -9,6 +9,7 @@ Modules, one concept each:
 - ``gradients`` closed-form gradients that the notebooks derive, checked against autograd.
 - ``metrics``   Recall@k and MAP@R in Euclidean, cosine and Poincaré space.
 - ``engine``    builders, the Trainer, the evaluator, checkpoints and the CLI (``python -m chestlab.train``).
+- ``plugins``   modules outside the package that register losses and datasets (``--plugin``, ``CHESTLAB_PLUGINS``).
 - ``interrupts`` Ctrl-C and SIGTERM in the command-line programs (one line, exit status 128 + signal).
 """
 

@@ -17,6 +17,7 @@ import argparse
 import json
 from typing import Optional
 
+from . import plugins
 from .engine import Trainer
 from .settings import SettingError, get_setting
 
@@ -62,12 +63,19 @@ def _max_n_allowed() -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # the run's own plug-ins (config.json's plugins) load in evaluate_run
+        plugins.load_for_cli(argv)
+    except plugins.PluginError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(prog="python -m chestlab.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run folder written by `python -m chestlab.train --out RUN_DIR`")
     p.add_argument("--split", default="test", help="test (unseen classes, default) or train")
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--max-n", help=f"evaluate at most this many samples per split (default: all); {_max_n_allowed()}")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plugins.add_argument(p)
     args = p.parse_args(argv)
     try:
         max_n = None

@@ -5,7 +5,8 @@ annotation), the paper's symbol and equation, its allowed range or choices, its 
 may change while training runs (``live``), its help line and a hint for the dashboard's widget.
 Settings come in *sections*: the core sections below (data, model, geometry, optim, schedule, run)
 and one section per registered loss (the loss class's nested ``Settings`` dataclass, see
-:func:`chestlab.losses.register_loss`). Everything else is generated from this one table:
+:func:`chestlab.losses.register_loss`; the built-in losses are registered on first use of the schema,
+:func:`ensure_builtins`: this module imports no loss, the losses import it). Everything else is generated from this one table:
 
 - :class:`TrainConfig` — the values of a run, flat (``cfg.delta_h``), each one validated;
 - ``--help`` and ``--set key=value`` parsing (:meth:`Setting.parse`) of the CLIs;
@@ -53,6 +54,8 @@ __all__ = [
     "MAX_STEPS",
     "too_big",
     "dataset_info_of",
+    "ensure_builtins",
+    "RECORDS",
 ]
 
 #: The groups settings are shown in (``--help``, the dashboard's sidebar), in this order.
@@ -330,17 +333,38 @@ def register_rule(fn: Callable[["TrainConfig"], Iterable["Problem"]], section: O
     return fn
 
 
+_BUILTINS_LOADED = False
+
+
+def ensure_builtins() -> None:
+    """Register the built-in losses' sections (by importing :mod:`chestlab.losses`, once). Whatever
+    reads the whole schema calls it (:class:`TrainConfig`, :func:`schema`, :func:`get_setting`, ...),
+    so a ``TrainConfig`` always knows the built-in losses while this module imports no loss at its
+    top: the losses import it to declare their sections (no import cycle)."""
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True  # first: a loss module that reads the schema while it loads finds it as it is
+        try:
+            from . import losses  # noqa: F401
+        except BaseException:
+            _BUILTINS_LOADED = False
+            raise
+
+
 def sections() -> dict[str, type]:
     """Section name -> its dataclass (core sections first, then one per registered loss)."""
+    ensure_builtins()
     return dict(_SECTIONS)
 
 
 def schema() -> dict[str, Setting]:
     """Every registered setting by name, in declaration order."""
+    ensure_builtins()
     return dict(_SCHEMA)
 
 
 def get_setting(key: str) -> Setting:
+    ensure_builtins()
     try:
         return _SCHEMA[key]
     except KeyError:
@@ -349,20 +373,24 @@ def get_setting(key: str) -> Setting:
 
 def machine_keys() -> frozenset[str]:
     """Settings of the machine, not of the run (device, threads, …): they may change on resume."""
+    ensure_builtins()
     return frozenset(k for k, s in _SCHEMA.items() if s.machine)
 
 
 def path_keys() -> frozenset[str]:
     """Settings that name a file or folder (``Setting.path``): a link or the dashboard may not set them."""
+    ensure_builtins()
     return frozenset(k for k, s in _SCHEMA.items() if s.path)
 
 
 def live_keys() -> frozenset[str]:
     """Settings that may change between steps (the dashboard's sliders, ``Trainer.set``)."""
+    ensure_builtins()
     return frozenset(k for k, s in _SCHEMA.items() if s.live)
 
 
 def _section_keys(section: str) -> list[str]:
+    ensure_builtins()
     return [f.name for f in dataclasses.fields(_SECTIONS[section])] if section in _SECTIONS else []
 
 
@@ -390,7 +418,7 @@ def _losses() -> list[str]:
 @dataclass
 class DataSettings:
     dataset: str = setting("tree", group="data", choices=_datasets,
-                           help="tree | shapes | digits (embedded) or cub200 | cars196 | sop | inshop | cifar100 (--data-root)")
+                           help="tree | shapes | digits (embedded) or cub200 | cars196 | sop | inshop | cifar100 (--data-root), or a plug-in")
     data_root: Optional[str] = setting(None, group="data", nullable=True, machine=True, path=True,
                                        help="folder holding a benchmark (CUB_200_2011/, cars_annos.mat, Ebay_*.txt, ...)")
     data_options: dict = setting({}, group="data",
@@ -503,6 +531,7 @@ class TrainConfig:
     __slots__ = ("_values",)
 
     def __init__(self, **values: Any) -> None:
+        ensure_builtins()
         v = {k: s.default_value() for k, s in _SCHEMA.items()}
         for key, value in values.items():
             v[key] = get_setting(key).validate(value)
@@ -556,7 +585,7 @@ class TrainConfig:
     def section(self, name: Optional[str] = None) -> Any:
         """The dataclass of section ``name`` (default: the chosen loss's) filled with this run's values."""
         name = name or self.loss
-        cls = _SECTIONS[name]
+        cls = sections()[name]
         return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
 
     @classmethod
@@ -564,11 +593,11 @@ class TrainConfig:
         """Values from JSON (``config.json``); every value is validated, none is parsed from text."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"a configuration must be a JSON object of settings, got {type(d).__name__}")
-        d = {k: v for k, v in d.items() if k != "history"}  # config.json's record of live changes
+        d = {k: v for k, v in d.items() if k not in RECORDS}
         loss = d.get("loss", "chest")
-        if isinstance(loss, str) and loss not in _SECTIONS:
-            raise ConfigError(f"loss = {loss}: it is not registered; import the module that defines it first "
-                              f"(registered: {', '.join(_losses())})")
+        if isinstance(loss, str) and loss not in sections():
+            raise ConfigError(f"loss = {loss}: it is not registered; import the module that defines it first: "
+                              f"--plugin MODULE or CHESTLAB_PLUGINS=MODULE (registered: {', '.join(_losses())})")
         return cls(**d)
 
     @classmethod
@@ -582,6 +611,11 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     """A configuration that cannot be used (one line that says why and how to fix it)."""
+
+
+#: What ``config.json`` records besides the settings: the history of live changes, the plug-in
+#: modules the run used (:mod:`chestlab.plugins`).
+RECORDS: tuple[str, ...] = ("history", "plugins")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -707,7 +741,7 @@ def help_table(width: int = 17) -> str:
     """Every setting by group: name, paper symbol / equation / value, help and allowed values."""
     lines = []
     by_group: dict[str, list[Setting]] = {}
-    for s in _SCHEMA.values():
+    for s in schema().values():
         by_group.setdefault(s.group, []).append(s)
     for group in GROUPS:
         rows = by_group.get(group, [])
@@ -723,7 +757,3 @@ def help_table(width: int = 17) -> str:
             lines.append(f"  {s.name:<{width}} {s.help}{' — ' + paper if paper else ''}{owner}{live}")
             lines.append(f"  {'':<{width}}   default {json.dumps(default)}; {s.allowed()}")
     return "\n".join(lines)
-
-
-# the built-in losses declare their sections on import: a TrainConfig always knows them
-from . import losses as _losses_module  # noqa: E402,F401

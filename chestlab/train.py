@@ -5,6 +5,7 @@ Command line::
     python -m chestlab.train --preset demo-tree --steps 300 --out runs/tree
     python -m chestlab.train --preset cub200 --data-root /data --set delta_h=20 --set delta_e=1
     torchrun --nproc_per_node=2 -m chestlab.train --preset demo-tree --out runs/ddp
+    python -m chestlab.train --plugin my_losses --set loss=centroid_pull   # a plug-in (docs/extending.md)
 
 The settings are declared in :mod:`chestlab.settings` (and in each loss's ``Settings``), the presets
 in :mod:`chestlab.paper`, the engine lives in :mod:`chestlab.engine`.

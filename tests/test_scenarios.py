@@ -76,7 +76,7 @@ def test_apply_resets_the_page_first_and_writes_the_link() -> None:
     scenarios.apply(state, session, "h-only-fig3")
     state.values["eta_e"] = 1.0
     assert controls.url_query(state, session)["eta_e"] == "1.0"
-    assert controls.load_url(state, session, {"scenario": "nope"})[0].startswith("scenario=nope")
+    assert controls.load_url(state, session, {"scenario": "nope"})[0].startswith("`scenario=nope`")  # echoed in a code span, never as Markdown
 
 
 # ------------------------------------------------------------------------------------------------

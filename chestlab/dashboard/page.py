@@ -23,6 +23,7 @@ from typing import Any
 import streamlit as st
 import torch
 
+from .. import plugins
 from . import controls, runner, scenarios
 from .panels import PanelContext, compare, draw_run, export
 from .state import KEY, DashState, get_state
@@ -264,6 +265,7 @@ def main() -> None:
     session = st.session_state
     state = get_state(session)
     st.markdown(_CSS, unsafe_allow_html=True)
+    _plugins()
     controls.init(state, session)
     if not state.url_loaded:  # once per session: the link's settings, before any widget is drawn
         state.url_loaded = True
@@ -276,6 +278,16 @@ def main() -> None:
     body(state, cfg, invalid)
     scenarios.draw(session, st.sidebar, on_change=_on_scenario)  # above the settings it sets
     controls.draw_sidebar(state, session, st.sidebar, on_preset=_on_preset)
+
+
+def _plugins() -> None:
+    """The plug-ins of ``CHESTLAB_PLUGINS`` and the entry points (before the controls: their losses and
+    datasets get widgets); one line naming them, one error line per module that cannot be imported."""
+    names, errors = plugins.load_environment()
+    if names:
+        st.sidebar.caption(f"plug-ins: {', '.join(names)}")
+    for line in errors:
+        st.error(line)
 
 
 def body(state: DashState, cfg: Any, invalid: list[str]) -> None:

@@ -498,36 +498,23 @@ def load_inshop(
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-100
-def _cifar_globals() -> dict[tuple[str, str], Any]:
-    """The globals a CIFAR-100 pickle may name: NumPy's array reconstruction, under its numpy 1
-    and numpy 2 module names (``_frombuffer``: protocol 5), and ``_codecs.encode`` (bytes in
-    protocol 2). Nothing else can be looked up, so a planted file cannot call anything."""
-    import codecs
-
-    try:
-        from numpy._core import multiarray, numeric  # numpy >= 2 (and 1.26's forward names)
-    except ImportError:  # pragma: no cover - older numpy
-        from numpy.core import multiarray, numeric
-    table: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                                         ("_codecs", "encode"): codecs.encode}
-    for pkg in ("numpy._core", "numpy.core"):
-        table[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        table[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer
-    return table
-
-
-_CIFAR_GLOBALS = _cifar_globals()
+#: The globals a CIFAR-100 pickle may name: NumPy's array reconstruction, under its numpy 1 and
+#: numpy 2 module names (``_frombuffer``: protocol 5), and ``_codecs.encode`` (bytes in protocol 2).
+#: Nothing else can be looked up, so a planted file cannot call anything.
+_CIFAR_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+    + [(f"{pkg}.multiarray", "_reconstruct") for pkg in ("numpy._core", "numpy.core")]
+    + [(f"{pkg}.numeric", "_frombuffer") for pkg in ("numpy._core", "numpy.core")])
 
 
 class _CifarUnpickler(pickle.Unpickler):
     """An unpickler that builds only dicts, lists, numbers, bytes and NumPy arrays
-    (:func:`_cifar_globals`); any other global is refused before it is looked up."""
+    (:data:`_CIFAR_GLOBALS`); any other global is refused before it is looked up."""
 
     def find_class(self, module: str, name: str) -> Any:
-        obj = _CIFAR_GLOBALS.get((module, name))
-        if obj is None:
+        if (module, name) not in _CIFAR_GLOBALS:
             raise pickle.UnpicklingError("it calls code other than NumPy's array constructors (refused; nothing in it ran)")
-        return obj
+        return super().find_class(module, name)
 
 
 def _unpickle(path: Path) -> dict[str, Any]:

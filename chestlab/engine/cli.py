@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from .. import settings
+from .. import plugins, settings
 from ..interrupts import DeferredInterrupt
 from ..paper import PRESETS
 from ..settings import ConfigError, SettingError, TrainConfig
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                "examples:\n  python -m chestlab.train --preset demo-tree --out runs/tree\n"
                "  python -m chestlab.train --preset cars196 --data-root /data --set delta_h=1 --set delta_e=5\n"
                "  python -m chestlab.train --set loss=pair_ce --set pair_space=sphere --set t=0.1\n"
+               "  python -m chestlab.train --plugin my_losses --set loss=centroid_pull\n"
                "  python -m chestlab.evaluate runs/tree",
     )
     parser.add_argument("--preset", default="demo-tree", choices=sorted(PRESETS), help="starting configuration (default demo-tree)")
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the run in OUT exactly where its checkpoint stopped; --set may change live settings only")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in OUT (only its own files are deleted)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    plugins.add_argument(parser)
     return parser
 
 
@@ -105,7 +107,9 @@ def _stored_config(run: Path) -> TrainConfig:
     if not f.is_file():
         raise ConfigError(f"--resume: {f} not found; is {run} a run folder made by --out? (start without --resume)")
     try:
-        return TrainConfig.from_dict(json.loads(f.read_text()))
+        stored = json.loads(f.read_text())
+        plugins.load_recorded(stored, run)
+        return TrainConfig.from_dict(stored)
     except ValueError as err:
         raise ConfigError(f"--resume: {f} cannot be used: {err}") from None
 
@@ -119,6 +123,12 @@ def _init_distributed() -> bool:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # before the parser: --help and --set loss=NAME see what the plug-ins register
+        plugins.load_for_cli(argv)
+    except plugins.PluginError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)

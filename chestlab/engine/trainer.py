@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .. import data, models, poincare
+from .. import data, models, plugins, poincare
 from ..losses import Loss, LossOutput
 from ..settings import ConfigError, TrainConfig, live_keys, machine_keys
 from . import build, checkpoint
@@ -191,6 +191,7 @@ class Trainer:
         if self.rank == 0:
             self._lock = RunLock(out).acquire()
         if resume:
+            plugins.load_recorded_file(out / "config.json")  # what the run used (a plug-in's rules, ...)
             return checkpoint.load_state(out / checkpoint.CHECKPOINT)
         found = [name for name in RUN_FILES if (out / name).exists()]
         if found and not overwrite and self.rank == 0:
@@ -238,6 +239,9 @@ class Trainer:
     def _write_config(self) -> None:
         """config.json: the settings in force now, and the history of live changes (atomic)."""
         d = self.config.to_dict()
+        used = plugins.recorded(type(self.criterion).__module__)
+        if used:  # loaded again by evaluate, --resume, reproduce
+            d["plugins"] = used
         if self.settings_history:
             d["history"] = self.settings_history
         checkpoint.atomic_write_text(self.out_dir / "config.json", json.dumps(d, indent=2, default=str))
@@ -495,6 +499,7 @@ class Trainer:
             stored = json.loads(cfg_file.read_text())
         except ValueError:
             raise ConfigError(f"{cfg_file} is not valid JSON; it was not written by chestlab (or was edited)") from None
+        plugins.load_recorded(stored, run_dir)
         cfg = TrainConfig.from_dict(stored)
         state = checkpoint.load_state(run_dir / checkpoint.CHECKPOINT)
         tr = cls(cfg.replace(**{k: v for k, v in overrides.items() if k in machine_keys()}))

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .. import plugins
 from ..engine.checkpoint import WriteError
 from ..engine.cli import OneLineParser, bounded_int
 from ..paper import ABLATION_ROWS, TRAININGS
@@ -54,6 +55,7 @@ SEED, STEPS, BATCH, MAX_N = (bounded_int(*_bounds(k)) for k in ("seed", "steps",
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = OneLineParser(prog="python -m chestlab.reproduce", description=__doc__, formatter_class=fmt)
+    plugins.add_argument(p)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser, out: str, preset: Optional[str] = None) -> None:
@@ -174,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # before the parser; --plugin may stand anywhere: it is taken out before the subcommand's parser
+        plugins.load_for_cli(argv)
+        argv = plugins.without_plugin_options(argv)
+    except plugins.PluginError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     progress = not getattr(args, "quiet", False)
     try:

@@ -27,7 +27,7 @@ from ..engine import EvalEvent, StepEvent, Trainer, TrainingDiverged
 from ..engine.checkpoint import atomic_write_text
 from ..interrupts import DeferredInterrupt, Interrupted
 from ..paper import ABLATION_ROWS, PAPER_R1
-from ..settings import TrainConfig, machine_keys
+from ..settings import RECORDS, TrainConfig, machine_keys
 from .grids import GRIDS, grid_configs
 
 __all__ = ["RunMismatch", "train_run", "run_ablation", "summarize", "ablation_markdown", "write_ablation"]
@@ -45,7 +45,7 @@ _MACHINE_KEYS = machine_keys()
 
 
 def _comparable(cfg: dict) -> dict:
-    d = {k: v for k, v in cfg.items() if k not in _MACHINE_KEYS and k != "history"}
+    d = {k: v for k, v in cfg.items() if k not in _MACHINE_KEYS and k not in RECORDS}
     return json.loads(json.dumps(d))  # tuples -> lists, as read back from JSON
 
 

@@ -54,7 +54,7 @@ Every formula is rewritten so that nothing cancels and nothing divides by zero:
   ``_PairwiseDist`` (the whole distance matrix of ``pairwise_dist`` for a float ``c`` and of
   ``pairwise_euclidean``, with a few (N, M) temporaries), all checked by ``gradcheck``. On the
   CPU ``torch.asinh`` is not vectorised (~6x slower than the ``log1p`` form): the hot path uses
-  ``_asinh_nonneg_``.
+  ``asinh_nonneg_``.
 * The gyration (and so ``parallel_transport``) is evaluated as the rotation it is, by the angle
   :math:`2\operatorname{atan2}(c\|u\wedge v\|, 1 + c\langle u, v\rangle)` in the plane of ``u`` and ``v``,
   from :math:`u + v` and :math:`u - v` (``_gyration_scaled``): the expanded closed form cancels where
@@ -68,6 +68,10 @@ Every formula is rewritten so that nothing cancels and nothing divides by zero:
   :math:`\|a-b\|^2 = \|a\|^2 + \|b\|^2 - 2\langle a,b\rangle` or
   :math:`\|a\wedge b\|^2 = \|a\|^2\|b\|^2 - \langle a,b\rangle^2` would cancel are recomputed from
   the vectors.
+
+The unchecked numerics helpers ``alpha_of``, ``asinh_nonneg_``, ``sqdist_screened``,
+``overflow_scale``, ``tiny_c`` and ``check_pairwise`` are not in ``__all__``: they are shared with
+the fused loss (``chestlab.losses.parts``) so that its numerics stay the ones written here.
 """
 
 from __future__ import annotations
@@ -318,7 +322,7 @@ def check_in_ball(x: Tensor, c: Curvature, name: str = "x") -> Tensor:
                 f"/ curvature upstream) before computing Poincaré-ball quantities."
             )
         if cf > 0:
-            inside = _alpha_of(xs, cf) > 0  # the exact criterion, for the points near the boundary
+            inside = alpha_of(xs, cf) > 0  # the exact criterion, for the points near the boundary
             if bool(inside.all()):
                 return x
             n_out = int((~inside).sum())
@@ -383,7 +387,7 @@ def _tanh_ratio(a: Tensor, b2: Tensor, c: Curvature, m: Tensor, m_over_a: Tensor
     return torch.where(small, out_small, out_big)
 
 
-def _asinh_nonneg_(z: Tensor) -> Tensor:
+def asinh_nonneg_(z: Tensor) -> Tensor:
     r""":math:`\operatorname{asinh} z` for ``0 <= z < finfo.max / 2`` or ``z = inf``, in place:
     :math:`\operatorname{log1p}\big(z + z/(1/z + \sqrt{1 + 1/z^2})\big)`, the identity
     :math:`\operatorname{asinh} z = \operatorname{log1p}(z + z^2/(1 + \sqrt{1 + z^2}))` divided through by
@@ -614,7 +618,7 @@ def _one_minus_c_sqnorm_exact(x: Tensor, c: Curvature) -> Tensor:
     return r + (r_err - clo - c_t * lo)
 
 
-def _alpha_of(x: Tensor, c: Curvature, sq: Optional[Tensor] = None) -> Tensor:
+def alpha_of(x: Tensor, c: Curvature, sq: Optional[Tensor] = None) -> Tensor:
     """1 - c||x||^2 (...), unchecked; ``sq`` = ||x||^2 if the caller has it. Exact value in float64
     (a detached double-double correction on top of the plain expression, which carries the gradient)."""
     if sq is None:
@@ -634,7 +638,7 @@ def alpha(x: Tensor, c: Curvature) -> Tensor:
     that ``x`` is in the ball (the value check only while the ``checks`` are on)."""
     check_curvature(c)
     check_in_ball(x, c, "x")
-    return _alpha_of(x, c)
+    return alpha_of(x, c)
 
 
 def _dist_from_parts(sq: Tensor, ax: Tensor, ay: Tensor, c: Curvature) -> Tensor:
@@ -706,7 +710,7 @@ def conformal_factor(x: Tensor, c: Curvature) -> Tensor:
     r"""Conformal factor :math:`\lambda_x = 2 / (1 - c\|x\|^2)`. (..., D) -> (..., 1)."""
     check_curvature(c)
     check_in_ball(x, c, "x")
-    return (2 / _alpha_of(x, c)).unsqueeze(-1)
+    return (2 / alpha_of(x, c)).unsqueeze(-1)
 
 
 def _check_radius(r: object) -> float:
@@ -796,7 +800,7 @@ def mobius_scalar_mul(r: Union[float, Tensor], x: Tensor, c: Curvature) -> Tenso
     check_in_ball(x, c, "x")
     r = _check_scalar(r, "r", x)
     n2 = _sqnorm(x, keepdim=True)
-    a = _alpha_of(x, c, n2.squeeze(-1)).unsqueeze(-1)
+    a = alpha_of(x, c, n2.squeeze(-1)).unsqueeze(-1)
     rho = _asinhc_sq(_as_c(c, x) * n2 / a) / a.sqrt()  # artanh(sqrt(c) n) / (sqrt(c) n)
     return _project(_scalar_times(r, n2 * rho * rho, rho, x, c), c)
 
@@ -834,7 +838,7 @@ def _gyration_scaled(u: Tensor, v: Tensor, w: Tensor, c: Curvature) -> tuple[Ten
     m2, d2 = _sqnorm(m, keepdim=True), _sqnorm(dl, keepdim=True)
     cm2, cd2, cmd = cc * m2, cc * d2, cc * (m * dl).sum(-1, keepdim=True)
     cmw, cdw = cc * (m * ws).sum(-1, keepdim=True), cc * (dl * ws).sum(-1, keepdim=True)
-    au, av = _alpha_of(u, c).unsqueeze(-1), _alpha_of(v, c).unsqueeze(-1)
+    au, av = alpha_of(u, c).unsqueeze(-1), alpha_of(v, c).unsqueeze(-1)
     f = (au + av) / 2 + cm2 / 2
     # c^2 |m ^ delta|^2 by Gram-Schmidt: |c|m|^2 delta - c<m,delta> m|^2 / |m|^2 (0 at m = 0)
     cw2 = _sqnorm(cm2 * dl - cmd * m, keepdim=True) / m2.clamp_min(torch.finfo(m.dtype).tiny)
@@ -896,7 +900,7 @@ def dist(x: Tensor, y: Tensor, c: Curvature, keepdim: bool = False) -> Tensor:
     _check_broadcast(("x", x), ("y", y))
     _check_bool(keepdim, "keepdim")
     sq = _sqnorm(x - y)
-    d = _dist_from_parts(sq, _alpha_of(x, c), _alpha_of(y, c), c)
+    d = _dist_from_parts(sq, alpha_of(x, c), alpha_of(y, c), c)
     return d.unsqueeze(-1) if keepdim else d
 
 
@@ -906,7 +910,7 @@ def dist0(x: Tensor, c: Curvature, keepdim: bool = False) -> Tensor:
     check_in_ball(x, c, "x")
     _check_bool(keepdim, "keepdim")
     sq = _sqnorm(x)
-    d = _dist_from_parts(sq, torch.ones_like(sq), _alpha_of(x, c, sq), c)
+    d = _dist_from_parts(sq, torch.ones_like(sq), alpha_of(x, c, sq), c)
     return d.unsqueeze(-1) if keepdim else d
 
 
@@ -928,10 +932,10 @@ def _pairwise_sqdist(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _sqdist_values(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The values of ``_pairwise_sqdist`` (no autograd): (||x_i - y_j||^2 (N, M), ||x||^2, ||y||^2),
     one ``addmm``, the pairs that cancel badly recomputed from the vectors, in place."""
-    return _sqdist_screened(x, y)[:3]
+    return sqdist_screened(x, y)[:3]
 
 
-def _sqdist_screened(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
+def sqdist_screened(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
     """``_sqdist_values`` and whether every pair is far (``sq >= tol (|x|^2 + |y|^2) > 0``, so none
     was recomputed and none is 0). The far case, by far the common one, is recognised from one
     reduction, ``min sq >= tol (max |x|^2 + max |y|^2)``, instead of an (N, M) comparison."""
@@ -951,7 +955,7 @@ def _sqdist_screened(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, bool
     return sq, x2, y2, False
 
 
-def _overflow_scale(x: Tensor, y: Tensor, x2: Tensor, y2: Tensor) -> float:
+def overflow_scale(x: Tensor, y: Tensor, x2: Tensor, y2: Tensor) -> float:
     """1.0 while the squared norms ``x2``, ``y2`` of the rows of ``x`` and ``y`` stay below
     ``finfo.max / 16`` (then ``|x|^2 + |y|^2 - 2<x, y>`` cannot overflow); otherwise the power of two
     at or below their largest entry, by which ``pairwise_euclidean`` divides them (one host read)."""
@@ -964,7 +968,7 @@ def _overflow_scale(x: Tensor, y: Tensor, x2: Tensor, y2: Tensor) -> float:
     return 2.0 ** math.floor(math.log2(m)) if 0 < m < math.inf else 1.0
 
 
-def _tiny_c(dtype: torch.dtype) -> float:
+def tiny_c(dtype: torch.dtype) -> float:
     r"""Below this ``c`` the hot path of ``pairwise_dist`` takes the series form of Eq. 2
     (:math:`2u\,\operatorname{asinhc}(\sqrt c u)`): :math:`\sqrt{\mathrm{tiny}}` of the dtype (1e-19 in float32,
     1.5e-154 in float64), where :math:`\sqrt c` and :math:`2/\sqrt c` are still far inside its normal
@@ -976,12 +980,12 @@ def _tiny_c(dtype: torch.dtype) -> float:
 class _PairwiseDist(torch.autograd.Function):
     r"""All distances (N, M) between the rows of ``x`` (N, D) and ``y`` (M, D), for a float ``c``:
     Eq. 2 for ``c > 0``, the Euclidean :math:`\|x - y\|` for ``c = None``; the values of the
-    autograd route (``_pairwise_sqdist``, ``_alpha_of``, ``torch.asinh``; to a few ulp) and of
+    autograd route (``_pairwise_sqdist``, ``alpha_of``, ``torch.asinh``; to a few ulp) and of
     ``torch.cdist`` (to rounding), with a hand-written backward; the tests hold it to both.
 
     Forward: ``sq`` from ``_sqdist_values``, then :math:`u^2 = sq/(\alpha_x\alpha_y)` and
     :math:`D = \tfrac2{\sqrt c}\operatorname{asinh}(\sqrt c\,u)` in place (exactly 0 for coincident
-    points); below ``_tiny_c`` (float32: c < 1e-19) :math:`D = 2u\,\operatorname{asinhc}(\sqrt c\,u)`,
+    points); below ``tiny_c`` (float32: c < 1e-19) :math:`D = 2u\,\operatorname{asinhc}(\sqrt c\,u)`,
     which tends to the Euclidean :math:`2u` as ``c -> 0``. Backward, from the saved
     :math:`u^2`, with :math:`t = \max(u^2, \mathrm{tiny})`:
 
@@ -999,7 +1003,7 @@ class _PairwiseDist(torch.autograd.Function):
         sq, x2, y2 = _sqdist_values(x, y)
         ctx.c = c
         if c is None:
-            s = _overflow_scale(x, y, x2, y2)
+            s = overflow_scale(x, y, x2, y2)
             if s != 1.0:  # squared norms near overflow: the same in units of s (a power of two, exact)
                 x, y = x / s, y / s
                 sq = _sqdist_values(x, y)[0]
@@ -1012,14 +1016,14 @@ class _PairwiseDist(torch.autograd.Function):
                 raise ValueError(f"x, y: some distances exceed the largest {out.dtype} number "
                                  f"({torch.finfo(out.dtype).max:.3g}); rescale x and y (or use float64)")
             return out
-        iax, iay = 1 / _alpha_of(x, c, x2), 1 / _alpha_of(y, c, y2)
+        iax, iay = 1 / alpha_of(x, c, x2), 1 / alpha_of(y, c, y2)
         u2 = sq.mul_(iax[:, None]).mul_(iay[None, :])
         ctx.save_for_backward(x, y, u2, iax, iay)
-        if c < _tiny_c(u2.dtype):  # sqrt(c) or 2 / sqrt(c) would leave the dtype's normal range
+        if c < tiny_c(u2.dtype):  # sqrt(c) or 2 / sqrt(c) would leave the dtype's normal range
             return 2 * u2.sqrt() * _asinhc_sq(c * u2)
         sc = math.sqrt(c)
         # sqrt(0) = 0 and asinh(0) = 0: coincident points get exactly 0
-        return _asinh_nonneg_(u2.sqrt().mul_(sc)).mul_(2 / sc)
+        return asinh_nonneg_(u2.sqrt().mul_(sc)).mul_(2 / sc)
 
     @staticmethod
     @once_differentiable
@@ -1053,7 +1057,7 @@ class _PairwiseDist(torch.autograd.Function):
         return gx, gy, None
 
 
-def _check_pairwise(x: Tensor, y: Tensor, c: Optional[Curvature]) -> None:
+def check_pairwise(x: Tensor, y: Tensor, c: Optional[Curvature]) -> None:
     """The checks of ``pairwise_dist`` (``c`` given: a valid curvature, points in the ball) and of
     ``pairwise_euclidean`` (``c = None``: finite vectors): ``x`` (N, D) and ``y`` (M, D) floating-point
     with the same D; the value checks only while the checks are on."""
@@ -1079,7 +1083,7 @@ def pairwise_euclidean(x: Tensor, y: Tensor) -> Tensor:
     recomputed from the vectors, so coincident points give 0), with a hand-written backward
     (``_PairwiseDist``; the gradient at a zero distance is 0). ``x``, ``y``: finite vectors (the
     value check while the checks are on)."""
-    _check_pairwise(x, y, None)
+    check_pairwise(x, y, None)
     return _PairwiseDist.apply(x, y, None)
 
 
@@ -1092,11 +1096,11 @@ def pairwise_dist(x: Tensor, y: Tensor, c: Curvature) -> Tensor:
     distance exactly 0 (with a zero gradient), and a tiny ``c`` (down to the smallest float) gives the
     Euclidean limit :math:`2\|x - y\|` in float32 and float64.
     """
-    _check_pairwise(x, y, c)
+    check_pairwise(x, y, c)
     if not isinstance(c, Tensor) and _c_value(c) > 0:
         return _PairwiseDist.apply(x, y, float(c))  # the float-c hot path, hand-written backward
     sq, x2, y2 = _pairwise_sqdist(x, y)
-    ax, ay = _alpha_of(x, c, x2), _alpha_of(y, c, y2)
+    ax, ay = alpha_of(x, c, x2), alpha_of(y, c, y2)
     return _dist_from_parts(sq, ax[:, None], ay[None, :], c)
 
 
@@ -1182,7 +1186,7 @@ def expmap(z: Tensor, v: Tensor, c: Curvature) -> Tensor:
     check_in_ball(z, c, "z")
     _check_tensor(v, "v", "tangent vectors (..., D)")
     _check_broadcast(("z", z), ("v", v))
-    lam = 2 / _alpha_of(z, c).unsqueeze(-1)
+    lam = 2 / alpha_of(z, c).unsqueeze(-1)
     n, huge = _row_norm(v, "v")
     if huge:  # radius tanh(sqrt(c) lam n / 2) / sqrt(c) along v / n
         step = _unit(v, n) * _tanh_ratio(n, lam * lam / 4, c, lam / 2 * n, lam / 2)
@@ -1201,7 +1205,7 @@ def logmap0(y: Tensor, c: Curvature) -> Tensor:
     check_curvature(c)
     check_in_ball(y, c, "y")
     n2 = _sqnorm(y, keepdim=True)
-    a = _alpha_of(y, c, n2.squeeze(-1)).unsqueeze(-1)
+    a = alpha_of(y, c, n2.squeeze(-1)).unsqueeze(-1)
     return y * (_asinhc_sq(_as_c(c, y) * n2 / a) / a.sqrt())
 
 
@@ -1216,7 +1220,7 @@ def logmap(z: Tensor, y: Tensor, c: Curvature) -> Tensor:
     check_in_ball(z, c, "z")
     check_in_ball(y, c, "y")
     _check_broadcast(("z", z), ("y", y))
-    az, ay = _alpha_of(z, c).unsqueeze(-1), _alpha_of(y, c).unsqueeze(-1)
+    az, ay = alpha_of(z, c).unsqueeze(-1), alpha_of(y, c).unsqueeze(-1)
     sq = _sqnorm(z - y, keepdim=True)
     w2 = sq / (az * ay)
     den = az * ay + _as_c(c, z) * sq  # ||z - y||^2 / ||u||^2
@@ -1246,7 +1250,7 @@ def geodesic(x: Tensor, y: Tensor, t: Union[float, Tensor], c: Curvature) -> Ten
     t = _check_scalar(t, "t", x)
     cc = _as_c(c, x)
     x2, y2 = _sqnorm(x, keepdim=True), _sqnorm(y, keepdim=True)
-    ax, ay = _alpha_of(x, c, x2.squeeze(-1)).unsqueeze(-1), _alpha_of(y, c, y2.squeeze(-1)).unsqueeze(-1)
+    ax, ay = alpha_of(x, c, x2.squeeze(-1)).unsqueeze(-1), alpha_of(y, c, y2.squeeze(-1)).unsqueeze(-1)
     sq = _sqnorm(x - y, keepdim=True)
     den = ax * ay + cc * sq  # = 1 - 2c<x,y> + c^2 |x|^2 |y|^2, the denominator of (-x) + y
     # (-x) + y = num / den, num = (1 - 2c<x,y> + c|y|^2)(-x) + alpha_x y = alpha_x (y - x) - c|x - y|^2 x:
@@ -1278,7 +1282,7 @@ def parallel_transport(x: Tensor, y: Tensor, v: Tensor, c: Curvature) -> Tensor:
     check_in_ball(y, c, "y")
     check_finite(v, "v")
     _check_broadcast(("x", x), ("y", y), ("v", v))
-    ratio = (_alpha_of(y, c) / _alpha_of(x, c)).unsqueeze(-1)
+    ratio = (alpha_of(y, c) / alpha_of(x, c)).unsqueeze(-1)
     g, s = _gyration_scaled(y, -x, v, c)
     return _unscale(g * ratio, s, "v", "the transported vector")
 
@@ -1324,7 +1328,7 @@ def weighted_midpoint(x: Tensor, w: Optional[Tensor], c: Curvature) -> Tensor:
         w = w / w.detach().max()
     cc = _as_c(c, x)
     x2 = _sqnorm(x)
-    ax = _alpha_of(x, c, x2)
+    ax = alpha_of(x, c, x2)
     num = ((w * 2 / ax)[:, None] * x).sum(0)
     den = (w * (1 + cc * x2) / ax).sum()
     y = num / den
@@ -1361,7 +1365,7 @@ def lca_depth(a: Tensor, b: Tensor, c: Curvature) -> Tensor:
     # (clamped before the sqrt: sqrt's infinite slope at a = 0 would make the gradient NaN)
     wedge = (a2 * b - ab * a).norm(dim=-1) / a2.squeeze(-1).clamp_min(tiny).sqrt()
     sq = (a - b).pow(2).sum(-1)
-    aa, abeta = _alpha_of(a, c), _alpha_of(b, c)
+    aa, abeta = alpha_of(a, c), alpha_of(b, c)
     same = sq <= tiny
     sq_safe = torch.where(same, torch.ones_like(sq), sq)
     s = 2 * wedge / (sq_safe.sqrt() * (aa * abeta + _as_c(c, a) * sq_safe).sqrt())  # sinh(sqrt c d)/sqrt c

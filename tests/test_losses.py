@@ -799,7 +799,7 @@ def test_points_proxy_term_validates_like_the_two_step_route():
         args = {"gamma": 1.0, "lam": 2.0, "delta": 0.5, **kw}
         with pytest.raises(ValueError, match=match):
             points_proxy_term(x, y, labels, 2, 0.5, **args)
-    with P.checks(False):  # the two-step route for a tensor c (the series form below poincare._tiny_c too)
+    with P.checks(False):  # the two-step route for a tensor c (the series form below poincare.tiny_c too)
         a = points_proxy_term(x, y, labels, 2, torch.tensor(0.5, dtype=F64), 1.0, 2.0, 0.5)[0]
     b = points_proxy_term(x, y, labels, 2, 0.5, 1.0, 2.0, 0.5)[0]
     assert abs(float(a) - float(b)) <= 1e-12 * abs(float(b))

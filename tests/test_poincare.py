@@ -379,7 +379,7 @@ def _pairwise_dist_autograd(x, y, c: float):
     """``pairwise_dist`` for a float ``c > 0`` through autograd (the library's ``_PairwiseSq`` and
     elementwise ops): the reference ``_PairwiseDist``'s hand-written backward is held to."""
     sq, x2, y2 = P._pairwise_sqdist(x, y)
-    ax, ay = P._alpha_of(x, c, x2), P._alpha_of(y, c, y2)
+    ax, ay = P.alpha_of(x, c, x2), P.alpha_of(y, c, y2)
     sc = math.sqrt(float(c))
     u2 = sq * (1 / ax)[:, None] * (1 / ay)[None, :]
     return (2 / sc) * torch.asinh(sc * u2.clamp_min(torch.finfo(u2.dtype).tiny).sqrt())
@@ -445,7 +445,7 @@ def test_asinh_nonneg_matches_torch(dtype):
     fi = torch.finfo(dtype)
     z = torch.cat([torch.tensor([0.0, 1e-30, 1e-10, 1e-3, 0.5, 1.0, 10.0, 1e5, 1e15, fi.max / 4, math.inf], dtype=dtype),
                    torch.logspace(-20, 20, 2001, dtype=dtype), torch.rand(1000, dtype=dtype) * 10])
-    got = P._asinh_nonneg_(z.clone())
+    got = P.asinh_nonneg_(z.clone())
     ref = torch.asinh(z.double())
     rel = ((got.double() - ref).abs() / ref.abs().clamp_min(1e-300)).nan_to_num(0)
     assert float(rel.max()) < 8 * fi.eps

@@ -151,15 +151,15 @@ def _asinh_sqrt(s: Tensor) -> Tensor:
     r""":math:`\operatorname{asinh}\sqrt s` (fresh tensor) for ``s >= 0``: :math:`\log(\sqrt s + \sqrt{1 + s})`,
     three vectorised passes, exact 0 at ``s = 0``; its relative error, ~2 ulp / :math:`\sqrt s`, is
     kept to ~2 ulp by recomputing the entries with ``s < 0.25`` from ``poincare``'s accurate asinh
-    (all of them by ``_asinh_nonneg_`` when they are many; one reduction decides, in the common case
+    (all of them by ``asinh_nonneg_`` when they are many; one reduction decides, in the common case
     that there are none)."""
     L = torch.add(s, 1).sqrt_().add_(torch.sqrt(s)).log_()
     if s.numel() and bool(s.amin() < _ASINH_LOG_MIN):
         small = s < _ASINH_LOG_MIN
         idx = small.nonzero(as_tuple=True)
         if idx[0].numel() * 8 > s.numel():
-            return poincare._asinh_nonneg_(s.sqrt())
-        L.index_put_(idx, poincare._asinh_nonneg_(s[idx].sqrt()))
+            return poincare.asinh_nonneg_(s.sqrt())
+        L.index_put_(idx, poincare.asinh_nonneg_(s[idx].sqrt()))
     return L
 
 
@@ -170,7 +170,7 @@ class _PointsProxyFn(torch.autograd.Function):
     ``pairwise_euclidean`` followed by :func:`proxy_term` (to rounding), with about half their passes
     over the (B, C K) matrix and none of their autograd boundary.
 
-    Forward: ``sq`` :math:`= \|x_i - y_j\|^2` from one ``addmm`` (``poincare._sqdist_screened``), then
+    Forward: ``sq`` :math:`= \|x_i - y_j\|^2` from one ``addmm`` (``poincare.sqdist_screened``), then
     :math:`d = \kappa L`. Euclidean: :math:`L = \sqrt{sq}`, :math:`\kappa = 1` (for inputs whose squares
     would overflow, ``sq`` of :math:`x/\kappa, y/\kappa` with :math:`\kappa` a power of two, as
     ``pairwise_euclidean``). Poincaré: with :math:`a_i = c/\alpha_{x_i}`, :math:`b_j = 1/\alpha_{y_j}`,
@@ -195,18 +195,18 @@ class _PointsProxyFn(torch.autograd.Function):
                 delta: float):
         B, C = x.shape[0], y.shape[0] // K
         gamma, lam = clamp_to_dtype(gamma, x.dtype), clamp_to_dtype(lam, x.dtype)
-        sq, x2, y2, far = poincare._sqdist_screened(x, y)
+        sq, x2, y2, far = poincare.sqdist_screened(x, y)
         if c is None:
             s, a, b = None, None, None
-            kappa = poincare._overflow_scale(x, y, x2, y2)
+            kappa = poincare.overflow_scale(x, y, x2, y2)
             if kappa != 1.0:  # squared norms near overflow: distances in units of kappa (a power of two, exact)
                 x, y = x / kappa, y / kappa
-                sq, x2, y2, far = poincare._sqdist_screened(x, y)
+                sq, x2, y2, far = poincare.sqdist_screened(x, y)
             L = sq.sqrt_()
         else:
             kappa = 2 / math.sqrt(c)
-            a = poincare._alpha_of(x, c, x2).reciprocal_().mul_(c)
-            b = poincare._alpha_of(y, c, y2).reciprocal_()
+            a = poincare.alpha_of(x, c, x2).reciprocal_().mul_(c)
+            b = poincare.alpha_of(y, c, y2).reciprocal_()
             s = sq.mul_(a[:, None]).mul_(b[None, :])
             L = _asinh_sqrt(s)
         e, den, S_L = _softmin(L.view(B, C, K), kappa / gamma)
@@ -273,20 +273,20 @@ def points_proxy_term(x: Tensor, proxies: Tensor, labels: Tensor, K: int, c: Opt
     (``pairwise_euclidean``), in one fused autograd Function (``_PointsProxyFn``): same values,
     gradients and input checks. ``x``: (B, D) points (in the ball for the Poincaré distance), ``proxies``:
     (C K, D), the ``K`` proxies of each class consecutive; ``labels``: (B,) in [0, C). A ``c`` given as a
-    tensor or below ``poincare._tiny_c`` (the series form of Eq. 2) takes the two-step route."""
+    tensor or below ``poincare.tiny_c`` (the series form of Eq. 2) takes the two-step route."""
     gamma = check_positive(gamma, "gamma")
     lam = check_positive(lam, "lambda")
     delta = check_real(delta, "delta")
     if c is None:
         d_fn = poincare.pairwise_euclidean
-        poincare._check_pairwise(x, proxies, None)
+        poincare.check_pairwise(x, proxies, None)
     else:
         d_fn = lambda x, y: poincare.pairwise_dist(x, y, c)  # noqa: E731
-        poincare._check_pairwise(x, proxies, c)
+        poincare.check_pairwise(x, proxies, c)
     N = proxies.shape[0]
     if not isinstance(K, int) or K < 1 or N % K:
         raise ValueError(f"proxies {tuple(proxies.shape)} must hold C K rows with K = {K!r} >= 1 proxies per class")
-    if isinstance(c, Tensor) or (c is not None and not c >= poincare._tiny_c(x.dtype)):
+    if isinstance(c, Tensor) or (c is not None and not c >= poincare.tiny_c(x.dtype)):
         with poincare.checks(False):  # checked above
             return proxy_term(d_fn(x, proxies).view(-1, N // K, K), labels, gamma, lam, delta)
     check_labels(labels, x.shape[0], N // K)

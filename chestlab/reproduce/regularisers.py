@@ -136,16 +136,25 @@ def hyphc(out: Path, *, preset: str = HYPHC_PRESET, seeds: Sequence[int] = range
     return rows
 
 
+def _summary_table(rows: Sequence[dict], by: tuple[str, str], columns: Sequence[tuple], label: Any = None
+                   ) -> tuple[dict[tuple, list[dict]], list[list]]:
+    """The rows grouped by the values of ``by`` and one table line per group: its label (``label(*key)``,
+    else the key), the number of seeds, then each of ``columns`` ((key, label, scale, format)) as mean ±
+    standard error."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in by), []).append(row)
+    keys = [k for k, *_ in columns]
+    table = []
+    for key, rs in groups.items():
+        s = arm_summary(rs, keys)
+        table.append([*(label(*key) if label else key), len(rs)] + [format_pm(*s[k], scale, fmt) for k, _, scale, fmt in columns])
+    return groups, table
+
+
 def hyphc_markdown(rows: Sequence[dict], preset: str = HYPHC_PRESET) -> str:
     """The two tables of :func:`hyphc` from its rows."""
-    groups: dict[tuple[float, float], list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["r"], row["tau"]), []).append(row)
-    keys = [k for k, *_ in _HYPHC_COLUMNS]
-    table = []
-    for (r, tau), rs in groups.items():
-        s = arm_summary(rs, keys)
-        table.append([f"{r:g}", f"{tau:g}", len(rs)] + [format_pm(*s[k], scale, fmt) for k, _, scale, fmt in _HYPHC_COLUMNS])
+    groups, table = _summary_table(rows, ("r", "tau"), _HYPHC_COLUMNS, label=lambda r, tau: [f"{r:g}", f"{tau:g}"])
     text = (f"Per clipping radius r and τ (`{preset}`): mean ± standard error over the seeds. ω = e^(−d_H) (Eq. 8) "
             "between two proxies: the median over the pairs of one class, and the median and the 10 % and 90 % quantiles over all "
             "pairs of distinct proxies.\n\n")
@@ -227,14 +236,7 @@ def _study(out: Path, arms: dict[str, dict[str, Any]], seeds: Sequence[int], pro
 def study_markdown(rows: Sequence[dict], comparisons: Sequence[tuple[str, str]]) -> str:
     """Per arm and space: mean ± standard error over the seeds; then each ``(arm, baseline)`` of
     ``comparisons``: the per-seed change, mean ± standard error, and in how many seeds it goes up."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["arm"], row["space"]), []).append(row)
-    keys = [k for k, *_ in _SCORES]
-    table = []
-    for (arm, space), rs in groups.items():
-        s = arm_summary(rs, keys)
-        table.append([arm, space, len(rs)] + [format_pm(*s[k], scale, fmt) for k, _, scale, fmt in _SCORES])
+    groups, table = _summary_table(rows, ("arm", "space"), _SCORES)
     text = "Mean ± standard error over the seeds (test split, unseen classes).\n\n"
     text += markdown_table(["run", "space", "seeds", *(label for _, label, *_ in _SCORES)], table)
     deltas = []

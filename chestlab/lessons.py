@@ -406,10 +406,11 @@ def paired_verdict(table: Any, *, a: str = "H", b: str = "E", lower_is_better: S
 
 
 def space_runs(preset: str, dim: int, seeds: Sequence[int], steps: int, **overrides: Any):
-    r"""Train, for every seed, an "H only" network (:math:`\eta_E = 0`, :math:`D_H` = ``dim``, scored with
-    :math:`d_H` on :math:`x^H`) and an "E only" one (:math:`\eta_H = 0`, :math:`D_E` = ``dim``, scored with
-    :math:`d_E` on :math:`x^E`) from ``preset``, with the same steps, seed and everything else (as
-    ``python -m chestlab.reproduce dims``), and evaluate both on the unseen test classes with the
+    r"""Train, for every seed, an "H only" network (:math:`\eta_E = 0`, scored with :math:`d_H` on
+    :math:`x^H`) and an "E only" one (:math:`\eta_H = 0`, scored with :math:`d_E` on :math:`x^E`, the head's
+    :math:`W f + b`), both with head width :math:`D_H` = ``dim``, from ``preset``, with the same network,
+    steps, seed and everything else (the arms of ``python -m chestlab.reproduce dims``,
+    :data:`chestlab.reproduce.hierarchy.SPACE_ARMS`), and evaluate both on the unseen test classes with the
     hierarchy metrics. Returns ``(rows, trainers)``: a DataFrame with one row per (space, seed) --
     ``space``, ``seed``, R@1, MAP@R and the hierarchy metrics (``severity``, ``super_R@1``,
     ``cophenet``, ``purity``, ``dasgupta``: whatever the evaluator logs) -- and the trainers, keyed by
@@ -417,14 +418,14 @@ def space_runs(preset: str, dim: int, seeds: Sequence[int], steps: int, **overri
     import pandas as pd
 
     from .engine import Trainer
+    from .reproduce.hierarchy import SPACE_ARMS
     from .settings import TrainConfig
 
     rows, trainers = [], {}
     for seed in seeds:
-        for space, kw in (("H", dict(eta_e=0.0, eta_h=1.0, dim_h=dim, tau=0.0)),
-                          ("E", dict(eta_h=0.0, eta_e=1.0, dim_e=dim, tau=0.0))):
+        for space, kw in SPACE_ARMS.items():
             cfg = TrainConfig.preset(preset, **{**dict(eval_every=0, eval_train=False, eval_hierarchy=True),
-                                                **overrides, **kw, "seed": seed})
+                                                **overrides, **kw, "dim_h": dim, "tau": 0.0, "seed": seed})
             tr = Trainer(cfg)
             for _ in tr.run(steps):
                 pass

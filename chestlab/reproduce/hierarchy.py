@@ -25,7 +25,7 @@ from ..interrupts import Interrupted
 from ..settings import TrainConfig
 from .runner import train_run
 
-__all__ = ["DIMS", "DIMS_DATASETS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table", "paired_differences",
+__all__ = ["DIMS", "DIMS_DATASETS", "SPACE_ARMS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table", "paired_differences",
            "default_jobs"]
 
 #: Embedding dimensions of ``dims`` and the presets (with CPU-sized steps) it trains on; the other
@@ -117,6 +117,14 @@ def _train_all(plan: Sequence[tuple[TrainConfig, Path, str]], jobs: int, progres
         return [f.result() for f in futures]
 
 
+#: The two arms of an H-vs-E comparison at one head width D_H (with ``tau = 0``): "H only" (η_E = 0, scored
+#: with d_H on x^H) and "E only" (η_H = 0, scored with d_E on x^E = the head's ``W f + b``, the Sec. 4.4
+#: rule), so the two differ only in ``exp_0 ∘ clip_r`` and the distance. :func:`dims` and
+#: :func:`chestlab.lessons.space_runs` train these.
+SPACE_ARMS: dict[str, dict[str, Any]] = {"H": dict(eta_e=0.0, eta_h=1.0),
+                                         "E": dict(eta_h=0.0, eta_e=1.0, euclid_space="head")}
+
+
 def dims(out: Path, *, datasets: Sequence[str] = DIMS_DATASETS, dims: Sequence[int] = DIMS,
          seeds: Sequence[int] = (0, 1, 2), steps: Optional[int] = None, progress: bool = True,
          jobs: int = 1) -> list[dict]:
@@ -136,8 +144,7 @@ def dims(out: Path, *, datasets: Sequence[str] = DIMS_DATASETS, dims: Sequence[i
         preset, budget = spec.pop("preset"), spec.pop("steps")
         for d in dims:
             for seed in seeds:
-                for space, kw in (("H", dict(eta_e=0.0, eta_h=1.0)),
-                                  ("E", dict(eta_h=0.0, eta_e=1.0, euclid_space="head"))):
+                for space, kw in SPACE_ARMS.items():
                     cfg = TrainConfig.preset(preset, **_EVAL, **spec, **kw, dim_h=d, tau=0.0, seed=seed,
                                              steps=steps or budget)
                     plan.append((cfg, Path(out) / ds / f"{space}_D{d}_seed{seed}", f"{ds} {space} D={d} s{seed}"))

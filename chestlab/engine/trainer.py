@@ -38,6 +38,7 @@ from .events import (
     TrainingDiverged,
 )
 from .lock import RunLock
+from .pretrain import pretrain  # registers the rule that pretrain_steps needs other classes
 
 __all__ = ["Trainer"]
 
@@ -133,9 +134,7 @@ class Trainer:
 
         self.model: models.CHESTModel = build.create_model(cfg, sets.input_shape)
         if cfg.pretrain_steps and state is None:  # a resumed run's checkpoint holds the pretrained weights
-            from .pretrain import pretrain
-
-            pretrain(self.model, cfg)
+            pretrain(self.model, cfg, Trainer)
         self.criterion: Loss = build.create_criterion(cfg, self.model, self.train_set.num_classes)
         self._batches = build.create_batch_sampler(cfg, self._train_labels, self.rank, supervised=self.criterion.supervised)
         self.system = build.System(self.model, self.criterion).to(self.device)

@@ -728,7 +728,7 @@ def _assign(values: dict[str, Any], changes: Mapping[str, Any]) -> None:
     seen: dict[str, str] = {}
     for key, i in ids.items():
         if i in seen:
-            raise SettingError(key, changes[key], f"one of {seen[i]} or {key}", f"{seen[i]} and {key} are one setting; give it once")
+            raise SettingError(key, changes[key], f"{seen[i]} or {key}", f"{seen[i]} and {key} are one setting; give it once")
         seen[i] = key
         values[i] = _SPECS[i].validate(changes[key])
 

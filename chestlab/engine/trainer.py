@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .. import data, models, plugins, poincare
 from ..losses import Loss, LossOutput
-from ..settings import ConfigError, TrainConfig, live_keys, machine_keys
+from ..settings import ConfigError, TrainConfig, keyed, live_keys, machine_keys, section_values
 from . import build, checkpoint
 from .evaluator import Evaluator
 from .events import (
@@ -253,12 +253,13 @@ class Trainer:
     def set(self, **changes: Any) -> None:
         """Change live settings (see :func:`chestlab.settings.live_keys`); they apply from the next
         step on. Every value is validated first; a rejected call changes nothing."""
+        changes = keyed(changes, self.config.loss)  # geometry.c -> c; a plug-in's centroid_pull.c stays
         structural = sorted(set(changes) - live_keys())
         if structural:
             raise ValueError(f"{structural} cannot change during training: build a new Trainer (structural settings)")
         new = self.config.replace(**changes)
         build.validate(new)
-        own = {k: v for k, v in changes.items() if k in self.criterion.hparams()}
+        own = {k: v for k, v in section_values(changes, new.loss).items() if k in self.criterion.hparams()}
         if own:
             self.criterion.set(**own)
         if "c" in changes:

@@ -167,3 +167,14 @@ def test_help_lists_qualified_names_with_their_section(spring):
     assert "[spring]" in rows["spring.c"] and "[spring]" in rows["spring.t"] and "[pair_ce]" in rows["pair_ce.t"]
     assert "curvature" in rows["c"] and "[" not in rows["c"].split("—")[-1]
     assert "stiffness" in rows["spring.c"]
+
+
+def test_rules_that_need_another_module_are_registered_there():
+    # settings imports no engine: the engine registers the rule that pretraining needs other classes
+    import chestlab.engine  # noqa: F401  (what every trainer, CLI and the dashboard import)
+    from chestlab.engine import pretrain
+
+    assert pretrain.pretrain_rules in [rule for _, rule in settings._RULES]
+    problems = settings.check(TrainConfig(dataset="shapes", pretrain_steps=3))
+    assert [p.keys for p in problems if p.level == "error"] == [("pretrain_steps", "dataset")]
+    assert not settings.check(TrainConfig(dataset="tree", pretrain_steps=3))

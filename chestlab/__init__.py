@@ -14,3 +14,7 @@ Modules, one concept each:
 """
 
 __version__ = "0.1.0"
+
+# The built-in losses register their settings sections (chestlab.settings holds the registry and
+# imports no loss), so any ``import chestlab.<x>`` knows them: ``TrainConfig(loss="pair_ce")``.
+from . import losses as _losses  # noqa: E402,F401

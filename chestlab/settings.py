@@ -5,10 +5,20 @@ annotation), the paper's symbol and equation, its allowed range or choices, its 
 may change while training runs (``live``), its help line and a hint for the dashboard's widget.
 Settings come in *sections*: the core sections below (data, model, geometry, optim, schedule, run)
 and one section per registered loss (the loss class's nested ``Settings`` dataclass, see
-:func:`chestlab.losses.register_loss`; the built-in losses are registered on first use of the schema,
-:func:`ensure_builtins`: this module imports no loss, the losses import it). Everything else is generated from this one table:
+:func:`chestlab.losses.register_loss`). This module holds the registry and imports no loss: the
+losses register into it when they are imported (``import chestlab`` imports the built-in ones), and
+rules that need other modules are registered there (:func:`register_rule`).
 
-- :class:`TrainConfig` — the values of a run, flat (``cfg.delta_h``), each one validated;
+Names: a setting's key (``Setting.name``) is its field's name where that is unique, and
+``section.name`` where sections share the name (a plug-in loss's ``c`` is ``centroid_pull.c``; the
+core curvature stays ``c``). Everywhere a key is read (``--set``, ``config.json``, a link, the
+dashboard's widgets, :class:`TrainConfig`) both spellings work: ``section.name`` always, the flat
+name where it is unique, or the core setting's, or the chosen loss's; an ambiguous flat name is
+refused with one line listing the qualified choices (:class:`AmbiguousSettingError`). Everything
+else is generated from this one table:
+
+- :class:`TrainConfig` — the values of a run (``cfg.delta_h``, ``cfg["centroid_pull.c"]``,
+  ``cfg.section("centroid_pull").c``), each one validated;
 - ``--help`` and ``--set key=value`` parsing (:meth:`Setting.parse`) of the CLIs;
 - the dashboard's controls and its URL query parsing; :func:`live_keys`;
 - :func:`check` — the rules that tie several settings together (``tau > 0`` needs ``K >= 2``, …),
@@ -37,6 +47,10 @@ __all__ = [
     "setting",
     "register_section",
     "settings_of",
+    "AmbiguousSettingError",
+    "CORE_SECTIONS",
+    "keyed",
+    "section_values",
     "register_rule",
     "sections",
     "schema",
@@ -54,7 +68,6 @@ __all__ = [
     "MAX_STEPS",
     "too_big",
     "dataset_info_of",
-    "ensure_builtins",
     "RECORDS",
 ]
 
@@ -121,9 +134,10 @@ class Setting:
     pattern: Optional[str] = None  #: a regular expression a string must match fully
     describe: str = ""  #: the allowed values in words, when the generated description would be unclear
     ui: Mapping[str, Any] = field(default_factory=dict)  #: dashboard widget hint (see dashboard.fields)
-    name: str = ""
+    name: str = ""  #: its key: the field's name, or ``section.field`` where sections share that name
     type: Any = None  #: float | int | bool | str | tuple (of ints) | dict
-    section: str = ""
+    section: str = ""  #: the section that declared it (a loss subclass shares its parent's)
+    field: str = ""  #: its field in the section's dataclass (``cfg.section(section).<field>``)
 
     # -- description ------------------------------------------------------------------------------
     def options(self) -> Optional[list]:
@@ -271,11 +285,26 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, group: str, **meta
 # ------------------------------------------------------------------------------------------------
 # the registry of sections
 # ------------------------------------------------------------------------------------------------
+#: The core sections, declared below; a flat name they declare always means their setting.
+CORE_SECTIONS: tuple[str, ...] = ("data", "model", "geometry", "optim", "schedule", "run")
+
 _SECTIONS: dict[str, type] = {}
-_SCHEMA: dict[str, Setting] = {}
+#: every distinct setting by its id ``"section.field"`` (the section that declared it first);
+#: ``Setting.name`` is its key: the field name where that is unique, else the id (:func:`_index`)
+_SPECS: dict[str, Setting] = {}
+#: section -> its fields -> the ids of their settings (a loss subclass shares its parent's ids)
+_FIELDS: dict[str, dict[str, str]] = {}
+#: every spelling that names one setting -> its id: ``section.field`` always, ``field`` where unique
+_KEYS: dict[str, str] = {}
+#: a field name several sections declare (none of them core) -> the keys it may mean
+_AMBIGUOUS: dict[str, list[str]] = {}
+#: loss name -> the object that registered its section (the loss class): what ``loss`` may be, and
+#: the rules read it (``supervised``) without importing a loss
+_LOSS_OWNERS: dict[str, Any] = {}
 _RULES: list[tuple[Optional[str], Callable[["TrainConfig"], Iterable["Problem"]]]] = []
 
 _TYPES = {float: float, int: int, bool: bool, str: str, tuple: tuple, dict: dict}
+_SECTION_NAME = re.compile(r"[A-Za-z_][\w-]*", re.ASCII)
 
 
 def _setting_type(annotation: Any) -> Any:
@@ -293,7 +322,7 @@ def _setting_type(annotation: Any) -> Any:
 
 
 def settings_of(cls: type, section: str = "") -> dict[str, Setting]:
-    """The :class:`Setting` s declared by dataclass ``cls`` (a section), by name."""
+    """The :class:`Setting` s declared by dataclass ``cls`` (a section), by field name."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"settings {cls!r} must be a dataclass whose fields are made with chestlab.settings.setting(...)")
     out: dict[str, Setting] = {}
@@ -307,23 +336,69 @@ def settings_of(cls: type, section: str = "") -> dict[str, Setting]:
             raise TypeError(f"{cls.__name__}.{f.name}: declare it with chestlab.settings.setting(default, help=..., group=...)")
         if spec.group not in GROUPS:
             raise ValueError(f"{cls.__name__}.{f.name}: group {spec.group!r} is not one of {', '.join(GROUPS)}")
-        out[f.name] = dataclasses.replace(spec, name=f.name, type=_setting_type(hints.get(f.name, f.type)), section=section)
+        out[f.name] = dataclasses.replace(spec, name=f.name, field=f.name, type=_setting_type(hints.get(f.name, f.type)),
+                                          section=section)
     return out
 
 
-def register_section(name: str, cls: type) -> None:
-    """Add the settings of dataclass ``cls`` under section ``name`` (a loss's name for loss sections).
-    A setting name may belong to one section only, unless two sections share the very same field
-    (a loss subclass inherits its parent's ``Settings``)."""
-    new = settings_of(cls, name)
-    for key, s in new.items():
-        old = _SCHEMA.get(key)
-        if old is not None and old.section != name and dataclasses.replace(old, section=name) != s:
-            raise ValueError(f"setting {key!r} of {name!r} is already declared by section {old.section!r}; choose another name")
+def _same(a: Setting, b: Setting) -> bool:
+    """One declaration (a field a loss subclass inherits), wherever it was registered."""
+    return dataclasses.replace(a, name=b.name, section=b.section) == b
+
+
+def register_section(name: str, cls: type, *, loss: Any = None) -> None:
+    """Add the settings of dataclass ``cls`` under section ``name`` (a loss's name for loss sections;
+    :func:`chestlab.losses.register_loss` passes the loss class as ``loss``). A field may share its
+    name with another section's: both are addressed as ``section.field``, and the flat name stays
+    valid where it is unique (:func:`get_setting`). Two sections that hold the very same field (a
+    loss subclass inherits its parent's ``Settings``) share one setting."""
+    if not isinstance(name, str) or not _SECTION_NAME.fullmatch(name):
+        raise ValueError(f"section name {name!r}: letters, digits, _ and - only (a dot separates section and setting)")
+    if name in CORE_SECTIONS and loss is not None:
+        raise ValueError(f"loss {name!r}: the name of a core section; choose another name")
+    fields: dict[str, str] = {}
+    for field_name, s in settings_of(cls, name).items():
+        own = f"{name}.{field_name}"
+        if own in _SPECS and _SPECS[own].section == name:  # registered again: the new declaration
+            _SPECS[own] = s
+            fields[field_name] = own
+            continue
+        shared = next((i for i, old in _SPECS.items() if old.field == field_name and _same(old, s)), None)
+        if shared is None:
+            _SPECS[own] = s
+        fields[field_name] = shared or own
     _SECTIONS[name] = cls
-    for key, s in new.items():
-        if key not in _SCHEMA or _SCHEMA[key].section == name:
-            _SCHEMA[key] = s
+    _FIELDS[name] = fields
+    if loss is not None:
+        _LOSS_OWNERS[name] = loss
+    used = {i for f in _FIELDS.values() for i in f.values()}
+    for i in [i for i in _SPECS if i not in used]:  # fields a section registered again no longer has
+        del _SPECS[i]
+    _index()
+
+
+def _index() -> None:
+    """Each setting's key (``Setting.name``) and every spelling :func:`get_setting` accepts. A flat
+    name means the core setting that has it; else the one setting of that name; else it is ambiguous
+    (:data:`_AMBIGUOUS`), and each setting of that name is keyed ``section.field``."""
+    by_field: dict[str, list[str]] = {}
+    for i, s in _SPECS.items():
+        by_field.setdefault(s.field, []).append(i)
+    _KEYS.clear()
+    _AMBIGUOUS.clear()
+    for field_name, ids in by_field.items():
+        core = [i for i in ids if _SPECS[i].section in CORE_SECTIONS]
+        if core or len(ids) == 1:
+            _KEYS[field_name] = (core or ids)[0]
+        else:
+            _AMBIGUOUS[field_name] = ids
+    for section, fields in _FIELDS.items():
+        for field_name, i in fields.items():
+            _KEYS[f"{section}.{field_name}"] = i
+    for i, s in _SPECS.items():
+        key = s.field if _KEYS.get(s.field) == i else i
+        if s.name != key:
+            _SPECS[i] = dataclasses.replace(s, name=key)
 
 
 def register_rule(fn: Callable[["TrainConfig"], Iterable["Problem"]], section: Optional[str] = None):
@@ -333,65 +408,76 @@ def register_rule(fn: Callable[["TrainConfig"], Iterable["Problem"]], section: O
     return fn
 
 
-_BUILTINS_LOADED = False
+class AmbiguousSettingError(SettingError):
+    """A flat setting name that several sections declare, none of them core and none the chosen
+    loss: one line listing the qualified names to write instead."""
+
+    def __init__(self, name: str, choices: Sequence[str]) -> None:
+        ValueError.__init__(self, f"{name} is a setting of several sections ({', '.join(c.split('.')[0] for c in choices)}): "
+                                  f"write {' or '.join(choices)}")
+        self.key, self.value, self.allowed, self.choices = name, None, ", ".join(choices), list(choices)
 
 
-def ensure_builtins() -> None:
-    """Register the built-in losses' sections (by importing :mod:`chestlab.losses`, once). Whatever
-    reads the whole schema calls it (:class:`TrainConfig`, :func:`schema`, :func:`get_setting`, ...),
-    so a ``TrainConfig`` always knows the built-in losses while this module imports no loss at its
-    top: the losses import it to declare their sections (no import cycle)."""
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True  # first: a loss module that reads the schema while it loads finds it as it is
-        try:
-            from . import losses  # noqa: F401
-        except BaseException:
-            _BUILTINS_LOADED = False
-            raise
+def _resolve(key: str, loss: Optional[str] = None) -> str:
+    """The id of the setting ``key`` names: ``section.field``, or a flat name (the core setting of
+    that name; else the only setting of that name; else the one of the chosen ``loss``'s section)."""
+    i = _KEYS.get(key)
+    if i is not None:
+        return i
+    if key in _AMBIGUOUS:
+        mine = _FIELDS.get(loss or "", {}).get(key)
+        if mine is not None:
+            return mine
+        raise AmbiguousSettingError(key, [_SPECS[i].name for i in _AMBIGUOUS[key]])
+    raise SettingError(key, "?", "no value: it is not a setting (see --help for the list)", "unknown setting")
 
 
 def sections() -> dict[str, type]:
     """Section name -> its dataclass (core sections first, then one per registered loss)."""
-    ensure_builtins()
     return dict(_SECTIONS)
 
 
 def schema() -> dict[str, Setting]:
-    """Every registered setting by name, in declaration order."""
-    ensure_builtins()
-    return dict(_SCHEMA)
+    """Every registered setting by its key (``Setting.name``: the flat name where it is unique, else
+    ``section.name``), in declaration order."""
+    return {s.name: s for s in _SPECS.values()}
 
 
-def get_setting(key: str) -> Setting:
-    ensure_builtins()
-    try:
-        return _SCHEMA[key]
-    except KeyError:
-        raise SettingError(key, "?", "no value: it is not a setting (see --help for the list)", "unknown setting") from None
+def get_setting(key: str, loss: Optional[str] = None) -> Setting:
+    """The setting ``key`` names: a flat name or ``section.name`` (see :func:`_resolve`; ``loss``,
+    the run's loss, settles a flat name several loss sections declare). An unknown key raises
+    :class:`SettingError`, an ambiguous one :class:`AmbiguousSettingError` (both one line)."""
+    return _SPECS[_resolve(key, loss)]
+
+
+def keyed(changes: Mapping[str, Any], loss: Optional[str] = None) -> dict[str, Any]:
+    """``changes`` under each setting's key (``{"geometry.c": 1}`` -> ``{"c": 1}``), the flat names
+    of several sections settled by ``loss`` or by the ``loss`` that ``changes`` sets."""
+    loss = changes.get("loss", changes.get("model.loss", loss))
+    return {get_setting(k, loss).name: v for k, v in changes.items()}
+
+
+def section_values(changes: Mapping[str, Any], section: str, loss: Optional[str] = None) -> dict[str, Any]:
+    """Those of ``changes`` (keys flat or ``section.name``) that are settings of ``section``, by the
+    field names of its dataclass: what a loss's ``set`` takes."""
+    loss = changes.get("loss", changes.get("model.loss", loss))
+    mine = {i: f for f, i in _FIELDS.get(section, {}).items()}
+    return {mine[i]: v for k, v in changes.items() if (i := _resolve(k, loss)) in mine}
 
 
 def machine_keys() -> frozenset[str]:
     """Settings of the machine, not of the run (device, threads, …): they may change on resume."""
-    ensure_builtins()
-    return frozenset(k for k, s in _SCHEMA.items() if s.machine)
+    return frozenset(s.name for s in _SPECS.values() if s.machine)
 
 
 def path_keys() -> frozenset[str]:
     """Settings that name a file or folder (``Setting.path``): a link or the dashboard may not set them."""
-    ensure_builtins()
-    return frozenset(k for k, s in _SCHEMA.items() if s.path)
+    return frozenset(s.name for s in _SPECS.values() if s.path)
 
 
 def live_keys() -> frozenset[str]:
     """Settings that may change between steps (the dashboard's sliders, ``Trainer.set``)."""
-    ensure_builtins()
-    return frozenset(k for k, s in _SCHEMA.items() if s.live)
-
-
-def _section_keys(section: str) -> list[str]:
-    ensure_builtins()
-    return [f.name for f in dataclasses.fields(_SECTIONS[section])] if section in _SECTIONS else []
+    return frozenset(s.name for s in _SPECS.values() if s.live)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,9 +496,7 @@ def _backbones() -> list[str]:
 
 
 def _losses() -> list[str]:
-    from .losses import list_losses
-
-    return list(list_losses())
+    return list(_LOSS_OWNERS)
 
 
 @dataclass
@@ -511,39 +595,55 @@ class RunSettings:
                            help="CPU threads for torch (0 = all cores but one: spinning threads that compete with the UI slow small models 10x)")
 
 
-for _name, _cls in (("data", DataSettings), ("model", ModelSettings), ("geometry", GeometrySettings),
-                    ("optim", OptimSettings), ("schedule", ScheduleSettings), ("run", RunSettings)):
+for _name, _cls in zip(CORE_SECTIONS, (DataSettings, ModelSettings, GeometrySettings, OptimSettings, ScheduleSettings, RunSettings)):
     register_section(_name, _cls)
-CORE_SECTIONS: tuple[str, ...] = ("data", "model", "geometry", "optim", "schedule", "run")
 
 
 # ------------------------------------------------------------------------------------------------
 # a run's values
 # ------------------------------------------------------------------------------------------------
 class TrainConfig:
-    """The values of every registered setting, validated, read as attributes (``cfg.delta_h``).
+    """The values of every registered setting, validated.
+
+    Read a setting as an attribute by its flat name (``cfg.delta_h``, ``cfg.c``) or by its key
+    (``cfg["centroid_pull.c"]``, ``getattr(cfg, "centroid_pull.c")``); a section's values as its
+    dataclass: ``cfg.section("centroid_pull").c``. A flat name means the core setting of that name,
+    else the one section's that declares it, else the chosen loss's (a name several loss sections
+    declare: :class:`AmbiguousSettingError` otherwise). Writing takes the same spellings:
+    ``cfg.replace(**{"centroid_pull.c": 0.5})``.
 
     Immutable: :meth:`replace` returns a changed copy. ``TrainConfig.preset("demo-tree", tau=0)``
     starts from a preset of :mod:`chestlab.paper`. :meth:`to_dict` holds the core settings and the
-    chosen loss's section (what ``config.json`` stores).
+    chosen loss's section by their keys (what ``config.json`` stores).
     """
 
     __slots__ = ("_values",)
 
     def __init__(self, **values: Any) -> None:
-        ensure_builtins()
-        v = {k: s.default_value() for k, s in _SCHEMA.items()}
-        for key, value in values.items():
-            v[key] = get_setting(key).validate(value)
+        v = {i: s.default_value() for i, s in _SPECS.items()}
+        _assign(v, values)
         object.__setattr__(self, "_values", v)
 
-    def __getattr__(self, name: str) -> Any:
+    def _get(self, i: str) -> Any:
         values = object.__getattribute__(self, "_values")
-        if name in values:
-            return values[name]
-        if name in _SCHEMA:  # a loss registered after this config was made
-            return _SCHEMA[name].default_value()
-        raise AttributeError(f"TrainConfig has no setting {name!r}")
+        return values[i] if i in values else _SPECS[i].default_value()  # a loss registered after this config
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        values = object.__getattribute__(self, "_values")
+        try:
+            return self._get(_resolve(name, values[_KEYS["loss"]]))
+        except SettingError as err:
+            raise AttributeError(f"TrainConfig: {err}" if isinstance(err, AmbiguousSettingError)
+                                 else f"TrainConfig has no setting {name!r}") from None
+
+    def __getitem__(self, key: str) -> Any:
+        """``cfg["section.name"]`` or ``cfg["name"]``: the value of a setting (``KeyError`` for none)."""
+        try:
+            return self._get(_resolve(key, self._values[_KEYS["loss"]]))
+        except SettingError as err:
+            raise KeyError(str(err)) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"TrainConfig is immutable: use cfg.replace({name}=...)")
@@ -564,38 +664,43 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         new = dict(self._values)
-        for key, value in changes.items():
-            new[key] = get_setting(key).validate(value)
+        _assign(new, changes)
         out = TrainConfig.__new__(TrainConfig)
         object.__setattr__(out, "_values", new)
         return out
 
+    def _ids(self) -> list[str]:
+        ids = [i for i, s in _SPECS.items() if s.section in CORE_SECTIONS]
+        return ids + [i for i in _FIELDS.get(self.loss, {}).values() if i not in ids]
+
     def keys(self) -> list[str]:
-        """The settings :meth:`to_dict` holds: the core sections and the chosen loss's section."""
-        keys = [k for k, s in _SCHEMA.items() if s.section in CORE_SECTIONS]
-        return keys + [k for k in _section_keys(self.loss) if k not in keys]
+        """The settings :meth:`to_dict` holds, by key: the core sections and the chosen loss's section."""
+        return [_SPECS[i].name for i in self._ids()]
 
     def to_dict(self) -> dict:
         out = {}
-        for k in self.keys():
-            v = getattr(self, k)
-            out[k] = list(v) if isinstance(v, tuple) else v
+        for i in self._ids():
+            v = self._get(i)
+            out[_SPECS[i].name] = list(v) if isinstance(v, tuple) else v
         return out
 
     def section(self, name: Optional[str] = None) -> Any:
         """The dataclass of section ``name`` (default: the chosen loss's) filled with this run's values."""
         name = name or self.loss
-        cls = sections()[name]
-        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+        if name not in _SECTIONS:
+            raise SettingError("section", name, "one of " + ", ".join(_SECTIONS), "not a registered section")
+        return _SECTIONS[name](**{f: self._get(i) for f, i in _FIELDS[name].items()})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        """Values from JSON (``config.json``); every value is validated, none is parsed from text."""
+        """Values from JSON (``config.json``); every value is validated, none is parsed from text.
+        A flat name is read in the dict's own loss's section where several sections declare it, so a
+        run stored before a plug-in that shares its names was loaded is read as it was written."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"a configuration must be a JSON object of settings, got {type(d).__name__}")
         d = {k: v for k, v in d.items() if k not in RECORDS}
         loss = d.get("loss", "chest")
-        if isinstance(loss, str) and loss not in sections():
+        if isinstance(loss, str) and loss not in _LOSS_OWNERS:
             raise ConfigError(f"loss = {loss}: it is not registered; import the module that defines it first: "
                               f"--plugin MODULE or CHESTLAB_PLUGINS=MODULE (registered: {', '.join(_losses())})")
         return cls(**d)
@@ -607,6 +712,25 @@ class TrainConfig:
         if name not in PRESETS:
             raise SettingError("preset", name, "one of " + ", ".join(PRESETS))
         return cls(**{**PRESETS[name], **overrides})
+
+
+def _assign(values: dict[str, Any], changes: Mapping[str, Any]) -> None:
+    """Validate ``changes`` (keys flat or ``section.name``) into ``values`` (by id), in place. A flat
+    name several loss sections declare is read in the chosen loss's section (``changes``' loss, else
+    ``values``'); two spellings of one setting are refused."""
+    loss_id = _KEYS["loss"]
+    ids: dict[str, str] = {}
+    for key in changes:
+        i = _KEYS.get(key)
+        if i == loss_id:
+            values[loss_id] = _SPECS[loss_id].validate(changes[key])
+        ids[key] = i if i is not None else _resolve(key, values.get(loss_id))
+    seen: dict[str, str] = {}
+    for key, i in ids.items():
+        if i in seen:
+            raise SettingError(key, changes[key], f"{seen[i]} or {key}", f"{seen[i]} and {key} are one setting; give it once")
+        seen[i] = key
+        values[i] = _SPECS[i].validate(changes[key])
 
 
 class ConfigError(ValueError):
@@ -653,16 +777,6 @@ def _batch_rules(cfg: TrainConfig) -> Iterable[Problem]:
         yield Problem(("batch_size", "m_per_class"),
                       f"batch_size = {cfg.batch_size} is not a multiple of m_per_class = {cfg.m_per_class}: "
                       f"use batch_size = {lo} or {lo + cfg.m_per_class} (or an m_per_class that divides {cfg.batch_size})")
-
-
-@register_rule
-def _pretrain_rules(cfg: TrainConfig) -> Iterable[Problem]:
-    from .engine.pretrain import PRETRAIN_DATASETS
-
-    if cfg.pretrain_steps and cfg.dataset not in PRETRAIN_DATASETS:
-        yield Problem(("pretrain_steps", "dataset"), f"pretrain_steps = {cfg.pretrain_steps} needs other classes to pretrain on, "
-                      f"which only {', '.join(PRETRAIN_DATASETS)} provides; set pretrain_steps = 0 (or pretrained = true "
-                      "for a timm backbone)")
 
 
 def dataset_info_of(cfg: TrainConfig) -> Any:
@@ -714,26 +828,30 @@ def _machine_rules(cfg: TrainConfig) -> Iterable[Problem]:
 
 def _samples_per_class(cfg: TrainConfig) -> bool:
     # label-free losses draw plain random batches: m_per_class does not shape them
-    from .losses import get_loss
-
-    try:
-        return bool(get_loss(cfg.loss).supervised)
-    except (KeyError, ValueError):
-        return True
+    return bool(getattr(_LOSS_OWNERS.get(cfg.loss), "supervised", True))
 
 
 # ------------------------------------------------------------------------------------------------
 # text: --set and --help
 # ------------------------------------------------------------------------------------------------
-def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
-    """``["delta_h=5", "ks=1,2,4"]`` -> ``{"delta_h": 5.0, "ks": (1, 2, 4)}``; a malformed item, an
-    unknown key or a bad value raises :class:`SettingError` with one line."""
-    out: dict[str, Any] = {}
+def parse_assignments(items: Iterable[str], loss: Optional[str] = None) -> dict[str, Any]:
+    """``["delta_h=5", "ks=1,2,4", "centroid_pull.c=0.5"]`` -> ``{"delta_h": 5.0, "ks": (1, 2, 4),
+    "centroid_pull.c": 0.5}``, by each setting's key (``geometry.c=1`` -> ``{"c": 1.0}``). A flat
+    name several loss sections declare is read in the section of the loss the items set, else of
+    ``loss`` (the run's). A malformed item, an unknown or ambiguous key or a bad value raises
+    :class:`SettingError` with one line."""
+    pairs = []
     for item in items:
         if "=" not in item:
             raise SettingError(item, item, "KEY=VALUE, e.g. --set delta_h=5", "expected KEY=VALUE")
         key, value = item.split("=", 1)
-        out[key.strip()] = get_setting(key.strip()).parse(value)
+        pairs.append((key.strip(), value))
+        if _KEYS.get(key.strip()) == _KEYS["loss"]:
+            loss = get_setting("loss").parse(value)
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        s = get_setting(key, loss)
+        out[s.name] = s.parse(value)
     return out
 
 

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a metric-learning model in the Poincaré ball with a registered loss "
                     f"({', '.join(list_losses())}) and log every step.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"presets:\n{presets}\n\nsettings for --set key=value (live = may change during training):\n"
+        epilog=f"presets:\n{presets}\n\nsettings for --set key=value (live = may change during training; a setting of a "
+               "section [NAME] may also be written NAME.key, and must be where sections share a key):\n"
                f"{settings.help_table()}\n\n"
                "examples:\n  python -m chestlab.train --preset demo-tree --out runs/tree\n"
                "  python -m chestlab.train --preset cars196 --data-root /data --set delta_h=1 --set delta_e=5\n"
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", help="folder holding the benchmark (CUB_200_2011/, cars_annos.mat, Ebay_*.txt, ...)")
     parser.add_argument("--steps", help="optimizer steps (overrides the preset)")
     parser.add_argument("--out", help="run folder for config.json, events.jsonl, steps.csv, eval.csv, checkpoint.pt")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting listed below")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any setting listed below (KEY: its name, or SECTION.name)")
     parser.add_argument("--device", help="auto | cpu | cuda")
     parser.add_argument("--weights", help="local backbone weights file (instead of the hub)")
     parser.add_argument("--resume", action="store_true",
@@ -84,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset (or, with ``--resume``, the run's own ``config.json``) with ``--set`` and the shortcut
     options applied; :class:`SettingError` / :class:`ConfigError` (one line) for anything wrong."""
-    overrides = settings.parse_assignments(args.set)
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs --out RUN: the folder of the run to continue")
+        cfg = _stored_config(Path(args.out))
+    else:
+        cfg = TrainConfig.preset(args.preset)
+    overrides = settings.parse_assignments(args.set, loss=cfg.loss)  # a flat name of several losses: the run's
     for name in ("data_root", "steps", "device", "weights"):
         v = getattr(args, name)
         if v is not None:
@@ -93,12 +101,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 option = "--" + name.replace("_", "-")
                 raise ConfigError(f"{option} {v} and --set {name}={overrides[name]} disagree; give {name} once")
             overrides[name] = value
-    if args.resume:
-        if not args.out:
-            raise ConfigError("--resume needs --out RUN: the folder of the run to continue")
-        cfg = _stored_config(Path(args.out))
-    else:
-        cfg = TrainConfig.preset(args.preset)
     return cfg.replace(**overrides)
 
 

@@ -15,7 +15,7 @@ from torch import optim
 
 from .. import models
 from ..losses import Loss
-from ..settings import TrainConfig, live_keys
+from ..settings import TrainConfig, live_keys, section_values
 from . import build
 
 __all__ = ["Changes", "checked", "apply", "differences"]
@@ -44,7 +44,8 @@ def apply(new: TrainConfig, changes: dict[str, Any], model: models.CHESTModel, c
     next forward on); with ``euclid_space = auto`` the loss's rule for which embedding is Euclidean
     (CHEST: Sec. 4.4) is re-evaluated, since it depends on live settings; the optimizer's groups
     take their learning rates and weight decays."""
-    own = {k: v for k, v in changes.items() if k in criterion.hparams()}
+    # the loss's own settings by its field names (a plug-in's spring.t -> t; the core c is not its c)
+    own = {k: v for k, v in section_values(changes, new.loss).items() if k in criterion.hparams()}
     if own:
         criterion.set(**own)
     if "c" in changes:

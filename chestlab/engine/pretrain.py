@@ -12,9 +12,9 @@ batch size, learning rates) is the run's own.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
-from ..settings import TrainConfig
+from ..settings import Problem, TrainConfig, register_rule
 
 __all__ = ["PRETRAIN_DATASETS", "PRETRAIN_TREE_OFFSET", "pretrain_config", "pretrain"]
 
@@ -22,6 +22,15 @@ __all__ = ["PRETRAIN_DATASETS", "PRETRAIN_TREE_OFFSET", "pretrain_config", "pret
 PRETRAIN_DATASETS: tuple[str, ...] = ("tree",)
 #: The other tree: ``tree_seed = seed + PRETRAIN_TREE_OFFSET`` (never a seed's own tree).
 PRETRAIN_TREE_OFFSET = 7919
+
+
+@register_rule
+def pretrain_rules(cfg: TrainConfig) -> Iterable[Problem]:
+    """``pretrain_steps > 0`` needs a dataset with other classes (:data:`PRETRAIN_DATASETS`)."""
+    if cfg.pretrain_steps and cfg.dataset not in PRETRAIN_DATASETS:
+        yield Problem(("pretrain_steps", "dataset"), f"pretrain_steps = {cfg.pretrain_steps} needs other classes to pretrain on, "
+                      f"which only {', '.join(PRETRAIN_DATASETS)} provides; set pretrain_steps = 0 (or pretrained = true "
+                      "for a timm backbone)")
 
 
 def pretrain_config(cfg: TrainConfig) -> TrainConfig:
@@ -36,14 +45,13 @@ def pretrain_config(cfg: TrainConfig) -> TrainConfig:
                        steps=cfg.pretrain_steps, pretrain_steps=0, eval_every=0, checkpoint_every=0)
 
 
-def pretrain(model: Any, cfg: TrainConfig) -> dict[str, float]:
+def pretrain(model: Any, cfg: TrainConfig, trainer: type) -> dict[str, float]:
     """Train ``model`` (a :class:`chestlab.models.CHESTModel` built for ``cfg``) in place for
     ``cfg.pretrain_steps`` steps on other classes (:func:`pretrain_config`); returns the last step's
     loss parts. The pretraining run is seeded by ``cfg.seed``, so the same settings give the same
-    network."""
-    from .trainer import Trainer
-
-    pre = Trainer(pretrain_config(cfg))
+    network. ``trainer`` is the :class:`~chestlab.engine.Trainer` class (passed in: the trainer
+    calls this, so this module does not import it)."""
+    pre = trainer(pretrain_config(cfg))
     pre.model.load_state_dict(model.state_dict())  # start from the run's own initialisation
     last: dict[str, float] = {}
     for ev in pre.run(eval_at_end=False):

@@ -25,12 +25,13 @@ from torch import Tensor, nn
 
 from .. import models, poincare
 from ..losses import Loss, LossOutput
-from ..settings import TrainConfig, machine_keys
+from ..settings import TrainConfig, keyed, machine_keys
 from . import build, checkpoint, device, live, reports, resume, run_folder
 from .evaluator import Evaluator
 from .events import CheckpointEvent, EvalEvent, Event, SimilarityEvent, StepEvent, TrainingDiverged
 from .feed import StepFeed
 from .lock import RunLock
+from .pretrain import pretrain  # registers the rule that pretrain_steps needs other classes
 from .record import Recorder
 
 __all__ = ["Trainer"]
@@ -79,9 +80,7 @@ class Trainer:
         self.train_set, self.test_set = sets.train, sets.test
         self.model: models.CHESTModel = build.create_model(cfg, sets.input_shape)
         if cfg.pretrain_steps and state is None:  # a resumed run's checkpoint holds the pretrained weights
-            from .pretrain import pretrain
-
-            pretrain(self.model, cfg)
+            pretrain(self.model, cfg, Trainer)
         self.criterion: Loss = build.create_criterion(cfg, self.model, self.train_set.num_classes)
         self._batches = build.create_batch_sampler(cfg, self.train_set.labels, self.rank, supervised=self.criterion.supervised)
         self._feed = StepFeed(self.train_set, self._batches, self.device)
@@ -114,6 +113,7 @@ class Trainer:
     def set(self, **changes: Any) -> None:
         """Change live settings (see :func:`chestlab.settings.live_keys`, :mod:`.live`); they apply
         from the next step on. Every value is validated first; a rejected call changes nothing."""
+        changes = keyed(changes, self.config.loss)  # geometry.c -> c; a plug-in's centroid_pull.c stays
         new = live.checked(self.config, changes)
         live.apply(new, changes, self.model, self.criterion, self.optimizer)
         old, self.config = self.config, new

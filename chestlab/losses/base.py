@@ -199,7 +199,7 @@ def register_loss(name: str, *, overwrite: bool = False):
             raise TypeError(f"register_loss({name!r}) decorates a subclass of chestlab.losses.Loss, got {cls!r}")
         if name in _LOSSES and not overwrite and _LOSSES[name] is not cls:
             raise ValueError(f"loss {name!r} is already registered ({_LOSSES[name].__name__}); pass overwrite=True to replace it")
-        _settings.register_section(name, cls.Settings)
+        _settings.register_section(name, cls.Settings, loss=cls)
         _settings.register_rule(cls.rules, section=name)
         _LOSSES[name] = cls
         cls.name = name

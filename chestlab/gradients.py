@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from . import poincare
-from .losses.functional import check_positive, hard_negative_weights
+from .losses.checks import check_positive
+from .losses.functional import hard_negative_weights
 
 __all__ = [
     "soft_similarity_grad",

@@ -372,8 +372,8 @@ class Trainer:
             )
         if max(cfg.lr, cfg.lr_proxy) > 1e-1:
             causes.append(f"the learning rates (lr = {cfg.lr:g}, lr_proxy = {cfg.lr_proxy:g}) may be too large")
-        if cfg.loss == "chest" and max(cfg.lambda_h, cfg.lambda_e) * max(cfg.delta_h, cfg.delta_e, 1) > 1e4:
-            causes.append("lambda * delta is very large: the logits overflow")
+        if (loss_hint := self.criterion.divergence_hint(cfg)):  # the loss's own likely cause (CHEST: lambda * delta)
+            causes.append(loss_hint)
         parts = ", ".join(f"{k} = {float(v.detach()):.4g}" for k, v in out.parts.items())
         hint = "; ".join(causes) or "lower the learning rates, c or r, or enable grad_clip"
         return (

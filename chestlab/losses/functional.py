@@ -40,7 +40,6 @@ __all__ = [
     "pair_ce_loss",
     "mix_loss",
     "hard_negative_weights",
-    "clamp_to_dtype",
 ]
 
 

@@ -237,3 +237,17 @@ def test_trainer_message_names_the_loss_hint(monkeypatch):
     assert "lambda * delta is very large" in tr._diagnose("the loss became nan", out)
     monkeypatch.setattr(L.CHESTLoss, "divergence_hint", classmethod(lambda cls, cfg: "the hook's cause"))
     assert "the hook's cause" in tr._diagnose("the loss became nan", out)
+
+
+def test_with_terms_refuses_clashes():
+    class Clash(NormTerm):
+        @dataclass
+        class Settings:
+            tau: float = setting(0.5, group="loss", live=True, low=0, high=1.0, help="clashes with CHEST's tau")
+
+    with pytest.raises(ValueError, match="clash"):
+        L.CHESTLoss.with_terms(Clash)
+    with pytest.raises(ValueError, match="already has a part"):
+        L.CHESTLoss.with_terms(NormTerm).with_terms(NormTerm)
+    with pytest.raises(TypeError):
+        L.CHESTLoss.with_terms(torch.nn.Linear)

@@ -237,6 +237,16 @@ class Loss(nn.Module):
         its settings section is this loss's plus each term's ``Settings``, its parts this loss's plus
         each term's ``part``, its rules, live checks, optimizer groups and state include the terms'.
         Register it with one line: ``register_loss("chest_hier")(CHESTLoss.with_terms(HIERTerm))``."""
+        have = {f.name for f in dataclasses.fields(cls.Settings)}
+        for t in terms:
+            if not (isinstance(t, type) and issubclass(t, Term)) or not t.part or not t.attr:
+                raise TypeError(f"with_terms takes Term classes with a part and an attr, got {t!r}")
+            if t.part in cls.parts or t in cls.joined:
+                raise ValueError(f"{cls.__name__} already has a part {t.part!r}")
+            new = {f.name for f in dataclasses.fields(t.Settings)} if t.Settings is not None else set()
+            if new & have:
+                raise ValueError(f"{t.__name__}'s settings {sorted(new & have)} clash with {cls.__name__}'s: rename them")
+            have |= new
         bases = tuple(t.Settings for t in reversed(terms) if t.Settings is not None) + (cls.Settings,)
         title = name or cls.__name__.removesuffix("Loss") + "".join(t.__name__.removesuffix("Term") for t in terms) + "Loss"
         settings = dataclasses.make_dataclass(title.removesuffix("Loss") + "Settings", [], bases=bases)
@@ -274,7 +284,7 @@ class Loss(nn.Module):
 
     def join_terms(self) -> None:
         """Build the joined terms (:attr:`joined`) from this loss's settings and context."""
-        ctx = self.__dict__.get("ctx") or LossContext(0, 0, 0)
+        ctx = self.ctx if self.ctx is not None else LossContext(0, 0, 0)
         for t in type(self).joined:
             setattr(self, t.attr, t.create(self.settings, ctx))
         self._joined_built = True

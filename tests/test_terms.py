@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import chestlab.losses as L
-from chestlab import poincare
 from chestlab.dashboard import runner
 from chestlab.losses import checks
 from chestlab.losses.base import _LOSSES

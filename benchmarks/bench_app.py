@@ -76,12 +76,12 @@ def part1(repeats: int) -> tuple[list[list[str]], dict]:
     import torch
 
     torch.set_num_threads(1)  # as the page does on CPU
-    from chestlab.dashboard import controls, runner
+    from chestlab.dashboard import defaults, runner
     from chestlab.dashboard.panels import PanelContext, curves, disk, hardneg, similarity
     from chestlab.dashboard.state import DashState
     from chestlab.engine import Trainer
 
-    cfg = controls.BASE  # the page's defaults
+    cfg = defaults.BASE  # the page's defaults
     t0 = time.perf_counter()
     tr = Trainer(cfg)
     first_build = (time.perf_counter() - t0) * 1000
@@ -116,10 +116,10 @@ def part1(repeats: int) -> tuple[list[list[str]], dict]:
              ["train_step", cm.fmt_ms(step)], ["evaluate (≤ 600 per split, both splits)", cm.fmt_ms(evaluate)]]
     table += [[f"figure + JSON: {k}", cm.fmt_ms(v)] for k, v in parts.items()]
     table += [["all figures of one redraw", cm.fmt_ms(draw)]]
-    budget = controls.TRAIN_FRACTION * controls.REFRESH_S * 1000  # ms of training per refresh
+    budget = defaults.TRAIN_FRACTION * defaults.REFRESH_S * 1000  # ms of training per refresh
     # steps in the training budget, evaluations every eval_every steps included
     per_step = step + evaluate / cfg.eval_every
-    predicted = budget / per_step / controls.REFRESH_S
+    predicted = budget / per_step / defaults.REFRESH_S
     return table, dict(step_ms=step, eval_ms=evaluate, draw_ms=draw, predicted_steps_s=predicted)
 
 
@@ -279,11 +279,11 @@ def main() -> int:
     seconds = 8.0 if args.quick else args.seconds
     runs = 1 if args.quick else max(1, args.runs)
     rows1, r1 = part1(repeats)
-    from chestlab.dashboard import controls
+    from chestlab.dashboard import defaults
 
     print(cm.table(["## app.py building blocks (in process, tree, 1 torch thread)"] + cm.env_lines("cpu", 1), ["piece", "median ms"], rows1,
-                   [f"implied by these: ~{r1['predicted_steps_s']:.0f} steps/s at the default {controls.REFRESH_S:g}-s refresh "
-                    f"({controls.TRAIN_FRACTION:.0%} of it training, an evaluation every {controls.BASE.eval_every} steps); "
+                   [f"implied by these: ~{r1['predicted_steps_s']:.0f} steps/s at the default {defaults.REFRESH_S:g}-s refresh "
+                    f"({defaults.TRAIN_FRACTION:.0%} of it training, an evaluation every {defaults.BASE.eval_every} steps); "
                     f"drawing {r1['draw_ms']:.0f} ms per refresh"]))
     print()
     ok_all = True

@@ -120,7 +120,7 @@ class Setting:
     nullable: bool = False  #: ``None`` is allowed (its meaning is in ``help``)
     pattern: Optional[str] = None  #: a regular expression a string must match fully
     describe: str = ""  #: the allowed values in words, when the generated description would be unclear
-    ui: Mapping[str, Any] = field(default_factory=dict)  #: dashboard widget hint (see dashboard.controls)
+    ui: Mapping[str, Any] = field(default_factory=dict)  #: dashboard widget hint (see dashboard.fields)
     name: str = ""
     type: Any = None  #: float | int | bool | str | tuple (of ints) | dict
     section: str = ""

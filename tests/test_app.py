@@ -43,8 +43,8 @@ def _run(at: Any) -> AppTest:
 
 def _page() -> AppTest:
     """A new session of the page with every sidebar section open: closed sections are lazy (their
-    widgets are drawn only while open, see chestlab.dashboard.controls.lazy_expander)."""
-    from chestlab.dashboard.controls import LAZY_SECTIONS
+    widgets are drawn only while open, see chestlab.dashboard.widgets.lazy_expander)."""
+    from chestlab.dashboard.widgets import LAZY_SECTIONS
 
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     for key in LAZY_SECTIONS:

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from chestlab.dashboard import controls, runner, warm
+from chestlab.dashboard import defaults, fields, presets, runner, urlcodec, values, warm, widgets
 from chestlab.dashboard import panels as P
+from chestlab.dashboard.compare import compare_keys
 from chestlab.dashboard.panels import compare, curves, disk, export, hardneg, similarity
 from chestlab.dashboard.state import DashState, Run, get_state
 from chestlab.losses import Loss, LossOutput, list_losses, register_loss
@@ -163,7 +164,7 @@ class Box:
 
 
 def small(**kw: Any) -> TrainConfig:
-    return controls.BASE.replace(eval_every=0, eval_max=200, **kw)
+    return defaults.BASE.replace(eval_every=0, eval_max=200, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def run_a() -> Run:
 
 def ctx_of(run: Optional[Run], session: Optional[dict] = None, **kw: Any) -> P.PanelContext:
     state = DashState(runs=[run] if run is not None else [])
-    controls.init(state, session if session is not None else {})
+    values.init(state, session if session is not None else {})
     return P.PanelContext(state, session if session is not None else {}, run, **kw)
 
 
@@ -357,7 +358,7 @@ def test_export_panel_and_its_downloads(run_a: Run) -> None:
 def test_compare_panel_and_run_b_validated_by_the_schema() -> None:
     state = DashState()
     session: dict = {}
-    controls.init(state, session)
+    values.init(state, session)
     box = Box(session)
     compare.render(P.PanelContext(state, session), box)
     assert box.keys() == ["compare"]  # off: only the toggle
@@ -365,9 +366,9 @@ def test_compare_panel_and_run_b_validated_by_the_schema() -> None:
     box = Box(session)
     compare.render(P.PanelContext(state, session), box)
     (args, kw), = box.calls("selectbox")
-    assert kw["options"] == controls.compare_keys(state.values) and kw["options"][:3] == ["eta_e", "eta_h", "tau"]
+    assert kw["options"] == compare_keys(state.values) and kw["options"][:3] == ["eta_e", "eta_h", "tau"]
     assert session["cmp_key"] == "eta_e"  # an unknown key falls back to the first offered
-    cfg = controls.config(state)
+    cfg = values.config(state)
     session.update(cmp_key="eta_e", cmp_value=0.0)
     cfg_b, label, problem = compare.config_b(cfg, session)
     assert cfg_b.eta_e == 0.0 and cfg_b.eta_h == cfg.eta_h and label.startswith("eta_e = 0") and problem is None
@@ -412,7 +413,7 @@ def test_panels_for_losses_without_proxies_or_similarities(loss: str) -> None:
 # ------------------------------------------------------------------------------------------------
 def test_widget_kinds_come_from_the_declarations() -> None:
     sch = schema()
-    kinds = {k: controls.widget_kind(s) for k, s in sch.items()}
+    kinds = {k: fields.widget_kind(s) for k, s in sch.items()}
     assert kinds["c"] == kinds["delta_h"] == kinds["K"] == "slider"
     assert kinds["dim_h"] == kinds["device"] == kinds["lr"] == kinds["dataset"] == kinds["batch_size"] == "select"
     assert kinds["hyphc"] == kinds["pair_space"] == kinds["loss"] == kinds["euclid_space"] == "radio"
@@ -425,74 +426,74 @@ def test_widget_kinds_come_from_the_declarations() -> None:
 def test_every_widget_range_and_option_is_allowed_by_the_schema() -> None:
     for name, s in schema().items():
         cast = int if s.type is int else float
-        if controls.widget_kind(s) == "slider":
+        if fields.widget_kind(s) == "slider":
             for end in ("lo", "hi"):
                 s.validate(cast(s.ui[end]))
         for option in s.ui.get("options", ()):
             s.validate(option)
-        if name not in controls.HIDDEN:  # the page's default is valid for its own widget
-            controls.from_widget(s, controls.to_widget(s, getattr(controls.BASE, name)))
+        if name not in defaults.HIDDEN:  # the page's default is valid for its own widget
+            fields.from_widget(s, fields.to_widget(s, getattr(defaults.BASE, name)))
 
 
 def test_sidebar_shows_the_core_groups_and_only_the_chosen_loss() -> None:
-    core = controls.shown_keys({"loss": "chest"})
+    core = values.shown_keys({"loss": "chest"})
     assert {"delta_h", "tau", "K", "c", "lr", "dataset"} <= set(core) and not {"t", "t_e", "dash_pull"} & set(core)
-    assert not set(controls.HIDDEN) & set(core)
-    assert "data_root" not in controls.shown_keys({"loss": "chest", "dataset": "cub200"})  # a path: never on the page
-    pair = controls.shown_keys({"loss": "pair_ce"})
+    assert not set(defaults.HIDDEN) & set(core)
+    assert "data_root" not in values.shown_keys({"loss": "chest", "dataset": "cub200"})  # a path: never on the page
+    pair = values.shown_keys({"loss": "pair_ce"})
     assert "t" in pair and "pair_space" in pair and "delta_h" not in pair
-    plug = controls.shown_keys({"loss": PLUGIN})
+    plug = values.shown_keys({"loss": PLUGIN})
     assert {"dash_pull", "dash_mode", "dash_width"} <= set(plug) and "delta_h" not in plug
-    assert set(core) - set(controls.BASE.replace(loss="chest").keys()) == set()
+    assert set(core) - set(defaults.BASE.replace(loss="chest").keys()) == set()
 
 
 @pytest.mark.parametrize("loss", ["chest", PLUGIN])
 def test_draw_sidebar_generates_one_widget_per_setting(loss: str) -> None:
     state = DashState()
     session: dict = {}
-    controls.init(state, session)
+    values.init(state, session)
     state.values["loss"] = loss
     sch = schema()
-    shown = controls.shown_keys(state.values)
+    shown = values.shown_keys(state.values)
     # closed sections are lazy: their widgets are not drawn (their values stay in state.values)
     sb = Box(session)
-    controls.draw_sidebar(state, session, sb)
+    widgets.draw_sidebar(state, session, sb)
     drawn = {kw["key"] for _, m, a, kw in sb.log if kw.get("key", "").startswith("w_")}
-    lazy = {controls.wkey(k) for k in shown if sch[k].group in ("data", "model", "run", "optim", "schedule")}
-    assert drawn == {controls.wkey(k) for k in shown} - lazy and "w_dataset" not in drawn and "w_c" in drawn
-    assert {controls.wkey(k) for k in shown} <= set(session)  # every widget has its value ready
+    lazy = {fields.wkey(k) for k in shown if sch[k].group in ("data", "model", "run", "optim", "schedule")}
+    assert drawn == {fields.wkey(k) for k in shown} - lazy and "w_dataset" not in drawn and "w_c" in drawn
+    assert {fields.wkey(k) for k in shown} <= set(session)  # every widget has its value ready
     # all sections open
-    session.update({k: True for k in controls.LAZY_SECTIONS})
+    session.update({k: True for k in widgets.LAZY_SECTIONS})
     sb = Box(session)
-    controls.draw_sidebar(state, session, sb)
-    widgets = {kw["key"]: (m, a, kw) for _, m, a, kw in sb.log if kw.get("key", "").startswith("w_")}
-    assert set(widgets) == {controls.wkey(k) for k in shown}
+    widgets.draw_sidebar(state, session, sb)
+    drawn_widgets = {kw["key"]: (m, a, kw) for _, m, a, kw in sb.log if kw.get("key", "").startswith("w_")}
+    assert set(drawn_widgets) == {fields.wkey(k) for k in shown}
     for k in shown:
-        method, args, kw = widgets[controls.wkey(k)]
+        method, args, kw = drawn_widgets[fields.wkey(k)]
         s = sch[k]
         assert args[0].endswith(s.label)  # label = Setting.label ("⟳ " marks a structural one in a live section)
         assert s.allowed() in kw["help"] and s.help[1:] in kw["help"]
         assert method == {"slider": "slider", "select": "selectbox", "radio": "radio", "toggle": "toggle",
-                          "number": "number_input", "text": "text_input"}[controls.widget_kind(s)]
-    loss_radio = widgets["w_loss"][2]
+                          "number": "number_input", "text": "text_input"}[fields.widget_kind(s)]
+    loss_radio = drawn_widgets["w_loss"][2]
     assert loss_radio["options"] == list_losses() and PLUGIN in loss_radio["options"]  # the registered losses
     expanders = [a[0] for a, _ in sb.calls("expander")]
     assert any(t.startswith(f"Loss: {loss} — live") for t in expanders) and expanders[-1] == "Page"
     # every setting group is in one section of the sidebar
-    assert sorted(g for _, groups, _ in controls.SIDEBAR for g in groups) == sorted(GROUPS)
+    assert sorted(g for _, groups, _ in widgets.SIDEBAR for g in groups) == sorted(GROUPS)
     if loss == PLUGIN:
-        assert widgets["w_dash_width"][2]["max_value"] == 9 and "w_delta_h" not in widgets
+        assert drawn_widgets["w_dash_width"][2]["max_value"] == 9 and "w_delta_h" not in drawn_widgets
 
 
 def test_read_validates_every_value_with_the_schema() -> None:
     state = DashState()
     session: dict = {}
-    controls.init(state, session)
-    keys = controls.shown_keys(state.values)
-    controls.ensure_widgets(state, session, keys)
+    values.init(state, session)
+    keys = values.shown_keys(state.values)
+    values.ensure_widgets(state, session, keys)
     assert session["w_ks"] == "1,2,4,8" and session["w_dim_e"] == "64"  # text inputs hold text
     session.update(w_tau=-1.0, w_ks="1,x", w_dim_e="none", w_proxy_std=0.0, w_delta_h=5.0, w_seed=3)
-    problems = controls.read(state, session, keys)
+    problems = values.read(state, session, keys)
     assert len(problems) == 3, problems  # tau < 0, ks not integers, proxy_std must be > 0
     text = "\n".join(problems)
     assert "tau = -1" in text and "tau >= 0" in text and "the page keeps tau = 0.5" in text
@@ -500,49 +501,49 @@ def test_read_validates_every_value_with_the_schema() -> None:
     assert all("\n" not in p for p in problems)  # one line each
     assert state.values["tau"] == 0.5 and state.values["ks"] == (1, 2, 4, 8)  # the last valid values are kept
     assert state.values["delta_h"] == 5.0 and state.values["seed"] == 3 and state.values["dim_e"] is None
-    cfg = controls.config(state)
+    cfg = values.config(state)
     assert cfg.delta_h == 5.0 and cfg.dim_e is None and cfg.tau == 0.5
 
 
 def test_a_widget_keeps_its_value_while_its_loss_is_not_chosen() -> None:
     state = DashState()
     session: dict = {}
-    controls.init(state, session)
-    controls.set_value(state, session, "delta_h", 7.0)
+    values.init(state, session)
+    values.set_value(state, session, "delta_h", 7.0)
     state.values["loss"] = "mix"
     del session["w_delta_h"]  # Streamlit drops the state of a widget not drawn in a run
     state.values["loss"] = "chest"
-    controls.ensure_widgets(state, session, controls.shown_keys(state.values))
+    values.ensure_widgets(state, session, values.shown_keys(state.values))
     assert session["w_delta_h"] == 7.0
 
 
 def test_page_options_survive_a_closed_section() -> None:
     state = DashState()
     session: dict = {"sb_page": True}
-    controls.init(state, session)
+    values.init(state, session)
     session["step_n"] = 25
-    controls.draw_sidebar(state, session, Box(session))
+    widgets.draw_sidebar(state, session, Box(session))
     for key in ("step_n", "refresh", "w_K"):  # the section closes: Streamlit drops its widgets' state
         del session[key]
     session["sb_page"] = False
-    controls.init(state, session)
-    controls.draw_sidebar(state, session, Box(session))
-    assert session["step_n"] == 25 and session["refresh"] == controls.REFRESH_S and session["w_K"] == 2
+    values.init(state, session)
+    widgets.draw_sidebar(state, session, Box(session))
+    assert session["step_n"] == 25 and session["refresh"] == defaults.REFRESH_S and session["w_K"] == 2
 
 
 def test_presets_write_values_and_widgets() -> None:
     state = DashState()
     session: dict = {}
-    controls.init(state, session)
-    controls.set_value(state, session, "K", 5)
-    controls.apply_preset(state, session, "H+Multi")
+    values.init(state, session)
+    values.set_value(state, session, "K", 5)
+    presets.apply_preset(state, session, "H+Multi")
     assert state.values["eta_e"] == 0.0 and session["w_eta_e"] == 0.0 and state.values["K"] == 5  # K=None keeps K ≥ 2
-    controls.apply_preset(state, session, "Hyperbolic only (H only)")
+    presets.apply_preset(state, session, "Hyperbolic only (H only)")
     assert state.values["K"] == 1 and state.values["tau"] == 0.0
     from chestlab.paper import LOSS_PRESETS
 
     mix = next(name for name, p in LOSS_PRESETS.items() if p.get("loss") == "mix")
-    controls.apply_preset(state, session, mix)
+    presets.apply_preset(state, session, mix)
     assert state.values["loss"] == "mix" and session["w_t_e"] == LOSS_PRESETS[mix]["t_e"]
 
 
@@ -551,20 +552,20 @@ def test_preset_box_names_the_preset_the_settings_follow() -> None:
     "none" — never "CHEST (paper)" for a page that trains chest_hier (a link's loss=chest_hier did that)."""
     state = DashState()
     session: dict = {}
-    controls.init(state, session)
-    assert controls.matching_preset(state.values, "CHEST (paper)") == "CHEST (paper)"  # the page's defaults
-    controls.apply_preset(state, session, "H+E+Multi")
-    assert controls.matching_preset(state.values, "H+E+Multi") == "H+E+Multi"
-    assert controls.matching_preset(state.values, "CHEST (paper)") == "H+E+Multi"  # tau = 0: not CHEST any more
-    controls.set_value(state, session, "eta_e", 0.5)
-    assert controls.matching_preset(state.values, "H+E+Multi") == controls.NO_PRESET
-    controls.apply_preset(state, session, "CHEST (paper)")
-    controls.set_value(state, session, "loss", "chest_hier")
-    assert controls.matching_preset(state.values, "CHEST (paper)") in (controls.NO_PRESET, "CHEST + HIER")
-    controls.set_value(state, session, "K", 1)  # K=None presets need K >= 2
-    assert controls.matching_preset(state.values, None) == controls.NO_PRESET
+    values.init(state, session)
+    assert presets.matching_preset(state.values, "CHEST (paper)") == "CHEST (paper)"  # the page's defaults
+    presets.apply_preset(state, session, "H+E+Multi")
+    assert presets.matching_preset(state.values, "H+E+Multi") == "H+E+Multi"
+    assert presets.matching_preset(state.values, "CHEST (paper)") == "H+E+Multi"  # tau = 0: not CHEST any more
+    values.set_value(state, session, "eta_e", 0.5)
+    assert presets.matching_preset(state.values, "H+E+Multi") == presets.NO_PRESET
+    presets.apply_preset(state, session, "CHEST (paper)")
+    values.set_value(state, session, "loss", "chest_hier")
+    assert presets.matching_preset(state.values, "CHEST (paper)") in (presets.NO_PRESET, "CHEST + HIER")
+    values.set_value(state, session, "K", 1)  # K=None presets need K >= 2
+    assert presets.matching_preset(state.values, None) == presets.NO_PRESET
     before = dict(state.values)
-    controls.apply_preset(state, session, controls.NO_PRESET)  # choosing "none" changes nothing
+    presets.apply_preset(state, session, presets.NO_PRESET)  # choosing "none" changes nothing
     assert state.values == before
 
 
@@ -574,8 +575,8 @@ def test_preset_box_names_the_preset_the_settings_follow() -> None:
 def _load(query: dict) -> tuple[DashState, dict, list[str]]:
     state = DashState()
     session: dict = {}
-    controls.init(state, session)
-    return state, session, controls.load_url(state, session, query)
+    values.init(state, session)
+    return state, session, urlcodec.load_url(state, session, query)
 
 
 def test_url_sets_values_through_the_schema() -> None:
@@ -615,13 +616,13 @@ def test_url_round_trip_for_every_setting_the_sidebar_shows() -> None:
     for loss in list_losses():
         state = DashState()
         session: dict = {}
-        controls.init(state, session)
-        controls.set_value(state, session, "loss", loss)
-        for k in controls.shown_keys(state.values):
+        values.init(state, session)
+        values.set_value(state, session, "loss", loss)
+        for k in values.shown_keys(state.values):
             s, old = sch[k], state.values[k]
-            kind = controls.widget_kind(s)
+            kind = fields.widget_kind(s)
             if kind in ("select", "radio"):
-                new = next((o for o in reversed(controls.options_of(s)) if o != old), old)
+                new = next((o for o in reversed(fields.options_of(s)) if o != old), old)
             elif kind == "slider":
                 new = s.ui["hi"]
             elif kind == "toggle":
@@ -637,15 +638,47 @@ def test_url_round_trip_for_every_setting_the_sidebar_shows() -> None:
             if k in ("loss", "dataset"):  # the loss is chosen above; another dataset needs files
                 continue
             try:
-                controls.set_value(state, session, k, new)
+                values.set_value(state, session, k, new)
             except SettingError:  # e.g. twice the default is above the setting's range: keep the default
                 pass
-        query = controls.url_query(state, session)
+        query = urlcodec.url_query(state, session)
         assert "loss" not in query or query["loss"] == loss
         state2, _, problems = _load(query)
         assert problems == [], problems
-        for k in controls.shown_keys(state.values):
+        for k in values.shown_keys(state.values):
             assert state2.values[k] == state.values[k], (loss, k)
+
+
+def test_url_codec_treats_a_dotted_setting_name_as_one_opaque_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting named with a dot (a section-qualified name such as ``hier.margin``) is one URL
+    parameter like any other: written by url_query under its full name, read back by load_url, offered
+    to compare mode (``cmp=geo.margin:4``) and given its own widget; an unknown dotted name is refused."""
+    import dataclasses
+
+    import chestlab.settings as S
+
+    name = "geo.margin"
+    fake = dataclasses.replace(schema()["c"], name=name, default=1.0, low=0.0, high=10.0, ui={}, symbol="", eq="", paper="")
+    monkeypatch.setitem(S._SCHEMA, name, fake)
+    assert name in values.shown_keys({}) and name in compare_keys({})
+    state = DashState()
+    session: dict = {}
+    values.init(state, session)
+    assert state.values[name] == 1.0  # the page's default: the setting's own
+    values.set_value(state, session, name, 2.5)
+    assert session["w_geo.margin"] == 2.5
+    session.update(compare=True, cmp_key=name, cmp_value=4.0)
+    query = urlcodec.url_query(state, session)
+    assert query[name] == "2.5" and query["cmp"] == "geo.margin:4"
+    assert not any(k in ("geo", "margin") or k.startswith(("geo[", "margin")) for k in query)  # never split
+    state2, session2, problems = _load(query)
+    assert problems == []
+    assert state2.values[name] == 2.5 and session2["w_geo.margin"] == 2.5
+    assert (session2["compare"], session2["cmp_key"], session2["cmp_value"]) == (True, name, 4.0)
+    assert values.config(state2).to_dict()[name] == 2.5  # it reaches the run's config under the same name
+    _, _, problems = _load({"geo.nope": "1", name: "11"})
+    assert problems[0] == "`geo.nope=1`: not a setting (see python -m chestlab.train --help)"
+    assert problems[1].startswith("`geo.margin=11`: out of range") and len(problems) == 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -937,7 +970,7 @@ def test_compare_mode_with_a_diverged_run_b_draws_both_disks() -> None:
     a, b = runner.build(small()), runner.build(small(weight_decay=1e12), "B")
     state = DashState(runs=[a, b], playing=True)
     session: dict = {}
-    controls.init(state, session)
+    values.init(state, session)
     for split in ("train", "train", "train", "test"):  # it diverges at step 2; then a split it never drew
         runner.train_chunk(state, budget_s=60.0, max_steps=1)
         shared: dict = {}

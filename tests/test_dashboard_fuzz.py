@@ -1,5 +1,5 @@
 """Dashboard fuzz (issue 12 §7): random rounds over every widget of the page — generated from the
-settings schema, as the sidebar is (:mod:`chestlab.dashboard.controls`) — compare mode, the buttons
+settings schema, as the sidebar is (:mod:`chestlab.dashboard.widgets`) — compare mode, the buttons
 and the URL query (valid, invalid, non-finite, extreme -- 1e12, ±1e300, 1e-300 -- and out-of-range
 values), through ``streamlit.testing.v1.AppTest``. After every script run: no exception, no warning
 or error box that shows a raw error (an exception's class name, errno, allocator internals, the
@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chestlab.dashboard import controls
+from chestlab.dashboard import compare, fields, values, widgets
 from chestlab.paper import LOSS_PRESETS
 from chestlab.settings import Setting, schema
 
@@ -56,14 +56,14 @@ KIND = {"slider": "slider", "select": "selectbox", "radio": "radio", "toggle": "
 # ------------------------------------------------------------------------------------------------
 def widget_values(s: Setting) -> st.SearchStrategy:
     """Values the widget of ``s`` can hold (what a user can enter), from its declaration."""
-    kind = controls.widget_kind(s)
+    kind = fields.widget_kind(s)
     if kind == "slider":
         lo, hi = s.ui["lo"], s.ui["hi"]
         if s.type is int:
             return st.integers(int(lo), int(hi))
         return st.one_of(st.sampled_from([float(lo), float(hi)]), st.floats(lo, hi).map(lambda v: round(v, 3)))
     if kind in ("select", "radio"):
-        return st.sampled_from(controls.options_of(s))
+        return st.sampled_from(fields.options_of(s))
     if kind == "toggle":
         return st.booleans()
     if kind == "number":
@@ -78,19 +78,19 @@ def widget_values(s: Setting) -> st.SearchStrategy:
         extreme = [v for v in EXTREMES if (s.low is None or v >= s.low) and (s.high is None or v <= s.high)]
         return st.one_of(st.sampled_from([lo, hi]), st.floats(lo, hi).map(lambda v: round(v, 4)),
                          st.sampled_from(extreme or [lo]))
-    return st.one_of(st.sampled_from(ODD_TEXT), st.just(controls.format_value(s, s.default_value())))
+    return st.one_of(st.sampled_from(ODD_TEXT), st.just(fields.format_value(s, s.default_value())))
 
 
 def _valid_text(s: Setting) -> st.SearchStrategy:
     """A valid value of ``s`` written as text (for the URL)."""
-    opts = controls.options_of(s)
+    opts = fields.options_of(s)
     if opts:
-        return st.sampled_from([controls.format_value(s, o) for o in opts])
+        return st.sampled_from([fields.format_value(s, o) for o in opts])
     if s.type is bool:
         return st.sampled_from(["true", "false", "1", "0"])
     if s.type in (int, float) and s.name in schema():
-        return widget_values(s).map(str) if controls.widget_kind(s) in ("slider", "number") else st.just(str(s.default))
-    return st.just(controls.format_value(s, s.default_value()))
+        return widget_values(s).map(str) if fields.widget_kind(s) in ("slider", "number") else st.just(str(s.default))
+    return st.just(fields.format_value(s, s.default_value()))
 
 
 def url_values(s: Setting) -> st.SearchStrategy:
@@ -131,7 +131,7 @@ class Page:
         from streamlit.testing.v1 import AppTest
 
         self.at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-        for key in controls.LAZY_SECTIONS:
+        for key in widgets.LAZY_SECTIONS:
             self.at.session_state[key] = True
         self.at.session_state["step_n"] = 3
         self.at.query_params.update(query)
@@ -194,10 +194,10 @@ ACTIONS = ["set"] * 6 + ["step"] * 3 + ["compare", "cmp", "cmp", "reset", "prese
 KNOWN = (("CHEST (paper)", "lr", 1e9), ("Euclidean only (E only)", "eta_e", 0.0), ("Hyperbolic only (H only)", "eta_h", 0.0),
          (None, "r", 1e9), (None, "delta_h", -1e6), (None, "lambda_h", 1e6), (None, "weight_decay", 1e12))
 #: settings a "set" action draws from: all of them, the ones the default page shows twice more
-SET_KEYS = sorted(schema()) + 2 * controls.shown_keys({})
+SET_KEYS = sorted(schema()) + 2 * values.shown_keys({})
 #: settings run B may change (numeric), from the schema: drawn whatever the page shows, so that the
 #: draws of a round never depend on the page (hypothesis replays rounds from their draws)
-CMP_KEYS = sorted(k for k, s in schema().items() if s.type in (int, float)) + 3 * list(controls.COMPARE_FIRST)
+CMP_KEYS = sorted(k for k, s in schema().items() if s.type in (int, float)) + 3 * list(compare.COMPARE_FIRST)
 #: script runs slower than this are collected in SLOW (printed by the long run)
 SLOW_S = 10.0
 SLOW: list = []
@@ -211,10 +211,10 @@ def act(page: Page, data: Any) -> None:
     if what == "set":
         name = data.draw(st.sampled_from(SET_KEYS))
         value = data.draw(widget_values(sch[name]))
-        w = page.widget(KIND[controls.widget_kind(sch[name])], controls.wkey(name))
+        w = page.widget(KIND[fields.widget_kind(sch[name])], fields.wkey(name))
         if w is None or getattr(w, "disabled", False):
             return  # not shown now (another loss's setting, a hidden one)
-        if controls.widget_kind(sch[name]) == "number" and ((w.min is not None and value < w.min) or (w.max is not None and value > w.max)):
+        if fields.widget_kind(sch[name]) == "number" and ((w.min is not None and value < w.min) or (w.max is not None and value > w.max)):
             value = w.min if w.min is not None and value < w.min else w.max  # the box's own bounds
         w.set_value(value)
         page.run(("set", name, value))
@@ -238,7 +238,7 @@ def act(page: Page, data: Any) -> None:
         page.run(("compare", not t.value))
     elif what == "cmp":
         key = data.draw(st.sampled_from(CMP_KEYS))
-        lo, hi = controls.compare_range(sch[key])
+        lo, hi = compare.compare_range(sch[key])
         lo = float(lo) if lo is not None else -1e3
         hi = float(hi) if hi is not None else 1e9
         value = data.draw(st.one_of(st.sampled_from([lo, hi, 0.0, 1.0, 1e9, *EXTREMES]), st.floats(lo, min(hi, 1e3))))
@@ -366,12 +366,12 @@ def test_fuzz_values_come_from_the_schema(data: Any) -> None:
     """Every setting has a widget kind and a value strategy; the strategies stay inside what the
     widget accepts (slider ranges, options, the number box's bounds)."""
     s = schema()[data.draw(st.sampled_from(sorted(schema())))]
-    kind = controls.widget_kind(s)
+    kind = fields.widget_kind(s)
     assert kind in KIND
     value = data.draw(widget_values(s))
     if kind == "slider":
         assert s.ui["lo"] <= value <= s.ui["hi"]
     elif kind in ("select", "radio"):
-        assert value in controls.options_of(s)
+        assert value in fields.options_of(s)
     elif kind == "number":
         assert (s.low is None or value >= s.low) and (s.high is None or value <= s.high)

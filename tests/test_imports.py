@@ -23,9 +23,6 @@ KNOWN_LAZY: dict[tuple[str, ...], str] = {
     # import settings at their top to declare their sections); settings' pretrain rule asks the
     # engine which datasets it can pretrain on
     ("chestlab.settings", "chestlab.losses", "chestlab.engine"): "the schema and what registers into it",
-    # the panels and scenarios set the controls' widgets, the package loads its panels on first use
-    # (issue 18 item 5: controls.py in parts)
-    ("chestlab.dashboard",): "the dashboard's controls, scenarios and panels",
 }
 
 

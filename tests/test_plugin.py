@@ -265,7 +265,7 @@ def test_the_dashboard_names_a_plugin_it_cannot_import(monkeypatch):
 APP_SCRIPT = '''
 import json, sys
 from streamlit.testing.v1 import AppTest
-from chestlab.dashboard.controls import LAZY_SECTIONS
+from chestlab.dashboard.widgets import LAZY_SECTIONS
 
 at = AppTest.from_file({app!r}, default_timeout=120)
 for key in LAZY_SECTIONS:

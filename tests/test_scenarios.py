@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from chestlab.dashboard import controls, scenarios
+from chestlab.dashboard import defaults, fields, scenarios, urlcodec, values, widgets
+from chestlab.dashboard.compare import check_compare, compare_keys
 from chestlab.dashboard.panels import similarity
 from chestlab.dashboard.state import DashState
 from chestlab.paper import LOSS_PRESETS, PRESETS
@@ -51,32 +52,32 @@ def test_scenario_settings_are_valid(name: str) -> None:
     values = {k: getattr(cfg, k) for k in schema() if hasattr(cfg, k)}
     if sc.compare is not None:
         key, value = sc.compare
-        assert key in controls.compare_keys(values)
-        controls.check_compare(schema()[key], value)
+        assert key in compare_keys(values)
+        check_compare(schema()[key], value)
         assert cfg.replace(**{key: value}) is not None
         assert getattr(cfg, key) != value  # run B differs from run A
     for key, value in sc.view.items():
-        assert key in controls.VIEW_DEFAULTS or key == similarity.VIEW_KEY
+        assert key in defaults.VIEW_DEFAULTS or key == similarity.VIEW_KEY
         if key == similarity.VIEW_KEY:
             assert value in similarity.VIEWS
 
 
 def test_apply_resets_the_page_first_and_writes_the_link() -> None:
     state, session = DashState(), {}
-    controls.init(state, session)
-    controls.set_value(state, session, "gamma_h", 7.0)  # a change made before the scenario
+    values.init(state, session)
+    values.set_value(state, session, "gamma_h", 7.0)  # a change made before the scenario
     scenarios.apply(state, session, "margin-never-met")
-    assert state.values["gamma_h"] == controls.BASE.gamma_h and state.values["delta_h"] == 20.0
-    assert session[controls.wkey("delta_h")] == 20.0
+    assert state.values["gamma_h"] == defaults.BASE.gamma_h and state.values["delta_h"] == 20.0
+    assert session[fields.wkey("delta_h")] == 20.0
     assert session["compare"] and (session["cmp_key"], session["cmp_value"]) == ("delta_h", 1.0)
     assert session[similarity.VIEW_KEY] == similarity.VIEWS[1] and session[scenarios.KEY] == "margin-never-met"
-    link = controls.url_query(state, session)
+    link = urlcodec.url_query(state, session)
     assert link["scenario"] == "margin-never-met" and link["delta_h"] == "20.0" and link["cmp"] == "delta_h:1"
     # a scenario without compare mode turns it off; a value moved back to the default stays in the link
     scenarios.apply(state, session, "h-only-fig3")
     state.values["eta_e"] = 1.0
-    assert controls.url_query(state, session)["eta_e"] == "1.0"
-    assert controls.load_url(state, session, {"scenario": "nope"})[0].startswith("`scenario=nope`")  # echoed in a code span, never as Markdown
+    assert urlcodec.url_query(state, session)["eta_e"] == "1.0"
+    assert urlcodec.load_url(state, session, {"scenario": "nope"})[0].startswith("`scenario=nope`")  # echoed in a code span, never as Markdown
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def _page(**query: str) -> Any:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    for key in controls.LAZY_SECTIONS:
+    for key in widgets.LAZY_SECTIONS:
         at.session_state[key] = True
     at.query_params.update(query)
     return at
@@ -106,8 +107,8 @@ def test_each_scenario_opens_from_its_link(name: str) -> None:
     dash = at.session_state["dash"]
     cfg = dash.trainer.config
     want = scenarios.config(name)
-    for key in sc.values(controls.BASE):
-        if key not in controls.HIDDEN:
+    for key in sc.values(defaults.BASE):
+        if key not in defaults.HIDDEN:
             assert getattr(cfg, key) == getattr(want, key), key
     assert at.selectbox(key="scenario").value == name
     info = " ".join(i.value for i in at.info)
@@ -128,7 +129,7 @@ def test_link_settings_override_the_scenario_and_the_selectbox_switches() -> Non
     at.selectbox(key="scenario").set_value("clip-radius")
     _run(at)
     dash = at.session_state["dash"]
-    assert dash.trainer.config.r == pytest.approx(0.5) and dash.trainer.config.c == controls.BASE.c  # rebuilt, reset
+    assert dash.trainer.config.r == pytest.approx(0.5) and dash.trainer.config.c == defaults.BASE.c  # rebuilt, reset
     assert dash.trainer_b is not None and dash.trainer_b.config.r == pytest.approx(4.0)
     assert "What r controls" in " ".join(i.value for i in at.info)
     _run(at.button(key="btn_step").click())

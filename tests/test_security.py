@@ -172,29 +172,29 @@ def test_a_planted_cifar_pickle_is_refused_and_its_code_never_runs(tmp_path, par
 # links and the page: no path, nothing rendered from a link
 # ------------------------------------------------------------------------------------------------
 def test_no_link_or_widget_can_name_a_file():
-    from chestlab.dashboard import controls
+    from chestlab.dashboard import fields, urlcodec, values
     from chestlab.dashboard.state import DashState
     from chestlab.settings import SettingError, path_keys, schema
 
     paths = path_keys()
     assert {"data_root", "hierarchy_file", "weights"} <= paths
     state, session = DashState(), {}
-    controls.init(state, session)
+    values.init(state, session)
     query = {**{k: "/etc/passwd" for k in paths}, "dataset": "shapes", "backbone": "cnn",
              "data_options": '{"cache_dir": "/tmp/elsewhere", "size": 16}'}
-    problems = controls.load_url(state, session, query)
+    problems = urlcodec.load_url(state, session, query)
     assert len(problems) == len(paths) + 1, problems
     assert all("path on the server" in p and "command line" in p and "passwd" not in p for p in problems), problems
     assert all(state.values[k] is None for k in paths) and state.values["data_options"] == {}
     assert state.values["dataset"] == "shapes"  # the link's other settings apply
-    assert not paths & set(controls.shown_keys({**state.values, "dataset": "cub200"}))  # no widget, any dataset
+    assert not paths & set(values.shown_keys({**state.values, "dataset": "cub200"}))  # no widget, any dataset
     for k in paths:
         with pytest.raises(SettingError, match="command line"):
-            controls.from_widget(schema()[k], "/etc/passwd")
+            fields.from_widget(schema()[k], "/etc/passwd")
     with pytest.raises(SettingError, match="cache_dir"):
-        controls.from_widget(schema()["data_options"], '{"cache_dir": "/tmp/x"}')
+        fields.from_widget(schema()["data_options"], '{"cache_dir": "/tmp/x"}')
     state.values["hierarchy_file"] = "/etc/passwd"  # a value that got in anyway is never used
-    assert controls.config(state).hierarchy_file is None
+    assert values.config(state).hierarchy_file is None
 
 
 def test_text_echoed_from_a_link_is_shown_never_rendered():

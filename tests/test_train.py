@@ -233,7 +233,7 @@ def test_image_benchmark_layout_trains_through_dataloader_workers(tmp_path, work
                       dim_e=16, dim_h=4, K=2, M=8, batch_size=8, m_per_class=2, steps=4, eval_every=0,
                       eval_train=False, workers=workers, ks=(1, 2))
     tr = Trainer(cfg)
-    assert not tr._in_memory and tr.train_set.num_classes == 100 and tr.test_set.num_classes == 10
+    assert not tr._feed.in_memory and tr.train_set.num_classes == 100 and tr.test_set.num_classes == 10
     events = list(tr.run())
     assert [e.step for e in events if isinstance(e, StepEvent)] == [1, 2, 3, 4]
     assert 0 <= [e for e in events if isinstance(e, EvalEvent)][-1].metrics["test/H/R@1"] <= 1

@@ -24,9 +24,14 @@ import streamlit as st
 import torch
 
 from .. import plugins
-from . import controls, runner, scenarios
+from ..settings import schema
+from . import runner, scenarios, urlcodec, values
+from .defaults import BASE, CHART_UPDATES, TRAIN_FRACTION
+from .fields import format_value
 from .panels import PanelContext, compare, draw_run, export
+from .presets import apply_preset
 from .state import KEY, DashState, get_state
+from .widgets import draw_sidebar, lazy_expander
 
 __all__ = ["main", "body", "live_panel", "status_row", "warm_up"]
 
@@ -44,7 +49,7 @@ def _threads() -> None:
 # -- callbacks (run before the script, so they may write widget values) ----------------------------
 def _on_preset() -> None:
     state = get_state(st.session_state)
-    controls.apply_preset(state, st.session_state, st.session_state["preset"])
+    apply_preset(state, st.session_state, st.session_state["preset"])
 
 
 def _on_scenario() -> None:
@@ -128,7 +133,7 @@ class HeldCharts:
     drawn it. Redrawing every chart at every refresh (twice as many in compare mode) kept the
     browser of a loaded 2-core machine so busy that charts were blank much of the time and a Pause
     click waited seconds for it. Re-sending the same figure keeps the same id and the drawn chart
-    stays. So while playing, each timer redraw updates ``controls.CHART_UPDATES`` charts in turn
+    stays. So while playing, each timer redraw updates ``CHART_UPDATES`` charts in turn
     (:func:`chart_turns`); a stopped run holds its charts for good."""
 
     _WRAP_ONE = ("container", "expander", "empty", "popover")
@@ -163,14 +168,14 @@ class HeldCharts:
 
 def chart_turns(state: DashState, run: Any, timer: bool) -> Any:
     """``hold`` for :class:`HeldCharts`: a stopped run holds every chart; a timer redraw while
-    playing updates the ``controls.CHART_UPDATES`` charts whose turn it is (over all runs' charts,
+    playing updates the ``CHART_UPDATES`` charts whose turn it is (over all runs' charts,
     in the order first drawn; a chart never drawn is drawn); any other redraw updates all."""
     if run.diverged:
         return True
     if not timer:
         return False
     order = state.chart_order
-    n = controls.CHART_UPDATES
+    n = CHART_UPDATES
 
     def hold(key: Any) -> bool:
         item = (run.name, key)
@@ -221,7 +226,7 @@ def live_panel(state: DashState) -> None:
                 pass  # new runs (the page just opened, or Reset): their first frame first, the timer trains next
             elif state.playing:
                 # TRAIN_FRACTION of each refresh trains, the rest draws and leaves the browser time to render
-                done = runner.train_chunk(state, budget_s=controls.TRAIN_FRACTION * refresh, between_steps=_yield_point)
+                done = runner.train_chunk(state, budget_s=TRAIN_FRACTION * refresh, between_steps=_yield_point)
         t_train = time.perf_counter() - t0
         runner.measure_rate(state, done, refresh)
         runs = state.runs
@@ -266,18 +271,18 @@ def main() -> None:
     state = get_state(session)
     st.markdown(_CSS, unsafe_allow_html=True)
     _plugins()
-    controls.init(state, session)
+    values.init(state, session)
     if not state.url_loaded:  # once per session: the link's settings, before any widget is drawn
         state.url_loaded = True
-        state.url_problems = controls.load_url(state, session, st.query_params.to_dict())
+        state.url_problems = urlcodec.load_url(state, session, st.query_params.to_dict())
     # the widgets' values, each validated by the schema (the loss and dataset first: they decide what is shown)
-    invalid = controls.read(state, session, ["loss", "dataset"])
-    invalid += controls.read(state, session, [k for k in controls.shown_keys(state.values) if k not in ("loss", "dataset")])
-    cfg = controls.config(state)
-    controls.sync_url(st.query_params, controls.url_query(state, session))
+    invalid = values.read(state, session, ["loss", "dataset"])
+    invalid += values.read(state, session, [k for k in values.shown_keys(state.values) if k not in ("loss", "dataset")])
+    cfg = values.config(state)
+    urlcodec.sync_url(st.query_params, urlcodec.url_query(state, session))
     body(state, cfg, invalid)
     scenarios.draw(session, st.sidebar, on_change=_on_scenario)  # above the settings it sets
-    controls.draw_sidebar(state, session, st.sidebar, on_preset=_on_preset)
+    draw_sidebar(state, session, st.sidebar, on_preset=_on_preset)
 
 
 def _plugins() -> None:
@@ -341,8 +346,8 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     # structural settings changed since the run was built
     changed = runner.changed_structural(state.run_a.built, cfg)
     if changed:
-        sch = controls.schema()
-        desc = ", ".join(f"{k}: {controls.format_value(sch[k], a)} → {controls.format_value(sch[k], b)}" for k, (a, b) in changed.items())
+        sch = schema()
+        desc = ", ".join(f"{k}: {format_value(sch[k], a)} → {format_value(sch[k], b)}" for k, (a, b) in changed.items())
         w1, w2 = st.columns([5, 1])
         w1.warning(f"**Needs reset** — structural settings changed ({desc}). The run keeps the old ones until you press Reset.")
         w2.button("Reset now", icon=":material/restart_alt:", on_click=_on_reset, key="btn_reset2", width="stretch")
@@ -363,7 +368,7 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
 
     state.full_run = True  # the fragment trains only briefly in a full rerun: a widget change answers fast
     live_panel(state)
-    box = controls.lazy_expander(st, export.TITLE, "export_open")  # drawn only while open
+    box = lazy_expander(st, export.TITLE, "export_open")  # drawn only while open
     if box is not None:
         export.render(PanelContext(state, session, query=st.query_params.to_dict()), box)
 
@@ -381,7 +386,7 @@ def warm_up(should_stop: Any = None) -> bool:
     stop = should_stop or (lambda: False)
     _threads()
     state = DashState()
-    cfg = controls.BASE
+    cfg = BASE
     state.runs.append(runner.build(cfg))
     if stop():
         return False

@@ -180,7 +180,7 @@ def _culprits(cfg: TrainConfig, candidates: list[str]) -> list[str]:
     (``[]`` when none does within :data:`CULPRIT_BUDGET_S`): the setting responsible, found by
     trying rather than guessed from where the exception arose (``proxy_std = 1e300`` breaks the
     first evaluation, not the building of the loss)."""
-    from .controls import BASE
+    from .defaults import BASE
 
     t0 = time.perf_counter()
     for k in candidates:
@@ -203,7 +203,9 @@ def build_error(cfg: TrainConfig, err: BaseException) -> str:
     that differ from the page's defaults."""
     from chestlab.data import DatasetError, available_datasets, dataset_info
 
-    from .controls import BASE, escape, format_value, literal, refusal
+    from .defaults import BASE
+    from .fields import format_value
+    from .text import escape, literal, refusal
 
     if isinstance(err, SettingError):
         return refusal(err)
@@ -236,7 +238,7 @@ def _own_line(err: BaseException, names: list[str]) -> Optional[str]:
     """``err``'s message, Markdown-escaped, when chestlab itself raised it as a one-line
     ``ValueError`` that names one of ``names`` (``backbone 'cnn' needs images ...; use 'mlp'``);
     None for anything else (a library's exception, a numerical check that names no setting)."""
-    from .controls import escape
+    from .text import escape
 
     frames = traceback.extract_tb(err.__traceback__)
     text = str(err)
@@ -273,7 +275,7 @@ def apply_live(run: Run, cfg: TrainConfig, override: Optional[dict[str, Any]] = 
         with run.lock:  # not in the middle of another script thread's step (see Run.lock)
             tr.set(**apply)
     except SettingError as err:  # refused whole: nothing changed
-        from .controls import refusal
+        from .text import refusal
 
         return held, refusal(err)
     except ValueError as err:

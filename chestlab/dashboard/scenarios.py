@@ -22,7 +22,11 @@ from typing import Any, Optional
 from chestlab.paper import LOSS_PRESETS, PRESETS
 from chestlab.settings import TrainConfig, schema
 
+from .defaults import BASE, HIDDEN, VIEW_DEFAULTS
+from .fields import format_value
 from .state import DashState
+from .text import literal
+from .values import set_value, shown_keys
 
 __all__ = ["Scenario", "SCENARIOS", "KEY", "NONE", "find", "config", "apply", "load_url", "url_params", "draw", "info"]
 
@@ -179,8 +183,6 @@ def find(name: str) -> Optional[str]:
 
 def config(name: str, base: Optional[TrainConfig] = None) -> TrainConfig:
     """Run A's config of scenario ``name`` on top of ``base`` (the page's defaults)."""
-    from .controls import BASE
-
     base = BASE if base is None else base
     return base.replace(**SCENARIOS[name].values(base))
 
@@ -189,26 +191,24 @@ def apply(state: DashState, session: MutableMapping, name: str) -> None:
     """Put the page in scenario ``name``: every setting back to the page's default, then the
     scenario's settings, compare mode and view, each written into ``state.values`` and its widget (as
     a loss preset is: before the widgets are drawn). The caller asks for a Reset when a run exists."""
-    from . import controls
-
     sc = SCENARIOS[name]
     sch = schema()
     for key in sch:
-        if key in controls.HIDDEN:
-            state.values[key] = getattr(controls.BASE, key)
+        if key in HIDDEN:
+            state.values[key] = getattr(BASE, key)
         else:
-            controls.set_value(state, session, key, getattr(controls.BASE, key))
-    for key, value in sc.values(controls.BASE).items():
-        if key in controls.HIDDEN:
+            set_value(state, session, key, getattr(BASE, key))
+    for key, value in sc.values(BASE).items():
+        if key in HIDDEN:
             continue
-        controls.set_value(state, session, key, value)
+        set_value(state, session, key, value)
     if sc.loss_preset:
         session["preset"] = sc.loss_preset
     if sc.compare is not None:
         session["compare"], session["cmp_key"], session["cmp_value"] = True, sc.compare[0], float(sc.compare[1])
     else:
         session["compare"] = False
-    view_defaults = {k: v for k, v in controls.VIEW_DEFAULTS.items() if k.startswith("disk_")}
+    view_defaults = {k: v for k, v in VIEW_DEFAULTS.items() if k.startswith("disk_")}
     view_defaults["sim_view"] = _sim_views()[0]
     for key, value in {**view_defaults, **sc.view}.items():
         session[key] = value
@@ -221,8 +221,6 @@ def load_url(state: DashState, session: MutableMapping, query: Mapping[str, str]
         return []
     found = find(query[KEY])
     if found is None:
-        from .controls import literal
-
         return [f"{literal('scenario=' + query[KEY])}: choose one of {', '.join(SCENARIOS)}"]
     apply(state, session, found)
     return []
@@ -232,17 +230,15 @@ def url_params(state: DashState, session: Mapping) -> dict[str, str]:
     """What the link adds for the chosen scenario: ``scenario=NAME`` and the current value of every
     setting the scenario changes (it applies first when the link opens, so a value moved back to the
     page's default must be written too)."""
-    from . import controls
-
     name = session.get(KEY)
     if name not in SCENARIOS:
         return {}
     sch = schema()
-    shown = set(controls.shown_keys(state.values))
+    shown = set(shown_keys(state.values))
     out = {KEY: name}
-    for key in SCENARIOS[name].values(controls.BASE):
+    for key in SCENARIOS[name].values(BASE):
         if key in shown and key in state.values:
-            out[key] = controls.format_value(sch[key], state.values[key])
+            out[key] = format_value(sch[key], state.values[key])
     return out
 
 

@@ -86,7 +86,7 @@ class DashState:
     #: (time, step) of the last redraw, for ``rate_wall``
     tick: Optional[tuple[float, int]] = None
     #: fragment runs so far, and every (run, chart key) drawn, in order: while playing, the charts
-    #: are updated in turn, ``controls.CHART_UPDATES`` per redraw
+    #: are updated in turn, ``defaults.CHART_UPDATES`` per redraw
     redraws: int = 0
     chart_order: list = field(default_factory=list)
     #: the last redraw: steps, training and drawing seconds

@@ -1,7 +1,10 @@
-"""The training engine, in parts: builders (:mod:`.build`), the :class:`Trainer` (:mod:`.trainer`),
-the :class:`Evaluator` (:mod:`.evaluator`), checkpoints and atomic writes (:mod:`.checkpoint`), typed
-events and the run logger (:mod:`.events`), the run folder's lock (:mod:`.lock`) and the command line
-(:mod:`.cli`)."""
+"""The training engine, in parts: builders (:mod:`.build`), the :class:`Trainer` and its loop
+(:mod:`.trainer`) with the parts it is made of -- device, DDP and AMP set-up (:mod:`.device`), the
+per-step batches (:mod:`.feed`), live settings (:mod:`.live`), the run folder and ``config.json``
+(:mod:`.run_folder`), resuming from a checkpoint (:mod:`.resume`), where events go (:mod:`.record`),
+what a step reports besides its loss (:mod:`.reports`) --, the :class:`Evaluator` (:mod:`.evaluator`),
+checkpoints and atomic writes (:mod:`.checkpoint`), typed events and the run logger (:mod:`.events`),
+the run folder's lock (:mod:`.lock`) and the command line (:mod:`.cli`)."""
 
 from .build import (
     System,

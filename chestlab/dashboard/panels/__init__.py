@@ -29,24 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..state import DashState, Run
+from .chart import MODEBAR_PX, PLOTLY_CONFIG, modebar_room
 
 __all__ = ["PanelContext", "RUN_PANELS", "PAGE_PANELS", "PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "draw_run", "available",
            "cannot_draw"]
-
-#: plotly's options for every chart of the page
-PLOTLY_CONFIG = {"displaylogo": False}
-#: height of plotly's mode bar (px), kept free above the titles of the figures that have some
-MODEBAR_PX = 26
-
-
-def modebar_room(fig: Any) -> Any:
-    """``fig`` with ``MODEBAR_PX`` more top margin, once (a figure may be drawn again): the mode bar
-    in the top right corner otherwise covers the title of a figure's right-hand panel."""
-    if not getattr(fig, "_modebar_room", False):
-        fig.update_layout(margin_t=(fig.layout.margin.t or 40) + MODEBAR_PX)
-        fig._modebar_room = True
-    return fig
-
 
 @dataclass
 class PanelContext:

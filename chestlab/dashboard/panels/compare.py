@@ -1,9 +1,9 @@
 """Compare two runs: run B = run A with one setting changed, same seed and batches. The controls sit
 in the page's top row; each run's column starts with :func:`header`.
 
-Run B's setting is any numeric setting the sidebar shows (:func:`chestlab.dashboard.controls.compare_keys`)
+Run B's setting is any numeric setting the sidebar shows (:func:`chestlab.dashboard.compare.compare_keys`)
 and its value is validated by the schema like every other value of the page (:func:`config_b`); the
-value box is bounded by :func:`chestlab.dashboard.controls.compare_range`."""
+value box is bounded by :func:`chestlab.dashboard.compare.compare_range`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def value_b(session: Any) -> tuple[str, Any]:
 def config_b(cfg: TrainConfig, session: Any) -> tuple[Optional[TrainConfig], str, Optional[str]]:
     """Run B's config (A's with one setting changed), its description, and the one-line reason when
     the schema refuses the value (then no config)."""
-    from ..controls import check_compare, refusal
+    from ..compare import check_compare
+    from ..text import refusal
 
     key, value = value_b(session)
     s = schema().get(key)
@@ -44,7 +45,7 @@ def config_b(cfg: TrainConfig, session: Any) -> tuple[Optional[TrainConfig], str
 def fit_value(session: Any, values: Any = None) -> None:
     """Keep run B's value valid for the setting B changes (before its box is drawn; also when the
     setting changes): a value the new setting refuses becomes run A's value (or the default)."""
-    from ..controls import check_compare
+    from ..compare import check_compare
 
     s = schema().get(session.get("cmp_key"))
     if s is None:
@@ -62,7 +63,7 @@ def fit_value(session: Any, values: Any = None) -> None:
 
 
 def _bounds(s: Any) -> tuple[Optional[float], Optional[float]]:
-    from ..controls import compare_range
+    from ..compare import compare_range
 
     lo, hi = compare_range(s)
     return (None if lo is None else float(lo)), (None if hi is None else float(hi))
@@ -76,7 +77,7 @@ def _on_key(state: Any) -> None:
 
 def render(ctx: Any, box: Any) -> None:
     """The compare toggle, and when on: which setting B changes and its value."""
-    from ..controls import compare_keys
+    from ..compare import compare_keys
 
     session = ctx.session
     a, b, c = box.columns([2.0, 1.6, 1.4])

@@ -18,7 +18,7 @@ def figure(ctx: Any) -> Any:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG, modebar_room
+    from .chart import PLOTLY_CONFIG, modebar_room
 
     fig = figure(ctx)
     twin = any(str(t.name or "").endswith("right axis, log)") for t in fig.data)

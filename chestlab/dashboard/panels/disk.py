@@ -193,7 +193,7 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG
+    from .chart import PLOTLY_CONFIG
 
     state = ctx.state
     box.markdown(f"**{TITLE}** — colour = super-class (shade = class), ★ = proxies, ◆ = super-class nodes, "

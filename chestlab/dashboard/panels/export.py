@@ -79,7 +79,7 @@ def render(ctx: Any, box: Any) -> None:
     """The share link and the download buttons, in ``box`` (the page's "Share and export" expander)."""
     from chestlab import figures
 
-    from ..controls import literal
+    from ..text import literal
 
     state = ctx.state
 

@@ -27,7 +27,7 @@ def temperatures(ctx: Any, box: Any) -> dict[str, float]:
     sliders (drawn in ``box``), generated from the schema's settings ``t`` and ``t_e``."""
     from chestlab.settings import schema
 
-    from ..controls import widget
+    from ..widgets import widget
 
     cfg, sch = ctx.trainer.config, schema()
     keys = set(cfg.keys())
@@ -64,7 +64,7 @@ def figure(ctx: Any, d: dict, t: float, t_e: float) -> Any:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG
+    from .chart import PLOTLY_CONFIG
     from .disk import options
 
     exp = box.expander(TITLE, expanded=True)

@@ -190,7 +190,7 @@ def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> di
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG, modebar_room
+    from .chart import PLOTLY_CONFIG, modebar_room
 
     exp = box.expander(TITLE + (f" · run {ctx.name}" if ctx.name and not ctx.wide else ""), expanded=True)
     if ctx.primary:

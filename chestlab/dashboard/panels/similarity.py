@@ -58,7 +58,7 @@ def view_of(ctx: Any, box: Any) -> str:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from . import PLOTLY_CONFIG, modebar_room
+    from .chart import PLOTLY_CONFIG, modebar_room
 
     box.markdown(f"**{TITLE}** — positive class vs negative classes (paper Fig. 3), or each sample's margin (Eq. 7)")
     tr = ctx.trainer

@@ -1,0 +1,22 @@
+"""What every plotly chart of the page shares: plotly's options (:data:`PLOTLY_CONFIG`) and room for
+the mode bar above a figure's titles (:func:`modebar_room`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room"]
+
+#: plotly's options for every chart of the page
+PLOTLY_CONFIG = {"displaylogo": False}
+#: height of plotly's mode bar (px), kept free above the titles of the figures that have some
+MODEBAR_PX = 26
+
+
+def modebar_room(fig: Any) -> Any:
+    """``fig`` with ``MODEBAR_PX`` more top margin, once (a figure may be drawn again): the mode bar
+    in the top right corner otherwise covers the title of a figure's right-hand panel."""
+    if not getattr(fig, "_modebar_room", False):
+        fig.update_layout(margin_t=(fig.layout.margin.t or 40) + MODEBAR_PX)
+        fig._modebar_room = True
+    return fig

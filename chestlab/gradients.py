@@ -2,7 +2,10 @@ r"""Closed-form gradients of the kit's losses, as the notebooks derive them.
 
 Each function returns the gradient that autograd would give for the matching function in
 :mod:`chestlab.losses` / :mod:`chestlab.poincare` (``tests/test_gradients.py`` checks that), but
-written out as a formula so it can be read, plotted and reasoned about:
+written out as a formula so it can be read, plotted and reasoned about. They are the notebooks'
+reference, not a training path: the trainer's backward of Eq. 5–7 is the fused one of
+:mod:`chestlab.losses.parts` (``_softmin_grad``, ``_margin_ce_grad``: the same formulas, written for
+speed), and its input checks are those of :mod:`chestlab.losses.checks`.
 
 * :func:`soft_similarity_grad` — :math:`\partial S/\partial d_k` of the soft similarity (Eq. 5/6);
 * :func:`proxy_loss_grad` — :math:`\partial L_i/\partial S_{i,c}` of the margin loss (Eq. 7);
@@ -20,7 +23,8 @@ import torch
 from torch import Tensor
 
 from . import poincare
-from .losses.functional import check_positive, hard_negative_weights
+from .losses.checks import check_positive
+from .losses.functional import hard_negative_weights
 
 __all__ = [
     "soft_similarity_grad",

@@ -102,6 +102,25 @@ def test_a_subclass_registered_under_a_new_name_trains_as_is(tmp_path):
     assert bad.returncode == 2 and "K >= 2" in bad.stderr
 
 
+def test_a_plugin_term_joins_two_losses_by_one_line_each(tmp_path):
+    """The doc's ``Spread`` term, composed with CHEST and with the pairwise cross-entropy: its setting
+    is set from the command line, its part is logged next to the base loss's, and its weight applies."""
+    help_ = _run(tmp_path, "--help")
+    assert "[chest_spread]" in help_.stdout and "spread_radius" in help_.stdout
+    for name, base_parts in (("chest_spread", {"l_h", "l_e", "l_hyphc"}), ("pair_ce_spread", {"pair_ce"})):
+        run = tmp_path / name
+        done = _run(tmp_path, "--set", f"loss={name}", "--set", "spread_weight=0.5", "--out", str(run), *SMALL)
+        assert done.returncode == 0, done.stderr
+        rows = _steps(run)
+        assert {*base_parts, "l_spread", "loss"} <= set(rows[0])
+        assert float(rows[0]["l_spread"]) > 0
+        cfg = json.loads((run / "config.json").read_text())
+        assert cfg["loss"] == name and cfg["spread_weight"] == 0.5
+    # the base loss's rules hold for the composed one
+    bad = _run(tmp_path, "--set", "loss=chest_spread", "--set", "K=1", *SMALL)
+    assert bad.returncode == 2 and "K >= 2" in bad.stderr
+
+
 def test_a_run_of_an_unregistered_loss_names_the_fix(tmp_path):
     run = tmp_path / "run"
     assert _run(tmp_path, "--set", "loss=centroid_pull", "--out", str(run), *SMALL).returncode == 0

@@ -322,10 +322,9 @@ def problems(cfg: TrainConfig, run: Optional[Run] = None) -> list[str]:
 
 def hints(cfg: TrainConfig) -> list[str]:
     """Teaching notes about a valid but telling combination (not rule violations)."""
-    out = []
-    if cfg.loss == "chest" and cfg.eta_h == 0 and cfg.eta_e == 0 and cfg.tau > 0:
-        out.append("η_H = η_E = 0: only the HypHC term trains, and it moves the proxies only (the data are not in it).")
-    return out
+    from chestlab.losses import get_loss
+
+    return list(get_loss(cfg.loss).hints(cfg))  # the loss's own notes (CHEST: only the HypHC term trains)
 
 
 def _fmt(v: Any) -> str:

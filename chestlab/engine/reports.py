@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..losses import LossOutput
+from ..losses import LossOutput, get_loss
 from ..settings import TrainConfig
 from .events import SimilarityEvent
 
@@ -44,10 +44,9 @@ def similarity_event(step: int, out: LossOutput, y: Tensor) -> Optional[Similari
 
 
 def loss_cause(cfg: TrainConfig) -> Optional[str]:
-    """A cause of divergence in the loss's own settings, or None."""
-    if cfg.loss == "chest" and max(cfg.lambda_h, cfg.lambda_e) * max(cfg.delta_h, cfg.delta_e, 1) > 1e4:
-        return "lambda * delta is very large: the logits overflow"
-    return None
+    """A cause of divergence in the loss's own settings, or None: the loss's hook
+    (:meth:`chestlab.losses.Loss.divergence_hint`; CHEST: lambda * delta too large)."""
+    return get_loss(cfg.loss).divergence_hint(cfg)
 
 
 def diagnose(cfg: TrainConfig, step: int, what: str, out: LossOutput, kept: bool) -> str:

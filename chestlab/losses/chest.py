@@ -1,15 +1,18 @@
-r"""The CHEST loss (Eq. 10) as a registered module, composed from its parts:
+r"""The CHEST loss (Eq. 10) as a registered module, the weighted sum of three terms:
 
 .. math:: L = \eta_H\,\overline{L_H} + \eta_E\,\overline{L_E} + \tau\,\overline{L_{\mathrm{HypHC}}}
 
-with :class:`~chestlab.losses.parts.ProxyTerm` under the Poincaré distance (L_H) and under the
-Euclidean distance (L_E), and :class:`~chestlab.losses.parts.HypHCTerm` on the proxies.
-:func:`chestlab.losses.functional.chest_loss` computes the same thing in one function (the tests
-hold the two equal).
+:class:`CHESTProxyTerm` in the ball (``l_h``, weight ``eta_h``) and in Euclidean space (``l_e``,
+weight ``eta_e``) — Eq. 5–7, the fused :class:`~chestlab.losses.parts.ProxyTerm` — and
+:class:`CHESTHypHCTerm` on the proxies (``l_hyphc``, weight ``tau``; Eq. 8–9,
+:class:`~chestlab.losses.parts.HypHCTerm`). The loss owns the proxies and computes them once per
+step for its terms (:meth:`CHESTLoss.prepare`). :func:`chestlab.losses.functional.chest_loss`
+is the readable reference of the same thing (the tests hold the two equal).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
@@ -18,19 +21,11 @@ from torch import Tensor, nn
 
 from .. import poincare
 from ..settings import BIG, MAX_ELEMENTS, Problem, SettingError, TrainConfig, dataset_info_of, setting, too_big
-from .base import Loss, LossContext, LossOutput, register_loss
-from .functional import check_chest_inputs, check_overflow
-from .parts import HypHCTerm, PoincareDistance, ProxyTerm, euclidean_distance
+from .base import Loss, LossContext, Step, Term, register_loss
+from .checks import check_chest_inputs, check_euclid_space, check_overflow, hyphc_needs_two_proxies
+from .parts import Distance, HypHCTerm, PoincareDistance, ProxyTerm, euclidean_distance
 
-__all__ = ["CHESTLoss", "CHESTSettings", "hyphc_needs_two_proxies"]
-
-
-def hyphc_needs_two_proxies(tau: float, K: int) -> Optional[str]:
-    """The rule "tau > 0 needs K >= 2" (a HypHC triplet pairs two proxies of one class): the
-    message when it is broken, else None."""
-    if tau > 0 and K < 2:
-        return f"tau = {tau:g} > 0 needs K >= 2 proxies per class (got K = {K}); set tau = 0 or K >= 2"
-    return None
+__all__ = ["CHESTLoss", "CHESTSettings", "CHESTProxyTerm", "CHESTHypHCTerm", "hyphc_needs_two_proxies"]
 
 
 _W = {"lo": 0.0, "hi": 2.0, "step": 0.1}
@@ -90,12 +85,59 @@ def proxy_memory_rules(cfg: TrainConfig) -> Iterable[Problem]:
             yield Problem(keys, msg)
 
 
+class CHESTProxyTerm(Term):
+    r"""Eq. 5–7 of CHEST in one space, ``"h"`` (the ball, :math:`D_H`) or ``"e"`` (:math:`D_E`): part
+    ``l_<space>``, weight ``eta_<space>``, settings ``gamma_<space>``, ``lambda_<space>``,
+    ``delta_<space>`` of CHEST's section; extra ``s_<space>`` (B, C), the soft similarities. Runs on the
+    proxies :meth:`CHESTLoss.prepare` computed and checked (``step.shared``)."""
+
+    def __init__(self, space: str, distance: Distance) -> None:
+        super().__init__()
+        if space not in ("h", "e"):
+            raise ValueError(f"space = {space!r}: choose 'h' or 'e'")
+        self.space = space
+        self.part, self.weight, self.extras = f"l_{space}", f"eta_{space}", (f"s_{space}",)
+        self.fn = ProxyTerm(distance)
+
+    def forward(self, step: Step, s: Any) -> tuple[Tensor, dict[str, Any]]:
+        sp = self.space
+        x, proxies = (step.x_h, step.shared["proxies_h"]) if sp == "h" else (step.x_e, step.shared["proxies_e"])
+        with poincare.checks(False):  # checked once by CHESTLoss.prepare, under the names of the inputs
+            value, S = self.fn(x, proxies, step.labels, gamma=getattr(s, f"gamma_{sp}"), lam=getattr(s, f"lambda_{sp}"),
+                               delta=getattr(s, f"delta_{sp}"), K=step.shared["K"])
+        check_overflow(value, f"the CHEST loss's l_{sp}", {f"x_{sp}": x, f"proxies_{sp}": proxies})
+        return value, {f"s_{sp}": S}
+
+
+class CHESTHypHCTerm(Term):
+    r"""Eq. 8–9 on CHEST's hyperbolic proxies: part ``l_hyphc``, weight ``tau``, settings ``M``,
+    ``gamma_hyp``, ``hyphc``; ``M`` triplets a step from its own seeded generator (:attr:`generator`)."""
+
+    part, weight = "l_hyphc", "tau"
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.fn = HypHCTerm(seed)
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.fn.generator
+
+    def forward(self, step: Step, s: Any) -> tuple[Tensor, dict[str, Any]]:
+        proxies_h = step.shared["proxies_h"]
+        with poincare.checks(False):  # checked once by CHESTLoss.prepare
+            value = self.fn(proxies_h, step.loss.c, M=s.M, gamma_hyp=s.gamma_hyp, variant=s.hyphc, K=step.shared["K"])
+        check_overflow(value, "the CHEST loss's l_hyphc", {"proxies_h": proxies_h})
+        return value, {}
+
+
 @register_loss("chest")
 class CHESTLoss(Loss):
     r"""CHEST (Eq. 10): owns the Euclidean proxies ``P_E`` (C, K, D_E), maps them through the model's
-    hyperbolic ``head`` (shared with the data, Sec. 3.2), and adds the weighted parts
+    hyperbolic ``head`` (shared with the data, Sec. 3.2), and sums its weighted terms
     ``l_h`` (Eq. 7 with D_H), ``l_e`` (Eq. 7 with D_E) and ``l_hyphc`` (Eq. 9 on M triplets drawn
-    from a seeded generator).
+    from a seeded generator). Built directly, a setting not passed takes its declared default
+    (:class:`CHESTSettings`, e.g. ``M``).
 
     ``euclid_space="head"`` makes the Euclidean loss compare ``W x + b`` with ``W P_E + b`` (pass the
     model's matching ``x_e``; the eta_H = 0 ablation rule of Sec. 4.4).
@@ -117,22 +159,25 @@ class CHESTLoss(Loss):
         *,
         euclid_space: str = "backbone",
         seed: int = 0,
+        dim_h: int = 0,
         **settings: Any,
     ) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes = {num_classes}: CHEST needs C >= 2 classes")
-        if euclid_space not in ("backbone", "head"):
-            raise ValueError(f"euclid_space = {euclid_space!r}: choose 'backbone' or 'head'")
-        values = {"M": 100, **settings, "K": K}
-        unknown = sorted(set(values) - set(CHESTSettings.__dataclass_fields__))
+        check_euclid_space(euclid_space)
+        section = type(self).Settings  # CHEST's, or CHEST's plus joined terms' (with_terms)
+        names = [f.name for f in dataclasses.fields(section)]
+        values = {**settings, "K": K}  # the others take their declared defaults (M: the setting's default)
+        unknown = sorted(set(values) - set(names))
         if unknown:
-            raise SettingError(unknown[0], values[unknown[0]], "one of " + ", ".join(CHESTSettings.__dataclass_fields__),
-                               "not a setting of loss chest")
+            raise SettingError(unknown[0], values[unknown[0]], "one of " + ", ".join(names),
+                               f"not a setting of loss {self.name or 'chest'}")
         from ..settings import settings_of
 
-        specs = settings_of(CHESTSettings)
-        cfg = CHESTSettings(**{k: specs[k].validate(v) for k, v in values.items()})
-        super().__init__(cfg, LossContext(num_classes, dim, 0, head, seed, euclid_space))
+        specs = settings_of(section)
+        cfg = section(**{k: specs[k].validate(v) for k, v in values.items()})
+        dim_h = dim_h or getattr(getattr(head, "linear", None), "out_features", 0)
+        super().__init__(cfg, LossContext(num_classes, dim, dim_h, head, seed, euclid_space))
         self.validate_settings(cfg)
         self.num_classes, self.K, self.dim = int(num_classes), int(K), int(dim)
         self.head = head
@@ -140,14 +185,16 @@ class CHESTLoss(Loss):
         g = torch.Generator().manual_seed(seed)
         # unnormalised Euclidean proxies (Sec. 3.2); scale comparable to the embeddings
         self.proxies = nn.Parameter(torch.randn(num_classes, K, dim, generator=g) * cfg.proxy_std)
-        self.l_h_term = ProxyTerm(PoincareDistance(lambda: self.c))
-        self.l_e_term = ProxyTerm(euclidean_distance)
-        self.hyphc_term = HypHCTerm(seed + 1)
+        # the terms, in the order of the sum
+        self.l_h_term = CHESTProxyTerm("h", PoincareDistance(lambda: self.c))
+        self.l_e_term = CHESTProxyTerm("e", euclidean_distance)
+        self.hyphc_term = CHESTHypHCTerm(seed + 1)
 
     @classmethod
     def build(cls, settings: CHESTSettings, ctx: LossContext) -> "CHESTLoss":
-        values = {k: getattr(settings, k) for k in CHESTSettings.__dataclass_fields__ if k != "K"}
-        return cls(ctx.num_classes, settings.K, ctx.dim_e, ctx.head, euclid_space=ctx.euclid_space, seed=ctx.seed, **values)
+        values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(cls.Settings) if f.name != "K"}
+        return cls(ctx.num_classes, settings.K, ctx.dim_e, ctx.head, euclid_space=ctx.euclid_space, seed=ctx.seed,
+                   dim_h=ctx.dim_h, **values)
 
     @classmethod
     def auto_euclid_space(cls, settings: CHESTSettings) -> str:
@@ -165,6 +212,19 @@ class CHESTLoss(Loss):
             yield Problem(("euclid_space", "eta_h"), "eta_h = 0 with euclid_space = backbone departs from the paper's Sec. 4.4 "
                           "rule (L_E on W x + b while eta_H = 0); euclid_space = auto follows it", "warning")
         yield from proxy_memory_rules(cfg)
+
+    @classmethod
+    def divergence_hint(cls, cfg: TrainConfig) -> Optional[str]:
+        if max(cfg.lambda_h, cfg.lambda_e) * max(cfg.delta_h, cfg.delta_e, 1) > 1e4:
+            return "lambda * delta is very large: the logits overflow"
+        return None
+
+    @classmethod
+    def hints(cls, cfg: TrainConfig) -> list[str]:
+        joined_on = any(t.weight is not None and getattr(cfg, t.weight) > 0 for t in cls.joined)
+        if cfg.eta_h == 0 and cfg.eta_e == 0 and cfg.tau > 0 and not joined_on:
+            return ["η_H = η_E = 0: only the HypHC term trains, and it moves the proxies only (the data are not in it)."]
+        return []
 
     def validate_settings(self, settings: CHESTSettings) -> None:
         msg = hyphc_needs_two_proxies(settings.tau, settings.K)
@@ -204,46 +264,25 @@ class CHESTLoss(Loss):
         with torch.no_grad():
             return {"h": self.proxies_h().float().cpu(), "e": self.proxies.detach().float().cpu()}
 
-    def forward(self, x_e: Tensor, x_h: Tensor, labels: Tensor) -> LossOutput:
+    def prepare(self, step: Step) -> Step:
+        """The proxies, once for the three terms: ``proxies_e`` (C K, D_E) and ``proxies_h`` (C K, D_H)
+        in ``step.shared`` (from one flat view of ``P_E``, so the gradients the terms send add up in
+        place), float32 even under AMP (fp16 cannot resolve the ball near its boundary). The inputs
+        are checked here, once, under their names; the terms then run unchecked (each (C K, D) check
+        is a pass over the proxies)."""
         s = self.settings
-        # geometry in float32 even under AMP: fp16 cannot resolve the ball near its boundary
-        with torch.autocast(device_type=x_e.device.type, enabled=False):
-            x_e, x_h = x_e.float(), x_h.float()
-            C, K = self.proxies.shape[:2]
-            proxies_e, proxies_h = (p.float() for p in self._flat_proxies())  # (C K, D_E), (C K, D_H)
-            check_chest_inputs(x_e, x_h, labels, proxies_e.view(C, K, -1), proxies_h.view(C, K, -1))
-            # the values are checked once here, under the names of the inputs; the terms then run
-            # unchecked (each (C K, D) check is a pass over the proxies)
-            if s.eta_h > 0:
-                poincare.check_in_ball(x_h, self.c, "x_h")
-            if s.eta_h > 0 or s.tau > 0:
-                poincare.check_in_ball(proxies_h, self.c, "proxies_h")
-            if s.eta_e > 0:
-                poincare.check_finite(x_e, "x_e")
-                poincare.check_finite(proxies_e, "proxies_e")
-            with poincare.checks(False):
-                out = self._terms(x_e, x_h, labels, proxies_e, proxies_h)
-            for part, inputs in (("l_e", {"x_e": x_e, "proxies_e": proxies_e}), ("l_h", {"x_h": x_h, "proxies_h": proxies_h}),
-                                 ("l_hyphc", {"proxies_h": proxies_h})):
-                check_overflow(out.parts[part], f"the CHEST loss's {part}", inputs)
-            return out
-
-    def _terms(self, x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> LossOutput:
-        """The three terms; ``proxies_e`` (C K, D_E), ``proxies_h`` (C K, D_H)."""
-        s, K = self.settings, self.proxies.shape[1]
-        zero = x_e.new_zeros(())
-        parts = {"l_h": zero, "l_e": zero, "l_hyphc": zero}
-        extras: dict[str, Any] = {"s_h": None, "s_e": None}
+        C, K = self.proxies.shape[:2]
+        proxies_e, proxies_h = (p.float() for p in self._flat_proxies())  # (C K, D_E), (C K, D_H)
+        check_chest_inputs(step.x_e, step.x_h, step.labels, proxies_e.view(C, K, -1), proxies_h.view(C, K, -1))
         if s.eta_h > 0:
-            parts["l_h"], extras["s_h"] = self.l_h_term(x_h, proxies_h, labels, gamma=s.gamma_h, lam=s.lambda_h,
-                                                        delta=s.delta_h, K=K)
+            poincare.check_in_ball(step.x_h, self.c, "x_h")
+        if s.eta_h > 0 or s.tau > 0:
+            poincare.check_in_ball(proxies_h, self.c, "proxies_h")
         if s.eta_e > 0:
-            parts["l_e"], extras["s_e"] = self.l_e_term(x_e, proxies_e, labels, gamma=s.gamma_e, lam=s.lambda_e,
-                                                        delta=s.delta_e, K=K)
-        if s.tau > 0:
-            parts["l_hyphc"] = self.hyphc_term(proxies_h, self.c, M=s.M, gamma_hyp=s.gamma_hyp, variant=s.hyphc, K=K)
-        total = s.eta_h * parts["l_h"] + s.eta_e * parts["l_e"] + s.tau * parts["l_hyphc"]
-        return LossOutput(total, parts, extras)
+            poincare.check_finite(step.x_e, "x_e")
+            poincare.check_finite(proxies_e, "proxies_e")
+        step.shared.update(proxies_e=proxies_e, proxies_h=proxies_h, K=K)
+        return step
 
     # the triplet sampler's state travels with the checkpoint, so a resumed run samples the same triplets
     def get_extra_state(self) -> dict:

@@ -2,9 +2,15 @@ r"""The functional core of the losses: CHEST and its parts (Eq. 5–10), and the
 hard-negative paper.
 
 Every function takes its tensors explicitly and returns per-sample values (or a scalar where the
-paper averages), so tests and notebooks call them directly. The registered, trainable modules
-(:mod:`chestlab.losses.chest`, ``pair_ce``, ``mix``) are thin wrappers that own parameters and
-sampling and call these functions.
+paper averages), so tests and notebooks call them directly. Which of them the trainer runs:
+
+- Eq. 5–7 and Eq. 10 (``soft_similarity``, ``proxy_loss``, ``chest_loss``) are the *readable
+  reference*: the trainer computes them with the fused terms of :mod:`.parts` (one implementation
+  per equation on the training path), and the tests hold the two equal, values and gradients;
+- Eq. 8–9 (``hyphc_loss``, ``sample_triplets``) and the hard-negative paper's losses
+  (``pair_ce_loss``, ``mix_loss``) have no second version: the terms call them.
+
+The validators they share live in :mod:`.checks`.
 
 Shapes: ``B`` batch, ``C`` classes, ``K`` proxies per class, ``D_E``/``D_H`` embedding dimensions,
 ``M`` HypHC triplets.
@@ -13,15 +19,15 @@ Shapes: ``B`` batch, ``C`` classes, ``K`` proxies per class, ``D_E``/``D_H`` emb
 from __future__ import annotations
 
 import math
-import numbers
-import operator
-from typing import Mapping, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import poincare
+from .checks import (check_batch, check_chest_inputs, check_count, check_hyphc, check_index_tensor, check_labels,
+                     check_overflow, check_positive, check_real, check_values, hyphc_needs_two_proxies)
 
 __all__ = [
     "soft_similarity",
@@ -34,65 +40,7 @@ __all__ = [
     "pair_ce_loss",
     "mix_loss",
     "hard_negative_weights",
-    "check_positive",
-    "check_labels",
-    "check_hyphc",
-    "check_chest_inputs",
-    "check_real",
-    "check_values",
-    "check_overflow",
 ]
-
-
-def _real_value(value: object, name: str) -> float:
-    """A real number (int, float, numpy scalar or 0-d real tensor; not bool, not str) as a float."""
-    if isinstance(value, Tensor) and value.dim() == 0 and not value.dtype.is_complex and value.dtype != torch.bool:
-        return float(value.detach())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}; pass a float")
-    return float(value)
-
-
-def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
-    """``value`` as a float: ``TypeError`` unless a real number (not ``bool``/``str``), ``ValueError``
-    naming ``name`` unless finite and > 0 (>= 0 with ``allow_zero``)."""
-    v = _real_value(value, name)
-    ok = (v >= 0 if allow_zero else v > 0) and math.isfinite(v)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} = {value!r} is out of range: {name} must be finite and {bound}")
-    return v
-
-
-def check_real(value: float, name: str) -> float:
-    """``value`` as a float: ``TypeError`` unless a real number, ``ValueError`` unless finite."""
-    v = _real_value(value, name)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} = {value!r} is out of range: {name} must be a finite real number")
-    return v
-
-
-def check_values(x: object, name: str, what: str) -> Tensor:
-    """A floating-point tensor with finite values (the value check only while poincare's checks are on)."""
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        got = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
-        raise TypeError(f"{name} must be a floating-point tensor of {what}, got {got}; convert it with torch.as_tensor(..., dtype=torch.float32)")
-    return poincare.check_finite(x, name)
-
-
-def check_overflow(value: Tensor, what: str, inputs: Mapping[str, Tensor]) -> Tensor:
-    """Raise ``ValueError`` if ``value`` (computed from the finite ``inputs``) is not finite: the
-    message names ``what`` overflowed and the largest norm of each input, so a caller sees which
-    input to rescale. Only while poincare's checks are on (one host read); returns ``value``."""
-    if not poincare.checks_enabled() or value.numel() == 0:
-        return value
-    with torch.no_grad():
-        if bool(torch.isfinite(value).all()):
-            return value
-        norms = ", ".join(f"{k} {float(torch.linalg.vector_norm(v.double(), dim=-1).max()):.3g}"
-                          for k, v in inputs.items() if v.numel())
-    raise ValueError(f"{what} overflowed {value.dtype} although the inputs are finite (largest norms: {norms}); "
-                     f"rescale them (or compute in float64)")
 
 
 def clamp_to_dtype(value: float, dtype: torch.dtype) -> float:
@@ -101,38 +49,6 @@ def clamp_to_dtype(value: float, dtype: torch.dtype) -> float:
     the result has already reached its limit in that precision)."""
     fi = torch.finfo(dtype)
     return min(max(value, fi.tiny), fi.max)
-
-
-def _check_index_tensor(t: object, name: str, what: str) -> None:
-    if not isinstance(t, Tensor) or t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        got = f"a {t.dtype} tensor" if isinstance(t, Tensor) else type(t).__name__
-        raise TypeError(f"{name} must be an integer tensor of {what}, got {got}; convert it with {name}.long()")
-
-
-def check_labels(labels: Tensor, B: int, C: Optional[int] = None) -> None:
-    """``labels`` must be a (B,) integer tensor of class indices in [0, C)."""
-    _check_index_tensor(labels, "labels", "class indices")
-    if labels.dim() != 1 or labels.shape[0] != B:
-        raise ValueError(f"labels must be a (B,) = ({B},) tensor of class indices, got shape {tuple(labels.shape)}")
-    if C is not None:
-        if C < 2:
-            raise ValueError(f"C = {C}: the proxy loss needs C >= 2 classes (a softmax over one class is constant)")
-        if B and (int(labels.min()) < 0 or int(labels.max()) >= C):
-            raise ValueError(f"labels must lie in [0, C) = [0, {C}), found {int(labels.min())}..{int(labels.max())}")
-
-
-def _check_batch(B: int, name: str) -> None:
-    if B == 0:
-        raise ValueError(
-            f"{name} holds B = 0 samples: a loss averaged over no samples is undefined (NaN); "
-            f"skip empty batches (e.g. DataLoader(drop_last=True)) or pass B >= 1"
-        )
-
-
-def check_hyphc(name: str, value: str) -> None:
-    """The HypHC reading of Eq. 9: "lca" or "pairwise"."""
-    if not isinstance(value, str) or value not in ("lca", "pairwise"):
-        raise ValueError(f"{name} = {value!r}: choose 'lca' (HypHC's reading of Eq. 9) or 'pairwise' (the literal reading)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +88,7 @@ def proxy_loss(S: Tensor, labels: Tensor, lam: float, delta: float) -> Tensor:
     if S.dim() != 2:
         raise ValueError(f"S must be (B, C), got shape {tuple(S.shape)}")
     check_labels(labels, S.shape[0], S.shape[1])
-    _check_batch(S.shape[0], "S")
+    check_batch(S.shape[0], "S")
     labels = labels.long()
     z = S - delta * F.one_hot(labels, S.shape[1]).to(S.dtype)
     # cross-entropy is shift-invariant per row: with the row max subtracted first the logits are
@@ -218,7 +134,7 @@ def hyphc_loss(
         raise TypeError("proxies_h must be a floating-point (C, K, D) or (P, D) tensor of points in the ball")
     # (P, D) as it is: a reshape, even to the same shape, would make its gradient a view (added out of place)
     flat = proxies_h if proxies_h.dim() == 2 else proxies_h.reshape(-1, proxies_h.shape[-1])
-    _check_index_tensor(triplets, "triplets", "flat proxy indices (M, 3)")
+    check_index_tensor(triplets, "triplets", "flat proxy indices (M, 3)")
     if triplets.dim() != 2 or triplets.shape[1] != 3:
         raise ValueError(f"triplets must be an (M, 3) LongTensor, got shape {tuple(triplets.shape)}")
     if triplets.shape[0] == 0:
@@ -249,35 +165,6 @@ class CHESTOutput(NamedTuple):
     l_hyphc: Tensor  #: scalar, mean of L_HypHC(t) (Eq. 9)
     s_h: Optional[Tensor]  #: (B, C) S_H(x_i, y), or None when eta_h = 0
     s_e: Optional[Tensor]  #: (B, C) S_E(x_i, y), or None when eta_e = 0
-
-
-def check_chest_inputs(x_e: Tensor, x_h: Tensor, labels: Tensor, proxies_e: Tensor, proxies_h: Tensor) -> None:
-    """Types and shapes of Eq. 10's inputs: floating (B, D_E), (B, D_H), integer (B,), floating
-    (C, K, D_E), (C, K, D_H), with ``B >= 1`` (a mean over an empty batch is NaN) and ``C >= 2``.
-    The values (finite Euclidean inputs, hyperbolic ones in the ball) are checked where they are used."""
-    for name, t, what in (("x_e", x_e, "embeddings (B, D_E)"), ("x_h", x_h, "points (B, D_H)"),
-                          ("proxies_e", proxies_e, "proxies (C, K, D_E)"), ("proxies_h", proxies_h, "proxies (C, K, D_H)")):
-        if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
-            got = f"a {t.dtype} tensor" if isinstance(t, Tensor) else type(t).__name__
-            raise TypeError(f"{name} must be a floating-point tensor of {what}, got {got}; convert it with .float()")
-    _check_index_tensor(labels, "labels", "class indices (B,)")
-    if proxies_e.dim() != 3 or proxies_h.dim() != 3:
-        raise ValueError(
-            f"proxies must be (C, K, D): got proxies_e {tuple(proxies_e.shape)}, proxies_h {tuple(proxies_h.shape)}"
-        )
-    if proxies_e.shape[:2] != proxies_h.shape[:2]:
-        raise ValueError(f"proxies_e {tuple(proxies_e.shape)} and proxies_h {tuple(proxies_h.shape)} need the same (C, K)")
-    if labels.dim() != 1:
-        raise ValueError(f"labels must be a (B,) tensor of class indices, got shape {tuple(labels.shape)}")
-    B = labels.shape[0]
-    if x_e.dim() != 2 or x_h.dim() != 2 or x_e.shape[0] != B or x_h.shape[0] != B:
-        raise ValueError(f"x_e {tuple(x_e.shape)}, x_h {tuple(x_h.shape)} and labels {tuple(labels.shape)} need the same B")
-    if x_e.shape[-1] != proxies_e.shape[-1] or x_h.shape[-1] != proxies_h.shape[-1]:
-        raise ValueError("embedding and proxy dimensions differ: x_e/proxies_e and x_h/proxies_h must share D")
-    _check_batch(B, "the batch (x_e, x_h, labels)")
-    if proxies_e.shape[1] == 0:
-        raise ValueError(f"proxies hold K = 0 proxies per class, got shape {tuple(proxies_e.shape)}; use K >= 1")
-    check_labels(labels, B, proxies_e.shape[0])
 
 
 def chest_loss(
@@ -345,11 +232,9 @@ def chest_loss(
         check_overflow(s_e, "the similarities S_E", inputs)
         l_e = proxy_loss(s_e, labels, lambda_e, delta_e).mean()
     if tau > 0:
-        if K < 2:
-            raise ValueError(
-                f"tau = {tau} > 0 needs K >= 2 proxies per class (HypHC triplets pair two proxies of one "
-                f"class), got K = {K}; set tau = 0 or K >= 2"
-            )
+        msg = hyphc_needs_two_proxies(tau, K)
+        if msg:
+            raise ValueError(msg)
         if triplets is None or triplets.shape[0] < 1:
             raise ValueError("tau > 0 needs M >= 1 triplets (an (M, 3) LongTensor); pass triplets or set tau = 0")
         with poincare.checks(False):
@@ -359,20 +244,11 @@ def chest_loss(
     return CHESTOutput(total, l_h, l_e, l_hyp, s_h, s_e)
 
 
-def _check_count(value: object, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
-
-
 def sample_triplets(C: int, K: int, M: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """``M`` HypHC triplets of flat proxy indices ``class * K + k`` -> (M, 3) LongTensor:
     an anchor proxy, another proxy of the same class (``i != j``), a proxy of another class.
     ``C``, ``K``, ``M``: integers with ``C >= 2``, ``K >= 2``, ``M >= 1``."""
-    C, K, M = _check_count(C, "C"), _check_count(K, "K"), _check_count(M, "M")
+    C, K, M = check_count(C, "C"), check_count(K, "K"), check_count(M, "M")
     if C < 2 or K < 2 or M < 1:
         raise ValueError(f"triplets need C >= 2 classes, K >= 2 proxies per class and M >= 1, got C={C}, K={K}, M={M}")
     if generator is not None and not isinstance(generator, torch.Generator):

@@ -70,12 +70,12 @@ from torch import Tensor, nn
 
 from .. import poincare
 from ..settings import BIG, MAX_ELEMENTS, Problem, TrainConfig, setting, too_big
-from .base import Loss, LossContext, LossOutput, register_loss
-from .chest import CHESTLoss, CHESTSettings
+from .base import Loss, LossContext, Step, Term, register_loss
+from .chest import CHESTLoss
 from .pairwise import PairCELoss
 
 __all__ = [
-    "HIERSettings", "HIERTerm", "HIERMixin", "CHESTHIERLoss", "PairCEHIERLoss", "CHESTHIERSettings",
+    "HIERSettings", "HIERTerm", "CHESTHIERLoss", "PairCEHIERLoss", "CHESTHIERSettings",
     "PairCEHIERSettings", "LCATriplets", "hier_similarity", "reciprocal_triplets", "gumbel_noise", "lca_select",
     "lca_triplet_loss", "hier_loss", "hier_parents", "hier_group_hparams",
 ]
@@ -290,37 +290,6 @@ def hier_group_hparams(cfg: Any) -> dict[str, float]:
     return {"lr": float(lr), "weight_decay": float(wd)}
 
 
-class HIERTerm(nn.Module):
-    r"""The HIER regulariser as a part: owns the hierarchical proxies ``xi`` (P, D_H) — tangent
-    vectors, mapped by :math:`\exp^c_0(\operatorname{clip}_r(\cdot))` with the curvature and
-    clipping radius passed at each call (the head's) — and the generator of its random draws, which
-    travels with the module's state dict (``get_extra_state``)."""
-
-    def __init__(self, num_proxies: int, dim: int, *, seed: int = 0, init_radius: float = 2.3) -> None:
-        super().__init__()
-        if num_proxies < 2 or dim < 1:
-            raise ValueError(f"HIER needs >= 2 proxies of dimension >= 1, got P = {num_proxies}, D_H = {dim}")
-        radius = init_radius if math.isfinite(init_radius) else 2.3
-        g = torch.Generator().manual_seed(seed)
-        self.xi = nn.Parameter(torch.randn(num_proxies, dim, generator=g) / math.sqrt(dim) * 0.9 * radius)
-        self.generator = torch.Generator().manual_seed(seed + 1)
-
-    def points(self, c: poincare.Curvature, r: float) -> Tensor:
-        """The proxies in the ball, (P, D_H), float32."""
-        return poincare.expmap0(poincare.clip_features(self.xi.float(), r), c)
-
-    def forward(self, x_h: Tensor, labels: Optional[Tensor], c: poincare.Curvature, r: float, *, margin: float,
-                tau: float, topk: int, per_anchor: int) -> tuple[Tensor, Tensor]:
-        return hier_loss(x_h, labels, self.points(c, r), c, margin=margin, tau=tau, topk=topk, per_anchor=per_anchor,
-                         generator=self.generator)
-
-    def get_extra_state(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-
-
 def hier_rules(cfg: TrainConfig) -> Iterable[Problem]:
     """Rules of the HIER settings."""
     if cfg.hier_weight == 0:
@@ -340,47 +309,68 @@ def hier_rules(cfg: TrainConfig) -> Iterable[Problem]:
                       "every proxy is a neighbour of every other; HIER mines no triplets among the proxies", "warning")
 
 
-class HIERMixin:
-    r"""Adds HIER to a registered loss: put it first in the bases (``class X(HIERMixin, Base)``) with a
-    ``Settings`` dataclass that holds both sections (``class S(HIERSettings, Base.Settings)``) and
-    ``parts = (*Base.parts, "l_hier")``. Then
+class HIERTerm(Term):
+    r"""The HIER regulariser as a term that joins any loss (:meth:`Loss.with_terms`): part ``l_hier``
+    :math:`= \overline{L_{HIER}}^{\,batch} + \overline{L_{HIER}}^{\,proxies}`, weight ``hier_weight``,
+    settings section :class:`HIERSettings`, rules :func:`hier_rules`, optimizer group ``hier``
+    (:func:`hier_group_hparams`). Owns the hierarchical proxies ``xi`` (P, D_H) — tangent vectors,
+    mapped by :math:`\exp^c_0(\operatorname{clip}_r(\cdot))` with the curvature and clipping radius
+    of the loss's head at each call — and the generator of its random draws, which travels with the
+    module's state dict (``get_extra_state``). It is the attribute ``hier`` of the loss it joins
+    (state-dict keys ``hier.xi``, ``hier._extra_state``) and gives it :meth:`hier_points`."""
 
-    .. math:: L = L_{base} + \eta_{HIER}\,L_{HIER},
+    Settings = HIERSettings
+    part, weight = "l_hier", "hier_weight"
+    attr, group = "hier", "hier"
+    exports = ("hier_points",)
 
-    the parts are the base's plus ``l_hier`` (unweighted), the live settings of both apply with
-    :meth:`set`, and :meth:`hier_points` gives the hierarchical proxies for figures."""
-
-    hier: HIERTerm
+    def __init__(self, num_proxies: int, dim: int, *, seed: int = 0, init_radius: float = 2.3) -> None:
+        super().__init__()
+        if num_proxies < 2 or dim < 1:
+            raise ValueError(f"HIER needs >= 2 proxies of dimension >= 1, got P = {num_proxies}, D_H = {dim}")
+        radius = init_radius if math.isfinite(init_radius) else 2.3
+        g = torch.Generator().manual_seed(seed)
+        self.xi = nn.Parameter(torch.randn(num_proxies, dim, generator=g) / math.sqrt(dim) * 0.9 * radius)
+        self.generator = torch.Generator().manual_seed(seed + 1)
 
     @classmethod
-    def build(cls, settings: Any, ctx: LossContext) -> Loss:
-        loss = super().build(settings, ctx)  # type: ignore[misc]
-        loss.settings = settings  # the base's constructor may keep its own section only
-        loss.hier = HIERTerm(settings.hier_proxies, ctx.dim_h, seed=ctx.seed + 101, init_radius=getattr(ctx.head, "r", 2.3))
-        return loss
+    def create(cls, settings: Any, ctx: LossContext) -> "HIERTerm":
+        """``hier_proxies`` proxies of the ball's dimension ``ctx.dim_h``, seeded by ``ctx.seed + 101``,
+        initialised at the head's clipping radius."""
+        return cls(settings.hier_proxies, ctx.dim_h, seed=ctx.seed + 101, init_radius=getattr(ctx.head, "r", 2.3))
 
     @classmethod
     def rules(cls, cfg: TrainConfig) -> Iterable[Problem]:
-        yield from super().rules(cfg)  # type: ignore[misc]
-        yield from hier_rules(cfg)
+        return hier_rules(cfg)
 
-    def param_groups(self, cfg: TrainConfig, exclude: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
-        """The base loss's groups, then ``hier``: the hierarchical proxies (:func:`hier_group_hparams`)."""
-        hier = list(self.hier.parameters())
-        groups = super().param_groups(cfg, exclude | {id(p) for p in hier})  # type: ignore[misc]
-        return [*groups, {"name": "hier", "params": hier, **hier_group_hparams(cfg)}]
+    def group_hparams(self, cfg: TrainConfig) -> dict[str, float]:
+        return hier_group_hparams(cfg)
 
-    def group_hparams(self, name: str, cfg: TrainConfig) -> dict[str, float]:
-        return hier_group_hparams(cfg) if name == "hier" else super().group_hparams(name, cfg)  # type: ignore[misc]
+    def points(self, c: poincare.Curvature, r: float) -> Tensor:
+        """The proxies in the ball, (P, D_H), float32."""
+        return poincare.expmap0(poincare.clip_features(self.xi.float(), r), c)
 
-    def _hier_geometry(self) -> tuple[float, float]:
-        ctx = self.__dict__.get("ctx")
-        if "hier" not in self._modules or ctx is None or ctx.head is None:  # type: ignore[attr-defined]
-            raise RuntimeError(f"{type(self).__name__} has no HIER part: build it with {type(self).__name__}.build(settings, ctx)")
-        return float(ctx.head.c), float(getattr(ctx.head, "r", math.inf))
+    def losses(self, x_h: Tensor, labels: Optional[Tensor], c: poincare.Curvature, r: float, *, margin: float,
+               tau: float, topk: int, per_anchor: int) -> tuple[Tensor, Tensor]:
+        """:func:`hier_loss` with this term's proxies and generator: ``(L_batch, L_proxies)``."""
+        return hier_loss(x_h, labels, self.points(c, r), c, margin=margin, tau=tau, topk=topk, per_anchor=per_anchor,
+                         generator=self.generator)
 
-    def hier_points(self, x_h: Optional[Tensor] = None) -> dict[str, Tensor]:
-        r"""The hierarchical proxies for HIER's Fig. 3, detached, on the CPU:
+    @staticmethod
+    def _geometry(loss: Loss) -> tuple[float, float]:
+        head = loss.ctx.head if loss.ctx is not None else None
+        if head is None:
+            raise RuntimeError(f"{type(loss).__name__} has no head: build it with {type(loss).__name__}.build(settings, ctx)")
+        return float(head.c), float(getattr(head, "r", math.inf))
+
+    def forward(self, step: Step, s: Any) -> tuple[Tensor, dict[str, Any]]:
+        c, r = self._geometry(step.loss)
+        l_batch, l_proxy = self.losses(step.x_h, step.labels, c, r, margin=s.hier_margin, tau=s.hier_tau,
+                                       topk=s.hier_topk, per_anchor=s.hier_triplets)
+        return l_batch + l_proxy, {}
+
+    def hier_points(self, loss: Loss, x_h: Optional[Tensor] = None) -> dict[str, Tensor]:
+        r"""The hierarchical proxies for HIER's Fig. 3, detached, on the CPU (``loss.hier_points(x_h)``):
 
         - ``"h"``: (P, D_H) the proxies in the ball;
         - ``"proxy_parent"``: (P,) each proxy's parent proxy (nearest among those nearer the origin;
@@ -390,52 +380,22 @@ class HIERMixin:
 
         The children of proxy ``p`` are the samples with ``x_parent == p`` and the proxies with
         ``proxy_parent == p``."""
-        c, r = self._hier_geometry()
+        c, r = self._geometry(loss)
         with torch.no_grad():
-            h = self.hier.points(c, r).float().cpu()
-            out = {"h": h, **hier_parents(h, c, None if x_h is None else x_h.detach().float().cpu())}
-        return out
+            h = self.points(c, r).float().cpu()
+            return {"h": h, **hier_parents(h, c, None if x_h is None else x_h.detach().float().cpu())}
 
-    def forward(self, x_e: Tensor, x_h: Tensor, labels: Tensor, **kw: Any) -> LossOutput:
-        out = super().forward(x_e, x_h, labels, **kw)  # type: ignore[misc]
-        s = self.settings  # type: ignore[attr-defined]
-        c, r = self._hier_geometry()
-        with torch.autocast(device_type=x_h.device.type, enabled=False):
-            l_hier = x_h.new_zeros((), dtype=torch.float32)
-            if s.hier_weight > 0:
-                l_batch, l_proxy = self.hier(x_h.float(), labels, c, r, margin=s.hier_margin, tau=s.hier_tau,
-                                             topk=s.hier_topk, per_anchor=s.hier_triplets)
-                l_hier = l_batch + l_proxy
-            total = out.total + s.hier_weight * l_hier
-        return LossOutput(total, {**out.parts, "l_hier": l_hier}, out.extras)
+    def get_extra_state(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
 
 
 # --------------------------------------------------------------------------------------------
-# the registered combinations
+# the registered combinations: a base loss plus the HIER term, by composition
 # --------------------------------------------------------------------------------------------
-@dataclass
-class CHESTHIERSettings(HIERSettings, CHESTSettings):
-    """CHEST's settings (Eq. 5–10), then HIER's."""
-
-
-@register_loss("chest_hier")
-class CHESTHIERLoss(HIERMixin, CHESTLoss):
-    r"""CHEST (Eq. 10) plus HIER: :math:`L = L_{CHEST} + \eta_{HIER} L_{HIER}`; parts ``l_h``, ``l_e``,
-    ``l_hyphc``, ``l_hier``. Build it with :meth:`build` (the trainer does)."""
-
-    Settings = CHESTHIERSettings
-    parts = (*CHESTLoss.parts, "l_hier")
-
-
-@dataclass
-class PairCEHIERSettings(HIERSettings, PairCELoss.Settings):
-    """The pairwise cross-entropy's settings, then HIER's."""
-
-
-@register_loss("pair_ce_hier")
-class PairCEHIERLoss(HIERMixin, PairCELoss):
-    r"""The pairwise cross-entropy plus HIER: :math:`L = L_{pair\,CE} + \eta_{HIER} L_{HIER}`; parts
-    ``pair_ce``, ``l_hier``. Build it with :meth:`build` (the trainer does)."""
-
-    Settings = PairCEHIERSettings
-    parts = (*PairCELoss.parts, "l_hier")
+CHESTHIERLoss = register_loss("chest_hier")(CHESTLoss.with_terms(HIERTerm))
+PairCEHIERLoss = register_loss("pair_ce_hier")(PairCELoss.with_terms(HIERTerm))
+CHESTHIERSettings = CHESTHIERLoss.Settings
+PairCEHIERSettings = PairCEHIERLoss.Settings

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .. import poincare
-from .functional import (check_real, check_values, clamp_to_dtype, check_labels, check_positive, hyphc_loss,
-                         sample_triplets)
+from .checks import check_batch, check_labels, check_positive, check_real, check_values
+from .functional import clamp_to_dtype, hyphc_loss, sample_triplets
 
 __all__ = ["Distance", "euclidean_distance", "PoincareDistance", "ProxyTerm", "HypHCTerm", "proxy_term",
            "points_proxy_term"]
@@ -290,8 +290,7 @@ def points_proxy_term(x: Tensor, proxies: Tensor, labels: Tensor, K: int, c: Opt
         with poincare.checks(False):  # checked above
             return proxy_term(d_fn(x, proxies).view(-1, N // K, K), labels, gamma, lam, delta)
     check_labels(labels, x.shape[0], N // K)
-    if x.shape[0] == 0:
-        raise ValueError("x holds B = 0 samples: a loss averaged over no samples is undefined (NaN); pass B >= 1")
+    check_batch(x.shape[0], "x")
     return _PointsProxyFn.apply(x, proxies, labels.long(), K, None if c is None else float(c), gamma, lam, delta)
 
 
@@ -306,8 +305,7 @@ def proxy_term(d: Tensor, labels: Tensor, gamma: float, lam: float, delta: float
     if d.dim() != 3 or d.shape[-1] == 0:
         raise ValueError(f"d must be (B, C, K) distances with K >= 1 proxies per class, got shape {tuple(d.shape)}")
     check_labels(labels, d.shape[0], d.shape[1])
-    if d.shape[0] == 0:
-        raise ValueError("d holds B = 0 samples: a loss averaged over no samples is undefined (NaN); pass B >= 1")
+    check_batch(d.shape[0], "d")
     return _ProxyTermFn.apply(d, labels.long(), gamma, lam, delta)
 
 

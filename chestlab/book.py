@@ -42,8 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-__all__ = ["MATHS", "NOTEBOOKS", "Page", "build", "count_figures", "execute", "figure_cells", "is_solution",
-           "lessons", "link_maths", "main", "make_static", "plotly_png", "render", "render_maths"]
+__all__ = ["EDITIONS", "MATHS", "NOTEBOOKS", "Page", "build", "count_figures", "edition", "execute",
+           "execution_seconds", "figure_cells", "install_static", "is_solution", "lessons", "link_maths", "main",
+           "make_static", "mathjax_folder", "plotly_png", "render", "render_maths", "render_slides", "slide_breaks",
+           "strip_solutions"]
 
 #: the lessons' folder of a source checkout
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -395,6 +397,210 @@ def render_maths(source: Path = MATHS) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# editions: the solutions kept (instructor) or removed (student)
+# ------------------------------------------------------------------------------------------------
+#: the book's editions: the same pages, with the exercises' solutions (instructor) or without (student)
+EDITIONS = ("student", "instructor")
+_SOLUTION_SUMMARY = re.compile(r"<summary>\s*(?:<[^>]+>\s*)*(?:solutions?|answers?)\b", re.I)
+_DETAILS_TAG = re.compile(r"<details\b[^>]*>|</details\s*>", re.I)
+
+
+def _removed(what: str) -> str:
+    return f'<p class="chestlab-solution-removed">{html.escape(what)}: in the instructor edition.</p>'
+
+
+def strip_solutions(markdown: str) -> str:
+    """``markdown`` without its solution blocks -- each ``<details>`` element whose ``<summary>``
+    starts with "Solution" (or "Answer"), nested ``<details>`` included -- each replaced by a one-line
+    note that the solution is in the instructor edition. Other ``<details>`` stay."""
+    out, pos, depth, start, summary = [], 0, 0, None, ""
+    for m in _DETAILS_TAG.finditer(markdown):
+        opening = not m.group(0).startswith("</")
+        if start is None:
+            head = markdown[m.end():m.end() + 300].lstrip()
+            if opening and _SOLUTION_SUMMARY.match(head):
+                start, depth = m.start(), 1
+                sm = re.match(r"<summary>(.*?)</summary>", head, flags=re.S | re.I)
+                summary = re.sub(r"<[^>]+>", "", sm.group(1)).strip() if sm else "Solution"
+            continue
+        depth += 1 if opening else -1
+        if depth == 0:
+            out += [markdown[pos:start], _removed(summary)]
+            pos, start = m.end(), None
+    if start is not None:  # an unclosed solution block: cut to the end
+        out += [markdown[pos:start], _removed(summary)]
+        pos = len(markdown)
+    return "".join(out) + markdown[pos:]
+
+
+def edition(nb: Any, name: str) -> Any:
+    """The notebook ``nb`` (a :func:`make_static` copy) as edition ``name`` (:data:`EDITIONS`):
+    ``"instructor"`` keeps everything (solutions collapsed); ``"student"`` drops the solution cells
+    (:func:`is_solution` cells, as :func:`make_static` collapsed them: the ``<details>`` cell and the
+    cell of their outputs) and every solution block of the markdown (:func:`strip_solutions`), each
+    replaced by a note."""
+    import nbformat
+
+    if name == "instructor":
+        return nb
+    if name != "student":
+        raise ValueError(f"unknown edition {name!r}: one of {EDITIONS}")
+    nb = copy.deepcopy(nb)
+    cells, dropped = [], False
+    for cell in nb.cells:
+        if "solution" in (cell.get("metadata", {}).get("tags") or []) or is_solution(cell):
+            if not dropped:  # one note per solution (its collapsed code and its outputs)
+                cells.append(nbformat.v4.new_markdown_cell(_removed("Reference solution")))
+            dropped = True
+            continue
+        dropped = False
+        if cell.cell_type == "markdown" and "<details" in cell.source.lower():
+            cell["source"] = strip_solutions(cell.source)
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------
+# slides: breaks from the headings when the lesson has no slideshow metadata
+# ------------------------------------------------------------------------------------------------
+_SLIDE_LINES = 26  # about what a 1200x800 slide holds at the slides' font size
+
+
+def _weight(cell: Any) -> int:
+    """A cell's height on a slide, in lines of text (a figure: 14)."""
+    lines = sum(1 + len(line) // 100 for line in cell.source.splitlines()) if cell.source.strip() else 0
+    if cell.cell_type != "code":
+        return lines
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if any(k.startswith("image/") for k in data) or "chestlab-plotly" in str(data.get("text/html", "")):
+            lines += 14
+        else:
+            text = out.get("text") or data.get("text/plain") or ""
+            lines += min(12, len(str(text).splitlines()))
+    return lines
+
+
+def slide_breaks(nb: Any) -> Any:
+    """``nb`` with a slide type in every cell's metadata (``slideshow.slide_type``, what nbconvert's
+    slides exporter reads) -- unless a cell already has one: then the lesson's own breaks are kept.
+    A markdown cell that starts with a ``#`` or ``##`` heading starts a slide, one with a deeper
+    heading a sub-slide (below the previous one); a cell that would overflow the current (sub-)slide
+    (about :data:`_SLIDE_LINES` lines, a figure ~14) starts a sub-slide too. A slide that is still too
+    long scrolls (:data:`_SLIDES_CSS`)."""
+    if any("slide_type" in (c.get("metadata", {}).get("slideshow") or {}) for c in nb.cells):
+        return nb
+    nb = copy.deepcopy(nb)
+    used = 0
+    for i, cell in enumerate(nb.cells):
+        m = re.match(r"\s*(#{1,6})\s", cell.source) if cell.cell_type == "markdown" else None
+        w = _weight(cell)
+        if i == 0 or (m and len(m.group(1)) <= 2):
+            kind, used = "slide", w
+        elif m or (used and used + w > _SLIDE_LINES):
+            kind, used = "subslide", w
+        else:
+            kind, used = "-", used + w
+        cell.metadata.setdefault("slideshow", {})["slide_type"] = kind
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------
+# offline assets: MathJax (jupyter-server-mathjax), reveal.js (vendored), nbconvert's templates
+# ------------------------------------------------------------------------------------------------
+#: the folder of the book's scripts and fonts, beside the editions; pages link it relatively
+STATIC = "../_static"
+#: reveal.js 5 (MIT), vendored: see its README.md
+REVEAL = Path(__file__).resolve().parent / "assets" / "reveal.js"
+#: MathJax 2.7 as jupyter-server-mathjax ships it: TeX input, HTML-CSS output, STIX-Web fonts (it has no
+#: CommonHTML output and no TeX fonts; that is what Jupyter's classic notebook used)
+_MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+_MATHJAX_SKIP = ("extensions/a11y", "jax/output/SVG", "localization/")  # not needed: 6.5 of its 9.6 MB
+_MATHJAX_INIT = ('<script>window.MathJax = {"HTML-CSS": {availableFonts: [], preferredFont: null, '
+                 'webFont: "STIX-Web", imageFont: null}, "fast-preview": {disabled: true}, '
+                 'menuSettings: {CHTMLpreview: false}};</script>')
+_TEMPLATES = {
+    # nbconvert's lab page, minus require.js and mermaid (nothing on the pages uses them), MathJax local
+    "chestlab_lab.html.j2": """{%- extends 'index.html.j2' -%}
+{% from 'mathjax.html.j2' import mathjax %}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_js_mathjax -%}""" + _MATHJAX_INIT + """
+{{ mathjax(resources.mathjax_url) }}
+{%- endblock html_head_js_mathjax -%}
+""",
+    # nbconvert's reveal page, minus jQuery, require.js and mermaid; reveal.js 5 loaded as plain scripts
+    "chestlab_reveal.html.j2": """{%- extends 'index.html.j2' -%}
+{% from 'mathjax.html.j2' import mathjax %}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}""" + _MATHJAX_INIT + """
+{{ mathjax(resources.mathjax_url) }}
+{%- endblock html_head_js_mathjax -%}
+{% block footer_js %}
+<script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
+<script src="{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"></script>
+<script>
+Reveal.initialize({controls: true, progress: true, hash: true, center: false, slideNumber: "c/t",
+                   transition: "{{ resources.reveal.transition }}", width: 1200, height: 800, margin: 0.04,
+                   plugins: [RevealNotes]});
+// MathJax's HTML-CSS output measures hidden slides wrongly: typeset the slide shown again
+Reveal.on("slidechanged", function (e) {
+  if (window.MathJax && MathJax.Hub) { MathJax.Hub.Queue(["Rerender", MathJax.Hub, e.currentSlide]); }
+});
+</script>
+{% endblock footer_js %}
+""",
+}
+_SLIDES_CSS = """<style>
+.reveal .slides section:not(.stack) { max-height: 100%; overflow-y: auto; text-align: left; }
+.reveal .slides { text-align: left; }
+.reveal .jp-Cell { font-size: 0.62em; }
+.reveal img { max-height: 560px; }
+.chestlab-solution-removed { color: #777; font-style: italic; }
+</style>"""
+
+
+def _mathjax_url(static: str) -> str:
+    return f"{static}/mathjax/MathJax.js?config={_MATHJAX_CONFIG}"
+
+
+def mathjax_folder() -> Path:
+    """MathJax 2's files, from the package ``jupyter-server-mathjax`` (the ``notebooks`` extra)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError as err:  # pragma: no cover - the notebooks extra installs it
+        raise SystemExit("chestlab.book: the book's maths needs MathJax from the package jupyter-server-mathjax "
+                         "(pip install -e '.[notebooks]')") from err
+    return Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
+
+
+def install_static(folder: Path, *, slides: bool = False) -> Path:
+    """Copy what the pages load into ``folder`` (the book's ``_static``): ``mathjax/`` (MathJax 2:
+    TeX input, HTML-CSS output, STIX-Web fonts, English; about 3 MB) and, with ``slides``,
+    ``reveal.js/`` (about 0.7 MB). Files already there are left as they are."""
+    import shutil
+
+    folder = Path(folder)
+    src = mathjax_folder()
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src).as_posix()
+        if f.is_dir() or (rel.startswith(_MATHJAX_SKIP) and not rel.startswith("localization/en/")):
+            continue
+        dest = folder / "mathjax" / rel
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest)
+    if slides:
+        for f in sorted(REVEAL.rglob("*")):
+            dest = folder / "reveal.js" / f.relative_to(REVEAL)
+            if f.is_file() and not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, dest)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------
 # rendering
 # ------------------------------------------------------------------------------------------------
 def count_figures(page_html: str) -> dict:
@@ -415,58 +621,152 @@ def _title(nb: Any, default: str) -> str:
     return default
 
 
-def render(nb: Any, title: str) -> str:
+def render(nb: Any, title: str, *, static: str = STATIC) -> str:
     """The static HTML page of an executed (and :func:`make_static`) notebook: nbconvert's ``lab``
     template, inputs shown, images embedded (outputs always; markdown images when a cell has one).
+    The page loads nothing from the network: MathJax from ``static`` (a URL relative to the page, the
+    folder :func:`install_static` fills), no require.js or mermaid (nothing on the pages uses them).
 
     nbconvert embeds a markdown image by parsing each raw HTML block of a cell on its own
     (BeautifulSoup), which closes an open ``<details>`` at once and leaves its content outside: every
     collapsed exercise solution would show in full. The lessons' markdown has no images, so that
     step runs only for a notebook whose markdown has one."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     images = any(c.cell_type == "markdown" and re.search(r"!\[|<img\b", c.source) for c in nb.cells)
-    exporter = HTMLExporter(template_name="lab", embed_images=images)
+    exporter = HTMLExporter(template_name="lab", template_file="chestlab_lab.html.j2", embed_images=images,
+                            extra_loaders=[DictLoader(_TEMPLATES)], mathjax_url=_mathjax_url(static))
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return body.replace("</head>", _PAGE_CSS + "\n</head>", 1)
 
 
+def render_slides(nb: Any, title: str, *, static: str = STATIC) -> str:
+    """A reveal.js slideshow of an executed (and :func:`make_static`) notebook: nbconvert's slides
+    exporter (``reveal`` template) on :func:`slide_breaks` of ``nb``, reveal.js and MathJax from
+    ``static`` (relative to the page), nothing from the network. Keys: arrows (down: the next part of
+    a long section), ``s``: speaker view, ``?``: all keys."""
+    from jinja2 import DictLoader
+    from nbconvert import SlidesExporter
+
+    exporter = SlidesExporter(template_file="chestlab_reveal.html.j2", extra_loaders=[DictLoader(_TEMPLATES)],
+                              mathjax_url=_mathjax_url(static), reveal_url_prefix=f"{static}/reveal.js",
+                              reveal_theme="white", reveal_transition="none")
+    body, _ = exporter.from_notebook_node(slide_breaks(nb), resources={"metadata": {"name": title}})
+    return body.replace("</head>", _PAGE_CSS + _SLIDES_CSS + "\n</head>", 1)
+
+
+def _when(stamp: Any) -> Optional[float]:
+    """A timestamp of a cell's execution metadata (ISO 8601, ``Z`` or an offset, up to nanoseconds) as
+    seconds since the epoch; None if it is not one."""
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?", str(stamp or "").strip())
+    if not m:
+        return None
+    base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) in (None, "Z") else m.group(3)))
+    return base.astimezone(timezone.utc).timestamp() + (float("0." + m.group(2)) if m.group(2) else 0.0)
+
+
+def execution_seconds(nb: Any) -> Optional[float]:
+    """How long the notebook's code cells ran: the sum over its cells of the time from the cell's start
+    (``iopub.status.busy``, else ``iopub.execute_input``) to its reply (``shell.execute_reply``) in the
+    cell's ``metadata.execution``, which nbclient and Jupyter record -- the execution time whether the
+    notebook ran here or elsewhere (idle time between cells run by hand not counted). None when no
+    cell has that metadata."""
+    total, timed = 0.0, 0
+    for cell in nb.cells:
+        ex = (cell.get("metadata", {}) or {}).get("execution") or {}
+        t0 = _when(ex.get("iopub.status.busy") or ex.get("iopub.execute_input") or ex.get("shell.execute_reply.started"))
+        t1 = _when(ex.get("shell.execute_reply") or ex.get("iopub.status.idle"))
+        if t0 is not None and t1 is not None and t1 >= t0:
+            total += t1 - t0
+            timed += 1
+    return total if timed else None
+
+
 @dataclass
 class Page:
-    """One lesson of the book."""
+    """One lesson of the book: ``file`` in each output folder (:data:`EDITIONS`, ``slides``),
+    ``seconds`` its execution time (:func:`execution_seconds`; None if unknown), ``figures`` counted on
+    its most complete page (the instructor edition when built) for its ``figure_cells``, ``slides``
+    the number of slides of its slideshow (0: none built)."""
 
     name: str
     title: str
     file: str
-    seconds: float
+    seconds: Optional[float]
     figure_cells: list = field(default_factory=list)
     figures: dict = field(default_factory=dict)
+    slides: int = 0
 
     @property
     def complete(self) -> bool:
         return self.figures.get("total", 0) >= len(self.figure_cells)
 
 
-def _index(pages: Sequence[Page], fast: bool, maths: bool = False) -> str:
-    rows = "\n".join(
-        f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.figures.get("total", 0)}'
-        f'{" (" + str(p.figures["plotly"]) + " interactive)" if p.figures.get("plotly") else ""}</td>'
-        f"<td>{p.seconds:.0f} s</td></tr>" for p in pages)
+_EDITION_TEXT = {
+    "student": ("student edition", "the lessons without the exercises' solutions (each replaced by a note)"),
+    "instructor": ("instructor edition", "the lessons with every solution, collapsed (a click shows it)"),
+    "slides": ("slides", "one reveal.js slideshow per lesson: arrow keys move (down: the next part of a long "
+                         "section), <kbd>s</kbd> opens the speaker view, <kbd>?</kbd> lists the keys"),
+}
+_INDEX_STYLE = """<style>body { font-family: system-ui, sans-serif; max-width: 52em; margin: 2em auto; line-height: 1.5; }
+table { border-collapse: collapse; } td, th { padding: 0.3em 1em; border-bottom: 1px solid #ddd; text-align: left; }</style>"""
+
+
+def _index(pages: Sequence[Page], fast: bool, maths: bool = False, kind: str = "instructor") -> str:
+    """The index of one output folder (an edition, or ``slides``): each lesson with its figures (its
+    slides) and its execution time."""
+    def run_time(p: Page) -> str:
+        return "—" if p.seconds is None else f"{p.seconds:.0f} s"
+
+    if kind == "slides":
+        head = "<tr><th>lesson</th><th>slides</th><th>execution time</th></tr>"
+        rows = "\n".join(f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.slides}</td>'
+                         f"<td>{run_time(p)}</td></tr>" for p in pages)
+    else:
+        head = "<tr><th>lesson</th><th>figures</th><th>execution time</th></tr>"
+        rows = "\n".join(
+            f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.figures.get("total", 0)}'
+            f'{" (" + str(p.figures["plotly"]) + " interactive)" if p.figures.get("plotly") else ""}</td>'
+            f"<td>{run_time(p)}</td></tr>" for p in pages)
     mode = "fast mode (CHESTLAB_FAST=1: fewer steps, smaller data)" if fast else "full mode"
     maths_link = (f'\n<p><a href="{MATHS_PAGE}">The maths</a> (<code>docs/maths.md</code>): every formula and the '
                   "notation the lessons cite (“docs/maths.md, Eq. N”).</p>\n") if maths else ""
+    what, blurb = _EDITION_TEXT.get(kind, (kind, ""))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>chestlab lessons</title>
-<style>body {{ font-family: system-ui, sans-serif; max-width: 52em; margin: 2em auto; line-height: 1.5; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 0.3em 1em; border-bottom: 1px solid #ddd; text-align: left; }}</style>
+<html lang="en"><head><meta charset="utf-8"><title>chestlab lessons: {what}</title>
+{_INDEX_STYLE}
 </head><body>
-<h1>chestlab — the lessons</h1>
-<p>Hyperbolic deep metric learning, one lesson per page, executed in {mode} on {time.strftime("%Y-%m-%d")}.
+<p><a href="../index.html">all editions</a></p>
+<h1>chestlab — the lessons ({what})</h1>
+<p>Hyperbolic deep metric learning: {blurb}. Executed in {mode}; built on {time.strftime("%Y-%m-%d")};
+the execution time is the lesson's cells' run time (from the notebook's execution metadata).
 Every figure is embedded; interactive figures (plotly) also carry a static image, shown when printed.
-Sliders are interactive only in Jupyter (<code>make notebooks</code>); here each shows its initial view.</p>
-<table><tr><th>lesson</th><th>figures</th><th>run time</th></tr>
+Sliders are interactive only in Jupyter (<code>make notebooks</code>); here each shows its initial view.
+Everything the pages need is in this folder and <code>../_static/</code>: they open without network.</p>
+<table>{head}
 {rows}
 </table>{maths_link}</body></html>
+"""
+
+
+def _top_index(out: Path) -> str:
+    """``out/index.html``: links to the output folders built so far (the editions, the slides)."""
+    items = "\n".join(f'<li><a href="{k}/index.html">{html.escape(_EDITION_TEXT[k][0].capitalize())}</a>: '
+                      f"{_EDITION_TEXT[k][1]}.</li>" for k in (*EDITIONS, "slides") if (out / k / "index.html").is_file())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>chestlab lessons</title>
+{_INDEX_STYLE}
+</head><body>
+<h1>chestlab — the lessons</h1>
+<p>Hyperbolic deep metric learning, one lesson per page. This folder opens without network (from a USB
+stick, say): MathJax and reveal.js are in <code>_static/</code>.</p>
+<ul>
+{items}
+</ul>
+</body></html>
 """
 
 
@@ -495,26 +795,41 @@ def _read_or_execute(path: Path, k: int, n: int, *, executed: Optional[Path], fa
 def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOTEBOOKS,
           executed: Optional[Path] = None, timeout: Optional[int] = None, retries: int = 2,
           progress: bool = False, save_executed: Optional[Path] = None,
-          maths: Optional[Path] = MATHS) -> list[Page]:
+          maths: Optional[Path] = MATHS, editions: Sequence[str] = EDITIONS, slides: bool = False) -> list[Page]:
     """Execute (or, with ``executed``, read already executed copies from that folder) and render the
-    lessons of ``folder`` (``only``: name prefixes) into ``out``: one page per lesson and
-    ``index.html``. Returns the pages.
+    lessons of ``folder`` (``only``: name prefixes) into ``out``: for each edition of ``editions``
+    (:data:`EDITIONS`: :func:`edition`) the folder ``out/<edition>/`` with one page per lesson and
+    ``index.html``; with ``slides`` also ``out/slides/``, a reveal.js slideshow per lesson (the student
+    edition's content: no solutions); ``out/_static/`` with MathJax (and reveal.js), which every page
+    loads relatively, so that ``out`` opens without network; ``out/index.html`` linking what was built
+    there. Each lesson runs once, whatever is rendered. Returns the pages.
 
     ``timeout``: seconds per cell (default 300 in fast mode, 3600 in full mode); a lesson whose cell
     times out or whose kernel dies is run again, up to ``retries`` times (nbclient has been seen to
     wait forever on an idle kernel on a loaded machine). ``progress``: one stderr line per cell;
     ``save_executed``: a folder to keep the executed notebooks in (render them again with ``executed``);
-    ``maths``: the ``docs/maths.md`` the lessons cite, rendered to ``maths.html`` and linked from the
-    index and the pages (None, or a missing file: no such page, mentions left as text)."""
+    ``maths``: the ``docs/maths.md`` the lessons cite, rendered to ``maths.html`` in each output folder
+    and linked from the index and the pages (None, or a missing file: no such page, mentions left as
+    text)."""
     timeout = timeout or (300 if fast else 3600)
     import nbformat
 
+    for e in editions:
+        if e not in EDITIONS:
+            raise ValueError(f"unknown edition {e!r}: one of {EDITIONS}")
+    kinds = [*editions, *(["slides"] if slides else [])]
+    if not kinds:
+        raise ValueError("nothing to build: no edition and no slides")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    install_static(out / "_static", slides=slides)
     paths = lessons(folder, only)
     has_maths = maths is not None and Path(maths).is_file()
-    if has_maths:  # the document every lesson cites, in the book
-        (out / MATHS_PAGE).write_text(render_maths(Path(maths)), encoding="utf-8")
+    maths_html = render_maths(Path(maths)) if has_maths else ""
+    for kind in kinds:
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        if has_maths:  # the document every lesson cites, in each folder
+            (out / kind / MATHS_PAGE).write_text(maths_html, encoding="utf-8")
+    primary = "instructor" if "instructor" in editions else kinds[0]
     pages = []
     t_all = time.perf_counter()
     for k, path in enumerate(paths, 1):
@@ -524,30 +839,57 @@ def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOT
         if save_executed is not None and executed is None:
             Path(save_executed).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, Path(save_executed) / path.name)
+        t1 = time.perf_counter()
         title = _title(nb, path.stem)
-        page_html = render(make_static(nb, maths=has_maths), title)
-        if has_maths:  # a link nbconvert wrote itself (an HTML output, say)
-            page_html = re.sub(r'href="(?:\.\./)?docs/maths\.md', f'href="{MATHS_PAGE}', page_html)
+        static_nb = make_static(nb, maths=has_maths)
         file = f"{path.stem}.html"
-        (out / file).write_text(page_html, encoding="utf-8")
-        page = Page(path.stem, title, file, time.perf_counter() - t0, figure_cells(nb), count_figures(page_html))
+        cells = figure_cells(nb)
+        if primary != "instructor":  # the figures of solution cells are not on these pages
+            cells = [i for i in cells if not is_solution(nb.cells[i])]
+        page = Page(path.stem, title, file, execution_seconds(nb), cells)
+        if page.seconds is None and executed is None:
+            page.seconds = t1 - t0
+        for kind in kinds:
+            if kind == "slides":
+                slide_nb = slide_breaks(edition(static_nb, "student"))
+                page_html = render_slides(slide_nb, title)
+                page.slides = sum((c.metadata.get("slideshow") or {}).get("slide_type") in ("slide", "subslide")
+                                  for c in slide_nb.cells)
+            else:
+                page_html = render(edition(static_nb, kind), title)
+            if has_maths:  # a link nbconvert wrote itself (an HTML output, say)
+                page_html = re.sub(r'href="(?:\.\./)?docs/maths\.md', f'href="{MATHS_PAGE}', page_html)
+            (out / kind / file).write_text(page_html, encoding="utf-8")
+            if kind == primary:
+                page.figures = count_figures(page_html)
         pages.append(page)
-        _log(f"[{k}/{len(paths)}] {path.stem}: {page.seconds:.1f} s, {page.figures['total']} figures "
-             f"({page.figures['plotly']} interactive) for {len(page.figure_cells)} figure cells -> {out / file}")
+        ran = "—" if page.seconds is None else f"{page.seconds:.1f} s"
+        _log(f"[{k}/{len(paths)}] {path.stem}: executed in {ran}, rendered in {time.perf_counter() - t1:.1f} s "
+             f"({', '.join(kinds)}), {page.figures['total']} figures ({page.figures['plotly']} interactive) for "
+             f"{len(page.figure_cells)} figure cells" + (f", {page.slides} slides" if slides else ""))
         if not page.complete:
             _log(f"  warning: {path.stem} has fewer figures ({page.figures['total']}) than figure cells "
                  f"({len(page.figure_cells)}: cells {page.figure_cells})")
-    (out / "index.html").write_text(_index(pages, fast, maths=has_maths), encoding="utf-8")
-    _log(f"book: {len(pages)} lessons in {time.perf_counter() - t_all:.0f} s -> {out / 'index.html'}")
+    for kind in kinds:
+        (out / kind / "index.html").write_text(_index(pages, fast, maths=has_maths, kind=kind), encoding="utf-8")
+    (out / "index.html").write_text(_top_index(out), encoding="utf-8")
+    _log(f"book: {len(pages)} lessons in {time.perf_counter() - t_all:.0f} s -> {out / 'index.html'} "
+         f"({', '.join(kinds)})")
     return pages
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m chestlab.book",
-        description="Execute the lessons and render them to static HTML handouts (one page per lesson and "
-                    "index.html), every figure embedded; plotly figures also as a PNG.")
+        description="Execute the lessons and render them to static HTML handouts -- a student edition (no "
+                    "solutions) and an instructor edition, one page per lesson, every figure embedded -- and/or "
+                    "reveal.js slides; MathJax and reveal.js are copied beside them, so the folder opens offline.")
     ap.add_argument("--out", type=Path, default=Path("book"), help="output folder (default: book)")
+    ap.add_argument("--what", choices=("handouts", "slides", "all"), default="handouts",
+                    help="handouts (OUT/student/, OUT/instructor/; the default), slides (OUT/slides/) or all; "
+                         "each lesson runs once whatever is rendered")
+    ap.add_argument("--editions", nargs="+", choices=EDITIONS, default=list(EDITIONS),
+                    help="which handout editions (default: both)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--fast", action="store_true", default=None,
                       help="fast mode (CHESTLAB_FAST=1): fewer steps, smaller data; the default when the "
@@ -568,9 +910,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fast = args.fast
     if fast is None:
         fast = os.environ.get("CHESTLAB_FAST", "0").strip().lower() in ("1", "true", "yes", "on")
+    editions = args.editions if args.what in ("handouts", "all") else []
     pages = build(args.out, fast=fast, only=args.lessons, folder=args.notebooks, executed=args.executed,
                   timeout=args.timeout, retries=args.retries, progress=args.cells,
-                  save_executed=args.save_executed)
+                  save_executed=args.save_executed, editions=editions, slides=args.what in ("slides", "all"))
     incomplete = [p.name for p in pages if not p.complete]
     if incomplete:
         _log(f"book: pages with missing figures: {', '.join(incomplete)}")

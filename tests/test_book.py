@@ -374,24 +374,41 @@ def test_plotly_fallback_is_readable_and_keeps_its_legend() -> None:
 
 
 def test_a_lesson_builds_in_fast_mode_with_all_its_figures(tmp_path: Path) -> None:
-    """``python -m chestlab.book --fast --lessons 01``: the page has at least one embedded figure per
-    figure-producing cell, and the index links it."""
+    """``python -m chestlab.book --fast --lessons 01 --what all``: both editions' pages have at least one
+    embedded figure per figure-producing cell, the index links them, the student edition lacks the
+    lesson's reference solution, and its slides open offline with the maths typeset."""
     out = tmp_path / "book"
     proc = subprocess.run([sys.executable, "-m", "chestlab.book", "--fast", "--lessons", "01", "--out", str(out),
-                           "--timeout", "120"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                           "--timeout", "120", "--what", "all"], cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[1/1] 01_poincare_ball" in proc.stderr  # progress on stderr
-    (page,) = sorted(out.glob("01_*.html"))
+    (page,) = sorted((out / "instructor").glob("01_*.html"))
     nb = nbformat.read(ROOT / "notebooks" / f"{page.stem}.ipynb", as_version=4)
     n = len(book.figure_cells(nb))
     assert n >= 3
     text = page.read_text()
     _check_page(text, n)
-    assert f'href="{page.name}"' in (out / "index.html").read_text()
+    assert f'href="{page.name}"' in (out / "instructor" / "index.html").read_text()
     # its implement-it-yourself solution is collapsed, and its citations of docs/maths.md are links
     assert _inside_details(text, "def my_expmap0(v, c):")
-    assert (out / "maths.html").is_file() and 'href="maths.html' in text and not _links_to_docs(text)
+    assert (out / "instructor" / "maths.html").is_file() and 'href="maths.html' in text and not _links_to_docs(text)
+    # the student edition: the same figures, no solution (neither the code nor the exercises' answers)
+    student = (out / "student" / page.name).read_text()
+    n_student = len([i for i in book.figure_cells(nb) if not book.is_solution(nb.cells[i])])
+    _check_page(student, n_student)
+    assert "def my_expmap0(v, c):" not in _plain(student) and "Solution 1: in the instructor edition." in student
+    answers = [c.source for c in nb.cells if c.cell_type == "markdown" and "<summary>Solution 1</summary>" in c.source]
+    assert answers  # the lesson's exercises have written solutions ...
+    first = re.search(r"<summary>Solution 1</summary>(.*?)</details>", answers[0], flags=re.S).group(1)
+    line = max((ln.strip() for ln in first.splitlines() if "$" not in ln), key=len)  # its longest plain line
+    assert line and line[:40] in _plain(text) and line[:40] not in _plain(student)
+    # the slides of the lesson, offline: reveal.js started, the maths typeset, more than a few slides
+    dom = _offline_dom(out / "slides" / page.name, tmp_path / "profile")
+    assert re.search(r'<div class="reveal[^"]*\bready\b', dom)
+    assert _typeset(dom) >= 3 and not _raw_tex(dom), _raw_tex(dom)[:3]
+    index = (out / "slides" / "index.html").read_text()
+    assert int(re.search(r"</a></td><td>(\d+)</td>", index).group(1)) >= 5
 
 
 def test_help() -> None:

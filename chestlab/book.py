@@ -1,30 +1,43 @@
-"""The lessons as handouts: execute every notebook of ``notebooks/`` and render it to one static HTML
-page with every figure embedded, plus ``index.html`` (``make book``).
+"""The lessons as handouts and slides: execute every notebook of ``notebooks/`` once and render it to
+static HTML pages with every figure embedded (``make book``, ``make slides``):
 
-    python -m chestlab.book                    # full mode, all lessons, into book/
+    book/index.html                    the editions built
+    book/student/<lesson>.html         student edition: the exercises' solutions removed (a note instead)
+    book/instructor/<lesson>.html      instructor edition: the solutions kept, collapsed
+    book/slides/<lesson>.html          a reveal.js slideshow per lesson (the student edition's content)
+    book/_static/                      MathJax 2 (from jupyter-server-mathjax) and reveal.js 5 (vendored)
+
+Every page loads its scripts from ``_static/`` by a relative link and nothing from the network, so
+``book/`` opens from a USB stick; each folder has its ``index.html`` (each lesson with its figures and
+its execution time, read from the notebook's execution metadata) and ``maths.html``.
+
+    python -m chestlab.book                    # full mode, all lessons, both editions into book/
     python -m chestlab.book --fast             # fast mode (CHESTLAB_FAST=1): what CI builds
+    python -m chestlab.book --what slides      # the slides (--what all: editions and slides)
     python -m chestlab.book --lessons 01 03    # a subset (name prefixes)
     python -m chestlab.book --executed DIR     # render notebooks already executed (no kernel)
 
 The tools are the notebook stack the kit already installs: nbclient executes (one kernel per lesson,
-working directory ``notebooks/``, widget state kept), nbconvert renders (its ``lab`` template).
-Before rendering, what a static page cannot run is made static:
+working directory ``notebooks/``, widget state kept), nbconvert renders (its ``lab`` template; its
+``reveal`` template for slides, with a slide per ``#``/``##`` heading when the lesson has no slideshow
+metadata: :func:`slide_breaks`). Before rendering, what a static page cannot run is made static:
 
 * an ipywidgets ``interact`` (a widget view) is replaced by what its output widget showed when the
   cell ran -- the figure at the sliders' initial values, with a note that it is interactive in Jupyter;
 * a plotly figure becomes plotly's own HTML (the plotly.js bundle inlined once per page, so the page
   needs no network) **and** a PNG of it: from kaleido when that is installed, otherwise drawn with
-  matplotlib from the figure's traces (scatter, histogram, bar; circles). The PNG is shown when the
+  matplotlib from the figure's traces (:mod:`chestlab.viz.convert`). The PNG is shown when the
   page is printed, when JavaScript is off, or when plotly.js fails to start.
 
 * an implement-it-yourself solution (a code cell tagged ``solution``, collapsed in Jupyter by
-  ``jupyter.source_hidden``) is shown collapsed too, in a ``<details>`` element;
+  ``jupyter.source_hidden``) is shown collapsed too, in a ``<details>`` element (instructor edition)
+  or removed with the markdown ``<details><summary>Solution …`` blocks (student edition: :func:`edition`);
 * a mention of ``docs/maths.md`` (and ``docs/maths.md, Eq. N``) becomes a link to ``maths.html`` (its
   section of Eq. N), the book's copy of ``docs/maths.md``, linked from the index as well.
 
-Matplotlib figures are PNGs embedded as ``data:`` URIs by nbconvert. Progress goes to stderr; the
-index lists each lesson with its run time and figure count, and a page with fewer figures than it
-has figure-producing cells (:func:`figure_cells`) is reported (exit status 1).
+Matplotlib figures are PNGs embedded as ``data:`` URIs by nbconvert. Progress goes to stderr, and a
+page with fewer figures than it has figure-producing cells (:func:`figure_cells`) is reported (exit
+status 1).
 """
 
 from __future__ import annotations

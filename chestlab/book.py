@@ -533,6 +533,17 @@ _MATHJAX_SKIP = ("extensions/a11y", "jax/output/SVG", "localization/")  # not ne
 _MATHJAX_INIT = ('<script>window.MathJax = {"HTML-CSS": {availableFonts: [], preferredFont: null, '
                  'webFont: "STIX-Web", imageFont: null}, "fast-preview": {disabled: true}, '
                  'menuSettings: {CHTMLpreview: false}};</script>')
+# A code cell's input as nbconvert's lab template shows it, without its bleach pass over pygments'
+# output (already escaped HTML: every character of the source is escaped or inside a <span class>):
+# that pass took half of the render time, and the editions and slides render each lesson 2-3 times.
+_INPUT_BLOCK = """{% block input %}
+<div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
+     <div class="cm-editor cm-s-jupyter">
+{{ cell.source | highlight_code(metadata=cell.metadata) }}
+     </div>
+</div>
+{%- endblock input %}
+"""
 _TEMPLATES = {
     # nbconvert's lab page, minus require.js and mermaid (nothing on the pages uses them), MathJax local
     "chestlab_lab.html.j2": """{%- extends 'index.html.j2' -%}
@@ -541,8 +552,7 @@ _TEMPLATES = {
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block html_head_js_mathjax -%}""" + _MATHJAX_INIT + """
 {{ mathjax(resources.mathjax_url) }}
-{%- endblock html_head_js_mathjax -%}
-""",
+{%- endblock html_head_js_mathjax -%}""" + _INPUT_BLOCK,
     # nbconvert's reveal page, minus jQuery, require.js and mermaid; reveal.js 5 loaded as plain scripts
     "chestlab_reveal.html.j2": """{%- extends 'index.html.j2' -%}
 {% from 'mathjax.html.j2' import mathjax %}
@@ -550,7 +560,7 @@ _TEMPLATES = {
 {%- block html_head_js_mathjax -%}""" + _MATHJAX_INIT + """
 {{ mathjax(resources.mathjax_url) }}
 {%- endblock html_head_js_mathjax -%}
-{% block footer_js %}
+""" + _INPUT_BLOCK + """{% block footer_js %}
 <script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
 <script src="{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"></script>
 <script>

@@ -578,7 +578,7 @@ Reveal.on("slidechanged", function (e) {
 _SLIDES_CSS = """<style>
 .reveal .slides section:not(.stack) { max-height: 100%; overflow-y: auto; text-align: left; }
 .reveal .slides { text-align: left; }
-.reveal .jp-Cell { font-size: 0.62em; }
+:root { --jp-code-font-size: 15px; --jp-cell-prompt-width: 80px; }  /* nbconvert's 19px: 100 columns fit */
 .reveal img { max-height: 560px; }
 .chestlab-solution-removed { color: #777; font-style: italic; }
 </style>"""

@@ -1,18 +1,20 @@
 # Two commands: `make app` (dashboard on an embedded dataset) and `make test` (the whole suite);
-# `make book` renders the executed lessons to static HTML handouts in book/.
+# `make book` renders the executed lessons to static HTML handouts in book/ (a student and an
+# instructor edition), `make slides` to reveal.js slideshows in book/slides/; book/ opens offline.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 PORT   ?= 8501
 
-.PHONY: app test notebooks book bench clean help
+.PHONY: app test notebooks book slides bench clean help
 
 help:
 	@echo "make app        set up .venv and open the dashboard (http://localhost:$(PORT))"
 	@echo "make test       set up .venv with the test extras and run the whole suite"
 	@echo "make notebooks  open JupyterLab on notebooks/"
-	@echo "make book       execute the lessons and render them to HTML handouts in book/ (CHESTLAB_FAST=1: fast mode)"
+	@echo "make book       execute the lessons and render them to HTML handouts in book/student and book/instructor (CHESTLAB_FAST=1: fast mode)"
+	@echo "make slides     the lessons as reveal.js slideshows in book/slides (EXECUTED=build/executed: reuse make book's runs)"
 	@echo "make bench      run the benchmark scripts in benchmarks/"
 
 $(BIN)/python:
@@ -37,15 +39,23 @@ app: $(VENV)/.stamp-app
 test: $(VENV)/.stamp-dev
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests
 	OMP_NUM_THREADS=1 CHESTLAB_FAST=1 $(BIN)/python -m pytest -n 2 notebooks --nbmake --nbmake-timeout=120 --reruns 2
-	CHESTLAB_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --out build/book  # the handouts build; exit 1 if a page lacks a figure
+	CHESTLAB_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --what all --out build/book  # handouts and slides build; exit 1 if a page lacks a figure
 
 notebooks: $(VENV)/.stamp-dev
 	$(BIN)/python -m jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 # The handouts: every lesson executed (full mode; fast mode when CHESTLAB_FAST=1, as CI does) and
-# rendered by nbconvert to book/<lesson>.html with its figures embedded, plus book/index.html.
+# rendered by nbconvert to book/student/<lesson>.html (no solutions) and book/instructor/<lesson>.html
+# (solutions collapsed), figures embedded, MathJax in book/_static/: book/ opens from a USB stick.
+# The executed notebooks are kept in build/executed/ (`make slides EXECUTED=build/executed` reuses them).
 book: $(VENV)/.stamp-dev
-	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --out book
+	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --what handouts --out book --save-executed build/executed
+
+# The slides: each lesson a reveal.js slideshow in book/slides/ (reveal.js and MathJax in book/_static/),
+# a slide per heading (or as the notebook's slideshow metadata says). The lessons run again unless
+# EXECUTED names a folder of executed notebooks (make book's build/executed).
+slides: $(VENV)/.stamp-dev
+	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --what slides --out book $(if $(EXECUTED),--executed $(EXECUTED))
 
 bench: $(VENV)/.stamp-dev
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

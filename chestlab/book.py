@@ -1,30 +1,43 @@
-"""The lessons as handouts: execute every notebook of ``notebooks/`` and render it to one static HTML
-page with every figure embedded, plus ``index.html`` (``make book``).
+"""The lessons as handouts and slides: execute every notebook of ``notebooks/`` once and render it to
+static HTML pages with every figure embedded (``make book``, ``make slides``):
 
-    python -m chestlab.book                    # full mode, all lessons, into book/
+    book/index.html                    the editions built
+    book/student/<lesson>.html         student edition: the exercises' solutions removed (a note instead)
+    book/instructor/<lesson>.html      instructor edition: the solutions kept, collapsed
+    book/slides/<lesson>.html          a reveal.js slideshow per lesson (the student edition's content)
+    book/_static/                      MathJax 2 (from jupyter-server-mathjax) and reveal.js 5 (vendored)
+
+Every page loads its scripts from ``_static/`` by a relative link and nothing from the network, so
+``book/`` opens from a USB stick; each folder has its ``index.html`` (each lesson with its figures and
+its execution time, read from the notebook's execution metadata) and ``maths.html``.
+
+    python -m chestlab.book                    # full mode, all lessons, both editions into book/
     python -m chestlab.book --fast             # fast mode (CHESTLAB_FAST=1): what CI builds
+    python -m chestlab.book --what slides      # the slides (--what all: editions and slides)
     python -m chestlab.book --lessons 01 03    # a subset (name prefixes)
     python -m chestlab.book --executed DIR     # render notebooks already executed (no kernel)
 
 The tools are the notebook stack the kit already installs: nbclient executes (one kernel per lesson,
-working directory ``notebooks/``, widget state kept), nbconvert renders (its ``lab`` template).
-Before rendering, what a static page cannot run is made static:
+working directory ``notebooks/``, widget state kept), nbconvert renders (its ``lab`` template; its
+``reveal`` template for slides, with a slide per ``#``/``##`` heading when the lesson has no slideshow
+metadata: :func:`slide_breaks`). Before rendering, what a static page cannot run is made static:
 
 * an ipywidgets ``interact`` (a widget view) is replaced by what its output widget showed when the
   cell ran -- the figure at the sliders' initial values, with a note that it is interactive in Jupyter;
 * a plotly figure becomes plotly's own HTML (the plotly.js bundle inlined once per page, so the page
   needs no network) **and** a PNG of it: from kaleido when that is installed, otherwise drawn with
-  matplotlib from the figure's traces (scatter, histogram, bar; circles). The PNG is shown when the
+  matplotlib from the figure's traces (:mod:`chestlab.viz.convert`). The PNG is shown when the
   page is printed, when JavaScript is off, or when plotly.js fails to start.
 
 * an implement-it-yourself solution (a code cell tagged ``solution``, collapsed in Jupyter by
-  ``jupyter.source_hidden``) is shown collapsed too, in a ``<details>`` element;
+  ``jupyter.source_hidden``) is shown collapsed too, in a ``<details>`` element (instructor edition)
+  or removed with the markdown ``<details><summary>Solution …`` blocks (student edition: :func:`edition`);
 * a mention of ``docs/maths.md`` (and ``docs/maths.md, Eq. N``) becomes a link to ``maths.html`` (its
   section of Eq. N), the book's copy of ``docs/maths.md``, linked from the index as well.
 
-Matplotlib figures are PNGs embedded as ``data:`` URIs by nbconvert. Progress goes to stderr; the
-index lists each lesson with its run time and figure count, and a page with fewer figures than it
-has figure-producing cells (:func:`figure_cells`) is reported (exit status 1).
+Matplotlib figures are PNGs embedded as ``data:`` URIs by nbconvert. Progress goes to stderr, and a
+page with fewer figures than it has figure-producing cells (:func:`figure_cells`) is reported (exit
+status 1).
 """
 
 from __future__ import annotations
@@ -33,7 +46,6 @@ import argparse
 import base64
 import copy
 import html
-import io
 import json
 import os
 import re
@@ -41,11 +53,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Optional, Sequence
 
-__all__ = ["MATHS", "NOTEBOOKS", "Page", "build", "count_figures", "execute", "figure_cells", "is_solution",
-           "lessons", "link_maths", "main", "make_static", "plotly_png", "render", "render_maths"]
+__all__ = ["EDITIONS", "MATHS", "NOTEBOOKS", "Page", "build", "count_figures", "edition", "execute",
+           "execution_seconds", "figure_cells", "install_static", "is_solution", "lessons", "link_maths", "main",
+           "make_static", "mathjax_folder", "plotly_png", "render", "render_maths", "render_slides", "slide_breaks",
+           "strip_solutions"]
 
 #: the lessons' folder of a source checkout
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -189,195 +202,19 @@ def _widget_outputs(state: dict, model_id: str, seen: Optional[set] = None) -> l
     return out
 
 
-def _plotly_to_mpl_png(fig: Any) -> bytes:
-    """A static PNG of a plotly figure drawn with matplotlib (:func:`_plotly_to_mpl`) -- the
-    fallback when kaleido is not installed."""
-    from matplotlib import rc_context
-
-    from .viz.style import LECTURE_RC
-
-    mfig = _plotly_to_mpl(fig)
-    buf = io.BytesIO()
-    with rc_context({**LECTURE_RC, "axes.grid": False}):
-        mfig.savefig(buf, format="png")
-    return buf.getvalue()
-
 
 def _plotly_to_mpl(fig: Any) -> Any:
-    """A plotly figure drawn with matplotlib from its traces, as a matplotlib ``Figure``. Draws scatter / scattergl (lines, markers with their symbol and size,
-    per-point colours), histogram and bar traces on their subplots, circle and line shapes, text
-    annotations in data coordinates, the subplot and axis titles; not every styling. Fonts are the
-    lessons' projector sizes (:data:`chestlab.viz.style.LECTURE_RC`), the figure at least 10 in wide,
-    and the legend inside the image: one entry per trace (a grey marker when the trace's points are
-    coloured one by one) and, when points carry per-point colours and names (a class per colour, as
-    in the disk figures), one entry per colour."""
-    import numpy as np
-    from matplotlib import rc_context
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
+    """A plotly figure drawn with matplotlib (:func:`chestlab.viz.convert.plotly_to_mpl`)."""
+    from .viz.convert import plotly_to_mpl
 
-    from .viz.style import LECTURE_RC, MPL_MARKERS, PLOTLY_SYMBOLS
+    return plotly_to_mpl(fig)
 
-    def arr(v: Any) -> np.ndarray:
-        # plotly >= 6 writes numeric arrays as base64 typed arrays: {"dtype": "f8", "bdata": "...", "shape": ...}
-        if isinstance(v, Mapping) and "bdata" in v:
-            out = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v.get("dtype", "f8")))
-            shape = v.get("shape")
-            if shape:
-                out = out.reshape([int(k) for k in str(shape).split(",")] if isinstance(shape, str) else shape)
-            return out.astype(float)
-        return np.array([np.nan if x is None else x for x in (v if v is not None else [])], dtype=float)
 
-    def text(t: Any) -> str:  # plotly's HTML labels as matplotlib text: <sub>H</sub> -> $_{H}$, <br> -> newline
-        t = re.sub(r"<br\s*/?>", "\n", str(t or ""))
-        t = re.sub(r"<sub>(.*?)</sub>", lambda m: "$_{" + m.group(1) + "}$", t)
-        t = re.sub(r"<sup>(.*?)</sup>", lambda m: "$^{" + m.group(1) + "}$", t)
-        return html.unescape(re.sub(r"<[^>]+>", "", t))
+def _plotly_to_mpl_png(fig: Any) -> bytes:
+    """PNG bytes of a plotly figure drawn with matplotlib (:func:`chestlab.viz.convert.plotly_to_mpl_png`)."""
+    from .viz.convert import plotly_to_mpl_png
 
-    symbols = {**dict(zip(PLOTLY_SYMBOLS, MPL_MARKERS)), "star": "*", "circle-open": "o", "square-open": "s"}
-    dashes = {"dash": "--", "dot": ":", "dashdot": "-.", "longdash": "--"}
-    lay = fig.layout
-    in_layout = {("x" + k[5:], (lay[k].anchor if isinstance(lay[k].anchor, str) and lay[k].anchor != "free"
-                                else "y" + k[5:])) for k in lay if re.fullmatch(r"xaxis\d*", k) and lay[k] is not None
-                 and lay[k].domain is not None}  # subplots, an empty one (a panel "not computed") included
-    axes_ids = sorted({(t.xaxis or "x", t.yaxis or "y") for t in fig.data if hasattr(t, "xaxis")} | in_layout
-                      or {("x", "y")}, key=lambda ids: (len(ids[0]), ids[0]))
-    n = len(axes_ids)
-    square = any(getattr(lay[k], "scaleanchor", None) for k in lay if k.startswith("yaxis") and lay[k] is not None)
-    width = max(10.0, 5.5 * n)
-    with rc_context({**LECTURE_RC, "axes.grid": False}):
-        mfig = Figure(figsize=(width, 9.0 if square else max(5.0, width * 0.42)), dpi=100, layout="constrained")
-        axs = mfig.subplots(1, n, squeeze=False)[0]
-        where = {ids: ax for ids, ax in zip(axes_ids, axs)}
-
-        def _ax_layout(name: str, axis: str) -> Any:
-            key = axis + ("axis" + name[1:] if len(name) > 1 else "axis")
-            return lay[key] if key in lay else None
-
-        handles: dict = {}  # legend label -> handle (one per label)
-        class_colors: dict = {}  # per-point colour -> its name (a class), for a second legend
-        for tr in fig.data:
-            ax = where.get((getattr(tr, "xaxis", None) or "x", getattr(tr, "yaxis", None) or "y"), axs[0])
-            color = None
-            marker = getattr(tr, "marker", None)
-            if marker is not None and isinstance(marker.color, str):
-                color = marker.color
-            line = getattr(tr, "line", None)
-            if line is not None and isinstance(line.color, str):
-                color = line.color
-            name = text(tr.name) if tr.name and getattr(tr, "showlegend", None) is not False else None
-            if tr.type in ("scatter", "scattergl"):
-                x, y = arr(tr.x), arr(tr.y)
-                mode = tr.mode or "lines+markers"
-                colors = marker.color if marker is not None and not isinstance(marker.color, (str, type(None), Mapping)) \
-                    else None
-                sym = symbols.get(marker.symbol if marker is not None and isinstance(marker.symbol, str) else "circle", "o")
-                msize = float(marker.size) if marker is not None and isinstance(marker.size, (int, float)) else 6.0
-                s = (0.9 * msize) ** 2
-                edge = "k" if sym == "*" else "none"
-                if not len(x) or np.all(np.isnan(x)):  # a legend-only entry (lessons.disk_legend: a class's colour)
-                    if name:
-                        handles.setdefault(name, Line2D([], [], ls="" if "markers" in mode else "-", color=color or "0.45",
-                                                        marker=sym if "markers" in mode else None, markersize=0.9 * msize))
-                    continue
-                if "markers" in mode and colors is not None and len(colors) == len(x):
-                    ax.scatter(x, y, c=list(colors), s=s, marker=sym, edgecolors=edge, linewidths=0.5, zorder=3)
-                    labels = tr.text if isinstance(tr.text, (list, tuple)) and len(tr.text) == len(x) else None
-                    if labels is not None:
-                        for cc, lab in zip(colors, labels):
-                            class_colors.setdefault(str(cc), text(lab))
-                    if name:
-                        handles.setdefault(name, Line2D([], [], ls="", marker=sym, color="0.45", markersize=0.9 * msize + 3,
-                                                        markeredgecolor=edge))
-                elif "lines" in mode:
-                    ls = dashes.get(getattr(line, "dash", None) or "", "-")
-                    steps = "steps-post" if getattr(line, "shape", None) == "hv" else "default"
-                    lw = float(line.width) if line is not None and isinstance(line.width, (int, float)) else 1.5
-                    (h,) = ax.plot(x, y, color=color, ls=ls, lw=lw, drawstyle=steps, marker=sym if "markers" in mode else None,
-                                   ms=0.9 * msize)
-                    if name:
-                        handles.setdefault(name, h)
-                else:
-                    h = ax.scatter(x, y, color=color, s=s, marker=sym, edgecolors=edge, linewidths=0.5, zorder=3)
-                    if name:
-                        handles.setdefault(name, h)
-            elif tr.type == "histogram" and tr.x is not None:
-                xb, bins = getattr(tr, "xbins", None), 40
-                if xb is not None and all(isinstance(v, (int, float)) for v in (xb.start, xb.end, xb.size)) and xb.size > 0:
-                    bins = np.arange(xb.start, xb.end + xb.size / 2, xb.size)  # plotly's bins, shared by the traces
-                *_, patches = ax.hist(arr(tr.x), bins=bins, color=color, alpha=0.6, density=bool(tr.histnorm))
-                if name:
-                    handles.setdefault(name, patches[0])
-            elif tr.type == "bar" and tr.x is not None:
-                h = ax.bar(arr(tr.x), arr(tr.y), color=color, alpha=0.7,
-                           width=float(tr.width) if isinstance(tr.width, (int, float)) else 0.8)
-                if name:
-                    handles.setdefault(name, h)
-        for sh in lay.shapes or ():
-            ax = where.get(((sh.xref or "x").replace(" domain", ""), (sh.yref or "y").replace(" domain", "")), axs[0])
-            col = sh.line.color if sh.line and isinstance(sh.line.color, str) else "k"
-            ls = dashes.get(getattr(sh.line, "dash", None) or "", "-") if sh.line else "-"
-            lw = float(sh.line.width) if sh.line and isinstance(sh.line.width, (int, float)) else 1.0
-            if sh.type == "circle":
-                from matplotlib.patches import Ellipse
-
-                ax.add_patch(Ellipse(((sh.x0 + sh.x1) / 2, (sh.y0 + sh.y1) / 2), abs(sh.x1 - sh.x0), abs(sh.y1 - sh.y0),
-                                     fill=False, color=col, lw=lw, ls=ls, zorder=0.5))
-            elif sh.type == "rect" and (sh.yref or "").endswith("domain"):
-                ax.axvspan(sh.x0, sh.x1, color=sh.fillcolor if isinstance(sh.fillcolor, str) else "0.8",
-                           alpha=float(sh.opacity) if sh.opacity is not None else 0.3, lw=0, zorder=0)
-        for a in lay.annotations or ():
-            if a.text and not (a.xref or "x").startswith("paper") and a.x is not None and a.y is not None:
-                ax = where.get((a.xref or "x", a.yref or "y"), axs[0])
-                fc = a.bgcolor if isinstance(a.bgcolor, str) and a.bgcolor.startswith("#") else "white"
-                ax.text(a.x, a.y, text(a.text), ha="center", va="center", fontsize="medium",
-                        color=a.font.color if a.font and isinstance(a.font.color, str) else "0.3",
-                        bbox=dict(boxstyle="round,pad=0.15", fc=fc, ec="none", alpha=0.85), zorder=4)
-        used = {(getattr(t, "xaxis", None) or "x", getattr(t, "yaxis", None) or "y") for t in fig.data}
-        for (xn, yn), ax in where.items():
-            xa, ya = _ax_layout(xn, "x"), _ax_layout(yn, "y")
-            if (xn, yn) not in used:  # an empty panel (its note says why): no ticks, no axis titles
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            if xa is not None and xa.title and xa.title.text:
-                ax.set_xlabel(text(xa.title.text))
-            if ya is not None and ya.title and ya.title.text:
-                ax.set_ylabel(text(ya.title.text))
-            if ya is not None and ya.type == "log":
-                ax.set_yscale("log")
-            if ya is not None and ya.scaleanchor:
-                ax.set_aspect("equal")
-                if xa is not None and xa.range is not None:
-                    ax.set_xlim(*xa.range)
-                    ax.set_ylim(*(ya.range if ya.range is not None else xa.range))
-            ax.spines[["top", "right"]].set_visible(False)
-            ax.autoscale_view()
-        titles = [a for a in (lay.annotations or ()) if a.xref == "paper" and a.yref == "paper" and a.text]
-        for ax, t in zip(axs, [a.text for a in titles if a.y is not None and a.y >= 0.99]):
-            ax.set_title(text(t))
-        for a in titles:  # a note inside a panel ("not computed"): in the panel whose domain holds it
-            if a.y is not None and a.y < 0.99 and a.x is not None:
-                ax = axs[0]
-                for (xn, _), cand in where.items():
-                    dom = getattr(_ax_layout(xn, "x"), "domain", None)
-                    if dom is not None and dom[0] <= a.x <= dom[1]:
-                        ax = cand
-                ax.text(0.5, a.y, text(a.text), ha="center", va="center", color="gray", transform=ax.transAxes)
-        if lay.title and lay.title.text:
-            mfig.suptitle(text(lay.title.text))
-
-        entries = dict(handles) if len(handles) <= 16 else {}
-        if class_colors and len(class_colors) <= 30 and len(set(class_colors.values())) == len(class_colors):
-            entries.update({lab: Line2D([], [], ls="", marker="s", color=cc, markersize=11)
-                            for cc, lab in class_colors.items()})  # the colours of the points
-        if entries and square:  # a disk: the legend in a column at its right
-            mfig.legend(list(entries.values()), list(entries), loc="outside right upper", frameon=False)
-        elif entries:
-            longest = max(len(k) for k in entries)
-            ncols = max(1, min(len(entries), int(width * 72 / (8 * longest + 45))))  # ~8 pt per character
-            mfig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=ncols, frameon=False)
-    return mfig
+    return plotly_to_mpl_png(fig)
 
 
 def plotly_png(fig_json: dict) -> tuple[bytes, str]:
@@ -573,6 +410,220 @@ def render_maths(source: Path = MATHS) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# editions: the solutions kept (instructor) or removed (student)
+# ------------------------------------------------------------------------------------------------
+#: the book's editions: the same pages, with the exercises' solutions (instructor) or without (student)
+EDITIONS = ("student", "instructor")
+_SOLUTION_SUMMARY = re.compile(r"<summary>\s*(?:<[^>]+>\s*)*(?:solutions?|answers?)\b", re.I)
+_DETAILS_TAG = re.compile(r"<details\b[^>]*>|</details\s*>", re.I)
+
+
+def _removed(what: str) -> str:
+    return f'<p class="chestlab-solution-removed">{html.escape(what)}: in the instructor edition.</p>'
+
+
+def strip_solutions(markdown: str) -> str:
+    """``markdown`` without its solution blocks -- each ``<details>`` element whose ``<summary>``
+    starts with "Solution" (or "Answer"), nested ``<details>`` included -- each replaced by a one-line
+    note that the solution is in the instructor edition. Other ``<details>`` stay."""
+    out, pos, depth, start, summary = [], 0, 0, None, ""
+    for m in _DETAILS_TAG.finditer(markdown):
+        opening = not m.group(0).startswith("</")
+        if start is None:
+            head = markdown[m.end():m.end() + 300].lstrip()
+            if opening and _SOLUTION_SUMMARY.match(head):
+                start, depth = m.start(), 1
+                sm = re.match(r"<summary>(.*?)</summary>", head, flags=re.S | re.I)
+                summary = re.sub(r"<[^>]+>", "", sm.group(1)).strip() if sm else "Solution"
+            continue
+        depth += 1 if opening else -1
+        if depth == 0:
+            out += [markdown[pos:start], _removed(summary)]
+            pos, start = m.end(), None
+    if start is not None:  # an unclosed solution block: cut to the end
+        out += [markdown[pos:start], _removed(summary)]
+        pos = len(markdown)
+    return "".join(out) + markdown[pos:]
+
+
+def edition(nb: Any, name: str) -> Any:
+    """The notebook ``nb`` (a :func:`make_static` copy) as edition ``name`` (:data:`EDITIONS`):
+    ``"instructor"`` keeps everything (solutions collapsed); ``"student"`` drops the solution cells
+    (:func:`is_solution` cells, as :func:`make_static` collapsed them: the ``<details>`` cell and the
+    cell of their outputs) and every solution block of the markdown (:func:`strip_solutions`), each
+    replaced by a note."""
+    import nbformat
+
+    if name == "instructor":
+        return nb
+    if name != "student":
+        raise ValueError(f"unknown edition {name!r}: one of {EDITIONS}")
+    nb = copy.deepcopy(nb)
+    cells, dropped = [], False
+    for cell in nb.cells:
+        if "solution" in (cell.get("metadata", {}).get("tags") or []) or is_solution(cell):
+            if not dropped:  # one note per solution (its collapsed code and its outputs)
+                cells.append(nbformat.v4.new_markdown_cell(_removed("Reference solution")))
+            dropped = True
+            continue
+        dropped = False
+        if cell.cell_type == "markdown" and "<details" in cell.source.lower():
+            cell["source"] = strip_solutions(cell.source)
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------
+# slides: breaks from the headings when the lesson has no slideshow metadata
+# ------------------------------------------------------------------------------------------------
+_SLIDE_LINES = 26  # about what a 1200x800 slide holds at the slides' font size
+
+
+def _weight(cell: Any) -> int:
+    """A cell's height on a slide, in lines of text (a figure: 14)."""
+    lines = sum(1 + len(line) // 100 for line in cell.source.splitlines()) if cell.source.strip() else 0
+    if cell.cell_type != "code":
+        return lines
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if any(k.startswith("image/") for k in data) or "chestlab-plotly" in str(data.get("text/html", "")):
+            lines += 14
+        else:
+            text = out.get("text") or data.get("text/plain") or ""
+            lines += min(12, len(str(text).splitlines()))
+    return lines
+
+
+def slide_breaks(nb: Any) -> Any:
+    """``nb`` with a slide type in every cell's metadata (``slideshow.slide_type``, what nbconvert's
+    slides exporter reads) -- unless a cell already has one: then the lesson's own breaks are kept.
+    A markdown cell that starts with a ``#`` or ``##`` heading starts a slide, one with a deeper
+    heading a sub-slide (below the previous one); a cell that would overflow the current (sub-)slide
+    (about :data:`_SLIDE_LINES` lines, a figure ~14) starts a sub-slide too. A slide that is still too
+    long scrolls (:data:`_SLIDES_CSS`)."""
+    if any("slide_type" in (c.get("metadata", {}).get("slideshow") or {}) for c in nb.cells):
+        return nb
+    nb = copy.deepcopy(nb)
+    used = 0
+    for i, cell in enumerate(nb.cells):
+        m = re.match(r"\s*(#{1,6})\s", cell.source) if cell.cell_type == "markdown" else None
+        w = _weight(cell)
+        if i == 0 or (m and len(m.group(1)) <= 2):
+            kind, used = "slide", w
+        elif m or (used and used + w > _SLIDE_LINES):
+            kind, used = "subslide", w
+        else:
+            kind, used = "-", used + w
+        cell.metadata.setdefault("slideshow", {})["slide_type"] = kind
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------
+# offline assets: MathJax (jupyter-server-mathjax), reveal.js (vendored), nbconvert's templates
+# ------------------------------------------------------------------------------------------------
+#: the folder of the book's scripts and fonts, beside the editions; pages link it relatively
+STATIC = "../_static"
+#: reveal.js 5 (MIT), vendored: see its README.md
+REVEAL = Path(__file__).resolve().parent / "assets" / "reveal.js"
+#: MathJax 2.7 as jupyter-server-mathjax ships it: TeX input, HTML-CSS output, STIX-Web fonts (it has no
+#: CommonHTML output and no TeX fonts; that is what Jupyter's classic notebook used)
+_MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+_MATHJAX_SKIP = ("extensions/a11y", "jax/output/SVG", "localization/")  # not needed: 6.5 of its 9.6 MB
+_MATHJAX_INIT = ('<script>window.MathJax = {"HTML-CSS": {availableFonts: [], preferredFont: null, '
+                 'webFont: "STIX-Web", imageFont: null}, "fast-preview": {disabled: true}, '
+                 'menuSettings: {CHTMLpreview: false}};</script>')
+# A code cell's input as nbconvert's lab template shows it, without its bleach pass over pygments'
+# output (already escaped HTML: every character of the source is escaped or inside a <span class>):
+# that pass took half of the render time, and the editions and slides render each lesson 2-3 times.
+_INPUT_BLOCK = """{% block input %}
+<div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
+     <div class="cm-editor cm-s-jupyter">
+{{ cell.source | highlight_code(metadata=cell.metadata) }}
+     </div>
+</div>
+{%- endblock input %}
+"""
+_TEMPLATES = {
+    # nbconvert's lab page, minus require.js and mermaid (nothing on the pages uses them), MathJax local
+    "chestlab_lab.html.j2": """{%- extends 'index.html.j2' -%}
+{% from 'mathjax.html.j2' import mathjax %}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_js_mathjax -%}""" + _MATHJAX_INIT + """
+{{ mathjax(resources.mathjax_url) }}
+{%- endblock html_head_js_mathjax -%}""" + _INPUT_BLOCK,
+    # nbconvert's reveal page, minus jQuery, require.js and mermaid; reveal.js 5 loaded as plain scripts
+    "chestlab_reveal.html.j2": """{%- extends 'index.html.j2' -%}
+{% from 'mathjax.html.j2' import mathjax %}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}""" + _MATHJAX_INIT + """
+{{ mathjax(resources.mathjax_url) }}
+{%- endblock html_head_js_mathjax -%}
+""" + _INPUT_BLOCK + """{% block footer_js %}
+<script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
+<script src="{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"></script>
+<script>
+Reveal.initialize({controls: true, progress: true, hash: true, center: false, slideNumber: "c/t",
+                   transition: "{{ resources.reveal.transition }}", width: 1200, height: 800, margin: 0.04,
+                   plugins: [RevealNotes]});
+// MathJax's HTML-CSS output measures hidden slides wrongly: typeset the slide shown again
+Reveal.on("slidechanged", function (e) {
+  if (window.MathJax && MathJax.Hub) { MathJax.Hub.Queue(["Rerender", MathJax.Hub, e.currentSlide]); }
+});
+</script>
+{% endblock footer_js %}
+""",
+}
+_SLIDES_CSS = """<style>
+.reveal .slides section:not(.stack) { max-height: 100%; overflow-y: auto; text-align: left; }
+.reveal .slides { text-align: left; }
+:root { --jp-code-font-size: 15px; --jp-cell-prompt-width: 80px; }  /* nbconvert's 19px: 100 columns fit */
+.reveal img { max-height: 560px; }
+.chestlab-solution-removed { color: #777; font-style: italic; }
+</style>"""
+
+
+def _mathjax_url(static: str) -> str:
+    return f"{static}/mathjax/MathJax.js?config={_MATHJAX_CONFIG}"
+
+
+def mathjax_folder() -> Path:
+    """MathJax 2's files, from the package ``jupyter-server-mathjax`` (the ``notebooks`` extra)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError as err:  # pragma: no cover - the notebooks extra installs it
+        raise SystemExit("chestlab.book: the book's maths needs MathJax from the package jupyter-server-mathjax "
+                         "(pip install -e '.[notebooks]')") from err
+    return Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
+
+
+def install_static(folder: Path, *, slides: bool = False) -> Path:
+    """Copy what the pages load into ``folder`` (the book's ``_static``): ``mathjax/`` (MathJax 2:
+    TeX input, HTML-CSS output, STIX-Web fonts, English; about 3 MB) and, with ``slides``,
+    ``reveal.js/`` (about 0.7 MB). Files already there are left as they are."""
+    import shutil
+
+    folder = Path(folder)
+    src = mathjax_folder()
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src).as_posix()
+        if f.is_dir() or (rel.startswith(_MATHJAX_SKIP) and not rel.startswith("localization/en/")):
+            continue
+        dest = folder / "mathjax" / rel
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest)
+    if slides:
+        for f in sorted(REVEAL.rglob("*")):
+            dest = folder / "reveal.js" / f.relative_to(REVEAL)
+            if f.is_file() and not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, dest)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------
 # rendering
 # ------------------------------------------------------------------------------------------------
 def count_figures(page_html: str) -> dict:
@@ -593,58 +644,152 @@ def _title(nb: Any, default: str) -> str:
     return default
 
 
-def render(nb: Any, title: str) -> str:
+def render(nb: Any, title: str, *, static: str = STATIC) -> str:
     """The static HTML page of an executed (and :func:`make_static`) notebook: nbconvert's ``lab``
     template, inputs shown, images embedded (outputs always; markdown images when a cell has one).
+    The page loads nothing from the network: MathJax from ``static`` (a URL relative to the page, the
+    folder :func:`install_static` fills), no require.js or mermaid (nothing on the pages uses them).
 
     nbconvert embeds a markdown image by parsing each raw HTML block of a cell on its own
     (BeautifulSoup), which closes an open ``<details>`` at once and leaves its content outside: every
     collapsed exercise solution would show in full. The lessons' markdown has no images, so that
     step runs only for a notebook whose markdown has one."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     images = any(c.cell_type == "markdown" and re.search(r"!\[|<img\b", c.source) for c in nb.cells)
-    exporter = HTMLExporter(template_name="lab", embed_images=images)
+    exporter = HTMLExporter(template_name="lab", template_file="chestlab_lab.html.j2", embed_images=images,
+                            extra_loaders=[DictLoader(_TEMPLATES)], mathjax_url=_mathjax_url(static))
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return body.replace("</head>", _PAGE_CSS + "\n</head>", 1)
 
 
+def render_slides(nb: Any, title: str, *, static: str = STATIC) -> str:
+    """A reveal.js slideshow of an executed (and :func:`make_static`) notebook: nbconvert's slides
+    exporter (``reveal`` template) on :func:`slide_breaks` of ``nb``, reveal.js and MathJax from
+    ``static`` (relative to the page), nothing from the network. Keys: arrows (down: the next part of
+    a long section), ``s``: speaker view, ``?``: all keys."""
+    from jinja2 import DictLoader
+    from nbconvert import SlidesExporter
+
+    exporter = SlidesExporter(template_file="chestlab_reveal.html.j2", extra_loaders=[DictLoader(_TEMPLATES)],
+                              mathjax_url=_mathjax_url(static), reveal_url_prefix=f"{static}/reveal.js",
+                              reveal_theme="white", reveal_transition="none")
+    body, _ = exporter.from_notebook_node(slide_breaks(nb), resources={"metadata": {"name": title}})
+    return body.replace("</head>", _PAGE_CSS + _SLIDES_CSS + "\n</head>", 1)
+
+
+def _when(stamp: Any) -> Optional[float]:
+    """A timestamp of a cell's execution metadata (ISO 8601, ``Z`` or an offset, up to nanoseconds) as
+    seconds since the epoch; None if it is not one."""
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?", str(stamp or "").strip())
+    if not m:
+        return None
+    base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) in (None, "Z") else m.group(3)))
+    return base.astimezone(timezone.utc).timestamp() + (float("0." + m.group(2)) if m.group(2) else 0.0)
+
+
+def execution_seconds(nb: Any) -> Optional[float]:
+    """How long the notebook's code cells ran: the sum over its cells of the time from the cell's start
+    (``iopub.status.busy``, else ``iopub.execute_input``) to its reply (``shell.execute_reply``) in the
+    cell's ``metadata.execution``, which nbclient and Jupyter record -- the execution time whether the
+    notebook ran here or elsewhere (idle time between cells run by hand not counted). None when no
+    cell has that metadata."""
+    total, timed = 0.0, 0
+    for cell in nb.cells:
+        ex = (cell.get("metadata", {}) or {}).get("execution") or {}
+        t0 = _when(ex.get("iopub.status.busy") or ex.get("iopub.execute_input") or ex.get("shell.execute_reply.started"))
+        t1 = _when(ex.get("shell.execute_reply") or ex.get("iopub.status.idle"))
+        if t0 is not None and t1 is not None and t1 >= t0:
+            total += t1 - t0
+            timed += 1
+    return total if timed else None
+
+
 @dataclass
 class Page:
-    """One lesson of the book."""
+    """One lesson of the book: ``file`` in each output folder (:data:`EDITIONS`, ``slides``),
+    ``seconds`` its execution time (:func:`execution_seconds`; None if unknown), ``figures`` counted on
+    its most complete page (the instructor edition when built) for its ``figure_cells``, ``slides``
+    the number of slides of its slideshow (0: none built)."""
 
     name: str
     title: str
     file: str
-    seconds: float
+    seconds: Optional[float]
     figure_cells: list = field(default_factory=list)
     figures: dict = field(default_factory=dict)
+    slides: int = 0
 
     @property
     def complete(self) -> bool:
         return self.figures.get("total", 0) >= len(self.figure_cells)
 
 
-def _index(pages: Sequence[Page], fast: bool, maths: bool = False) -> str:
-    rows = "\n".join(
-        f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.figures.get("total", 0)}'
-        f'{" (" + str(p.figures["plotly"]) + " interactive)" if p.figures.get("plotly") else ""}</td>'
-        f"<td>{p.seconds:.0f} s</td></tr>" for p in pages)
+_EDITION_TEXT = {
+    "student": ("student edition", "the lessons without the exercises' solutions (each replaced by a note)"),
+    "instructor": ("instructor edition", "the lessons with every solution, collapsed (a click shows it)"),
+    "slides": ("slides", "one reveal.js slideshow per lesson: arrow keys move (down: the next part of a long "
+                         "section), <kbd>s</kbd> opens the speaker view, <kbd>?</kbd> lists the keys"),
+}
+_INDEX_STYLE = """<style>body { font-family: system-ui, sans-serif; max-width: 52em; margin: 2em auto; line-height: 1.5; }
+table { border-collapse: collapse; } td, th { padding: 0.3em 1em; border-bottom: 1px solid #ddd; text-align: left; }</style>"""
+
+
+def _index(pages: Sequence[Page], fast: bool, maths: bool = False, kind: str = "instructor") -> str:
+    """The index of one output folder (an edition, or ``slides``): each lesson with its figures (its
+    slides) and its execution time."""
+    def run_time(p: Page) -> str:
+        return "—" if p.seconds is None else f"{p.seconds:.0f} s"
+
+    if kind == "slides":
+        head = "<tr><th>lesson</th><th>slides</th><th>execution time</th></tr>"
+        rows = "\n".join(f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.slides}</td>'
+                         f"<td>{run_time(p)}</td></tr>" for p in pages)
+    else:
+        head = "<tr><th>lesson</th><th>figures</th><th>execution time</th></tr>"
+        rows = "\n".join(
+            f'<tr><td><a href="{html.escape(p.file)}">{html.escape(p.title)}</a></td><td>{p.figures.get("total", 0)}'
+            f'{" (" + str(p.figures["plotly"]) + " interactive)" if p.figures.get("plotly") else ""}</td>'
+            f"<td>{run_time(p)}</td></tr>" for p in pages)
     mode = "fast mode (CHESTLAB_FAST=1: fewer steps, smaller data)" if fast else "full mode"
     maths_link = (f'\n<p><a href="{MATHS_PAGE}">The maths</a> (<code>docs/maths.md</code>): every formula and the '
                   "notation the lessons cite (“docs/maths.md, Eq. N”).</p>\n") if maths else ""
+    what, blurb = _EDITION_TEXT.get(kind, (kind, ""))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>chestlab lessons</title>
-<style>body {{ font-family: system-ui, sans-serif; max-width: 52em; margin: 2em auto; line-height: 1.5; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 0.3em 1em; border-bottom: 1px solid #ddd; text-align: left; }}</style>
+<html lang="en"><head><meta charset="utf-8"><title>chestlab lessons: {what}</title>
+{_INDEX_STYLE}
 </head><body>
-<h1>chestlab — the lessons</h1>
-<p>Hyperbolic deep metric learning, one lesson per page, executed in {mode} on {time.strftime("%Y-%m-%d")}.
+<p><a href="../index.html">all editions</a></p>
+<h1>chestlab — the lessons ({what})</h1>
+<p>Hyperbolic deep metric learning: {blurb}. Executed in {mode}; built on {time.strftime("%Y-%m-%d")};
+the execution time is the lesson's cells' run time (from the notebook's execution metadata).
 Every figure is embedded; interactive figures (plotly) also carry a static image, shown when printed.
-Sliders are interactive only in Jupyter (<code>make notebooks</code>); here each shows its initial view.</p>
-<table><tr><th>lesson</th><th>figures</th><th>run time</th></tr>
+Sliders are interactive only in Jupyter (<code>make notebooks</code>); here each shows its initial view.
+Everything the pages need is in this folder and <code>../_static/</code>: they open without network.</p>
+<table>{head}
 {rows}
 </table>{maths_link}</body></html>
+"""
+
+
+def _top_index(out: Path) -> str:
+    """``out/index.html``: links to the output folders built so far (the editions, the slides)."""
+    items = "\n".join(f'<li><a href="{k}/index.html">{html.escape(_EDITION_TEXT[k][0].capitalize())}</a>: '
+                      f"{_EDITION_TEXT[k][1]}.</li>" for k in (*EDITIONS, "slides") if (out / k / "index.html").is_file())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>chestlab lessons</title>
+{_INDEX_STYLE}
+</head><body>
+<h1>chestlab — the lessons</h1>
+<p>Hyperbolic deep metric learning, one lesson per page. This folder opens without network (from a USB
+stick, say): MathJax and reveal.js are in <code>_static/</code>.</p>
+<ul>
+{items}
+</ul>
+</body></html>
 """
 
 
@@ -673,26 +818,41 @@ def _read_or_execute(path: Path, k: int, n: int, *, executed: Optional[Path], fa
 def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOTEBOOKS,
           executed: Optional[Path] = None, timeout: Optional[int] = None, retries: int = 2,
           progress: bool = False, save_executed: Optional[Path] = None,
-          maths: Optional[Path] = MATHS) -> list[Page]:
+          maths: Optional[Path] = MATHS, editions: Sequence[str] = EDITIONS, slides: bool = False) -> list[Page]:
     """Execute (or, with ``executed``, read already executed copies from that folder) and render the
-    lessons of ``folder`` (``only``: name prefixes) into ``out``: one page per lesson and
-    ``index.html``. Returns the pages.
+    lessons of ``folder`` (``only``: name prefixes) into ``out``: for each edition of ``editions``
+    (:data:`EDITIONS`: :func:`edition`) the folder ``out/<edition>/`` with one page per lesson and
+    ``index.html``; with ``slides`` also ``out/slides/``, a reveal.js slideshow per lesson (the student
+    edition's content: no solutions); ``out/_static/`` with MathJax (and reveal.js), which every page
+    loads relatively, so that ``out`` opens without network; ``out/index.html`` linking what was built
+    there. Each lesson runs once, whatever is rendered. Returns the pages.
 
     ``timeout``: seconds per cell (default 300 in fast mode, 3600 in full mode); a lesson whose cell
     times out or whose kernel dies is run again, up to ``retries`` times (nbclient has been seen to
     wait forever on an idle kernel on a loaded machine). ``progress``: one stderr line per cell;
     ``save_executed``: a folder to keep the executed notebooks in (render them again with ``executed``);
-    ``maths``: the ``docs/maths.md`` the lessons cite, rendered to ``maths.html`` and linked from the
-    index and the pages (None, or a missing file: no such page, mentions left as text)."""
+    ``maths``: the ``docs/maths.md`` the lessons cite, rendered to ``maths.html`` in each output folder
+    and linked from the index and the pages (None, or a missing file: no such page, mentions left as
+    text)."""
     timeout = timeout or (300 if fast else 3600)
     import nbformat
 
+    for e in editions:
+        if e not in EDITIONS:
+            raise ValueError(f"unknown edition {e!r}: one of {EDITIONS}")
+    kinds = [*editions, *(["slides"] if slides else [])]
+    if not kinds:
+        raise ValueError("nothing to build: no edition and no slides")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    install_static(out / "_static", slides=slides)
     paths = lessons(folder, only)
     has_maths = maths is not None and Path(maths).is_file()
-    if has_maths:  # the document every lesson cites, in the book
-        (out / MATHS_PAGE).write_text(render_maths(Path(maths)), encoding="utf-8")
+    maths_html = render_maths(Path(maths)) if has_maths else ""
+    for kind in kinds:
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        if has_maths:  # the document every lesson cites, in each folder
+            (out / kind / MATHS_PAGE).write_text(maths_html, encoding="utf-8")
+    primary = "instructor" if "instructor" in editions else kinds[0]
     pages = []
     t_all = time.perf_counter()
     for k, path in enumerate(paths, 1):
@@ -702,30 +862,57 @@ def build(out: Path, *, fast: bool, only: Sequence[str] = (), folder: Path = NOT
         if save_executed is not None and executed is None:
             Path(save_executed).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, Path(save_executed) / path.name)
+        t1 = time.perf_counter()
         title = _title(nb, path.stem)
-        page_html = render(make_static(nb, maths=has_maths), title)
-        if has_maths:  # a link nbconvert wrote itself (an HTML output, say)
-            page_html = re.sub(r'href="(?:\.\./)?docs/maths\.md', f'href="{MATHS_PAGE}', page_html)
+        static_nb = make_static(nb, maths=has_maths)
         file = f"{path.stem}.html"
-        (out / file).write_text(page_html, encoding="utf-8")
-        page = Page(path.stem, title, file, time.perf_counter() - t0, figure_cells(nb), count_figures(page_html))
+        cells = figure_cells(nb)
+        if primary != "instructor":  # the figures of solution cells are not on these pages
+            cells = [i for i in cells if not is_solution(nb.cells[i])]
+        page = Page(path.stem, title, file, execution_seconds(nb), cells)
+        if page.seconds is None and executed is None:
+            page.seconds = t1 - t0
+        for kind in kinds:
+            if kind == "slides":
+                slide_nb = slide_breaks(edition(static_nb, "student"))
+                page_html = render_slides(slide_nb, title)
+                page.slides = sum((c.metadata.get("slideshow") or {}).get("slide_type") in ("slide", "subslide")
+                                  for c in slide_nb.cells)
+            else:
+                page_html = render(edition(static_nb, kind), title)
+            if has_maths:  # a link nbconvert wrote itself (an HTML output, say)
+                page_html = re.sub(r'href="(?:\.\./)?docs/maths\.md', f'href="{MATHS_PAGE}', page_html)
+            (out / kind / file).write_text(page_html, encoding="utf-8")
+            if kind == primary:
+                page.figures = count_figures(page_html)
         pages.append(page)
-        _log(f"[{k}/{len(paths)}] {path.stem}: {page.seconds:.1f} s, {page.figures['total']} figures "
-             f"({page.figures['plotly']} interactive) for {len(page.figure_cells)} figure cells -> {out / file}")
+        ran = "—" if page.seconds is None else f"{page.seconds:.1f} s"
+        _log(f"[{k}/{len(paths)}] {path.stem}: executed in {ran}, rendered in {time.perf_counter() - t1:.1f} s "
+             f"({', '.join(kinds)}), {page.figures['total']} figures ({page.figures['plotly']} interactive) for "
+             f"{len(page.figure_cells)} figure cells" + (f", {page.slides} slides" if slides else ""))
         if not page.complete:
             _log(f"  warning: {path.stem} has fewer figures ({page.figures['total']}) than figure cells "
                  f"({len(page.figure_cells)}: cells {page.figure_cells})")
-    (out / "index.html").write_text(_index(pages, fast, maths=has_maths), encoding="utf-8")
-    _log(f"book: {len(pages)} lessons in {time.perf_counter() - t_all:.0f} s -> {out / 'index.html'}")
+    for kind in kinds:
+        (out / kind / "index.html").write_text(_index(pages, fast, maths=has_maths, kind=kind), encoding="utf-8")
+    (out / "index.html").write_text(_top_index(out), encoding="utf-8")
+    _log(f"book: {len(pages)} lessons in {time.perf_counter() - t_all:.0f} s -> {out / 'index.html'} "
+         f"({', '.join(kinds)})")
     return pages
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m chestlab.book",
-        description="Execute the lessons and render them to static HTML handouts (one page per lesson and "
-                    "index.html), every figure embedded; plotly figures also as a PNG.")
+        description="Execute the lessons and render them to static HTML handouts -- a student edition (no "
+                    "solutions) and an instructor edition, one page per lesson, every figure embedded -- and/or "
+                    "reveal.js slides; MathJax and reveal.js are copied beside them, so the folder opens offline.")
     ap.add_argument("--out", type=Path, default=Path("book"), help="output folder (default: book)")
+    ap.add_argument("--what", choices=("handouts", "slides", "all"), default="handouts",
+                    help="handouts (OUT/student/, OUT/instructor/; the default), slides (OUT/slides/) or all; "
+                         "each lesson runs once whatever is rendered")
+    ap.add_argument("--editions", nargs="+", choices=EDITIONS, default=list(EDITIONS),
+                    help="which handout editions (default: both)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--fast", action="store_true", default=None,
                       help="fast mode (CHESTLAB_FAST=1): fewer steps, smaller data; the default when the "
@@ -746,9 +933,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fast = args.fast
     if fast is None:
         fast = os.environ.get("CHESTLAB_FAST", "0").strip().lower() in ("1", "true", "yes", "on")
+    editions = args.editions if args.what in ("handouts", "all") else []
     pages = build(args.out, fast=fast, only=args.lessons, folder=args.notebooks, executed=args.executed,
                   timeout=args.timeout, retries=args.retries, progress=args.cells,
-                  save_executed=args.save_executed)
+                  save_executed=args.save_executed, editions=editions, slides=args.what in ("slides", "all"))
     incomplete = [p.name for p in pages if not p.complete]
     if incomplete:
         _log(f"book: pages with missing figures: {', '.join(incomplete)}")

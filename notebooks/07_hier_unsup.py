@@ -590,7 +590,7 @@ for n_, (name, v) in enumerate(ari.items()):
     axs[0].bar(x + (n_ - 0.5) * 0.38, v, 0.38, color=("0.6", COLORS["H"])[n_], label=name)
     axs[1].plot(range(len(levels) + 1), mean_h[name], "o-", color=("0.6", COLORS["H"])[n_], lw=2.5, ms=9, label=name)
 axs[0].set(xticks=x, xticklabels=[f"{n} clusters\n(depth {lv + 1})" for lv, n in enumerate(levels)], ylabel="ARI against the true nodes",
-           title="each level against the tree", ylim=(0, 1))
+           title="each level against the tree", ylim=(0, max(0.1, 1.25 * max(max(v) for v in ari.values()))))
 axs[0].legend(loc="upper right")
 axs[1].plot([0, 4], [0, 4], ls=":", color="k", lw=1.5, label="a perfect pseudo-hierarchy")
 axs[1].set(xticks=range(5), xlabel="true LCA depth of the pair (4 = same class)", ylabel="mean pseudo degree $h_{ij}$",

@@ -24,7 +24,8 @@
 # The equations are restated in docs/maths.md, sections "HIER — hierarchical proxies" and
 # "Unsupervised hierarchical similarity"; CHEST's own numbers are used where they apply (Eq. 2, the
 # Poincaré distance; Eq. 4, the exponential map; Eq. 8, the similarity $e^{-d}$; Eq. 10, CHEST's total
-# loss). HIER's paper page prints no numbered equations, so this lesson numbers its displays **(H1)–(H5)**;
+# loss). HIER's project page — the text of it this kit teaches from — prints no equations (docs/maths.md restates
+# them from the authors' code), so this lesson numbers its displays **(H1)–(H5)**;
 # the unsupervised paper's own numbers are (1) its distance, (2) its exponential map and (3) its
 # average linkage, and the kit's loss for it is **(U1)**.
 #

@@ -24,6 +24,7 @@ EXPECTED = (
     "04_hyphc_regulariser",
     "05_training_and_ablations",
     "06_embeddings",
+    "07_hier_unsup",
 )
 #: Equation numbers of the CHEST paper (as restated in docs/maths.md) each lesson treats and
 #: must cite, and the figures / tables it redraws.
@@ -35,6 +36,7 @@ CITES = {
     "04_hyphc_regulariser": ({8, 9}, ()),
     "05_training_and_ablations": ({7, 10}, ("Fig. 3", "Tables 6–7")),
     "06_embeddings": ({2}, ("Fig. 2",)),
+    "07_hier_unsup": ({2, 4, 8, 10}, ()),  # and HIER's displays (H1)-(H5): its page prints no equation numbers
 }
 
 
@@ -103,6 +105,8 @@ IMPLEMENT = {
     "01_poincare_ball": ("my_mobius_add", "my_dist", "my_expmap0", "my_logmap0"),
     "02_hard_negatives": ("my_hard_negative_weights", "my_mix_weights"),
     "03_chest_loss": ("my_soft_similarity", "my_proxy_loss", "my_l_h"),
+    "07_hier_unsup": ("my_lca_select", "my_lca_triplet_loss", "my_reciprocal_positives", "my_pseudo_labels",
+                      "my_similarity_degree"),
 }
 #: What no student-facing cell may contain: a pointer outside the repository (the folder of the
 #: papers and their restatement) or talk about CI. Written in pieces so that this file passes

@@ -146,7 +146,7 @@ def test_implement_it_yourself(name):
     hidden = [i for i, c in enumerate(cells) if c.cell_type == "code" and c.metadata.get("jupyter", {}).get("source_hidden")]
     assert hidden, f"{name}: no collapsed solution cell (metadata jupyter.source_hidden)"
     solution = "\n".join(cells[i].source for i in hidden)
-    assert not re.search(r"\b(chestlab|poincare|losses|gradients|lessons|figures)\.", solution), (
+    assert not re.search(r"\b(chestlab|poincare|losses|gradients|lessons|viz)\.", solution), (
         f"{name}: the reference solution must be plain torch, without the kit's functions")
     checks = "\n".join(c.source for c in cells[hidden[0] + 1:] if c.cell_type == "code")
     for fn in IMPLEMENT[name]:

@@ -178,7 +178,7 @@ def test_lessons_helpers():
 
     c = 0.7
     a, b = torch.tensor([[0.4, 0.3], [-0.5, 0.2]], dtype=torch.float64)
-    g = lessons.geodesic(a, b, c, n=7)
+    g = lessons.geodesic_arc(a, b, c, n=7)
     t = torch.linspace(0, 1, 7, dtype=torch.float64)
     assert torch.allclose(poincare.dist(a.expand(7, 2), g, c), t * poincare.dist(a, b, c), atol=1e-10)
     circle = lessons.hyperbolic_circle(a, 1.5, c)

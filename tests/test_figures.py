@@ -483,3 +483,38 @@ def test_level_strip_plots_the_mean_distance_per_level() -> None:
     assert all(list(tr.x) == list(range(5)) for tr in fig.data)
     assert fig.layout.xaxis.title.text == "step" and "d<sub>H</sub>" in fig.layout.yaxis.title.text
     assert len(vtrain.level_strip([]).data) == 0  # no step drawn yet: empty axes
+
+
+def test_plotly_and_matplotlib_draw_one_description() -> None:
+    """Each twin pair draws the same description: the margin histograms' bars (plotly) and patches
+    (matplotlib) hold the counts numpy gives on the shared bins, the same margin line, and the same
+    fraction in the titles; the hard-negative weights of the dashboard and of the paper's figure are
+    the same curves; the training curves' two backends draw the same series."""
+    from matplotlib.patches import Rectangle
+
+    ev = _sim()
+    panels = vsim.margin_panels(ev, 0.5, None, lambda_h=20.0, lambda_e=5.0, bins=30)
+    pfig = vsim.margin_histogram(ev, 0.5, None, lambda_h=20.0, lambda_e=5.0, bins=30)
+    mfig = vsim.margin_histogram_mpl(ev, 0.5, None, lambda_h=20.0, lambda_e=5.0, bins=30)
+    for k, (space, lam) in enumerate((("h", 20.0), ("e", 5.0))):
+        soft = metrics.per_sample_margins(ev, space, lam)["soft"]
+        want, _ = np.histogram(soft, bins=panels[k]["edges"])  # the oracle: numpy on the shared edges
+        bars = [t for t in pfig.data if t.type == "bar"][k]
+        np.testing.assert_array_equal(bars.y, want)
+        ax = mfig.axes[k]
+        heights = [p.get_height() for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0][:30]
+        np.testing.assert_array_equal(heights, want)
+        frac = f"{np.mean(soft >= 0.5):.0%}" if space == "h" else None
+        if frac:
+            assert frac in pfig.layout.annotations[k].text and frac in ax.get_title()
+    dash = hardneg.weights_figure([0.1, 1.0], 0.2, t_sphere=0.1, n=30, seed=1)
+    v = torch.randn(30, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    paper = vpaper.hardneg_weights(v, t_sphere=0.1, t=0.2, c_values=[0.1, 1.0])
+    lines = [ln for ln in paper.axes[0].lines if len(ln.get_ydata()) > 2]
+    assert len(dash.data) == len(lines) == 3
+    for tr, ln in zip(dash.data, lines):
+        np.testing.assert_allclose(tr.y, ln.get_ydata(), rtol=1e-15)
+    rows = [{"step": s, "loss": 2.0 / s, "l_h": 1.0 / s, "l_hyphc": 1e-4 / s, "test/H/R@1": 0.1 * s} for s in range(1, 6)]
+    p_names = {t.name for t in vtrain.training_curves(rows, loss="chest").data}
+    m_names = {ln.get_label() for ax in vtrain.training_curves_mpl(rows, loss="chest").axes for ln in ax.lines}
+    assert p_names == m_names and "H unseen (test) classes" in p_names

@@ -461,7 +461,8 @@ for k, s in enumerate(groups):  # one colour and one marker per super-class, lar
 for k, s in enumerate(groups):
     d = mean_dir[k] / mean_dir[k].norm() * float(poincare.max_norm(c)) * 0.98
     axs[0].annotate("", xy=d.tolist(), xytext=(0, 0), arrowprops=dict(arrowstyle="->", lw=2.5, color="k"))
-axs[0].legend(loc="upper left", bbox_to_anchor=(-0.02, 1.0), fontsize=12, markerscale=1.3, framealpha=0.9)
+axs[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=4, fontsize=13, markerscale=1.4, handletextpad=0.2,
+              columnspacing=0.8)
 axs[0].set_title("unseen test classes (dim_h = 2), by super-class\narrows: mean direction of each super-class")
 labels = ("root", "super-class", "parent", "class")
 axs[1].plot(range(4), centre_depth, marker="o", ms=10, color=COLORS["H"], label="(b) depth of the node's centre")

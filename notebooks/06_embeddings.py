@@ -190,13 +190,20 @@ def representative(space, n_queries=3, k_results=9):
     return picks, r1, top1, wrong
 
 
+chosen = {}
 for space in ("H", "E"):
     picks, r1_space, top1, wrong = representative(space)
+    chosen[space] = picks
     print(f"space {space}: Recall@1 of these {len(top1)} test digits = {r1_space:.2f} (the run's test R@1: "
           f"{trainer.history[-1][f'test/{space}/R@1']:.2f});  queries {picks}: {int(top1[picks].sum())} of {len(picks)} top-1 correct, "
           f"{float(9 * wrong[picks].sum()):.0f} of {9 * len(picks)} results of another digit (all queries: {9 * float(wrong.mean()):.1f} of 9 on average)")
     assert int(top1[picks].sum()) == round(3 * r1_space)
-    show_retrieval(space=space, queries=picks)
+
+# %%
+show_retrieval(space="H", queries=chosen["H"])  # the callback, with the representative queries of the ball
+
+# %%
+show_retrieval(space="E", queries=chosen["E"])  # ... and of the Euclidean space
 
 # %% [markdown]
 # ## 4. Recall@k and MAP@R, derived and checked

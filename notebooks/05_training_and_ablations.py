@@ -228,7 +228,7 @@ for eta_e, (sim, comps, r1) in results.items():
 for eta_e, (sim, _, r1) in results.items():
     fig = figures.margin_histogram_mpl(sim, cfg.delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h,
                                        lambda_e=cfg.lambda_e, title=f"$\\eta_E = {eta_e:g}$: per-sample margins of the last batch")
-    drop_empty_panels(fig, 6.5)
+    drop_empty_panels(fig, 8.0)
     display(fig)
 
 # %% [markdown]

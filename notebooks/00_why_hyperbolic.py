@@ -54,7 +54,7 @@ from chestlab import tree_embedding as te
 from chestlab.engine import Trainer
 from chestlab.settings import TrainConfig
 from chestlab.viz import mpl as viz_mpl
-from chestlab.viz.style import COLORS, class_color, use_lecture_style
+from chestlab.viz.style import COLORS, MPL_MARKERS, class_color, super_color, use_lecture_style
 
 use_lecture_style()
 f64 = dict(dtype=torch.float64)
@@ -118,7 +118,7 @@ for rho in (1.0, 3.0, 6.0):
 
 rhos = np.linspace(0.6, 8, 200)
 fig, axs = plt.subplots(1, 2, figsize=(15, 5.5))
-for cc, shade in ((0.25, "#9ecae1"), (1.0, "#4292c6"), (4.0, "#08306b")):
+for cc, shade in ((0.25, "#a1d99b"), (1.0, COLORS["H"]), (4.0, "#00441b")):  # the ball in shades of its colour, H
     axs[0].plot(rhos, 2 * np.pi * np.sinh(np.sqrt(cc) * rhos) / np.sqrt(cc), color=shade, label=f"hyperbolic, c = {cc:g}")
     axs[1].plot(rhos, [n_points(r, cc) for r in rhos], color=shade, label=f"hyperbolic, c = {cc:g}")
 axs[0].plot(rhos, 2 * np.pi * rhos, color=COLORS["E"], ls="--", label="plane: 2πρ")
@@ -186,8 +186,46 @@ for depth in depths:
 # disc whose area grows only like $\ell^2$ — so it crushes some of them together. ($\tau = 1$ is too short:
 # near the origin the disk is almost flat and the same crowding happens.)
 #
-# Play with the construction: $\tau$, the depth, the branching, and the curvature. (The disk's picture compresses
-# distances near the boundary: leaves that seem to touch there are still at least $2\tau$ apart.)
+# The disk's picture compresses distances near the boundary, so leaves that *seem* to touch there can be far
+# apart — but how far is not "at least $2\tau$", the tree distance of two siblings. Sarkar's construction makes
+# every *edge* exactly $\tau$ long; two siblings leave their parent at an angle $2\pi/(b+1)$ (the parent's own
+# parent takes one of the $b+1$ directions), so by the law of cosines they are less than $2\tau$ apart. And
+# how far the *branches* stay apart depends on $\sqrt c\,\tau$: the cell measures both, at the construction's
+# $c = 1$ and at the slider's smallest $c = 0.1$.
+
+# %%
+def leaf_gaps(tau, c, depth, branching=3):
+    """Closest pair of sibling leaves, and closest pair of leaves under different children of the root (d_H)."""
+    tr_ = te.Tree.complete((branching,) * depth)
+    top_ = torch.zeros(tr_.n, dtype=torch.long)  # the depth-1 ancestor (branch) of every node
+    for v in range(1, tr_.n):
+        top_[v] = v if tr_.parent[v] == 0 else top_[tr_.parent[v]]
+    leaves = torch.nonzero(tr_.level == tr_.depth).flatten()
+    D = te.pairwise(te.sarkar(tr_, tau, c), c)[leaves][:, leaves]
+    sib = (tr_.parent[leaves][:, None] == tr_.parent[leaves][None]) & ~torch.eye(len(leaves), dtype=torch.bool)
+    other = top_[leaves][:, None] != top_[leaves][None]
+    return float(D[sib].min()), float(D[other].min())
+
+
+b, tau = 3, 2.0
+law = 2 / math.sqrt(1.0) * math.asinh(math.sinh(math.sqrt(1.0) * tau) * math.sin(math.pi / (b + 1)))  # two edges τ, angle 2π/(b+1)
+print("                          closest siblings   closest leaves of different branches   (2τ = 4, tree distance 2 and ≥ 4)")
+for c_, depth in ((1.0, 3), (1.0, 4), (0.1, 3), (0.1, 4)):
+    sib_min, other_min = leaf_gaps(tau, c_, depth, b)
+    print(f"τ = {tau:g}, c = {c_:<3g}, depth {depth}: {sib_min:>12.2f} {other_min:>30.3f}")
+sib_c1, other_c1 = leaf_gaps(tau, 1.0, 3, b)
+lessons.verify("c = 1: siblings sit at the law-of-cosines distance of two edges τ at angle 2π/(b+1)", sib_c1, law, rtol=1e-6)
+assert sib_c1 < 2 * tau, "siblings are closer than 2τ"
+assert leaf_gaps(tau, 0.1, 4, b)[1] < 0.1, "at c = 0.1 leaves of different branches nearly coincide"
+
+# %% [markdown]
+# So at $\tau = 2$, $c = 1$ the closest siblings are 3.34 apart (not $2\tau = 4$), and leaves of different branches
+# are at least about 8 apart: leaves that seem to touch near the boundary really are far apart. At the slider's
+# $c = 0.1$ the same $\tau$ is short ($\sqrt c\,\tau = 0.63$: the disk is nearly flat at that scale), the branches
+# overlap, and at depth 4 leaves of different branches come within a few hundredths of each other — those
+# really do touch. Sarkar's guarantee needs $\sqrt c\,\tau$ large enough for the branching.
+#
+# Play with the construction: $\tau$, the depth, the branching, and the curvature.
 
 # %%
 def show_tree(tau=2.0, depth=3, branching=3, c=1.0):
@@ -344,8 +382,8 @@ fig.tight_layout()
 #   0.22–0.23 at $D = 4, 8$, worse than the disk's in every seed. The worst case says the same more loudly at
 #   $D = 2$: 6.3 for the disk, 97 for the plane (a few pairs of nodes crushed together).
 # * **Coarse near the origin, leaves near the boundary.** Nothing in the loss mentions the origin, yet the
-#   fitted disk puts the root there ($d_H(0, 	ext{root}) = 0.10$) and each level farther out: level 1 at
-#   $d_H pprox 7.6$ from the root, level 2 at 10.0, the leaves at 11.3, near the boundary. Siblings share a
+#   fitted disk puts the root there ($d_H(0, \text{root}) = 0.10$) and each level farther out: level 1 at
+#   $d_H \approx 7.6$ from the root, level 2 at 10.0, the leaves at 11.3, near the boundary. Siblings share a
 #   direction, and the exponential room near the boundary keeps them apart. The plane cannot do that: its
 #   levels all sit about 5.7 from the root (5.9, 5.7, 5.6), subtrees overlap, and a node's relatives are no
 #   longer its nearest points.
@@ -357,7 +395,8 @@ fig.tight_layout()
 # samples and their leaf classes. The `tree` data set hides a 3-level hierarchy (4 super-classes × 4 × 4 leaf classes) behind a
 # nonlinear map; half of the leaf classes are held out for testing (new siblings of known parents).
 # We train the CHEST loss with a **2-D** hyperbolic head (`dim_h=2`), so the disk *is* the embedding
-# space, and look at the unseen test classes: colour = class, marker = super-class.
+# space, and look at the unseen test classes, coloured by super-class (4 colours and 4 markers, a
+# legend; 16 class colours could not be told apart on a projector).
 
 # %%
 steps = lessons.pick(600, 150)
@@ -416,14 +455,19 @@ arrow_deg = sorted(math.degrees(math.atan2(float(m[1]), float(m[0]))) for m in m
 gaps = [(b - a) % 360 or 360 for a, b in zip(arrow_deg, arrow_deg[1:] + arrow_deg[:1])]
 k_gap = max(range(len(gaps)), key=gaps.__getitem__)  # label the shell half-way across the widest gap between arrows
 viz_mpl.disk_view(axs[0], c, grid=False, circles=(2 * r,), label_angle=arrow_deg[k_gap] + gaps[k_gap] / 2)
-viz_mpl.scatter_embeddings(axs[0], x, lab, sup, size=12)
+for k, s in enumerate(groups):  # one colour and one marker per super-class, large enough for a projector
+    m = sup == s
+    axs[0].scatter(x[m, 0], x[m, 1], s=45, color=super_color(k), marker=MPL_MARKERS[k % len(MPL_MARKERS)],
+                   edgecolors="white", linewidths=0.4, alpha=0.85, label=f"super-class {int(s)}", zorder=3)
 for k, s in enumerate(groups):
     d = mean_dir[k] / mean_dir[k].norm() * float(poincare.max_norm(c)) * 0.98
     axs[0].annotate("", xy=d.tolist(), xytext=(0, 0), arrowprops=dict(arrowstyle="->", lw=2.5, color="k"))
-axs[0].set_title("unseen test classes (dim_h = 2): colour = class, marker = super-class\narrows: mean direction of each super-class")
+axs[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=4, fontsize=13, markerscale=1.4, handletextpad=0.2,
+              columnspacing=0.8)
+axs[0].set_title("unseen test classes (dim_h = 2), by super-class\narrows: mean direction of each super-class")
 labels = ("root", "super-class", "parent", "class")
 axs[1].plot(range(4), centre_depth, marker="o", ms=10, color=COLORS["H"], label="(b) depth of the node's centre")
-axs[1].plot(range(4), lca_by_level, marker="s", ms=10, color="#2ca02c", label="(c) LCA depth of two samples\n     whose true LCA is at this level")
+axs[1].plot(range(4), lca_by_level, marker="s", ms=10, color="#8c564b", label="(c) LCA depth of two samples\n     whose true LCA is at this level")
 axs[1].axhline(float(d0.median()), color="0.4", ls=":", label="(a) median d_H(0, x) of the samples")
 axs[1].axhline(2 * r, color="k", ls="--", lw=1, label="2r: the clipping shell")
 axs[1].set(xticks=range(4), xticklabels=labels, xlabel="level in the true tree", ylabel="hyperbolic depth d_H(0, ·)",
@@ -502,7 +546,7 @@ print(f"but the HypHC term (Eq. 8–9) has its own unit of length, ω = exp(−d
 def show_shell(c=0.5, r=2.3):
     theta = torch.linspace(1e-3, math.pi, 400, **f64)
     fig, axs = plt.subplots(1, 2, figsize=(15, 5.5))
-    for cc, shade in ((0.01, "#c6dbef"), (0.1, "#6baed6"), (c, COLORS["H"]), (2.0, "#08306b")):
+    for cc, shade in ((0.01, "#c7e9c0"), (0.1, "#74c476"), (c, COLORS["H"]), (2.0, "#00441b")):
         x = poincare.expmap0(torch.tensor([r, 0.0], **f64), cc).expand(len(theta), 2)
         y = poincare.expmap0(r * torch.stack([theta.cos(), theta.sin()], -1), cc)
         D = poincare.dist(x, y, cc)

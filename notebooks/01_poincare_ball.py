@@ -84,8 +84,13 @@ ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0));
 #
 # Take the unit disk ($c = 1$, $n = 2$) and write its points as complex numbers. The
 # orientation-preserving isometries of the disk that move $0$ to $a$ are the Möbius transformations
+# $z\mapsto \dfrac{a + e^{i\theta}z}{1 + \bar a e^{i\theta}z}$ — one for every rotation angle $\theta$: first
+# rotate about $0$, then move $0$ to $a$. The one **without** the rotation ($\theta = 0$) is Möbius addition,
 #
-# $$ a\oplus z = \frac{a + z}{1 + \bar a z}. $$
+# $$ a\oplus z = \frac{a + z}{1 + \bar a z}, $$
+#
+# so "the isometry that moves $0$ to $a$" is $a\oplus z$ only up to a rotation; the last cell of this section
+# shows a rotated one that also moves $0$ to $a$.
 #
 # To turn this into a formula that makes sense in any dimension, we need it in terms of inner products
 # and norms only. With $\langle a, z\rangle = \operatorname{Re}(a\bar z)$:
@@ -122,6 +127,26 @@ c = 0.3
 x, y = poincare.expmap0(torch.randn(2, 4, **f64), c)
 lessons.verify("step 5:  x ⊕_c y = (√c x ⊕_1 √c y) / √c", poincare.mobius_add(x, y, c), poincare.mobius_add(c**0.5 * x, c**0.5 * y, 1.0) / c**0.5)
 lessons.verify("c → 0: x ⊕ y → x + y", poincare.mobius_add(x, y, 1e-12), x + y, rtol=1e-9)
+
+# %%
+theta = 1.0  # radians: rotate about 0 first, then move 0 to a
+
+
+def rotated(z):
+    """z ↦ (a + e^{iθ} z) / (1 + ā e^{iθ} z): a disk isometry that also moves 0 to a."""
+    zr = complex(*z) * complex(math.cos(theta), math.sin(theta))
+    w = (ac + zr) / (1 + ac.conjugate() * zr)
+    return torch.tensor([w.real, w.imag], **f64)
+
+
+u, w = 0.5 * torch.rand(2, 2, **f64) - 0.25
+lessons.verify("the rotated map sends 0 to a, like a ⊕ z", rotated(torch.zeros(2, **f64)), a)
+lessons.verify("it is an isometry: d_H(g(u), g(w)) = d_H(u, w)", poincare.dist(rotated(u), rotated(w), 1.0), poincare.dist(u, w, 1.0))
+R_theta = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], **f64)
+lessons.verify("it is a ⊕ (rotation of z)", rotated(u), poincare.mobius_add(a, R_theta @ u, 1.0))
+print(f"g(u) = {rotated(u).numpy().round(4)},  a ⊕ u = {poincare.mobius_add(a, u, 1.0).numpy().round(4)}: "
+      "two different isometries that both move 0 to a")
+assert not torch.allclose(rotated(u), poincare.mobius_add(a, u, 1.0))
 
 # %% [markdown]
 # $\oplus$ is neither commutative nor associative, but it is a **gyrogroup**: the failure is exactly a
@@ -282,11 +307,25 @@ lessons.verify("for ‖x‖ → 1:  d_H − (d_H(0,x) + d_H(0,y) + 2 ln sin(θ/2
 # boundary is $1-\tanh(\sqrt c s)\approx 2e^{-2\sqrt c s}$. Two limits meet this margin as $s$ grows:
 #
 # * float32 resolves numbers just below 1 only in steps of $2^{-24}\approx 6\cdot10^{-8}$; the margin drops
-#   to that at $\sqrt c\,s\approx\tfrac12\ln(2\cdot2^{24})\approx 8.7$;
+#   to one step at $\sqrt c\,s\approx\tfrac12\ln(2\cdot2^{24})\approx 8.7$ (from there on it is 0 or one step: no
+#   resolution left), and below half a step — where $\tanh(\sqrt c s)$ rounds to exactly 1, a point *on* the
+#   boundary — at $\tfrac12\ln(2\cdot2^{25})\approx 9.0$. Two thresholds, 8.7 and 9.0, a factor 2 in the margin
+#   apart; the next cell finds both by rounding $\tanh$ to float32;
 # * but **`poincare.project` takes over first**: it keeps float32 points at a margin of at least
 #   $\varepsilon = 10^{-5}$ (`poincare.BALL_EPS`), which the margin reaches at $\sqrt c\,s^* = \tfrac12\ln(2/\varepsilon)\approx 6.1$.
 #   Beyond $s^*$ every point is moved onto the same shell, and distances saturate.
 #
+# %%
+s_grid = torch.linspace(8.0, 9.5, 15_001, **f64)
+tanh32 = torch.tanh(s_grid).float().double()  # tanh in float64, then rounded to the nearest float32
+one_step = float(s_grid[(1 - torch.tanh(s_grid)) < 2.0**-24][0])  # the margin is below one float32 step
+rounds_to_1 = float(s_grid[tanh32 == 1.0][0])  # float32 tanh is exactly 1: the point is on the boundary
+print(f"c = 1: margin 1 − tanh(s) below one float32 step 2^-24 from s = {one_step:.3f};  tanh(s) rounds to 1 from s = {rounds_to_1:.3f}")
+lessons.verify("one step: s = ½ ln(2·2^24) ≈ 8.7", one_step, 0.5 * math.log(2 * 2**24), atol=2e-4)
+lessons.verify("rounds to 1: s = ½ ln(2·2^25) ≈ 9.0", rounds_to_1, 0.5 * math.log(2 * 2**25), atol=2e-4)
+assert float(tanh32[s_grid < rounds_to_1].max()) == 1 - 2.0**-24, "just before, float32 holds the last number below 1"
+
+# %% [markdown]
 # The table takes two points at the same $s$, an angle $0.01$ apart ($c = 1$); the relative error of
 # the float32 distance jumps between $s = 6.1$ and $6.2$, at $s^*$:
 
@@ -325,7 +364,7 @@ def show_precision(c=0.5, r=2.3):
     ax.semilogy(s, ((d32 - d64).abs() / d64).clamp_min(1e-9), color=COLORS["H"], label="relative error of $d_H$ in float32")
     ax.axvline(r, color="k", ls="--", label=f"clipping radius r = {r:g}")
     ax.axvline(s_star / math.sqrt(c), color="#d62728", ls=":", lw=2.5, label=f"s* = ½ ln(2/ε)/√c = {s_star / math.sqrt(c):.1f}: project takes over")
-    ax.axvline(s_ulp / math.sqrt(c), color="0.5", ls="-.", label=f"float32 resolution alone: {s_ulp / math.sqrt(c):.1f}")
+    ax.axvline(s_ulp / math.sqrt(c), color="0.5", ls="-.", label=f"float32 alone: margin one step at {s_ulp / math.sqrt(c):.1f}, zero at {rounds_to_1 / math.sqrt(c):.1f}")
     ax.set(xlabel="tangent norm ‖v‖ before $\\exp_0$", ylabel="relative error", title=f"two points an angle 0.01 apart, c = {c:g}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=12)
     plt.show()
@@ -442,8 +481,10 @@ for s in (4.0, 8.0, 12.0, 16.0):
 #
 # <details><summary>Solution 3</summary>
 #
-# $1-\tanh(s)\approx 2e^{-2s}$ drops below float32's half-step at 1 ($2^{-25}\approx 3\cdot10^{-8}$) for
-# $s > \tfrac12\ln(2\cdot 2^{25}) \approx 9.0$. But `project` keeps float32 points at margin $\varepsilon = 10^{-5}$, which
+# $1-\tanh(s)\approx 2e^{-2s}$ drops below float32's half-step at 1 ($2^{-25}\approx 3\cdot10^{-8}$), so that $\tanh(s)$
+# rounds to exactly 1, for $s > \tfrac12\ln(2\cdot 2^{25}) \approx 9.0$. That is not the 8.7 of section 7's text and
+# plot: 8.7 is where the margin drops to one whole step $2^{-24}$ (float32 no longer resolves it), 9.0 where it
+# drops below half a step (it rounds to 0); section 7's first cell computes both. But `project` keeps float32 points at margin $\varepsilon = 10^{-5}$, which
 # $2e^{-2s}$ reaches at $s^* = \tfrac12\ln(2/\varepsilon)\approx 6.1$: that comes first, and it is what the table shows — its
 # float32 margin column is $10^{-5}$ from $s = 6.1$ on, and the error jumps from $6\cdot10^{-4}$ to $3\cdot10^{-2}$ there.
 # </details>

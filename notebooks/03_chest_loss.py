@@ -24,8 +24,8 @@
 #
 # 1. compute the soft similarity of a sample to a class over its $K$ proxies (Eq. 5–6) and its gradient;
 # 2. tell, for every proxy, whether the loss pulls it towards a sample or pushes it away — and how hard;
-# 3. write the margin loss (Eq. 7) as a cross-entropy over classes, and place it in its family
-#    (normalised softmax with a margin, not ProxyNCA);
+# 3. write the margin loss (Eq. 7) as a cross-entropy over classes, recognise it as SoftTriple's loss, and
+#    place it in its family (normalised softmax with a margin, not ProxyNCA);
 # 4. explain, with numbers, why hyperbolic similarities need other scales $\lambda_H$, $\delta_H$ than cosines;
 # 5. assemble Eq. 10 and check each term's gradient by the chain rule;
 # 6. implement Eq. 5–7 yourself.
@@ -128,7 +128,7 @@ def show_soft(gamma=5.0):
     g = gradients.soft_similarity_grad(d, gamma)
     fig, axs = plt.subplots(1, 2, figsize=(15, 5))
     ticks = dict(xticks=range(4), xticklabels=[f"d = {x:g}" for x in d.tolist()])
-    axs[0].bar(range(4), p, color=COLORS["H"])
+    axs[0].bar(range(4), p, color="#7f7f7f")
     axs[0].set(title=f"weights $\\sigma_q$;  S = {float(losses.soft_similarity(d, gamma)):.2f} (−min = −1, −mean = −4)", ylabel="$\\sigma_q$", **ticks)
     bars = axs[1].bar(range(4), g, color=["#2ca02c" if x < 0 else "#9467bd" for x in g])
     axs[1].bar_label(bars, labels=[f"{float(x):+.2f}" for x in g], fontsize=13)
@@ -211,11 +211,35 @@ lessons.verify("proxy_loss == Eq. 7 written out", losses.proxy_loss(S, y, lam_h,
 lessons.verify("∂L/∂S = λ_H(softmax − onehot)   vs autograd", gradients.proxy_loss_grad(S.detach(), y, lam_h, delta_h), auto)
 
 # %% [markdown]
+# **Whose loss is it?** Eq. 7 is **SoftTriple's loss** (Qian et al. 2019), as the CHEST paper says: the same
+# cross-entropy over classes of $\lambda(S_y - \delta\,\mathbb 1[y = y_i])$, with $S$ a soft maximum over each class's $K$
+# proxies. SoftTriple computes $S$ from cosines, $S = \sum_q\operatorname{softmax}_q(\cos_q/\gamma)\cos_q$; CHEST keeps the loss
+# and puts negative distances in place of the cosines (Eq. 5–6), in each space. The first cell below writes
+# SoftTriple's loss out from its paper and checks that `proxy_loss(soft_similarity(−cos))` is exactly it.
+#
 # **Which family?** The own class appears in the denominator, so Eq. 7 is a softmax cross-entropy over all
-# classes with (negative) distances as logits and a margin — the *normalised softmax* family (NormSoftmax,
-# Zhai & Wu 2019; ProxyNCA++, Teh et al. 2020). The original **ProxyNCA** (Movshovitz-Attias et al. 2017)
+# classes with a margin — the *normalised softmax* family. Its members differ in their logits:
+# **NormSoftmax** (Zhai & Wu 2019) uses *cosines* of normalised embeddings and class weights, divided by a
+# temperature — SoftTriple with $K = 1$ and no margin, as the first cell checks; **ProxyNCA++** (Teh et al.
+# 2020) uses negative squared distances of normalised vectors; CHEST's $L_H$ uses negative hyperbolic distances.
+# The original **ProxyNCA** (Movshovitz-Attias et al. 2017)
 # leaves the positive out of the denominator, $-\log\big(e^{\ell_{y_i}}/\sum_{y\ne y_i}e^{\ell_y}\big)$. The difference shows as the
 # sample moves away from the other classes: Eq. 7 is bounded below by 0, ProxyNCA's loss keeps falling.
+
+# %%
+emb_ = F.normalize(torch.randn(6, 8, **f64), dim=-1)  # 6 samples, unit vectors
+W_ = F.normalize(torch.randn(5, 3, 8, **f64), dim=-1)  # 5 classes x K = 3 unit-norm proxies
+lab_ = torch.tensor([0, 1, 2, 3, 4, 0])
+cos_ = torch.einsum("bd,ykd->byk", emb_, W_)  # (B, C, K) cosines
+gam_, lam_, dlt_ = 0.1, 20.0, 0.01  # SoftTriple's γ, λ and δ
+S_st = (torch.softmax(cos_ / gam_, -1) * cos_).sum(-1)  # SoftTriple's relaxed similarity S_{i,y}
+pos = torch.exp(lam_ * (S_st[torch.arange(6), lab_] - dlt_))
+neg = (torch.exp(lam_ * S_st) * (1 - F.one_hot(lab_, 5).to(S_st.dtype))).sum(1)
+softtriple = -torch.log(pos / (pos + neg))  # SoftTriple's loss, written out from its paper
+lessons.verify("Eq. 7 on soft_similarity(−cos) == SoftTriple's loss", losses.proxy_loss(losses.soft_similarity(-cos_, gam_), lab_, lam_, dlt_), softtriple)
+T_ = 0.05  # NormSoftmax: cosine logits over a temperature, one weight vector per class, no margin
+normsoftmax = F.cross_entropy(cos_[..., 0] / T_, lab_, reduction="none")
+lessons.verify("K = 1, δ = 0, λ = 1/T: Eq. 7 on cosines == NormSoftmax", losses.proxy_loss(losses.soft_similarity(-cos_[..., :1], gam_), lab_, 1 / T_, 0.0), normsoftmax)
 
 # %%
 print("gap S_own − S_other    Eq. 7 (own class in the denominator)    ProxyNCA (without it)")
@@ -423,8 +447,9 @@ lessons.verify("my_l_h == chest_loss(...).l_h   (Eq. 6 + 7)", my_l_h(x_h.detach(
 # * For the own class the loss pulls the near proxies in and pushes a proxy beyond $\bar d + \gamma$ away; for other
 #   classes the signs flip. The push is weak (+0.09 against −1.10 in the example); $\sigma_q$ decides which proxy is
 #   pulled. With $K = 2$ a two-mode class is covered, with $K = 1$ it is not.
-# * Eq. 7 is a softmax cross-entropy over all classes with logits $\lambda_*(S_y - \delta_*\mathbb 1[y = y_i])$: the normalised-softmax
-#   (NormSoftmax / ProxyNCA++) family with a margin, bounded below by 0 — not ProxyNCA.
+# * Eq. 7 is SoftTriple's loss, a softmax cross-entropy over all classes with logits $\lambda_*(S_y - \delta_*\mathbb 1[y = y_i])$,
+#   with negative distances where SoftTriple has cosines: the normalised-softmax family with a margin
+#   (NormSoftmax on cosines, ProxyNCA++ on distances), bounded below by 0 — not ProxyNCA.
 # * Clipped hyperbolic similarities span $[-4r, 0]$, 4.6 times the cosine's range: the same scale is 4.6 times
 #   steeper, margins are in units of distance, and $\delta_H > 4r$ can never be met.
 # * Eq. 10 adds $\eta_H L_H + \eta_E L_E$ and the HypHC term; every gradient follows by the chain rule from
@@ -444,7 +469,8 @@ lessons.verify("my_l_h == chest_loss(...).l_h   (Eq. 6 + 7)", my_l_h(x_h.detach(
 #
 # With one proxy the softmax over $q$ is 1, so $S(x, y) = -d_H(x, p_{y,1})$ and Eq. 7 is a softmax cross-entropy over
 # all classes of the logits $-\lambda_H d_H(x, p_{y,1}) - \lambda_H\delta_H\,\mathbb 1[y = y_i]$. The own class is in the denominator: that
-# is the normalised-softmax loss (NormSoftmax, ProxyNCA++) with a margin and distances as logits. ProxyNCA
+# is SoftTriple's loss with one centre per class and distances instead of cosines: a normalised-softmax loss
+# with a margin and distances as logits, like ProxyNCA++ (NormSoftmax has the same form with cosines). ProxyNCA
 # leaves the positive out of the denominator; section 2 shows how the two differ.
 # ```python
 # d = torch.rand(4, 6, 1, dtype=torch.float64)

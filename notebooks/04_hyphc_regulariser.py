@@ -275,55 +275,58 @@ show_lca(c=1.0, r=0.97, spread_deg=15)  # the callback once more, with points ne
 # ## 3. The relaxation: Eq. 8–9
 #
 # For a triplet, “which pair merges first” = “which pair has the deepest LCA”. Replace the argmax
-# by a softmax with temperature $\gamma_{hyp}$ and the similarities by $S_{pq} = e^{-d_H(p_p, p_q)}$
-# (docs/maths.md, Eq. 8):
+# by a softmax with temperature $\gamma_{hyp}$, and the similarities by Eq. 8's $\omega(p, p') = e^{-d_H(p, p')}$
+# between two proxies $p, p'$. The notation is that of docs/maths.md: a triplet of proxies is
+# $T_m = (p_1, p_2, p_3)$, $m = 1..M$; its three pairs are $\pi\in\{12, 13, 23\}$, with similarity $\omega_\pi$ and
+# $\phi_\pi$ the quantity the softmax reads (here the pair's LCA depth $d_o$). ($\omega$, not $S$: $S$ is the soft
+# similarity of Eq. 5–6; $p$ is always a proxy, never an index; and $t$ stays the temperature of lesson 02.)
 #
-# $$ L_{\mathrm{HypHC}}(t) = \sum_{p<q} S_{pq} - \sum_{p<q} S_{pq}\operatorname{softmax}_{\text{pairs}}(d_{pq}/\gamma_{hyp}) \qquad \text{(docs/maths.md, Eq. 9)} $$
+# $$ L_{\mathrm{HypHC}}(T_m) = \sum_{\pi} \omega_\pi - \sum_{\pi} \omega_\pi\operatorname{softmax}_{\pi}(\phi_\pi/\gamma_{hyp}) \qquad \text{(docs/maths.md, Eq. 9)} $$
 #
-# With $d_{pq}$ = LCA depth this is the triplet term of Dasgupta's cost, softened; as $\gamma_{hyp}\to0$
-# it is exactly $\sum S - S_{\text{deepest pair}}$.
+# With $\phi_\pi = d_o$ this is the triplet term of Dasgupta's cost, softened; as $\gamma_{hyp}\to0$
+# it is exactly $\sum_\pi \omega_\pi - \omega_{\text{deepest pair}}$.
 
 # %%
 c = 1.0
 P = poincare.expmap0(torch.randn(6, 2, **f64), c)
 trip = torch.tensor([[0, 1, 2], [3, 4, 5], [0, 3, 5]])
 pairs = [(0, 1), (0, 2), (1, 2)]
-S = torch.stack([torch.exp(-poincare.dist(P[trip[:, p]], P[trip[:, q]], c)) for p, q in pairs], 1)
-depth = torch.stack([poincare.lca_depth(P[trip[:, p]], P[trip[:, q]], c) for p, q in pairs], 1)
-manual = S.sum(1) - (S * torch.softmax(depth / 1.0, 1)).sum(1)
+omega = torch.stack([torch.exp(-poincare.dist(P[trip[:, i]], P[trip[:, j]], c)) for i, j in pairs], 1)  # ω_π, Eq. 8
+depth = torch.stack([poincare.lca_depth(P[trip[:, i]], P[trip[:, j]], c) for i, j in pairs], 1)  # φ_π = d_o
+manual = omega.sum(1) - (omega * torch.softmax(depth / 1.0, 1)).sum(1)
 lessons.verify("hyphc_loss (variant='lca') == Eq. 9 with LCA depths", losses.hyphc_loss(P, trip, c, 1.0), manual)
-dasg = S.sum(1) - S.gather(1, depth.argmax(1, keepdim=True)).squeeze(1)
+dasg = omega.sum(1) - omega.gather(1, depth.argmax(1, keepdim=True)).squeeze(1)
 lessons.verify("γ_hyp → 0: Dasgupta's triplet term", losses.hyphc_loss(P, trip, c, 1e-4), dasg, rtol=1e-6, atol=1e-8)
 
 # %% [markdown]
 # ## 4. Three readings of Eq. 9
 #
-# The paper writes $d_{pq} = d_H(p_p, p_q)$ — a pairwise *distance* — and says nothing about holding
+# The paper's softmax reads $\phi_\pi = d_H$ of the pair — a pairwise *distance* — and says nothing about holding
 # anything fixed: read literally, Eq. 9 is a function of the distances alone, differentiated as a
-# whole. It cites HypHC, whose $d_{pq}$ is the LCA *depth* and whose similarities are constants
+# whole. It cites HypHC, whose $\phi_\pi$ is the LCA *depth* and whose similarities are constants
 # (data, not parameters). Mixing the two gives a third reading. `losses.hyphc_loss` has all three:
 #
-# | reading | $d_{pq}$ | $S_{pq}$ | call |
+# | reading | $\phi_\pi$ | $\omega_\pi$ | call |
 # |---|---|---|---|
 # | HypHC (the kit's default) | LCA depth | held constant each step | `variant="lca"` |
-# | **literal Eq. 9** | $d_H(p_p, p_q)$ | differentiated | `variant="pairwise", detach_similarity=False` |
-# | mixed | $d_H(p_p, p_q)$ | held constant each step | `variant="pairwise"` |
+# | **literal Eq. 9** | $d_H$ of the pair | differentiated | `variant="pairwise", detach_similarity=False` |
+# | mixed | $d_H$ of the pair | held constant each step | `variant="pairwise"` |
 #
-# **Literal.** Write Eq. 9 as $L = \sum_p S_p(1 - w_p)$ with $w = \operatorname{softmax}(d/\gamma_{hyp})$, so
-# $0 \le 1 - w_p \le 1$ and
+# **Literal.** Write Eq. 9 as $L = \sum_\pi \omega_\pi(1 - \sigma_\pi)$ with $\sigma = \operatorname{softmax}_\pi(\phi_\pi/\gamma_{hyp})$, so
+# $0 \le 1 - \sigma_\pi \le 1$ and
 #
-# $$ 0 \ \le\ L_{\mathrm{HypHC}}(t) \ \le\ \sum_{p<q} S_{pq} = \sum_{p<q} e^{-d_H(p_p, p_q)} . $$
+# $$ 0 \ \le\ L_{\mathrm{HypHC}}(T_m) \ \le\ \sum_{\pi} \omega_\pi = \sum_{\pi} e^{-d_H(\text{pair } \pi)} . $$
 #
 # The loss is squeezed to zero by making *every* pair of proxies far apart — same class or not. Its
 # gradient does exactly that: each proxy is pushed away from all others, out to the clipping radius
 # (the head clips tangent vectors at $r$, so $d_H(0, p) \le 2r$), where they spread evenly. The
 # class grouping the proxy loss made is undone.
 #
-# **Mixed.** With $S$ constant the derivative of Eq. 9 in $d_p$ is
+# **Mixed.** With $\omega$ constant the derivative of Eq. 9 in $\phi_\pi$ is
 #
-# $$ \frac{\partial L}{\partial d_p} = -\frac{w_p}{\gamma_{hyp}}\big(S_p - \bar S\big), \qquad \bar S = \textstyle\sum_q w_q S_q, $$
+# $$ \frac{\partial L}{\partial \phi_\pi} = -\frac{\sigma_\pi}{\gamma_{hyp}}\big(\omega_\pi - \bar \omega\big), \qquad \bar \omega = \textstyle\sum_{\pi'} \sigma_{\pi'} \omega_{\pi'}, $$
 #
-# so a pair more similar than average ($S_p > \bar S$) has its $d_p$ **increased**. With LCA depths this
+# so a pair more similar than average ($\omega_\pi > \bar \omega$) has its $\phi_\pi$ **increased**. With LCA depths this
 # is right (similar pairs get deeper LCAs); with distances it pushes the *closest* pair apart and pulls
 # the farthest together: it equalises the three distances of every triplet — in the 2-D disk, by
 # collapsing all proxies onto one point.
@@ -338,9 +341,9 @@ lessons.verify("γ_hyp → 0: Dasgupta's triplet term", losses.hyphc_loss(P, tri
 steps = lessons.pick(300, 100)
 r_clip = 2.3
 readings = {
-    "HypHC (LCA depth, S constant)": dict(variant="lca", detach_similarity=True),
-    "literal Eq. 9 (distances, S differentiated)": dict(variant="pairwise", detach_similarity=False),
-    "mixed (distances, S constant)": dict(variant="pairwise", detach_similarity=True),
+    "HypHC (LCA depth, ω constant)": dict(variant="lca", detach_similarity=True),
+    "literal Eq. 9 (distances, ω differentiated)": dict(variant="pairwise", detach_similarity=False),
+    "mixed (distances, ω constant)": dict(variant="pairwise", detach_similarity=True),
 }
 runs = {name: lessons.hyphc_toy(steps=steps, r=r_clip, **kw) for name, kw in readings.items()}
 print(f"after {steps} steps (start → end); d_H(0, p) is at most 2r = {2 * r_clip:.1f}")
@@ -398,17 +401,17 @@ show_toy(step=steps)  # the callback once more: the proxies after training
 # %% [markdown]
 # **What we see.**
 #
-# * **Literal Eq. 9** (distances, $S$ differentiated): every proxy runs out to the clipping radius
+# * **Literal Eq. 9** (distances, $\omega$ differentiated): every proxy runs out to the clipping radius
 #   (mean $d_H(0, p)$ ends next to $2r = 4.6$) and the proxies spread over the circle with no regard
 #   for class: same-class pairs end almost as far apart as other-class pairs, and the nearest proxy of
 #   most proxies now belongs to *another* class. The term destroys the grouping that the proxy loss
 #   builds.
-# * **HypHC** (LCA depths, $S$ constant): the proxies also move out towards the boundary, but along
+# * **HypHC** (LCA depths, $\omega$ constant): the proxies also move out towards the boundary, but along
 #   their class directions; same-class proxies stay close (some end on top of each other: each class
 #   has three stars), other classes far, and every proxy's nearest neighbour is of its own class.
 #   Note what the term sees: the proxies' *own* similarities (Eq. 8 measures proxy distances; no class
 #   label enters Eq. 8–9). It reinforces the grouping the proxies start with; it cannot create one.
-# * **Mixed** (distances, $S$ constant): all proxies collapse onto one point, as the derivative above
+# * **Mixed** (distances, $\omega$ constant): all proxies collapse onto one point, as the derivative above
 #   predicts.
 #
 # In CHEST the term is weighted by $\tau = 0.5$ next to $L_H$, which keeps classes apart; lesson 05
@@ -422,7 +425,7 @@ show_toy(step=steps)  # the callback once more: the proxies after training
 # measured on the `tree` data (32 training classes under 4 super-classes, 3 levels; preset `demo-tree`):
 #
 # 1. **How big is $\tau L_{\mathrm{HypHC}}$ in the loss?** Eq. 8 reads the similarity off the proxies,
-#    $S = e^{-d_H}$; proxies that sit about 8 apart have $S \approx e^{-8} \approx 3 \cdot 10^{-4}$.
+#    $\omega = e^{-d_H}$; proxies that sit about 8 apart have $\omega \approx e^{-8} \approx 3 \cdot 10^{-4}$.
 # 2. **Does τ change the proxies' tree?** Decode a dendrogram from the trained proxies
 #    (`chestlab.hierarchy.decode`: average linkage on $d_H$, as the kit decodes both spaces) and score it against the
 #    true tree: cophenetic correlation (↑), dendrogram purity of the super-classes (↑) and of the classes
@@ -639,7 +642,7 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 # %% [markdown]
 # ## Exercises
 #
-# 1. Train the toy with LCA depths but $S$ differentiated (`variant="lca", detach_similarity=False`). Does the bound $L \le \sum S$ predict what happens? What becomes of the class grouping?
+# 1. Train the toy with LCA depths but $\omega$ differentiated (`variant="lca", detach_similarity=False`). Does the bound $L \le \sum_\pi \omega_\pi$ predict what happens? What becomes of the class grouping?
 # 2. Show that at $c\to0$ the LCA depth is twice the Euclidean distance from the origin to the line through $a$ and $b$, and check it.
 # 3. With 4 leaves, enumerate the trees and check that summing the triplet terms ranks them as Dasgupta's cost does.
 #
@@ -649,7 +652,7 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 # r = lessons.hyphc_toy("lca", steps, detach_similarity=False)
 # print(r["norm"][[0, -1]], r["dist_within"][[0, -1]], r["dist_between"][[0, -1]], r["nn_same_class"][[0, -1]])
 # ```
-# The bound $0 \le L \le \sum S$ holds for any $d_{pq}$, so once $S$ is differentiated the same push
+# The bound $0 \le L \le \sum_\pi \omega_\pi$ holds for any $\phi_\pi$, so once $\omega$ is differentiated the same push
 # apart appears. With 300 steps: mean $d_H(0, p)$ 1.29 → 4.55 (the clipping radius is 4.6), the
 # same-class distance 1.23 → 7.08 against 2.27 → 8.58 for other classes: the classes are no longer
 # tight clusters. The LCA softmax still favours the class structure, so most proxies keep a

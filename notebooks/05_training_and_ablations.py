@@ -24,13 +24,14 @@
 #
 # 1. train CHEST with the `Trainer`, read its loss components and retrieval curves;
 # 2. explain, with numbers, why the HypHC term stays near $10^{-3}$ here: the proxies sit at the
-#    clipping radius, $2r$ from the origin, so their similarities $S = e^{-d_H}$ are tiny;
+#    clipping radius, $2r$ from the origin, so their Eq. 8 similarities $\omega = e^{-d_H}$ are tiny;
 # 3. read the paper's Fig. 3 and say what it cannot show: Eq. 7 compares each sample with *its own*
 #    negatives, and its loss is a function of one number per sample, the margin $m_i$;
 # 4. read an ablation with several seeds (mean ± std) and tell a difference from seed noise.
 #
 # Notation: $c$ is the curvature, $r$ the clipping radius; $S_H(x_i, y)$ is the soft similarity of
-# sample $x_i$ to class $y$ (Eq. 5–6), $y_i$ its own class. Set `CHESTLAB_FAST=1` for a quick run.
+# sample $x_i$ to class $y$ (Eq. 5–6), $y_i$ its own class; $\omega(p, p') = e^{-d_H(p, p')}$ is Eq. 8's similarity of two
+# proxies $p, p'$, and $T_m$ a triplet of proxies (Eq. 9), as in docs/maths.md. Set `CHESTLAB_FAST=1` for a quick run.
 
 # %%
 # %matplotlib inline
@@ -94,14 +95,14 @@ losses_df.iloc[[0, len(losses_df) // 2, -1]].style.format("{:.2e}")
 # tangent vector of norm $s$ lands at $d_H(0, p) = 2\min(s, r)$. Training lengthens the proxies' tangent
 # vectors: about half of them are longer than $r$ before training, and after the 600 steps of the full
 # run all of them are (see the printout below), so every proxy then sits at exactly $d_H(0, p) = 2r$.
-# For two points at distances $\rho_p, \rho_q$ from the origin with angle $\theta$ between them, the
+# For two proxies $p, p'$ at distances $\rho, \rho'$ from the origin with angle $\theta$ between them, the
 # hyperbolic law of cosines gives
 #
-# $$ \cosh(\sqrt c\, d_H(p, q)) = \cosh(\sqrt c\,\rho_p)\cosh(\sqrt c\,\rho_q) - \sinh(\sqrt c\,\rho_p)\sinh(\sqrt c\,\rho_q)\cos\theta, $$
+# $$ \cosh(\sqrt c\, d_H(p, p')) = \cosh(\sqrt c\,\rho)\cosh(\sqrt c\,\rho') - \sinh(\sqrt c\,\rho)\sinh(\sqrt c\,\rho')\cos\theta, $$
 #
-# and at $\rho_p = \rho_q = 2r$ this is $\sinh\!\big(\tfrac{\sqrt c}{2} d_H(p, q)\big) = \sinh(2\sqrt c\, r)\,\sin(\theta/2)$.
-# So $d_H(p, q)$ ranges up to $4r = 9.2$, and $S = e^{-d_H}$ (Eq. 8) is tiny unless $\theta$ is tiny. And
-# Eq. 9 is bounded by the similarities: $0 \le L_{\mathrm{HypHC}}(t) \le \sum_{\text{pairs}} S$.
+# and at $\rho = \rho' = 2r$ this is $\sinh\!\big(\tfrac{\sqrt c}{2} d_H(p, p')\big) = \sinh(2\sqrt c\, r)\,\sin(\theta/2)$.
+# So $d_H(p, p')$ ranges up to $4r = 9.2$, and $\omega = e^{-d_H}$ (Eq. 8) is tiny unless $\theta$ is tiny. And
+# Eq. 9 is bounded by the similarities of the triplet's three pairs $\pi$: $0 \le L_{\mathrm{HypHC}}(T_m) \le \sum_{\pi} \omega_\pi$.
 
 # %%
 c, r = cfg.c, cfg.r
@@ -120,31 +121,31 @@ D = poincare.pairwise_dist(flat, flat, c)
 cls = torch.arange(C).repeat_interleave(K)
 same = (cls[:, None] == cls[None]) & ~torch.eye(C * K, dtype=torch.bool)
 other = cls[:, None] != cls[None]
-S = torch.exp(-D)
+omega = torch.exp(-D)  # Eq. 8's ω between every two proxies
 table = pd.DataFrame({name: {"d_H min": float(D[m].min()), "d_H median": float(D[m].median()), "d_H max": float(D[m].max()),
-                             "S median": float(S[m].median()), "S max": float(S[m].max())}
+                             "ω median": float(omega[m].median()), "ω max": float(omega[m].max())}
                       for name, m in (("same-class pairs", same), ("other-class pairs", other))}).T
-display(table.style.format("{:.2e}", subset=["S median", "S max"]).format("{:.2f}", subset=["d_H min", "d_H median", "d_H max"]))
+display(table.style.format("{:.2e}", subset=["ω median", "ω max"]).format("{:.2f}", subset=["d_H min", "d_H median", "d_H max"]))
 
 theta = torch.arccos(torch.nn.functional.cosine_similarity(flat[:, None], flat[None], dim=-1).clamp(-1, 1))
-rho = math.sqrt(c) * poincare.dist0(flat, c)  # √c ρ_p
+rho = math.sqrt(c) * poincare.dist0(flat, c)  # √c ρ of every proxy
 cosh_d = rho.cosh()[:, None] * rho.cosh()[None] - rho.sinh()[:, None] * rho.sinh()[None] * theta.cos()
 off_diagonal = ~torch.eye(C * K, dtype=torch.bool)
 lessons.verify("d_H between proxies = hyperbolic law of cosines", D[off_diagonal], torch.acosh(cosh_d[off_diagonal]) / math.sqrt(c),
                rtol=1e-4, atol=1e-4)
 theta_01 = 2 * math.asin(math.sinh(math.sqrt(c) * -math.log(0.1) / 2) / math.sinh(2 * math.sqrt(c) * r))
-print(f"S > 0.1 needs d_H < {-math.log(0.1):.2f}, i.e. an angle below {math.degrees(theta_01):.1f}° between two proxies;"
+print(f"ω > 0.1 needs d_H < {-math.log(0.1):.2f}, i.e. an angle below {math.degrees(theta_01):.1f}° between two proxies;"
       f" the smallest angle between two proxies here is {math.degrees(float(theta[same | other].min())):.1f}°")
 last = losses_df.iloc[-1]
-print(f"last step: L_HypHC = {last['l_hyphc']:.1e} ≤ 3 · max S = {3 * float(S[same | other].max()):.1e};"
+print(f"last step: L_HypHC = {last['l_hyphc']:.1e} ≤ 3 · max ω = {3 * float(omega[same | other].max()):.1e};"
       f"  τ L_HypHC = {cfg.tau * last['l_hyphc']:.1e} of a total loss L = {last['loss']:.2f}")
 
 # %% [markdown]
 # So in this setting the HypHC term is a whisper: the proxies are clipped to a sphere of radius $2r$
-# where even same-class proxies are several units apart, $S$ is of order $10^{-4}$–$10^{-2}$, and
+# where even same-class proxies are several units apart, $\omega$ is of order $10^{-4}$–$10^{-2}$, and
 # $\tau L_{\mathrm{HypHC}}$ is a tiny fraction of the loss. Only proxies less than about 8° apart (the
 # printout above) would feel it.
-# That is a property of Eq. 8–9 combined with the clipping, not a bug: with $S = e^{-d_H}$ the term can
+# That is a property of Eq. 8–9 combined with the clipping, not a bug: with $\omega = e^{-d_H}$ the term can
 # only organise proxies that are already close. (Exercise 3 asks what a smaller $r$ or $c$
 # changes.)
 
@@ -168,13 +169,25 @@ def train_run(eta_e=1.0, delta_h=1.0, n=steps):
     return tr.similarities(), last.components, tr.history[-1]["test/H/R@1"]
 
 
+def drop_empty_panels(fig, width_per_panel=7.5):
+    """Remove the panel of a space that was not computed (its weight η is 0: the figure builders mark it
+    "not computed") and let the other panels fill the figure. Returns the number of panels left."""
+    empty = [ax for ax in fig.axes if any(t.get_text().startswith("not computed") for t in ax.texts)]
+    for ax in empty:
+        fig.delaxes(ax)
+    if empty:
+        grid = fig.add_gridspec(1, len(fig.axes))
+        for k, ax in enumerate(fig.axes):
+            ax.set_subplotspec(grid[k])
+        fig.set_size_inches(width_per_panel * len(fig.axes), fig.get_size_inches()[1])
+    return len(fig.axes)
+
+
 results = {eta_e: train_run(eta_e) for eta_e in (0.0, 1.0)}
 for eta_e, (sim, _, r1) in results.items():
-    what = "$L_H$ only" if eta_e == 0 else "$L_H + L_E$"
+    what = "$L_H$ only: $L_E$ not computed" if eta_e == 0 else "$L_H + L_E$"
     fig = viz.similarity.similarity_histogram_mpl(sim, title=f"$\\eta_E = {eta_e:g}$ ({what}): test R@1 (H) = {r1:.3f}", figsize=(15, 4.6))
-    for ax in fig.axes:
-        if not ax.patches:
-            ax.set(xticks=[], yticks=[])
+    assert drop_empty_panels(fig) == (1 if eta_e == 0 else 2)  # η_E = 0: the hyperbolic panel only
     display(fig)
 
 # %% [markdown]
@@ -215,6 +228,7 @@ for eta_e, (sim, comps, r1) in results.items():
 for eta_e, (sim, _, r1) in results.items():
     fig = viz.similarity.margin_histogram_mpl(sim, cfg.delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h,
                                               lambda_e=cfg.lambda_e, title=f"$\\eta_E = {eta_e:g}$: per-sample margins of the last batch")
+    drop_empty_panels(fig, 8.0)
     display(fig)
 
 # %% [markdown]
@@ -237,7 +251,7 @@ interact(show_margins, eta_e=FloatSlider(value=1, min=0, max=2, step=0.5, descri
          delta_h=FloatSlider(value=1, min=0, max=20, step=1, description="δ_H", **sl));
 
 # %%
-show_margins(eta_e=0.0, delta_h=5.0)  # the callback once more: a larger margin
+show_margins(eta_e=1.0, delta_h=5.0)  # the callback once more: a larger margin (η_E = 1, so both panels have data)
 
 # %% [markdown]
 # ## 3. A small version of Tables 6–7
@@ -278,6 +292,40 @@ for what, a, sa, b, sb in comparisons:
 pd.DataFrame(deltas)
 
 # %% [markdown]
+# **How many seeds would a one-point difference need?** Call a difference evidence when it exceeds two
+# standard errors. With $n$ seeds per row and a per-seed std $s$, the difference of the two means has
+# standard error $s\sqrt{2/n}$ (the SD of a paired difference is $s\sqrt2$ when the two rows' seeds vary
+# independently). A true difference $\Delta$ passes the test with probability (the *power*, normal
+# approximation) $\Phi(\Delta/\mathrm{s.e.} - 2) + \Phi(-\Delta/\mathrm{s.e.} - 2)$. The cell computes it for
+# $\Delta = 1$ point and $s = 1.5$ (about this table's std in full mode), checks it by simulation, and with the
+# table's own stds where there are several seeds:
+
+# %%
+from statistics import NormalDist
+
+
+def power(n, diff=1.0, sd=1.5, z=2.0):
+    """P(|mean_a − mean_b| > z s.e.) when the true difference is diff, n seeds per row, std sd per seed."""
+    se = sd * math.sqrt(2 / n)
+    return NormalDist().cdf(diff / se - z) + NormalDist().cdf(-diff / se - z)
+
+
+n_80 = next(n for n in range(2, 1000) if power(n) >= 0.8)
+for n in (3, 18, n_80):
+    print(f"n = {n:>2} seeds per row: s.e. of the difference {1.5 * math.sqrt(2 / n):.2f}, power to see 1 point: {power(n):.0%}")
+rng = np.random.default_rng(0)
+for n in (18, n_80):  # the same by simulation: 20,000 pairs of rows with a true difference of 1 point
+    a, b = rng.normal(0, 1.5, (20_000, n)), rng.normal(1, 1.5, (20_000, n))
+    sim_power = np.mean(np.abs(b.mean(1) - a.mean(1)) > 2 * 1.5 * math.sqrt(2 / n))
+    lessons.verify(f"n = {n}: simulated power == normal approximation", sim_power, power(n), atol=0.02)
+observed = table["R@1 std"].dropna()
+if len(observed):
+    s_obs = float(np.sqrt(np.mean(observed**2)))  # pooled per-seed std of this table
+    n_obs = next(n for n in range(2, 10_000) if power(n, sd=s_obs) >= 0.8)
+    print(f"with this table's pooled std s = {s_obs:.2f} (paired SD s√2 = {s_obs * math.sqrt(2):.2f}): "
+          f"power at 3 seeds {power(3, sd=s_obs):.0%}, 80 % power from n = {n_obs} seeds per row")
+
+# %% [markdown]
 # **Reading it critically.**
 #
 # * *What the paper shows.* On Cars196, combining the two losses moves R@1 by several points: adding $L_E$
@@ -305,7 +353,7 @@ pd.DataFrame(deltas)
 # * The `Trainer` trains Eq. 10 and reports each component: $L_H$ and $L_E$ fall by orders of magnitude,
 #   test R@1 on unseen classes rises but stays below train R@1.
 # * $L_{\mathrm{HypHC}}$ stays near $10^{-3}$: every proxy is clipped to $d_H(0, p) = 2r$, proxies are
-#   several units apart, and $S = e^{-d_H}$ — which bounds Eq. 9 — is tiny.
+#   several units apart, and $\omega = e^{-d_H}$ (Eq. 8) — which bounds Eq. 9 — is tiny.
 # * Eq. 7 is a function of one margin per sample, $m_i = S_{y_i} - \frac1{\lambda_*}\log\sum_{y\ne y_i}e^{\lambda_* S_y}$:
 #   $L_*(x_i) = \operatorname{softplus}(\lambda_*(\delta_* - m_i))$, met when $m_i \ge \delta_*$. Pooled histograms (Fig. 3)
 #   cannot show it; `viz.similarity.margin_histogram` does.
@@ -318,7 +366,7 @@ pd.DataFrame(deltas)
 #
 # 1. Repeat the margin view with $\delta_H = 20$ (a paper value for CUB). Where do the samples sit relative to $\delta$, and why (lesson 03)?
 # 2. Add a row to the ablation with $c = 0.1$ for CHEST (`lessons.small_ablation(..., rows=[...], c=0.1)`). Does a flatter ball change R@1 here?
-# 3. By the law of cosines of section 1, which change makes $L_{\mathrm{HypHC}}$ larger: a smaller clipping radius $r$ or a smaller curvature $c$? Compute $3\max S$ for two proxies at angle $\theta = 30°$.
+# 3. By the law of cosines of section 1, which change makes $L_{\mathrm{HypHC}}$ larger: a smaller clipping radius $r$ or a smaller curvature $c$? Compute $3\max \omega$ for two proxies at angle $\theta = 30°$.
 # 4. How many seeds would you need to tell apart two rows whose true R@1 differ by 1 point, if one seed's std is 1.5 points?
 #
 # <details><summary>Solution 1</summary>
@@ -345,17 +393,20 @@ pd.DataFrame(deltas)
 # <details><summary>Solution 3</summary>
 #
 # $\sinh(\frac{\sqrt c}{2}d_H) = \sinh(2\sqrt c\,r)\sin(\theta/2)$: both a smaller $r$ and a smaller $c$ bring the
-# proxies closer, so $S$ and the bound $3\max S$ grow.
+# proxies closer, so $\omega$ and the bound $3\max \omega$ grow.
 # ```python
 # for c_, r_ in ((0.5, 2.3), (0.5, 1.0), (0.1, 2.3)):
 #     d = 2 / math.sqrt(c_) * math.asinh(math.sinh(2 * math.sqrt(c_) * r_) * math.sin(math.radians(15)))
-#     print(f"c = {c_}, r = {r_}: d_H = {d:.2f}, 3 max S = {3 * math.exp(-d):.3f}")
+#     print(f"c = {c_}, r = {r_}: d_H = {d:.2f}, 3 max ω = {3 * math.exp(-d):.3f}")
 # ```
-# $(c, r) = (0.5, 2.3)$: $d_H = 5.43$, $3\max S = 0.013$; $r = 1$: $d_H = 1.36$, $0.77$; $c = 0.1$: $d_H = 3.18$, $0.12$.
+# $(c, r) = (0.5, 2.3)$: $d_H = 5.43$, $3\max \omega = 0.013$; $r = 1$: $d_H = 1.36$, $0.77$; $c = 0.1$: $d_H = 3.18$, $0.12$.
 # </details>
 #
 # <details><summary>Solution 4</summary>
 #
-# The difference of two means of $n$ seeds has std $1.5\sqrt{2/n}$; to make 1 point about two standard
-# errors you need $1.5\sqrt{2/n}\le 0.5$, i.e. $n\ge 18$ seeds per row.
+# The difference of two means of $n$ seeds has std $1.5\sqrt{2/n}$; $1.5\sqrt{2/n}\le 0.5$ at $n\ge 18$ makes
+# 1 point equal to two standard errors — but then a true 1-point difference clears two standard errors only
+# about **half** the time (power ≈ 50 %, the power cell of section 3). To see it 80 % of the time the
+# difference must be $2 + 0.84$ standard errors: $1.5\sqrt{2/n}\le 1/2.84$, i.e. $n\ge 2(1.5\cdot 2.84)^2\approx 36$
+# — the cell finds 37 — about 35–40 seeds per row.
 # </details>

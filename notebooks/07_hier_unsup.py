@@ -333,7 +333,7 @@ for _ in range(n_batches):
         _, x_ = tr0.model(train_set.data[idx])
     y_ = train_set.labels[idx]
     batch_index.append(idx)
-    depth_ = train_set.lca_depth(y_[:, None], y_[None, :])  # depth of the true LCA of the two classes (4: same class)
+    depth_ = train_set.lca_level(y_[:, None], y_[None, :])  # depth of the true LCA of the two classes (4: same class)
     batches.append((x_.double(), y_, depth_, hier_similarity(poincare.pairwise_dist(x_.double(), x_.double(), c_w), y_)))
 xb, yb, _, sim = batches[0]
 print(f"{n_batches} batches of {tuple(xb.shape)}, 16 classes × 4; tree depth {train_set.depth}")

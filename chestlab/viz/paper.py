@@ -277,7 +277,7 @@ def hardneg_weights(v: Any, *, t_sphere: float, t: float, c_values: Sequence[flo
 def ablation_bars(rows: Sequence[Mapping[str, Any]], *, title: Optional[str] = None, metric: str = "R@1"):
     """Horizontal bars of ``rows`` (dicts with ``name``, ``space``, ``mean``, ``std``, ``n`` and
     optionally ``paper``, all R@1 fractions), top to bottom in the table's order; colour = evaluated
-    space (H blue, E orange); the paper's value as a black diamond where known."""
+    space (H green, E orange); the paper's value as a black diamond where known."""
     fig = _figure((6.0, 0.32 * len(rows) + 1.1))
     ax = fig.subplots()
     y = np.arange(len(rows))[::-1]

@@ -21,7 +21,7 @@ def dims_figure(summary: Sequence[dict], metrics: Sequence[str]):
     """``reproduce dims``'s figure from its summary rows (:func:`chestlab.reproduce.hierarchy.summary_table`
     over ``("dataset", "D", "space")``: ``dataset``, ``D``, ``space`` and per metric ``m`` its mean
     ``m`` and ``"m std"``): a panel per dataset and metric, the mean ± std over seeds against ``D``
-    (log axis, ticks at the dimensions run), H blue (ball) and E orange (plane)."""
+    (log axis, ticks at the dimensions run), H green (ball) and E orange (plane)."""
     import matplotlib
     from matplotlib.figure import Figure
 

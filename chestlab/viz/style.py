@@ -12,9 +12,10 @@ __all__ = ["COLORS", "PALETTE", "SUPER_PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS"
            "LECTURE_RC", "LECTURE_TEMPLATE", "LECTURE_PLOTLY_SCALE", "use_lecture_style", "lecture_style",
            "lecture_active", "plotly_font_size", "plotly_scale", "plotly_height", "fit_figsize", "lecture_axes"]
 
-#: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class (the paper's Fig. 3:
-#: positive red, negatives blue), and the disk's layers.
-COLORS = {"H": "#1f77b4", "E": "#ff7f0e", "pos": "#d62728", "neg": "#1f77b4", "proxy_edge": "#111111",
+#: Fixed colours: hyperbolic (H, green) vs Euclidean (E, orange), positive vs negative class (the
+#: paper's Fig. 3: positive red, negatives blue), and the disk's layers. H has a colour of its own, so
+#: that a curve of the ball is never read as a negative class.
+COLORS = {"H": "#2ca02c", "E": "#ff7f0e", "pos": "#d62728", "neg": "#1f77b4", "proxy_edge": "#111111",
           "boundary": "#000000", "grid": "#d9d9d9", "circle": "#8c8c8c", "circle_label": "#4d4d4d", "mixed": "#9a9a9a",
           "root": "#111111"}
 #: Class colours cycle through a long qualitative palette; the marker tells super-classes apart.

@@ -98,7 +98,7 @@ def training_curves(history_rows: Iterable[Mapping], *, uirevision: str = "curve
     ``test/H/R@1`` (``Trainer.history`` rows); ``loss``: the loss's registered name, which names the
     total and picks its parts (:func:`loss_terms`). The regularisers of :data:`SMALL_TERMS` are drawn
     on their own log axis right of the loss panel, so that a term 1e-4 of the total is seen moving.
-    Test = unseen classes (solid), train classes dashed; H blue, E orange."""
+    Test = unseen classes (solid), train classes dashed; H green, E orange."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 

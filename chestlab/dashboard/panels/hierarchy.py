@@ -156,7 +156,7 @@ def figures(d: dict, name: str = "") -> dict:
 
     out: dict[str, Any] = {}
     if d["decoded"] is not None:
-        heights = {"lca": "merge height 2(R − d_o), leaves at radius R", "average": "mean d_H at the merge", "single": "min d_H at the merge"}
+        heights = {"lca": "merge height 2(R − d_o), R = max d(0, x): leaves moved to radius R", "average": "mean d_H at the merge", "single": "min d_H at the merge"}
         out["tree"] = vh.dendrogram_figure(
             d["decoded"], d["true"], d["group_names"],
             left_title=f"decoded from the {d['source']} ({d['decoder']}), step {d['step']}",

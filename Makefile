@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 PORT   ?= 8501
 
-.PHONY: app test notebooks book slides bench clean help
+.PHONY: app test notebooks book slides results bench clean help
 
 help:
 	@echo "make app        set up .venv and open the dashboard (http://localhost:$(PORT))"
@@ -15,6 +15,7 @@ help:
 	@echo "make notebooks  open JupyterLab on notebooks/"
 	@echo "make book       execute the lessons and render them to HTML handouts in book/student and book/instructor (CHESTLAB_FAST=1: fast mode)"
 	@echo "make slides     the lessons as reveal.js slideshows in book/slides (EXECUTED=build/executed: reuse make book's runs)"
+	@echo "make results    recompute the lessons' shipped studies in chestlab/assets/results (NAME=...: one; ~20 min in all)"
 	@echo "make bench      run the benchmark scripts in benchmarks/"
 
 $(BIN)/python:
@@ -56,6 +57,11 @@ book: $(VENV)/.stamp-dev
 # EXECUTED names a folder of executed notebooks (make book's build/executed).
 slides: $(VENV)/.stamp-dev
 	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --what slides --out book $(if $(EXECUTED),--executed $(EXECUTED))
+
+# The lessons' expensive studies (02's t × c sweep, 04's eight-seed study, 05's ablation and slider grid),
+# computed once and shipped as JSON in chestlab/assets/results/; the lessons read them in full mode.
+results: $(VENV)/.stamp-dev
+	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.results regenerate $(NAME)
 
 bench: $(VENV)/.stamp-dev
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

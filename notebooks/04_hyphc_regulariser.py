@@ -440,10 +440,10 @@ show_toy(step=steps)  # the callback once more: the proxies after training
 # %%
 import numpy as np
 
+from chestlab import results
 from chestlab.engine import Trainer
-from chestlab.hierarchy import decode, dendrogram_purity, hierarchy_of, tree_scores
+from chestlab.hierarchy import hierarchy_of
 from chestlab.paper import PRESETS
-from chestlab.reproduce.regularisers import proxy_similarities
 from chestlab.settings import TrainConfig
 
 hc_steps = lessons.pick(600, 100)
@@ -454,43 +454,15 @@ hc_settings = {  # name -> (preset, τ > 0)
 }
 
 
-def same_class_pair_most_similar(p, c):
-    """Share of the HypHC triplets (anchor, proxy of its class, proxy of another class) whose most
-    similar pair (Eq. 8) is the same-class pair."""
-    C, K, D = p.shape
-    d = poincare.pairwise_dist(p.reshape(-1, D), p.reshape(-1, D), c).reshape(C, K, C, K)
-    hits = total = 0
-    for i in range(K):
-        for j in range(K):
-            if i != j:
-                d_ij = d[torch.arange(C), i, torch.arange(C), j][:, None, None]  # (C, 1, 1)
-                d_ik, d_jk = d[:, i], d[:, j]  # (C, C, K): to every proxy of every class
-                other = ~torch.eye(C, dtype=torch.bool)[:, :, None].expand(C, C, K)
-                hits += int(((d_ij < d_ik) & (d_ij < d_jk))[other].sum())
-                total += int(other.sum())
-    return hits / total
-
-
-def train_and_score(preset, tau, seed):
-    cfg = TrainConfig.preset(preset, tau=tau, seed=seed, steps=hc_steps, eval_every=0, threads=1)
-    tr = Trainer(cfg)
-    steps_ = [ev for ev in tr.run(hc_steps, eval_at_end=False) if ev.kind == "step"][-50:]  # the last 50 steps
-    p = tr.proxies()["h"].double()
-    C, K, D = p.shape
-    leaves = np.repeat(np.arange(C), K)
-    truth = hierarchy_of(tr.train_set)
-    Z = decode(p.reshape(-1, D), cfg.c)
-    out = tree_scores(Z, leaves, truth)
-    share = sum(tau * e.components["l_hyphc"] for e in steps_) / sum(e.loss for e in steps_)
-    out.update(proxy_similarities(p, cfg.c))  # Eq. 8's ω = e^(−d_H) between the proxies
-    out.update({"class purity": dendrogram_purity(Z, leaves), "share": share,
-                "same-class first": same_class_pair_most_similar(p, cfg.c), "Z": Z, "groups": truth.groups(1)[leaves],
-                "truth": truth})
-    return out
-
-
-hc = {(name, tau): [train_and_score(preset, tau, s) for s in hc_seeds]
-      for name, (preset, tau_on) in hc_settings.items() for tau in (0.0, tau_on)}
+# 2 settings × 2 τ × 8 seeds of 600 steps take about 9 minutes: full mode reads the runs shipped in
+# chestlab/assets/results/ (`python -m chestlab.results regenerate lesson04_hyphc_study` recomputes them);
+# fast mode trains its small version here. One run: `chestlab.results.hyphc_run(preset, tau, seed, steps)`.
+study = results.load("lesson04_hyphc_study")
+truth = hierarchy_of(Trainer(TrainConfig.preset("demo-tree-hyphc")).train_set)  # the true tree of the classes
+hc = {(s["setting"], s["tau"]): [{**{k: np.nan if v is None else v for k, v in r.items()}, "Z": np.array(r["Z"]),
+                                  "groups": np.array(r["groups"]), "truth": truth} for r in s["runs"]] for s in study}
+assert list(hc) == [(name, tau) for name, (_, tau_on) in hc_settings.items() for tau in (0.0, tau_on)]
+assert all(len(runs) == len(hc_seeds) for runs in hc.values())
 
 hc_metrics = ("share", "omega median", "omega same", "cophenet", "purity", "class purity", "dasgupta", "same-class first")
 print(f"{hc_steps} steps, seeds {list(hc_seeds)}: mean ± std over seeds")

@@ -157,6 +157,9 @@ print(f"last step: L_HypHC = {last['l_hyphc']:.1e} ≤ 3 · max ω = {3 * float(
 # paper's Fig. 3 shows that adding the Euclidean loss separates the two better.
 
 # %%
+from chestlab import results as stored
+
+
 def train_run(eta_e=1.0, delta_h=1.0, n=steps):
     """Train demo-tree with the given η_E and δ_H; return the last batch's similarities, the last step's
     loss components and the test R@1 (H)."""
@@ -183,7 +186,11 @@ def drop_empty_panels(fig, width_per_panel=7.5):
     return len(fig.axes)
 
 
-results = {eta_e: train_run(eta_e) for eta_e in (0.0, 1.0)}
+# Two runs of 600 steps: full mode reads them from chestlab/assets/results/ (`python -m chestlab.results
+# regenerate lesson05_fig3` retrains them, with train_run's settings); fast mode trains them here.
+fig3 = stored.load("lesson05_fig3")
+results = {eta_e: (stored.similarity_event(r), r["components"], r["r1"])
+           for eta_e, r in ((eta_e, fig3[stored.grid_label(eta_e, 1.0)]) for eta_e in (0.0, 1.0))}
 for eta_e, (sim, _, r1) in results.items():
     what = "$L_H$ only: $L_E$ not computed" if eta_e == 0 else "$L_H + L_E$"
     fig = viz.similarity.similarity_histogram_mpl(sim, title=f"$\\eta_E = {eta_e:g}$ ({what}): test R@1 (H) = {r1:.3f}", figsize=(15, 4.6))
@@ -236,19 +243,28 @@ for eta_e, (sim, _, r1) in results.items():
 # while the per-sample margins show samples that do not — those are the samples that still carry the
 # loss (left of the dashed line, shaded). Only the per-sample view shows what Eq. 7 asks for.
 #
-# The interactive version retrains for each setting (a few seconds; sliders update on release):
+# The interactive version reads runs trained once on a grid of settings (`lesson05_margins` in
+# chestlab/assets/results/; sliders update on release):
 
 # %%
+margin_grid = stored.load("lesson05_margins")  # the slider's runs, trained once: one per (η_E, δ_H) of the grid
+
+
 def show_margins(eta_e=1.0, delta_h=1.0):
-    sim, _, r1 = train_run(eta_e, delta_h, n=lessons.pick(300, 60))
+    run = margin_grid[stored.grid_label(eta_e, delta_h)]  # retrain one setting: train_run(eta_e, delta_h, n=300)
+    sim, r1 = stored.similarity_event(run), run["r1"]
     fig = viz.similarity.margin_histogram(sim, delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h, lambda_e=cfg.lambda_e,
                                    title=f"η_E = {eta_e:g}, δ_H = {delta_h:g}: test R@1 (H) = {r1:.3f}")
     fig.show()
 
 
 sl = dict(continuous_update=False)
-interact(show_margins, eta_e=FloatSlider(value=1, min=0, max=2, step=0.5, description="η_E", **sl),
-         delta_h=FloatSlider(value=1, min=0, max=20, step=1, description="δ_H", **sl));
+from ipywidgets import SelectionSlider
+
+grid_eta = sorted({float(k.split(",")[0].split("=")[1]) for k in margin_grid})
+grid_delta = sorted({float(k.split(",")[1].split("=")[1]) for k in margin_grid})
+interact(show_margins, eta_e=SelectionSlider(options=grid_eta, value=1.0, description="η_E", **sl),
+         delta_h=SelectionSlider(options=grid_delta, value=1.0, description="δ_H", **sl));
 
 # %%
 show_margins(eta_e=1.0, delta_h=5.0)  # the callback once more: a larger margin (η_E = 1, so both panels have data)
@@ -266,7 +282,9 @@ show_margins(eta_e=1.0, delta_h=5.0)  # the callback once more: a larger margin 
 
 # %%
 seeds = lessons.pick((0, 1, 2), (0,))
-table = lessons.small_ablation(steps=lessons.pick(300, 40), seeds=seeds, eval_max=eval_max)
+# 8 rows × 3 seeds: full mode reads them from chestlab/assets/results/ (`python -m chestlab.results regenerate
+# lesson05_ablation` reruns lessons.small_ablation(steps=300, seeds=seeds, eval_max=eval_max)); fast mode runs them.
+table = pd.DataFrame(stored.load("lesson05_ablation")).astype({"R@1 std": float, "paper R@1 (Cars196)": float})
 pd.options.display.float_format = "{:.1f}".format
 table
 

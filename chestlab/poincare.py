@@ -941,7 +941,8 @@ def sqdist_screened(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]
     reduction, ``min sq >= tol (max |x|^2 + max |y|^2)``, instead of an (N, M) comparison."""
     x2 = torch.linalg.vector_norm(x, dim=-1).square()
     y2 = torch.linalg.vector_norm(y, dim=-1).square()
-    sq = torch.addmm(x2[:, None] + y2[None, :], x, y.T, alpha=-2)
+    # the outer sum written once, the product added in place (addmm would copy it into a fresh result)
+    sq = torch.add(x2[:, None], y2[None, :]).addmm_(x, y.T, alpha=-2)
     tol = 1e-4 if x.dtype == torch.float64 else 1e-2
     if sq.numel() == 0:
         return sq, x2, y2, True

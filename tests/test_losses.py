@@ -803,3 +803,23 @@ def test_points_proxy_term_validates_like_the_two_step_route():
         a = points_proxy_term(x, y, labels, 2, torch.tensor(0.5, dtype=F64), 1.0, 2.0, 0.5)[0]
     b = points_proxy_term(x, y, labels, 2, 0.5, 1.0, 2.0, 0.5)[0]
     assert abs(float(a) - float(b)) <= 1e-12 * abs(float(b))
+
+
+def test_keep_freed_memory_is_applied_at_import_and_can_be_turned_off():
+    """parts sets glibc's malloc thresholds once at import (Linux/glibc), unless CHESTLAB_MALLOC=default."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from chestlab.losses import parts; print(parts.MALLOC_TUNED)"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    env.pop("CHESTLAB_MALLOC", None)
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    off = subprocess.run([sys.executable, "-c", code], env={**env, "CHESTLAB_MALLOC": "default"}, capture_output=True,
+                         text=True, check=True).stdout
+    assert off.strip() == "off (CHESTLAB_MALLOC=default)"
+    if sys.platform.startswith("linux"):
+        assert on.strip().startswith(("on (mmap threshold 256 MiB", "not applicable (no glibc"))
+    else:
+        assert on.strip().startswith("not applicable")

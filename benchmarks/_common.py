@@ -208,8 +208,13 @@ def measure(fn: Callable[[], Any], device, args) -> dict:
 
 
 def setup_worker(threads: Optional[int]) -> None:
+    """A case's process as a trainer sets it up: glibc keeps freed memory (chestlab.engine.device.
+    keep_freed_memory, for every case, the floor included) and ``threads`` intra-op threads."""
     import torch
 
+    from chestlab.engine.device import keep_freed_memory
+
+    keep_freed_memory()
     if threads is not None:
         torch.set_num_threads(threads)
 

@@ -805,21 +805,25 @@ def test_points_proxy_term_validates_like_the_two_step_route():
     assert abs(float(a) - float(b)) <= 1e-12 * abs(float(b))
 
 
-def test_keep_freed_memory_is_applied_at_import_and_can_be_turned_off():
-    """parts sets glibc's malloc thresholds once at import (Linux/glibc), unless CHESTLAB_MALLOC=default."""
+def test_keep_freed_memory_is_set_by_a_trainer_not_by_an_import_and_can_be_turned_off():
+    """Importing the losses changes no process setting; placing a trainer sets glibc's malloc thresholds
+    (Linux/glibc), unless CHESTLAB_MALLOC=default."""
     import os
     import subprocess
     import sys
 
-    code = "from chestlab.losses import parts; print(parts.MALLOC_TUNED)"
+    code = ("from chestlab.losses import parts; from chestlab.engine import device; print(device.MALLOC_TUNED); "
+            "from chestlab.settings import TrainConfig; device.place(TrainConfig(device='cpu', threads=1)); "
+            "print(device.MALLOC_TUNED)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root}
     env.pop("CHESTLAB_MALLOC", None)
-    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     off = subprocess.run([sys.executable, "-c", code], env={**env, "CHESTLAB_MALLOC": "default"}, capture_output=True,
-                         text=True, check=True).stdout
-    assert off.strip() == "off (CHESTLAB_MALLOC=default)"
+                         text=True, check=True).stdout.split("\n")
+    assert on[0] == off[0] == "None"  # the import set nothing
+    assert off[1] == "off (CHESTLAB_MALLOC=default)"
     if sys.platform.startswith("linux"):
-        assert on.strip().startswith(("on (mmap threshold 256 MiB", "not applicable (no glibc"))
+        assert on[1].startswith(("on (mmap threshold 256 MiB", "not applicable (no glibc"))
     else:
-        assert on.strip().startswith("not applicable")
+        assert on[1].startswith("not applicable")

@@ -16,8 +16,6 @@ in float64.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from typing import Callable, Optional
 
 import torch
@@ -29,49 +27,7 @@ from .checks import check_batch, check_labels, check_positive, check_real, check
 from .functional import clamp_to_dtype, hyphc_loss, sample_triplets
 
 __all__ = ["Distance", "euclidean_distance", "PoincareDistance", "ProxyTerm", "HypHCTerm", "proxy_term",
-           "points_proxy_term", "keep_freed_memory"]
-
-#: glibc ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: what :func:`keep_freed_memory` set, or why not (None: not called yet)
-MALLOC_TUNED: Optional[str] = None
-
-
-def keep_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) -> str:
-    r"""Make glibc's ``malloc`` keep the memory a training step frees for the next step (process-wide;
-    Linux with glibc only, a no-op elsewhere): tensors up to ``mmap_threshold`` bytes come from the
-    heap instead of fresh ``mmap`` s, and the heap is returned to the system only when more than
-    ``trim_threshold`` bytes are free at its top. Called once when this module is imported, unless
-    the environment sets ``CHESTLAB_MALLOC=default``; returns what it did.
-
-    Why: torch's CPU tensors come straight from ``malloc``. By default glibc hands the freed
-    temporaries of a step back to the kernel (trimming the heap top; ``mmap`` for blocks beyond its
-    dynamic threshold, always above 32 MiB), so the next step touches fresh pages: measured on a
-    shared 2-core VM, ~2,100 page faults per CUB step (~8 MiB) and ~44,000 per SOP step, a quarter of
-    the step's CPU time at CUB scale (84 → 62 ms/step, 1 thread; ``notes``: speed21). The memory
-    is kept, not grown: the resident set stays at the step's peak between steps (what a training
-    loop reaches anyway at its next step)."""
-    global MALLOC_TUNED
-    if os.environ.get("CHESTLAB_MALLOC", "").strip().lower() == "default":
-        MALLOC_TUNED = "off (CHESTLAB_MALLOC=default)"
-        return MALLOC_TUNED
-    if not sys.platform.startswith("linux"):
-        MALLOC_TUNED = f"not applicable ({sys.platform})"
-        return MALLOC_TUNED
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
-        ok = libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1 and ok
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        ok = False
-    MALLOC_TUNED = (f"on (mmap threshold {mmap_threshold >> 20} MiB, trim threshold {trim_threshold >> 20} MiB)"
-                    if ok else "not applicable (no glibc mallopt)")
-    return MALLOC_TUNED
-
-
-keep_freed_memory()
+           "points_proxy_term"]
 
 #: ``distance(x (B, D), y (P, D)) -> (B, P)``
 Distance = Callable[[Tensor, Tensor], Tensor]

@@ -28,14 +28,22 @@ from ..settings import schema
 from . import runner, scenarios, urlcodec, values
 from .defaults import BASE, CHART_UPDATES, TRAIN_FRACTION
 from .fields import format_value
-from .panels import PanelContext, compare, draw_run, export
+from .panels import RUN_PANELS, PanelContext, available, cannot_draw, compare, draw_run, export
 from .presets import apply_preset
 from .state import KEY, DashState, get_state
 from .widgets import draw_sidebar, lazy_expander
 
-__all__ = ["main", "body", "live_panel", "status_row", "warm_up"]
+__all__ = ["main", "body", "live_panel", "status_row", "warm_up", "draw_runs", "ordered_panels", "TITLE"]
 
-_CSS = "<style>div.block-container{padding-top:1.2rem;} [data-testid='stMetricValue']{font-size:1.4rem;}</style>"
+#: Projector layout (1280×720): little padding above the page, a one-line title, compact metrics and
+#: headings, so that the panel a scenario names is in view without scrolling.
+_CSS = ("<style>div.block-container{padding-top:0.8rem;padding-bottom:1rem;}"
+        " [data-testid='stMetricValue']{font-size:1.2rem;line-height:1.3;}"
+        " [data-testid='stMetricLabel']{min-height:0;}"
+        " h3.chestlab-title{font-size:1.35rem;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;margin:0;padding:0 0 0.2rem 0;}"
+        " h4{padding:0.2rem 0 0.1rem 0;}</style>")
+#: the page's title: one line at 1280 px (with the sidebar open)
+TITLE = "chestlab · hyperbolic + Euclidean metric learning, live"
 
 
 def _threads() -> None:
@@ -200,6 +208,64 @@ def stopped_warning(state: DashState, run: Any) -> str:
             f"{goes_on}  \nChange the setting it suggests, then press Reset.")
 
 
+def ordered_panels(focus: Any) -> tuple[Any, ...]:
+    """:data:`RUN_PANELS` with the panel named ``focus`` (a key of :data:`scenarios.PANELS`) first."""
+    first = tuple(p for p in RUN_PANELS if p.__name__.rsplit(".", 1)[-1] == focus)
+    return first + tuple(p for p in RUN_PANELS if p not in first)
+
+
+def hardneg_each(ctx: PanelContext, box: Any) -> None:
+    """Compare mode's hard-negative panel: one figure per run, at the run's own temperatures (the
+    panel of a single run is wide and has its own sliders; here each column shows its run)."""
+    from chestlab.settings import schema as _schema
+
+    from .panels import hardneg
+    from .panels.chart import PLOTLY_CONFIG
+
+    cfg, sch = ctx.trainer.config, _schema()
+    keys = set(cfg.keys())
+    temps = {k: float(getattr(cfg, k)) if k in keys else float(sch[k].default) for k in ("t", "t_e")}
+    box.markdown(f"**Hard negatives, run {ctx.name}** — weights w over the negatives sorted by distance, "
+                 f"at t = {temps['t']:g}, t_E = {temps['t_e']:g}")
+    d = ctx.disk_data(ctx.session.get("disk_split", "train"))
+    box.plotly_chart(hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
+
+
+def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None) -> None:
+    """The runs' panels, the panel ``focus`` (the scenario's) first. One run: its panels (columns
+    and a full-width part). Compare mode: a header row, then one row per panel with run A and run B
+    side by side, so that the two columns stay aligned (a control that only run A draws no longer
+    pushes A's charts below B's); the hard-negative panel is drawn per run (:func:`hardneg_each`)
+    where a scenario names it."""
+    helds = [chart_turns(state, ctx.run, timer) for ctx in contexts]
+    panels = ordered_panels(focus)
+    if len(contexts) == 1:
+        ctx = contexts[0]
+        draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0]), panels)
+        return
+    for ctx, col in zip(contexts, st.columns(len(contexts))):
+        compare.header(ctx, col)
+    if focus == "hardneg":
+        for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
+            try:
+                hardneg_each(ctx, HeldCharts(col, ctx.run.sent, hold))
+            except Exception as err:
+                col.warning(cannot_draw(ctx, hardneg_panel(), err))
+    for panel in panels:
+        drawn = [ctx for ctx in contexts if available(panel, ctx)]
+        if not drawn:
+            continue
+        for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
+            if any(c is ctx for c in drawn):
+                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold), (panel,))
+
+
+def hardneg_panel() -> Any:
+    from .panels import hardneg
+
+    return hardneg
+
+
 def live_panel(state: DashState) -> None:
     """The fragment: train a chunk (when playing or asked to step), then draw the panels. Reruns every
     ``refresh`` seconds while playing; a widget change interrupts it between steps."""
@@ -239,14 +305,10 @@ def live_panel(state: DashState) -> None:
             if run.diverged:
                 notes.warning(stopped_warning(state, run))
         status_row(state)
-        cols = st.columns(len(runs)) if len(runs) > 1 else [st.container()]
         # while playing, a timer redraw updates a few charts in turn; the others stay drawn (see HeldCharts)
         timer = state.playing and not full_run and not pending and not fresh
         state.redraws += 1
-        for ctx, col in zip(contexts, cols):
-            if len(runs) > 1:
-                compare.header(ctx, col)
-            draw_run(ctx, HeldCharts(col, ctx.run.sent, chart_turns(state, ctx.run, timer)))
+        draw_runs(state, contexts, timer, scenarios.focus(session))
         a = contexts[0]
         split = shared.get("disk", {}).get("disk_split", "train")
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
@@ -299,14 +361,14 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     """Everything but the sidebar: header, controls row, warnings, the panels, share and export."""
     session = st.session_state
     do_reset, state.want_reset = state.want_reset, False
-    st.markdown("## chestlab · hyperbolic + Euclidean metric learning, live")
-    st.caption("CHEST (Combined Hyperbolic and Euclidean Soft Triple) trains class proxies in two spaces at once: "
-               "the Poincaré ball (curvature −c) and ordinary Euclidean space. Press Play, then move any slider "
-               "on the left — the next training step uses it. The (?) next to each control gives the paper's symbol and value.")
+    st.markdown(f"<h3 class='chestlab-title'>{TITLE}</h3>", unsafe_allow_html=True)
+    st.caption("CHEST trains class proxies in the Poincaré ball (curvature −c) and in Euclidean space at once. Press Play, "
+               "then move any slider on the left; the (?) next to each control gives the paper's symbol.",
+               help="CHEST = Combined Hyperbolic and Euclidean Soft Triple. The next training step uses every slider.")
     for p in state.url_problems:  # shown once, in the first run
         st.warning(f"Ignored a URL setting — {p}")
     state.url_problems = []
-    scenarios.info(session, st)  # the lecture scenario's question and what to look at
+    scenarios.info(session, st)  # the lecture scenario's question and what to look at (collapsible)
     for p in invalid:
         st.warning(f"Not applied: {p}")
 

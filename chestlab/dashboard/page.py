@@ -50,8 +50,8 @@ def _threads() -> None:
     # The demo models are tiny: one intra-op thread is ~10x faster than two on a 2-core machine, where the
     # second thread competes with the Streamlit server and the browser (measured: 93 vs 10 steps/s on
     # `tree`). Set in every script run: each run is a new thread, and OpenMP's setting is per thread.
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
+    # With a GPU too: device=auto trains the demos on the CPU (runner.pick_device).
+    torch.set_num_threads(1)
 
 
 # -- callbacks (run before the script, so they may write widget values) ----------------------------
@@ -100,7 +100,7 @@ def status_row(state: DashState) -> None:
     cols[3].metric("R@1 H (unseen)", _fmt(last.get("test/H/R@1")),
                    help="Recall@1 on the test classes (never trained on), Poincaré distance")
     cols[4].metric("R@1 E (unseen)", _fmt(last.get("test/E/R@1")), help="Recall@1 on the test classes, Euclidean distance on x^E")
-    cols[5].metric("device", str(tr.device), help="auto = CUDA when present; torch threads: %d" % torch.get_num_threads())
+    cols[5].metric("device", str(tr.device), help="auto: the CPU for a demo model of at most %d parameters (faster there than a GPU), else CUDA when present; torch threads: %d" % (runner.TINY_PARAMS, torch.get_num_threads()))
 
 
 def _yield_point() -> None:

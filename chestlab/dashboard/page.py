@@ -18,7 +18,7 @@ How it works
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 import streamlit as st
 import torch
@@ -44,6 +44,13 @@ _CSS = ("<style>div.block-container{padding-top:0.8rem;padding-bottom:1rem;}"
         " h4{padding:0.2rem 0 0.1rem 0;}</style>")
 #: the page's title: one line at 1280 px (with the sidebar open)
 TITLE = "chestlab · hyperbolic + Euclidean metric learning, live"
+#: what the title's (?) says (on a projector, one line of title instead of a paragraph)
+INTRO = ("CHEST (Combined Hyperbolic and Euclidean Soft Triple) trains class proxies in two spaces at once: the "
+         "Poincaré ball (curvature −c) and ordinary Euclidean space. Press Play, then move any slider on the left — "
+         "the next training step uses it. The (?) next to each control gives the paper's symbol and value.")
+#: the largest height (px) of the charts of the panel a scenario names: with the title, the scenario box,
+#: the controls and the run headers above it, it fits a 1280×720 projector
+FOCUS_HEIGHT = 380
 
 
 def _threads() -> None:
@@ -147,10 +154,14 @@ class HeldCharts:
     _WRAP_ONE = ("container", "expander", "empty", "popover")
     _WRAP_MANY = ("columns", "tabs")
 
-    def __init__(self, box: Any, sent: dict, hold: bool) -> None:
-        self._box, self._sent, self._hold = box, sent, hold
+    def __init__(self, box: Any, sent: dict, hold: bool, cap: Optional[int] = None) -> None:
+        self._box, self._sent, self._hold, self._cap = box, sent, hold, cap
 
     def plotly_chart(self, fig: Any, *args: Any, key: Any = None, **kw: Any) -> Any:
+        if self._cap is not None and fig is not None and hasattr(fig, "update_layout"):
+            height = fig.layout.height or 450  # Streamlit's default
+            if height > self._cap:
+                fig.update_layout(height=self._cap)  # the scenario's panel: in view on a projector
         if key is not None:
             hold = self._hold(key) if callable(self._hold) else self._hold
             if hold and key in self._sent:
@@ -162,9 +173,9 @@ class HeldCharts:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._box, name)
         if name in self._WRAP_ONE:
-            return lambda *a, **k: HeldCharts(attr(*a, **k), self._sent, self._hold)
+            return lambda *a, **k: HeldCharts(attr(*a, **k), self._sent, self._hold, self._cap)
         if name in self._WRAP_MANY:
-            return lambda *a, **k: [HeldCharts(b, self._sent, self._hold) for b in attr(*a, **k)]
+            return lambda *a, **k: [HeldCharts(b, self._sent, self._hold, self._cap) for b in attr(*a, **k)]
         return attr
 
     def __enter__(self) -> Any:
@@ -210,7 +221,7 @@ def stopped_warning(state: DashState, run: Any) -> str:
 
 def ordered_panels(focus: Any) -> tuple[Any, ...]:
     """:data:`RUN_PANELS` with the panel named ``focus`` (a key of :data:`scenarios.PANELS`) first."""
-    first = tuple(p for p in RUN_PANELS if p.__name__.rsplit(".", 1)[-1] == focus)
+    first = tuple(p for p in RUN_PANELS if _name(p) == focus)
     return first + tuple(p for p in RUN_PANELS if p not in first)
 
 
@@ -231,33 +242,50 @@ def hardneg_each(ctx: PanelContext, box: Any) -> None:
     box.plotly_chart(hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
 
 
-def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None) -> None:
-    """The runs' panels, the panel ``focus`` (the scenario's) first. One run: its panels (columns
-    and a full-width part). Compare mode: a header row, then one row per panel with run A and run B
-    side by side, so that the two columns stay aligned (a control that only run A draws no longer
-    pushes A's charts below B's); the hard-negative panel is drawn per run (:func:`hardneg_each`)
-    where a scenario names it."""
+def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, status: Any = None) -> None:
+    """The runs' panels, the panel ``focus`` (the scenario's) first, right under the run headers and
+    above ``status()`` (the metrics row), with its charts at most :data:`FOCUS_HEIGHT` px high: on a
+    1280×720 projector it is in view without scrolling. One run: its panels (columns and a
+    full-width part). Compare mode: a header row, then one row per panel with run A and run B side
+    by side, so that the two columns stay aligned; the hard-negative panel is drawn per run
+    (:func:`hardneg_each`) where a scenario names it."""
     helds = [chart_turns(state, ctx.run, timer) for ctx in contexts]
     panels = ordered_panels(focus)
+    status = status or (lambda: None)
+    first = panels[:1] if focus is not None and panels and _name(panels[0]) == focus else ()
     if len(contexts) == 1:
         ctx = contexts[0]
-        draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0]), panels)
+        if first:
+            draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0], FOCUS_HEIGHT), first)
+        status()
+        draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0]), tuple(p for p in panels if p not in first))
         return
     for ctx, col in zip(contexts, st.columns(len(contexts))):
         compare.header(ctx, col)
     if focus == "hardneg":
         for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
             try:
-                hardneg_each(ctx, HeldCharts(col, ctx.run.sent, hold))
+                hardneg_each(ctx, HeldCharts(col, ctx.run.sent, hold, FOCUS_HEIGHT))
             except Exception as err:
                 col.warning(cannot_draw(ctx, hardneg_panel(), err))
+    done_status = False
     for panel in panels:
         drawn = [ctx for ctx in contexts if available(panel, ctx)]
         if not drawn:
             continue
+        cap = FOCUS_HEIGHT if panel in first else None
+        if focus is not None and not done_status and panel not in first:
+            status()
+            done_status = True
         for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
             if any(c is ctx for c in drawn):
-                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold), (panel,))
+                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold, cap), (panel,))
+    if not done_status and focus is not None:
+        status()
+
+
+def _name(panel: Any) -> str:
+    return panel.__name__.rsplit(".", 1)[-1]
 
 
 def hardneg_panel() -> Any:
@@ -304,11 +332,14 @@ def live_panel(state: DashState) -> None:
         for run in runs:
             if run.diverged:
                 notes.warning(stopped_warning(state, run))
-        status_row(state)
         # while playing, a timer redraw updates a few charts in turn; the others stay drawn (see HeldCharts)
         timer = state.playing and not full_run and not pending and not fresh
         state.redraws += 1
-        draw_runs(state, contexts, timer, scenarios.focus(session))
+        focus = scenarios.focus(session)
+        if focus is None:
+            status_row(state)
+        # a scenario's panel first, the metrics under it (see draw_runs)
+        draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None)
         a = contexts[0]
         split = shared.get("disk", {}).get("disk_split", "train")
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
@@ -361,10 +392,7 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     """Everything but the sidebar: header, controls row, warnings, the panels, share and export."""
     session = st.session_state
     do_reset, state.want_reset = state.want_reset, False
-    st.markdown(f"<h3 class='chestlab-title'>{TITLE}</h3>", unsafe_allow_html=True)
-    st.caption("CHEST trains class proxies in the Poincaré ball (curvature −c) and in Euclidean space at once. Press Play, "
-               "then move any slider on the left; the (?) next to each control gives the paper's symbol.",
-               help="CHEST = Combined Hyperbolic and Euclidean Soft Triple. The next training step uses every slider.")
+    st.markdown(f"<h3 class='chestlab-title'>{TITLE}</h3>", unsafe_allow_html=True, help=INTRO)
     for p in state.url_problems:  # shown once, in the first run
         st.warning(f"Ignored a URL setting — {p}")
     state.url_problems = []

@@ -103,7 +103,8 @@ def render(ctx: Any, box: Any) -> None:
     keys = compare_keys(ctx.state.values)
     if session.get("cmp_key") not in keys and keys:
         session["cmp_key"] = keys[0]
-    b.selectbox("B changes", keys, key="cmp_key", format_func=_key_label, help="the one setting run B changes (e.g. η_E = 0: without L_E)",
+    b.selectbox("B changes", keys, key="cmp_key", format_func=lambda k: f"B changes {_key_label(k)}",
+                label_visibility="collapsed", help="the one setting run B changes (e.g. η_E = 0: without L_E)",
                 on_change=_on_key, args=(ctx.state,))
     s = schema().get(session.get("cmp_key"))
     if s is None:
@@ -111,20 +112,20 @@ def render(ctx: Any, box: Any) -> None:
     fit_value(session, ctx.state.values)
     lo, hi = _bounds(s)
     allowed = s.allowed() if (lo, hi) == (s.low, s.high) else f"{s.allowed()}; on this page {lo:g} to {hi:g} for run B"
-    c.number_input(f"B: {symbol(s.name)} =", key="cmp_value", min_value=lo, max_value=hi, step=1.0 if s.type is int else 0.1,
+    c.number_input(f"B: {symbol(s.name)} =", key="cmp_value", label_visibility="collapsed", placeholder=f"B: {symbol(s.name)}", min_value=lo, max_value=hi, step=1.0 if s.type is int else 0.1,
                    format="%.4g", help=f"Allowed: {allowed}.")
 
 
 def header(ctx: Any, box: Any) -> None:
-    """A run's heading in compare mode (run B: what it changes, its step and Recall@1)."""
+    """A run's heading in compare mode, one line: which run, what it changes (run B), its step and
+    Recall@1 (both runs: they step in lock-step, so the two lines show the same step)."""
     run = ctx.run
     desc = "settings as in the sidebar" if run.name == "A" else (run.label or "one setting changed")
-    box.markdown(f"#### Run {run.name}: {desc}")
-    if run.name == "B":
-        tr = run.trainer
-        last = tr.history[-1] if tr.history else {}
+    tr = run.trainer
+    last = tr.history[-1] if tr.history else {}
 
-        def fmt(v: Any) -> str:
-            return "—" if v is None else f"{v:.3f}"
+    def fmt(v: Any) -> str:
+        return "—" if v is None else f"{v:.3f}"
 
-        box.caption(f"step {tr.step_count} · R@1 H {fmt(last.get('test/H/R@1'))} · R@1 E {fmt(last.get('test/E/R@1'))}")
+    box.markdown(f"**Run {run.name}: {desc}** · step {tr.step_count} · R@1 H {fmt(last.get('test/H/R@1'))} · "
+                 f"R@1 E {fmt(last.get('test/E/R@1'))}")

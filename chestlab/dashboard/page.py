@@ -41,7 +41,10 @@ _CSS = ("<style>div.block-container{padding-top:0.8rem;padding-bottom:1rem;}"
         " [data-testid='stMetricValue']{font-size:1.2rem;line-height:1.3;}"
         " [data-testid='stMetricLabel']{min-height:0;}"
         " h3.chestlab-title{font-size:1.35rem;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;margin:0;padding:0 0 0.2rem 0;}"
-        " h4{padding:0.2rem 0 0.1rem 0;}</style>")
+        " h4{padding:0.2rem 0 0.1rem 0;}"
+        # the lecture scenario's title in the sidebar box wraps instead of being cut ("… pairwise cros")
+        " .st-key-scenario [data-baseweb='select'] div{white-space:normal !important;overflow:visible !important;"
+        "text-overflow:clip !important;}</style>")
 #: the page's title: one line at 1280 px (with the sidebar open)
 TITLE = "chestlab · hyperbolic + Euclidean metric learning, live"
 #: what the title's (?) says (on a projector, one line of title instead of a paragraph)
@@ -50,7 +53,9 @@ INTRO = ("CHEST (Combined Hyperbolic and Euclidean Soft Triple) trains class pro
          "the next training step uses it. The (?) next to each control gives the paper's symbol and value.")
 #: the largest height (px) of the charts of the panel a scenario names: with the title, the scenario box,
 #: the controls and the run headers above it, it fits a 1280×720 projector
-FOCUS_HEIGHT = 380
+FOCUS_HEIGHT = 350
+#: ... less for a panel with more above its chart (the similarity panel's heading and view radio)
+FOCUS_HEIGHTS = {"similarity": 260}
 
 
 def _threads() -> None:
@@ -253,10 +258,11 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
     panels = ordered_panels(focus)
     status = status or (lambda: None)
     first = panels[:1] if focus is not None and panels and _name(panels[0]) == focus else ()
+    cap = FOCUS_HEIGHTS.get(focus, FOCUS_HEIGHT)
     if len(contexts) == 1:
         ctx = contexts[0]
         if first:
-            draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0], FOCUS_HEIGHT), first)
+            draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0], cap), first)
         status()
         draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0]), tuple(p for p in panels if p not in first))
         return
@@ -273,13 +279,13 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
         drawn = [ctx for ctx in contexts if available(panel, ctx)]
         if not drawn:
             continue
-        cap = FOCUS_HEIGHT if panel in first else None
+        row_cap = cap if panel in first else None
         if focus is not None and not done_status and panel not in first:
             status()
             done_status = True
         for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
             if any(c is ctx for c in drawn):
-                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold, cap), (panel,))
+                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold, row_cap), (panel,))
     if not done_status and focus is not None:
         status()
 

@@ -103,8 +103,7 @@ def render(ctx: Any, box: Any) -> None:
     keys = compare_keys(ctx.state.values)
     if session.get("cmp_key") not in keys and keys:
         session["cmp_key"] = keys[0]
-    b.selectbox("B changes", keys, key="cmp_key", format_func=lambda k: f"B changes {_key_label(k)}",
-                label_visibility="collapsed", help="the one setting run B changes (e.g. η_E = 0: without L_E)",
+    b.selectbox("B changes", keys, key="cmp_key", format_func=_key_label, help="the one setting run B changes (e.g. η_E = 0: without L_E)",
                 on_change=_on_key, args=(ctx.state,))
     s = schema().get(session.get("cmp_key"))
     if s is None:
@@ -112,7 +111,7 @@ def render(ctx: Any, box: Any) -> None:
     fit_value(session, ctx.state.values)
     lo, hi = _bounds(s)
     allowed = s.allowed() if (lo, hi) == (s.low, s.high) else f"{s.allowed()}; on this page {lo:g} to {hi:g} for run B"
-    c.number_input(f"B: {symbol(s.name)} =", key="cmp_value", label_visibility="collapsed", placeholder=f"B: {symbol(s.name)}", min_value=lo, max_value=hi, step=1.0 if s.type is int else 0.1,
+    c.number_input(f"B: {symbol(s.name)} =", key="cmp_value", min_value=lo, max_value=hi, step=1.0 if s.type is int else 0.1,
                    format="%.4g", help=f"Allowed: {allowed}.")
 
 

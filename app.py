@@ -1,7 +1,7 @@
 """chestlab dashboard: train a CHEST model live and watch hyperbolic metric learning react to every slider.
 
 Run with ``make app`` (or ``streamlit run app.py``, or ``python app.py``). The page only *drives*
-:class:`chestlab.engine.Trainer` (the one training engine) and draws with :mod:`chestlab.figures`
+:class:`chestlab.engine.Trainer` (the one training engine) and draws with :mod:`chestlab.viz`
 (the same figures as the notebooks); it lives in the package :mod:`chestlab.dashboard` (state,
 schema-generated controls, runner, one module per panel).
 

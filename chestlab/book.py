@@ -69,8 +69,8 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 #: what draws a figure: pyplot (a new figure, show), a figure displayed (``display(fig)``,
-#: ``display(figures.…)``, a ``lessons.*figure`` helper), plotly's show, a widget (its callback draws)
-_FIGURE_CALL = re.compile(r"plt\.(show|subplots|figure|subplot)\(|\.show\(\)|display\((fig|figures\.|lessons\.\w*figure)"
+#: ``display(viz.….…)``, a ``*figure`` builder), plotly's show, a widget (its callback draws)
+_FIGURE_CALL = re.compile(r"plt\.(show|subplots|figure|subplot)\(|\.show\(\)|display\((fig|viz\.\w+\.|[\w.]*figure\w*\()"
                           r"|\binteract\(")
 _FIGURE_CLASS = "chestlab-figure"
 
@@ -107,9 +107,9 @@ def _parse(source: str) -> Any:
 def figure_cells(nb: Any) -> list[int]:
     """Indices of the code cells that produce a figure, read from their source alone (comments and
     the bodies of functions they define do not count): cells that create or show a pyplot figure,
-    display a figure (``display(fig)``, ``display(figures.…)``, a ``lessons.*figure`` helper), call
+    display a figure (``display(fig)``, ``display(viz.….…)``, a ``*figure`` builder), call
     plotly's ``.show()`` or ``interact(…)``, call a function an earlier cell defined that draws, or
-    end with an expression that names a figure (``fig``, ``figures.…``)."""
+    end with an expression that names a figure (``fig``, ``viz.….…(…)``)."""
     import ast
 
     drawing: set[str] = set()  # functions defined so far whose body draws
@@ -131,7 +131,7 @@ def figure_cells(nb: Any) -> list[int]:
         code = "\n".join(ast.unparse(n) for n in top)
         calls_drawing = any(re.search(rf"(?<![\w.]){re.escape(f)}\(", code) for f in drawing)
         last = top[-1] if top else None
-        shows_last = isinstance(last, ast.Expr) and re.search(r"\bfig\d*\b|\bfig_\w+|\bfigures\.\w+\(", ast.unparse(last)) is not None \
+        shows_last = isinstance(last, ast.Expr) and re.search(r"\bfig\d*\b|\bfig_\w+|\bviz\.\w+\.\w+\(", ast.unparse(last)) is not None \
             and not ast.unparse(last).rstrip().endswith(";")
         if _FIGURE_CALL.search(code) or calls_drawing or shows_last:
             out.append(i)

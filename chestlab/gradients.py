@@ -12,13 +12,16 @@ speed), and its input checks are those of :mod:`chestlab.losses.checks`.
 * :func:`dist_grad` — :math:`\partial D_c(x, y)/\partial x` of the Poincaré distance (Eq. 2);
 * :func:`cosine_grad` — :math:`\partial \cos(x, y)/\partial x`;
 * :func:`pair_ce_anchor_grad` — the gradient of the pairwise cross-entropy w.r.t. the anchor,
-  assembled from the hard-negative weights of :func:`chestlab.losses.hard_negative_weights`.
+  assembled from the hard-negative weights of :func:`chestlab.losses.hard_negative_weights`;
+* :func:`anchor_negative_weights` — those weights for one anchor of a set of features, sorted by
+  distance (the hard-negative paper's Fig. 3, :mod:`chestlab.viz.hardneg`).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,6 +35,7 @@ __all__ = [
     "dist_grad",
     "cosine_grad",
     "pair_ce_anchor_grad",
+    "anchor_negative_weights",
 ]
 
 
@@ -166,3 +170,28 @@ def pair_ce_anchor_grad(
     ds = _sim_grad(anchor, others, c)  # (..., N, D)
     ds_pos = torch.take_along_dim(ds, idx[..., None, None].expand(*idx.shape, 1, ds.shape[-1]), dim=-2)
     return (w.unsqueeze(-1) * (ds - ds_pos)).sum(-2) / t
+
+
+def anchor_negative_weights(v: Any, t: float, c: Optional[float], *, anchor: int = 0,
+                            labels: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The weights ``w_ik`` of :func:`chestlab.losses.hard_negative_weights` for one anchor of the
+    tangent features ``v`` (N, D): on the sphere (``c=None``: cosine of ``v``) or in the Poincaré ball
+    of curvature ``c`` (points ``exp_0(v)``). Returns ``(distance, w)`` of the negatives (all others,
+    or the other-label ones when ``labels`` are given) sorted by distance, nearest (hardest) first,
+    as numpy arrays (float64)."""
+    vv = torch.as_tensor(v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v), dtype=torch.float64)
+    keep = torch.ones(len(vv), dtype=torch.bool)
+    keep[anchor] = False
+    if labels is not None:
+        lab = torch.as_tensor(labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)).reshape(-1)
+        keep &= lab != lab[anchor]
+    if c is None:
+        z = vv
+        dist = 1.0 - torch.nn.functional.cosine_similarity(z[anchor][None], z[keep], dim=-1)
+        w = hard_negative_weights(z[anchor], z[keep], t)
+    else:
+        z = poincare.expmap0(vv, float(c))
+        dist = poincare.dist(z[anchor][None], z[keep], float(c))
+        w = hard_negative_weights(z[anchor], z[keep], t, c=float(c))
+    order = torch.argsort(dist)
+    return dist[order].numpy(), w[order].numpy()

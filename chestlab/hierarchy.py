@@ -5,9 +5,10 @@ Three layers, each usable on its own:
 
 * **Known hierarchy** -- :class:`Hierarchy`: for each class ``k``, its *path* from the root (excluded)
   down to the class itself (included), ``paths[k] = (level-1 ancestor, ..., class k)``.  The level-1
-  ancestor is the super-class; two classes share ``lca_depth(a, b)`` = the length of the common
+  ancestor is the super-class; two classes share ``lca_level(a, b)`` = the length of the common
   prefix of their paths (0: only the root in common, ``depth``: the same class) and their LCA sits
-  ``lca_height(a, b) = depth - lca_depth(a, b)`` levels above the leaves.  Built from a dataset
+  ``lca_height(a, b) = depth - lca_level(a, b)`` levels above the leaves (the ball's continuous
+  counterpart, the depth of the hyperbolic LCA, is :func:`chestlab.poincare.lca_depth`).  Built from a dataset
   (:func:`hierarchy_of`: the full tree of ``tree``, the super-classes of ``shapes``, CIFAR-100's 20
   coarse classes, CUB's families, Cars' makes...), a hierarchy file (:meth:`Hierarchy.from_file`), a
   parent table (:meth:`Hierarchy.from_parents`) or per-sample super-labels
@@ -337,16 +338,17 @@ class Hierarchy:
             out[g[k]] = p[min(level, len(p)) - 1]
         return out
 
-    def lca_depth(self, a: ArrayLike, b: ArrayLike) -> np.ndarray:
-        """Levels shared by classes ``a`` and ``b`` (ints, broadcasting): the length of the common
-        prefix of their paths; 0 = only the root in common, ``depth`` = the same class."""
+    def lca_level(self, a: ArrayLike, b: ArrayLike) -> np.ndarray:
+        """Levels shared by classes ``a`` and ``b`` (ints, broadcasting): the level of their lowest
+        common ancestor, the length of the common prefix of their paths; 0 = only the root in common,
+        ``depth`` = the same class. (Not :func:`chestlab.poincare.lca_depth`: a distance in the ball.)"""
         ca, cb = self.codes[_class_indices(a, "a", self.num_classes)], self.codes[_class_indices(b, "b", self.num_classes)]
         return np.cumprod(ca == cb, axis=-1).sum(-1)
 
     def lca_height(self, a: ArrayLike, b: ArrayLike) -> np.ndarray:
-        """Height of the LCA of classes ``a`` and ``b`` above the leaves: ``depth - lca_depth(a, b)``
+        """Height of the LCA of classes ``a`` and ``b`` above the leaves: ``depth - lca_level(a, b)``
         (0 = same class, 1 = siblings, ``depth`` = different super-classes)."""
-        return self.depth - self.lca_depth(a, b)
+        return self.depth - self.lca_level(a, b)
 
     def to_dict(self) -> dict[str, list[str]]:
         """``{class: [ancestors, top first]}``, the JSON file format of :meth:`from_file`."""
@@ -735,7 +737,7 @@ def tree_scores(Z: ArrayLike, leaf_classes: ArrayLike, hierarchy: Hierarchy, *, 
       ``hierarchy.lca_height`` of the leaves' classes;
     * ``"purity"``: :func:`dendrogram_purity` with the leaves labelled by their level-``level``
       ancestor (default 1: super-classes);
-    * ``"dasgupta"``: :func:`dasgupta_cost` under :math:`W_{ij}` = ``hierarchy.lca_depth`` (levels
+    * ``"dasgupta"``: :func:`dasgupta_cost` under :math:`W_{ij}` = ``hierarchy.lca_level`` (levels
       shared: deeper LCA = more similar), normalised by its upper bound :math:`n \sum_{i<j} W_{ij}`
       (every pair split at the root), so it lies in ``[2/n, 1]``; lower is better.
 
@@ -746,7 +748,7 @@ def tree_scores(Z: ArrayLike, leaf_classes: ArrayLike, hierarchy: Hierarchy, *, 
     if cls.size and (cls.min() < 0 or cls.max() >= hierarchy.num_classes):
         raise ValueError(f"leaf_classes must be in [0, {hierarchy.num_classes}), got {cls.min()}..{cls.max()}")
     n = cls.shape[0]
-    shared = hierarchy.lca_depth(cls[:, None], cls[None, :]).astype(np.float64)
+    shared = hierarchy.lca_level(cls[:, None], cls[None, :]).astype(np.float64)
     heights = hierarchy.depth - shared
     np.fill_diagonal(shared, 0.0)
     norm = n * shared.sum() / 2

@@ -7,12 +7,15 @@ reader move sliders. What is shared and not part of the kit itself lives here, s
   every notebook runs in well under a minute in CI) and :func:`pick`;
 * checks -- :func:`verify` (print one line per check and fail loudly when it does not hold),
   :func:`gyro_checks` (the gyrogroup identities of Möbius addition);
-* geometry to draw -- :func:`geodesic`, :func:`hyperbolic_circle`, :func:`lca_point`,
-  :func:`draw_disk` (boundary, geodesic grid, distance circles on a matplotlib axis), thin
-  wrappers of :mod:`chestlab.viz`, and :func:`draw_tree` (a tree embedded in the disk or the plane);
+* geometry to draw -- :func:`geodesic_arc`, :func:`hyperbolic_circle` (tensor versions of
+  :mod:`chestlab.viz.geometry`'s), :func:`lca_point`; the drawing itself is :mod:`chestlab.viz`'s
+  (:func:`chestlab.viz.mpl.disk_view`, :func:`chestlab.viz.mpl.draw_embedded_tree`,
+  :func:`chestlab.viz.paper.retrieval_figure`, :func:`chestlab.viz.disk.disk_legend`,
+  :func:`chestlab.viz.style.lecture_axes`);
 * numerics -- :func:`precision_table` (float32 vs float64 near the boundary);
 * toys -- :func:`hyphc_toy` (proxies trained by the HypHC term alone), :func:`small_ablation`
-  (a few-step version of Tables 6-7), :func:`retrieval_examples` (queries and their neighbours);
+  (a few-step version of Tables 6-7), :func:`retrieval_examples` (queries and their neighbours, as
+  :func:`chestlab.viz.paper.retrieval_figure` draws them);
 * comparisons -- :func:`paired_table` (two spaces over the same seeds: the mean per-seed
   difference and its standard error), :func:`space_runs` (H-only and E-only networks, seed by seed).
 
@@ -38,11 +41,9 @@ __all__ = [
     "verify",
     "gyration",
     "gyro_checks",
-    "geodesic",
+    "geodesic_arc",
     "hyperbolic_circle",
     "lca_point",
-    "draw_disk",
-    "draw_tree",
     "precision_table",
     "hyphc_toy",
     "ABLATION_ROWS",
@@ -51,9 +52,6 @@ __all__ = [
     "paired_verdict",
     "space_runs",
     "retrieval_examples",
-    "retrieval_figure",
-    "disk_legend",
-    "lecture_axes",
 ]
 
 #: True when the environment variable ``CHESTLAB_FAST`` is set to a true value ("1", "true", "yes"):
@@ -121,12 +119,12 @@ def gyro_checks(x: Tensor, y: Tensor, z: Tensor, c: float, tol: float = 1e-10) -
 # ------------------------------------------------------------------------------------------------
 # geometry to draw
 # ------------------------------------------------------------------------------------------------
-def geodesic(x: Tensor, y: Tensor, c: float, n: int = 100, full: bool = False) -> Tensor:
+def geodesic_arc(x: Tensor, y: Tensor, c: float, n: int = 100, full: bool = False) -> Tensor:
     r"""Points of the geodesic from ``x`` to ``y`` (2 points of the ball, (D,)), ``n`` of them, as
     :math:`\gamma(t) = \exp_x(t\,\log_x y)` (Eq. 3) -- constant speed, :math:`D(x, \gamma(t)) = t\,D(x, y)`.
     ``full=True``: the whole geodesic line, extended on both sides until it (almost) meets the
-    boundary. Returns (n, D) in float64. (:func:`chestlab.viz.geometry.geodesic` as a tensor.)"""
-    return torch.from_numpy(viz.geodesic(x, y, c, n, full))
+    boundary. Returns (n, D) in float64. (:func:`chestlab.viz.geometry.geodesic_arc` as a tensor.)"""
+    return torch.from_numpy(viz.geodesic_arc(x, y, c, n, full))
 
 
 def hyperbolic_circle(center: Tensor, radius: float, c: float, n: int = 120) -> Tensor:
@@ -141,73 +139,8 @@ def lca_point(a: Tensor, b: Tensor, c: float, n: int = 4001) -> Tensor:
     """The hyperbolic LCA of ``a`` and ``b`` (2 points, (D,)): the point of the full geodesic through
     them closest to the origin, found by dense sampling (the notebooks compare its depth with the
     closed form :func:`chestlab.poincare.lca_depth`). (D,) float64."""
-    g = geodesic(a, b, c, n=n, full=True)
+    g = geodesic_arc(a, b, c, n=n, full=True)
     return g[poincare.dist0(g, c).argmin()]
-
-
-def draw_disk(ax: Any, c: float, *, grid: bool = True, circles: Sequence[float] = (), n_diameters: int = 6,
-              grid_dists: Sequence[float] = (1.0, 2.0, 3.0), label_angle: Optional[float] = None,
-              avoid: Any = None) -> None:
-    """Draw the Poincaré disk of curvature ``-c`` on a matplotlib axis: its boundary (radius
-    ``1/sqrt(c)``), a geodesic grid (diameters, and the geodesics crossing each diameter at right
-    angles at Poincaré distance ``grid_dists`` from 0; none at ``c = 0``) and dotted circles of the
-    given Poincaré radii around the origin, labelled ``d_H = d`` (``label_angle``: the first label's
-    angle in degrees; by default between two diameters of the grid; ``avoid``: points (N, 2) of the
-    figure the labels should not cover); equal aspect, labelled axes.
-    Drawn by :func:`chestlab.viz.mpl.draw_disk`."""
-    viz.mpl.draw_disk(ax, c, grid=grid and c > 0, circles=circles, n_diameters=n_diameters, grid_dists=grid_dists,
-                      label_angle=label_angle, avoid=avoid)
-    viz.mpl.style_disk(ax, viz.view_limit(c, margin=0.04, extent=3.0))
-
-
-def draw_tree(ax: Any, x: Tensor, tree: Any, c: float, *, polar: bool = False, title: Optional[str] = None,
-              circles: Sequence[float] = (), legend: bool = True) -> None:
-    r"""Draw a tree embedded in 2-D (:mod:`chestlab.tree_embedding`): ``x`` (n, 2) the points of the
-    nodes of ``tree`` (a :class:`~chestlab.tree_embedding.Tree`), its edges in grey, the nodes coloured
-    by level (root dark, leaves light: ``viridis``) and smaller the deeper they sit. Equal aspect,
-    labelled axes.
-
-    * ``c > 0``: the disk of curvature ``-c`` behind, each edge a geodesic, dotted circles at the
-      Poincaré distances ``circles`` from the origin;
-    * ``c > 0, polar=True``: the same points in polar coordinates around the origin with the radius
-      :math:`d_H(0, x) = 2\|\log_0 x\|` and the angle kept (the disk with its depth unrolled, edges
-      straight): what the disk squeezes against its boundary spreads out;
-    * ``c = 0``: the plane in the coordinates ``2x``, where the distance of
-      :func:`~chestlab.tree_embedding.pairwise` is Euclidean."""
-    import matplotlib
-    from matplotlib.patches import Circle
-
-    x = x.detach().double()
-    child = torch.arange(1, tree.n)
-    if c > 0 and not polar:
-        pts = x
-        draw_disk(ax, c, grid=False, circles=circles)
-        lines = [viz.geodesic(pts[tree.parent[v]], pts[v], c, 24) for v in child.tolist()]
-    else:
-        pts = 2 * poincare.logmap0(x, c) if c > 0 else 2 * x
-        lines = [np.stack([pts[tree.parent[v]].numpy(), pts[v].numpy()]) for v in child.tolist()]
-        viz.mpl.style_disk(ax, viz.view_limit(0.0, pts.numpy()))
-        if c > 0:
-            for d in circles:
-                ax.add_patch(Circle((0, 0), d, fill=False, color=viz.style.COLORS["circle"], lw=0.8, ls=":", zorder=0))
-            ax.set_xlabel(r"$d_H(0, x)\,\cos\varphi$")
-            ax.set_ylabel(r"$d_H(0, x)\,\sin\varphi$")
-        else:
-            ax.set_xlabel("$y_1 = 2x_1$")
-            ax.set_ylabel("$y_2 = 2x_2$")
-    viz.mpl.add_polylines(ax, lines, color="0.55", lw=0.8, zorder=1)
-    depth = tree.depth
-    cmap = matplotlib.colormaps["viridis"]
-    for lev in range(depth + 1):
-        m = (tree.level == lev).numpy()
-        name = "root" if lev == 0 else ("leaves" if lev == depth else f"level {lev}")
-        ax.scatter(pts[m, 0], pts[m, 1], s=90 * 0.55**lev + 6, color=cmap(lev / max(depth, 1) * 0.9),
-                   edgecolors="k" if lev == 0 else "none", linewidths=0.8, zorder=3 + depth - lev,
-                   label=f"{name} ({int(m.sum())})")
-    if legend:
-        ax.legend(loc="upper right", markerscale=1.2, fontsize="small")
-    if title:
-        ax.set_title(title)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -444,9 +377,9 @@ def retrieval_examples(emb: Tensor, labels: Tensor, tiles: Sequence[Any], querie
                        metric: str = "poincare", c: Optional[float] = None) -> list[dict]:
     """For each query index, its ``n`` nearest other items of ``emb`` (N, D) -- Poincaré distance
     (``metric="poincare"``, curvature ``c``) or Euclidean (``"euclidean"``) -- as the mappings that
-    :func:`chestlab.paper_figures.retrieval_grid` draws: ``{"query": tile, "results": [(tile, same
+    :func:`chestlab.viz.paper.retrieval_grid` draws: ``{"query": tile, "results": [(tile, same
     class?), ...], "labels": [...], "query_label": int}``. ``tiles[i]`` is what to draw for item ``i``
-    (an image). :func:`retrieval_figure` draws them with the query marked."""
+    (an image). :func:`chestlab.viz.paper.retrieval_figure` draws them with the query marked."""
     q = torch.as_tensor(list(queries))
     if metric == "poincare":
         d = poincare.pairwise_dist(emb[q].double(), emb.double(), float(c))
@@ -461,105 +394,3 @@ def retrieval_examples(emb: Tensor, labels: Tensor, tiles: Sequence[Any], querie
         out.append({"query": tiles[qi], "results": [(tiles[j], bool(labels[j] == labels[qi])) for j in row],
                     "labels": [int(labels[j]) for j in row], "query_label": int(labels[qi])})
     return out
-
-
-def retrieval_figure(examples: Sequence[dict], *, tile: float = 1.15, class_names: Optional[Sequence[str]] = None,
-                     title: Optional[str] = None):
-    """Retrieval examples (:func:`retrieval_examples`) for a projector: one row per query, the query
-    on the left -- labelled "query", its class below, a thick amber frame, set apart by a gap -- then
-    its results nearest first, numbered 1, 2, ... above; a result of another class is framed in red
-    with its class below, one of the query's class has a thin grey frame. Returns a matplotlib Figure
-    (no pyplot). ``class_names[label]`` names the classes (default: the label number)."""
-    from matplotlib.figure import Figure
-
-    if not examples:
-        raise ValueError("retrieval_figure needs at least one example")
-    n = max(len(e["results"]) for e in examples)
-
-    def name(y: int) -> str:
-        return str(class_names[y]) if class_names is not None else str(y)
-
-    fig = Figure(figsize=(tile * (n + 1.6), tile * 1.55 * len(examples) + (0.5 if title else 0.1)), dpi=100, layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(examples), n + 2, gridspec_kw={"width_ratios": [1.0, 0.35] + [1.0] * n}))
-    for row, e in zip(axes, examples):
-        row[1].set_axis_off()  # the gap between the query and its results
-        tiles = [(e["query"], None, e.get("query_label"))] + [(img, ok, lab) for (img, ok), lab in
-                                                                zip(e["results"], e.get("labels", [None] * len(e["results"])))]
-        for k, (ax, (img, ok, lab)) in enumerate(zip([row[0]] + list(row[2:]), tiles)):
-            if isinstance(img, str):
-                ax.text(0.5, 0.5, img, ha="center", va="center", fontsize=8, wrap=True, transform=ax.transAxes)
-            else:
-                a = np.asarray(img)
-                ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            color, lw = ("#f2b701", 6.0) if ok is None else (("#bbbbbb", 1.0) if ok else ("#d62728", 4.0))
-            for sp in ax.spines.values():
-                sp.set_visible(True)
-                sp.set_edgecolor(color)
-                sp.set_linewidth(lw)
-            if ok is None:
-                ax.set_title("query", fontsize=15, fontweight="bold")
-            else:
-                ax.set_title(str(k), fontsize=13, color="#555555")
-            if lab is not None and ok is not True:  # the query's class, and the class of every wrong result
-                ax.set_xlabel(name(lab), fontsize=13, color="black" if ok is None else "#d62728")
-        for ax in row[len(tiles) + 1:]:
-            ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-# ------------------------------------------------------------------------------------------------
-# projector fonts on axes drawn by library helpers
-# ------------------------------------------------------------------------------------------------
-def lecture_axes(ax: Any) -> Any:
-    """Re-apply the current matplotlib font sizes -- the projector style of
-    :func:`chestlab.viz.style.use_lecture_style` -- to an axis whose axis labels, tick labels and title
-    were drawn with fixed sizes, or before the style was set. (The library's own helpers, such as
-    :func:`draw_disk`, take their sizes from matplotlib's settings and need no call.) Returns ``ax``."""
-    import matplotlib
-
-    rc = matplotlib.rcParams
-    ax.xaxis.label.set_size(rc["axes.labelsize"])
-    ax.yaxis.label.set_size(rc["axes.labelsize"])
-    ax.title.set_size(rc["axes.titlesize"])
-    ax.tick_params(axis="x", labelsize=rc["xtick.labelsize"])
-    ax.tick_params(axis="y", labelsize=rc["ytick.labelsize"])
-    return ax
-
-
-def disk_legend(fig: Any, class_names: Sequence[str], super_names: Optional[Sequence[str]] = None,
-                classes: Optional[Sequence[int]] = None) -> Any:
-    """Make the legend of a :func:`chestlab.figures.poincare_disk` figure say which colour is which
-    class: a legend-only entry per class (``classes``: the class indices to list, default all of
-    ``class_names``) in the colour its points have (a shade of its super-class's colour, or its own
-    colour with ``color_by="class"``), beside the figure's own entries per super-class; the legend
-    moves to the right of the disk. The points and their hover texts are unchanged. Returns ``fig``."""
-    import plotly.graph_objects as go
-
-    from .viz.style import PLOTLY_SYMBOLS, class_color
-
-    supers = [t for t in fig.data if t.type == "scattergl"]
-    seen: dict[str, str] = {}  # class name -> the colour its points are drawn in
-    for t in supers:
-        t.showlegend = False
-        if t.text is not None and not isinstance(t.marker.color, str):
-            for col, name in zip(t.marker.color, t.text):
-                seen.setdefault(str(name), col)
-    for i in (range(len(class_names)) if classes is None else classes):
-        name = str(class_names[i])
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="classes",
-                                 legendgrouptitle_text="class",
-                                 marker=dict(color=seen.get(name, class_color(i)), size=11, symbol="circle")))
-    has_supers = any(t.type == "scatter" and str(t.legendgroup or "").startswith("super") for t in fig.data)
-    if super_names is not None and len(supers) > 1 and not has_supers:  # a figure without its own entries
-        for k, t in enumerate(supers):
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=t.name, legendgroup="supers",
-                                     legendgrouptitle_text="super-class",
-                                     marker=dict(color="#7f7f7f", size=11, symbol=PLOTLY_SYMBOLS[k % len(PLOTLY_SYMBOLS)])))
-    # one column to the right of the disk: grouped entries below the disk would cover the x axis title
-    fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=0.5, yanchor="middle", groupclick="toggleitem"))
-    return fig

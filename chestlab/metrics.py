@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import operator
 import warnings
-from typing import Optional, Iterable, Union
+from typing import Any, Mapping, Optional, Iterable, Union
 
 import numpy as np
 import torch
@@ -56,7 +56,8 @@ from torch import Tensor
 
 from . import poincare
 
-__all__ = ["METRICS", "recall_at_k", "map_at_r", "retrieval_metrics", "default_chunk_size"]
+__all__ = ["METRICS", "recall_at_k", "map_at_r", "retrieval_metrics", "default_chunk_size", "similarity_arrays",
+           "per_sample_margins"]
 
 #: The distances the metrics can rank by.
 METRICS = ("euclidean", "cosine", "poincare")
@@ -372,3 +373,64 @@ def map_at_r(
     emb, labels, c, chunk_size = _check_inputs(emb, labels, metric, c, chunk_size)
     _, mapr = _retrieve(emb, labels, [], True, metric, c, chunk_size)
     return mapr
+
+
+# ------------------------------------------------------------------------------------------------
+# Eq. 7, sample by sample: the margin each sample of a batch reaches
+# ------------------------------------------------------------------------------------------------
+def _numpy(x: Any) -> Optional[np.ndarray]:
+    if x is None:
+        return None
+    if isinstance(x, Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def similarity_arrays(sim_event: Any) -> dict:
+    """``{"h_pos", "h_neg", "e_pos", "e_neg"}`` of a batch's similarities as numpy arrays (None where a
+    space was not computed): from a :class:`chestlab.engine.SimilarityEvent` or a mapping with those keys."""
+    get = (lambda k: sim_event.get(k)) if isinstance(sim_event, Mapping) else (lambda k: getattr(sim_event, k, None))
+    return {k: _numpy(get(k)) for k in ("h_pos", "h_neg", "e_pos", "e_neg")}
+
+
+def per_sample_margins(sim_event: Any, space: str = "h", lam: float = 20.0) -> Optional[dict]:
+    r"""Each sample's margin in Eq. 7, from a batch's similarities to its own class and the others.
+
+    For a sample :math:`x_i` of class :math:`y_i`, Eq. 7 is a cross-entropy that can be rewritten as
+
+    .. math:: L(x_i) = \log\Big(1 + \sum_{y \ne y_i} e^{\lambda (S_y - S_{y_i} + \delta)}\Big)
+              = \operatorname{softplus}\big(\lambda(\delta - m_i)\big), \qquad
+              m_i = S_{y_i} - \frac1\lambda \log \sum_{y \ne y_i} e^{\lambda S_y},
+
+    so the loss depends on the sample only through its margin :math:`m_i`: :math:`m_i \ge \delta`
+    exactly when :math:`L(x_i) \le \log 2`, and the loss vanishes once :math:`m_i` exceeds
+    :math:`\delta` by a few :math:`1/\lambda`. The log-sum-exp is a soft maximum:
+    :math:`m_i \le S_{y_i} - \max_{y\ne y_i} S_y \le m_i + \log(C - 1)/\lambda`.
+
+    ``sim_event``: a :class:`chestlab.engine.SimilarityEvent` or a mapping with ``{space}_pos`` (B,)
+    and ``{space}_neg``, either (B, C - 1) or flat (B (C - 1),) in row-major order (how
+    ``Trainer.similarities`` stores it: each sample's C - 1 negatives in turn). ``space``: ``"h"`` or
+    ``"e"``; ``lam``: that space's :math:`\lambda`.
+
+    Returns ``{"soft": m (B,), "hard": S_own - max S_other (B,), "pos": S_own (B,)}`` (float64), or
+    None when the space was not computed (its weight is 0). :func:`chestlab.viz.similarity.margin_histogram`
+    draws them.
+    """
+    if space not in ("h", "e"):
+        raise ValueError(f"space = {space!r}: choose 'h' or 'e'")
+    lam = float(lam)
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam = {lam!r}: lambda must be a finite number > 0")
+    parts = similarity_arrays(sim_event)
+    pos, neg = parts[f"{space}_pos"], parts[f"{space}_neg"]
+    if pos is None or neg is None or len(pos) == 0:
+        return None
+    pos = np.asarray(pos, dtype=np.float64).reshape(-1)
+    neg = np.asarray(neg, dtype=np.float64)
+    B = len(pos)
+    if neg.size == 0 or neg.size % B:
+        raise ValueError(f"{space}_neg has {neg.size} values: expected B (C - 1) for B = {B} samples (C >= 2 classes)")
+    neg = neg.reshape(B, -1)
+    top = neg.max(axis=1)
+    lse = top + np.log(np.exp(lam * (neg - top[:, None])).sum(axis=1)) / lam  # (1/lam) logsumexp(lam S), stable
+    return {"soft": pos - lse, "hard": pos - top, "pos": pos}

@@ -1241,7 +1241,7 @@ def geodesic(x: Tensor, y: Tensor, t: Union[float, Tensor], c: Curvature) -> Ten
     for ``n`` points of one geodesic) -> (..., D), projected. Evaluated with
     :math:`\operatorname{artanh}(\sqrt c\|(-x)\oplus y\|)/\sqrt c = D_c(x, y)/2` in the stable form
     of ``dist``, so points near the boundary and ``x = y`` are exact; geoopt's ``geodesic`` with
-    ``k = -c``.
+    ``k = -c``. (A polyline of the arc, for drawing: :func:`chestlab.viz.geometry.geodesic_arc`.)
     """
     check_curvature(c)
     check_in_ball(x, c, "x")
@@ -1341,7 +1341,8 @@ def weighted_midpoint(x: Tensor, w: Optional[Tensor], c: Curvature) -> Tensor:
 # --------------------------------------------------------------------------------------------
 def lca_depth(a: Tensor, b: Tensor, c: Curvature) -> Tensor:
     r"""Depth of the hyperbolic LCA of ``a`` and ``b`` (HypHC, Chami et al. 2020): the distance from the
-    origin to the geodesic through ``a`` and ``b``, :math:`d_o = D_c(0, \mathrm{lca}(a, b))`.
+    origin to the geodesic through ``a`` and ``b``, :math:`d_o = D_c(0, \mathrm{lca}(a, b))`. (In a
+    known class tree the LCA's level is :meth:`chestlab.hierarchy.Hierarchy.lca_level`, an integer.)
 
     Closed form, derived in the Lorentz model in notebook 04, section 2 (the geodesic is the hyperboloid
     cut by a plane through the origin; :math:`\sinh^2(\sqrt c\, d_o)` is the squared Minkowski norm of

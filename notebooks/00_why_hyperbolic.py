@@ -200,9 +200,9 @@ def show_tree(tau=2.0, depth=3, branching=3, c=1.0):
         top[v] = v if parent[v] == 0 else top[parent[v]]
     colors = ["k"] + [class_color(int(top[v]) - 1) for v in range(1, len(parent))]
     fig, axs = plt.subplots(1, 2, figsize=(15, 7.5))
-    lessons.draw_disk(axs[0], c, grid=False)
+    viz_mpl.disk_view(axs[0], c, grid=False)
     for v in range(1, len(parent)):
-        g = lessons.geodesic(X[parent[v]], X[v], c, n=30).numpy()
+        g = lessons.geodesic_arc(X[parent[v]], X[v], c, n=30).numpy()
         axs[0].plot(g[:, 0], g[:, 1], color="0.45", lw=1, zorder=1)
         axs[1].plot(*torch.stack([Y[parent[v]], Y[v]]).T, color="0.45", lw=1, zorder=1)
     axs[0].scatter(X[:, 0], X[:, 1], c=colors, s=30, zorder=3)
@@ -326,11 +326,11 @@ for space, cc in (("disk", 1.0), ("plane", 0.0)):
         f"{lev}: {float(from_root[tree.level == lev].mean()):.1f}" for lev in range(1, tree.depth + 1))
         + (f";  d_H(0, root) = {float(poincare.dist0(fits[space].x[0], cc)):.2f}" if cc else ""))
     if cc:
-        lessons.draw_tree(axs[0], fits[space].x, tree, cc, circles=(2, 6), legend=False, title=f"disk, D = 2: {score}")
-        lessons.draw_tree(axs[1], fits[space].x, tree, cc, polar=True, circles=(2, 4, 6, 8, 10), legend=False,
+        viz_mpl.draw_embedded_tree(axs[0], fits[space].x, tree, cc, circles=(2, 6), legend=False, title=f"disk, D = 2: {score}")
+        viz_mpl.draw_embedded_tree(axs[1], fits[space].x, tree, cc, polar=True, circles=(2, 4, 6, 8, 10), legend=False,
                           title="the same disk, depth unrolled:\nradius = $d_H(0, x)$ (dotted: 2, 4, … 10)")
     else:
-        lessons.draw_tree(axs[2], fits[space].x, tree, cc, title=f"plane, D = 2: {score}")
+        viz_mpl.draw_embedded_tree(axs[2], fits[space].x, tree, cc, title=f"plane, D = 2: {score}")
 fig.tight_layout()
 
 # %% [markdown]
@@ -405,7 +405,7 @@ print("(b) depth of node centres: " + ",  ".join(f"{n} {d:.2f}" for n, d in zip(
 g = torch.Generator().manual_seed(0)
 i, j = torch.randint(len(x), (20_000,), generator=g), torch.randint(len(x), (20_000,), generator=g)
 i, j = i[i != j], j[i != j]
-true_level = tr.test_set.lca_depth(lab[i], lab[j])
+true_level = tr.test_set.lca_level(lab[i], lab[j])
 hyp_lca = poincare.lca_depth(x[i], x[j], c)
 lca_by_level = [float(hyp_lca[true_level == lev].mean()) for lev in range(4)]
 print("(c) hyperbolic LCA depth by true LCA level: " + ",  ".join(f"level {lev}: {d:.2f}" for lev, d in enumerate(lca_by_level)))
@@ -415,7 +415,7 @@ fig, axs = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw=dict(width_ratios=(1.
 arrow_deg = sorted(math.degrees(math.atan2(float(m[1]), float(m[0]))) for m in mean_dir)
 gaps = [(b - a) % 360 or 360 for a, b in zip(arrow_deg, arrow_deg[1:] + arrow_deg[:1])]
 k_gap = max(range(len(gaps)), key=gaps.__getitem__)  # label the shell half-way across the widest gap between arrows
-lessons.draw_disk(axs[0], c, grid=False, circles=(2 * r,), label_angle=arrow_deg[k_gap] + gaps[k_gap] / 2)
+viz_mpl.disk_view(axs[0], c, grid=False, circles=(2 * r,), label_angle=arrow_deg[k_gap] + gaps[k_gap] / 2)
 viz_mpl.scatter_embeddings(axs[0], x, lab, sup, size=12)
 for k, s in enumerate(groups):
     d = mean_dir[k] / mean_dir[k].norm() * float(poincare.max_norm(c)) * 0.98

@@ -45,6 +45,7 @@ import torch
 from ipywidgets import FloatSlider, interact
 
 from chestlab import lessons, poincare
+from chestlab.viz import mpl as viz_mpl
 from chestlab.viz.style import COLORS, use_lecture_style
 
 use_lecture_style()
@@ -213,7 +214,7 @@ lessons.verify("d_H(0, μ ⊗ x) = |μ| d_H(0, x)   (μ = −0.4)", poincare.dis
 lessons.verify("μ ⊗ x = exp_0(μ log_0 x)", smul(0.7, x, c), poincare.expmap0(0.7 * poincare.logmap0(x, c), c))
 t = torch.linspace(0, 1, 11, **f64)[:, None]
 gamma = add(x[0].expand(11, 3), smul(t, add(-x[0], y[0], c).expand(11, 3), c), c)
-lessons.verify("x ⊕ (t ⊗ ((−x) ⊕ y)) = exp_x(t log_x y)", gamma, lessons.geodesic(x[0], y[0], c, n=11), rtol=1e-8, atol=1e-12)
+lessons.verify("x ⊕ (t ⊗ ((−x) ⊕ y)) = exp_x(t log_x y)", gamma, lessons.geodesic_arc(x[0], y[0], c, n=11), rtol=1e-8, atol=1e-12)
 lessons.verify("…and has constant speed: d_H(x, γ(t)) = t d_H(x, y)", poincare.dist(x[0].expand(11, 3), gamma, c), t[:, 0] * poincare.dist(x[0], y[0], c), rtol=1e-8)
 
 # %% [markdown]
@@ -231,11 +232,11 @@ def show_geodesic(c=1.0, rx=0.6, ax_deg=20.0, ry=0.8, ay_deg=150.0):
     x = torch.tensor([rx * R * math.cos(math.radians(ax_deg)), rx * R * math.sin(math.radians(ax_deg))], **f64)
     y = torch.tensor([ry * R * math.cos(math.radians(ay_deg)), ry * R * math.sin(math.radians(ay_deg))], **f64)
     fig, ax = plt.subplots(figsize=(11, 7.5))
-    g = lessons.geodesic(x, y, c).numpy()
+    g = lessons.geodesic_arc(x, y, c).numpy()
     chord = np.linspace(x.numpy(), y.numpy(), 50)
     circ = lessons.hyperbolic_circle(x, 1.0, c).numpy()
     # the circles' d_H labels (and ticks) follow the lecture style, and stay off the curves drawn here
-    lessons.draw_disk(ax, c, circles=(1, 2, 3), avoid=np.concatenate([g, chord, circ]))
+    viz_mpl.disk_view(ax, c, circles=(1, 2, 3), avoid=np.concatenate([g, chord, circ]))
     ax.plot(g[:, 0], g[:, 1], color=COLORS["H"], lw=3, label="the geodesic from x to y")
     ax.plot([x[0], y[0]], [x[1], y[1]], color=COLORS["E"], ls="--", lw=2.5, label="Euclidean chord")
     ax.plot(circ[:, 0], circ[:, 1], color="#d62728", lw=2, label="points at $d_H = 1$ from x")

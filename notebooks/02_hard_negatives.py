@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from ipywidgets import FloatSlider, interact
 
-from chestlab import figures, gradients, lessons, losses, poincare
+from chestlab import gradients, lessons, losses, poincare
 from chestlab.reproduce import HARDNEG_C, HARDNEG_T, hardneg_fig2
 from chestlab.train import Trainer, TrainConfig
 from chestlab.viz.style import COLORS, use_lecture_style
@@ -150,8 +150,8 @@ def ball(v, c, r=2.3):
 
 zb = ball(v, 0.5)
 w_row = torch.softmax(-poincare.dist(zb[0], zb[1:], 0.5) / 0.2, 0)  # anchor 0's weights, c = 0.5, t = 0.2
-_, w0 = figures.hard_negative_weights(poincare.clip_features(v, 2.3), 0.2, 0.5)  # the same, sorted by distance
-lessons.verify("anchor 0: softmax(−d_H/t) == figures.hard_negative_weights", torch.sort(w_row).values, np.sort(w0))
+_, w0 = gradients.anchor_negative_weights(poincare.clip_features(v, 2.3), 0.2, 0.5)  # the same, sorted by distance
+lessons.verify("anchor 0: softmax(−d_H/t) == gradients.anchor_negative_weights", torch.sort(w_row).values, np.sort(w0))
 cs = np.logspace(-2, math.log10(4), 13)
 fig, axs = plt.subplots(1, 2, figsize=(15, 5.5), sharey=True)
 for t_, shade in ((0.1, "#6baed6"), (0.2, "#08519c")):
@@ -184,8 +184,8 @@ fig.tight_layout()
 
 # %%
 def show_weights(t=0.2, c=0.5, r=2.3, t_sphere=0.1):
-    d_s, w_s = figures.hard_negative_weights(v, t_sphere, None)
-    d_h, w_h = figures.hard_negative_weights(poincare.clip_features(v, r), t, c)
+    d_s, w_s = gradients.anchor_negative_weights(v, t_sphere, None)
+    d_h, w_h = gradients.anchor_negative_weights(poincare.clip_features(v, r), t, c)
     fig, ax = plt.subplots(figsize=(12, 5))
     k = np.arange(1, len(w_s) + 1)
     ax.semilogy(k, w_s, marker="o", ms=4, color=COLORS["E"], label=f"sphere, t = {t_sphere:g}:  n_eff = {1 / (w_s**2).sum():.1f}")
@@ -227,9 +227,9 @@ fig, ax = plt.subplots(figsize=(12, 5))
 for space, (tr, temp) in runs.items():
     emb = tr.embed("test", max_n=128)
     if space == "sphere":
-        d, w = figures.hard_negative_weights(emb["x_e"], temp, None, labels=emb["labels"])
+        d, w = gradients.anchor_negative_weights(emb["x_e"], temp, None, labels=emb["labels"])
     else:
-        d, w = figures.hard_negative_weights(poincare.logmap0(emb["x_h"].double(), tr.config.c), temp, tr.config.c, labels=emb["labels"])
+        d, w = gradients.anchor_negative_weights(poincare.logmap0(emb["x_h"].double(), tr.config.c), temp, tr.config.c, labels=emb["labels"])
     ax.semilogy(range(1, len(w) + 1), w, marker="o", ms=4, color=COLORS["E" if space == "sphere" else "H"],
                 label=f"{space}, t = {temp} (max w = {w.max():.2f})")
 ax.set(xlabel="negatives sorted by distance to the anchor (1 = hardest)", ylabel="$w_{ik}$",
@@ -237,7 +237,7 @@ ax.set(xlabel="negatives sorted by distance to the anchor (1 = hardest)", ylabel
 ax.legend(loc="upper right");
 
 # %% [markdown]
-# Read it critically: it is one anchor of one batch (change `anchor=` in `figures.hard_negative_weights`
+# Read it critically: it is one anchor of one batch (change `anchor=` in `gradients.anchor_negative_weights`
 # and the picture changes), the models are tiny, and the *normalisation* differs — on the sphere the
 # similarities live in $[-1, 1]$, in the ball in $[-4r, 0]$ (lesson 01), so the two temperatures are
 # not comparable numbers. What is robust is the shape: a few negatives carry most of the weight.

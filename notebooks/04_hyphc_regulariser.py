@@ -44,7 +44,8 @@ import torch
 from ipywidgets import FloatSlider, IntSlider, interact
 
 from chestlab import lessons, losses, poincare
-from chestlab.viz.style import class_color, use_lecture_style
+from chestlab.viz import mpl as viz_mpl
+from chestlab.viz.style import class_color, lecture_axes, use_lecture_style
 
 use_lecture_style()
 f64 = dict(dtype=torch.float64)
@@ -245,9 +246,9 @@ def show_lca(c=1.0, r=0.85, spread_deg=40.0, rot=30.0):
     ang = [math.radians(rot - spread_deg / 2), math.radians(rot + spread_deg / 2), math.radians(rot + 160)]
     pts = torch.tensor([[r * R * math.cos(t), r * R * math.sin(t)] for t in ang], **f64)
     fig, ax = plt.subplots(figsize=(10, 6.5))
-    lessons.draw_disk(ax, c, grid=False, circles=(1, 2))
+    viz_mpl.disk_view(ax, c, grid=False, circles=(1, 2))
     for (i, j), col in zip(itertools.combinations(range(3), 2), ("#2ca02c", "#9467bd", "#8c564b")):
-        g = lessons.geodesic(pts[i], pts[j], c, n=300, full=True).numpy()
+        g = lessons.geodesic_arc(pts[i], pts[j], c, n=300, full=True).numpy()
         lca_ij = lessons.lca_point(pts[i], pts[j], c)
         depth = float(poincare.lca_depth(pts[i], pts[j], c))
         ax.plot(g[:, 0], g[:, 1], color=col, lw=2)
@@ -256,7 +257,7 @@ def show_lca(c=1.0, r=0.85, spread_deg=40.0, rot=30.0):
     for i, p in enumerate(pts):
         ax.annotate(str(i), p, xytext=(6, 6), textcoords="offset points", fontsize=16)
     ax.set_title(f"hyperbolic LCAs, c = {c:g}")
-    lessons.lecture_axes(ax)  # projector-sized ticks and labels on the disk
+    lecture_axes(ax)  # projector-sized ticks and labels on the disk
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     plt.show()
 
@@ -364,13 +365,13 @@ def show_toy(step=0):
     disks = [fig.add_subplot(gs[0, 2 * i:2 * i + 2]) for i in range(3)]
     curves = [fig.add_subplot(gs[1, :3]), fig.add_subplot(gs[1, 3:])]
     for ax, (name, r) in zip(disks, runs.items()):
-        lessons.draw_disk(ax, 1.0, grid=False, circles=(2, 4))
+        viz_mpl.disk_view(ax, 1.0, grid=False, circles=(2, 4))
         snap = r["snapshots"][step]
         for k in range(snap.shape[0]):
             ax.scatter(snap[k, :, 0], snap[k, :, 1], marker="*", s=260, color=class_color(k), edgecolor="k", lw=0.6,
                        label=f"class {k}", zorder=5)
         ax.set_title(name.replace(" (", "\n("))
-        lessons.lecture_axes(ax)
+        lecture_axes(ax)
     handles, labels = disks[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=3, title=f"proxies at step {step}")
     styles = {name: dict(color=col, lw=lw, alpha=al) for name, col, lw, al in

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from ipywidgets import FloatSlider, interact
 
-from chestlab import figures, lessons, poincare
+from chestlab import lessons, metrics, poincare, viz
 from chestlab.engine import EvalEvent, StepEvent, Trainer
 from chestlab.settings import TrainConfig
 from chestlab.viz.style import use_lecture_style
@@ -76,7 +76,7 @@ for ev in trainer.run(steps):
         rows.append({"step": ev.step, **ev.metrics})
 losses_df = pd.DataFrame([r for r in rows if "l_h" in r]).set_index("step")[["loss", "l_h", "l_e", "l_hyphc"]]
 smooth = losses_df.rolling(20, min_periods=1).mean()  # one batch is noisy: running mean over 20 steps
-fig = figures.training_curves_mpl([{"step": s, **row} for s, row in smooth.iterrows()] + [r for r in rows if "l_h" not in r],
+fig = viz.training.training_curves_mpl([{"step": s, **row} for s, row in smooth.iterrows()] + [r for r in rows if "l_h" not in r],
                                   figsize=(15, 5.2))
 fig.axes[0].set(yscale="log", ylabel="loss, running mean of 20 steps")
 display(fig)
@@ -171,7 +171,7 @@ def train_run(eta_e=1.0, delta_h=1.0, n=steps):
 results = {eta_e: train_run(eta_e) for eta_e in (0.0, 1.0)}
 for eta_e, (sim, _, r1) in results.items():
     what = "$L_H$ only" if eta_e == 0 else "$L_H + L_E$"
-    fig = figures.similarity_histogram_mpl(sim, title=f"$\\eta_E = {eta_e:g}$ ({what}): test R@1 (H) = {r1:.3f}", figsize=(15, 4.6))
+    fig = viz.similarity.similarity_histogram_mpl(sim, title=f"$\\eta_E = {eta_e:g}$ ({what}): test R@1 (H) = {r1:.3f}", figsize=(15, 4.6))
     for ax in fig.axes:
         if not ax.patches:
             ax.set(xticks=[], yticks=[])
@@ -201,7 +201,7 @@ for eta_e, (sim, _, r1) in results.items():
 # %%
 for eta_e, (sim, comps, r1) in results.items():
     for space, key, lam, delta in (("h", "l_h", cfg.lambda_h, cfg.delta_h), ("e", "l_e", cfg.lambda_e, cfg.delta_e)):
-        mm = figures.per_sample_margins(sim, space, lam)
+        mm = metrics.per_sample_margins(sim, space, lam)
         if mm is None:
             continue
         loss_i = F.softplus(torch.from_numpy(lam * (delta - mm["soft"])))  # L(x_i) from the margins alone
@@ -213,8 +213,9 @@ for eta_e, (sim, comps, r1) in results.items():
 
 # %%
 for eta_e, (sim, _, r1) in results.items():
-    display(figures.margin_histogram_mpl(sim, cfg.delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h,
-                                         lambda_e=cfg.lambda_e, title=f"$\\eta_E = {eta_e:g}$: per-sample margins of the last batch"))
+    fig = viz.similarity.margin_histogram_mpl(sim, cfg.delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h,
+                                              lambda_e=cfg.lambda_e, title=f"$\\eta_E = {eta_e:g}$: per-sample margins of the last batch")
+    display(fig)
 
 # %% [markdown]
 # Compare the two printed fractions: the pooled line can say “every positive clears the margin”
@@ -226,7 +227,7 @@ for eta_e, (sim, _, r1) in results.items():
 # %%
 def show_margins(eta_e=1.0, delta_h=1.0):
     sim, _, r1 = train_run(eta_e, delta_h, n=lessons.pick(300, 60))
-    fig = figures.margin_histogram(sim, delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h, lambda_e=cfg.lambda_e,
+    fig = viz.similarity.margin_histogram(sim, delta_h, cfg.delta_e if eta_e else None, lambda_h=cfg.lambda_h, lambda_e=cfg.lambda_e,
                                    title=f"η_E = {eta_e:g}, δ_H = {delta_h:g}: test R@1 (H) = {r1:.3f}")
     fig.show()
 
@@ -307,7 +308,7 @@ pd.DataFrame(deltas)
 #   several units apart, and $S = e^{-d_H}$ — which bounds Eq. 9 — is tiny.
 # * Eq. 7 is a function of one margin per sample, $m_i = S_{y_i} - \frac1{\lambda_*}\log\sum_{y\ne y_i}e^{\lambda_* S_y}$:
 #   $L_*(x_i) = \operatorname{softplus}(\lambda_*(\delta_* - m_i))$, met when $m_i \ge \delta_*$. Pooled histograms (Fig. 3)
-#   cannot show it; `figures.margin_histogram` does.
+#   cannot show it; `viz.similarity.margin_histogram` does.
 # * An ablation needs seeds: report mean ± std and compare differences with their standard error.
 #   The paper's large effect (combining $L_H$ and $L_E$) is several points; its other differences are below one
 #   point and come without any measure of noise.
@@ -324,7 +325,7 @@ pd.DataFrame(deltas)
 #
 # ```python
 # sim, _, r1 = train_run(1.0, 20.0)
-# display(figures.margin_histogram_mpl(sim, 20.0, 1.0))
+# display(viz.similarity.margin_histogram_mpl(sim, 20.0, 1.0))
 # ```
 # Every sample sits left of $\delta_H = 20$. With clipping, all points are within $2r$ of the origin, so
 # $d_H \le 4r$ and $-4r \le S_H \le 0$: the margin $m_i \le 0 - (-4r) = 4r = 9.2$ can never reach 20. The

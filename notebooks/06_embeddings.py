@@ -44,7 +44,7 @@ import torch
 from IPython.display import Markdown
 from ipywidgets import Dropdown, IntSlider, interact
 
-from chestlab import figures, lessons, metrics, poincare
+from chestlab import lessons, metrics, poincare, viz
 from chestlab import tree_embedding
 from chestlab.engine import Trainer
 from chestlab.settings import TrainConfig
@@ -63,7 +63,7 @@ print({k: round(v, 3) for k, v in trainer.history[-1].items() if k.endswith("R@1
 # %% [markdown]
 # ## 1. The Poincaré disk (Fig. 2, left)
 #
-# $x^H$ lives in $D_H = 8$ dimensions. Two ways down to the disk, both in `chestlab.figures`:
+# $x^H$ lives in $D_H = 8$ dimensions. Two ways down to the disk, both in `chestlab.viz.geometry`:
 # `project_to_disk` (log map to the tangent space at 0, PCA, exp map back: the origin stays the root and
 # norms only shrink) and `umap_disk` (UMAP on the Poincaré distances with a hyperbolic output, as in the
 # paper — nonlinear, so only neighbourhoods are meaningful). Colour = digit, marker = super-class
@@ -75,22 +75,22 @@ n = lessons.pick(600, 300)
 emb = {split: trainer.embed(split, max_n=n) for split in ("train", "test")}
 P = trainer.proxies()["h"]  # (C, K, D_H)
 tr = emb["train"]
-xy = figures.project_to_disk(tr["x_h"], c)
-pxy = figures.project_to_disk(P.reshape(-1, P.shape[-1]), c, fit_on=tr["x_h"])
-fig = figures.poincare_disk(xy, tr["labels"], tr["super"], pxy.reshape(P.shape[0], P.shape[1], 2), c=c, grid=True, circles=(2, 4),
-                            class_names=trainer.train_set.classes, super_names=trainer.train_set.superclasses,
-                            title="train digits (0–4), tangent PCA", height=560)
-lessons.disk_legend(fig, trainer.train_set.classes, trainer.train_set.superclasses)  # which colour is which digit
+xy = viz.geometry.project_to_disk(tr["x_h"], c)
+pxy = viz.geometry.project_to_disk(P.reshape(-1, P.shape[-1]), c, fit_on=tr["x_h"])
+fig = viz.disk.poincare_disk(xy, tr["labels"], tr["super"], pxy.reshape(P.shape[0], P.shape[1], 2), c=c, grid=True, circles=(2, 4),
+                             class_names=trainer.train_set.classes, super_names=trainer.train_set.superclasses,
+                             title="train digits (0–4), tangent PCA", height=560)
+viz.disk.disk_legend(fig, trainer.train_set.classes, trainer.train_set.superclasses)  # which colour is which digit
 
 # %%
 te = emb["test"]
 if lessons.FAST:  # fast mode skips UMAP, whose first call compiles for ~20 s: the tangent PCA instead
-    uxy, how = figures.project_to_disk(te["x_h"], c), "tangent PCA (fast mode; full mode: UMAP)"
+    uxy, how = viz.geometry.project_to_disk(te["x_h"], c), "tangent PCA (fast mode; full mode: UMAP)"
 else:
-    uxy, how = figures.umap_disk(te["x_h"], c, seed=0), "UMAP to the disk"
-fig = figures.poincare_disk(uxy, te["labels"], te["super"], c=c, class_names=trainer.test_set.classes,
-                            super_names=trainer.test_set.superclasses, title=f"unseen test digits (5–9), {how}", height=560)
-lessons.disk_legend(fig, trainer.test_set.classes, trainer.test_set.superclasses)
+    uxy, how = viz.geometry.umap_disk(te["x_h"], c, seed=0), "UMAP to the disk"
+fig = viz.disk.poincare_disk(uxy, te["labels"], te["super"], c=c, class_names=trainer.test_set.classes,
+                             super_names=trainer.test_set.superclasses, title=f"unseen test digits (5–9), {how}", height=560)
+viz.disk.disk_legend(fig, trainer.test_set.classes, trainer.test_set.superclasses)
 
 # %% [markdown]
 # The train digits form one tight cluster per class near the boundary. The proxies (stars, projected
@@ -140,7 +140,7 @@ plt.show()
 #
 # Each test image queries all other test images; the nine nearest results are shown left to right,
 # nearest first. The query sits on the left in an amber frame; results of another digit are framed in
-# red and their digit is written below (`lessons.retrieval_examples` + `lessons.retrieval_figure`).
+# red and their digit is written below (`lessons.retrieval_examples` + `viz.paper.retrieval_figure`).
 
 # %%
 tiles = 1 - (trainer.test_set.data[te["index"]][:, 0] * 0.5 + 0.5).clamp(0, 1).numpy()  # dark ink on white
@@ -153,8 +153,9 @@ def show_retrieval(query=0, space="H"):
     else:
         ex = lessons.retrieval_examples(te["x_e"], te["labels"], tiles, q, metric="euclidean")
     wrong = sum(not ok for e in ex for _, ok in e["results"])
-    display(lessons.retrieval_figure(ex, class_names=trainer.test_set.classes,
-                                     title=f"space {space}: {wrong} of {sum(len(e['results']) for e in ex)} results of another digit"))
+    fig = viz.paper.retrieval_figure(ex, class_names=trainer.test_set.classes,
+                                     title=f"space {space}: {wrong} of {sum(len(e['results']) for e in ex)} results of another digit")
+    display(fig)
 
 
 interact(show_retrieval, query=IntSlider(value=0, min=0, max=len(tiles) - 1, continuous_update=False),
@@ -321,7 +322,7 @@ display(Markdown(lessons.paired_verdict(direct_table, a="disk", b="plane", lower
 # for _ in t2.run(400): pass
 # print(t2.history[-1]["test/H/R@1"], "vs", trainer.history[-1]["test/H/R@1"], "with D_H = 8")
 # e2 = t2.embed("test")
-# figures.poincare_disk(figures.project_to_disk(e2["x_h"], c, method="exact"), e2["labels"], c=c)
+# viz.disk.poincare_disk(viz.geometry.project_to_disk(e2["x_h"], c, method="exact"), e2["labels"], c=c)
 # ```
 # Compare the two numbers (in our full-mode run R@1 fell by more than ten points with $D_H = 2$): two
 # dimensions leave room for only a circle of directions, which the five training classes and the

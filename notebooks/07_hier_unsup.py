@@ -56,6 +56,7 @@ from ipywidgets import FloatSlider, IntSlider, interact
 from sklearn.metrics import adjusted_rand_score
 
 from chestlab import lessons, poincare
+from chestlab.viz import mpl as viz_mpl
 from chestlab.hierarchy import class_means
 from chestlab.engine import Trainer
 from chestlab.losses.hier import (gumbel_noise, hier_loss, hier_parents, hier_similarity, lca_select, lca_triplet_loss,
@@ -118,7 +119,7 @@ a_ij, a_ijk = int(toy.lca_ij), int(toy.lca_ijk)
 
 # %%
 def draw_toy(ax, arrows=None, title=None):
-    lessons.draw_disk(ax, C, grid=False)
+    viz_mpl.disk_view(ax, C, grid=False)
     for g, name in enumerate("ABC"):
         m = (group == g).numpy()
         ax.scatter(leaves[m, 0], leaves[m, 1], s=90, color=super_color(g), zorder=4, label=f"group {name}")
@@ -128,9 +129,9 @@ def draw_toy(ax, arrows=None, title=None):
     for s, name in ((i, "i"), (j, "j"), (k, "k")):
         ax.annotate(name, leaves[s].numpy(), xytext=(10, -4), textcoords="offset points", fontsize="large", weight="bold")
     for s in (i, j):
-        ax.plot(*lessons.geodesic(leaves[s], prox[a_ij], C).T, color=COLORS["pos"], lw=2.2, zorder=3)
+        ax.plot(*lessons.geodesic_arc(leaves[s], prox[a_ij], C).T, color=COLORS["pos"], lw=2.2, zorder=3)
     for s in (i, j, k):
-        ax.plot(*lessons.geodesic(leaves[s], prox[a_ijk], C).T, color=COLORS["neg"], lw=1.6, ls="--", zorder=3)
+        ax.plot(*lessons.geodesic_arc(leaves[s], prox[a_ijk], C).T, color=COLORS["neg"], lw=1.6, ls="--", zorder=3)
     ax.plot([], [], color=COLORS["pos"], lw=2.2, label="to ρ_ij")
     ax.plot([], [], color=COLORS["neg"], lw=1.6, ls="--", label="to ρ_ijk")
     if arrows is not None:
@@ -522,7 +523,7 @@ groups = test_set.class_to_super[cls]
 geo = hier_disk_geometry(rho, par, tr_h.config.c, x_h=emb["x_h"].double(), x_groups=emb["super"].tolist(),
                          anchors_h=means_h, anchor_groups=groups.tolist())
 fig, ax = plt.subplots(figsize=(9, 9))
-lessons.draw_disk(ax, tr_h.config.c, grid=False, circles=(2.0, 4.0))
+viz_mpl.disk_view(ax, tr_h.config.c, grid=False, circles=(2.0, 4.0))
 ax.scatter(geo["x"][:, 0], geo["x"][:, 1], s=6, c=[super_color(s) for s in geo["x_group"]], alpha=0.25, zorder=1)
 for line in geo["tree_lines"]:
     ax.plot(line[:, 0], line[:, 1], color="0.2", lw=1.6, zorder=3)

@@ -43,8 +43,11 @@ def test_figure_cells_are_read_from_the_source() -> None:
         "import plotly.graph_objects as go\nfig = go.Figure()\nfig",  # 6: a figure as the last expression
         "%matplotlib inline\nfig.show()",  # 7: a magic line and plotly's show
         "def helper():\n    return draw\nhelper",  # 8: defines a function that only mentions draw
+        "display(viz.similarity.similarity_histogram(sim, delta_h=1.0))",  # 9: a viz builder displayed
+        "viz.disk.poincare_disk(x, y, c=1.0)",  # 10: a viz builder as the last expression
+        "display(table.style)",  # 11: a table, not a figure
     )
-    assert book.figure_cells(nb) == [2, 3, 5, 6, 7]
+    assert book.figure_cells(nb) == [2, 3, 5, 6, 7, 9, 10]
 
 
 def _check_page(page_html: str, n_figure_cells: int) -> dict:
@@ -334,29 +337,31 @@ def test_maths_page_has_the_anchors_the_lessons_and_its_own_links_use() -> None:
 
 def test_plotly_fallback_png_without_kaleido() -> None:
     """The static image of a plotly figure is drawn with matplotlib when kaleido is missing."""
-    from chestlab import figures
+    from chestlab.viz import disk as vdisk
+    from chestlab.viz import similarity as vsim
     import numpy as np
 
-    fig = figures.poincare_disk(np.array([[0.1, 0.2], [-0.3, 0.1]]), [0, 1], c=1.0, circles=(1.0,))
+    fig = vdisk.poincare_disk(np.array([[0.1, 0.2], [-0.3, 0.1]]), [0, 1], c=1.0, circles=(1.0,))
     png = convert.plotly_to_mpl_png(fig)
     assert png[:4] == b"\x89PNG" and len(png) > 3000
-    fig = figures.similarity_histogram({"h_pos": [1.0, 2.0], "h_neg": [0.0, 0.5, 0.2, 0.1]}, delta_h=1.0)
+    fig = vsim.similarity_histogram({"h_pos": [1.0, 2.0], "h_neg": [0.0, 0.5, 0.2, 0.1]}, delta_h=1.0)
     assert convert.plotly_to_mpl_png(fig)[:4] == b"\x89PNG"
 
 
 def test_plotly_fallback_is_readable_and_keeps_its_legend() -> None:
     """The matplotlib fallback uses the lessons' projector fonts, keeps a disk's legend (legend-only
-    entries of lessons.disk_legend: which colour is which class, which marker which super-class),
+    entries of viz.disk.disk_legend: which colour is which class, which marker which super-class),
     its circle labels, and keeps every legend inside the image."""
-    from chestlab import figures, lessons
+    from chestlab.viz import disk as vdisk
+    from chestlab.viz import similarity as vsim
     import numpy as np
 
     rng = np.random.default_rng(0)
     x = 0.5 * rng.normal(size=(40, 2)).clip(-1.5, 1.5) / 2
     labels = np.arange(40) % 4
-    fig = figures.poincare_disk(x, labels, labels // 2, rng.uniform(-0.4, 0.4, (4, 1, 2)), c=1.0, grid=True,
+    fig = vdisk.poincare_disk(x, labels, labels // 2, rng.uniform(-0.4, 0.4, (4, 1, 2)), c=1.0, grid=True,
                                 circles=(1.0, 2.0), class_names=list("abcd"), super_names=["AB", "CD"])
-    lessons.disk_legend(fig, list("abcd"), ["AB", "CD"])
+    vdisk.disk_legend(fig, list("abcd"), ["AB", "CD"])
     mfig = convert.plotly_to_mpl(fig)
     (leg,) = mfig.legends
     names = [t.get_text() for t in leg.get_texts()]
@@ -366,7 +371,7 @@ def test_plotly_fallback_is_readable_and_keeps_its_legend() -> None:
     assert min(t.get_fontsize() for t in leg.get_texts()) >= 13 and mfig.get_figwidth() >= 10
 
     sim = {"h_pos": rng.normal(-2, 0.3, 64), "h_neg": rng.normal(-4, 0.5, 64 * 15), "e_pos": None, "e_neg": None}
-    mfig = convert.plotly_to_mpl(figures.margin_histogram(sim, 1.0, None, title="eta_E = 0"))
+    mfig = convert.plotly_to_mpl(vsim.margin_histogram(sim, 1.0, None, title="eta_E = 0"))
     mfig.canvas.draw()
     box, page = mfig.legends[0].get_window_extent(), mfig.bbox
     assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1 and box.y0 >= page.y0 - 1  # not cut off

@@ -266,7 +266,7 @@ def test_disk_panel_draws_the_hierarchy_and_its_level_strip() -> None:
     oracle), and a level strip whose points are the mean d_H(0, .) per level at each drawn step."""
     import geoopt.manifolds.stereographic.math as gm
 
-    from chestlab.figures import project_to_disk
+    from chestlab.viz.geometry import project_to_disk
     from chestlab.viz.style import super_color
 
     run = runner.build(small())
@@ -306,13 +306,13 @@ def test_disk_panel_draws_the_hierarchy_and_its_level_strip() -> None:
 def test_disk_panel_umap_request_uses_a_progress_bar(run_a: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from chestlab import figures
+    from chestlab.viz import geometry
 
     def fake_umap(x_h: Any, c: float, seed: int = 0, fit_on_proxies: Any = None) -> Any:
         xy = np.zeros((len(x_h), 2))
         return (xy, np.zeros((len(fit_on_proxies), 2))) if fit_on_proxies is not None else xy
 
-    monkeypatch.setattr(figures, "umap_disk", fake_umap)
+    monkeypatch.setattr(geometry, "umap_disk", fake_umap)
     session: dict = {}
     ctx = ctx_of(run_a, session)
     ctx.state.umap_requested = True

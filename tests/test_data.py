@@ -137,7 +137,7 @@ def test_tree_hierarchy_and_sibling_split() -> None:
     paths = torch.tensor(world.paths)
     same = (paths[:, None, :] == paths[None, :, :]).long().cumprod(-1).sum(-1)  # LCA depth
     assert d[same == 2].mean() < d[same == 1].mean() < d[same == 0].mean()
-    assert torch.equal(train.lca_depth(0, torch.arange(2)), torch.tensor([3, 2]))
+    assert torch.equal(train.lca_level(0, torch.arange(2)), torch.tensor([3, 2]))
 
 
 def test_tree_options() -> None:

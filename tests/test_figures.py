@@ -1,4 +1,4 @@
-"""chestlab.figures: the figures build, hold the expected traces, and the disk maps keep points inside
+"""chestlab.viz's figure builders: the figures build, hold the expected traces, and the disk maps keep points inside
 the Poincaré disk."""
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chestlab import figures, poincare, viz
+from chestlab import gradients, metrics, poincare, viz
+from chestlab.viz import disk as vdisk
+from chestlab.viz import geometry, hardneg
+from chestlab.viz import mpl as vmpl
+from chestlab.viz import paper as vpaper
+from chestlab.viz import similarity as vsim
+from chestlab.viz import training as vtrain
 from chestlab.train import SimilarityEvent
 
 
@@ -33,7 +39,7 @@ def _ball_points(n: int, d: int, c: float, seed: int = 0, scale: float = 2.0) ->
 # similarity histograms
 # ------------------------------------------------------------------------------------------------
 def test_similarity_histogram_traces_and_margins() -> None:
-    fig = figures.similarity_histogram(_sim(), delta_h=1.0, delta_e=5.0, lambda_h=20.0, lambda_e=20.0)
+    fig = vsim.similarity_histogram(_sim(), delta_h=1.0, delta_e=5.0, lambda_h=20.0, lambda_e=20.0)
     assert isinstance(fig, go.Figure)
     hists = [t for t in fig.data if t.type == "histogram"]
     assert [t.name for t in hists] == ["positive class", "negative classes"] * 2
@@ -44,24 +50,24 @@ def test_similarity_histogram_traces_and_margins() -> None:
     assert "δ_H = 1" in fig.layout.annotations[0].text and "δ_E = 5" in fig.layout.annotations[1].text
     # instead the titles give the fraction of samples whose own margin (per_sample_margins) meets δ
     for ann, space, delta in zip(fig.layout.annotations[:2], "he", (1.0, 5.0)):
-        m = figures.per_sample_margins(_sim(), space, 20.0)["soft"]
+        m = metrics.per_sample_margins(_sim(), space, 20.0)["soft"]
         assert f"m ≥ δ for {np.mean(m >= delta):.0%} of 64 samples" in ann.text
     assert fig.layout.xaxis.title.text.startswith("S(x_i, y)")  # y: the class (docs/maths.md); c is the curvature
 
 
 def test_similarity_histogram_without_a_space_or_margins() -> None:
-    fig = figures.similarity_histogram(_sim(eta_e_off=True))
+    fig = vsim.similarity_histogram(_sim(eta_e_off=True))
     assert len([t for t in fig.data if t.type == "histogram"]) == 2
     assert any("not computed" in a.text for a in fig.layout.annotations)
     assert not [t for t in fig.data if t.type == "scatter"]
     # a plain mapping works too (notebooks); negatives not laid out (B, C - 1): δ named, no fraction
-    fig = figures.similarity_histogram({"h_pos": [0.1, 0.2], "h_neg": [0.0, -0.1, -0.2]}, delta_h=0.5, lambda_h=20.0)
+    fig = vsim.similarity_histogram({"h_pos": [0.1, 0.2], "h_neg": [0.0, -0.1, -0.2]}, delta_h=0.5, lambda_h=20.0)
     assert fig.layout.annotations[0].text.endswith("(δ_H = 0.5)")
 
 
 def test_similarity_histogram_mpl_png() -> None:
-    fig = figures.similarity_histogram_mpl(_sim(), 1.0, 1.0, lambda_h=20.0, lambda_e=20.0, title="step 3")
-    png = figures.to_png(fig)
+    fig = vsim.similarity_histogram_mpl(_sim(), 1.0, 1.0, lambda_h=20.0, lambda_e=20.0, title="step 3")
+    png = vmpl.to_png(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "$S_H(x_i, y)$" and fig.axes[1].get_xlabel() == "$S_E(x_i, y)$"
     assert not fig.axes[0].lines  # no pooled margin line
@@ -70,13 +76,12 @@ def test_similarity_histogram_mpl_png() -> None:
 
 def test_no_class_index_written_c_in_figure_labels() -> None:
     """c is the curvature; a class is y (docs/maths.md's notation table): no label writes p_c."""
-    from chestlab import paper_figures
 
-    texts = [t.text for t in figures.similarity_histogram(_sim(), 1.0, 1.0).layout.annotations]
-    texts += [figures.similarity_histogram(_sim()).layout.xaxis.title.text]
-    fig = figures.similarity_histogram_mpl(_sim())
+    texts = [t.text for t in vsim.similarity_histogram(_sim(), 1.0, 1.0).layout.annotations]
+    texts += [vsim.similarity_histogram(_sim()).layout.xaxis.title.text]
+    fig = vsim.similarity_histogram_mpl(_sim())
     texts += [ax.get_xlabel() for ax in fig.axes]
-    fig = paper_figures.similarity_histograms([("a", _sim().h_pos, _sim().h_neg)])
+    fig = vpaper.similarity_histograms([("a", _sim().h_pos, _sim().h_neg)])
     texts += [ax.get_xlabel() for ax in fig.axes]
     assert texts and not [t for t in texts if "p_c" in t or "x, c)" in t], texts
 
@@ -93,10 +98,10 @@ def test_lecture_style_reaches_the_plotly_figures() -> None:
     rows = [{"step": i, "loss": 3.0 / i} for i in range(1, 20)]
 
     def build():
-        return {"hist": figures.similarity_histogram(_sim(), 1.0, 1.0, title="t"),
-                "disk": figures.poincare_disk(x, np.arange(30) % 3, c=1.0, circles=(1.0, 2.0), title="disk"),
-                "margins": figures.margin_histogram(_sim(True), 1.0, None, title="t"),
-                "curves": figures.training_curves(rows)}
+        return {"hist": vsim.similarity_histogram(_sim(), 1.0, 1.0, title="t"),
+                "disk": vdisk.poincare_disk(x, np.arange(30) % 3, c=1.0, circles=(1.0, 2.0), title="disk"),
+                "margins": vsim.margin_histogram(_sim(True), 1.0, None, title="t"),
+                "curves": vtrain.training_curves(rows)}
 
     def smallest(fig) -> float:
         lay = fig.layout
@@ -131,10 +136,10 @@ def test_lecture_style_reaches_the_matplotlib_figures() -> None:
     x = _ball_points(30, 2, 1.0, scale=0.5).numpy()
 
     def build():
-        return [figures.similarity_histogram_mpl(_sim(), 1.0, 1.0, lambda_h=20.0, lambda_e=20.0, title="t"),
-                figures.training_curves_mpl(rows),
-                figures.poincare_disk_mpl(x, np.arange(30) % 3, c=1.0, circles=(1.0,), title="disk"),
-                figures.margin_histogram_mpl(_sim(), 1.0, 1.0)]
+        return [vsim.similarity_histogram_mpl(_sim(), 1.0, 1.0, lambda_h=20.0, lambda_e=20.0, title="t"),
+                vtrain.training_curves_mpl(rows),
+                vdisk.poincare_disk_mpl(x, np.arange(30) % 3, c=1.0, circles=(1.0,), title="disk"),
+                vsim.margin_histogram_mpl(_sim(), 1.0, 1.0)]
 
     def sizes(fig):
         out = []
@@ -153,7 +158,7 @@ def test_lecture_style_reaches_the_matplotlib_figures() -> None:
     for p, f in zip(plain, lecture):
         assert f.get_size_inches()[0] >= LECTURE_RC["figure.figsize"][0]
         assert min(sizes(f)) >= 13 and min(sizes(f)) > min(sizes(p)), (f, sizes(f))
-        assert figures.to_png(f)[:4] == b"\x89PNG"
+        assert vmpl.to_png(f)[:4] == b"\x89PNG"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,18 +166,18 @@ def test_lecture_style_reaches_the_matplotlib_figures() -> None:
 # ------------------------------------------------------------------------------------------------
 def test_project_to_disk_exact_for_two_dimensions() -> None:
     x = _ball_points(50, 2, c=0.5)
-    out = figures.project_to_disk(x, 0.5, method="exact")
+    out = geometry.project_to_disk(x, 0.5, method="exact")
     np.testing.assert_array_equal(out, x.numpy())
-    np.testing.assert_array_equal(figures.project_to_disk(x, 0.5), x.numpy())  # auto = exact
+    np.testing.assert_array_equal(geometry.project_to_disk(x, 0.5), x.numpy())  # auto = exact
     with pytest.raises(ValueError, match="D_H = 2"):
-        figures.project_to_disk(_ball_points(5, 3, 0.5), 0.5, method="exact")
+        geometry.project_to_disk(_ball_points(5, 3, 0.5), 0.5, method="exact")
 
 
 @settings(max_examples=25, deadline=None)
 @given(c=st.floats(0.05, 4.0), d=st.integers(3, 40), scale=st.floats(0.1, 20.0), seed=st.integers(0, 1000))
 def test_tangent_pca_keeps_points_inside_and_distances_to_origin_shrink(c: float, d: int, scale: float, seed: int) -> None:
     x = _ball_points(40, d, c, seed, scale)
-    out = torch.as_tensor(figures.project_to_disk(x, c, method="tangent_pca"))
+    out = torch.as_tensor(geometry.project_to_disk(x, c, method="tangent_pca"))
     assert out.shape == (40, 2)
     assert bool(torch.isfinite(out).all())
     assert float((c * out.pow(2).sum(-1)).max()) < 1.0
@@ -191,10 +196,10 @@ def test_tangent_pca_fit_on_shares_the_projection_and_is_exact_on_a_plane() -> N
     v = torch.zeros(30, 5, dtype=torch.float64)
     v[:, :2] = torch.randn(30, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     x = poincare.expmap0(v, c)
-    out = figures.project_to_disk(x, c)
+    out = geometry.project_to_disk(x, c)
     # data in a 2-plane through 0: the projection is an isometry, distances to 0 are kept
     np.testing.assert_allclose(poincare.dist0(torch.as_tensor(out), c).numpy(), poincare.dist0(x, c).numpy(), rtol=1e-9)
-    prox = figures.project_to_disk(x[:4], c, fit_on=x)
+    prox = geometry.project_to_disk(x[:4], c, fit_on=x)
     np.testing.assert_allclose(prox, out[:4], atol=1e-12)
 
 
@@ -202,14 +207,14 @@ def test_hyperboloid_to_disk_stays_in_the_ball() -> None:
     rng = np.random.default_rng(0)
     xy = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(0, 1e6, (20, 2)), [[0.0, 0.0], [1e300, -1e300]]])
     for c in (0.1, 1.0, 3.0):
-        p = figures.hyperboloid_to_disk(xy, c)
+        p = geometry.hyperboloid_to_disk(xy, c)
         assert np.isfinite(p).all()
         assert (c * (p ** 2).sum(-1)).max() < 1.0
-    np.testing.assert_allclose(figures.hyperboloid_to_disk([[0.0, 0.0]], 1.0), [[0.0, 0.0]])
+    np.testing.assert_allclose(geometry.hyperboloid_to_disk([[0.0, 0.0]], 1.0), [[0.0, 0.0]])
     # the stereographic map is an isometry from the hyperboloid: distance to 0 = acosh(z) = 2 artanh(|p|)
     q = np.array([[0.7, -1.3]])
     z = math.sqrt(1 + (q ** 2).sum())
-    p = figures.hyperboloid_to_disk(q, 1.0)
+    p = geometry.hyperboloid_to_disk(q, 1.0)
     assert 2 * math.atanh(np.linalg.norm(p)) == pytest.approx(math.acosh(z))
 
 
@@ -219,7 +224,7 @@ def test_poincare_disk_traces(c: float) -> None:
     labels = np.repeat(np.arange(6), 10)
     sup = labels // 3
     prox = x[:12].reshape(6, 2, 2)
-    fig = figures.poincare_disk(x, labels, sup, prox, c=c, grid=True, circles=(1.0, 2.0), title="t",
+    fig = vdisk.poincare_disk(x, labels, sup, prox, c=c, grid=True, circles=(1.0, 2.0), title="t",
                                 super_names=["a", "b"])
     names = [t.name for t in fig.data]
     assert "a" in names and "b" in names  # one trace per super-class (its colour)
@@ -238,7 +243,7 @@ def test_poincare_disk_traces(c: float) -> None:
     else:
         assert len(circles) == 2  # no boundary at c = 0, only the two distance circles
     assert fig.layout.uirevision == "disk" and fig.layout.yaxis.scaleanchor == "x"
-    png = figures.to_png(figures.poincare_disk_mpl(x, labels, sup, prox, c=c, circles=(1.0,)))
+    png = vmpl.to_png(vdisk.poincare_disk_mpl(x, labels, sup, prox, c=c, circles=(1.0,)))
     assert png[:4] == b"\x89PNG"
 
 
@@ -259,7 +264,7 @@ def test_geodesic_arcs_are_orthogonal_to_the_boundary() -> None:
 def test_umap_disk_is_inside_the_disk() -> None:
     pytest.importorskip("umap")
     x = _ball_points(60, 8, 0.5, scale=1.0)
-    out = figures.umap_disk(x, 0.5, n_neighbors=5, seed=0)
+    out = geometry.umap_disk(x, 0.5, n_neighbors=5, seed=0)
     assert out.shape == (60, 2) and np.isfinite(out).all()
     assert (0.5 * (out ** 2).sum(-1)).max() < 1.0
 
@@ -271,7 +276,7 @@ def test_training_curves_traces() -> None:
     rows = [{"step": i, "loss": 3.0 / i, "l_h": 1.0 / i, "l_e": 2.0 / i, "l_hyphc": 0.0} for i in range(1, 1001)]
     for s in (0, 500, 1000):
         rows.append({"step": s, **{f"{sp}/{S}/{m}": 0.5 for sp in ("test", "train") for S in ("H", "E") for m in ("R@1", "MAP@R")}})
-    fig = figures.training_curves(rows, max_points=100)
+    fig = vtrain.training_curves(rows, max_points=100)
     names = [t.name for t in fig.data]
     assert {"total L (Eq. 10)", "L_H (Eq. 7, hyperbolic)", "L_E (Eq. 7, Euclidean)"} <= set(names)
     assert not any("HypHC" in n for n in names[1:])  # identically zero (tau = 0): not drawn
@@ -281,8 +286,8 @@ def test_training_curves_traces() -> None:
     assert {t.line.dash for t in metric} == {"solid", "dash"}
     loss = next(t for t in fig.data if t.name == "total L (Eq. 10)")
     assert len(loss.x) <= 101 and loss.x[-1] == 1000  # thinned, last step kept
-    figures.training_curves([])  # an empty run draws empty axes
-    assert figures.to_png(figures.training_curves_mpl(rows))[:4] == b"\x89PNG"
+    vtrain.training_curves([])  # an empty run draws empty axes
+    assert vmpl.to_png(vtrain.training_curves_mpl(rows))[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("loss, total, parts", [
@@ -297,7 +302,7 @@ def test_loss_panel_gives_the_regularisers_their_own_log_axis(loss: str, total: 
     rows = [{"step": i, "loss": 60.0 / i, "l_h": 30.0 / i, "l_e": 30.0 / i, "pair_ce": 50.0 / i,
              "l_hyphc": 4e-4 * (1 + 0.5 * np.sin(i / 5)) + 1e-6 * rng.random(), "l_hier": 0.3 / i ** 0.5}
             for i in range(1, 201)]
-    fig = figures.training_curves(rows, loss=loss)
+    fig = vtrain.training_curves(rows, loss=loss)
     loss_traces = [t for t in fig.data if t.xaxis in (None, "x")]
     assert loss_traces[0].name.endswith(total)
     assert [t.name.split(" (")[0] for t in loss_traces[1:]] == parts  # only this loss's parts, each named
@@ -310,11 +315,11 @@ def test_loss_panel_gives_the_regularisers_their_own_log_axis(loss: str, total: 
     assert all(t.name.endswith("right axis, log)") and t.line.dash == "dot" for t in small)
     for t in small:  # each moves, on its own scale
         assert min(t.y) > 0 and max(t.y) / min(t.y) > 2
-    assert figures.to_png(figures.training_curves_mpl(rows, loss=loss))[:4] == b"\x89PNG"
+    assert vmpl.to_png(vtrain.training_curves_mpl(rows, loss=loss))[:4] == b"\x89PNG"
 
 
 def test_hard_negative_weights_figure_matches_losses_and_sharpens() -> None:
-    fig = figures.hard_negative_weights_figure([0.1, 1.0], t=0.1, n=40, seed=3)
+    fig = hardneg.weights_figure([0.1, 1.0], t=0.1, n=40, seed=3)
     assert len([t for t in fig.data if t.type == "scatter"]) == 3  # sphere + two curvatures
     for tr in fig.data:
         assert sum(tr.y) == pytest.approx(1.0, abs=1e-9)  # softmax weights
@@ -322,7 +327,7 @@ def test_hard_negative_weights_figure_matches_losses_and_sharpens() -> None:
     assert "sphere" in fig.data[0].name and "c = 1" in fig.data[2].name
     # weights and sort order equal chestlab.losses.hard_negative_weights on the same points
     v = torch.randn(20, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    d, w = figures.hard_negative_weights(v, 0.2, 0.5, anchor=3)
+    d, w = gradients.anchor_negative_weights(v, 0.2, 0.5, anchor=3)
     x = poincare.expmap0(v, 0.5)
     others = torch.cat([x[:3], x[4:]])
     ref = torch.sort(torch.as_tensor(__import__("chestlab.losses", fromlist=["x"]).hard_negative_weights(x[3], others, 0.2, c=0.5)), descending=True).values
@@ -330,7 +335,7 @@ def test_hard_negative_weights_figure_matches_losses_and_sharpens() -> None:
     assert (np.diff(d) >= 0).all()
     # with labels, same-class points are not negatives
     labels = torch.arange(20) % 5
-    d2, _ = figures.hard_negative_weights(v, 0.2, None, anchor=0, labels=labels)
+    d2, _ = gradients.anchor_negative_weights(v, 0.2, None, anchor=0, labels=labels)
     assert len(d2) == 16
 
 
@@ -339,17 +344,16 @@ def test_fig3_colours_follow_the_paper_everywhere():
     and lessons' histograms (plotly and matplotlib) and the reproduction's figure agree."""
     import matplotlib.colors as mcolors
 
-    from chestlab import paper_figures
     from chestlab.engine import SimilarityEvent
 
     red, blue = mcolors.to_rgb("#d62728"), mcolors.to_rgb("#1f77b4")
     ev = SimilarityEvent(1, np.ones(4), np.zeros(12), np.ones(4), np.zeros(12))
-    fig = figures.similarity_histogram(ev)
+    fig = vsim.similarity_histogram(ev)
     by_name = {}
     for tr in fig.data:
         by_name.setdefault(tr.name.split()[0].lower(), mcolors.to_rgb(tr.marker.color))
     assert by_name.get("positive") == red and by_name.get("negative") == blue, by_name
-    assert mcolors.to_rgb(paper_figures.PAPER_POS) == red and mcolors.to_rgb(paper_figures.PAPER_NEG) == blue
+    assert mcolors.to_rgb(vpaper.PAPER_POS) == red and mcolors.to_rgb(vpaper.PAPER_NEG) == blue
 
 
 # ------------------------------------------------------------------------------------------------
@@ -417,7 +421,7 @@ def test_without_proxies_the_nodes_hang_over_the_class_means() -> None:
     # D_H = 5: nodes and root projected with the samples' projection (tangent PCA fitted on them)
     x5, labels5, cs5, prox5, t5 = _toy_tree(c, dim=5)
     nodes5 = torch.stack([_gyro_mid(prox5[torch.as_tensor(cs5 == s)].reshape(-1, 5), c) for s in range(3)])
-    np.testing.assert_allclose(t5["nodes"], figures.project_to_disk(nodes5, c, fit_on=x5), atol=1e-9)
+    np.testing.assert_allclose(t5["nodes"], geometry.project_to_disk(nodes5, c, fit_on=x5), atol=1e-9)
     assert t5["depth"]["super-classes"] == pytest.approx(_d0(nodes5, c).mean(), rel=1e-9)  # in the ball, not the picture
 
 
@@ -427,7 +431,7 @@ def test_poincare_disk_draws_the_tree_coloured_by_super_class() -> None:
     c = 0.7
     x, labels, cs, prox, t = _toy_tree(c)
     names = ["branch A", "branch B", "branch C"]
-    fig = figures.poincare_disk(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs, tree=t,
+    fig = vdisk.poincare_disk(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs, tree=t,
                                 super_names=names, class_names=[f"c{k}" for k in range(6)], circles=(1.0,))
     by_name = {}
     for tr in fig.data:
@@ -460,22 +464,57 @@ def test_poincare_disk_draws_the_tree_coloured_by_super_class() -> None:
     used = {*node.marker.color, *palette, *(tr.line.color for tr in lines)}
     assert not used & {COLORS["pos"], COLORS["neg"]}
     # the other colouring (one colour per class, the marker tells super-classes apart) is still there
-    by_class = figures.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="class")
+    by_class = vdisk.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="class")
     pts = [tr for tr in by_class.data if tr.type == "scattergl"]
     assert len({tr.marker.symbol for tr in pts}) == 3
     with pytest.raises(ValueError, match="color_by"):
-        figures.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="shade")
+        vdisk.poincare_disk(x.numpy(), labels, cs[labels], c=c, color_by="shade")
     # the static version draws the same tree
-    assert figures.to_png(figures.poincare_disk_mpl(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs,
+    assert vmpl.to_png(vdisk.poincare_disk_mpl(x.numpy(), labels, cs[labels], prox.numpy(), c=c, class_super=cs,
                                                     tree=t))[:4] == b"\x89PNG"
 
 
 def test_level_strip_plots_the_mean_distance_per_level() -> None:
     hist = [(s, {"root": 0.1 * s, "super-classes": 0.2 * s, "classes": 1.0 + s, "samples": 2.0 + s}) for s in range(5)]
-    fig = figures.level_strip(hist, classes_are="class means")
+    fig = vtrain.level_strip(hist, classes_are="class means")
     got = {tr.name: list(tr.y) for tr in fig.data}
     assert got == {"root": [0.1 * s for s in range(5)], "super-classes": [0.2 * s for s in range(5)],
                    "classes (class means)": [1.0 + s for s in range(5)], "samples": [2.0 + s for s in range(5)]}
     assert all(list(tr.x) == list(range(5)) for tr in fig.data)
     assert fig.layout.xaxis.title.text == "step" and "d<sub>H</sub>" in fig.layout.yaxis.title.text
-    assert len(figures.level_strip([]).data) == 0  # no step drawn yet: empty axes
+    assert len(vtrain.level_strip([]).data) == 0  # no step drawn yet: empty axes
+
+
+def test_plotly_and_matplotlib_draw_one_description() -> None:
+    """Each twin pair draws the same description: the margin histograms' bars (plotly) and patches
+    (matplotlib) hold the counts numpy gives on the shared bins, the same margin line, and the same
+    fraction in the titles; the hard-negative weights of the dashboard and of the paper's figure are
+    the same curves; the training curves' two backends draw the same series."""
+    from matplotlib.patches import Rectangle
+
+    ev = _sim()
+    panels = vsim.margin_panels(ev, 0.5, None, lambda_h=20.0, lambda_e=5.0, bins=30)
+    pfig = vsim.margin_histogram(ev, 0.5, None, lambda_h=20.0, lambda_e=5.0, bins=30)
+    mfig = vsim.margin_histogram_mpl(ev, 0.5, None, lambda_h=20.0, lambda_e=5.0, bins=30)
+    for k, (space, lam) in enumerate((("h", 20.0), ("e", 5.0))):
+        soft = metrics.per_sample_margins(ev, space, lam)["soft"]
+        want, _ = np.histogram(soft, bins=panels[k]["edges"])  # the oracle: numpy on the shared edges
+        bars = [t for t in pfig.data if t.type == "bar"][k]
+        np.testing.assert_array_equal(bars.y, want)
+        ax = mfig.axes[k]
+        heights = [p.get_height() for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0][:30]
+        np.testing.assert_array_equal(heights, want)
+        frac = f"{np.mean(soft >= 0.5):.0%}" if space == "h" else None
+        if frac:
+            assert frac in pfig.layout.annotations[k].text and frac in ax.get_title()
+    dash = hardneg.weights_figure([0.1, 1.0], 0.2, t_sphere=0.1, n=30, seed=1)
+    v = torch.randn(30, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    paper = vpaper.hardneg_weights(v, t_sphere=0.1, t=0.2, c_values=[0.1, 1.0])
+    lines = [ln for ln in paper.axes[0].lines if len(ln.get_ydata()) > 2]
+    assert len(dash.data) == len(lines) == 3
+    for tr, ln in zip(dash.data, lines):
+        np.testing.assert_allclose(tr.y, ln.get_ydata(), rtol=1e-15)
+    rows = [{"step": s, "loss": 2.0 / s, "l_h": 1.0 / s, "l_hyphc": 1e-4 / s, "test/H/R@1": 0.1 * s} for s in range(1, 6)]
+    p_names = {t.name for t in vtrain.training_curves(rows, loss="chest").data}
+    m_names = {ln.get_label() for ax in vtrain.training_curves_mpl(rows, loss="chest").axes for ln in ax.lines}
+    assert p_names == m_names and "H unseen (test) classes" in p_names

@@ -304,11 +304,11 @@ def test_decode_refuses_too_many_points_before_allocating(monkeypatch) -> None:
 
 
 def test_lca_of_out_of_range_classes_names_the_argument() -> None:
-    """lca_depth / lca_height of class indices outside [0, C): one line naming the argument and the
+    """lca_level / lca_height of class indices outside [0, C): one line naming the argument and the
     range (before: numpy's IndexError, and a negative index silently wrapped to the last class)."""
     h = Hierarchy.from_paths({"a": ["X"], "b": ["X"], "c": ["Y"]})
     for a, b, name in ((0, 3, "b"), (-1, 0, "a"), ([0, 1], [2, 7], "b"), (np.array([[5]]), 0, "a")):
-        for fn in (h.lca_depth, h.lca_height):
+        for fn in (h.lca_level, h.lca_height):
             with pytest.raises(ValueError, match=rf"^{name} must hold class indices in \[0, 3\)") as info:
                 fn(a, b)
             assert "\n" not in str(info.value)
@@ -325,7 +325,7 @@ def test_hierarchy_paths_heights_and_groups() -> None:
     expected = np.array([[0, 1, 2, 3, 3], [1, 0, 2, 3, 3], [2, 2, 0, 3, 3], [3, 3, 3, 0, 2], [3, 3, 3, 2, 0]])
     k = np.arange(5)
     np.testing.assert_array_equal(h.lca_height(k[:, None], k[None, :]), expected)
-    np.testing.assert_array_equal(h.lca_depth(0, [1, 2, 3]), [2, 1, 0])
+    np.testing.assert_array_equal(h.lca_level(0, [1, 2, 3]), [2, 1, 0])
     np.testing.assert_array_equal(h.groups(1), [0, 0, 0, 1, 1])
     assert h.group_names(1) == ["X", "Y"] and h.group_names(2) == ["P", "Q", "P", "e"]
     assert len(set(h.groups(3))) == 5  # level depth: the classes themselves
@@ -387,7 +387,7 @@ def test_hierarchy_of_tree_is_the_full_tree() -> None:
     h = H.hierarchy_of("tree", "test", branching=(2, 3, 4), samples_per_class=2)
     assert h == H.hierarchy_of(ds) and h.depth == 3 and h.classes == tuple(ds.classes)
     k = torch.arange(ds.num_classes)
-    np.testing.assert_array_equal(h.lca_depth(k[:, None], k[None]), ds.lca_depth(k[:, None], k[None]).numpy())
+    np.testing.assert_array_equal(h.lca_level(k[:, None], k[None]), ds.lca_level(k[:, None], k[None]).numpy())
     np.testing.assert_array_equal(h.groups(1), ds.class_to_super.numpy())  # super-classes numbered alike
     assert h.group_names(1) == ds.superclasses
 

@@ -1,4 +1,4 @@
-"""Library pieces the lessons 04-06 rely on: the per-sample margin view of Eq. 7 (chestlab.figures),
+"""Library pieces the lessons 04-06 rely on: the per-sample margin view of Eq. 7 (chestlab.metrics, chestlab.viz),
 the HypHC toy's class-grouping measure and the retrieval figure (chestlab.lessons)."""
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from chestlab import figures, lessons, losses
+from chestlab import lessons, losses, metrics
+from chestlab.viz import disk as vdisk
+from chestlab.viz import mpl as vmpl
+from chestlab.viz import paper as vpaper
+from chestlab.viz import similarity as vsim
 from chestlab.train import SimilarityEvent
 
 
@@ -38,7 +42,7 @@ def _batch(B: int = 24, C: int = 7, seed: int = 0, eta_e_off: bool = False):
 def test_margin_determines_the_eq7_loss(lam, delta):
     S, labels, ev = _batch()
     for space in "he":
-        m = figures.per_sample_margins(ev, space, lam)
+        m = metrics.per_sample_margins(ev, space, lam)
         want = losses.proxy_loss(S[space], labels, lam, delta)
         got = torch.nn.functional.softplus(torch.from_numpy(lam * (delta - m["soft"])))
         assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -49,7 +53,7 @@ def test_margin_determines_the_eq7_loss(lam, delta):
 def test_margin_soft_and_hard_bounds_and_shapes():
     S, labels, ev = _batch(B=30, C=9)
     lam = 20.0
-    m = figures.per_sample_margins(ev, "h", lam)
+    m = metrics.per_sample_margins(ev, "h", lam)
     own = S["h"].gather(1, labels[:, None]).squeeze(1)
     other = S["h"].masked_fill(torch.nn.functional.one_hot(labels, 9).bool(), -math.inf)
     assert np.allclose(m["pos"], own.numpy())
@@ -58,46 +62,46 @@ def test_margin_soft_and_hard_bounds_and_shapes():
     assert np.all(m["soft"] <= m["hard"] + 1e-12) and np.all(m["hard"] <= m["soft"] + math.log(8) / lam + 1e-12)
     # negatives given as (B, C - 1) work the same; large lambda stays finite (stable log-sum-exp)
     two_d = {"h_pos": ev.h_pos, "h_neg": ev.h_neg.reshape(30, 8)}
-    assert np.allclose(figures.per_sample_margins(two_d, "h", lam)["soft"], m["soft"])
-    assert np.all(np.isfinite(figures.per_sample_margins(ev, "h", 1e4)["soft"]))
+    assert np.allclose(metrics.per_sample_margins(two_d, "h", lam)["soft"], m["soft"])
+    assert np.all(np.isfinite(metrics.per_sample_margins(ev, "h", 1e4)["soft"]))
 
 
 def test_margin_input_errors():
     _, _, ev = _batch(eta_e_off=True)
-    assert figures.per_sample_margins(ev, "e") is None
+    assert metrics.per_sample_margins(ev, "e") is None
     with pytest.raises(ValueError, match="space"):
-        figures.per_sample_margins(ev, "x")
+        metrics.per_sample_margins(ev, "x")
     with pytest.raises(ValueError, match="lam"):
-        figures.per_sample_margins(ev, "h", 0.0)
+        metrics.per_sample_margins(ev, "h", 0.0)
     with pytest.raises(ValueError, match="B \\(C - 1\\)"):
-        figures.per_sample_margins({"h_pos": [0.0, 1.0], "h_neg": [0.0, 1.0, 2.0]}, "h")
+        metrics.per_sample_margins({"h_pos": [0.0, 1.0], "h_neg": [0.0, 1.0, 2.0]}, "h")
 
 
 def test_margin_histogram_plotly():
     _, _, ev = _batch()
-    fig = figures.margin_histogram(ev, delta_h=1.0, delta_e=0.5, title="t")
+    fig = vsim.margin_histogram(ev, delta_h=1.0, delta_e=0.5, title="t")
     assert isinstance(fig, go.Figure)
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 2 and {t.xaxis for t in bars} == {"x", "x2"}
     assert sum(bars[0].y) == 24  # one count per sample
     deltas = [t for t in fig.data if t.type == "scatter" and "margin δ" in (t.name or "")]
     assert [t.x[0] for t in deltas] == [1.0, 0.5]
-    m = figures.per_sample_margins(ev, "h")
+    m = metrics.per_sample_margins(ev, "h")
     assert f"{np.mean(m['soft'] >= 1.0):.0%} of 24 samples" in fig.layout.annotations[0].text
     assert fig.layout.uirevision == "margin"
     # a space switched off, and no delta: no margin line
-    fig = figures.margin_histogram(_batch(eta_e_off=True)[2])
+    fig = vsim.margin_histogram(_batch(eta_e_off=True)[2])
     assert any("not computed" in a.text for a in fig.layout.annotations)
     assert not [t for t in fig.data if "margin δ" in (t.name or "")]
 
 
 def test_margin_histogram_mpl_png():
     _, _, ev = _batch()
-    fig = figures.margin_histogram_mpl(ev, 1.0, 1.0, title="step 1")
+    fig = vsim.margin_histogram_mpl(ev, 1.0, 1.0, title="step 1")
     assert len(fig.axes) == 2 and "samples" in fig.axes[0].get_title()
-    png = figures.to_png(fig)
+    png = vmpl.to_png(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    fig = figures.margin_histogram_mpl(_batch(eta_e_off=True)[2], 1.0)
+    fig = vsim.margin_histogram_mpl(_batch(eta_e_off=True)[2], 1.0)
     assert "not computed" in fig.axes[1].texts[0].get_text()
 
 
@@ -133,7 +137,7 @@ def test_retrieval_figure_marks_the_query():
     tiles = np.random.default_rng(0).random((40, 8, 8))
     ex = lessons.retrieval_examples(emb, lab, tiles, [0, 7], n=5, metric="euclidean")
     assert [e["query_label"] for e in ex] == [int(lab[0]), int(lab[7])]
-    fig = lessons.retrieval_figure(ex, class_names=[f"d{i}" for i in range(4)], title="x")
+    fig = vpaper.retrieval_figure(ex, class_names=[f"d{i}" for i in range(4)], title="x")
     axes = np.asarray(fig.axes).reshape(2, 7)  # query, gap, 5 results per row
     for row, e in zip(axes, ex):
         assert row[0].get_title() == "query" and row[0].get_xlabel() == f"d{e['query_label']}"
@@ -143,18 +147,18 @@ def test_retrieval_figure_marks_the_query():
             edge = ax.spines["top"].get_edgecolor()
             assert (edge[:3] == pytest.approx((0.839, 0.153, 0.157), abs=1e-2)) != ok  # red frame = another class
             assert ax.get_xlabel() == ("" if ok else f"d{y}")
-    assert figures.to_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert vmpl.to_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError):
-        lessons.retrieval_figure([])
+        vpaper.retrieval_figure([])
 
 
 def test_disk_legend_explains_colours_and_markers():
     g = torch.Generator().manual_seed(0)
     lab = torch.randint(0, 4, (50,), generator=g)
     xy = 0.5 * torch.rand(50, 2, generator=g)
-    fig = figures.poincare_disk(xy, lab, lab % 2, c=1.0, class_names=list("abcd"), super_names=["s0", "s1"])
+    fig = vdisk.poincare_disk(xy, lab, lab % 2, c=1.0, class_names=list("abcd"), super_names=["s0", "s1"])
     points = [t for t in fig.data if t.type == "scattergl"]
-    lessons.disk_legend(fig, list("abcd"), ["s0", "s1"])
+    vdisk.disk_legend(fig, list("abcd"), ["s0", "s1"])
     assert all(t.showlegend is False for t in points) and sum(len(t.x) for t in points) == 50
     entries = [t for t in fig.data if t.type == "scatter" and t.legendgroup == "classes"]
     assert [t.name for t in entries] == ["a", "b", "c", "d"]
@@ -200,7 +204,7 @@ def test_draw_tree_in_the_disk_the_unrolled_disk_and_the_plane():
     fig = Figure()
     axs = fig.subplots(1, 3)
     for ax, (c, polar) in zip(axs, ((1.0, False), (1.0, True), (0.0, False))):
-        lessons.draw_tree(ax, x if c else 0.3 * x, tree, c, polar=polar, circles=(2.0,), title="t")
+        vmpl.draw_embedded_tree(ax, x if c else 0.3 * x, tree, c, polar=polar, circles=(2.0,), title="t")
         dots = [col for col in ax.collections if isinstance(col, PathCollection)]
         assert [len(d.get_offsets()) for d in dots] == [1, 2, 6]  # one colour per level
         edges = [col for col in ax.collections if isinstance(col, LineCollection)]

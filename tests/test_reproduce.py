@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from chestlab import paper, paper_figures, reproduce
+from chestlab import paper, reproduce
 from chestlab.reproduce import ABLATION_ROWS, PAPER_R1, TRAININGS, grid_configs, main
-from chestlab.reproduce import figures as repro_figures
+from chestlab.reproduce import papers as repro_papers
+from chestlab.viz import paper as vpaper
 from chestlab.reproduce import runner
 
 TINY = ["--steps", "6", "--quiet"]
@@ -106,7 +107,7 @@ def test_summary_and_markdown_with_seeds_and_paper_column():
     md = reproduce.ablation_markdown("cars196", summary, seeds=(0, 1), steps=1800, K_multi=10)
     assert "| Hyperbolic | H | 1 | 0 | 1 | 0.0 | 85.0 ± 7.1 | 85.0 ± 7.1 | 84.5 |" in md
     assert md.strip().endswith("| CHEST loss | H | 1 | 1 | 10 | 0.5 | 85.0 ± 7.1 | 85.0 ± 7.1 | 89.1 |")
-    fig = paper_figures.ablation_bars(summary, title="cars196")  # paper's R@1 drawn as diamonds
+    fig = vpaper.ablation_bars(summary, title="cars196")  # paper's R@1 drawn as diamonds
     assert len(fig.axes[0].collections) >= 1 and fig.axes[0].get_legend() is not None
 
 
@@ -142,9 +143,9 @@ def test_fig2_tiles_show_images(tmp_path):
 
     for ds in (load_dataset("shapes", "test", seed=0),
                load_dataset("cub200", "test", data_root=make_fake_cub(tmp_path, num_classes=102, per_class=1, size=16).parent)):
-        img = repro_figures._tile(ds, 0)
+        img = repro_papers._tile(ds, 0)
         assert img.ndim == 3 and img.shape[-1] == 3 and 0 <= img.min() and img.max() <= 1
-    assert isinstance(repro_figures._tile(load_dataset("tree", "test", seed=0), 0), str)
+    assert isinstance(repro_papers._tile(load_dataset("tree", "test", seed=0), 0), str)
 
 
 def test_hardneg_figures(tmp_path):
@@ -186,7 +187,7 @@ def test_package_keeps_the_old_modules_names():
     # the paper's rows and numbers are chestlab.paper's, re-exported (same objects)
     for name in ("ABLATION_ROWS", "TRAININGS", "PAPER_R1", "AblationRow"):
         assert getattr(reproduce, name) is getattr(paper, name)
-    assert reproduce.train_run is runner.train_run and reproduce.fig2 is repro_figures.fig2
+    assert reproduce.train_run is runner.train_run and reproduce.fig2 is repro_papers.fig2
 
 
 def test_python_dash_m_entry_point():
@@ -222,10 +223,12 @@ def test_dims_and_hier_commands_write_their_tables(tmp_path):
     assert (tmp_path / "dims" / "dims_paired.csv").read_text().count("\n") == 2
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from chestlab.reproduce.hierarchy import _dims_figure
+    from chestlab.reproduce.hierarchy import METRICS, summary_table
+    from chestlab.viz.reproduce import dims_figure
 
     for spread in ((2, 4), (2, 8, 64)):  # the x axis labels exactly the dimensions run, no log-axis minor labels
-        fig = _dims_figure([{**r, "D": d} for d in spread for r in rows if r["D"] == 2])
+        fig = dims_figure(summary_table([{**r, "D": d} for d in spread for r in rows if r["D"] == 2], ("dataset", "D", "space")),
+                          METRICS)
         FigureCanvasAgg(fig).draw()
         for ax in fig.axes:
             assert [t.get_text() for t in ax.get_xticklabels()] == [str(d) for d in spread]

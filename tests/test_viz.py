@@ -15,7 +15,8 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
-from chestlab import figures, lessons, poincare, viz
+from chestlab import lessons, poincare, viz
+from chestlab.viz import disk as vdisk
 
 F64 = torch.float64
 CURVATURES = [0.3, 1.0, 2.5]
@@ -95,7 +96,7 @@ def test_hyperbolic_circle_is_at_distance_d_from_its_centre(c: float, center: tu
 @pytest.mark.parametrize("c", CURVATURES)
 def test_geodesic_segment_is_additive_and_has_constant_speed(c: float) -> None:
     x, y = np.array([0.4, 0.3]) / math.sqrt(c), np.array([-0.5, 0.7]) / math.sqrt(c)
-    g = viz.geodesic(x, y, c, n=41)
+    g = viz.geodesic_arc(x, y, c, n=41)
     assert g.shape == (41, 2)
     np.testing.assert_allclose(g[0], x, atol=1e-12)
     np.testing.assert_allclose(g[-1], y, atol=1e-12)
@@ -110,7 +111,7 @@ def test_geodesic_segment_is_additive_and_has_constant_speed(c: float) -> None:
 @pytest.mark.parametrize("c", CURVATURES)
 def test_full_geodesic_reaches_the_boundary_and_stays_on_the_line(c: float) -> None:
     x, y = np.array([0.2, 0.1]) / math.sqrt(c), np.array([-0.1, 0.4]) / math.sqrt(c)
-    g = viz.geodesic(x, y, c, n=401, full=True)
+    g = viz.geodesic_arc(x, y, c, n=401, full=True)
     assert (c * (g ** 2).sum(1) < 1).all()
     assert c * (g[0] ** 2).sum() > 1 - 1e-9 and c * (g[-1] ** 2).sum() > 1 - 1e-9
     mid = g[150:250]  # well inside the disk: every point lies on the geodesic through x and y
@@ -222,7 +223,7 @@ def test_distance_circle_labels_read_d_H_and_sit_between_the_diameters(c: float,
 
 def test_circle_labels_avoid_the_figures_points() -> None:
     """With ``avoid``, a label leaves a crowded spot for another angle half-way between diameters, and
-    two labels never share a spot; figures.poincare_disk passes its points and proxies."""
+    two labels never share a spot; vdisk.poincare_disk passes its points and proxies."""
     c, circles = 1.0, (1.0, 2.0)
     default = viz.circle_label_points(c, circles)
     crowd = np.repeat(np.array(default), 50, axis=0) + np.random.default_rng(0).normal(0, 0.01, (100, 2))
@@ -231,7 +232,7 @@ def test_circle_labels_avoid_the_figures_points() -> None:
         assert math.hypot(x1 - x0, y1 - y0) > 0.2  # away from the crowd ...
         assert math.hypot(x1, y1) == pytest.approx(viz.euclid_radius(d, c), rel=1e-12)  # ... still on its circle
     assert viz.circle_label_points(c, circles, avoid=np.zeros((0, 2))) == default  # nothing to avoid: as before
-    fig = figures.poincare_disk(crowd, np.zeros(100, dtype=int), c=c, circles=circles)
+    fig = vdisk.poincare_disk(crowd, np.zeros(100, dtype=int), c=c, circles=circles)
     np.testing.assert_allclose([(a.x, a.y) for a in fig.layout.annotations], moved, atol=1e-12)
     (x, y), = viz.circle_label_points(c, (2.0,), label_angle=200.0)
     assert math.degrees(math.atan2(y, x)) % 360 == pytest.approx(200.0)
@@ -270,7 +271,7 @@ def test_disk_views_have_equal_aspect_and_labelled_axes() -> None:
 
 def test_the_disk_helpers_follow_the_lecture_style() -> None:
     """style_disk / draw_disk take their sizes from rcParams: under the lecture style the axis labels,
-    ticks, title and d_H labels are projector-sized (>= 13 pt), with no call to lessons.lecture_axes."""
+    ticks, title and d_H labels are projector-sized (>= 13 pt), with no call to viz.style.lecture_axes."""
     from chestlab.viz.style import LECTURE_RC, fit_figsize, lecture_style
 
     def sizes() -> list[float]:
@@ -296,8 +297,8 @@ def test_figure_builders_and_lessons_draw_through_viz() -> None:
     rng = np.random.default_rng(1)
     x = rng.uniform(-0.6, 0.6, (30, 2))
     labels = np.arange(30) % 3
-    pfig = figures.poincare_disk(x, labels, c=c, grid=True, circles=(1.0,))
-    mfig = figures.poincare_disk_mpl(x, labels, c=c, circles=(1.0,))
+    pfig = vdisk.poincare_disk(x, labels, c=c, grid=True, circles=(1.0,))
+    mfig = vdisk.poincare_disk_mpl(x, labels, c=c, circles=(1.0,))
     p_radii = sorted(s.x1 for s in pfig.layout.shapes if s.type == "circle")
     m_radii = sorted(p.radius for p in mfig.axes[0].patches if isinstance(p, Circle))
     np.testing.assert_allclose(p_radii, m_radii, rtol=1e-14)
@@ -306,7 +307,7 @@ def test_figure_builders_and_lessons_draw_through_viz() -> None:
     np.testing.assert_allclose(np.column_stack([pts.x, pts.y]), mfig.axes[0].collections[0].get_offsets())
     # the notebooks' draw_disk: the same grid polylines as the dashboard's
     ax = _ax()
-    lessons.draw_disk(ax, c, circles=(1.0, 2.0))
+    viz.mpl.disk_view(ax, c, circles=(1.0, 2.0))
     (coll,) = [a for a in ax.collections if isinstance(a, LineCollection)]
     grid = _plotly_polylines(next(t for t in pfig.data if t.name == "geodesics"))
     for a, b in zip(coll.get_segments(), grid, strict=True):
@@ -314,10 +315,12 @@ def test_figure_builders_and_lessons_draw_through_viz() -> None:
     assert ax.get_aspect() == 1.0 and ax.get_xlim()[1] == pytest.approx(1.04 / math.sqrt(c))
     # lessons' helpers return the geometry layer's curves as float64 tensors
     a, b = _t([0.4, 0.3]), _t([-0.5, 0.2])
-    g = lessons.geodesic(a, b, c, n=9)
-    assert g.dtype == F64 and torch.equal(g, torch.from_numpy(viz.geodesic(a, b, c, n=9)))
+    g = lessons.geodesic_arc(a, b, c, n=9)
+    assert g.dtype == F64 and torch.equal(g, torch.from_numpy(viz.geodesic_arc(a, b, c, n=9)))
     assert torch.equal(lessons.hyperbolic_circle(a, 1.5, c), torch.from_numpy(viz.hyperbolic_circle(a, 1.5, c)))
-    assert figures.project_to_disk is viz.project_to_disk and figures.hyperboloid_to_disk is viz.hyperboloid_to_disk
+    # one figure layer: the old homes of the builders are gone (no re-export shims)
+    for old in ("figures.py", "paper_figures.py", "reproduce/figures.py"):
+        assert not (ROOT / old).exists(), old
 
 
 # ------------------------------------------------------------------------------------------------

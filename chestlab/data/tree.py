@@ -365,11 +365,12 @@ class TreeDataset(TensorMetricDataset):
         self.node_names: list[str] = list(world.node_names)
         self.depth = len(b)
 
-    def lca_depth(self, a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
-        """Depth of the lowest common ancestor of classes ``a`` and ``b`` (broadcasting).
+    def lca_level(self, a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
+        """Level of the lowest common ancestor of classes ``a`` and ``b`` (broadcasting), as
+        :meth:`chestlab.hierarchy.Hierarchy.lca_level`.
 
         0 = only the root in common, ``depth`` = same leaf.  Handy as a ground-truth similarity
-        for the hyperbolic LCA of HypHC.
+        for the hyperbolic LCA of HypHC (:func:`chestlab.poincare.lca_depth`, a distance in the ball).
         """
         pa, pb = self.paths[torch.as_tensor(a)], self.paths[torch.as_tensor(b)]
         same = (pa == pb).long()

@@ -55,8 +55,8 @@ registered under a new name, inherits its settings, parts, terms and behaviour.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
-import sys
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Optional
 
@@ -250,7 +250,9 @@ class Loss(nn.Module):
         bases = tuple(t.Settings for t in reversed(terms) if t.Settings is not None) + (cls.Settings,)
         title = name or cls.__name__.removesuffix("Loss") + "".join(t.__name__.removesuffix("Term") for t in terms) + "Loss"
         settings = dataclasses.make_dataclass(title.removesuffix("Loss") + "Settings", [], bases=bases)
-        module = sys._getframe(1).f_globals.get("__name__", cls.__module__)
+        caller = inspect.currentframe()
+        caller = caller.f_back if caller is not None else None  # the module that composes: recorded as the run's plug-in
+        module = caller.f_globals.get("__name__", cls.__module__) if caller is not None else cls.__module__
         settings.__module__ = module
         base_init = cls.__init__
 

@@ -12,8 +12,9 @@ Modules, one concept each:
 - ``runner``   resumable runs (:func:`train_run`, ``result.json``, :class:`RunMismatch`), the
                ablation loop (:func:`run_ablation`) and its outputs (:func:`summarize`,
                :func:`ablation_markdown`, :func:`write_ablation`: CSV, Markdown, PNG).
-- ``figures``  the figure commands (:func:`fig3`, :func:`fig2`, :func:`hardneg_fig2`,
-               :func:`hardneg_fig3`) and :func:`tables`.
+- ``papers``   the papers' figure commands (:func:`fig3`, :func:`fig2`, :func:`hardneg_fig2`,
+               :func:`hardneg_fig3`: train, measure, then draw with :mod:`chestlab.viz.paper`) and
+               :func:`tables`.
 - ``hierarchy`` the hierarchy experiments ``dims`` and ``hier``.
 - ``regularisers`` does each regulariser act? ``hyphc``, ``hier-ratios``, ``unsup-pretrained``, paired by
                seed with :mod:`~chestlab.reproduce.paired` (means, standard errors, paired differences).
@@ -35,7 +36,7 @@ from ..paper import ABLATION_ROWS, PAPER_R1, TRAININGS, AblationRow
 _WHERE = {
     **dict.fromkeys(("build_parser", "main"), "cli"),
     **dict.fromkeys(("HARDNEG_C", "HARDNEG_C_FULL", "HARDNEG_T", "HARDNEG_T_FULL", "fig2", "fig3", "hardneg_fig2",
-                     "hardneg_fig3", "tables"), "figures"),
+                     "hardneg_fig3", "tables"), "papers"),
     **dict.fromkeys(("GRIDS", "GridSpec", "PlannedRun", "grid_configs"), "grids"),
     **dict.fromkeys(("RunMismatch", "ablation_markdown", "run_ablation", "summarize", "train_run", "write_ablation"),
                     "runner"),

@@ -33,8 +33,8 @@ from ..engine.checkpoint import WriteError
 from ..engine.cli import OneLineParser, bounded_int
 from ..paper import ABLATION_ROWS, TRAININGS
 from ..settings import get_setting, parse_assignments
-from .figures import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
-                      tables)
+from .papers import (HARDNEG_C, HARDNEG_C_FULL, HARDNEG_T, HARDNEG_T_FULL, fig2, fig3, hardneg_fig2, hardneg_fig3,
+                     tables)
 from .grids import GRIDS
 from .hierarchy import DIM_PRESETS, DIMS, DIMS_DATASETS, default_jobs, dims, hier
 from .regularisers import HYPHC_PRESET, HYPHC_RADII, HYPHC_TAUS, hier_ratios, hyphc, unsup_pretrained

@@ -23,6 +23,7 @@ import numpy as np
 from ..engine import Trainer
 from ..interrupts import Interrupted
 from ..settings import TrainConfig
+from ..viz.reproduce import dims_figure
 from .runner import train_run
 
 __all__ = ["DIMS", "DIMS_DATASETS", "SPACE_ARMS", "DIM_PRESETS", "HIER_RUNS", "dims", "hier", "summary_table", "paired_differences",
@@ -152,7 +153,7 @@ def dims(out: Path, *, datasets: Sequence[str] = DIMS_DATASETS, dims: Sequence[i
     rows = [{"dataset": ds, "D": d, "space": space, "seed": seed, **_space_metrics(res, space)}
             for (ds, d, space, seed), res in zip(keys, _train_all(plan, jobs, progress))]
     _write(Path(out), "dims", rows, ("dataset", "D", "space"), paired=("dataset", "D"))
-    _dims_figure(rows).savefig(Path(out) / "dims.png", dpi=150)
+    dims_figure(summary_table(rows, ("dataset", "D", "space")), METRICS).savefig(Path(out) / "dims.png", dpi=150)
     return rows
 
 
@@ -248,30 +249,3 @@ def _write(out: Path, stem: str, rows: Sequence[dict], keys: Sequence[str], pair
                       "the ball higher, which is worse only for the mistake severity):", ""]
         lines += _markdown(diffs, paired, "se")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-
-
-def _dims_figure(rows: Sequence[dict]):
-    from matplotlib.figure import Figure
-
-    from ..viz.style import COLORS, LECTURE_RC
-
-    import matplotlib
-
-    with matplotlib.rc_context(LECTURE_RC):
-        datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-        fig = Figure(figsize=(5 * len(METRICS), 3.8 * len(datasets)), layout="constrained")
-        axs = fig.subplots(len(datasets), len(METRICS), squeeze=False)
-        summary = summary_table(rows, ("dataset", "D", "space"))
-        for i, ds in enumerate(datasets):
-            for j, m in enumerate(METRICS):
-                ax = axs[i, j]
-                for space in ("H", "E"):
-                    pts = sorted((s["D"], s[m], s[f"{m} std"]) for s in summary if s["dataset"] == ds and s["space"] == space)
-                    x, y, e = (np.array(v, dtype=float) for v in zip(*pts))
-                    ax.errorbar(x, y, yerr=np.nan_to_num(e), marker="o", capsize=3, color=COLORS[space],
-                                label="ball (H only, $d_H$)" if space == "H" else "plane (E only, $d_E$)")
-                ax.set(xscale="log", xlabel="embedding dimension D", ylabel=m, title=f"{ds}: {m}")
-                ax.set_xticks(sorted({r["D"] for r in rows}), labels=[str(d) for d in sorted({r["D"] for r in rows})])
-                ax.minorticks_off()  # the log axis's minor labels ("3×10⁰ …") overlapped the dimensions
-        axs[0, 0].legend()
-    return fig

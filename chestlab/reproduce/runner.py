@@ -22,10 +22,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .. import data as _data
-from .. import paper_figures
 from ..engine import EvalEvent, StepEvent, Trainer, TrainingDiverged
 from ..engine.checkpoint import atomic_write_text
 from ..interrupts import DeferredInterrupt, Interrupted
+from ..viz import paper as viz_paper
 from ..paper import ABLATION_ROWS, PAPER_R1
 from ..settings import RECORDS, TrainConfig, machine_keys
 from .grids import GRIDS, grid_configs
@@ -286,7 +286,7 @@ def write_ablation(grid: str, out: Path, results: Sequence[dict], *, seeds: Sequ
                            steps="/".join(map(str, steps)), K_multi=GRIDS[grid].K_multi)
     (out / "ablation.md").write_text(md)
     dataset = results[0]["config"]["dataset"] if results else grid
-    fig = paper_figures.ablation_bars(summary, title=f"Tables 6-7 ablation, grid {grid} ({dataset}, {'/'.join(map(str, steps))} "
+    fig = viz_paper.ablation_bars(summary, title=f"Tables 6-7 ablation, grid {grid} ({dataset}, {'/'.join(map(str, steps))} "
                                       f"steps, {len({r['seed'] for r in results})} seed(s))")
-    paper_figures.save(fig, out / "ablation", ("png",))
+    viz_paper.save(fig, out / "ablation", ("png",))
     return {"csv": out / "ablation.csv", "md": out / "ablation.md", "png": out / "ablation.png"}

@@ -11,7 +11,8 @@ Computations run in float64 torch.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+import warnings
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -27,9 +28,11 @@ __all__ = [
     "geodesic_grid",
     "circle_label_points",
     "hyperbolic_circle",
-    "geodesic",
-    "geodesics",
+    "geodesic_arc",
+    "geodesic_arcs",
     "project_to_disk",
+    "projection_label",
+    "umap_disk",
     "hyperboloid_to_disk",
     "proxy_points",
 ]
@@ -208,8 +211,8 @@ def hyperbolic_circle(center: Any, d: float, c: float, n: int = 120) -> np.ndarr
     return poincare.expmap(z.expand(n, -1), u * d / lam, c).numpy()
 
 
-def geodesic(x: Any, y: Any, c: float, n: int = 100, full: bool = False) -> np.ndarray:
-    r"""``n`` points of the geodesic from ``x`` to ``y`` (two points of the ball, (D,)), (n, D).
+def geodesic_arc(x: Any, y: Any, c: float, n: int = 100, full: bool = False) -> np.ndarray:
+    r"""A polyline: ``n`` points of the geodesic from ``x`` to ``y`` (two points of the ball, (D,)), (n, D).
 
     .. math::
 
@@ -217,6 +220,7 @@ def geodesic(x: Any, y: Any, c: float, n: int = 100, full: bool = False) -> np.n
 
     (Eq. 3: constant speed), for ``t`` in [0, 1]; ``full=True``: ``t`` spans the whole geodesic line,
     far enough on both sides to reach the boundary in float64 (``D = ±40/sqrt(c)`` from ``x``).
+    (:func:`chestlab.poincare.geodesic` is the point :math:`\gamma(t)` itself, as a tensor.)
     """
     x, y = _f64(x), _f64(y)
     v = poincare.logmap(x, y, c)
@@ -229,10 +233,10 @@ def geodesic(x: Any, y: Any, c: float, n: int = 100, full: bool = False) -> np.n
     return poincare.expmap(x.expand(n, -1), t[:, None] * v, c).numpy()
 
 
-def geodesics(x: Any, y: Any, c: float, n: int = 24) -> np.ndarray:
+def geodesic_arcs(x: Any, y: Any, c: float, n: int = 24) -> np.ndarray:
     r"""Many geodesics at once: ``n`` points of the geodesic from ``x[i]`` to ``y[i]``, ``(L, D)`` each
     -> ``(L, n, D)``; :math:`\gamma_i(t) = \exp_{x_i}(t \log_{x_i} y_i)`, ``t`` in [0, 1] -- what
-    :func:`geodesic` computes for one pair, in one batched call (any ``D``: the ball's, or the disk's)."""
+    :func:`geodesic_arc` computes for one pair, in one batched call (any ``D``: the ball's, or the disk's)."""
     x, y = _f64(x), _f64(y)
     x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
     if len(x) == 0:
@@ -271,7 +275,7 @@ def project_to_disk(x_h: Any, c: float, method: str = "auto", *, fit_on: Any = N
         method = "exact" if D == 2 else "tangent_pca"
     if method == "exact":
         if D != 2:
-            raise ValueError(f"method='exact' needs D_H = 2 (got D_H = {D}); use method='tangent_pca' or figures.umap_disk")
+            raise ValueError(f"method='exact' needs D_H = 2 (got D_H = {D}); use method='tangent_pca' or umap_disk")
         return x.numpy().copy()
     if method != "tangent_pca":
         raise ValueError(f"method = {method!r}: choose 'auto', 'exact' or 'tangent_pca'")
@@ -315,6 +319,51 @@ def hyperboloid_to_disk(xy: Any, c: float = 1.0) -> np.ndarray:
     limit = 1.0 - 1e-7
     d = np.where(n > limit, d * (limit / np.maximum(n, 1e-300)), d)
     return d / math.sqrt(c) if c > 0 else d
+
+
+def projection_label(dim_h: int, method: str = "auto") -> str:
+    """Human-readable name of what :func:`project_to_disk` / :func:`umap_disk` showed."""
+    if method == "umap":
+        return "UMAP (hyperboloid output) mapped to the disk — a nonlinear projection"
+    if method == "exact" or (method == "auto" and dim_h == 2):
+        return "exact: D_H = 2, the disk is the embedding space"
+    return f"projection of D_H = {dim_h}: PCA in the tangent space at 0 (log_0, PCA, exp_0); distances are distorted"
+
+
+def umap_disk(
+    x_h: Any,
+    c: float,
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int = 0,
+    fit_on_proxies: Any = None,
+) -> Union[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """A 2-D UMAP of Poincaré points with hyperboloid output, mapped to the disk of curvature ``c``.
+
+    The input metric is the Poincaré distance itself (a precomputed (N, N) matrix, so keep N below a
+    few thousand). Slow (seconds to a minute with numba compilation): call it on demand only.
+    With ``fit_on_proxies`` (P, D_H) the proxies are embedded together with the points and
+    ``(points2d, proxies2d)`` is returned.
+    """
+    import umap  # heavy import (numba); only when asked
+
+    x = torch.as_tensor(as_numpy(x_h), dtype=torch.float64)
+    n = x.shape[0]
+    if fit_on_proxies is not None:
+        x = torch.cat([x, torch.as_tensor(as_numpy(fit_on_proxies), dtype=torch.float64).reshape(-1, x.shape[1])])
+    if x.shape[0] < 4:
+        raise ValueError(f"UMAP needs at least 4 points, got {x.shape[0]}")
+    d = poincare.pairwise_dist(x, x, float(c)).numpy()
+    np.fill_diagonal(d, 0.0)
+    reducer = umap.UMAP(n_neighbors=min(n_neighbors, x.shape[0] - 1), min_dist=min_dist, metric="precomputed",
+                        output_metric="hyperboloid", random_state=seed, n_components=2)
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state": expected, we want reproducibility
+        warnings.simplefilter("ignore", UserWarning)
+        emb = hyperboloid_to_disk(reducer.fit_transform(d), c)
+    if fit_on_proxies is not None:
+        return emb[:n], emb[n:]
+    return emb
 
 
 def proxy_points(proxies: Any, proxy_labels: Any = None) -> tuple[np.ndarray, np.ndarray]:

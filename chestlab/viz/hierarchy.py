@@ -12,7 +12,7 @@ Geometry first, drawing second, as in the rest of :mod:`chestlab.viz`:
 * :func:`hier_disk_geometry` -- the hierarchical proxies, the class proxies (or class means) and a
   sample of the data projected to the disk with one projection (tangent PCA fitted on the data,
   :func:`chestlab.viz.geometry.project_to_disk`), and the geodesics child -> parent drawn in the
-  ball (:func:`geodesics`) and projected with them.
+  ball (:func:`~chestlab.viz.geometry.geodesic_arcs`) and projected with them.
 * :func:`disk_tree_geometry` -- the class hierarchy in the disk panel: super-class nodes and the root
   (gyro-midpoints) with geodesics to their children, and the mean :math:`d_H(0, \cdot)` per level.
 * :func:`dendrogram_figure`, :func:`hier_disk_figure` -- draw them (plotly, the dashboard);
@@ -32,11 +32,11 @@ from scipy.spatial.distance import squareform
 
 from .. import poincare
 from . import geometry
-from .geometry import geodesics
+from .geometry import geodesic_arcs
 from .style import COLORS, FONT_SIZE, crowd_size, super_color
 from .plotly import circle_label, lines_xy
 
-__all__ = ["MIXED", "LEVELS", "true_linkage", "dendrogram_geometry", "geodesics", "hier_disk_geometry", "disk_tree_geometry",
+__all__ = ["MIXED", "LEVELS", "true_linkage", "dendrogram_geometry", "hier_disk_geometry", "disk_tree_geometry",
            "dendrogram_figure",
            "hier_disk_figure", "draw_dendrogram_mpl"]
 
@@ -132,7 +132,7 @@ def hier_disk_geometry(hier_h: Any, proxy_parent: Any, c: float, *, x_h: Any, x_
     anchor, and its ancestors up to the root -- are ``"shown"`` and linked; the others (no class below
     them) are left out of the picture, which stays readable with many proxies.
 
-    Every line is the geodesic of the ball (``n_line`` points, :func:`chestlab.viz.geometry.geodesic`)
+    Every line is the geodesic of the ball (``n_line`` points, :func:`chestlab.viz.geometry.geodesic_arc`)
     projected like the points: one tangent-PCA projection fitted on ``x_h`` for everything, so for
     ``D = 2`` the picture is exact. Returns ``{"hier": (P, 2), "root": bool (P,), "depth": (P,)
     d_H(0, proxy), "shown": bool (P,), "anchors": (A, 2), "anchor_group": (A,), "x": (N, 2), "x_group":
@@ -145,8 +145,8 @@ def hier_disk_geometry(hier_h: Any, proxy_parent: Any, c: float, *, x_h: Any, x_
         a_parent = poincare.pairwise_dist(a, h, c).argmin(1).numpy() if len(a) else np.zeros(0, np.int64)
         shown = _with_ancestors(a_parent, parent) if prune else np.ones(len(parent), dtype=bool)
         child = np.flatnonzero((parent >= 0) & shown)
-        tree = geodesics(h[child], h[parent[child]], c, n_line)
-        hang = geodesics(a, h[a_parent], c, n_line)
+        tree = geodesic_arcs(h[child], h[parent[child]], c, n_line)
+        hang = geodesic_arcs(a, h[a_parent], c, n_line)
         depth = poincare.dist0(h, c).numpy()
     lines = [*tree, *hang]
     D = h.shape[-1]
@@ -187,7 +187,7 @@ ho = \operatorname{mid}_c\{n_s\}_s,
 ho` is where the super-class nodes' midpoint lies (each super-class counts
     once), not the origin: how far it is from 0 is part of the picture. Every point and line is
     projected like the disk panel's samples (:func:`chestlab.viz.geometry.project_to_disk` fitted on
-    ``x_h``; exact for ``D = 2``); the lines are geodesics of the ball (:func:`geodesics`, ``n_line``
+    ``x_h``; exact for ``D = 2``); the lines are geodesics of the ball (:func:`~chestlab.viz.geometry.geodesic_arcs`, ``n_line``
     points) projected with them. ``"depth"`` is measured in the ball, not in the picture: the mean
     :math:`d_H(0, \cdot)` of each of :data:`LEVELS` (root, super-class nodes, the children, samples).
 
@@ -220,8 +220,8 @@ ho` is where the super-class nodes' midpoint lies (each super-class counts
         nodes = torch.stack([poincare.weighted_midpoint(kids[torch.as_tensor(kid_group == s)], None, c) for s in groups])
         root = poincare.weighted_midpoint(nodes, None, c)
         slot = np.searchsorted(groups, kid_group[hung])  # each hung child's node
-        root_lines = geodesics(root.expand(len(nodes), D), nodes, c, n_line)
-        kid_lines = geodesics(nodes[torch.as_tensor(slot)], kids[torch.as_tensor(hung)], c, n_line)
+        root_lines = geodesic_arcs(root.expand(len(nodes), D), nodes, c, n_line)
+        kid_lines = geodesic_arcs(nodes[torch.as_tensor(slot)], kids[torch.as_tensor(hung)], c, n_line)
         node_depth = poincare.dist0(nodes, c).numpy()
         root_depth = float(poincare.dist0(root, c))
         depth = {"root": root_depth, "super-classes": float(node_depth.mean()),

@@ -2,12 +2,14 @@
 
 The same layers, colours and markers as :mod:`chestlab.viz.plotly`: circles centred at the origin
 are :class:`~matplotlib.patches.Circle` patches, every other curve a polyline (a ``LineCollection``).
-No pyplot: safe in threads and headless runs. Font sizes come from ``matplotlib.rcParams`` (no
+Also the lessons' disk and tree views (:func:`disk_view`, :func:`draw_embedded_tree`) and
+:func:`to_png`. No pyplot: safe in threads and headless runs. Font sizes come from ``matplotlib.rcParams`` (no
 fixed sizes), so :func:`chestlab.viz.style.use_lecture_style` makes every label projector-sized.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any, Optional, Sequence
 
@@ -18,7 +20,8 @@ from matplotlib.patches import Circle
 from . import geometry
 from .style import COLORS, MPL_MARKERS, class_color, disk_palette, super_color
 
-__all__ = ["add_polylines", "circle_label", "draw_disk", "scatter_embeddings", "scatter_proxies", "draw_tree", "style_disk"]
+__all__ = ["add_polylines", "circle_label", "draw_disk", "scatter_embeddings", "scatter_proxies", "draw_tree", "style_disk",
+           "disk_view", "draw_embedded_tree", "to_png"]
 
 
 def add_polylines(ax: Any, lines: Sequence[np.ndarray], *, color: str = "black", lw: float = 1.0,
@@ -108,3 +111,77 @@ def style_disk(ax: Any, lim: float, *, title: Optional[str] = None) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     if title:
         ax.set_title(title)
+
+
+def disk_view(ax: Any, c: float, *, grid: bool = True, circles: Sequence[float] = (), n_diameters: int = 6,
+              grid_dists: Sequence[float] = (1.0, 2.0, 3.0), label_angle: Optional[float] = None,
+              avoid: Any = None) -> None:
+    """Draw the Poincaré disk of curvature ``-c`` on a matplotlib axis: its boundary (radius
+    ``1/sqrt(c)``), a geodesic grid (diameters, and the geodesics crossing each diameter at right
+    angles at Poincaré distance ``grid_dists`` from 0; none at ``c = 0``) and dotted circles of the
+    given Poincaré radii around the origin, labelled ``d_H = d`` (``label_angle``: the first label's
+    angle in degrees; by default between two diameters of the grid; ``avoid``: points (N, 2) of the
+    figure the labels should not cover); equal aspect, labelled axes.
+    :func:`draw_disk` and :func:`style_disk` with the lessons' view (three disk radii wide at ``c = 0``)."""
+    draw_disk(ax, c, grid=grid and c > 0, circles=circles, n_diameters=n_diameters, grid_dists=grid_dists,
+              label_angle=label_angle, avoid=avoid)
+    style_disk(ax, geometry.view_limit(c, margin=0.04, extent=3.0))
+
+
+def draw_embedded_tree(ax: Any, x: Any, tree: Any, c: float, *, polar: bool = False, title: Optional[str] = None,
+                       circles: Sequence[float] = (), legend: bool = True) -> None:
+    r"""Draw a tree embedded in 2-D (:mod:`chestlab.tree_embedding`): ``x`` (n, 2) the points of the
+    nodes of ``tree`` (a :class:`~chestlab.tree_embedding.Tree`), its edges in grey, the nodes coloured
+    by level (root dark, leaves light: ``viridis``) and smaller the deeper they sit. Equal aspect,
+    labelled axes.
+
+    * ``c > 0``: the disk of curvature ``-c`` behind, each edge a geodesic, dotted circles at the
+      Poincaré distances ``circles`` from the origin;
+    * ``c > 0, polar=True``: the same points in polar coordinates around the origin with the radius
+      :math:`d_H(0, x) = 2\|\log_0 x\|` and the angle kept (the disk with its depth unrolled, edges
+      straight): what the disk squeezes against its boundary spreads out;
+    * ``c = 0``: the plane in the coordinates ``2x``, where the distance of
+      :func:`~chestlab.tree_embedding.pairwise` is Euclidean."""
+    import matplotlib
+    import torch
+
+    from .. import poincare
+
+    x = torch.as_tensor(geometry.as_numpy(x), dtype=torch.float64)
+    child = torch.arange(1, tree.n)
+    if c > 0 and not polar:
+        pts = x
+        disk_view(ax, c, grid=False, circles=circles)
+        lines = [geometry.geodesic_arc(pts[tree.parent[v]], pts[v], c, 24) for v in child.tolist()]
+    else:
+        pts = 2 * poincare.logmap0(x, c) if c > 0 else 2 * x
+        lines = [np.stack([pts[tree.parent[v]].numpy(), pts[v].numpy()]) for v in child.tolist()]
+        style_disk(ax, geometry.view_limit(0.0, pts.numpy()))
+        if c > 0:
+            for d in circles:
+                ax.add_patch(Circle((0, 0), d, fill=False, color=COLORS["circle"], lw=0.8, ls=":", zorder=0))
+            ax.set_xlabel(r"$d_H(0, x)\,\cos\varphi$")
+            ax.set_ylabel(r"$d_H(0, x)\,\sin\varphi$")
+        else:
+            ax.set_xlabel("$y_1 = 2x_1$")
+            ax.set_ylabel("$y_2 = 2x_2$")
+    add_polylines(ax, lines, color="0.55", lw=0.8, zorder=1)
+    depth = tree.depth
+    cmap = matplotlib.colormaps["viridis"]
+    for lev in range(depth + 1):
+        m = (tree.level == lev).numpy()
+        name = "root" if lev == 0 else ("leaves" if lev == depth else f"level {lev}")
+        ax.scatter(pts[m, 0], pts[m, 1], s=90 * 0.55**lev + 6, color=cmap(lev / max(depth, 1) * 0.9),
+                   edgecolors="k" if lev == 0 else "none", linewidths=0.8, zorder=3 + depth - lev,
+                   label=f"{name} ({int(m.sum())})")
+    if legend:
+        ax.legend(loc="upper right", markerscale=1.2, fontsize="small")
+    if title:
+        ax.set_title(title)
+
+
+def to_png(fig: Any, dpi: int = 150) -> bytes:
+    """PNG bytes of a matplotlib figure (plotly PNG export would need kaleido and a browser)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

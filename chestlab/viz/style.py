@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 __all__ = ["COLORS", "PALETTE", "SUPER_PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color",
            "super_color", "shade", "SHADES", "class_colors", "class_super_of", "COLOR_BY", "disk_palette", "crowd_size", "short_names", "name_of",
            "LECTURE_RC", "LECTURE_TEMPLATE", "LECTURE_PLOTLY_SCALE", "use_lecture_style", "lecture_style",
-           "lecture_active", "plotly_font_size", "plotly_scale", "fit_figsize"]
+           "lecture_active", "plotly_font_size", "plotly_scale", "plotly_height", "fit_figsize", "lecture_axes"]
 
 #: Fixed colours: hyperbolic (H) vs Euclidean (E), positive vs negative class (the paper's Fig. 3:
 #: positive red, negatives blue), and the disk's layers.
@@ -198,6 +198,12 @@ def plotly_font_size(size: float = FONT_SIZE) -> int:
     return max(LECTURE_PLOTLY_MIN, int(round(size * LECTURE_PLOTLY_SCALE)))
 
 
+def plotly_height(height: int) -> int:
+    """A plotly figure's height: as asked, or taller under the lecture style (larger fonts, the same
+    room for the plot)."""
+    return int(round(height * plotly_scale()))
+
+
 def _with_lecture(default: Optional[str]) -> str:
     parts = [p for p in str(default or "plotly").split("+") if p and p != LECTURE_TEMPLATE]
     return "+".join(parts + [_lecture_template()])
@@ -206,7 +212,7 @@ def _with_lecture(default: Optional[str]) -> str:
 def use_lecture_style() -> None:
     """The lessons' projector style for every later figure of this process (a lesson's first cell):
     :data:`LECTURE_RC` for matplotlib, and the plotly template :data:`LECTURE_TEMPLATE` added to
-    plotly's default template (fonts >= 19 px; the :mod:`chestlab.figures` builders scale their own
+    plotly's default template (fonts >= 19 px; the :mod:`chestlab.viz` builders scale their own
     sizes to match, :func:`plotly_font_size`)."""
     import matplotlib
 
@@ -247,3 +253,19 @@ def fit_figsize(default: tuple[float, float], *, keep_aspect: bool = True) -> tu
     if rc_w <= w0:
         return (w0, h0)
     return (rc_w, h0 * rc_w / w0) if keep_aspect else (rc_w, max(h0, rc_h))
+
+
+def lecture_axes(ax: Any) -> Any:
+    """Re-apply the current matplotlib font sizes -- the projector style of :func:`use_lecture_style`
+    -- to an axis whose axis labels, tick labels and title were drawn with fixed sizes, or before the
+    style was set. (The library's own helpers, such as :func:`chestlab.viz.mpl.disk_view`, take their
+    sizes from matplotlib's settings and need no call.) Returns ``ax``."""
+    import matplotlib
+
+    rc = matplotlib.rcParams
+    ax.xaxis.label.set_size(rc["axes.labelsize"])
+    ax.yaxis.label.set_size(rc["axes.labelsize"])
+    ax.title.set_size(rc["axes.titlesize"])
+    ax.tick_params(axis="x", labelsize=rc["xtick.labelsize"])
+    ax.tick_params(axis="y", labelsize=rc["ytick.labelsize"])
+    return ax

@@ -11,10 +11,10 @@ SLOT = "left"
 
 
 def figure(ctx: Any) -> Any:
-    from chestlab import figures
+    from chestlab.viz import training
 
-    return figures.training_curves(list(ctx.run.rows) + list(ctx.trainer.history), uirevision=f"cur{ctx.name}",
-                                   loss=ctx.trainer.config.loss)
+    return training.training_curves(list(ctx.run.rows) + list(ctx.trainer.history), uirevision=f"cur{ctx.name}",
+                                    loss=ctx.trainer.config.loss)
 
 
 def render(ctx: Any, box: Any) -> None:

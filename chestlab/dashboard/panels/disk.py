@@ -52,17 +52,17 @@ def data(tr: Any, split: str, n: int = 600) -> dict:
     class hierarchy over them (:func:`chestlab.viz.hierarchy.disk_tree_geometry`: super-class nodes and
     the root, from the proxies or, without them, the class means), whose mean d_H(0, ·) per level
     goes to the run's level history (:func:`record_levels`)."""
-    from chestlab import figures
+    from chestlab.viz import geometry
     from chestlab.viz import hierarchy as vh
 
     emb = tr.embed(split, n)
     c = float(tr.config.c)
-    xy = figures.project_to_disk(emb["x_h"], c)
+    xy = geometry.project_to_disk(emb["x_h"], c)
     prox = tr.proxies() if split == "train" else None
     pxy = None
     if prox is not None:
         ph = prox["h"]
-        pxy = figures.project_to_disk(ph.reshape(-1, ph.shape[-1]), c, fit_on=emb["x_h"]).reshape(ph.shape[0], ph.shape[1], 2)
+        pxy = geometry.project_to_disk(ph.reshape(-1, ph.shape[-1]), c, fit_on=emb["x_h"]).reshape(ph.shape[0], ph.shape[1], 2)
     ds = tr.train_set if split == "train" else tr.test_set
     names = getattr(ds, "classes", None)
     sup_names = getattr(tr.train_set, "superclasses", None)
@@ -83,15 +83,15 @@ def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles:
            key: str = "disk") -> tuple[Any, str]:
     """The disk figure of ``d`` (or of a UMAP view of it, without the tree: UMAP moves every point on
     its own) and what the projection was."""
-    from chestlab import figures
+    from chestlab.viz import disk, geometry
 
     if umap is not None:
-        xy, pxy, label = umap["xy"], umap["pxy"], figures.projection_label(d["dim_h"], "umap") + f" (step {umap['step']})"
+        xy, pxy, label = umap["xy"], umap["pxy"], geometry.projection_label(d["dim_h"], "umap") + f" (step {umap['step']})"
         labels, sup = umap["labels"], umap["super"]
     else:
-        xy, pxy, label = d["xy"], d["pxy"], figures.projection_label(d["dim_h"])
+        xy, pxy, label = d["xy"], d["pxy"], geometry.projection_label(d["dim_h"])
         labels, sup = d["labels"], d["super"]
-    fig = figures.poincare_disk(
+    fig = disk.poincare_disk(
         xy, labels, sup, pxy, c=d["c"] if d["c"] > 0 else 0.0, grid=grid,
         circles=(1.0, 2.0, 3.0) if circles else (), class_names=d["names"], super_names=d["super_names"],
         class_super=d.get("class_super"), tree=d.get("tree") if umap is None else None, uirevision=key, height=470,
@@ -101,12 +101,12 @@ def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles:
 
 def level_figure(d: dict, key: str = "levels") -> Any:
     """The level strip of ``d``: the mean d_H(0, ·) of the root, the super-class nodes, the classes
-    and the samples over the steps drawn so far (:func:`chestlab.figures.level_strip`)."""
-    from chestlab import figures
+    and the samples over the steps drawn so far (:func:`chestlab.viz.training.level_strip`)."""
+    from chestlab.viz import training
 
     tree = d.get("tree") or {}
-    return figures.level_strip(d.get("levels") or [], classes_are=tree.get("children_are", "proxies"),
-                               uirevision=key)
+    return training.level_strip(d.get("levels") or [], classes_are=tree.get("children_are", "proxies"),
+                                uirevision=key)
 
 
 def tree_caption(d: dict, umap: bool = False) -> str:
@@ -153,7 +153,7 @@ def controls(ctx: Any, box: Any) -> dict:
 def run_umap(ctx: Any, d: dict, box: Any) -> None:
     """UMAP with hyperboloid output, in a thread so a progress bar can move (numba compiles at first).
     The result (or the failure, as a warning) goes to ``ctx.state.umap``."""
-    from chestlab import figures
+    from chestlab.viz import geometry
 
     tr, state = ctx.trainer, ctx.state
     result: dict = {}
@@ -162,8 +162,8 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
 
     def work() -> None:
         try:
-            result["out"] = figures.umap_disk(d["x_h"], d["c"] if d["c"] > 0 else 1.0, seed=tr.config.seed,
-                                              fit_on_proxies=None if prox is None else prox.reshape(-1, prox.shape[-1]))
+            result["out"] = geometry.umap_disk(d["x_h"], d["c"] if d["c"] > 0 else 1.0, seed=tr.config.seed,
+                                               fit_on_proxies=None if prox is None else prox.reshape(-1, prox.shape[-1]))
         except Exception as err:  # said, not raised; the exception goes to the server log
             from ..runner import LOG
 

@@ -37,35 +37,35 @@ def metrics_csv(snap: dict) -> str:
 
 
 def similarity_figure(snap: dict, mpl: bool) -> Any:
-    from chestlab import figures
+    from chestlab.viz import similarity
 
     if snap.get("sim") is None:
         raise RuntimeError("no similarities to export: no training step yet, or a loss without class proxies")
-    f = figures.similarity_histogram_mpl if mpl else figures.similarity_histogram
+    f = similarity.similarity_histogram_mpl if mpl else similarity.similarity_histogram
     cfg = snap["config"]
     return f(snap["sim"], cfg.get("delta_h"), cfg.get("delta_e"))
 
 
 def disk_figure(snap: dict, mpl: bool) -> Any:
-    from chestlab import figures
+    from chestlab.viz import disk, geometry
 
     d = snap["disk"]
     if d is None:
         raise RuntimeError("no disk to export yet")
     tree = dict(class_super=d.get("class_super"), tree=d.get("tree"))  # the page's colours and hierarchy
     if mpl:
-        return figures.poincare_disk_mpl(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
-                                         title=figures.projection_label(d["dim_h"]), **tree)
-    return figures.poincare_disk(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
-                                 title=figures.projection_label(d["dim_h"]), class_names=d["names"],
-                                 super_names=d.get("super_names"), **tree)
+        return disk.poincare_disk_mpl(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
+                                      title=geometry.projection_label(d["dim_h"]), **tree)
+    return disk.poincare_disk(d["xy"], d["labels"], d["super"], d["pxy"], c=d["c"], circles=(1, 2, 3),
+                              title=geometry.projection_label(d["dim_h"]), class_names=d["names"],
+                              super_names=d.get("super_names"), **tree)
 
 
 def curves_figure(snap: dict, mpl: bool) -> Any:
-    from chestlab import figures
+    from chestlab.viz import training
 
-    return (figures.training_curves_mpl if mpl else figures.training_curves)(snap["rows"] + snap["history"],
-                                                                             loss=snap["config"].get("loss"))
+    return (training.training_curves_mpl if mpl else training.training_curves)(snap["rows"] + snap["history"],
+                                                                               loss=snap["config"].get("loss"))
 
 
 FIGURES: tuple[tuple[str, Callable[[dict, bool], Any], str], ...] = (
@@ -77,8 +77,6 @@ FIGURES: tuple[tuple[str, Callable[[dict, bool], Any], str], ...] = (
 
 def render(ctx: Any, box: Any) -> None:
     """The share link and the download buttons, in ``box`` (the page's "Share and export" expander)."""
-    from chestlab import figures
-
     from ..text import literal
 
     state = ctx.state
@@ -94,7 +92,9 @@ def render(ctx: Any, box: Any) -> None:
         return lambda: fn(snap(), False).to_html(include_plotlyjs=True, full_html=True)  # offline: plotly.js inlined
 
     def png(fn: Callable[[dict, bool], Any]) -> Callable[[], bytes]:
-        return lambda: figures.to_png(fn(snap(), True))
+        from chestlab.viz.mpl import to_png
+
+        return lambda: to_png(fn(snap(), True))
 
     a, b = box.columns(2)
     a.download_button("config (JSON)", lambda: config_json(snap()), "chestlab_config.json", "application/json",

@@ -53,14 +53,13 @@ def temperatures(ctx: Any, box: Any) -> dict[str, float]:
 def figure(ctx: Any, d: dict, t: float, t_e: float) -> Any:
     """Weights over the negatives of the model's features (one anchor), sphere vs hyperbolic."""
     import chestlab.poincare as P
-    from chestlab import figures
+    from chestlab.viz import hardneg
 
     c = float(d["c"])  # the curvature the points were embedded with (a stopped run's are from before a c change)
     x = d["x_h"][:N_POINTS].double()
     v = P.logmap0(x, c) if c > 0 else x
     c_values = sorted({round(c, 3), 0.1, 1.0} - {0.0}) or [0.5]
-    return figures.hard_negative_weights_figure(c_values, t, t_sphere=t_e, v=v, labels=d["labels"][:N_POINTS],
-                                                uirevision="hardneg")
+    return hardneg.weights_figure(c_values, t, t_sphere=t_e, v=v, labels=d["labels"][:N_POINTS], uirevision="hardneg")
 
 
 def render(ctx: Any, box: Any) -> None:

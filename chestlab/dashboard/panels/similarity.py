@@ -3,7 +3,7 @@
 * the CHEST paper's Fig. 3 -- each sample's similarity to its own class (positive) and to every other
   class (negative), pooled over the batch, in H and E;
 * the per-sample margins -- what Eq. 7 actually compares: each sample's own-class similarity minus a
-  soft maximum of *its own* negatives, against the margin δ (:func:`chestlab.figures.margin_histogram`).
+  soft maximum of *its own* negatives, against the margin δ (:func:`chestlab.viz.similarity.margin_histogram`).
 
 The pooled histograms carry no margin line: a line at "median of the negatives + δ" says nothing
 about Eq. 7, which compares each sample with its own negatives; the panel titles give the fraction of
@@ -31,17 +31,17 @@ def _margins_of(cfg: Any) -> dict:
 def figure(ctx: Any, view: str = VIEWS[0]) -> Any:
     """The figure of the run's last batch in ``view``, or None (no step yet, or a loss that computes
     no class similarities). The margins δ_H / δ_E (and scales λ) are the run's when its loss has them."""
-    from chestlab import figures
+    from chestlab.viz import similarity
 
     sim = ctx.similarities()
     if sim is None:
         return None
     m = _margins_of(ctx.trainer.config)
     if view == VIEWS[1]:
-        return figures.margin_histogram(sim, m["delta_h"], m["delta_e"], lambda_h=m["lambda_h"] or 20.0,
-                                        lambda_e=m["lambda_e"] or 20.0, uirevision=f"margin{ctx.name}")
-    return figures.similarity_histogram(sim, m["delta_h"], m["delta_e"], lambda_h=m["lambda_h"],
-                                        lambda_e=m["lambda_e"], uirevision=f"sim{ctx.name}")
+        return similarity.margin_histogram(sim, m["delta_h"], m["delta_e"], lambda_h=m["lambda_h"] or 20.0,
+                                           lambda_e=m["lambda_e"] or 20.0, uirevision=f"margin{ctx.name}")
+    return similarity.similarity_histogram(sim, m["delta_h"], m["delta_e"], lambda_h=m["lambda_h"],
+                                           lambda_e=m["lambda_e"], uirevision=f"sim{ctx.name}")
 
 
 def view_of(ctx: Any, box: Any) -> str:

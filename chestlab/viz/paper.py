@@ -1,19 +1,22 @@
-"""Static, paper-style (matplotlib) figures of the reproduction scripts (:mod:`chestlab.reproduce`).
+"""Static, paper-style (matplotlib) figures of the reproduction scripts (:mod:`chestlab.reproduce`)
+and the lessons' retrieval strip.
 
 * :func:`similarity_histograms` -- the CHEST paper's Fig. 3: ``S_H(x_i, y)`` of a batch to its own
   class vs the other classes, one panel per run (without ``L_E`` | with ``L_E``), shared bins.
 * :func:`disk_with_queries` / :func:`retrieval_grid` -- the CHEST paper's Fig. 2: embeddings in the
-  Poincaré disk (drawn by :func:`chestlab.figures.poincare_disk_mpl`) with the retrieval queries
-  circled in red, and query + 19 results per example with wrong results framed in red.
+  Poincaré disk (drawn by :func:`chestlab.viz.disk.poincare_disk_mpl`) with the retrieval queries
+  circled in red, and query + 19 results per example with wrong results framed in red;
+  :func:`retrieval_figure` -- retrieval examples for a projector (notebook 06).
 * :func:`hardneg_recall_over_t` -- the hard-negative paper's Fig. 2: Recall@1 over the temperature
   ``t``, sphere vs hyperbolic at several curvatures ``c``.
 * :func:`hardneg_weights` -- the hard-negative paper's Fig. 3: the weights ``w_ik`` over the sorted
-  negatives (computed by :func:`chestlab.figures.hard_negative_weights`).
+  negatives (:func:`chestlab.viz.hardneg.weight_curves`, as the dashboard's plotly version).
 * :func:`ablation_bars` -- Tables 6-7 as a bar chart, ours (mean ± std) beside the paper's R@1.
 
 Every builder returns a :class:`matplotlib.figure.Figure` built without pyplot (no global backend),
-saved with :func:`save`. Interactive (plotly) versions for the dashboard live in
-:mod:`chestlab.figures`; helpers that already exist there are called, not rewritten.
+saved with :func:`save`. Interactive (plotly) versions for the dashboard live beside them in
+:mod:`chestlab.viz` (:mod:`~chestlab.viz.similarity`, :mod:`~chestlab.viz.disk`,
+:mod:`~chestlab.viz.hardneg`); what they share is called, not rewritten.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import figures
-from .viz.style import COLORS
+from .disk import poincare_disk_mpl
+from .hardneg import weight_curves
+from .style import COLORS
 
 __all__ = [
     "PAPER_POS",
@@ -34,6 +38,7 @@ __all__ = [
     "similarity_histograms",
     "disk_with_queries",
     "retrieval_grid",
+    "retrieval_figure",
     "hardneg_recall_over_t",
     "hardneg_weights",
     "ablation_bars",
@@ -71,7 +76,7 @@ def similarity_histograms(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], 
     """One histogram panel per ``(title, positive, negative)``: a batch's similarities to its own class
     (red) and to every other class (blue), densities, on bins shared by all panels so the runs compare.
 
-    :func:`chestlab.figures.similarity_histogram_mpl` shows one run's H and E side by side; Fig. 3
+    :func:`chestlab.viz.similarity.similarity_histogram_mpl` shows one run's H and E side by side; Fig. 3
     compares *two runs'* ``S_H``, hence this layout."""
     if not panels:
         raise ValueError("similarity_histograms needs at least one (title, positive, negative) panel")
@@ -95,9 +100,9 @@ def similarity_histograms(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], 
 # ------------------------------------------------------------------------------------------------
 def disk_with_queries(x2d: Any, labels: Any, super_labels: Any = None, *, c: float, query_index: Sequence[int] = (),
                       title: Optional[str] = None):
-    """The Poincaré disk of :func:`chestlab.figures.poincare_disk_mpl` with the retrieval queries
+    """The Poincaré disk of :func:`chestlab.viz.disk.poincare_disk_mpl` with the retrieval queries
     circled in red, as in Fig. 2."""
-    fig = figures.poincare_disk_mpl(x2d, labels, super_labels, c=c, title=title)
+    fig = poincare_disk_mpl(x2d, labels, super_labels, c=c, title=title)
     if len(query_index):
         q = np.asarray(x2d)[np.asarray(query_index, dtype=int)]
         ax = fig.axes[0]
@@ -151,6 +156,55 @@ def _draw_tile(ax: Any, img: Any) -> None:
     ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
 
 
+def retrieval_figure(examples: Sequence[dict], *, tile: float = 1.15, class_names: Optional[Sequence[str]] = None,
+                     title: Optional[str] = None):
+    """Retrieval examples (:func:`chestlab.lessons.retrieval_examples`) for a projector: one row per query, the query
+    on the left -- labelled "query", its class below, a thick amber frame, set apart by a gap -- then
+    its results nearest first, numbered 1, 2, ... above; a result of another class is framed in red
+    with its class below, one of the query's class has a thin grey frame. Returns a matplotlib Figure
+    (no pyplot). ``class_names[label]`` names the classes (default: the label number)."""
+    from matplotlib.figure import Figure
+
+    if not examples:
+        raise ValueError("retrieval_figure needs at least one example")
+    n = max(len(e["results"]) for e in examples)
+
+    def name(y: int) -> str:
+        return str(class_names[y]) if class_names is not None else str(y)
+
+    fig = Figure(figsize=(tile * (n + 1.6), tile * 1.55 * len(examples) + (0.5 if title else 0.1)), dpi=100, layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(examples), n + 2, gridspec_kw={"width_ratios": [1.0, 0.35] + [1.0] * n}))
+    for row, e in zip(axes, examples):
+        row[1].set_axis_off()  # the gap between the query and its results
+        tiles = [(e["query"], None, e.get("query_label"))] + [(img, ok, lab) for (img, ok), lab in
+                                                                zip(e["results"], e.get("labels", [None] * len(e["results"])))]
+        for k, (ax, (img, ok, lab)) in enumerate(zip([row[0]] + list(row[2:]), tiles)):
+            if isinstance(img, str):
+                ax.text(0.5, 0.5, img, ha="center", va="center", fontsize=8, wrap=True, transform=ax.transAxes)
+            else:
+                a = np.asarray(img)
+                ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            color, lw = ("#f2b701", 6.0) if ok is None else (("#bbbbbb", 1.0) if ok else ("#d62728", 4.0))
+            for sp in ax.spines.values():
+                sp.set_visible(True)
+                sp.set_edgecolor(color)
+                sp.set_linewidth(lw)
+            if ok is None:
+                ax.set_title("query", fontsize=15, fontweight="bold")
+            else:
+                ax.set_title(str(k), fontsize=13, color="#555555")
+            if lab is not None and ok is not True:  # the query's class, and the class of every wrong result
+                ax.set_xlabel(name(lab), fontsize=13, color="black" if ok is None else "#d62728")
+        for ax in row[len(tiles) + 1:]:
+            ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------
 # hard-negative paper, Figs. 2 and 3
 # ------------------------------------------------------------------------------------------------
@@ -197,14 +251,16 @@ def hardneg_weights(v: Any, *, t_sphere: float, t: float, c_values: Sequence[flo
     (temperature ``t``), from the same tangent features ``v`` (N, D), so only the geometry changes."""
     fig = _figure((4.6, 3.0))
     ax = fig.subplots()
-    _, w = figures.hard_negative_weights(v, t_sphere, None, anchor=anchor, labels=labels)
-    ax.plot(np.arange(1, len(w) + 1), w, color="black", ls="--", marker="s", ms=2.5, lw=1.2,
-            label=f"sphere, t = {t_sphere:g} (max w = {w.max():.2f})")
-    for i, c in enumerate(c_values):
-        _, w = figures.hard_negative_weights(v, t, float(c), anchor=anchor, labels=labels)
-        ax.plot(np.arange(1, len(w) + 1), w, color=_SHADES[i % len(_SHADES)], marker="o", ms=2.5, lw=1.2,
-                label=f"hyperbolic c = {float(c):g}, t = {t:g} (max w = {w.max():.2f})")
-    ax.axhline(1.0 / max(len(w), 1), color="gray", ls=":", lw=0.8, label="uniform 1/N")
+    curves = weight_curves(v, t_sphere=t_sphere, t=t, c_values=c_values, labels=labels, anchor=anchor)
+    for i, cur in enumerate(curves):
+        w = cur["w"]
+        if cur["c"] is None:
+            ax.plot(cur["x"], w, color="black", ls="--", marker="s", ms=2.5, lw=1.2,
+                    label=f"sphere, t = {cur['t']:g} (max w = {w.max():.2f})")
+        else:
+            ax.plot(cur["x"], w, color=_SHADES[(i - 1) % len(_SHADES)], marker="o", ms=2.5, lw=1.2,
+                    label=f"hyperbolic c = {cur['c']:g}, t = {cur['t']:g} (max w = {w.max():.2f})")
+    ax.axhline(1.0 / max(len(curves[-1]["w"]), 1), color="gray", ls=":", lw=0.8, label="uniform 1/N")
     ax.set_yscale("log")
     ax.set_xlabel("negatives sorted by distance to the anchor (1 = hardest)")
     ax.set_ylabel(r"weight $w_{ik}$")
@@ -227,7 +283,7 @@ def ablation_bars(rows: Sequence[Mapping[str, Any]], *, title: Optional[str] = N
     y = np.arange(len(rows))[::-1]
     means = np.array([100 * r["mean"] if r.get("n") else np.nan for r in rows])
     stds = np.array([100 * r["std"] if r.get("n", 0) > 1 and np.isfinite(r["std"]) else 0.0 for r in rows])
-    colors = [figures.COLORS.get(r["space"], "gray") for r in rows]
+    colors = [COLORS.get(r["space"], "gray") for r in rows]
     ax.barh(y, np.nan_to_num(means), xerr=stds, color=colors, alpha=0.85, height=0.7,
             error_kw=dict(ecolor="black", elinewidth=0.8, capsize=2))
     paper = np.array([100 * r["paper"] if r.get("paper") is not None else np.nan for r in rows])

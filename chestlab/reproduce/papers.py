@@ -1,6 +1,7 @@
-"""The figure commands: the CHEST paper's Fig. 3 (:func:`fig3`) and Fig. 2 (:func:`fig2`), the
-hard-negative paper's Figs. 2-3 (:func:`hardneg_fig2`, :func:`hardneg_fig3`), and :func:`tables`
-(Tables 2-5 layout for trained runs). Each training is a resumable run (:func:`.runner.train_run`).
+"""The papers' figure commands: the CHEST paper's Fig. 3 (:func:`fig3`) and Fig. 2 (:func:`fig2`),
+the hard-negative paper's Figs. 2-3 (:func:`hardneg_fig2`, :func:`hardneg_fig3`), and :func:`tables`
+(Tables 2-5 layout for trained runs). Each training is a resumable run (:func:`.runner.train_run`);
+what they measure is drawn by :mod:`chestlab.viz.paper`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import numpy as np
 import torch
 
 from .. import data as _data
-from .. import metrics, paper_figures, poincare
+from .. import metrics, poincare
 from ..engine import Trainer
 from ..evaluate import evaluate_run, format_table
 from ..settings import TrainConfig, parse_assignments
+from ..viz import geometry
+from ..viz import paper as viz_paper
 from .runner import train_run
 
 __all__ = ["fig3", "fig2", "hardneg_fig2", "hardneg_fig3", "tables",
@@ -63,8 +66,8 @@ def fig3(out: Path, *, preset: str = "demo-tree", steps: int = 1800, seed: int =
                        sims["h_pos"], sims["h_neg"]))
         lines.append(f"{slug}: median S_H positive {np.median(sims['h_pos']):.3f}, negative {np.median(sims['h_neg']):.3f}, "
                      f"test R@1 H {100 * res['metrics']['test/H/R@1']:.1f} E {100 * res['metrics']['test/E/R@1']:.1f}")
-    fig = paper_figures.similarity_histograms(panels, bins=bins)
-    paths = paper_figures.save(fig, out / "fig3", ("png", "pdf"))
+    fig = viz_paper.similarity_histograms(panels, bins=bins)
+    paths = viz_paper.save(fig, out / "fig3", ("png", "pdf"))
     (out / "fig3.txt").write_text("\n".join(lines) + "\n")
     if progress:
         print("\n".join(lines))
@@ -97,8 +100,6 @@ def fig2(out: Path, *, run: Optional[Path] = None, preset: str = "demo-shapes", 
     """The CHEST paper's Fig. 2: train and test ``x^H`` in the Poincaré disk (UMAP with a hyperbolic
     output metric, as the paper; or ``tangent_pca``) with the queries circled, and ``queries``
     retrieval examples (query + ``top`` nearest test samples by Poincaré distance), wrong ones in red."""
-    from .. import figures as disk_figures  # chestlab.figures: UMAP / PCA onto the disk
-
     if run is not None:
         tr = Trainer.from_run(run, **({"data_root": data_root} if data_root else {}))
     else:
@@ -116,9 +117,9 @@ def fig2(out: Path, *, run: Optional[Path] = None, preset: str = "demo-shapes", 
     if projection == "umap":
         if progress:
             print("fig2: UMAP with hyperboloid output (first call compiles numba, ~1 min) ...", file=sys.stderr)
-        disk = {s: disk_figures.umap_disk(e["x_h"], c, seed=seed) for s, e in emb.items()}
+        disk = {s: geometry.umap_disk(e["x_h"], c, seed=seed) for s, e in emb.items()}
     elif projection == "tangent_pca":
-        disk = {s: disk_figures.project_to_disk(e["x_h"], c, "tangent_pca") for s, e in emb.items()}
+        disk = {s: geometry.project_to_disk(e["x_h"], c, "tangent_pca") for s, e in emb.items()}
     else:
         raise ValueError(f"--projection {projection!r}: choose umap or tangent_pca")
     how = "UMAP with hyperbolic output" if projection == "umap" else "tangent-space PCA"
@@ -139,11 +140,11 @@ def fig2(out: Path, *, run: Optional[Path] = None, preset: str = "demo-shapes", 
         })
     paths = []
     for split in ("train", "test"):
-        f = paper_figures.disk_with_queries(disk[split], emb[split]["labels"], emb[split]["super"], c=c,
+        f = viz_paper.disk_with_queries(disk[split], emb[split]["labels"], emb[split]["super"], c=c,
                                             query_index=q_idx if split == "test" else (),
                                             title=f"{tr.config.dataset} {split}: x^H, {how}")
-        paths += paper_figures.save(f, out / f"fig2_disk_{split}", ("png", "pdf"))
-    paths += paper_figures.save(paper_figures.retrieval_grid(examples), out / "fig2_retrieval", ("png", "pdf"))
+        paths += viz_paper.save(f, out / f"fig2_disk_{split}", ("png", "pdf"))
+    paths += viz_paper.save(viz_paper.retrieval_grid(examples), out / "fig2_retrieval", ("png", "pdf"))
     return paths
 
 
@@ -221,8 +222,8 @@ def hardneg_fig2(out: Path, *, preset: str = "demo-tree", ts: Sequence[float] = 
     (out / "hardneg_fig2.md").write_text("Test Recall@1 (%), mean over seeds\n\n" + "\n".join(md) + "\n")
     if progress:
         print("\n".join(md))
-    fig = paper_figures.hardneg_recall_over_t(curves, title=f"pairwise CE on {TrainConfig.preset(preset).dataset}")
-    return paper_figures.save(fig, out / "hardneg_fig2", ("png", "pdf")) + [out / "hardneg_fig2.csv"]
+    fig = viz_paper.hardneg_recall_over_t(curves, title=f"pairwise CE on {TrainConfig.preset(preset).dataset}")
+    return viz_paper.save(fig, out / "hardneg_fig2", ("png", "pdf")) + [out / "hardneg_fig2.csv"]
 
 
 def hardneg_fig3(out: Path, *, run: Optional[Path] = None, preset: str = "demo-tree", steps: int = 300, seed: int = 0,
@@ -254,8 +255,8 @@ def hardneg_fig3(out: Path, *, run: Optional[Path] = None, preset: str = "demo-t
         v = poincare.logmap0(e["x_h"][take].double(), float(tr.model.head.c))
         labels = e["labels"][take]
         source = f"{len(take)} test samples of {tr.config.dataset} ({'run ' + str(run) if run else f'pair_ce, {tr.step_count} steps'})"
-    fig = paper_figures.hardneg_weights(v, t_sphere=t_sphere, t=t, c_values=cs, labels=labels, title=source)
-    return paper_figures.save(fig, out / "hardneg_fig3", ("png", "pdf"))
+    fig = viz_paper.hardneg_weights(v, t_sphere=t_sphere, t=t, c_values=cs, labels=labels, title=source)
+    return viz_paper.save(fig, out / "hardneg_fig3", ("png", "pdf"))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -264,8 +264,8 @@ def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
 
 
 #: JS: the step each compare-mode column shows ("Run A: … · step N"), as [A, B] (null where absent)
-_RUN_STEPS_JS = ("(() => { const t = document.body.innerText; const f = r => { const m = t.match(new RegExp('Run ' + r + ':[^\\n]*?· step (\\d+)'));"
-                 " return m ? parseInt(m[1]) : null; }; return [f('A'), f('B')]; })()")
+_RUN_STEPS_JS = ("(() => { const t = document.body.innerText; const m = [t.match(/Run A:[^\\n]*?· step (\\d+)/), t.match(/Run B:[^\\n]*?· step (\\d+)/)];"
+                 " return m.map(x => x ? parseInt(x[1]) : null); })()")
 #: JS: [charts on the page, charts without a drawn SVG] (a chart being rebuilt from scratch is blank)
 _BLANK_JS = ("(() => { const c = [...document.querySelectorAll('[data-testid=stPlotlyChart]')];"
              " return [c.length, c.filter(e => !e.querySelector('.main-svg')).length]; })()")

@@ -263,6 +263,95 @@ def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
     return rows, out
 
 
+#: JS: the step each compare-mode column shows ("Run A: … · step N"), as [A, B] (null where absent)
+_RUN_STEPS_JS = ("(() => { const t = document.body.innerText; const m = [t.match(/Run A:[^\\n]*?· step (\\d+)/), t.match(/Run B:[^\\n]*?· step (\\d+)/)];"
+                 " return m.map(x => x ? parseInt(x[1]) : null); })()")
+#: JS: [charts on the page, charts without a drawn SVG] (a chart being rebuilt from scratch is blank)
+_BLANK_JS = ("(() => { const c = [...document.querySelectorAll('[data-testid=stPlotlyChart]')];"
+             " return [c.length, c.filter(e => !e.querySelector('.main-svg')).length]; })()")
+#: the compare-mode link the benchmark opens (the h-only scenario's pair: run B with η_E = 0)
+COMPARE_QUERY = "/?cmp=eta_e:0"
+
+
+def _busy_core() -> Any:
+    """A process that keeps one core busy (the "one core loaded" rows); the caller stops it."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+
+
+def part3(seconds: float, loaded: bool) -> tuple[list[list[str]], dict]:
+    """Compare mode end to end on one ready server: first plot of the single page and of a
+    compare link, then the compare link with ``play=1``: the steps runs A and B show (lock-step: the
+    largest difference seen), samples with a blank chart, and the worst of six Pause clicks.
+    ``loaded``: with one core kept busy by another process."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_app as T
+
+    browser = T.find_browser()
+    if browser is None:
+        return [], {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_app_cmp_"))
+    busy = _busy_core() if loaded else None
+    out: dict = {"load": _load()}
+    tag = "one core loaded" if loaded else "quiet"
+    try:
+        server = _Server(T, tmp, "cmp")
+        try:
+            server.wait_ready()
+            chrome, out["first_plot_single_s"] = _first_plot(T, browser, tmp / "p_single", server.url("/"))
+            chrome.close()
+            chrome, out["first_plot_compare_s"] = _first_plot(T, browser, tmp / "p_cmp", server.url(COMPARE_QUERY))
+            chrome.close()
+            chrome, _ = _first_plot(T, browser, tmp / "p_play", server.url(COMPARE_QUERY + "&play=1"))
+            try:
+                chrome.wait_for(f"(({_RUN_STEPS_JS})[1] || 0) > 0", 60, "run B to train")
+                diffs, blank, n = [], 0, 0
+                end = time.monotonic() + seconds
+                first = last = None
+                while time.monotonic() < end:
+                    a, b = chrome.js(_RUN_STEPS_JS) or [None, None]
+                    if a is not None and b is not None:
+                        diffs.append(abs(a - b))
+                        first = first or (time.monotonic(), a)
+                        last = (time.monotonic(), a)
+                    total, empty = chrome.js(_BLANK_JS) or [0, 0]
+                    n += 1
+                    blank += bool(empty)
+                    time.sleep(0.2)
+                out["lockstep_max"] = max(diffs) if diffs else float("nan")
+                out["blank"] = (blank, n)
+                out["steps_s"] = (last[1] - first[1]) / (last[0] - first[0]) if first and last and last[0] > first[0] else float("nan")
+                pauses = []
+                for k in range(_PAUSES):
+                    if k:
+                        chrome.click_and_time("Play", T.button_reads("Pause"), 60, "Play to answer")
+                        time.sleep(0.5 + 0.8 * k / _PAUSES)
+                    pauses.append(chrome.click_and_time("Pause", T.button_reads("Play"), 60, "Pause to answer"))
+                out["pause_all"] = pauses
+                out["pause_response_s"] = max(pauses)
+                chrome.screenshot(tmp / "bench_app_compare.png")
+            finally:
+                chrome.close()
+        finally:
+            server.stop()
+    finally:
+        if busy is not None:
+            os.killpg(busy.pid, signal.SIGTERM)
+            busy.wait(10)
+    rows = [
+        [f"[{tag}] first plot, single page / compare link {COMPARE_QUERY} (s)",
+         f"{out['first_plot_single_s']:.1f} / {out['first_plot_compare_s']:.1f}"],
+        [f"[{tag}] compare, playing: steps/s (both runs step together)", f"{out['steps_s']:.1f}"],
+        [f"[{tag}] compare: largest |step A − step B| on screen", f"{out['lockstep_max']}"],
+        [f"[{tag}] compare: samples with a blank chart", f"{out['blank'][0]} of {out['blank'][1]}"],
+        [f"[{tag}] compare: Pause -> page answers (s), worst of {len(pauses)}: " + " / ".join(f"{t:.2f}" for t in pauses),
+         f"{out['pause_response_s']:.2f}"],
+        [f"[{tag}] load average at start of this part", out["load"]],
+    ]
+    return rows, out
+
+
 def _load() -> str:
     return "load avg %.1f/%.1f/%.1f" % os.getloadavg() if hasattr(os, "getloadavg") else "load avg n/a"
 
@@ -274,10 +363,14 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3, help="first plot on a ready server: this many servers, median")
     p.add_argument("--no-browser", action="store_true", help="part 1 only")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
+    p.add_argument("--compare-only", action="store_true", help="only the compare-mode rows (quiet, then one core loaded)")
+    p.add_argument("--no-loaded", action="store_true", help="compare-mode rows without the one-core-loaded repeat")
     args = p.parse_args()
     repeats = 5 if args.quick else 15
     seconds = 8.0 if args.quick else args.seconds
     runs = 1 if args.quick else max(1, args.runs)
+    if args.compare_only:
+        return compare_tables(seconds, args)
     rows1, r1 = part1(repeats)
     from chestlab.dashboard import defaults
 
@@ -307,7 +400,32 @@ def main() -> int:
     else:
         notes = []
     print(cm.table(["## app.py end to end (streamlit server + headless Chromium, tree, default refresh 0.8 s)"], ["measure", "value"], rows2, notes))
-    return 1 if (args.strict and not ok_all) else 0
+    print()
+    ok_cmp = compare_tables(seconds, args) == 0
+    return 1 if (args.strict and not (ok_all and ok_cmp)) else 0
+
+
+def compare_tables(seconds: float, args: Any) -> int:
+    """The compare-mode rows (quiet, then with one core loaded) and their checks."""
+    rows, checks = [], []
+    for loaded in ((False,) if args.no_loaded else (False, True)):
+        r, out = part3(seconds, loaded)
+        if not out:
+            print("compare mode: skipped (no chromium)")
+            return 0
+        rows += r
+        limit = 6.0 if loaded else 4.0
+        tag = "one core loaded" if loaded else "quiet"
+        checks += [
+            (f"[{tag}] first plot ≤ {limit:g} s, single and compare", max(out["first_plot_single_s"], out["first_plot_compare_s"]) <= limit),
+            (f"[{tag}] A and B show the same step (lock-step)", out["lockstep_max"] == 0),
+            (f"[{tag}] Pause answers within 1 s, worst of {_PAUSES}", out["pause_response_s"] <= 1.0),
+            (f"[{tag}] no sample with a blank chart", out["blank"][0] == 0),
+        ]
+    notes = [f"{cm.verdict(ok)}  {name}" for name, ok in checks]
+    print(cm.table(["## app.py compare mode end to end (run B: η_E = 0; streamlit + headless Chromium, tree)"],
+                   ["measure", "value"], rows, notes))
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 if __name__ == "__main__":

@@ -371,7 +371,7 @@ def test_compare_panel_and_run_b_validated_by_the_schema() -> None:
     cfg = values.config(state)
     session.update(cmp_key="eta_e", cmp_value=0.0)
     cfg_b, label, problem = compare.config_b(cfg, session)
-    assert cfg_b.eta_e == 0.0 and cfg_b.eta_h == cfg.eta_h and label.startswith("eta_e = 0") and problem is None
+    assert cfg_b.eta_e == 0.0 and cfg_b.eta_h == cfg.eta_h and label.startswith("η_E = 0") and problem is None
     session.update(cmp_key="K", cmp_value=3.0)
     assert compare.config_b(cfg, session)[0].K == 3
     session.update(cmp_key="K", cmp_value=2.5)

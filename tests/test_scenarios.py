@@ -23,6 +23,22 @@ TIMEOUT = 90
 NAMES = list(scenarios.SCENARIOS)
 
 
+def test_the_temperature_collapse_has_a_scenario() -> None:
+    sc = scenarios.SCENARIOS["temperature-collapse"]
+    assert sc.panel == "disk" and scenarios.config(sc.name).t == pytest.approx(0.05) and sc.compare == ("t", 0.5)
+
+
+def test_the_preset_box_follows_the_scenario_until_a_setting_changes() -> None:
+    state, session = DashState(), {}
+    values.init(state, session)
+    scenarios.apply(state, session, "pair-ce-temperature")
+    assert scenarios.shown_preset(state.values, session) == "Pairwise CE — hyperbolic"
+    values.set_value(state, session, "t", 0.2)  # the scenario's own t changed by hand: no longer its preset
+    assert scenarios.shown_preset(state.values, session) is None
+    scenarios.apply(state, session, "euclidean-limit")  # no loss preset
+    assert scenarios.shown_preset(state.values, session) is None
+
+
 def test_the_catalogue() -> None:
     assert len(NAMES) >= 8
     for name, sc in scenarios.SCENARIOS.items():
@@ -121,6 +137,26 @@ def test_each_scenario_opens_from_its_link(name: str) -> None:
     for key, value in sc.view.items():
         assert at.session_state[key] == value
     assert at.query_params.get("scenario") in (name, [name])  # the link is written back
+    # the panel "look at" names is drawn, for every run (compare mode: run A and run B), and drawn first
+    words, prefix = scenarios.PANELS[sc.panel]
+    assert sc.look_at.startswith(words), (sc.look_at[:40], words)
+    at = _run(at.button(key="btn_step").click())  # the similarities exist from the first step on
+    ids = [c.proto.id for c in at.get("plotly_chart")]
+    runs = ("A", "B") if sc.compare is not None else ("A",)
+    for run in runs:
+        want = f"{prefix}_{run}" if (sc.compare is not None or sc.panel != "hardneg") else prefix
+        assert any(i.endswith("-" + want) for i in ids), (want, ids)
+    first = ids[0].rsplit("-", 1)[-1]
+    assert first.startswith(prefix), (first, prefix)
+    # the scenario box: collapsible, headed by the full title; run B in the paper's symbols
+    assert any(sc.title in e.label for e in at.get("expander"))
+    if sc.compare is not None:
+        sym = schema()[sc.compare[0]].symbol or sc.compare[0]
+        heads = " ".join(m.value for m in at.markdown)
+        assert f"Run B: {sym} = {sc.compare[1]:g}" in heads, heads[:300]
+    # a scenario that sets a loss preset: the preset box names it, not "none (settings changed)"
+    if sc.loss_preset:
+        assert at.selectbox(key="preset").value == sc.loss_preset
 
 
 def test_link_settings_override_the_scenario_and_the_selectbox_switches() -> None:

@@ -18,7 +18,7 @@ How it works
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 import streamlit as st
 import torch
@@ -28,22 +28,42 @@ from ..settings import schema
 from . import runner, scenarios, urlcodec, values
 from .defaults import BASE, CHART_UPDATES, TRAIN_FRACTION
 from .fields import format_value
-from .panels import PanelContext, compare, draw_run, export
+from .panels import RUN_PANELS, PanelContext, available, cannot_draw, compare, draw_run, export
 from .presets import apply_preset
 from .state import KEY, DashState, get_state
 from .widgets import draw_sidebar, lazy_expander
 
-__all__ = ["main", "body", "live_panel", "status_row", "warm_up"]
+__all__ = ["main", "body", "live_panel", "status_row", "warm_up", "draw_runs", "ordered_panels", "TITLE"]
 
-_CSS = "<style>div.block-container{padding-top:1.2rem;} [data-testid='stMetricValue']{font-size:1.4rem;}</style>"
+#: Projector layout (1280×720): little padding above the page, a one-line title, compact metrics and
+#: headings, so that the panel a scenario names is in view without scrolling.
+_CSS = ("<style>div.block-container{padding-top:0.8rem;padding-bottom:1rem;}"
+        " [data-testid='stMetricValue']{font-size:1.2rem;line-height:1.3;}"
+        " [data-testid='stMetricLabel']{min-height:0;}"
+        " h3.chestlab-title{font-size:1.35rem;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;margin:0;padding:0 0 0.2rem 0;}"
+        " h4{padding:0.2rem 0 0.1rem 0;}"
+        # the lecture scenario's title in the sidebar box wraps instead of being cut ("… pairwise cros")
+        " .st-key-scenario [data-baseweb='select'] div{white-space:normal !important;overflow:visible !important;"
+        "text-overflow:clip !important;}</style>")
+#: the page's title: one line at 1280 px (with the sidebar open)
+TITLE = "chestlab · hyperbolic + Euclidean metric learning, live"
+#: what the title's (?) says (on a projector, one line of title instead of a paragraph)
+INTRO = ("CHEST (Combined Hyperbolic and Euclidean Soft Triple) trains class proxies in two spaces at once: the "
+         "Poincaré ball (curvature −c) and ordinary Euclidean space. Press Play, then move any slider on the left — "
+         "the next training step uses it. The (?) next to each control gives the paper's symbol and value.")
+#: the largest height (px) of the charts of the panel a scenario names: with the title, the scenario box,
+#: the controls and the run headers above it, it fits a 1280×720 projector
+FOCUS_HEIGHT = 350
+#: ... less for a panel with more above its chart (the similarity panel's heading and view radio)
+FOCUS_HEIGHTS = {"similarity": 260, "disk": 300, "curves": 320}
 
 
 def _threads() -> None:
     # The demo models are tiny: one intra-op thread is ~10x faster than two on a 2-core machine, where the
     # second thread competes with the Streamlit server and the browser (measured: 93 vs 10 steps/s on
     # `tree`). Set in every script run: each run is a new thread, and OpenMP's setting is per thread.
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
+    # With a GPU too: device=auto trains the demos on the CPU (runner.pick_device).
+    torch.set_num_threads(1)
 
 
 # -- callbacks (run before the script, so they may write widget values) ----------------------------
@@ -92,7 +112,7 @@ def status_row(state: DashState) -> None:
     cols[3].metric("R@1 H (unseen)", _fmt(last.get("test/H/R@1")),
                    help="Recall@1 on the test classes (never trained on), Poincaré distance")
     cols[4].metric("R@1 E (unseen)", _fmt(last.get("test/E/R@1")), help="Recall@1 on the test classes, Euclidean distance on x^E")
-    cols[5].metric("device", str(tr.device), help="auto = CUDA when present; torch threads: %d" % torch.get_num_threads())
+    cols[5].metric("device", str(tr.device), help="auto: the CPU for a demo model of at most %d parameters (faster there than a GPU), else CUDA when present; torch threads: %d" % (runner.TINY_PARAMS, torch.get_num_threads()))
 
 
 def _yield_point() -> None:
@@ -139,10 +159,14 @@ class HeldCharts:
     _WRAP_ONE = ("container", "expander", "empty", "popover")
     _WRAP_MANY = ("columns", "tabs")
 
-    def __init__(self, box: Any, sent: dict, hold: bool) -> None:
-        self._box, self._sent, self._hold = box, sent, hold
+    def __init__(self, box: Any, sent: dict, hold: bool, cap: Optional[int] = None) -> None:
+        self._box, self._sent, self._hold, self._cap = box, sent, hold, cap
 
     def plotly_chart(self, fig: Any, *args: Any, key: Any = None, **kw: Any) -> Any:
+        if self._cap is not None and fig is not None and hasattr(fig, "update_layout"):
+            height = fig.layout.height or 450  # Streamlit's default
+            if height > self._cap:
+                fig.update_layout(height=self._cap)  # the scenario's panel: in view on a projector
         if key is not None:
             hold = self._hold(key) if callable(self._hold) else self._hold
             if hold and key in self._sent:
@@ -154,9 +178,9 @@ class HeldCharts:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._box, name)
         if name in self._WRAP_ONE:
-            return lambda *a, **k: HeldCharts(attr(*a, **k), self._sent, self._hold)
+            return lambda *a, **k: HeldCharts(attr(*a, **k), self._sent, self._hold, self._cap)
         if name in self._WRAP_MANY:
-            return lambda *a, **k: [HeldCharts(b, self._sent, self._hold) for b in attr(*a, **k)]
+            return lambda *a, **k: [HeldCharts(b, self._sent, self._hold, self._cap) for b in attr(*a, **k)]
         return attr
 
     def __enter__(self) -> Any:
@@ -200,6 +224,82 @@ def stopped_warning(state: DashState, run: Any) -> str:
             f"{goes_on}  \nChange the setting it suggests, then press Reset.")
 
 
+def ordered_panels(focus: Any) -> tuple[Any, ...]:
+    """:data:`RUN_PANELS` with the panel named ``focus`` (a key of :data:`scenarios.PANELS`) first."""
+    first = tuple(p for p in RUN_PANELS if _name(p) == focus)
+    return first + tuple(p for p in RUN_PANELS if p not in first)
+
+
+def hardneg_each(ctx: PanelContext, box: Any) -> None:
+    """Compare mode's hard-negative panel: one figure per run, at the run's own temperatures (the
+    panel of a single run is wide and has its own sliders; here each column shows its run)."""
+    from chestlab.settings import schema as _schema
+
+    from .panels import hardneg
+    from .panels.chart import PLOTLY_CONFIG
+
+    cfg, sch = ctx.trainer.config, _schema()
+    keys = set(cfg.keys())
+    temps = {k: float(getattr(cfg, k)) if k in keys else float(sch[k].default) for k in ("t", "t_e")}
+    box.markdown(f"**Hard negatives, run {ctx.name}** — weights w over the negatives sorted by distance, "
+                 f"at t = {temps['t']:g}, t_E = {temps['t_e']:g}")
+    d = ctx.disk_data(ctx.session.get("disk_split", "train"))
+    box.plotly_chart(hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
+
+
+def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, status: Any = None) -> None:
+    """The runs' panels, the panel ``focus`` (the scenario's) first, right under the run headers and
+    above ``status()`` (the metrics row), with its charts at most :data:`FOCUS_HEIGHT` px high: on a
+    1280×720 projector it is in view without scrolling. One run: its panels (columns and a
+    full-width part). Compare mode: a header row, then one row per panel with run A and run B side
+    by side, so that the two columns stay aligned; the hard-negative panel is drawn per run
+    (:func:`hardneg_each`) where a scenario names it."""
+    helds = [chart_turns(state, ctx.run, timer) for ctx in contexts]
+    panels = ordered_panels(focus)
+    status = status or (lambda: None)
+    first = panels[:1] if focus is not None and panels and _name(panels[0]) == focus else ()
+    cap = FOCUS_HEIGHTS.get(focus, FOCUS_HEIGHT)
+    if len(contexts) == 1:
+        ctx = contexts[0]
+        if first:
+            draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0], cap), first)
+        status()
+        draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0]), tuple(p for p in panels if p not in first))
+        return
+    for ctx, col in zip(contexts, st.columns(len(contexts))):
+        compare.header(ctx, col)
+    if focus == "hardneg":
+        for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
+            try:
+                hardneg_each(ctx, HeldCharts(col, ctx.run.sent, hold, FOCUS_HEIGHT))
+            except Exception as err:
+                col.warning(cannot_draw(ctx, hardneg_panel(), err))
+    done_status = False
+    for panel in panels:
+        drawn = [ctx for ctx in contexts if available(panel, ctx)]
+        if not drawn:
+            continue
+        row_cap = cap if panel in first else None
+        if focus is not None and not done_status and panel not in first:
+            status()
+            done_status = True
+        for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
+            if any(c is ctx for c in drawn):
+                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold, row_cap), (panel,))
+    if not done_status and focus is not None:
+        status()
+
+
+def _name(panel: Any) -> str:
+    return panel.__name__.rsplit(".", 1)[-1]
+
+
+def hardneg_panel() -> Any:
+    from .panels import hardneg
+
+    return hardneg
+
+
 def live_panel(state: DashState) -> None:
     """The fragment: train a chunk (when playing or asked to step), then draw the panels. Reruns every
     ``refresh`` seconds while playing; a widget change interrupts it between steps."""
@@ -238,15 +338,14 @@ def live_panel(state: DashState) -> None:
         for run in runs:
             if run.diverged:
                 notes.warning(stopped_warning(state, run))
-        status_row(state)
-        cols = st.columns(len(runs)) if len(runs) > 1 else [st.container()]
         # while playing, a timer redraw updates a few charts in turn; the others stay drawn (see HeldCharts)
         timer = state.playing and not full_run and not pending and not fresh
         state.redraws += 1
-        for ctx, col in zip(contexts, cols):
-            if len(runs) > 1:
-                compare.header(ctx, col)
-            draw_run(ctx, HeldCharts(col, ctx.run.sent, chart_turns(state, ctx.run, timer)))
+        focus = scenarios.focus(session)
+        if focus is None:
+            status_row(state)
+        # a scenario's panel first, the metrics under it (see draw_runs)
+        draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None)
         a = contexts[0]
         split = shared.get("disk", {}).get("disk_split", "train")
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
@@ -299,14 +398,11 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     """Everything but the sidebar: header, controls row, warnings, the panels, share and export."""
     session = st.session_state
     do_reset, state.want_reset = state.want_reset, False
-    st.markdown("## chestlab · hyperbolic + Euclidean metric learning, live")
-    st.caption("CHEST (Combined Hyperbolic and Euclidean Soft Triple) trains class proxies in two spaces at once: "
-               "the Poincaré ball (curvature −c) and ordinary Euclidean space. Press Play, then move any slider "
-               "on the left — the next training step uses it. The (?) next to each control gives the paper's symbol and value.")
+    st.markdown(f"<h3 class='chestlab-title'>{TITLE}</h3>", unsafe_allow_html=True, help=INTRO)
     for p in state.url_problems:  # shown once, in the first run
         st.warning(f"Ignored a URL setting — {p}")
     state.url_problems = []
-    scenarios.info(session, st)  # the lecture scenario's question and what to look at
+    scenarios.info(session, st)  # the lecture scenario's question and what to look at (collapsible)
     for p in invalid:
         st.warning(f"Not applied: {p}")
 

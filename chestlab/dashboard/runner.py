@@ -27,7 +27,7 @@ from chestlab.settings import GROUPS, ConfigError, Problem, SettingError, TrainC
 
 from .state import DashState, Run
 
-__all__ = ["structural", "changed_structural", "repair", "build", "reset", "apply_live", "problems", "hints",
+__all__ = ["pick_device", "n_parameters", "TINY_PARAMS", "structural", "changed_structural", "repair", "build", "reset", "apply_live", "problems", "hints",
            "train_chunk", "measure_rate", "eval_due", "explain", "stop", "finite", "remember", "build_error", "LOG"]
 
 #: The server log of the page: the exceptions behind its one-line messages (an unexpected one as an error).
@@ -96,12 +96,51 @@ def repair(cfg: TrainConfig, keep: Optional[TrainConfig] = None) -> tuple[TrainC
     return cfg, {}
 
 
+#: ``device = auto`` on the page: a model with at most this many parameters trains on the CPU even
+#: where a GPU is present. The embedded demos' models (``mlp``/``cnn`` backbones, 10^4–10^5
+#: parameters) are launch-bound on a GPU: on an H200 the ``tree`` demo trained 64 steps/s (216
+#: without the loss), slower than one core of a 2-core CPU (~90 steps/s). A real backbone
+#: (a ViT, 5·10^6 parameters and more) goes to the GPU.
+TINY_PARAMS = 2_000_000
+#: backbones a demo model is built from: only these may be tiny (any other goes to the GPU unbuilt)
+DEMO_BACKBONES = ("mlp", "cnn")
+
+
+def pick_device(cfg: TrainConfig, n_params: Optional[int] = None, cuda: Optional[bool] = None) -> str:
+    """The device the page builds ``cfg`` on: ``cfg.device`` unless it is ``auto``; for ``auto``:
+    the CPU without CUDA, or for a model of at most :data:`TINY_PARAMS` parameters (``n_params``;
+    None: not known yet, which a demo backbone counts as tiny until built); ``cuda`` otherwise.
+    ``cuda``: whether CUDA is present (None: ask torch)."""
+    if cfg.device != "auto":
+        return cfg.device
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if not cuda:
+        return "cpu"
+    if cfg.backbone not in DEMO_BACKBONES:
+        return "cuda"
+    return "cpu" if n_params is None or n_params <= TINY_PARAMS else "cuda"
+
+
+def n_parameters(tr: Any) -> int:
+    """Trainable parameters of a trainer's model and loss (the proxies included)."""
+    return sum(p.numel() for p in tr.system.parameters() if p.requires_grad)
+
+
 def build(cfg: TrainConfig, name: str = "A", label: str = "", keep: Optional[TrainConfig] = None) -> Run:
     """A new run from ``cfg`` (:func:`repair` ed, keeping the live values of ``keep`` that ``cfg``
-    cannot have), evaluated once at step 0 so the curves start from the untrained model."""
+    cannot have), evaluated once at step 0 so the curves start from the untrained model.
+    ``device = auto`` builds on :func:`pick_device` 's device: a demo model is built on the CPU and
+    moved to CUDA (rebuilt there) only when it has more than :data:`TINY_PARAMS` parameters."""
     from chestlab.engine import Trainer
 
-    tr = Trainer(repair(cfg, keep)[0])
+    fixed = repair(cfg, keep)[0]
+    device = pick_device(fixed)
+    tr = Trainer(fixed.replace(device=device) if device != fixed.device else fixed)
+    if fixed.device == "auto" and device == "cpu" and pick_device(fixed, n_parameters(tr)) != "cpu":
+        tr = Trainer(fixed.replace(device="cuda"))  # not tiny after all: the GPU
     tr.evaluate()
     return Run(name=name, trainer=tr, built=structural(cfg), label=label)
 

@@ -28,7 +28,8 @@ from .state import DashState
 from .text import literal
 from .values import set_value, shown_keys
 
-__all__ = ["Scenario", "SCENARIOS", "KEY", "NONE", "find", "config", "apply", "load_url", "url_params", "draw", "info"]
+__all__ = ["Scenario", "SCENARIOS", "PANELS", "KEY", "NONE", "find", "config", "apply", "load_url", "url_params", "draw", "info",
+           "shown_preset", "focus"]
 
 #: the session key of the sidebar's selectbox (and the URL parameter's name)
 KEY = "scenario"
@@ -51,6 +52,8 @@ class Scenario:
     settings: dict = field(default_factory=dict)  #: overrides, setting -> value
     compare: Optional[tuple[str, float]] = None  #: run B = A with this setting at this value
     view: dict = field(default_factory=dict)  #: page widgets: key -> value (e.g. ``sim_view``)
+    #: the panel "look at" names (a key of :data:`PANELS`): the page draws it first, in view at 1280×720
+    panel: str = "curves"
 
     def values(self, base: Optional[TrainConfig] = None) -> dict[str, Any]:
         """The settings it changes, in the order they apply: dataset preset, loss preset (``K=None``:
@@ -72,6 +75,16 @@ def _sim_views() -> tuple[str, str]:
 
 _MARGINS = "per-sample margins (Eq. 7)"
 
+#: The panels a scenario may name: panel module -> (the words "look at" begins with, the prefix of
+#: its chart's key; the chart of run X has key ``PREFIX_X``, found in the browser as ``.st-key-PREFIX_X``).
+PANELS: dict[str, tuple[str, str]] = {
+    "similarity": ("The similarity", "sim"),
+    "curves": ("The curves", "cur"),
+    "disk": ("The disk", "disk"),
+    "hardneg": ("The hard-negative panel", "hardneg"),
+    "hierarchy": ("The Hierarchy panel", "hier"),
+}
+
 #: The catalogue, in lecture order.
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
@@ -82,7 +95,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "fill only the middle, where the ball is nearly flat (the circles d_H = 1, 2, 3 at Euclidean "
                 "radii ≈ 0.5, 1, 1.5); against run B (c = 1), compare the S_H histograms with the S_E ones, "
                 "and Recall@1 of H and E in the curves.",
-        settings=dict(c=0.01), compare=("c", 1.0)),
+        settings=dict(c=0.01), compare=("c", 1.0), panel="disk"),
     Scenario(
         "margin-never-met", "δ_H = 20: a margin that is never met",
         question="The paper trains CUB with δ_H = 20. With the clipping radius r = 2.3 every point lies within "
@@ -91,7 +104,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         look_at="The similarity panel in its per-sample margins view: every sample stays left of the dashed "
                 "δ_H (0% meet it), so the loss never vanishes and each sample keeps its full weight; "
                 "L_H in the curves stays high. Run B has δ_H = 1.",
-        settings=dict(delta_h=20.0), compare=("delta_h", 1.0), view={"sim_view": _MARGINS}),
+        settings=dict(delta_h=20.0), compare=("delta_h", 1.0), view={"sim_view": _MARGINS}, panel="similarity"),
     Scenario(
         "h-only-fig3", "η_E = 0 and the paper's Fig. 3",
         question="The paper's Fig. 3 shows that adding the Euclidean loss changes the hyperbolic similarities. "
@@ -100,7 +113,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         look_at="The similarity histograms (Fig. 3 view) of run A (E panel not computed: its weight is 0) and "
                 "run B (η_E = 1): the red (own class) and blue (other classes) S_H, and how many samples meet "
                 "δ_H; then Recall@1 (H) of both runs.",
-        loss_preset="Hyperbolic only (H only)", compare=("eta_e", 1.0)),
+        loss_preset="Hyperbolic only (H only)", compare=("eta_e", 1.0), panel="similarity"),
     Scenario(
         "hyphc-lca", "HypHC, reading 1: LCA depths",
         question="HypHC's regulariser (Eq. 8–9, τ > 0) asks the proxies to form a hierarchy, in HypHC's reading "
@@ -113,7 +126,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "correlation by +0.007 ± 0.007. On the wide tree (D = 4) the proxies are nearer (ω ≈ 0.15) and "
                 "τ = 8 makes the term 5 % of the loss, at r = 2.3 or r = 1, and still the tree does not move "
                 "(docs/reproduce.md, “Does each regulariser act?”). Lesson 04 shows the term acting alone.",
-        loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="lca"), compare=("tau", 0.0)),
+        loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="lca"), compare=("tau", 0.0), panel="curves"),
     Scenario(
         "hyphc-literal", "HypHC, reading 2: Eq. 9 read literally",
         question="Read Eq. 9 literally: the softmax runs over the pairwise distances instead of LCA depths. "
@@ -122,7 +135,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "ω = e^{−d_H}, whichever distance the softmax reads, and at r = 2.3 the proxies sit d_H ≈ 8 apart "
                 "(ω ≈ 3e-4) — so run A's proxies (★) and Recall@1 (H) stay where run B's (τ = 0) are: inert at the "
                 "paper's r. Lesson 04 trains this reading alone on a toy, where it pushes the proxies apart.",
-        loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="pairwise"), compare=("tau", 0.0)),
+        loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="pairwise"), compare=("tau", 0.0), panel="curves"),
     Scenario(
         "pair-ce-temperature", "The temperature of pairwise cross-entropy",
         question="The hard-negative paper concludes that most of the gain of hyperbolic pairwise cross-entropy "
@@ -130,7 +143,18 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         look_at="The hard-negative panel: weights w over the negatives sorted by distance — at t = 0.05 (run A) "
                 "they concentrate on the hardest few, at t = 0.5 (run B) they are nearly uniform; then "
                 "Recall@1 of the two runs in the curves.",
-        loss_preset="Pairwise CE — hyperbolic", settings=dict(t=0.05), compare=("t", 0.5)),
+        loss_preset="Pairwise CE — hyperbolic", settings=dict(t=0.05), compare=("t", 0.5), panel="hardneg"),
+    Scenario(
+        "temperature-collapse", "t = 0.05: the embedding collapses inside d_H < 1",
+        question="Pairwise cross-entropy divides the logit −d_H by the temperature t. With a small t, does the "
+                 "model still need to spread the points over the ball to separate the classes?",
+        look_at="The disk with the circles d_H = 1, 2, 3: at t = 0.05 (run A) every point and proxy falls inside "
+                "the circle d_H = 1 within a few dozen steps (median d_H(0, x) ≈ 0.5 after 150 steps) — dividing "
+                "by t = 0.05 multiplies the distances by 20, so tiny distances already give sharp softmaxes; at "
+                "t = 0.5 (run B) the points spread to d_H ≈ 3. Recall@1 in the curves stays close for both: the "
+                "collapse is a change of scale, not of order.",
+        loss_preset="Pairwise CE — hyperbolic", settings=dict(t=0.05), compare=("t", 0.5), view={"disk_circles": True},
+        panel="disk"),
     Scenario(
         "mix-product", "Mix: a product of hard-negative weights",
         question="Mix sums the cosine logit cos/t_E and the hyperbolic logit β(−d_H)/t_H. Is a negative then hard "
@@ -138,7 +162,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         look_at="The hard-negative panel (sphere vs ball for the run's temperatures), and run A (β = 1) against "
                 "run B (β = 0: the cosine term alone) in the curves: summed logits multiply the weights, "
                 "w ∝ w_E · w_H^β.",
-        loss_preset="Mix (cos/t_E + β(−d_H)/t_H)", compare=("mix_lam", 0.0)),
+        loss_preset="Mix (cos/t_E + β(−d_H)/t_H)", compare=("mix_lam", 0.0), panel="hardneg"),
     Scenario(
         "hier-on-tree", "HIER on a tree: a hierarchy without super-class labels",
         question="HIER learns hierarchical proxies from class labels alone. On the tree data, do the "
@@ -146,7 +170,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         look_at="The disk with geodesics on: the points' colours (super-classes) and the super-class nodes (◆) — "
                 "do classes of one super-class share a direction? Run B has HIER off (weight 0); compare Recall@1 "
                 "on unseen classes.",
-        loss_preset="CHEST + HIER", compare=("hier_weight", 0.0), view={"disk_grid": True}),
+        loss_preset="CHEST + HIER", compare=("hier_weight", 0.0), view={"disk_grid": True}, panel="disk"),
     Scenario(
         "clip-radius", "What r controls: d_H(0, x) ≤ 2r for every c",
         question="Feature clipping bounds the tangent vector: ‖v‖ ≤ r, so d_H(0, exp_0(v)) = 2‖v‖ ≤ 2r whatever "
@@ -155,18 +179,18 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "d_H = 1 of the origin; run B (r = 4) spreads out. The S_H histograms: all similarities are "
                 "squeezed into [−2, 0], and hardly any sample meets δ_H = 1 (the titles); the curves: L_HypHC is "
                 "no longer tiny, because proxies this close give S = e^{−d_H} near 1.",
-        settings=dict(r=0.5), compare=("r", 4.0), view={"disk_circles": True}),
+        settings=dict(r=0.5), compare=("r", 4.0), view={"disk_circles": True}, panel="disk"),
     Scenario(
         "unsup-pretrained", "Unsupervised: from a random network or a pretrained one",
         question="The unsupervised method clusters the embeddings and learns its own clusters. From a random "
                  "network R@1 falls; paper 004 starts from a pretrained network. Does that change the outcome?",
-        look_at="Reset first trains run A 300 steps on the classes of another tree (pretrain_steps, a few "
+        look_at="The curves: Reset first trains run A 300 steps on the classes of another tree (pretrain_steps, a few "
                 "seconds), then both runs train without labels. The curves: Recall@1 on unseen classes of run A "
                 "starts high and rises, run B's (a random network) falls — its clusters follow the nuisance "
                 "coordinates, not the classes. Over 5 paired seeds (docs/reproduce.md): −5.7 ± 1.6 points from "
                 "random, +5.6 ± 0.9 from pretrained (H).",
         base="demo-tree-unsup", loss_preset="Unsupervised (hierarchical pseudo-labels)",
-        settings=dict(pretrain_steps=300), compare=("pretrain_steps", 0)),
+        settings=dict(pretrain_steps=300), compare=("pretrain_steps", 0), panel="curves"),
 )}
 
 
@@ -256,12 +280,45 @@ def draw(session: MutableMapping, box: Any, on_change: Any = None) -> Optional[s
     return choice or None
 
 
-def info(session: Mapping, box: Any) -> None:
-    """The chosen scenario's question and what to look at (nothing when none is chosen)."""
+def info(session: Mapping, box: Any, expanded: bool = False) -> None:
+    """The chosen scenario's question and what to look at (nothing when none is chosen), in an
+    expander headed by the full title (collapsed by default: on a projector the panel the scenario
+    names stays in view; one click opens the question)."""
     name = session.get(KEY)
     if name not in SCENARIOS:
         return
+    from .panels.compare import symbol_value
+
     sc = SCENARIOS[name]
-    run_b = f" Run B changes {sc.compare[0]} to {sc.compare[1]:g}." if sc.compare else ""
-    box.info(f"**Lecture scenario — {sc.title}**  \n**Question.** {sc.question}  \n**Look at.** {sc.look_at}  \n"
+    run_b = f" Run B: {symbol_value(*sc.compare)}." if sc.compare else ""
+    exp = box.expander(f"Lecture scenario — {sc.title} (question and what to look at)", expanded=expanded)
+    exp.info(f"**Lecture scenario — {sc.title}**  \n**Question.** {sc.question}  \n**Look at.** {sc.look_at}  \n"
              f"Press Play (or Step) to train.{run_b} Link: `?scenario={sc.name}`")
+
+
+def shown_preset(values: Mapping[str, Any], session: Mapping) -> Optional[str]:
+    """The loss preset the preset box shows while the chosen scenario's settings hold: the scenario's
+    own preset even where the scenario overrides some of its values (``t = 0.05`` on top of
+    "Pairwise CE — hyperbolic"), not "none (settings changed)". None when no scenario is chosen, it
+    has no preset, or a setting it makes has been changed since."""
+    name = session.get(KEY)
+    if name not in SCENARIOS or not SCENARIOS[name].loss_preset:
+        return None
+    sc = SCENARIOS[name]
+    for key, want in sc.values(BASE).items():
+        if key in HIDDEN or key not in values:
+            continue
+        have = values[key]
+        if isinstance(want, float) and isinstance(have, (int, float)) and not isinstance(have, bool):
+            if abs(have - want) > 1e-9 * max(1.0, abs(want)):
+                return None
+        elif have != want:
+            return None
+    return sc.loss_preset
+
+
+def focus(session: Mapping) -> Optional[str]:
+    """The panel the chosen scenario names (a key of :data:`PANELS`; the page draws it first, so that
+    it is in view at 1280×720), or None when no scenario is chosen."""
+    name = session.get(KEY)
+    return SCENARIOS[name].panel if name in SCENARIOS else None

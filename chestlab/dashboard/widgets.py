@@ -122,7 +122,9 @@ def draw_sidebar(state: DashState, session: MutableMapping, sb: Any, on_preset: 
     keys = shown_keys(state.values)
     ensure_widgets(state, session, keys)
     sb.header("Settings")
-    session["preset"] = matching_preset(state.values, session.get("preset"))  # before the box is drawn
+    from .scenarios import shown_preset  # a scenario's preset stays named under the scenario's own overrides
+
+    session["preset"] = shown_preset(state.values, session) or matching_preset(state.values, session.get("preset"))
     sb.selectbox("Loss preset", [*LOSS_PRESETS, NO_PRESET], key="preset", on_change=on_preset,
                  help="The trainings of Tables 6–7 (η_H, η_E, K, τ) and the hard-negative paper's losses. "
                       "Sets the controls below; K and loss need Reset.")

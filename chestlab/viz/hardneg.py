@@ -8,6 +8,8 @@ anchor's negatives, sorted by distance, sphere vs the Poincaré ball.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -21,6 +23,10 @@ __all__ = ["weight_curves", "weights_figure"]
 #: the dashboard's colours of the hyperbolic curves, one per curvature (lighter = smaller ``c``)
 _SHADES = ("#9ecae1", "#4292c6", "#08519c", "#08306b", "#6a51a3")
 
+
+
+#: the smallest weight the plotly figure's y axis shows (log axis from here to 1; ticks 10^-8, 10^-6, …, 1)
+W_FLOOR = 1e-8
 
 def weight_curves(v: Any, *, t_sphere: float, t: float, c_values: Sequence[float], labels: Any = None,
                   anchor: int = 0) -> list[dict]:
@@ -76,9 +82,15 @@ def weights_figure(
     fig.add_hline(y=1.0 / max(len(curves[-1]["w"]), 1), line=dict(color="gray", dash="dot"), annotation_text="uniform 1/N",
                   annotation_position="top right")
     k = plotly_scale()
+    # the y axis is bounded: at t = 0.01 the softest weights reach 1e-290, and an axis down to there
+    # squeezes the curves into a band with unreadable ticks; weights below W_FLOOR lie under the axis
     fig.update_layout(uirevision=uirevision, height=plotly_height(height), font_size=plotly_font_size(12),
                       margin=dict(l=int(40 * k), r=10, t=int(30 * k), b=int(40 * k)),
                       xaxis_title="negatives sorted by distance to the anchor (1 = hardest)",
-                      yaxis=dict(title="weight w_ik (log scale)", type="log", exponentformat="power"),
-                      legend=dict(font=dict(size=plotly_font_size(10)), x=0.98, xanchor="right", y=0.98))
+                      yaxis=dict(title="weight w_ik (log scale)", type="log", exponentformat="power",
+                                 range=[math.log10(W_FLOOR), 0.05], dtick=2),
+                      # the legend sits under the plot: in its corner it covered the "uniform 1/N" line's label
+                      legend=dict(font=dict(size=plotly_font_size(10)), orientation="h", x=0.0, xanchor="left",
+                                  y=-0.3, yanchor="top"))
+    fig.update_layout(margin=dict(b=int(40 * k) + 22 * ((len(curves) + 1) // 2)))
     return fig

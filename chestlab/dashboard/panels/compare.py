@@ -38,8 +38,24 @@ def config_b(cfg: TrainConfig, session: Any) -> tuple[Optional[TrainConfig], str
         value = check_compare(s, value)
     except SettingError as err:
         return None, "", f"Run B not built: {refusal(err)}"
+    return cfg.replace(**{key: value}), f"{symbol_value(key, value)}, everything else as A", None
+
+
+def symbol(key: str) -> str:
+    """The paper's symbol of setting ``key`` (``mix_lam`` -> β), else its name."""
+    s = schema().get(key)
+    return (getattr(s, "symbol", "") or key) if s is not None else key
+
+
+def symbol_value(key: str, value: Any) -> str:
+    """``β = 0``: the paper's symbol and the value, as the headers and the scenario box show them."""
     shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
-    return cfg.replace(**{key: value}), f"{key} = {shown}, everything else as A", None
+    return f"{symbol(key)} = {shown}"
+
+
+def _key_label(key: str) -> str:
+    sym = symbol(key)
+    return key if sym == key else f"{sym} ({key})"
 
 
 def fit_value(session: Any, values: Any = None) -> None:
@@ -87,7 +103,7 @@ def render(ctx: Any, box: Any) -> None:
     keys = compare_keys(ctx.state.values)
     if session.get("cmp_key") not in keys and keys:
         session["cmp_key"] = keys[0]
-    b.selectbox("B changes", keys, key="cmp_key", help="the one setting run B changes (e.g. η_E = 0: without L_E)",
+    b.selectbox("B changes", keys, key="cmp_key", format_func=_key_label, help="the one setting run B changes (e.g. η_E = 0: without L_E)",
                 on_change=_on_key, args=(ctx.state,))
     s = schema().get(session.get("cmp_key"))
     if s is None:
@@ -95,20 +111,20 @@ def render(ctx: Any, box: Any) -> None:
     fit_value(session, ctx.state.values)
     lo, hi = _bounds(s)
     allowed = s.allowed() if (lo, hi) == (s.low, s.high) else f"{s.allowed()}; on this page {lo:g} to {hi:g} for run B"
-    c.number_input(f"B: {s.name} =", key="cmp_value", min_value=lo, max_value=hi, step=1.0 if s.type is int else 0.1,
+    c.number_input(f"B: {symbol(s.name)} =", key="cmp_value", min_value=lo, max_value=hi, step=1.0 if s.type is int else 0.1,
                    format="%.4g", help=f"Allowed: {allowed}.")
 
 
 def header(ctx: Any, box: Any) -> None:
-    """A run's heading in compare mode (run B: what it changes, its step and Recall@1)."""
+    """A run's heading in compare mode, one line: which run, what it changes (run B), its step and
+    Recall@1 (both runs: they step in lock-step, so the two lines show the same step)."""
     run = ctx.run
     desc = "settings as in the sidebar" if run.name == "A" else (run.label or "one setting changed")
-    box.markdown(f"#### Run {run.name}: {desc}")
-    if run.name == "B":
-        tr = run.trainer
-        last = tr.history[-1] if tr.history else {}
+    tr = run.trainer
+    last = tr.history[-1] if tr.history else {}
 
-        def fmt(v: Any) -> str:
-            return "—" if v is None else f"{v:.3f}"
+    def fmt(v: Any) -> str:
+        return "—" if v is None else f"{v:.3f}"
 
-        box.caption(f"step {tr.step_count} · R@1 H {fmt(last.get('test/H/R@1'))} · R@1 E {fmt(last.get('test/E/R@1'))}")
+    box.markdown(f"**Run {run.name}: {desc}** · step {tr.step_count} · R@1 H {fmt(last.get('test/H/R@1'))} · "
+                 f"R@1 E {fmt(last.get('test/E/R@1'))}")

@@ -27,6 +27,7 @@ from chestlab.dashboard.panels import compare, curves, disk, export, hardneg, si
 from chestlab.dashboard.state import DashState, Run, get_state
 from chestlab.losses import Loss, LossOutput, list_losses, register_loss
 from chestlab.settings import GROUPS, SettingError, TrainConfig, schema, setting
+from test_settings_namespaces import spring  # noqa: F401  (the plug-in loss fixture: spring.c, spring.t)
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -649,36 +650,34 @@ def test_url_round_trip_for_every_setting_the_sidebar_shows() -> None:
             assert state2.values[k] == state.values[k], (loss, k)
 
 
-def test_url_codec_treats_a_dotted_setting_name_as_one_opaque_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A setting named with a dot (a section-qualified name such as ``hier.margin``) is one URL
-    parameter like any other: written by url_query under its full name, read back by load_url, offered
-    to compare mode (``cmp=geo.margin:4``) and given its own widget; an unknown dotted name is refused."""
-    import dataclasses
-
-    import chestlab.settings as S
-
-    name = "geo.margin"
-    fake = dataclasses.replace(schema()["c"], name=name, default=1.0, low=0.0, high=10.0, ui={}, symbol="", eq="", paper="")
-    monkeypatch.setitem(S._SCHEMA, name, fake)
-    assert name in values.shown_keys({}) and name in compare_keys({})
+def test_url_codec_treats_a_dotted_setting_name_as_one_opaque_key(spring) -> None:
+    """A section-qualified setting (a plug-in loss ``spring`` declares ``c`` and ``t``, names the core
+    curvature and pair_ce's temperature use: keys ``spring.c``, ``spring.t``) is one URL parameter like
+    any other: written by url_query under its full name, read back by load_url, offered to compare mode
+    (``cmp=spring.c:4``) and given its own widget; the flat ``c`` stays the curvature; an unknown dotted
+    name is refused."""
+    name = "spring.c"
+    assert name in schema() and schema()["c"].section == "geometry"
     state = DashState()
     session: dict = {}
     values.init(state, session)
-    assert state.values[name] == 1.0  # the page's default: the setting's own
+    values.set_value(state, session, "loss", "spring")
+    assert name in values.shown_keys(state.values) and name in compare_keys(state.values)
+    assert state.values[name] == 2.0  # the page's default: the setting's own
     values.set_value(state, session, name, 2.5)
-    assert session["w_geo.margin"] == 2.5
+    assert session["w_spring.c"] == 2.5
     session.update(compare=True, cmp_key=name, cmp_value=4.0)
     query = urlcodec.url_query(state, session)
-    assert query[name] == "2.5" and query["cmp"] == "geo.margin:4"
-    assert not any(k in ("geo", "margin") or k.startswith(("geo[", "margin")) for k in query)  # never split
+    assert query[name] == "2.5" and query["cmp"] == "spring.c:4" and query["loss"] == "spring"
+    assert not any(k in ("spring", "margin") or k.startswith("spring[") for k in query)  # never split
     state2, session2, problems = _load(query)
     assert problems == []
-    assert state2.values[name] == 2.5 and session2["w_geo.margin"] == 2.5
+    assert state2.values[name] == 2.5 and session2["w_spring.c"] == 2.5 and state2.values["c"] == state.values["c"]
     assert (session2["compare"], session2["cmp_key"], session2["cmp_value"]) == (True, name, 4.0)
     assert values.config(state2).to_dict()[name] == 2.5  # it reaches the run's config under the same name
-    _, _, problems = _load({"geo.nope": "1", name: "11"})
-    assert problems[0] == "`geo.nope=1`: not a setting (see python -m chestlab.train --help)"
-    assert problems[1].startswith("`geo.margin=11`: out of range") and len(problems) == 2
+    _, _, problems = _load({"spring.nope": "1", "loss": "spring", name: "11"})
+    assert problems[0] == "`spring.nope=1`: not a setting (see python -m chestlab.train --help)"
+    assert problems[1].startswith("`spring.c=11`: out of range") and len(problems) == 2
 
 
 # ------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def _doc_block(after: str) -> str:
 #: the plug-ins of docs/extending.md: the documentation shows exactly what these tests run
 PLUGIN = _doc_block("## Add a loss")
 DATASET_PLUGIN = _doc_block("## Add a dataset")
+PANEL_PLUGIN = _doc_block("## Add a dashboard panel")
 
 
 SCRIPT = '''
@@ -293,3 +294,50 @@ def test_the_dashboard_builds_the_controls_of_plugins_named_by_the_environment(t
     assert "plug-ins: my_losses, my_data" in out["captions"]
     assert {"centroid_pull", "chest_copy"} <= set(out["losses"]) and "tree3" in out["datasets"]
     assert {"w_pull", "w_push_margin"} <= set(out["widgets"])
+
+
+PANEL_SCRIPT = '''
+import json
+from streamlit.testing.v1 import AppTest
+
+at = AppTest.from_file({app!r}, default_timeout=180)
+at.run()
+before = [m.value for m in at.markdown]
+at.button(key="btn_step").click().run()
+out = {{"exceptions": [e.value for e in at.exception], "captions": [c.value for c in at.sidebar.caption],
+        "before": before, "after": [m.value for m in at.markdown],
+        "warnings": [w.value for w in at.warning], "bars": len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart"))}}
+print(json.dumps(out))
+'''
+
+
+def test_a_plugin_panel_of_the_docs_is_drawn_for_the_run(tmp_path):
+    """docs/extending.md's my_panel.py, named by CHESTLAB_PLUGINS: the page draws its bar chart of the
+    last step's loss parts under the built-in panels, with no edit inside chestlab/."""
+    (tmp_path / "my_panel.py").write_text(PANEL_PLUGIN)
+    script = tmp_path / "panel_test.py"
+    script.write_text(PANEL_SCRIPT.format(app=str(ROOT / "app.py")))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=_env(tmp_path, CHESTLAB_PLUGINS="my_panel"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["exceptions"] == [] and "plug-ins: my_panel" in out["captions"]
+    title = "**Loss parts — the last step's terms**"
+    assert title in out["after"], out["after"]
+    assert out["bars"] >= 1 and not any("Loss parts" in w for w in out["warnings"])  # drawn, not a failure line
+
+
+def test_register_panel_checks_the_interface():
+    from chestlab.dashboard import panels as P
+
+    class NoSlot:
+        TITLE = "x"
+        render = staticmethod(lambda ctx, box: None)
+
+    with pytest.raises(ValueError, match=r"SLOT = None; allowed: one of left, right, below"):
+        P.register_panel(NoSlot)
+    with pytest.raises(ValueError, match="TITLE must be a non-empty string"):
+        P.register_panel(type("T", (), {"SLOT": "left", "render": staticmethod(lambda ctx, box: None)}))
+    with pytest.raises(ValueError, match=r"needs a render\(ctx, box\) function"):
+        P.register_panel(type("T", (), {"SLOT": "left", "TITLE": "t"}))
+    assert P.run_panels() == P.RUN_PANELS  # nothing registered by a refused panel

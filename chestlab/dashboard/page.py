@@ -28,7 +28,7 @@ from ..settings import schema
 from . import runner, scenarios, urlcodec, values
 from .defaults import BASE, CHART_UPDATES, TRAIN_FRACTION
 from .fields import format_value
-from .panels import RUN_PANELS, PanelContext, available, cannot_draw, compare, draw_run, export
+from .panels import PanelContext, available, cannot_draw, compare, draw_run, export, run_panels
 from .presets import apply_preset
 from .state import KEY, DashState, get_state
 from .widgets import draw_sidebar, lazy_expander
@@ -225,9 +225,11 @@ def stopped_warning(state: DashState, run: Any) -> str:
 
 
 def ordered_panels(focus: Any) -> tuple[Any, ...]:
-    """:data:`RUN_PANELS` with the panel named ``focus`` (a key of :data:`scenarios.PANELS`) first."""
-    first = tuple(p for p in RUN_PANELS if _name(p) == focus)
-    return first + tuple(p for p in RUN_PANELS if p not in first)
+    """The run panels (:func:`~chestlab.dashboard.panels.run_panels`: built-in, then plug-ins') with the
+    panel named ``focus`` (a key of :data:`scenarios.PANELS`) first."""
+    panels = run_panels()
+    first = tuple(p for p in panels if _name(p) == focus)
+    return first + tuple(p for p in panels if p not in first)
 
 
 def hardneg_each(ctx: PanelContext, box: Any) -> None:
@@ -291,7 +293,7 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
 
 
 def _name(panel: Any) -> str:
-    return panel.__name__.rsplit(".", 1)[-1]
+    return getattr(panel, "__name__", type(panel).__name__).rsplit(".", 1)[-1]
 
 
 def hardneg_panel() -> Any:

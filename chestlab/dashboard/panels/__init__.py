@@ -18,8 +18,8 @@ run with its reason, as a diverged step does.
 widget values (``session``), the run drawn, and a per-redraw cache so that panels share what they
 compute (the disk's embeddings feed the hard-negative panel and the export snapshot).
 
-:data:`RUN_PANELS` are drawn for every run, in this order; a new panel is a module with the interface
-above, added to that tuple.
+:data:`RUN_PANELS` are drawn for every run, in this order, then the panels plug-ins add with
+:func:`register_panel` (docs/extending.md: a panel in a file of its own, no edit inside the package).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Optional
 from ..state import DashState, Run
 from .chart import MODEBAR_PX, PLOTLY_CONFIG, modebar_room
 
-__all__ = ["PanelContext", "RUN_PANELS", "PAGE_PANELS", "PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "draw_run", "available",
+__all__ = ["PanelContext", "RUN_PANELS", "PAGE_PANELS", "register_panel", "run_panels", "PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "draw_run", "available",
            "cannot_draw"]
 
 @dataclass
@@ -89,6 +89,31 @@ from . import compare, curves, disk, export, hardneg, hierarchy, similarity  # n
 RUN_PANELS: tuple[Any, ...] = (similarity, curves, disk, hardneg, hierarchy)
 #: Drawn once per page (by :mod:`chestlab.dashboard.page`, where their controls belong).
 PAGE_PANELS: tuple[Any, ...] = (compare, export)
+#: Panels of plug-ins (:func:`register_panel`), drawn after the built-in ones.
+_PLUGIN_PANELS: list[Any] = []
+_SLOTS = ("left", "right", "below")
+
+
+def register_panel(panel: Any) -> Any:
+    """Add ``panel`` (a module or any object with ``TITLE``, ``SLOT`` in ``left``/``right``/``below`` and
+    ``render(ctx, box)``; optionally ``available(ctx)``) to the panels drawn for every run, after the
+    built-in ones: what a plug-in module (``CHESTLAB_PLUGINS=my_panel make app``) calls when it is
+    imported. Returns ``panel`` (usable as a class decorator); registering it again changes nothing."""
+    title = getattr(panel, "TITLE", None)
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"panel {panel!r}: TITLE must be a non-empty string (what it shows)")
+    if getattr(panel, "SLOT", None) not in _SLOTS:
+        raise ValueError(f"panel {title!r}: SLOT = {getattr(panel, 'SLOT', None)!r}; allowed: one of {', '.join(_SLOTS)}")
+    if not callable(getattr(panel, "render", None)):
+        raise ValueError(f"panel {title!r}: it needs a render(ctx, box) function")
+    if panel not in _PLUGIN_PANELS and panel not in RUN_PANELS:
+        _PLUGIN_PANELS.append(panel)
+    return panel
+
+
+def run_panels() -> tuple[Any, ...]:
+    """The panels drawn for every run, in order: :data:`RUN_PANELS`, then those of plug-ins."""
+    return RUN_PANELS + tuple(_PLUGIN_PANELS)
 
 
 def available(panel: Any, ctx: PanelContext) -> bool:
@@ -96,15 +121,15 @@ def available(panel: Any, ctx: PanelContext) -> bool:
     return True if fn is None else bool(fn(ctx))
 
 
-def draw_run(ctx: PanelContext, box: Any, panels: tuple[Any, ...] = RUN_PANELS) -> None:
-    """Draw a run's panels into ``box``: two columns (left 3 : right 2) and a full-width part below
+def draw_run(ctx: PanelContext, box: Any, panels: Optional[tuple[Any, ...]] = None) -> None:
+    """Draw a run's panels (``panels``, default :func:`run_panels`) into ``box``: two columns (left 3 : right 2) and a full-width part below
     when the run is alone on the page, one column otherwise."""
     if ctx.wide:
         left, right = box.columns([3, 2])
         slots = {"left": left, "right": right, "below": box}
     else:
         slots = {"left": box, "right": box, "below": box}
-    for panel in panels:
+    for panel in run_panels() if panels is None else panels:
         if available(panel, ctx):
             slot = slots.get(panel.SLOT, box)
             try:

@@ -595,6 +595,64 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 #   $\tau = 2$, the top of the τ slider; not in the paper) and move τ.
 
 # %% [markdown]
+# ## 6. Implement it yourself
+#
+# Write, in plain torch (no `chestlab` inside):
+#
+# * `my_lca_depth(x, y, c)`: the depth $d_o$ of the hyperbolic LCA of `x` and `y` (shape `(..., D)` →
+#   `(...)`), with the closed form of section 2:
+#   $\sinh(\sqrt c\,d_o) = 2\sqrt c\,\|x\wedge y\| / \big(\|x-y\|\sqrt{\alpha_x\alpha_y + c\|x-y\|^2}\big)$;
+# * `my_hyphc_triplet(P, triplets, c, gamma_hyp)`: Eq. 9 (docs/maths.md) per triplet, HypHC's reading —
+#   `P` of shape `(N, D)` proxies in the ball, `triplets` an `(M, 3)` tensor of indices into `P`, pairs
+#   $\pi$ in the order 12, 13, 23; $\omega_\pi = e^{-d_H}$ (Eq. 8, with the Poincaré distance of Eq. 2 as in
+#   lesson 01) and $\phi_\pi$ the pair's LCA depth. Returns `(M,)`.
+#
+# The cell below holds a reference solution, **collapsed**: write your own version into it (or in a new
+# cell above the check) before you expand it. Then run the check.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def my_lca_depth(x, y, c):
+    x2, y2, xy = x.pow(2).sum(-1), y.pow(2).sum(-1), (x * y).sum(-1)
+    wedge = (x2 * y2 - xy**2).clamp_min(0).sqrt()  # ‖x ∧ y‖
+    d2 = (x - y).pow(2).sum(-1)  # ‖x − y‖²
+    s = 2 * c**0.5 * wedge / (d2 * ((1 - c * x2) * (1 - c * y2) + c * d2)).sqrt()
+    return torch.asinh(s) / c**0.5
+
+
+def my_poincare_dist(x, y, c):  # Eq. 2
+    xy, x2, y2 = (x * y).sum(-1), x.pow(2).sum(-1), y.pow(2).sum(-1)
+    u = (x - y).norm(dim=-1) / torch.sqrt(1 - 2 * c * xy + c**2 * x2 * y2)  # ‖(−x) ⊕ y‖
+    return 2 / c**0.5 * torch.atanh(c**0.5 * u)
+
+
+def my_hyphc_triplet(P, triplets, c, gamma_hyp):
+    pairs = ((0, 1), (0, 2), (1, 2))  # π = 12, 13, 23
+    x = [P[triplets[:, i]] for i in range(3)]
+    omega = torch.stack([torch.exp(-my_poincare_dist(x[i], x[j], c)) for i, j in pairs], 1)  # Eq. 8
+    phi = torch.stack([my_lca_depth(x[i], x[j], c) for i, j in pairs], 1)
+    return omega.sum(1) - (omega * torch.softmax(phi / gamma_hyp, 1)).sum(1)  # Eq. 9
+
+
+# %%
+pts = poincare.expmap0(torch.randn(2, 50, 4, **f64), 0.7)
+lessons.verify("my_lca_depth == poincare.lca_depth   (section 2)", my_lca_depth(pts[0], pts[1], 0.7), poincare.lca_depth(pts[0], pts[1], 0.7), rtol=1e-8, atol=1e-10)
+P6 = poincare.expmap0(torch.randn(6, 2, **f64), 1.0)
+trip6 = torch.tensor(list(itertools.combinations(range(6), 3)))  # all 20 triplets of 6 proxies
+lessons.verify("my_hyphc_triplet == losses.hyphc_loss   (Eq. 8–9)", my_hyphc_triplet(P6, trip6, 1.0, 0.5), losses.hyphc_loss(P6, trip6, 1.0, 0.5), rtol=1e-8, atol=1e-12)
+
+# %% [markdown]
+# **Check your answer to exercise 2** (at the end). Define `ex2_limit(a, b)`, your Euclidean formula for the
+# $c\to0$ limit of the LCA depth of `a` and `b` (shape `(D,)`, float64), and run this cell again: it compares
+# your function with `poincare.lca_depth` at $c = 0$. Until you define it, the cell only says so.
+
+# %%
+if "ex2_limit" in globals():
+    for ex_a, ex_b in torch.randn(5, 2, 3, **f64):
+        lessons.verify("exercise 2: your c → 0 limit == poincare.lca_depth(a, b, 0)", ex2_limit(ex_a, ex_b), poincare.lca_depth(ex_a, ex_b, 0.0), rtol=1e-7, atol=1e-9)
+else:
+    print("exercise 2: define ex2_limit(a, b) and run this cell again")
+
+# %% [markdown]
 # ## Summary
 #
 # * Dasgupta's cost, restricted to a triplet, asks the most similar pair to merge first; summed over
@@ -617,7 +675,7 @@ show_hyphc_trees(0)  # the callback once more: the first seed
 # ## Exercises
 #
 # 1. Train the toy with LCA depths but $\omega$ differentiated (`variant="lca", detach_similarity=False`). Does the bound $L \le \sum_\pi \omega_\pi$ predict what happens? What becomes of the class grouping?
-# 2. Show that at $c\to0$ the LCA depth is twice the Euclidean distance from the origin to the line through $a$ and $b$, and check it.
+# 2. Show that at $c\to0$ the LCA depth is twice the Euclidean distance from the origin to the line through $a$ and $b$, and check it. (Section 6 checks your answer: define `ex2_limit(a, b)` and run its check cell.)
 # 3. With 4 leaves, enumerate the trees and check that summing the triplet terms ranks them as Dasgupta's cost does.
 #
 # <details><summary>Solution 1</summary>

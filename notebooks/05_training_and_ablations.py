@@ -366,6 +366,92 @@ if len(observed):
 #   are not independent evidence.
 
 # %% [markdown]
+# ## 4. Implement it yourself
+#
+# Write, in plain torch (no `chestlab` inside):
+#
+# * `my_per_sample_margins(pos, neg, lam)`: Eq. 7's margin of each sample (section 2),
+#   $m_i = S_{y_i} - \frac1\lambda\log\sum_{y\ne y_i}e^{\lambda S_y}$, from its own-class similarity `pos` `(B,)` and its
+#   negatives `neg` `(B, C − 1)`; keep it stable for large $\lambda S$;
+# * `my_paired_se(a, b)`: the standard error of the mean of the paired differences $\Delta_s = a_s - b_s$ over
+#   $n$ seeds, $\operatorname{std}(\Delta)/\sqrt n$ (sample std, $n - 1$);
+# * `my_power(n, diff, sd, z)`: the power of section 3, $\Phi(\Delta/\mathrm{s.e.} - z) + \Phi(-\Delta/\mathrm{s.e.} - z)$
+#   with $\mathrm{s.e.} = s\sqrt{2/n}$ ($\Phi$ from `torch.erf`).
+#
+# The cell below holds a reference solution, **collapsed**: write your own version into it (or in a new
+# cell above the check) before you expand it. Then run the check: the margins against
+# `metrics.per_sample_margins` on the last batch of section 2, the standard error against
+# `lessons.paired_table`, the power against section 3's `power`.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def my_per_sample_margins(pos, neg, lam):
+    return pos - torch.logsumexp(lam * neg, dim=1) / lam  # logsumexp subtracts the max: no overflow
+
+
+def my_paired_se(a, b):
+    d = a - b
+    return d.std() / len(d) ** 0.5  # torch's std divides by n - 1
+
+
+def my_power(n, diff, sd, z=2.0):
+    se = sd * (2 / n) ** 0.5
+    t = torch.tensor([diff / se - z, -diff / se - z], dtype=torch.float64)
+    return (0.5 * (1 + torch.erf(t / 2**0.5))).sum()  # Φ(x) = (1 + erf(x / √2)) / 2
+
+
+# %%
+arrays = metrics.similarity_arrays(results[1.0][0])  # the η_E = 1 run's last batch (section 2)
+for space, lam in (("h", cfg.lambda_h), ("e", cfg.lambda_e)):
+    pos = torch.as_tensor(arrays[f"{space}_pos"], dtype=torch.float64)
+    neg = torch.as_tensor(arrays[f"{space}_neg"], dtype=torch.float64).reshape(len(pos), -1)
+    lessons.verify(f"my_per_sample_margins == metrics.per_sample_margins ({space.upper()})", my_per_sample_margins(pos, neg, lam), metrics.per_sample_margins(arrays, space, lam)["soft"])
+S_big = -40 - 10 * torch.rand(8, 9, dtype=torch.float64)  # λS ≤ −800: every exp(λS) underflows to 0
+assert torch.isinf(torch.log(torch.exp(20.0 * S_big[:, 1:]).sum(1))).all()  # so the naive log(sum(exp)) is −inf
+lessons.verify("my_per_sample_margins, large λ|S| (stable)", my_per_sample_margins(S_big[:, 0], S_big[:, 1:], 20.0), metrics.per_sample_margins({"h_pos": S_big[:, 0], "h_neg": S_big[:, 1:]}, "h", 20.0)["soft"])
+
+gen = torch.Generator().manual_seed(0)
+r1_a, r1_b = 80 + 2 * torch.randn(5, generator=gen, dtype=torch.float64), 78 + 2 * torch.randn(5, generator=gen, dtype=torch.float64)
+paired = lessons.paired_table([{"seed": s, "space": sp, "R@1": float(v)} for sp, vals in (("H", r1_a), ("E", r1_b)) for s, v in enumerate(vals)], ["R@1"])
+lessons.verify("my_paired_se == lessons.paired_table(...)['s.e.']", my_paired_se(r1_a, r1_b), paired["s.e."].iloc[0])
+lessons.verify("my_power == power (section 3), n = 3, 18, n_80", torch.stack([my_power(n, 1.0, 1.5) for n in (3, 18, n_80)]), [power(n) for n in (3, 18, n_80)])
+
+
+# %% [markdown]
+# Exercises 3 and 4 (at the end) check themselves here: put your numbers into `answer_3` ($3\max\omega$ for two
+# proxies at $\theta = 30°$, with this lesson's $c$ and $r$) and `answer_4` (seeds per row for 80 % power to see a
+# 1-point difference at a per-seed std of 1.5) in a new cell, then rerun the cell below. An answer you have not
+# defined is skipped. The check places two proxies on the sphere $d_H(0, p) = 2r$ and measures with `poincare.dist`.
+
+# %%
+import contextlib
+import io
+
+
+def check_exercises(answer_3=None, answer_4=None):
+    """Compare your answers to exercises 3 and 4 with the lesson's own numbers; raise AssertionError if off."""
+    norm = math.tanh(math.sqrt(c) * r) / math.sqrt(c)  # Euclidean ‖p‖ of a point at d_H(0, p) = 2r
+    p1 = torch.tensor([norm, 0.0], dtype=torch.float64)
+    p2 = norm * torch.tensor([math.cos(math.radians(30)), math.sin(math.radians(30))], dtype=torch.float64)
+    bound_30 = 3 * math.exp(-float(poincare.dist(p1, p2, c)))
+    if answer_3 is not None:
+        lessons.verify("exercise 3: your 3 max ω at θ = 30°", answer_3, bound_30, rtol=0.02)
+    if answer_4 is not None:
+        assert abs(answer_4 - n_80) <= 2, f"exercise 4: {answer_4} seeds is off -- power there: {power(answer_4):.0%}, 80 % needs about {n_80}"
+        print(f"✓ exercise 4: {answer_4} seeds per row, power {power(answer_4):.0%}")
+    return bound_30
+
+
+check_exercises(globals().get("answer_3"), globals().get("answer_4"))
+for wrong in (dict(answer_3=0.1), dict(answer_4=18)):  # the check does fail on a wrong answer (18 seeds: power ≈ 50 %)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # quietly: no ✗ line for these deliberate misses
+            check_exercises(**wrong)
+    except AssertionError:
+        pass
+    else:
+        raise RuntimeError(f"check_exercises accepted {wrong}")
+
+# %% [markdown]
 # ## Summary
 #
 # * The `Trainer` trains Eq. 10 and reports each component: $L_H$ and $L_E$ fall by orders of magnitude,

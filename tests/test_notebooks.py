@@ -105,6 +105,7 @@ IMPLEMENT = {
     "01_poincare_ball": ("my_mobius_add", "my_dist", "my_expmap0", "my_logmap0"),
     "02_hard_negatives": ("my_hard_negative_weights", "my_mix_weights"),
     "03_chest_loss": ("my_soft_similarity", "my_proxy_loss", "my_l_h"),
+    "06_embeddings": ("my_recall_at_k", "my_map_at_r"),
     "07_hier_unsup": ("my_lca_select", "my_lca_triplet_loss", "my_reciprocal_positives", "my_pseudo_labels",
                       "my_similarity_degree"),
 }

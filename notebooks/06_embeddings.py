@@ -338,6 +338,75 @@ display(Markdown(lessons.paired_verdict(direct_table, a="disk", b="plane", lower
 # better space for the tree does not by itself make a better embedding network.
 
 # %% [markdown]
+# ## 6. Implement it yourself
+#
+# Write, in plain torch (no `chestlab` inside), both metrics of section 4 from an $N \times N$ distance matrix
+# `dist` and the labels `labels` `(N,)`, leave-one-out (every item is a query, the others are the database):
+#
+# * `my_recall_at_k(dist, labels, k)`: Recall@k, the fraction of queries with a same-class item among their $k$ nearest;
+# * `my_map_at_r(dist, labels)`: MAP@R, the mean over queries of $\frac1R\sum_{i=1}^R P@i\cdot\mathrm{rel}(i)$.
+#
+# As in `chestlab.metrics`, a query whose class has no other item ($R = 0$) can never be answered: skip it in
+# both. For exercise 2, also build your 6-item example as points `ex2_x` `(6, D)` with labels `ex2_labels`
+# (with distinct distances from each query, so that no tie decides the ranking).
+#
+# The cell below holds a reference solution, **collapsed**: write your own version into it (or in a new
+# cell above the check) before you expand it. Then run the checks: the library ranks the points itself, in
+# $d_H$ (`poincare.pairwise_dist`, Eq. 2) and in $d_E$; your functions get the distance matrices.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def my_recall_at_k(dist, labels, k):
+    d = dist.clone().fill_diagonal_(float("inf"))  # leave the query out
+    nn = d.argsort(dim=1)[:, :k]  # its k nearest others
+    R = (labels[:, None] == labels[None, :]).sum(1) - 1  # the other items of its class
+    hit = (labels[nn] == labels[:, None]).any(1)
+    return hit[R > 0].double().mean()  # lone queries (R = 0) skipped
+
+
+def my_map_at_r(dist, labels):
+    n = dist.shape[0]
+    d = dist.clone().fill_diagonal_(float("inf"))
+    order = d.argsort(dim=1)[:, : n - 1]  # the n − 1 others, nearest first
+    rel = (labels[order] == labels[:, None]).double()  # rel(i)
+    R = rel.sum(1)
+    i = torch.arange(1, n, dtype=torch.float64)
+    prec = rel.cumsum(1) / i  # P@i
+    ap = (prec * rel * (i[None] <= R[:, None])).sum(1) / R.clamp_min(1)  # only the first R ranks count
+    return ap[R > 0].mean()
+
+
+# exercise 2: every nearest neighbour is a relative, every second one is not
+ex2_x = torch.tensor([[9, 9], [7, 6], [8, 1], [3, 8], [0, 1], [1, 9]], dtype=torch.float64)
+ex2_labels = torch.tensor([0, 0, 0, 1, 1, 1])
+
+
+# %%
+gen = torch.Generator().manual_seed(6)
+x_t = poincare.expmap0(0.8 * torch.randn(40, 3, generator=gen, dtype=torch.float64), c)  # 40 points in the ball
+lab_t = torch.randint(0, 6, (40,), generator=gen)
+lab_t[-1] = 99  # one lone query, which both metrics must skip
+d_h, d_e = poincare.pairwise_dist(x_t, x_t, c), torch.cdist(x_t, x_t)
+for space, dist, kw in (("H", d_h, dict(metric="poincare", c=c)), ("E", d_e, dict(metric="euclidean"))):
+    lib = metrics.retrieval_metrics(x_t, lab_t, ks=(1, 2, 4), **kw)
+    for k in (1, 2, 4):
+        lessons.verify(f"my_recall_at_k == metrics  (R@{k}, {space})", my_recall_at_k(dist, lab_t, k), lib[f"R@{k}"])
+    lessons.verify(f"my_map_at_r == metrics  (MAP@R, {space})", my_map_at_r(dist, lab_t), lib["MAP@R"])
+
+# %% [markdown]
+# Exercise 2 checks itself: the cell below asserts your `ex2_x`, `ex2_labels` (if you defined them) with the
+# library, and with your functions.
+
+# %%
+if "ex2_x" in globals():
+    ex2 = metrics.retrieval_metrics(ex2_x, ex2_labels, ks=(1,), metric="euclidean")
+    assert len(ex2_labels) == 6 and ex2_labels.unique(return_counts=True)[1].min() >= 2, "6 items, no lone query"
+    assert ex2["R@1"] == 1.0, f"R@1 = {ex2['R@1']}: some query's nearest neighbour is of another class"
+    assert ex2["MAP@R"] < ex2["R@1"], f"MAP@R = {ex2['MAP@R']}: as high as R@1, the example shows no difference"
+    lessons.verify("exercise 2: my functions agree with the library", [my_recall_at_k(torch.cdist(ex2_x, ex2_x), ex2_labels, 1),
+                   my_map_at_r(torch.cdist(ex2_x, ex2_x), ex2_labels)], [ex2["R@1"], ex2["MAP@R"]])
+    print(f"✓ exercise 2: R@1 = {ex2['R@1']:.2f}, MAP@R = {ex2['MAP@R']:.2f}")
+
+# %% [markdown]
 # ## Summary
 #
 # * Two projections to the disk: tangent PCA (keeps the root and shrinks norms) and UMAP with a
@@ -354,7 +423,7 @@ display(Markdown(lessons.paired_verdict(direct_table, a="disk", b="plane", lower
 # ## Exercises
 #
 # 1. Train with `dim_h=2`: the disk *is* then the embedding space (`project_to_disk(..., method="exact")`). How does test R@1 (H) change?
-# 2. Why does Recall@k never decrease with $k$ while MAP@R can be low even when Recall@1 is high? Build a 6-item example.
+# 2. Why does Recall@k never decrease with $k$ while MAP@R can be low even when Recall@1 is high? Build a 6-item example. (Section 6 checks it: define it as `ex2_x`, `ex2_labels`.)
 # 3. Compute R@1 in H with the *cosine* of $\log_0 x^H$ instead of the Poincaré distance and compare it with the Poincaré R@1. On which points must the two rank neighbours identically, and where can they differ?
 #
 # <details><summary>Solution 1</summary>

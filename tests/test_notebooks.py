@@ -107,6 +107,7 @@ IMPLEMENT = {
     "03_chest_loss": ("my_soft_similarity", "my_proxy_loss", "my_l_h"),
     "04_hyphc_regulariser": ("my_lca_depth", "my_hyphc_triplet"),
     "05_training_and_ablations": ("my_per_sample_margins", "my_paired_se", "my_power"),
+    "06_embeddings": ("my_recall_at_k", "my_map_at_r"),
     "07_hier_unsup": ("my_lca_select", "my_lca_triplet_loss", "my_reciprocal_positives", "my_pseudo_labels",
                       "my_similarity_degree"),
 }

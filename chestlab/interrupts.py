@@ -33,6 +33,28 @@ def _raise(signum, frame) -> None:
     raise Interrupted(signum)
 
 
+def _unraisable(hook):
+    """``sys.unraisablehook`` that sends an :class:`Interrupted` swallowed where Python ignores
+    exceptions (a weakref callback of the import machinery, a ``__del__``) as its signal once more, so
+    that it ends the program a moment later instead of being printed as "Exception ignored". The
+    signal is sent from another thread: raised here, inside the hook, it would be swallowed again."""
+
+    def unraisable(info) -> None:
+        if isinstance(info.exc_value, Interrupted):
+            import _thread
+            import time
+
+            def later(signum: int) -> None:  # once the hook has returned (start_new_thread does not wait)
+                time.sleep(0.02)
+                _thread.interrupt_main(signum)
+
+            _thread.start_new_thread(later, (info.exc_value.signum,))
+        else:
+            hook(info)
+
+    return unraisable
+
+
 class DeferredInterrupt:
     """Ctrl-C / SIGTERM once: finish the current step with its evaluation and checkpoint, then stop
     (nothing is lost, the run resumes exactly). Twice: stop at once (:class:`Interrupted`)."""
@@ -69,6 +91,7 @@ def run_main(module: str, message: str) -> int:
     prints ``message`` on one line and returns ``128 + signal``."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _raise)
+    sys.unraisablehook = _unraisable(sys.unraisablehook)  # a signal that lands in a callback is not lost
     try:
         return importlib.import_module(module).main()
     except KeyboardInterrupt as err:

@@ -548,7 +548,7 @@ class GeometrySettings:
                        help="feature-clipping radius before exp_0 (Hyp-ViT); inf = no clipping", ui={"lo": 0.1, "hi": 6.0, "step": 0.1})
 
 
-_LR_UI = {"options": (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)}
+_LR_UI = {"options": (1e-5, 3e-5, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)}  # every preset's lr
 
 
 @dataclass

@@ -1051,3 +1051,13 @@ def test_a_failed_build_names_the_settings_responsible_and_how_to_fix_them(case:
     assert not any(t in state.error for t in RAW_TEXT) and "\n" not in state.error and "aaaa" not in state.error
     if case == "memory":
         assert "lr" not in state.error  # only the model's settings: lr is not the model's
+
+
+def test_every_presets_learning_rate_is_offered_by_the_page() -> None:
+    """A preset (and a scenario built on it) never opens with "Not applied: lr = …": its learning rate is
+    one of the page's options."""
+    from chestlab.paper import PRESETS
+
+    opts = fields.options_of(schema()["lr"])
+    missing = {name: p["lr"] for name, p in PRESETS.items() if "lr" in p and p["lr"] not in opts}
+    assert not missing, f"presets whose lr the page cannot show: {missing}"

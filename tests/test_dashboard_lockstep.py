@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from chestlab.dashboard import page, runner, scenarios
+from chestlab.dashboard import page, panels, runner, scenarios
 from chestlab.dashboard.defaults import BASE
 from chestlab.dashboard.state import DashState
 
@@ -47,4 +47,4 @@ def test_the_scenario_panel_comes_first() -> None:
     for name, sc in scenarios.SCENARIOS.items():
         order = [p.__name__.rsplit(".", 1)[-1] for p in page.ordered_panels(sc.panel)]
         assert order[0] == sc.panel and sorted(order) == sorted(scenarios.PANELS), (name, order)
-    assert [p.__name__ for p in page.ordered_panels(None)] == [p.__name__ for p in page.RUN_PANELS]
+    assert [p.__name__ for p in page.ordered_panels(None)] == [p.__name__ for p in panels.run_panels()]

@@ -294,3 +294,35 @@ def test_a_cuda_index_beyond_the_machines_devices_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match=r"device = cuda:99: this machine has 2 CUDA device\(s\); allowed: cuda:0..cuda:1"):
         build.resolve_device("cuda:99")
     assert build.resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+_SWALLOWED = '''
+import gc, signal, sys, time, weakref
+from chestlab import interrupts as I
+signal.signal(signal.SIGINT, I._raise)
+signal.signal(signal.SIGTERM, I._raise)
+sys.unraisablehook = I._unraisable(sys.unraisablehook)
+class A: pass
+a = A()
+def callback(ref):  # where Python ignores exceptions, as the import machinery's module-lock callback
+    raise I.Interrupted({signum})
+r = weakref.ref(a, callback)
+try:
+    del a
+    gc.collect()
+    for _ in range(20000):
+        time.sleep(0.0001)
+    print("not interrupted")
+except KeyboardInterrupt as err:
+    print("interrupted", err.signum)
+'''
+
+
+@pytest.mark.parametrize("signum", [int(signal.SIGINT), int(signal.SIGTERM)])
+def test_a_signal_swallowed_by_a_callback_still_ends_the_program(signum):
+    """Ctrl-C that lands in a weakref callback of the import machinery (seen while torch loads) is not
+    printed as "Exception ignored" and lost: run_main's unraisable hook sends it again, outside."""
+    done = subprocess.run([sys.executable, "-c", _SWALLOWED.format(signum=signum)], capture_output=True, text=True,
+                          timeout=60, env=ENV)
+    assert done.stdout.strip() == f"interrupted {signum}", (done.stdout, done.stderr)
+    assert "Exception ignored" not in done.stderr

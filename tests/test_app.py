@@ -543,13 +543,19 @@ def _nonblank(png: bytes) -> float:
     return 1.0 - max(hist) / sum(hist)
 
 
-def test_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
+def browser_or_skip() -> str:
+    """The browser's path; the test skips without one, and fails where ``CI`` is set."""
     browser = find_browser()
     if browser is None:
         reason = "no chromium/chrome on PATH: install Debian's chromium (apt-get install -y chromium)"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but the browser test cannot run: {reason}")
         pytest.skip(reason)
+    return browser
+
+
+def test_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
+    browser = browser_or_skip()
     port = _free_port()
     server = start_server(port, tmp_path / "server.log")
     chrome = None

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_app import Chromium, _free_port, _wait_http, find_browser, start_server
+from test_app import Chromium, _free_port, _wait_http, browser_or_skip, start_server
 
 from chestlab.dashboard import scenarios
 
@@ -37,12 +37,7 @@ _TITLE_JS = ("(() => { const e = document.querySelector('h3.chestlab-title'); if
 
 
 def test_every_scenario_shows_its_panel_at_1280x720(tmp_path: Path) -> None:
-    browser = find_browser()
-    if browser is None:
-        reason = "no chromium/chrome on PATH: install Debian's chromium (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the browser test cannot run: {reason}")
-        pytest.skip(reason)
+    browser = browser_or_skip()
     shots = Path(os.environ["CHESTLAB_SHOTS"]) if os.environ.get("CHESTLAB_SHOTS") else tmp_path
     shots.mkdir(parents=True, exist_ok=True)
     port = _free_port()

@@ -282,14 +282,19 @@ print(json.dumps(out))
 '''
 
 
-def test_the_dashboard_builds_the_controls_of_plugins_named_by_the_environment(tmp_path):
-    folder = _plugin_folder(tmp_path)
-    script = tmp_path / "app_test.py"
-    script.write_text(APP_SCRIPT.format(app=str(ROOT / "app.py")))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env=_env(folder, CHESTLAB_PLUGINS="my_losses,my_data"))
+def _app_test(tmp_path: Path, script: str, folder: Path, plugins: str, timeout: int) -> dict:
+    """Run an AppTest ``script`` (formatted with the app's path) in a subprocess with
+    ``CHESTLAB_PLUGINS=plugins`` and ``folder`` on the path; its last line of output, as JSON."""
+    path = tmp_path / "app_test.py"
+    path.write_text(script.format(app=str(ROOT / "app.py")))
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+                          env=_env(folder, CHESTLAB_PLUGINS=plugins))
     assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_dashboard_builds_the_controls_of_plugins_named_by_the_environment(tmp_path):
+    out = _app_test(tmp_path, APP_SCRIPT, _plugin_folder(tmp_path), "my_losses,my_data", timeout=300)
     assert out["exceptions"] == []
     assert "plug-ins: my_losses, my_data" in out["captions"]
     assert {"centroid_pull", "chest_copy"} <= set(out["losses"]) and "tree3" in out["datasets"]
@@ -315,12 +320,7 @@ def test_a_plugin_panel_of_the_docs_is_drawn_for_the_run(tmp_path):
     """docs/extending.md's my_panel.py, named by CHESTLAB_PLUGINS: the page draws its bar chart of the
     last step's loss parts under the built-in panels, with no edit inside chestlab/."""
     (tmp_path / "my_panel.py").write_text(PANEL_PLUGIN)
-    script = tmp_path / "panel_test.py"
-    script.write_text(PANEL_SCRIPT.format(app=str(ROOT / "app.py")))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=_env(tmp_path, CHESTLAB_PLUGINS="my_panel"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = _app_test(tmp_path, PANEL_SCRIPT, tmp_path, "my_panel", timeout=600)
     assert out["exceptions"] == [] and "plug-ins: my_panel" in out["captions"]
     title = "**Loss parts — the last step's terms**"
     assert title in out["after"], out["after"]

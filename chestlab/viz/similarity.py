@@ -132,18 +132,27 @@ def similarity_histogram(
             note = p["note"]
             fig.layout.annotations[col - 1].text += f"  (δ_{p['space'].upper()} = {p['delta']:g})" + (f"<br>{note}" if note else "")
             two_lines = two_lines or bool(note)
+    return _histogram_layout(fig, title=title, uirevision=uirevision, height=height,
+                             top=(60 if title else 40) + (18 if two_lines else 0), text_size=11,
+                             xtitle="S(x_i, y)  (higher = closer)", ytitle="density")
+
+
+
+def _histogram_layout(fig: Any, *, title: Optional[str], uirevision: Any, height: Any, top: int, text_size: int,
+                      xtitle: str, ytitle: str) -> Any:
+    """The layout the two plotly histogram figures share: overlaid bars, the legend under the panels,
+    ``top`` px above them (scaled with the lecture style, as the left margin), legend and x-axis title
+    at ``text_size``, panel titles at the body size."""
     k = plotly_scale()  # > 1 under the lecture style: larger fonts need room
-    top = (60 if title else 40) + (18 if two_lines else 0)
     fig.update_layout(barmode="overlay", uirevision=uirevision, height=plotly_height(height), title=title,
                       font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int(top * k), b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.25 * k, x=0.5, xanchor="center",
-                                  font=dict(size=plotly_font_size(11))))
-    fig.update_xaxes(title_text="S(x_i, y)  (higher = closer)", title_font_size=plotly_font_size(11))
+                                  font=dict(size=plotly_font_size(text_size))))
+    fig.update_xaxes(title_text=xtitle, title_font_size=plotly_font_size(text_size))
     if k > 1:  # the panel titles (make_subplots sets their size itself) projector-sized too
         fig.update_annotations(font_size=plotly_font_size(12))
-    fig.update_yaxes(title_text="density", col=1)
+    fig.update_yaxes(title_text=ytitle, col=1)
     return fig
-
 
 def similarity_histogram_mpl(
     sim_event: Any,
@@ -262,16 +271,8 @@ def margin_histogram(
                                      hovertemplate=f"δ_{p['space'].upper()} = {delta:g}<extra></extra>"), row=1, col=col)
             fig.layout.annotations[col - 1].text += f" (δ_{p['space'].upper()} = {delta:g})"
         fig.layout.annotations[col - 1].text += f"<br>{p['summary']}"  # two lines: panels side by side
-    k = plotly_scale()  # > 1 under the lecture style: larger fonts need room
-    fig.update_layout(barmode="overlay", uirevision=uirevision, height=plotly_height(height), title=title,
-                      font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int((88 if title else 58) * k), b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.25 * k, x=0.5, xanchor="center",
-                                  font=dict(size=plotly_font_size(12))))
-    fig.update_xaxes(title_text="per-sample margin (higher = better separated)", title_font_size=plotly_font_size(12))
-    if k > 1:  # the panel titles (make_subplots sets their size itself) projector-sized too
-        fig.update_annotations(font_size=plotly_font_size(12))
-    fig.update_yaxes(title_text="samples", col=1)
-    return fig
+    return _histogram_layout(fig, title=title, uirevision=uirevision, height=height, top=88 if title else 58,
+                             text_size=12, xtitle="per-sample margin (higher = better separated)", ytitle="samples")
 
 
 def margin_histogram_mpl(

@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from .. import settings as _settings
 from ..settings import Problem, SettingError, TrainConfig
 
-__all__ = ["Loss", "LossOutput", "LossContext", "Step", "Term", "register_loss", "get_loss", "list_losses"]
+__all__ = ["Loss", "LossOutput", "LossContext", "Step", "Term", "register_loss", "get_loss", "list_losses", "settings_section"]
 
 
 @dataclass
@@ -237,23 +237,17 @@ class Loss(nn.Module):
         its settings section is this loss's plus each term's ``Settings``, its parts this loss's plus
         each term's ``part``, its rules, live checks, optimizer groups and state include the terms'.
         Register it with one line: ``register_loss("chest_hier")(CHESTLoss.with_terms(HIERTerm))``."""
-        have = {f.name for f in dataclasses.fields(cls.Settings)}
         for t in terms:
             if not (isinstance(t, type) and issubclass(t, Term)) or not t.part or not t.attr:
                 raise TypeError(f"with_terms takes Term classes with a part and an attr, got {t!r}")
             if t.part in cls.parts or t in cls.joined:
                 raise ValueError(f"{cls.__name__} already has a part {t.part!r}")
-            new = {f.name for f in dataclasses.fields(t.Settings)} if t.Settings is not None else set()
-            if new & have:
-                raise ValueError(f"{t.__name__}'s settings {sorted(new & have)} clash with {cls.__name__}'s: rename them")
-            have |= new
-        bases = tuple(t.Settings for t in reversed(terms) if t.Settings is not None) + (cls.Settings,)
         title = name or cls.__name__.removesuffix("Loss") + "".join(t.__name__.removesuffix("Term") for t in terms) + "Loss"
-        settings = dataclasses.make_dataclass(title.removesuffix("Loss") + "Settings", [], bases=bases)
         caller = inspect.currentframe()
         caller = caller.f_back if caller is not None else None  # the module that composes: recorded as the run's plug-in
         module = caller.f_globals.get("__name__", cls.__module__) if caller is not None else cls.__module__
-        settings.__module__ = module
+        settings = settings_section(title.removesuffix("Loss") + "Settings", cls.Settings, *terms, module=module,
+                                    owners=(cls.__name__, *(t.__name__ for t in terms)))
         base_init = cls.__init__
 
         def __init__(self: Loss, *args: Any, **kwargs: Any) -> None:
@@ -407,6 +401,37 @@ class Loss(nn.Module):
         with torch.autocast(device_type=x_e.device.type, enabled=False):
             step = Step(x_e.float(), x_h.float(), labels, self, index)
             return self.sum_terms(self.prepare(step))
+
+
+def settings_section(name: str, *parts: Any, module: Optional[str] = None,
+                     owners: Optional[Iterable[str]] = None) -> type:
+    """One settings section (a dataclass) made of ``parts``: sections (dataclasses of
+    :func:`~chestlab.settings.setting` fields) or :class:`Term` classes (their ``Settings``; a term
+    with none adds nothing), their fields in the order given. A loss whose terms own their settings
+    declares its section this way (``CHESTSettings = settings_section("CHESTSettings",
+    CHESTProxySettings, *CHEST_TERMS)``), and :meth:`Loss.with_terms` adds a joined term's section to
+    the loss's. A setting two parts declare is refused (``ValueError`` naming both; ``owners``: their
+    names in messages). ``module``: the new class's ``__module__`` (default: the caller's)."""
+    sections = [p.Settings if isinstance(p, type) and issubclass(p, Term) else p for p in parts]
+    names = list(owners) if owners is not None else [getattr(p, "__qualname__", repr(p)) for p in parts]
+    seen: dict[str, str] = {}
+    for sec, owner in zip(sections, names):
+        if sec is None:
+            continue
+        if not dataclasses.is_dataclass(sec):
+            raise TypeError(f"{owner}: a settings section is a dataclass of chestlab.settings.setting fields, got {sec!r}")
+        clash = sorted(f.name for f in dataclasses.fields(sec) if f.name in seen)
+        if clash:
+            raise ValueError(f"{owner}'s settings {clash} clash with {seen[clash[0]]}'s: rename them")
+        seen.update((f.name, owner) for f in dataclasses.fields(sec))
+    # a dataclass collects its bases' fields from the last base to the first: reverse, so the order is ``parts``'
+    cls = dataclasses.make_dataclass(name, [], bases=tuple(sec for sec in reversed(sections) if sec is not None))
+    if module is None:
+        caller = inspect.currentframe()
+        caller = caller.f_back if caller is not None else None
+        module = caller.f_globals.get("__name__", __name__) if caller is not None else __name__
+    cls.__module__ = module
+    return cls
 
 
 # ------------------------------------------------------------------------------------------------

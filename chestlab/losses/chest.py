@@ -2,67 +2,53 @@ r"""The CHEST loss (Eq. 10) as a registered module, the weighted sum of three te
 
 .. math:: L = \eta_H\,\overline{L_H} + \eta_E\,\overline{L_E} + \tau\,\overline{L_{\mathrm{HypHC}}}
 
-:class:`CHESTProxyTerm` in the ball (``l_h``, weight ``eta_h``) and in Euclidean space (``l_e``,
-weight ``eta_e``) — Eq. 5–7, the fused :class:`~chestlab.losses.parts.ProxyTerm` — and
-:class:`CHESTHypHCTerm` on the proxies (``l_hyphc``, weight ``tau``; Eq. 8–9,
-:class:`~chestlab.losses.parts.HypHCTerm`). The loss owns the proxies and computes them once per
-step for its terms (:meth:`CHESTLoss.prepare`). :func:`chestlab.losses.functional.chest_loss`
-is the readable reference of the same thing (the tests hold the two equal).
+:class:`CHESTProxyTermH` in the ball (``l_h``, weight ``eta_h``) and :class:`CHESTProxyTermE` in
+Euclidean space (``l_e``, weight ``eta_e``) — Eq. 5–7, the fused
+:class:`~chestlab.losses.parts.ProxyTerm` — and :class:`CHESTHypHCTerm` on the proxies (``l_hyphc``,
+weight ``tau``; Eq. 8–9, :class:`~chestlab.losses.parts.HypHCTerm`). The loss owns the proxies and
+computes them once per step for its terms (:meth:`CHESTLoss.prepare`).
+:func:`chestlab.losses.functional.chest_loss` is the readable reference of the same thing (the tests
+hold the two equal).
+
+**Settings.** Each term owns its section (its nested ``Settings``): ``gamma_h``, ``lambda_h``,
+``delta_h``, ``eta_h`` (L_H); ``gamma_e``, ``lambda_e``, ``delta_e``, ``eta_e`` (L_E); ``tau``,
+``M``, ``gamma_hyp``, ``hyphc`` (HypHC). The loss's own section holds what both proxy terms share,
+``K`` and ``proxy_std`` (:class:`CHESTProxySettings`). The registered section ``chest`` is their
+union, :data:`CHESTSettings` (:func:`~chestlab.losses.base.settings_section`), so every name stays
+flat (``--set gamma_h=4``) and ``chest.gamma_h`` also works.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from .. import poincare
 from ..settings import BIG, MAX_ELEMENTS, Problem, SettingError, TrainConfig, dataset_info_of, setting, too_big
-from .base import Loss, LossContext, Step, Term, register_loss
+from .base import Loss, LossContext, Step, Term, register_loss, settings_section
 from .checks import check_chest_inputs, check_euclid_space, check_overflow, hyphc_needs_two_proxies
 from .parts import Distance, HypHCTerm, PoincareDistance, ProxyTerm, euclidean_distance
 
-__all__ = ["CHESTLoss", "CHESTSettings", "CHESTProxyTerm", "CHESTHypHCTerm", "hyphc_needs_two_proxies"]
+__all__ = ["CHESTLoss", "CHESTSettings", "CHESTProxySettings", "CHESTProxyTerm", "CHESTProxyTermH", "CHESTProxyTermE",
+           "CHESTHypHCTerm", "CHEST_TERMS", "hyphc_needs_two_proxies"]
 
 
 _W = {"lo": 0.0, "hi": 2.0, "step": 0.1}
 
 
 @dataclass
-class CHESTSettings:
-    """The settings of the CHEST loss (Eq. 5–10)."""
+class CHESTProxySettings:
+    """CHEST's own settings: the proxies it owns and both proxy terms share (K per class, their
+    initial spread). Each term brings its own section (:attr:`CHESTProxyTermH.Settings`, ...); the
+    loss's section is all of them, :data:`CHESTSettings`."""
 
     K: int = setting(2, group="loss", low=1, high=1000, symbol="K", eq="Table 1", paper="10 CUB/Cars, 2 SOP/In-shop",
                      help="proxies per class; tau > 0 needs K >= 2", ui={"lo": 1, "hi": 10, "step": 1})
-    M: int = setting(32, group="loss", live=True, low=1, high=100_000, symbol="M", eq="Table 1", paper="up to 11318 (SOP)",
-                     help="HypHC triplets per step",
-                     ui={"lo": 1, "hi": 256, "step": 1})
     proxy_std: float = setting(1.0, group="loss", low=0, low_open=True, high=BIG, help="standard deviation of the proxies' initialisation")
-    gamma_e: float = setting(5.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_E", eq="5", paper="5",
-                             help="temperature of the soft similarity over the K proxies", ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
-    gamma_h: float = setting(5.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_H", eq="6", paper="5",
-                             help="the same in hyperbolic space", ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
-    lambda_e: float = setting(20.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="λ_E", eq="7", paper="20",
-                              help="scale of the Euclidean proxy loss's logits", ui={"lo": 1.0, "hi": 64.0, "step": 1.0})
-    lambda_h: float = setting(20.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="λ_H", eq="7", paper="20",
-                              help="scale of the hyperbolic proxy loss's logits", ui={"lo": 1.0, "hi": 64.0, "step": 1.0})
-    delta_e: float = setting(1.0, group="loss", live=True, low=-BIG, high=BIG, symbol="δ_E", eq="7", paper="1, 5, 10 or 20",
-                             help="Euclidean margin", ui={"lo": 0.0, "hi": 20.0, "step": 0.5})
-    delta_h: float = setting(1.0, group="loss", live=True, low=-BIG, high=BIG, symbol="δ_H", eq="7", paper="1, 5, 10 or 20",
-                             help="hyperbolic margin", ui={"lo": 0.0, "hi": 20.0, "step": 0.5})
-    eta_e: float = setting(1.0, group="loss", live=True, low=0, high=BIG, symbol="η_E", eq="10", paper="1",
-                           help="weight of L_E", ui=_W)
-    eta_h: float = setting(1.0, group="loss", live=True, low=0, high=BIG, symbol="η_H", eq="10", paper="1",
-                           help="weight of L_H", ui=_W)
-    tau: float = setting(0.5, group="loss", live=True, low=0, high=BIG, symbol="τ", eq="10", paper="0.5",
-                         help="weight of the HypHC regulariser", ui={"lo": 0.0, "hi": 2.0, "step": 0.05})
-    gamma_hyp: float = setting(1.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_hyp", eq="9", paper="1",
-                               help="temperature of the HypHC softmax", ui={"lo": 0.1, "hi": 5.0, "step": 0.1})
-    hyphc: str = setting("lca", group="loss", live=True, choices=("lca", "pairwise"), eq="9",
-                         help="lca (HypHC's reading of Eq. 9, default) | pairwise (the literal reading)")
 
 
 def proxy_memory_rules(cfg: TrainConfig) -> Iterable[Problem]:
@@ -86,17 +72,16 @@ def proxy_memory_rules(cfg: TrainConfig) -> Iterable[Problem]:
 
 
 class CHESTProxyTerm(Term):
-    r"""Eq. 5–7 of CHEST in one space, ``"h"`` (the ball, :math:`D_H`) or ``"e"`` (:math:`D_E`): part
-    ``l_<space>``, weight ``eta_<space>``, settings ``gamma_<space>``, ``lambda_<space>``,
-    ``delta_<space>`` of CHEST's section; extra ``s_<space>`` (B, C), the soft similarities. Runs on the
-    proxies :meth:`CHESTLoss.prepare` computed and checked (``step.shared``)."""
+    r"""Eq. 5–7 of CHEST in one space (``space``: ``"h"``, the ball, or ``"e"``): part ``l_<space>``,
+    weight ``eta_<space>``, settings ``gamma_<space>``, ``lambda_<space>``, ``delta_<space>`` (with
+    the weight, the subclass's own ``Settings``); extra ``s_<space>`` (B, C), the soft similarities.
+    Runs on the proxies :meth:`CHESTLoss.prepare` computed and checked (``step.shared``). The two
+    spaces are :class:`CHESTProxyTermH` and :class:`CHESTProxyTermE`."""
 
-    def __init__(self, space: str, distance: Distance) -> None:
+    space: ClassVar[str] = ""
+
+    def __init__(self, distance: Distance) -> None:
         super().__init__()
-        if space not in ("h", "e"):
-            raise ValueError(f"space = {space!r}: choose 'h' or 'e'")
-        self.space = space
-        self.part, self.weight, self.extras = f"l_{space}", f"eta_{space}", (f"s_{space}",)
         self.fn = ProxyTerm(distance)
 
     def forward(self, step: Step, s: Any) -> tuple[Tensor, dict[str, Any]]:
@@ -109,11 +94,57 @@ class CHESTProxyTerm(Term):
         return value, {f"s_{sp}": S}
 
 
+class CHESTProxyTermH(CHESTProxyTerm):
+    r""":math:`L_H`: Eq. 5–7 in the ball (D_H, distance Eq. 2), part ``l_h``, weight ``eta_h``."""
+
+    @dataclass
+    class Settings:
+        gamma_h: float = setting(5.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_H", eq="6", paper="5",
+                                 help="temperature of the soft similarity over the K proxies, in the ball",
+                                 ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
+        lambda_h: float = setting(20.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="λ_H", eq="7", paper="20",
+                                  help="scale of the hyperbolic proxy loss's logits", ui={"lo": 1.0, "hi": 64.0, "step": 1.0})
+        delta_h: float = setting(1.0, group="loss", live=True, low=-BIG, high=BIG, symbol="δ_H", eq="7", paper="1, 5, 10 or 20",
+                                 help="hyperbolic margin", ui={"lo": 0.0, "hi": 20.0, "step": 0.5})
+        eta_h: float = setting(1.0, group="loss", live=True, low=0, high=BIG, symbol="η_H", eq="10", paper="1",
+                               help="weight of L_H", ui=_W)
+
+    space, part, weight, extras, attr = "h", "l_h", "eta_h", ("s_h",), "l_h_term"
+
+
+class CHESTProxyTermE(CHESTProxyTerm):
+    r""":math:`L_E`: Eq. 5–7 in Euclidean space (D_E), part ``l_e``, weight ``eta_e``."""
+
+    @dataclass
+    class Settings:
+        gamma_e: float = setting(5.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_E", eq="5", paper="5",
+                                 help="the same in Euclidean space", ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
+        lambda_e: float = setting(20.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="λ_E", eq="7", paper="20",
+                                  help="scale of the Euclidean proxy loss's logits", ui={"lo": 1.0, "hi": 64.0, "step": 1.0})
+        delta_e: float = setting(1.0, group="loss", live=True, low=-BIG, high=BIG, symbol="δ_E", eq="7", paper="1, 5, 10 or 20",
+                                 help="Euclidean margin", ui={"lo": 0.0, "hi": 20.0, "step": 0.5})
+        eta_e: float = setting(1.0, group="loss", live=True, low=0, high=BIG, symbol="η_E", eq="10", paper="1",
+                               help="weight of L_E", ui=_W)
+
+    space, part, weight, extras, attr = "e", "l_e", "eta_e", ("s_e",), "l_e_term"
+
+
 class CHESTHypHCTerm(Term):
     r"""Eq. 8–9 on CHEST's hyperbolic proxies: part ``l_hyphc``, weight ``tau``, settings ``M``,
     ``gamma_hyp``, ``hyphc``; ``M`` triplets a step from its own seeded generator (:attr:`generator`)."""
 
-    part, weight = "l_hyphc", "tau"
+    @dataclass
+    class Settings:
+        tau: float = setting(0.5, group="loss", live=True, low=0, high=BIG, symbol="τ", eq="10", paper="0.5",
+                             help="weight of the HypHC regulariser", ui={"lo": 0.0, "hi": 2.0, "step": 0.05})
+        M: int = setting(32, group="loss", live=True, low=1, high=100_000, symbol="M", eq="Table 1", paper="up to 11318 (SOP)",
+                         help="HypHC triplets per step", ui={"lo": 1, "hi": 256, "step": 1})
+        gamma_hyp: float = setting(1.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_hyp", eq="9", paper="1",
+                                   help="temperature of the HypHC softmax", ui={"lo": 0.1, "hi": 5.0, "step": 0.1})
+        hyphc: str = setting("lca", group="loss", live=True, choices=("lca", "pairwise"), eq="9",
+                             help="lca (HypHC's reading of Eq. 9, default) | pairwise (the literal reading)")
+
+    part, weight, attr = "l_hyphc", "tau", "hyphc_term"
 
     def __init__(self, seed: int) -> None:
         super().__init__()
@@ -129,6 +160,14 @@ class CHESTHypHCTerm(Term):
             value = self.fn(proxies_h, step.loss.c, M=s.M, gamma_hyp=s.gamma_hyp, variant=s.hyphc, K=step.shared["K"])
         check_overflow(value, "the CHEST loss's l_hyphc", {"proxies_h": proxies_h})
         return value, {}
+
+
+#: CHEST's terms in the order of the sum (Eq. 10); :class:`CHESTLoss` holds each as its ``attr``.
+CHEST_TERMS: tuple[type[Term], ...] = (CHESTProxyTermH, CHESTProxyTermE, CHESTHypHCTerm)
+
+#: CHEST's settings section: its own (:class:`CHESTProxySettings`), then each term's, in the order of
+#: the sum (the order of ``--help`` and the dashboard: γ, λ, δ, η per space, then τ, M, γ_hyp).
+CHESTSettings = settings_section("CHESTSettings", CHESTProxySettings, *CHEST_TERMS)
 
 
 @register_loss("chest")
@@ -148,7 +187,7 @@ class CHESTLoss(Loss):
     """
 
     Settings = CHESTSettings
-    parts = ("l_h", "l_e", "l_hyphc")
+    parts = tuple(t.part for t in CHEST_TERMS)  # ("l_h", "l_e", "l_hyphc")
 
     def __init__(
         self,
@@ -185,9 +224,9 @@ class CHESTLoss(Loss):
         g = torch.Generator().manual_seed(seed)
         # unnormalised Euclidean proxies (Sec. 3.2); scale comparable to the embeddings
         self.proxies = nn.Parameter(torch.randn(num_classes, K, dim, generator=g) * cfg.proxy_std)
-        # the terms, in the order of the sum
-        self.l_h_term = CHESTProxyTerm("h", PoincareDistance(lambda: self.c))
-        self.l_e_term = CHESTProxyTerm("e", euclidean_distance)
+        # the terms, in the order of the sum (CHEST_TERMS)
+        self.l_h_term = CHESTProxyTermH(PoincareDistance(lambda: self.c))
+        self.l_e_term = CHESTProxyTermE(euclidean_distance)
         self.hyphc_term = CHESTHypHCTerm(seed + 1)
 
     @classmethod

@@ -229,7 +229,9 @@ class CHESTModel(nn.Module):
 
     ``x_e = f(x)`` is the Euclidean embedding (D_E), ``x_h = exp_0(clip_r(W x_e + b))`` the hyperbolic
     one (D_H). ``euclid_space="head"`` returns ``W x_e + b`` as ``x_e`` instead: the paper's rule for
-    the ablation rows with ``eta_H = 0, eta_E = 1`` (Sec. 4.4).
+    the ablation rows with ``eta_H = 0, eta_E = 1`` (Sec. 4.4). ``euclid_space`` is a model setting;
+    its ``auto`` is the loss's to decide (``Loss.auto_euclid_space``), resolved by
+    :func:`chestlab.engine.build.euclid_space` before the model is built.
     """
 
     def __init__(self, backbone: nn.Module, dim_h: int, c: float = 0.5, r: float = 2.3, euclid_space: str = "backbone") -> None:

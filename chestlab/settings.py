@@ -535,7 +535,8 @@ class ModelSettings:
                          help="hyperbolic embedding size; 2 makes the Poincaré disk the embedding",
                          ui={"options": (2, 3, 4, 8, 16, 32, 64, 128)})
     euclid_space: str = setting("auto", group="model", choices=("auto", "backbone", "head"), eq="Sec. 4.4",
-                                help="space of L_E: x^E (backbone) or W x^E + b (head); auto = head exactly while eta_h = 0")
+                                help="the x^E the model returns, where L_E lives: the backbone's f(x) (backbone) or the head's "
+                                     "W f(x) + b (head); auto = the loss decides (chest: head exactly while eta_h = 0)")
     loss: str = setting("chest", group="loss", choices=_losses,
                         help="the registered loss to train: chest (Eq. 10), pair_ce or mix (hard-negative paper), or a plug-in")
 

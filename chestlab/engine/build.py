@@ -19,6 +19,8 @@ __all__ = [
     "validate",
     "in_memory",
     "euclid_space",
+    "resolved",
+    "apply_resolved",
     "Datasets",
     "create_datasets",
     "create_model",
@@ -65,6 +67,23 @@ def euclid_space(cfg: TrainConfig) -> str:
     if cfg.euclid_space != "auto":
         return cfg.euclid_space
     return get_loss(cfg.loss).auto_euclid_space(cfg.section())
+
+
+def resolved(cfg: TrainConfig) -> dict[str, Any]:
+    """The model settings the builders resolve from others, by name: their values under ``cfg``
+    (``euclid_space``: ``auto`` is the loss's rule, :func:`euclid_space`). The model and the loss are
+    built with them; a live change may change them (:func:`apply_resolved`)."""
+    return {"euclid_space": euclid_space(cfg)}
+
+
+def apply_resolved(cfg: TrainConfig, model: nn.Module, criterion: Loss) -> None:
+    """Set the resolved model settings (:func:`resolved`) under ``cfg`` on the built ``model`` and
+    ``criterion``, each on those that hold it (the loss only where it reads it: CHEST's proxies
+    follow its ``euclid_space``). A setting given explicitly resolves to itself: no change."""
+    for name, value in resolved(cfg).items():
+        for obj in (model, criterion):
+            if name in vars(obj):
+                setattr(obj, name, value)
 
 
 @dataclass

@@ -41,9 +41,9 @@ def apply(new: TrainConfig, changes: dict[str, Any], model: models.CHESTModel, c
 
     The loss takes its own hyper-parameters (:meth:`Loss.hparams`); the head's ball follows ``c``
     and ``r`` (embeddings (B, D_H) land in the ball of radius ``tanh(sqrt(c) r) / sqrt(c)`` from the
-    next forward on); with ``euclid_space = auto`` the loss's rule for which embedding is Euclidean
-    (CHEST: Sec. 4.4) is re-evaluated, since it depends on live settings; the optimizer's groups
-    take their learning rates and weight decays."""
+    next forward on); the model settings the build resolves from others (an ``auto`` the loss
+    decides, e.g. CHEST's Sec. 4.4 rule, which reads live settings) are resolved again
+    (:func:`build.apply_resolved`); the optimizer's groups take their learning rates and weight decays."""
     # the loss's own settings by its field names (a plug-in's spring.t -> t; the core c is not its c)
     own = {k: v for k, v in section_values(changes, new.loss).items() if k in criterion.hparams()}
     if own:
@@ -52,11 +52,7 @@ def apply(new: TrainConfig, changes: dict[str, Any], model: models.CHESTModel, c
         model.head.c = new.c
     if "r" in changes:
         model.head.r = new.r
-    if new.euclid_space == "auto":
-        space = build.euclid_space(new)
-        model.euclid_space = space
-        if hasattr(criterion, "euclid_space"):
-            criterion.euclid_space = space
+    build.apply_resolved(new, model, criterion)
     build.apply_optim_settings(optimizer, new, criterion)
 
 

@@ -35,13 +35,14 @@ def pretrain_rules(cfg: TrainConfig) -> Iterable[Problem]:
 
 def pretrain_config(cfg: TrainConfig) -> TrainConfig:
     """The settings of the pretraining of a run ``cfg``: its data with other classes
-    (``tree_seed = seed + PRETRAIN_TREE_OFFSET``), its model, optimiser and batches; the loss
-    ``chest`` with ``K = 1``, ``tau = 0`` and both spaces; ``pretrain_steps`` steps, no evaluation."""
+    (``tree_seed = seed + PRETRAIN_TREE_OFFSET``), its model settings, optimiser and batches; the
+    loss ``chest`` with ``K = 1``, ``tau = 0`` and both spaces; ``pretrain_steps`` steps, no
+    evaluation. (A model setting whose ``auto`` the loss decides is resolved for this loss.)"""
     if cfg.dataset not in PRETRAIN_DATASETS:
         raise ValueError(f"pretrain_steps: dataset {cfg.dataset} has no other classes to pretrain on; "
                          f"use {', '.join(PRETRAIN_DATASETS)}")
     options = {**dict(cfg.data_options), "tree_seed": cfg.seed + PRETRAIN_TREE_OFFSET}
-    return cfg.replace(loss="chest", K=1, tau=0.0, eta_h=1.0, eta_e=1.0, euclid_space="auto", data_options=options,
+    return cfg.replace(loss="chest", K=1, tau=0.0, eta_h=1.0, eta_e=1.0, data_options=options,
                        steps=cfg.pretrain_steps, pretrain_steps=0, eval_every=0, checkpoint_every=0)
 
 

@@ -118,7 +118,8 @@ class CHESTProxyTermE(CHESTProxyTerm):
     @dataclass
     class Settings:
         gamma_e: float = setting(5.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="γ_E", eq="5", paper="5",
-                                 help="the same in Euclidean space", ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
+                                 help="temperature of the soft similarity over the K proxies, in Euclidean space",
+                                 ui={"lo": 0.1, "hi": 20.0, "step": 0.1})
         lambda_e: float = setting(20.0, group="loss", live=True, low=0, low_open=True, high=BIG, symbol="λ_E", eq="7", paper="20",
                                   help="scale of the Euclidean proxy loss's logits", ui={"lo": 1.0, "hi": 64.0, "step": 1.0})
         delta_e: float = setting(1.0, group="loss", live=True, low=-BIG, high=BIG, symbol="δ_E", eq="7", paper="1, 5, 10 or 20",

@@ -111,6 +111,10 @@ class CHESTProxyTermH(CHESTProxyTerm):
 
     space, part, weight, extras, attr = "h", "l_h", "eta_h", ("s_h",), "l_h_term"
 
+    @classmethod
+    def create(cls, settings: Any, ctx: LossContext) -> "CHESTProxyTermH":
+        return cls(PoincareDistance(lambda: ctx.head.c))  # the head's curvature now (it may change live)
+
 
 class CHESTProxyTermE(CHESTProxyTerm):
     r""":math:`L_E`: Eq. 5–7 in Euclidean space (D_E), part ``l_e``, weight ``eta_e``."""
@@ -128,6 +132,10 @@ class CHESTProxyTermE(CHESTProxyTerm):
                                help="weight of L_E", ui=_W)
 
     space, part, weight, extras, attr = "e", "l_e", "eta_e", ("s_e",), "l_e_term"
+
+    @classmethod
+    def create(cls, settings: Any, ctx: LossContext) -> "CHESTProxyTermE":
+        return cls(euclidean_distance)
 
 
 class CHESTHypHCTerm(Term):
@@ -151,6 +159,10 @@ class CHESTHypHCTerm(Term):
         super().__init__()
         self.fn = HypHCTerm(seed)
 
+    @classmethod
+    def create(cls, settings: Any, ctx: LossContext) -> "CHESTHypHCTerm":
+        return cls(ctx.seed + 1)  # its own generator, apart from the proxies' (seeded by ctx.seed)
+
     @property
     def generator(self) -> torch.Generator:
         return self.fn.generator
@@ -163,7 +175,8 @@ class CHESTHypHCTerm(Term):
         return value, {}
 
 
-#: CHEST's terms in the order of the sum (Eq. 10); :class:`CHESTLoss` holds each as its ``attr``.
+#: CHEST's terms in the order of the sum (Eq. 10): :class:`CHESTLoss` builds each with its ``create``
+#: and holds it as its ``attr``; its parts and its settings section follow this tuple.
 CHEST_TERMS: tuple[type[Term], ...] = (CHESTProxyTermH, CHESTProxyTermE, CHESTHypHCTerm)
 
 #: CHEST's settings section: its own (:class:`CHESTProxySettings`), then each term's, in the order of
@@ -225,10 +238,8 @@ class CHESTLoss(Loss):
         g = torch.Generator().manual_seed(seed)
         # unnormalised Euclidean proxies (Sec. 3.2); scale comparable to the embeddings
         self.proxies = nn.Parameter(torch.randn(num_classes, K, dim, generator=g) * cfg.proxy_std)
-        # the terms, in the order of the sum (CHEST_TERMS)
-        self.l_h_term = CHESTProxyTermH(PoincareDistance(lambda: self.c))
-        self.l_e_term = CHESTProxyTermE(euclidean_distance)
-        self.hyphc_term = CHESTHypHCTerm(seed + 1)
+        for term in CHEST_TERMS:  # the terms, in the order of the sum
+            setattr(self, term.attr, term.create(cfg, self.ctx))
 
     @classmethod
     def build(cls, settings: CHESTSettings, ctx: LossContext) -> "CHESTLoss":

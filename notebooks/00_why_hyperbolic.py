@@ -646,8 +646,8 @@ def check_exercises(ex1_small=None, ex2_tau=None, ex4_c=None):
 
 
 check_exercises(globals().get("ex1_small"), globals().get("ex2_tau"), globals().get("ex4_c"))
-for wrong in (dict(ex1_small=lambda rho, c: (2 * math.pi * rho, math.pi * rho**2)), dict(ex2_tau=3.0), dict(ex2_tau=4.5), dict(ex4_c=0.5)):
-    try:  # the check does fail on a wrong answer (the plane's values; τ = 3 too small, 4.5 not the smallest; c = 0.5)
+for wrong in (dict(ex1_small=lambda rho, c: (2 * math.pi * rho, math.pi * rho**2)), dict(ex2_tau=1.0), dict(ex2_tau=5.0), dict(ex4_c=0.5)):
+    try:  # the check does fail on a wrong answer (the plane's values; τ = 1 too small, 5 not the smallest; c = 0.5)
         with contextlib.redirect_stdout(io.StringIO()):  # quietly: no lines for these deliberate misses
             check_exercises(**wrong)
     except AssertionError:

@@ -611,8 +611,8 @@ def check_exercises(ex1_small=None, ex2_tau=None, ex4_c=None):
             for name, yours, exact, flat in zip("LA", ex1_small(rho, cc), measured, (2 * math.pi * rho, math.pi * rho**2)):
                 assert abs(yours / exact - 1) < (cc * rho**2) ** 2, (
                     f"exercise 1: your {name}(ρ = {rho}, c = {cc}) = {yours:.9g}, measured {exact:.9g} (relative error "
-                    f"{yours / exact - 1:.1e}); expected an error of order (cρ²)² = {(cc * rho**2) ** 2:.0e} because the "
-                    f"first correction is kept — the plane's {flat:.9g} is off by {flat / exact - 1:.1e}, the size of that correction")
+                    f"{yours / exact - 1:.1e}); expected an error of order (cρ²)² = {(cc * rho**2) ** 2:.0e}, because the "
+                    f"term k·cρ² is the whole first-order error — the plane's value alone, {flat:.9g}, is off by {flat / exact - 1:.1e}")
         print("✓ exercise 1: your small-ρ L and A match the measured circles to order (cρ²)²")
     if ex2_tau is None:
         print("exercise 2: define ex2_tau and run this cell again")

@@ -444,6 +444,11 @@ import contextlib
 import io
 
 
+def _fmt(t):  # a few numbers of a tensor, for the messages
+    t = torch.as_tensor(t).detach().flatten()
+    return "[" + ", ".join(f"{float(v):.4g}" for v in t[:4]) + (", …]" if len(t) > 4 else "]")
+
+
 def check_exercises(ex1_dist0=None, ex2_midpoint=None, ex3_s_zero=None, ex3_s_project=None, ex4_associative=None, ex5_double=None):
     """Compare your answers to exercises 1-5 with chestlab.poincare and float32; raise AssertionError if one is off."""
     gen = torch.Generator().manual_seed(8)
@@ -454,8 +459,8 @@ def check_exercises(ex1_dist0=None, ex2_midpoint=None, ex3_s_zero=None, ex3_s_pr
         for cc, (p, _) in pts.items():
             yours, want = torch.as_tensor(ex1_dist0(p, cc)), poincare.dist(torch.zeros_like(p), p, cc)
             assert yours.shape == want.shape and torch.allclose(yours, want, rtol=1e-8), (
-                f"exercise 1: at c = {cc} your d_H(0, y) gives {yours.flatten()[:3].tolist()} …, expected "
-                f"{want[:3].tolist()} … (poincare.dist from the origin; one value per point, shape {tuple(want.shape)})")
+                f"exercise 1: at c = {cc} your d_H(0, y) gives {_fmt(yours)}, expected "
+                f"{_fmt(want)} (poincare.dist from the origin; one value per point, shape {tuple(want.shape)})")
         print("✓ exercise 1: your d_H(0, y) == poincare.dist(0, y) at c = 0.5, 1, 2")
     if ex2_midpoint is None:
         print("exercise 2: define ex2_midpoint(x, y, c) and run this cell again")
@@ -465,8 +470,8 @@ def check_exercises(ex1_dist0=None, ex2_midpoint=None, ex3_s_zero=None, ex3_s_pr
             half = poincare.dist(p, q, cc) / 2
             for name, got in (("d_H(x, m)", poincare.dist(p, m, cc)), ("d_H(m, y)", poincare.dist(m, q, cc))):
                 assert torch.allclose(got, half, rtol=1e-7, atol=1e-9), (
-                    f"exercise 2: at c = {cc} your midpoint gives {name} = {got[:3].tolist()} …, expected half of "
-                    f"d_H(x, y): {half[:3].tolist()} … (a Euclidean midpoint is not equidistant in the ball)")
+                    f"exercise 2: at c = {cc} your midpoint gives {name} = {_fmt(got)}, expected half of "
+                    f"d_H(x, y): {_fmt(half)}, because the midpoint is the geodesic's point at t = 1/2 (section 5), not the chord's")
         print("✓ exercise 2: d_H(x, m) = d_H(m, y) = d_H(x, y)/2 at c = 0.5, 1, 2")
     if ex3_s_zero is None and ex3_s_project is None:
         print("exercise 3: define ex3_s_zero and ex3_s_project and run this cell again")
@@ -505,8 +510,8 @@ def check_exercises(ex1_dist0=None, ex2_midpoint=None, ex3_s_zero=None, ex3_s_pr
             yours = torch.as_tensor(ex5_double(p, cc))
             for name, want in (("2 ⊗ x", poincare.mobius_scalar_mul(2.0, p, cc)), ("x ⊕ x", poincare.mobius_add(p, p, cc))):
                 assert yours.shape == want.shape and torch.allclose(yours, want, rtol=1e-9, atol=1e-12), (
-                    f"exercise 5: at c = {cc} your closed form gives {yours[0].tolist()} for the first point, expected "
-                    f"{name} = {want[0].tolist()}")
+                    f"exercise 5: at c = {cc} your closed form gives {_fmt(yours[0])} for the first point, expected "
+                    f"{name} = {_fmt(want[0])}")
         print("✓ exercise 5: your closed form == 2 ⊗ x == x ⊕ x at c = 0.5, 1, 2")
 
 

@@ -489,6 +489,11 @@ import contextlib
 import io
 
 
+def _fmt(t):  # a few numbers of a tensor, for the messages
+    t = torch.as_tensor(t).detach().flatten()
+    return "[" + ", ".join(f"{float(v):.4g}" for v in t[:4]) + (", …]" if len(t) > 4 else "]")
+
+
 def check_exercises(ex1_grad=None, ex2_t_sphere=None):
     """Compare your answers to exercises 1 and 2 with autograd and with section 3's n_eff; raise AssertionError if one is off."""
     if ex1_grad is None:
@@ -502,8 +507,8 @@ def check_exercises(ex1_grad=None, ex2_t_sphere=None):
                 (want,) = torch.autograd.grad(-torch.log_softmax(s_ / t_, 0)[j], s_)  # L_i of section 1, positive at j
                 yours = torch.as_tensor(ex1_grad(s_.detach(), t_, j))
                 assert yours.shape == want.shape and torch.allclose(yours, want, rtol=1e-8, atol=1e-10), (
-                    f"exercise 1 ({geometry}, t = {t_}, positive at {j}): your ∂L/∂s = {yours.tolist()}, autograd gives "
-                    f"{want.tolist()} — expected w/t for the negatives and (w_j − 1)/t for the positive, w = softmax(s/t)")
+                    f"exercise 1 ({geometry}, t = {t_}, positive at {j}): your ∂L/∂s = {_fmt(yours)}, autograd gives "
+                    f"{_fmt(want)} — expected w/t for the negatives and (w_j − 1)/t for the positive, w = softmax(s/t)")
         print("✓ exercise 1: your ∂L_i/∂s == autograd (sphere and ball, two temperatures)")
     if ex2_t_sphere is None:
         print("exercise 2: define ex2_t_sphere and run this cell again")

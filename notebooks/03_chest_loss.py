@@ -450,6 +450,11 @@ import contextlib
 import io
 
 
+def _fmt(t):  # a few numbers of a tensor, for the messages
+    t = torch.as_tensor(t).detach().flatten()
+    return "[" + ", ".join(f"{float(v):.4g}" for v in t[:4]) + (", …]" if len(t) > 4 else "]")
+
+
 def check_exercises(ex1_logits=None, ex2_loss=None, ex2_rho=None):
     """Compare your answers to exercises 1 and 2 with chestlab.losses; raise AssertionError if one is off."""
     if ex1_logits is None:
@@ -463,8 +468,8 @@ def check_exercises(ex1_logits=None, ex2_loss=None, ex2_rho=None):
             logits = torch.as_tensor(ex1_logits(d_, y_, lam, delta))
             yours = F.cross_entropy(logits, y_, reduction="none")
             assert torch.allclose(yours, want, rtol=1e-9), (
-                f"exercise 1 (λ = {lam}, δ = {delta}): the cross-entropy of your logits is {yours.tolist()}, "
-                f"Eq. 6–7 give {want.tolist()} — expected logits −λ d − λ δ on the own class (the margin handicaps it)")
+                f"exercise 1 (λ = {lam}, δ = {delta}): the cross-entropy of your logits is {_fmt(yours)}, "
+                f"Eq. 6–7 give {_fmt(want)} — expected logits −λ d − λ δ on the own class (the margin handicaps it)")
         print("✓ exercise 1: the cross-entropy of your logits == Eq. 6–7 with K = 1")
     C, lam, delta = 10, 20.0, 1.0
 

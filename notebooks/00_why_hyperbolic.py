@@ -581,7 +581,81 @@ for cc in (0.01, 0.5):
 # and two points 60° apart are already at 80 % of the largest possible distance; at $c = 0.01$ the same
 # region is practically flat. Lesson 02 measures what this does to the hard negatives of a contrastive
 # loss, and whether it matters for retrieval.
+
+# %% [markdown]
+# ## 6. Check your answers
 #
+# Exercises 1, 2 and 4 (at the end) check themselves here. Put your answers into a new cell above this
+# one — `ex1_small(rho, c)`, a function returning your small-$\rho$ approximations `(L, A)`; `ex2_tau`, your
+# $\tau$; `ex4_c`, your curvature — and run the cell below: it compares each answer you have defined with an
+# independent measurement (circles measured with `poincare.dist` as in section 1, Sarkar's embedding
+# measured with `tree_embedding.distortion`) and tells you what is off. Exercise 3 is a proof: it has no check.
+
+# %%
+import contextlib
+import io
+
+
+def check_exercises(ex1_small=None, ex2_tau=None, ex4_c=None):
+    """Compare your answers to exercises 1, 2 and 4 with independent measurements; raise AssertionError if one is off."""
+    if ex1_small is None:
+        print("exercise 1: define ex1_small(rho, c) -> (L, A) and run this cell again")
+    else:
+        for rho, cc in ((0.05, 0.5), (0.1, 2.0)):
+            R = math.tanh(math.sqrt(cc) * rho / 2) / math.sqrt(cc)  # the circle of section 1, measured as there
+            phi = torch.linspace(0, 2 * math.pi, 20_001, **f64)
+            polygon = R * torch.stack([phi.cos(), phi.sin()], -1)
+            s = torch.linspace(0, R, 20_001, **f64)
+            measured = (float(poincare.dist(polygon[:-1], polygon[1:], cc).sum()),
+                        float(torch.trapezoid((2 / (1 - cc * s**2)) ** 2 * 2 * math.pi * s, s)))
+            for name, yours, exact, flat in zip("LA", ex1_small(rho, cc), measured, (2 * math.pi * rho, math.pi * rho**2)):
+                assert abs(yours / exact - 1) < (cc * rho**2) ** 2, (
+                    f"exercise 1: your {name}(ρ = {rho}, c = {cc}) = {yours:.9g}, measured {exact:.9g} (relative error "
+                    f"{yours / exact - 1:.1e}); expected an error of order (cρ²)² = {(cc * rho**2) ** 2:.0e}, because the "
+                    f"term k·cρ² is the whole first-order error — the plane's value alone, {flat:.9g}, is off by {flat / exact - 1:.1e}")
+        print("✓ exercise 1: your small-ρ L and A match the measured circles to order (cρ²)²")
+    if ex2_tau is None:
+        print("exercise 2: define ex2_tau and run this cell again")
+    else:
+        grid = [1.0 + 0.5 * i for i in range(9)]
+        assert ex2_tau in grid, f"exercise 2: your τ = {ex2_tau} is not in the exercise's set {{1, 1.5, …, 5}}"
+        tree4 = te.Tree.complete((3, 3, 3, 3))
+        d4 = tree4.tree_distances()
+
+        def worst(tau):
+            return te.distortion(te.pairwise(te.sarkar(tree4, tau), 1.0), d4)[1]
+
+        w = worst(ex2_tau)
+        assert w < 1.2, f"exercise 2: your τ = {ex2_tau:g} gives a worst-case distortion of {w:.3f}, expected below 1.2: τ is too small"
+        for smaller in reversed(grid[:grid.index(ex2_tau)]):
+            w_s = worst(smaller)
+            assert w_s >= 1.2, f"exercise 2: your τ = {ex2_tau:g} works, but τ = {smaller:g} already gives {w_s:.3f} < 1.2: expected the smallest"
+        print(f"✓ exercise 2: τ = {ex2_tau:g} is the smallest with worst-case distortion below 1.2 ({w:.3f})")
+    if ex4_c is None:
+        print("exercise 4: define ex4_c and run this cell again")
+    else:
+        r = 2.3
+        R = math.tanh(math.sqrt(ex4_c) * r) / math.sqrt(ex4_c)  # the shell d_H(0, x) = 2r
+        phi = torch.linspace(0, 2 * math.pi, 20_001, **f64)
+        polygon = R * torch.stack([phi.cos(), phi.sin()], -1)
+        ratio = float(poincare.dist(polygon[:-1], polygon[1:], ex4_c).sum()) / (2 * math.pi * 2 * r)
+        assert abs(ratio / 10 - 1) < 0.01, (f"exercise 4: at your c = {ex4_c:.4g} the shell is {ratio:.3f} times as long as a flat "
+                                            f"circle of radius 2r (measured with poincare.dist), expected 10: "
+                                            f"the ratio grows with c, so c must be {'larger' if ratio < 10 else 'smaller'}")
+        print(f"✓ exercise 4: at c = {ex4_c:.4g} the shell is {ratio:.3f} times as long as a flat circle")
+
+
+check_exercises(globals().get("ex1_small"), globals().get("ex2_tau"), globals().get("ex4_c"))
+for wrong in (dict(ex1_small=lambda rho, c: (2 * math.pi * rho, math.pi * rho**2)), dict(ex2_tau=1.0), dict(ex2_tau=5.0), dict(ex4_c=0.5)):
+    try:  # the check does fail on a wrong answer (the plane's values; τ = 1 too small, 5 not the smallest; c = 0.5)
+        with contextlib.redirect_stdout(io.StringIO()):  # quietly: no lines for these deliberate misses
+            check_exercises(**wrong)
+    except AssertionError:
+        pass
+    else:
+        raise RuntimeError(f"check_exercises accepted {wrong}")
+
+# %% [markdown]
 # ## Summary
 #
 # * Hyperbolic circles have circumference $2\pi\sinh(\sqrt c\rho)/\sqrt c$ and area $4\pi\sinh^2(\sqrt c\rho/2)/c$ —
@@ -605,14 +679,16 @@ for cc in (0.01, 0.5):
 # ## Exercises
 #
 # 1. Derive $A(\rho) = 4\pi\sinh^2(\sqrt c\rho/2)/c$ from the integral of section 1 (substitute $s = \tanh(\sqrt c\sigma/2)/\sqrt c$).
-#    What are $L(\rho)$ and $A(\rho)$ for small $\rho$?
-# 2. For the complete ternary tree of depth 4, find the smallest $\tau$ in $\{1, 1.5, 2, \dots, 5\}$ for which
-#    Sarkar's embedding has a worst-case distortion below 1.2.
+#    What are $L(\rho)$ and $A(\rho)$ for small $\rho$, to first order in $c\rho^2$ (the plane's value times $1 + k\,c\rho^2$: find $k$)?
+#    (Section 6 checks your approximations: define `ex1_small(rho, c)` returning `(L, A)`.)
+# 2. For the complete ternary tree of depth 4 (`te.Tree.complete((3, 3, 3, 3))`), find the smallest $\tau$ in
+#    $\{1, 1.5, 2, \dots, 5\}$ for which Sarkar's embedding ($c = 1$) has a worst-case distortion below 1.2.
+#    (Section 6 checks it: `ex2_tau`.)
 # 3. An area argument for the plane: the $b^\ell$ leaves of a complete tree are pairwise at least 2 apart
 #    in $d_T$ and all within $\ell$ of the root. If a layout in $\mathbb R^2$ never shrinks a distance by more than a
 #    factor $\kappa$ and never stretches one, how many leaves can it hold? What does that say about $\kappa$?
 # 4. At $r = 2.3$, for which $c$ is the shell $d_H(0,x) = 2r$ ten times longer than a flat circle of the same
-#    radius? Check first that the ratio is monotone in $c$.
+#    radius? Check first that the ratio is monotone in $c$. (Section 6 checks your answer: `ex4_c`.)
 #
 # <details><summary>Solution 1</summary>
 #
@@ -623,6 +699,10 @@ for cc in (0.01, 0.5):
 # ```python
 # rho, c = 0.3, 1.0
 # print(4 * math.pi * math.sinh(math.sqrt(c) * rho / 2) ** 2 / c, math.pi * rho**2 * (1 + c * rho**2 / 12))
+#
+#
+# def ex1_small(rho, c):
+#     return 2 * math.pi * rho * (1 + c * rho**2 / 6), math.pi * rho**2 * (1 + c * rho**2 / 12)
 # ```
 # </details>
 #
@@ -636,6 +716,7 @@ for cc in (0.01, 0.5):
 #     print(f"τ = {tau}: worst-case {worst:.3f}")
 #     if worst < 1.2:
 #         break
+# ex2_tau = float(tau)
 # ```
 # The worst case falls with $\tau$ (1.70 at $\tau = 2$, 1.18 at $\tau = 4$ in section 2's table); the loop finds the first $\tau$ below 1.2.
 # </details>
@@ -663,6 +744,7 @@ for cc in (0.01, 0.5):
 #     mid = (lo * hi) ** 0.5
 #     lo, hi = (mid, hi) if ratio(mid) < target else (lo, mid)
 # print(mid, ratio(mid))   # c ≈ 0.96
+# ex4_c = mid
 # ```
 # $\sinh(u)/u$ is increasing for $u>0$, so the check always passes here.
 # </details>

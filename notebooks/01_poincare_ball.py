@@ -431,7 +431,103 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # which has no cancelling subtraction inside the square root and no `atanh` near 1
 # (the docstring of `chestlab.poincare` shows the algebra; there $1 - c\|x\|^2$ itself is computed in
 # double-double arithmetic, so in float64 it does not cancel either).
-#
+
+# %% [markdown]
+# **Check your answers to the exercises** (at the end). Define, in a new cell above this one, the answers the
+# exercises ask for — `ex1_dist0(y, c)`, `ex2_midpoint(x, y, c)`, `ex3_s_zero` and `ex3_s_project`,
+# `ex4_associative` (`True` or `False`), `ex5_double(x, c)` — and run the cell below. It compares each one you
+# have defined with `chestlab.poincare` on random points, or with float32 itself, and says what is off; the
+# others it only names. The *why* of exercises 3 and 4 and the algebra of exercise 5 are yours to write.
+
+# %%
+import contextlib
+import io
+
+
+def _fmt(t):  # a few numbers of a tensor, for the messages
+    t = torch.as_tensor(t).detach().flatten()
+    return "[" + ", ".join(f"{float(v):.4g}" for v in t[:4]) + (", …]" if len(t) > 4 else "]")
+
+
+def check_exercises(ex1_dist0=None, ex2_midpoint=None, ex3_s_zero=None, ex3_s_project=None, ex4_associative=None, ex5_double=None):
+    """Compare your answers to exercises 1-5 with chestlab.poincare and float32; raise AssertionError if one is off."""
+    gen = torch.Generator().manual_seed(8)
+    pts = {cc: poincare.expmap0(torch.randn(2, 20, 3, generator=gen, **f64), cc) for cc in (0.5, 1.0, 2.0)}
+    if ex1_dist0 is None:
+        print("exercise 1: define ex1_dist0(y, c) and run this cell again")
+    else:
+        for cc, (p, _) in pts.items():
+            yours, want = torch.as_tensor(ex1_dist0(p, cc)), poincare.dist(torch.zeros_like(p), p, cc)
+            assert yours.shape == want.shape and torch.allclose(yours, want, rtol=1e-8), (
+                f"exercise 1: at c = {cc} your d_H(0, y) gives {_fmt(yours)}, expected "
+                f"{_fmt(want)} (poincare.dist from the origin; one value per point, shape {tuple(want.shape)})")
+        print("✓ exercise 1: your d_H(0, y) == poincare.dist(0, y) at c = 0.5, 1, 2")
+    if ex2_midpoint is None:
+        print("exercise 2: define ex2_midpoint(x, y, c) and run this cell again")
+    else:
+        for cc, (p, q) in pts.items():
+            m = ex2_midpoint(p, q, cc)
+            half = poincare.dist(p, q, cc) / 2
+            for name, got in (("d_H(x, m)", poincare.dist(p, m, cc)), ("d_H(m, y)", poincare.dist(m, q, cc))):
+                assert torch.allclose(got, half, rtol=1e-7, atol=1e-9), (
+                    f"exercise 2: at c = {cc} your midpoint gives {name} = {_fmt(got)}, expected half of "
+                    f"d_H(x, y): {_fmt(half)}, because the midpoint is the geodesic's point at t = 1/2 (section 5), not the chord's")
+        print("✓ exercise 2: d_H(x, m) = d_H(m, y) = d_H(x, y)/2 at c = 0.5, 1, 2")
+    if ex3_s_zero is None and ex3_s_project is None:
+        print("exercise 3: define ex3_s_zero and ex3_s_project and run this cell again")
+    else:
+        s = torch.arange(5.0, 10.0, 1e-4, **f64)  # c = 1: a point at tangent norm s has norm tanh(s)
+        x32 = torch.tanh(s).float()  # its float32 norm
+        s_zero = float(s[x32 == 1.0][0])  # 1 − tanh(s) is 0 in float32
+        moved = poincare.project(torch.stack([x32, torch.zeros_like(x32)], -1), 1.0)[:, 0] != x32
+        s_project = float(s[moved][0])  # project changes the float32 point
+        if ex3_s_zero is not None:
+            assert abs(ex3_s_zero - s_zero) < 0.05, (
+                f"exercise 3: your s = {ex3_s_zero:.3g} for 1 − tanh(s) = 0 in float32, expected {s_zero:.2f} (found by "
+                f"rounding tanh to float32)" + (": 8.7 is where the margin drops to one float32 step, it rounds to 0 "
+                                                 "below half a step" if abs(ex3_s_zero - 8.7) < 0.05 else ""))
+            print(f"✓ exercise 3: float32 rounds 1 − tanh(s) to 0 from s ≈ {s_zero:.2f}")
+        if ex3_s_project is not None:
+            assert abs(ex3_s_project - s_project) < 0.05, (
+                f"exercise 3: your s = {ex3_s_project:.3g} for project, expected {s_project:.2f}: from there "
+                f"poincare.project moves float32 points (margin ε = {poincare.BALL_EPS[torch.float32]:g})")
+            print(f"✓ exercise 3: project changes float32 points from s ≈ {s_project:.2f}")
+    if ex4_associative is None:
+        print("exercise 4: define ex4_associative (True or False) and run this cell again")
+    else:
+        add = poincare.mobius_add
+        u = torch.nn.functional.normalize(torch.randn(20, 3, generator=gen, **f64), dim=-1)  # 20 directions
+        x, y, z = (0.6 * torch.rand(3, 20, 1, generator=gen, **f64) - 0.3) * u  # 20 collinear triples
+        gap = float((add(add(x, y, 1.0), z, 1.0) - add(x, add(y, z, 1.0), 1.0)).abs().max())
+        assert ex4_associative == (gap < 1e-12), (
+            f"exercise 4: your answer is {ex4_associative}, but on 20 collinear triples (x ⊕ y) ⊕ z and x ⊕ (y ⊕ z) "
+            f"differ by at most {gap:.1e}, expected {gap < 1e-12} because on one line ⊕ is the addition of velocities")
+        print(f"✓ exercise 4: collinear triples associate (max difference {gap:.1e})")
+    if ex5_double is None:
+        print("exercise 5: define ex5_double(x, c) and run this cell again")
+    else:
+        for cc, (p, _) in pts.items():
+            yours = torch.as_tensor(ex5_double(p, cc))
+            for name, want in (("2 ⊗ x", poincare.mobius_scalar_mul(2.0, p, cc)), ("x ⊕ x", poincare.mobius_add(p, p, cc))):
+                assert yours.shape == want.shape and torch.allclose(yours, want, rtol=1e-9, atol=1e-12), (
+                    f"exercise 5: at c = {cc} your closed form gives {_fmt(yours[0])} for the first point, expected "
+                    f"{name} = {_fmt(want[0])}")
+        print("✓ exercise 5: your closed form == 2 ⊗ x == x ⊕ x at c = 0.5, 1, 2")
+
+
+check_exercises(*(globals().get(n) for n in ("ex1_dist0", "ex2_midpoint", "ex3_s_zero", "ex3_s_project", "ex4_associative", "ex5_double")))
+for wrong in (dict(ex1_dist0=lambda y, c: torch.atanh(c**0.5 * y.norm(dim=-1)) / c**0.5), dict(ex2_midpoint=lambda x, y, c: (x + y) / 2),
+              dict(ex3_s_zero=8.7), dict(ex3_s_project=7.0), dict(ex4_associative="not sure"),
+              dict(ex5_double=lambda x, c: 2 * x / (1 - c * x.pow(2).sum(-1, keepdim=True)))):
+    try:  # the check does fail on a wrong answer (no factor 2, a Euclidean midpoint, 8.7, 7.0, not a bool, a sign)
+        with contextlib.redirect_stdout(io.StringIO()):  # quietly: no lines for these deliberate misses
+            check_exercises(**wrong)
+    except AssertionError:
+        pass
+    else:
+        raise RuntimeError(f"check_exercises accepted {wrong}")
+
+# %% [markdown]
 # ## Summary
 #
 # * The ball $\{c\|x\|^2<1\}$ carries the metric $(\lambda^c_x)^2 g^E$, $\lambda^c_x = 2/(1-c\|x\|^2)$: conformal, and the
@@ -451,13 +547,17 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # ## Exercises
 #
 # 1. Show from Eq. 2 that $d_H(0, x) = \frac{2}{\sqrt c}\operatorname{artanh}(\sqrt c\|x\|)$ and check it
-#    with `poincare.dist0` on a few points.
+#    with `poincare.dist0` on a few points. (Section 8 checks your formula: define `ex1_dist0(y, c)`, one
+#    distance per point of `y` `(..., D)`.)
 # 2. Find the hyperbolic midpoint $m$ of $x$ and $y$ with Möbius operations and verify
-#    $d_H(x,m) = d_H(m,y) = d_H(x,y)/2$.
+#    $d_H(x,m) = d_H(m,y) = d_H(x,y)/2$. (Checked in section 8: `ex2_midpoint(x, y, c)`.)
 # 3. For $c = 1$, from which tangent norm $s$ would float32 round $1-\tanh(s)$ to zero, and from which
 #    $s$ does `project` change float32 points? Which one does the table of section 7 show?
+#    (Checked in section 8: your two values of $s$ as `ex3_s_zero` and `ex3_s_project`, to 0.05.)
 # 4. Is $(x\oplus y)\oplus z = x\oplus(y\oplus z)$ when $x$, $y$, $z$ are collinear with the origin? Why?
-# 5. Show with the formulas that $2\otimes_c x = x\oplus_c x$.
+#    (Checked in section 8: `ex4_associative = True` or `False`; the why is yours.)
+# 5. Show with the formulas that $2\otimes_c x = x\oplus_c x$: simplify both to one closed form in $x$ and $c$
+#    (no $\tanh$, no $\operatorname{artanh}$). (Checked in section 8: that closed form as `ex5_double(x, c)`.)
 #
 # <details><summary>Solution 1</summary>
 #
@@ -465,6 +565,10 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # ```python
 # y = poincare.expmap0(torch.randn(5, 3, dtype=torch.float64), 0.5)
 # lessons.verify("dist0", poincare.dist0(y, 0.5), 2 / 0.5**0.5 * torch.atanh(0.5**0.5 * y.norm(dim=-1)))
+#
+#
+# def ex1_dist0(y, c):
+#     return 2 / c**0.5 * torch.atanh(c**0.5 * y.norm(dim=-1))
 # ```
 # </details>
 #
@@ -472,10 +576,13 @@ for s in (4.0, 8.0, 12.0, 16.0):
 #
 # $m = \gamma(\tfrac12) = x\oplus\big(\tfrac12\otimes((-x)\oplus y)\big)$ (section 5).
 # ```python
-# c = 0.5
-# x, y = poincare.expmap0(torch.randn(2, 3, dtype=torch.float64), c)
-# m = poincare.mobius_add(x, poincare.mobius_scalar_mul(0.5, poincare.mobius_add(-x, y, c), c), c)
-# print(poincare.dist(x, m, c), poincare.dist(m, y, c), poincare.dist(x, y, c) / 2)
+# def ex2_midpoint(x, y, c):
+#     return poincare.mobius_add(x, poincare.mobius_scalar_mul(0.5, poincare.mobius_add(-x, y, c), c), c)
+#
+#
+# x, y = poincare.expmap0(torch.randn(2, 3, dtype=torch.float64), 0.5)
+# m = ex2_midpoint(x, y, 0.5)
+# print(poincare.dist(x, m, 0.5), poincare.dist(m, y, 0.5), poincare.dist(x, y, 0.5) / 2)
 # ```
 # </details>
 #
@@ -487,6 +594,10 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # drops below half a step (it rounds to 0); section 7's first cell computes both. But `project` keeps float32 points at margin $\varepsilon = 10^{-5}$, which
 # $2e^{-2s}$ reaches at $s^* = \tfrac12\ln(2/\varepsilon)\approx 6.1$: that comes first, and it is what the table shows — its
 # float32 margin column is $10^{-5}$ from $s = 6.1$ on, and the error jumps from $6\cdot10^{-4}$ to $3\cdot10^{-2}$ there.
+# ```python
+# ex3_s_zero = 0.5 * math.log(2 * 2**25)  # ≈ 9.01: the margin 2e^{-2s} below half a float32 step
+# ex3_s_project = 0.5 * math.log(2 / poincare.BALL_EPS[torch.float32])  # ≈ 6.10: the margin reaches ε
+# ```
 # </details>
 #
 # <details><summary>Solution 4</summary>
@@ -494,7 +605,14 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # Yes. On one line through the origin, Möbius addition is the relativistic velocity addition
 # $\frac{a+b}{1+cab}$ of the signed norms (the rapidities add, section 5), which is commutative and
 # associative; the gyration is the identity for parallel vectors. Check with `x, y, z = t[:, None] * u`
-# for a unit vector `u` and three small numbers `t`.
+# for a unit vector `u` and three small numbers `t`:
+# ```python
+# u = torch.nn.functional.normalize(torch.randn(3, dtype=torch.float64), dim=0)
+# x, y, z = torch.tensor([0.3, -0.5, 0.6], dtype=torch.float64)[:, None] * u
+# add = poincare.mobius_add
+# lessons.verify("collinear: (x ⊕ y) ⊕ z = x ⊕ (y ⊕ z)", add(add(x, y, 1.0), z, 1.0), add(x, add(y, z, 1.0), 1.0))
+# ex4_associative = True
+# ```
 # </details>
 #
 # <details><summary>Solution 5</summary>
@@ -502,4 +620,8 @@ for s in (4.0, 8.0, 12.0, 16.0):
 # With $u = \operatorname{artanh}(\sqrt c\|x\|)$: $2\otimes x = \tanh(2u)\frac{x}{\sqrt c\|x\|} = \frac{2\tanh u}{1+\tanh^2u}\frac{x}{\sqrt c\|x\|} = \frac{2x}{1 + c\|x\|^2}$.
 # Eq. 1 with $y = x$: numerator $(1 + 2c\|x\|^2 + c\|x\|^2)x + (1-c\|x\|^2)x = 2(1 + c\|x\|^2)x$, denominator
 # $1 + 2c\|x\|^2 + c^2\|x\|^4 = (1+c\|x\|^2)^2$ — the same.
+# ```python
+# def ex5_double(x, c):
+#     return 2 * x / (1 + c * x.pow(2).sum(-1, keepdim=True))
+# ```
 # </details>

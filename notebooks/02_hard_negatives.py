@@ -478,6 +478,61 @@ mix_logits = losses.pair_similarity(a_e[None], o_e)[0] / 0.1 + 1.5 * losses.pair
 lessons.verify("my_mix_weights == softmax of the Mix logits", my_mix_weights(a_e, o_e, a_h, o_h, 0.1, 0.2, 1.5, 0.5), torch.softmax(mix_logits, 0), rtol=1e-8)
 
 # %% [markdown]
+# **Check your answers to exercises 1 and 2** (at the end). Define `ex1_grad(s, t, j)` — your formula for
+# $\partial L_i/\partial s_{ik}$, all $k$ at once, from the similarities `s` `(N,)` with the positive at index `j` — and
+# `ex2_t_sphere`, your sphere temperature, in a new cell above this one, and run the cell below. It compares
+# your gradient with autograd of $L_i$ on the sphere and in the ball, and measures $n_{\text{eff}}$ at your $t_S$ with
+# section 3's `mean_effective_n`. Exercise 3 compares training runs: its answer is a reading of seed noise, with no check.
+
+# %%
+import contextlib
+import io
+
+
+def _fmt(t):  # a few numbers of a tensor, for the messages
+    t = torch.as_tensor(t).detach().flatten()
+    return "[" + ", ".join(f"{float(v):.4g}" for v in t[:4]) + (", …]" if len(t) > 4 else "]")
+
+
+def check_exercises(ex1_grad=None, ex2_t_sphere=None):
+    """Compare your answers to exercises 1 and 2 with autograd and with section 3's n_eff; raise AssertionError if one is off."""
+    if ex1_grad is None:
+        print("exercise 1: define ex1_grad(s, t, j) and run this cell again")
+    else:
+        gen = torch.Generator().manual_seed(2)
+        for geometry, cc in (("sphere", None), ("ball", 0.5)):
+            pts = poincare.expmap0(torch.randn(9, 4, generator=gen, **f64), 0.5)
+            for t_, j in ((0.2, 0), (0.05, 3)):
+                s_ = losses.pair_similarity(pts[0][None], pts[1:], cc)[0].requires_grad_(True)
+                (want,) = torch.autograd.grad(-torch.log_softmax(s_ / t_, 0)[j], s_)  # L_i of section 1, positive at j
+                yours = torch.as_tensor(ex1_grad(s_.detach(), t_, j))
+                assert yours.shape == want.shape and torch.allclose(yours, want, rtol=1e-8, atol=1e-10), (
+                    f"exercise 1 ({geometry}, t = {t_}, positive at {j}): your ∂L/∂s = {_fmt(yours)}, autograd gives "
+                    f"{_fmt(want)} — expected w/t for the negatives and (w_j − 1)/t for the positive, w = softmax(s/t)")
+        print("✓ exercise 1: your ∂L_i/∂s == autograd (sphere and ball, two temperatures)")
+    if ex2_t_sphere is None:
+        print("exercise 2: define ex2_t_sphere and run this cell again")
+    else:
+        target = mean_effective_n(ball(v, 0.5), 0.2, 0.5)
+        yours = mean_effective_n(v, ex2_t_sphere)
+        assert abs(yours / target - 1) < 0.01, (
+            f"exercise 2: at your t_S = {ex2_t_sphere:.4g} the sphere's mean n_eff is {yours:.2f}, expected the ball's {target:.2f} "
+            f"(c = 0.5, t = 0.2, section 3's features) within 1 %: n_eff grows with t_S, so t_S must be "
+            f"{'larger' if yours < target else 'smaller'}")
+        print(f"✓ exercise 2: t_S = {ex2_t_sphere:.4g} gives n_eff {yours:.2f} on the sphere, {target:.2f} in the ball")
+
+
+check_exercises(globals().get("ex1_grad"), globals().get("ex2_t_sphere"))
+for wrong in (dict(ex1_grad=lambda s, t, j: torch.softmax(s / t, 0) / t), dict(ex2_t_sphere=0.2)):
+    try:  # the check does fail on a wrong answer (the positive's −1/t forgotten; the ball's own t)
+        with contextlib.redirect_stdout(io.StringIO()):  # quietly: no lines for these deliberate misses
+            check_exercises(**wrong)
+    except AssertionError:
+        pass
+    else:
+        raise RuntimeError(f"check_exercises accepted {wrong}")
+
+# %% [markdown]
 # ## Summary
 #
 # * The gradient of the pairwise cross-entropy is a sum over triplets $(i, j, k)$ weighted by
@@ -498,11 +553,12 @@ lessons.verify("my_mix_weights == softmax of the Mix logits", my_mix_weights(a_e
 # ## Exercises
 #
 # 1. Show that $\partial L_i/\partial s_{ik} = w_{ik}/t$ for $k\ne j$ and $(w_{ij}-1)/t$ for the positive, and check it
-#    with autograd on `L_anchor` (differentiate with respect to the similarities).
+#    with autograd on `L_anchor` (differentiate with respect to the similarities). (Section 7 checks your formula:
+#    define `ex1_grad(s, t, j)`, the gradient for similarities `s` `(N,)` with the positive at index `j`.)
 # 2. On the clipped features of section 3 ($r = 2.3$), at $c = 0.5$ and $t = 0.2$: which sphere temperature $t_S$
 #    gives the same mean effective number of negatives? Before bisecting, check on a grid that the
 #    sphere's $n_{\text{eff}}$ is monotone in $t_S$ and that the target lies inside its range; make your bisection
-#    refuse to run otherwise.
+#    refuse to run otherwise. (Section 7 checks your answer: `ex2_t_sphere`.)
 # 3. Train the Mix loss with $\beta = 0.5$ and $2$ (`TrainConfig.preset("demo-tree", loss="mix", mix_lam=...)`) and
 #    compare the test R@1 with section 6's run. Is the order stable across seeds?
 #
@@ -510,10 +566,14 @@ lessons.verify("my_mix_weights == softmax of the Mix logits", my_mix_weights(a_e
 #
 # $L_i = -s_{ij}/t + \log\sum_k e^{s_{ik}/t}$, so $\partial L_i/\partial s_{ik} = w_{ik}/t - \mathbb 1[k=j]/t$.
 # ```python
-# s = losses.pair_similarity(z[0][None], z[1:], c)[0].requires_grad_(True)
-# g, = torch.autograd.grad(-torch.log_softmax(s / t, 0)[0], s)
-# w = torch.softmax(s.detach() / t, 0)
-# lessons.verify("dL/ds", g, (w - torch.nn.functional.one_hot(torch.tensor(0), 7)) / t)
+# def ex1_grad(s, t, j):
+#     w = torch.softmax(s / t, 0)
+#     return (w - torch.nn.functional.one_hot(torch.tensor(j), len(s)).to(s.dtype)) / t
+#
+#
+# s = losses.pair_similarity(z[0][None], z[1:], 0.5)[0].requires_grad_(True)  # section 1's anchor, c = 0.5
+# g, = torch.autograd.grad(-torch.log_softmax(s / 0.2, 0)[0], s)  # L_anchor's L_0 (t = 0.2), positive at 0
+# lessons.verify("dL/ds", g, ex1_grad(s.detach(), 0.2, 0))
 # ```
 # </details>
 #
@@ -530,6 +590,7 @@ lessons.verify("my_mix_weights == softmax of the Mix logits", my_mix_weights(a_e
 #     mid = (lo * hi) ** 0.5
 #     lo, hi = (mid, hi) if mean_effective_n(v, mid) < target else (lo, mid)
 # print(f"t_S = {mid:.4f}: sphere n_eff {mean_effective_n(v, mid):.2f}, ball target {target:.2f}")
+# ex2_t_sphere = mid
 # ```
 # The target is about 5.6 negatives and $t_S\approx 0.09$. (Why the checks: for a function that is not monotone,
 # or a target outside its range, bisection still returns a number — one of its bounds.)

@@ -440,6 +440,74 @@ lessons.verify("my_proxy_loss == losses.proxy_loss   (Eq. 7)", my_proxy_loss(S, 
 lessons.verify("my_l_h == chest_loss(...).l_h   (Eq. 6 + 7)", my_l_h(x_h.detach(), P_h, y, c, 5.0, 20.0, 5.0), out.l_h, rtol=1e-8)
 
 # %% [markdown]
+# **Check your answers to exercises 1 and 2** (at the end). Define `ex1_logits(d, y, lam, delta)` — the logits of
+# the cross-entropy that Eq. 6–7 become with $K = 1$ — and `ex2_loss(rho)` and `ex2_rho` in a new cell above
+# this one, and run the cell below: it compares them with `losses.proxy_loss` on `losses.soft_similarity`.
+# Which loss of the literature exercise 1 gives, and exercise 3, are questions to answer in words: no check.
+
+# %%
+import contextlib
+import io
+
+
+def _fmt(t):  # a few numbers of a tensor, for the messages
+    t = torch.as_tensor(t).detach().flatten()
+    return "[" + ", ".join(f"{float(v):.4g}" for v in t[:4]) + (", …]" if len(t) > 4 else "]")
+
+
+def check_exercises(ex1_logits=None, ex2_loss=None, ex2_rho=None):
+    """Compare your answers to exercises 1 and 2 with chestlab.losses; raise AssertionError if one is off."""
+    if ex1_logits is None:
+        print("exercise 1: define ex1_logits(d, y, lam, delta) and run this cell again")
+    else:
+        gen = torch.Generator().manual_seed(3)
+        d_ = 4 * torch.rand(6, 5, generator=gen, **f64)  # distances of 6 samples to the single proxy of 5 classes
+        y_ = torch.tensor([0, 1, 2, 3, 4, 2])
+        for lam, delta, gamma in ((20.0, 1.0, 5.0), (4.0, 0.5, 0.1)):
+            want = losses.proxy_loss(losses.soft_similarity(d_[..., None], gamma), y_, lam, delta)  # Eq. 6-7, K = 1
+            logits = torch.as_tensor(ex1_logits(d_, y_, lam, delta))
+            yours = F.cross_entropy(logits, y_, reduction="none")
+            assert torch.allclose(yours, want, rtol=1e-9), (
+                f"exercise 1 (λ = {lam}, δ = {delta}): the cross-entropy of your logits is {_fmt(yours)}, "
+                f"Eq. 6–7 give {_fmt(want)} — expected logits −λ d − λ δ on the own class (the margin handicaps it)")
+        print("✓ exercise 1: the cross-entropy of your logits == Eq. 6–7 with K = 1")
+    C, lam, delta = 10, 20.0, 1.0
+
+    def lib(rho):  # the sample at its proxy (S = 0), the 9 other proxies at distance rho (S = −rho)
+        return float(losses.proxy_loss(torch.tensor([[0.0] + [-rho] * (C - 1)], **f64), torch.tensor([0]), lam, delta))
+
+    if ex2_loss is None:
+        print("exercise 2: define ex2_loss(rho) and run this cell again")
+    else:
+        for rho in (0.5, 1.0, 1.34, 2.0):
+            assert math.isclose(ex2_loss(rho), lib(rho), rel_tol=1e-6, abs_tol=1e-12), (
+                f"exercise 2: your L_H(ρ = {rho}) = {ex2_loss(rho):.6g}, losses.proxy_loss gives {lib(rho):.6g} "
+                f"(λ_H = 20, δ_H = 1, C = 10; S = 0 for the own class, −ρ for the 9 others)")
+        print("✓ exercise 2: your L_H(ρ) == losses.proxy_loss")
+    if ex2_rho is None:
+        print("exercise 2: define ex2_rho and run this cell again")
+    else:
+        lo, hi = 0.0, 5.0
+        for _ in range(60):  # where the library's loss crosses 0.01 (it falls with rho)
+            lo, hi = ((lo + hi) / 2, hi) if lib((lo + hi) / 2) >= 0.01 else (lo, (lo + hi) / 2)
+        assert abs(ex2_rho - hi) < 0.005, (
+            f"exercise 2: your ρ = {ex2_rho:.4g} gives L_H = {lib(ex2_rho):.4g}, expected the ρ where L_H drops below 0.01: "
+            f"{hi:.4f} (ρ must exceed δ_H by a few multiples of 1/λ_H)")
+        print(f"✓ exercise 2: L_H < 0.01 from ρ ≈ {hi:.3f}")
+
+
+check_exercises(globals().get("ex1_logits"), globals().get("ex2_loss"), globals().get("ex2_rho"))
+for wrong in (dict(ex1_logits=lambda d, y, lam, delta: -lam * d), dict(ex2_loss=lambda rho: math.log(1 + 9 * math.exp(-20 * rho))),
+              dict(ex2_rho=1.0)):
+    try:  # the check does fail on a wrong answer (the margin forgotten twice; ρ = δ_H)
+        with contextlib.redirect_stdout(io.StringIO()):  # quietly: no lines for these deliberate misses
+            check_exercises(**wrong)
+    except AssertionError:
+        pass
+    else:
+        raise RuntimeError(f"check_exercises accepted {wrong}")
+
+# %% [markdown]
 # ## Summary
 #
 # * Eq. 5–6: $S(x, y) = -\sum_q\operatorname{softmax}_q(-d_q/\gamma)d_q$, a soft minimum of the distances to the class's $K$ proxies;
@@ -459,9 +527,12 @@ lessons.verify("my_l_h == chest_loss(...).l_h   (Eq. 6 + 7)", my_l_h(x_h.detach(
 # ## Exercises
 #
 # 1. With $K = 1$, show that Eq. 6–7 reduce to a softmax cross-entropy over classes with logits $-\lambda_H d_H(x, p_{y,1})$
-#    (and a margin). Which loss of the literature is that — and why not ProxyNCA?
+#    (and a margin). Which loss of the literature is that — and why not ProxyNCA? (Section 5 checks your logits:
+#    define `ex1_logits(d, y, lam, delta)`, the logits `(B, C)` from the distances `d` `(B, C)` of each sample to
+#    each class's proxy and the labels `y`.)
 # 2. For a sample exactly at its proxy and all other proxies at distance $\rho$, compute $L_H$ for
-#    $\lambda_H = 20$, $\delta_H = 1$, $C = 10$. At which $\rho$ does it drop below 0.01?
+#    $\lambda_H = 20$, $\delta_H = 1$, $C = 10$. At which $\rho$ does it drop below 0.01? (Section 5 checks both:
+#    define `ex2_loss(rho)`, your $L_H$ as a function of $\rho$, and `ex2_rho`, the threshold to 0.005.)
 # 3. Why must the proxies be mapped by the *same* head as the data (Sec. 3.2 of the CHEST paper)? What goes
 #    wrong if $P_H$ were free points of the ball while $x^H$ are clipped?
 #
@@ -475,6 +546,10 @@ lessons.verify("my_l_h == chest_loss(...).l_h   (Eq. 6 + 7)", my_l_h(x_h.detach(
 # ```python
 # d = torch.rand(4, 6, 1, dtype=torch.float64)
 # lessons.verify("K = 1", losses.soft_similarity(d, 5.0), -d[..., 0])
+#
+#
+# def ex1_logits(d, y, lam, delta):
+#     return -lam * d - lam * delta * torch.nn.functional.one_hot(y, d.shape[1]).to(d.dtype)
 # ```
 # </details>
 #
@@ -483,9 +558,14 @@ lessons.verify("my_l_h == chest_loss(...).l_h   (Eq. 6 + 7)", my_l_h(x_h.detach(
 # $S_{y_i} = 0$, $S_y = -\rho$: $L = \log(1 + 9e^{-\lambda_H(\rho - \delta_H)})$; $L < 0.01$ needs
 # $\rho > \delta_H + \ln(9/0.01005)/\lambda_H \approx 1.34$.
 # ```python
+# def ex2_loss(rho, lam=20.0, delta=1.0, C=10):
+#     return math.log(1 + (C - 1) * math.exp(-lam * (rho - delta)))
+#
+#
+# ex2_rho = 1.0 + math.log(9 / math.expm1(0.01)) / 20  # L = 0.01 ⇔ 9 e^{−λ(ρ − δ)} = e^{0.01} − 1: ρ ≈ 1.340
 # for rho in (1.0, 1.2, 1.34, 1.5):
 #     S = torch.tensor([[0.0] + [-rho] * 9])
-#     print(rho, float(losses.proxy_loss(S, torch.tensor([0]), 20.0, 1.0)))
+#     print(rho, ex2_loss(rho), float(losses.proxy_loss(S, torch.tensor([0]), 20.0, 1.0)))
 # ```
 # </details>
 #

@@ -408,6 +408,11 @@ def test_a_lesson_builds_in_fast_mode_with_all_its_figures(tmp_path: Path) -> No
     first = re.search(r"<summary>Solution 1</summary>(.*?)</details>", answers[0], flags=re.S).group(1)
     line = max((ln.strip() for ln in first.splitlines() if "$" not in ln), key=len)  # its longest plain line
     assert line and line[:40] in _plain(text) and line[:40] not in _plain(student)
+    # the exercises' check cell ran without answers (none is defined in the book's run): both editions show
+    # its request for them, not an error, and only the instructor edition the code that defines them
+    hint = "exercise 1: define ex1_dist0(y, c) and run this cell again"
+    assert hint in _plain(text) and hint in _plain(student)
+    assert "def ex1_dist0(y, c):" in _plain(text) and "def ex1_dist0(y, c):" not in _plain(student)
     # the slides of the lesson, offline: reveal.js started, the maths typeset, more than a few slides
     dom = _offline_dom(out / "slides" / page.name, tmp_path / "profile")
     assert re.search(r'<div class="reveal[^"]*\bready\b', dom)

@@ -196,3 +196,131 @@ def test_lessons_helpers():
     with pytest.raises(AssertionError):
         lessons.verify("wrong", 1.0, 2.0)
     assert lessons.pick("full", "fast") == ("fast" if lessons.FAST else "full")
+
+
+# -- exercises that check themselves ----------------------------------------------------------------
+#: Exercises whose answers a lesson checks: lesson -> {exercise: the names the student defines}. The exercise
+#: names them; a code cell before the summary checks whichever are defined (with a message that says what is
+#: off) and asks for the others (so a run without answers -- CI, the student edition -- shows only that
+#: line); the exercise's written solution defines them, so the shipped solution passes its check. The
+#: exercises left out are open questions or proofs (each lesson's check section says so).
+EXERCISE_CHECKS = {
+    "00_why_hyperbolic": {1: ("ex1_small",), 2: ("ex2_tau",), 4: ("ex4_c",)},
+    "01_poincare_ball": {1: ("ex1_dist0",), 2: ("ex2_midpoint",), 3: ("ex3_s_zero", "ex3_s_project"),
+                         4: ("ex4_associative",), 5: ("ex5_double",)},
+    "02_hard_negatives": {1: ("ex1_grad",), 2: ("ex2_t_sphere",)},
+    "03_chest_loss": {1: ("ex1_logits",), 2: ("ex2_loss", "ex2_rho")},
+}
+#: Lessons whose checks read answers that their written solutions do not define (not run below).
+EXERCISE_CHECKS_ANSWER_ONLY = {
+    "04_hyphc_regulariser": {2: ("ex2_limit",)},
+    "05_training_and_ablations": {3: ("answer_3",), 4: ("answer_4",)},
+    "06_embeddings": {2: ("ex2_x", "ex2_labels")},
+}
+
+
+def _exercise_parts(nb) -> tuple[dict[int, str], dict[int, str]]:
+    """The lesson's exercises (number -> text) and the Python code of their written solutions."""
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    head = max(i for i, s in enumerate(md) if re.search(r"^##\s+Exercises", s, re.M))
+    tail = "\n".join(md[head:])
+    items = tail.split("<details>")[0]
+    texts = dict((int(n), t) for n, t in re.findall(r"^(\d+)\.\s(.*?)(?=^\d+\.\s|\Z)", items, flags=re.M | re.S))
+    solutions = {int(n): "\n".join(re.findall(r"```python\n(.*?)```", body, flags=re.S))
+                 for n, body in re.findall(r"<summary>\s*Solution (\d+)\s*</summary>(.*?)</details>", tail, flags=re.S)}
+    return texts, solutions
+
+
+def _check_cell(nb, names) -> int:
+    reads = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             and "globals()" in c.source and any(re.search(rf"""["']{n}["']""", c.source) for n in names)]
+    assert reads, f"no code cell checks {names}"
+    return reads[-1]
+
+
+@pytest.mark.parametrize("name", sorted({**EXERCISE_CHECKS, **EXERCISE_CHECKS_ANSWER_ONLY}))
+def test_exercises_check_themselves(name):
+    nb = _read(name)
+    checked = {**EXERCISE_CHECKS, **EXERCISE_CHECKS_ANSWER_ONLY}[name]
+    texts, solutions = _exercise_parts(nb)
+    summary = max(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and re.search(r"^##\s+Summary", c.source, re.M))
+    for number, names in checked.items():
+        for n in names:  # (lesson 05 names them in the text above its check cell)
+            where = texts[number] if name in EXERCISE_CHECKS else _markdown(nb)
+            assert re.search(rf"`{n}[`( ]", where), f"{name}: exercise {number} does not tell the student to define `{n}`"
+        assert _check_cell(nb, names) < summary, f"{name}: exercise {number}'s check comes after the summary"
+        if name in EXERCISE_CHECKS:
+            for n in names:
+                assert re.search(rf"^(def {n}\(|{n}\s*=)", solutions.get(number, ""), re.M), (
+                    f"{name}: Solution {number}'s code does not define {n}, so the shipped solution is not checked")
+    if name in EXERCISE_CHECKS:
+        check = nb.cells[_check_cell(nb, [n for names in checked.values() for n in names])].source
+        assert "run this cell again" in check, f"{name}: without answers the check must say what to define"
+        assert "except AssertionError" in check, f"{name}: the check never shows that it fails on a wrong answer"
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell binds at top level, names it reads that it does not bind anywhere) -- by ast."""
+    import ast
+
+    tree = ast.parse("\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))))
+    bound_any = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    bound_any |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    bound_any |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    top: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            top.add(stmt.name)
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            top |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
+        else:
+            top |= {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return top, loads - bound_any - top
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISE_CHECKS))
+def test_the_shipped_solutions_pass_their_checks(name, monkeypatch):
+    """The lesson's written solutions, run before its check cell (with the earlier cells they need,
+    found by the names they read), pass: the check prints a ✓ line for every checked exercise."""
+    nbclient = pytest.importorskip("nbclient")
+    nb = _read(name)
+    checked = EXERCISE_CHECKS[name]
+    _, solutions = _exercise_parts(nb)
+    at = _check_cell(nb, [n for names in checked.values() for n in names])
+    code = "\n\n".join(solutions[k] for k in sorted(checked))
+    need = _names(code)[1] | _names(nb.cells[at].source)[1]
+    before = [i for i, c in enumerate(nb.cells[:at]) if c.cell_type == "code"]
+    keep = {before[0]}  # the imports
+    for i in reversed(before):  # the last cell before the check that binds a needed name, and what it needs
+        top, loads = _names(nb.cells[i].source)
+        if top & need:
+            keep.add(i)
+            need = (need - top) | loads
+    cells = [nb.cells[i] for i in sorted(keep)] + [nbformat.v4.new_code_cell(code), nb.cells[at]]
+    run = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
+    monkeypatch.setenv("CHESTLAB_FAST", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    nbclient.NotebookClient(run, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NB_DIR)}}).execute()
+    out = "".join(o.get("text", "") for o in run.cells[-1].outputs if o.get("output_type") == "stream")
+    for number in checked:
+        assert f"✓ exercise {number}" in out, f"{name}: the shipped solution of exercise {number} did not pass:\n{out}"
+    assert "run this cell again" not in out, out
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISE_CHECKS))
+def test_the_student_edition_keeps_the_checks_and_drops_the_answers(name):
+    """chestlab.book's student edition of the lesson: the check cell stays (so a student runs it on their
+    own answers), the written solutions that define the checked names are gone; the instructor edition
+    keeps them."""
+    book = pytest.importorskip("chestlab.book")
+    nb = _read(name)
+    names = [n for ns in EXERCISE_CHECKS[name].values() for n in ns]
+    check = nb.cells[_check_cell(nb, names)].source
+    static = book.make_static(nb)
+    text = {e: "\n".join(c.source for c in book.edition(static, e).cells) for e in book.EDITIONS}
+    assert check in text["student"] and check in text["instructor"]
+    for n in names:
+        defined = re.compile(rf"^#?\s*(def {n}\(|{n}\s*=)", re.M)
+        assert defined.search(text["instructor"]), f"{name}: the instructor edition lost the solution defining {n}"
+        assert not defined.search(text["student"]), f"{name}: the student edition still defines {n} (a solution left in)"

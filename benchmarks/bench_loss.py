@@ -25,8 +25,8 @@ delta_e=1; SOP B=75, C=11318, K=2, D=384, M=11318, delta_h=1, delta_e=5 (the pap
 they do not change the cost). tau=0.5, c=0.5, r=2.3, gamma=5, lambda=20 everywhere.
 
 Two more rows per scale time the HypHC term alone (Eq. 9, ``hyphc_loss(...).mean().backward()`` on
-the C·K proxies, M triplets): ours (``poincare.group_dist_lca``, from the triplets' Gram matrices)
-vs the elementwise route written in this file (``poincare.dist`` and ``poincare.lca_depth`` on
+the C·K proxies, M triplets): ours (``parts.hyphc_term``, the training path: one fused Function from
+the triplets' Gram matrices, the values of ``hyphc_loss``) vs the elementwise route written in this file (``poincare.dist`` and ``poincare.lca_depth`` on
 (M, 3, D) pairs, how ``hyphc_loss`` computed it before), same proxies and triplets; the last
 columns compare the values and gradients.
 
@@ -155,7 +155,8 @@ def hyphc_elementwise(proxies_h, triplets, c):
 def _build_hyphc(impl: str, C: int, K: int, D: int, M: int, args: argparse.Namespace, **_):
     import torch
     from chestlab import poincare
-    from chestlab.losses import hyphc_loss, sample_triplets
+    from chestlab.losses import sample_triplets
+    from chestlab.losses.parts import hyphc_term
 
     dev = torch.device(args.device)
     g = torch.Generator().manual_seed(args.seed)
@@ -163,12 +164,17 @@ def _build_hyphc(impl: str, C: int, K: int, D: int, M: int, args: argparse.Names
     proxies_h = poincare.expmap0(poincare.clip_features(v, args.r), args.c).view(C, K, D).to(dev).requires_grad_(True)
     triplets = sample_triplets(C, K, M, g).to(dev)
     checks = impl != "hyphc_ours_nochecks"
-    loss_fn = hyphc_elementwise if impl == "hyphc_ref" else hyphc_loss
+
+    def loss_fn(p, t, c):
+        if impl == "hyphc_ref":
+            return hyphc_elementwise(p, t, c).mean()
+        # the training path: parts.hyphc_term, one fused Function on the flat (C·K, D) proxies
+        return hyphc_term(p.view(-1, D), t, c)
 
     def run():
         proxies_h.grad = None
         with poincare.checks(checks):
-            loss = loss_fn(proxies_h, triplets, args.c).mean()
+            loss = loss_fn(proxies_h, triplets, args.c)
         loss.backward()
         return loss.detach()
 
@@ -382,7 +388,7 @@ def main(argv=None) -> int:
         "ref = same loss with geoopt expmap0 + broadcasting dist (B, C·K, D), torch.cdist, same weights/triplets",
         "matmuls alone = the step's 12 matrix products at the same shapes (head on batch and proxies, both (B, C·K) "
         "similarities; forward and backward), nothing else: the floor of any implementation on this device",
-        "HypHC term rows: hyphc_loss(...).mean() fwd+bwd on C·K proxies; ours = Gram route (poincare.group_dist_lca), "
+        "HypHC term rows: hyphc_loss(...).mean() fwd+bwd on C·K proxies; ours = fused Gram route (losses.parts.hyphc_term), "
         "ref = elementwise route (poincare.dist + lca_depth on (M, 3, D) pairs), same proxies/triplets",
         f"time: median wall ms of fwd+bwd (warm-up {args.warmup}, up to {args.repeats} repeats, {args.budget:g} s budget "
         f"per case); CPU ms: median process CPU time per call (all threads; less sensitive to other load than wall "

@@ -827,3 +827,60 @@ def test_keep_freed_memory_is_set_by_a_trainer_not_by_an_import_and_can_be_turne
         assert on[1].startswith(("on (mmap threshold 256 MiB", "not applicable (no glibc"))
     else:
         assert on[1].startswith("not applicable")
+
+
+def _hyphc_case(c: float, dtype=F64, seed: int = 11, C: int = 10, K: int = 4, M: int = 25, D: int = 16):
+    x = _helpers.ball_points(C * K, D, c, seed, 0.9).to(dtype)
+    t = L.sample_triplets(C, K, M, gen(seed + 1))
+    return x, t
+
+
+@pytest.mark.parametrize("variant", ["lca", "pairwise"])
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("c", [0.5, 2.0, 1e-3])
+@pytest.mark.parametrize("dtype, vtol, gtol", [(F64, 1e-12, 1e-11), (torch.float32, 1e-6, 1e-5)])
+def test_hyphc_term_equals_the_readable_hyphc_loss(variant, detach, c, dtype, vtol, gtol):
+    """The fused HypHC Function (parts.hyphc_term, the CHEST training path) against the readable
+    hyphc_loss(...).mean(): values (relative) and gradients (max |Δ| / max |ref|)."""
+    from chestlab.losses.parts import _hyphc_gram_parts, hyphc_term
+
+    x, t = _hyphc_case(c, dtype)
+    assert _hyphc_gram_parts(x, t, c, variant == "lca", 7) is not None  # the fused path runs
+    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref = L.hyphc_loss(xr, t, c, 0.7, variant=variant, detach_similarity=detach).mean()
+    out = hyphc_term(xf, t, c, 0.7, variant, detach)
+    assert out.grad_fn is not None and "HypHCFn" in type(out.grad_fn).__name__
+    assert abs(float(out) - float(ref)) <= vtol * abs(float(ref))
+    (gr,), (gf,) = torch.autograd.grad(ref, xr), torch.autograd.grad(out, xf)
+    assert float((gf - gr).abs().max()) <= gtol * float(gr.abs().max())
+
+
+@pytest.mark.parametrize("variant", ["lca", "pairwise"])
+def test_gradcheck_hyphc_term(variant):
+    """The hand-derived backward of _HypHCFn against finite differences (float64), with the similarities
+    not detached (so that every path of the Function is differentiated), in several chunks of rows."""
+    from chestlab.losses.parts import _HypHCFn, _hyphc_gram_parts
+
+    x, t = _hyphc_case(0.7, F64, seed=3, C=4, K=3, M=6, D=5)
+
+    def f(z):
+        return _HypHCFn.apply(z, t, _hyphc_gram_parts(z.detach(), t, 0.7, variant == "lca", 4), 0.7, 0.5, variant == "lca",
+                              False, 4)
+
+    assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),))
+
+
+def test_hyphc_term_falls_back_to_hyphc_loss_where_pairs_need_the_exact_route():
+    """Coincident proxies (and a tensor c) take hyphc_loss itself: same value and gradient, no NaN."""
+    from chestlab.losses.parts import _hyphc_gram_parts, hyphc_term
+
+    x, t = _hyphc_case(0.5)
+    x[t[0, 1]] = x[t[0, 0]]  # a coincident pair: group_dist_lca's exact recomputation
+    assert _hyphc_gram_parts(x, t, 0.5, True, 7) is None
+    for c in (0.5, torch.tensor(0.5, dtype=F64)):
+        xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ref = L.hyphc_loss(xr, t, c).mean()
+        out = hyphc_term(xf, t, c)
+        assert "HypHCFn" not in type(out.grad_fn).__name__
+        assert float(out) == float(ref)
+        assert torch.equal(torch.autograd.grad(out, xf)[0], torch.autograd.grad(ref, xr)[0])

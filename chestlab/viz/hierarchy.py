@@ -303,7 +303,7 @@ def dendrogram_figure(decoded: dict, true: dict, group_names: Sequence[str], *, 
         top = max(g["height"], 1e-9) * 1.05
         layout[f"xaxis{suffix}"] = dict(
             domain=dom, anchor=f"y{suffix}", range=[0, 10 * n], showticklabels=False, ticks="", showgrid=False,
-            zeroline=False, title=dict(text=f"{n} leaves ({_plural(what)}), colour = super-class",
+            zeroline=False, title=dict(text=f"{n} leaves ({_plural(what)})",  # colour: the legend ("super-class")
                                        font=dict(size=FONT_SIZE)))
         layout[f"yaxis{suffix}"] = dict(
             anchor=f"x{suffix}", range=[-0.04 * top, top], title=dict(text=ytitle, font=dict(size=FONT_SIZE)),

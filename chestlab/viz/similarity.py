@@ -138,15 +138,23 @@ def similarity_histogram(
 
 
 
+#: the bottom margin (px, scaled with the lecture style) of the histogram figures: tick labels, the x-axis
+#: title and one line of legend, at up to 14 px (the dashboard's projector floor)
+BOTTOM_PX = 78
+
+
 def _histogram_layout(fig: Any, *, title: Optional[str], uirevision: Any, height: Any, top: int, text_size: int,
                       xtitle: str, ytitle: str) -> Any:
     """The layout the two plotly histogram figures share: overlaid bars, the legend under the panels,
     ``top`` px above them (scaled with the lecture style, as the left margin), legend and x-axis title
     at ``text_size``, panel titles at the body size."""
     k = plotly_scale()  # > 1 under the lecture style: larger fonts need room
+    # the legend sits at the figure's foot (container coordinates) below a bottom margin that holds the tick
+    # labels and the x-axis title: placed in plot fractions it ran into the axis title once the figure was
+    # made lower (the dashboard caps the height of a scenario's panel)
     fig.update_layout(barmode="overlay", uirevision=uirevision, height=plotly_height(height), title=title,
-                      font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int(top * k), b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.25 * k, x=0.5, xanchor="center",
+                      font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int(top * k), b=int(BOTTOM_PX * k)),
+                      legend=dict(orientation="h", yref="container", yanchor="bottom", y=0.0, x=0.5, xanchor="center",
                                   font=dict(size=plotly_font_size(text_size))))
     fig.update_xaxes(title_text=xtitle, title_font_size=plotly_font_size(text_size))
     if k > 1:  # the panel titles (make_subplots sets their size itself) projector-sized too

@@ -5,7 +5,8 @@ the title takes one line; that every text of every chart on the page (ticks, leg
 titles: the plotly SVG's ``<text>`` elements) is drawn at least :data:`MIN_TEXT_PX` px high
 (Chromium's computed ``font-size``), in compare mode (every scenario), in single mode (the page
 without a scenario) and at 1920×1080 (one compare scenario); and that no chart is wider than the
-column it sits in, nor a text of it outside its chart (cut). Skips without a browser (fails with ``CI`` set), like the end-to-end test
+column it sits in, nor a text of it outside its chart (cut), and that the sidebar's scenario box
+shows its label uncut. Skips without a browser (fails with ``CI`` set), like the end-to-end test
 of ``tests/test_app.py``, whose DevTools driver it uses. With ``CHESTLAB_SHOTS=DIR`` it saves one
 screenshot per scenario as ``DIR/look19-NAME.png`` (``look19-single.png``,
 ``look19-NAME-1920.png``); ``CHESTLAB_SCENARIOS=a,b`` checks only those (the names ``single`` and
@@ -45,6 +46,10 @@ def _chart_js(key: str) -> str:
 _TITLE_JS = ("(() => { const e = document.querySelector('h3.chestlab-title'); if (!e) return null;"
              " const lh = parseFloat(getComputedStyle(e).lineHeight) || 30; return {h: e.getBoundingClientRect().height, lh: lh,"
              " full: e.scrollWidth <= e.clientWidth + 1}; })()")
+
+#: JS: the sidebar's scenario selectbox (a text input: it cannot wrap) shows its label uncut
+_SELECT_JS = ("(() => { const i = document.querySelector('.st-key-scenario input'); if (!i) return null;"
+              " return {value: i.value, cut: i.scrollWidth > i.clientWidth + 1}; })()")
 
 #: JS: every non-empty text of every plotly chart: its chart's key, text, computed font-size (px), and
 #: whether it lies inside its chart; every chart: whether it lies inside its column (a chart whose
@@ -149,6 +154,9 @@ def test_every_scenario_shows_its_panel_at_1280x720(tmp_path: Path) -> None:
             assert found and found["texts"], f"{name}: no chart text found"
             sizes[name] = (min(t["px"] for t in found["texts"]), len(found["texts"]), len(found["charts"]))
             text_problems += [f"{name}: {p}" for p in chart_text_problems(found)]
+            picked = chrome.js(_SELECT_JS)
+            if query and (not picked or picked["cut"]):
+                text_problems.append(f"{name}: the scenario selectbox cuts its label: {picked}")
         print("smallest chart text (px), texts, charts:", sizes)
         assert not misses, "named panel not in view at 1280×720: " + "; ".join(misses)
         assert not text_problems, "chart text too small or cut:\n" + "\n".join(text_problems)

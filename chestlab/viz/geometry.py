@@ -174,7 +174,7 @@ def circle_label_plan(c: float, circles: Sequence[float], n_diameters: int = 6, 
                       avoid: Any = None, tolerate: Optional[int] = None) -> list[Optional[tuple[float, float]]]:
     """:func:`circle_label_points`, with None for each label that has no place clear of the others and
     of the data: every candidate spot overlaps an earlier label, or covers more than ``tolerate`` of the
-    ``avoid`` points (default: 2, or 2 % of them when more). Near ``c = 0`` the circles ``d_H = 1, 2, 3``
+    ``avoid`` points (default 2). Near ``c = 0`` the circles ``d_H = 1, 2, 3``
     are a few pixels apart in the middle of a large view, inside the data: their labels on the circles
     would hide the points and each other, so the figures name such circles once in a corner instead
     (:func:`circle_note`). Without ``avoid`` (no data) every label keeps its fixed spot, as in
@@ -182,8 +182,7 @@ def circle_label_plan(c: float, circles: Sequence[float], n_diameters: int = 6, 
     placed = _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
     if avoid is None:
         return [p for p, _, _ in placed]
-    n_pts = 0 if avoid is None else len(as_numpy(avoid).reshape(-1, 2))
-    limit = max(2, int(0.02 * n_pts)) if tolerate is None else int(tolerate)
+    limit = 2 if tolerate is None else int(tolerate)
     return [None if hits_label or hits_data > limit else p for p, hits_data, hits_label in placed]
 
 

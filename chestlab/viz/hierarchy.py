@@ -381,7 +381,7 @@ def hier_disk_figure(g: dict, group_names: Sequence[str], *, anchor_what: str = 
                                   font=dict(size=FONT_SIZE - 2, color=COLORS["circle"])))
         unlabelled = geometry.circle_note(circles, spots)
         if unlabelled:
-            notes.append(dict(x=0.0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="top", showarrow=False,
+            notes.append(dict(x=0.0, y=0.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
                               text=circle_note_text(unlabelled), bgcolor="white",
                               font=dict(size=FONT_SIZE - 2, color=COLORS["circle"])))
     lim = geometry.view_limit(c, np.concatenate([g["hier"][shown], g["anchors"], g["x"]]))

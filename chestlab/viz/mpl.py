@@ -55,8 +55,8 @@ def draw_disk(ax: Any, c: float, *, grid: bool = False, circles: Sequence[float]
                     va="center", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=2.5)
     unlabelled = geometry.circle_note(circles, labels_at)
     if unlabelled:
-        ax.text(0.01, 0.99, "dotted: $d_H$ = " + ", ".join(f"{d:g}" for d in unlabelled), transform=ax.transAxes,
-                ha="left", va="top", fontsize="medium", color=COLORS["circle_label"],
+        ax.text(0.01, 0.01, "dotted: $d_H$ = " + ", ".join(f"{d:g}" for d in unlabelled), transform=ax.transAxes,
+                ha="left", va="bottom", fontsize="medium", color=COLORS["circle_label"],
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=2.5)
 
 

@@ -75,7 +75,8 @@ def add_disk(fig: go.Figure, c: float, *, grid: bool = False, circles: Sequence[
                            bgcolor="rgba(255,255,255,0.85)", borderpad=2)
     unlabelled = geometry.circle_note(circles, labels_at)
     if unlabelled:
-        fig.add_annotation(x=0.0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="top", showarrow=False,
+        # bottom left: a corner of the square view outside the disk, where no point lies
+        fig.add_annotation(x=0.0, y=0.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
                            text=circle_note_text(unlabelled), font=dict(color=COLORS["circle_label"]),
                            bgcolor="rgba(255,255,255,0.85)", borderpad=2)
     return fig

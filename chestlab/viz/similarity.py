@@ -280,7 +280,7 @@ def margin_histogram(
             fig.layout.annotations[col - 1].text += f" (δ_{p['space'].upper()} = {delta:g})"
         fig.layout.annotations[col - 1].text += f"<br>{p['summary']}"  # two lines: panels side by side
     return _histogram_layout(fig, title=title, uirevision=uirevision, height=height, top=88 if title else 58,
-                             text_size=12, xtitle="per-sample margin (higher = better separated)", ytitle="samples")
+                             text_size=12, xtitle="margin m (higher = better)", ytitle="samples")  # under each half: short
 
 
 def margin_histogram_mpl(

@@ -76,6 +76,10 @@ def render(ctx: Any, box: Any) -> None:
             box.info(f"The {tr.config.loss} loss computes no class similarities (it has no proxies): "
                      "the histograms need a loss with class proxies, such as chest.")
         return
+    from chestlab.viz.style import legend_below
+
+    # the legend's rows counted for the column (3 long entries in the margins view): clear of the axis titles
+    legend_below(fig, 550 if ctx.wide else 450)
     box.plotly_chart(readable(modebar_room(fig)), key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)
     if "delta_h" not in tr.config.keys():
         return

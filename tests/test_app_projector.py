@@ -110,12 +110,11 @@ def _settle(chrome, seconds: float = 1.5) -> None:
 def _looks(only: list[str]) -> list[tuple[str, str, str, tuple[int, int]]]:
     """(shot name, query, chart key to wait for, window size): every scenario at 1280×720, the page
     without a scenario (single mode), one compare scenario at 1920×1080."""
-    out = []
+    out = [("single", "", "sim_A", SIZE)]  # first: from a scenario's page, "/" once hung the browser for a minute
     for name, sc in scenarios.SCENARIOS.items():
         _, prefix = scenarios.PANELS[sc.panel]
         key = f"{prefix}_A" if (sc.compare is not None or sc.panel != "hardneg") else prefix
         out.append((name, f"?scenario={name}", key, SIZE))
-    out.append(("single", "", "sim_A", SIZE))
     sc = scenarios.SCENARIOS[WIDE_SCENARIO]
     out.append((f"{WIDE_SCENARIO}-1920", f"?scenario={WIDE_SCENARIO}", f"{scenarios.PANELS[sc.panel][1]}_A", WIDE))
     if only:

@@ -28,8 +28,8 @@ def render(ctx: Any, box: Any) -> None:
 
     fig = figure(ctx)
     twin = any(str(t.name or "").endswith("right axis, log)") for t in fig.data)
-    box.markdown(f"**{TITLE}** — :green[H green], :orange[E orange]; solid: unseen test classes, dashed: training "
-                 "classes" + ("; dotted: a regulariser (log axis)" if twin else ""))
+    box.markdown(f"**{TITLE}** — :green[H green], :orange[E orange]; solid: unseen test, dashed: training "
+                 "classes" + ("; dotted: regulariser, log axis right of the loss" if twin else ""))
     # the legend names the loss's terms; the retrieval curves' key (colour = space, dash = split) is the line
     # above: their four entries made the legend 5 rows deep in a compare column, over the axis titles
     fig.for_each_trace(lambda t: t.update(showlegend=False), selector=lambda t: t.legendgroup in _METRIC_GROUPS)

@@ -267,7 +267,7 @@ def margin_histogram(
         mid, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
         show = col == 1
         fig.add_trace(go.Bar(x=mid, y=soft, width=width, marker_color=_MARGIN_COLOR, opacity=0.7, legendgroup="soft",
-                             name="m = S_own − (1/λ) log Σ exp(λ S_other)", showlegend=show), row=1, col=col)
+                             name="m (Eq. 7, soft-max λ)", showlegend=show), row=1, col=col)
         fig.add_trace(go.Scatter(x=np.r_[edges[0], edges], y=np.r_[0, hard, 0], mode="lines", line_shape="hv",
                                  line=dict(color="black", width=1.5), legendgroup="hard",
                                  name="S_own − max S_other", showlegend=show), row=1, col=col)
@@ -275,7 +275,7 @@ def margin_histogram(
             top = 1.05 * max(soft.max(), hard.max(), 1)
             fig.add_vrect(x0=edges[0], x1=delta, fillcolor="#bdbdbd", opacity=0.3, line_width=0, row=1, col=col)
             fig.add_trace(go.Scatter(x=[delta] * 2, y=[0, top], mode="lines", line=dict(color="black", width=2, dash="dash"),
-                                     name="margin δ (left of it: loss > log 2)", legendgroup="delta", showlegend=show,
+                                     name="δ: left of it, loss > log 2", legendgroup="delta", showlegend=show,
                                      hovertemplate=f"δ_{p['space'].upper()} = {delta:g}<extra></extra>"), row=1, col=col)
             fig.layout.annotations[col - 1].text += f" (δ_{p['space'].upper()} = {delta:g})"
         fig.layout.annotations[col - 1].text += f"<br>{p['summary']}"  # two lines: panels side by side

@@ -275,7 +275,7 @@ def margin_histogram(
             top = 1.05 * max(soft.max(), hard.max(), 1)
             fig.add_vrect(x0=edges[0], x1=delta, fillcolor="#bdbdbd", opacity=0.3, line_width=0, row=1, col=col)
             fig.add_trace(go.Scatter(x=[delta] * 2, y=[0, top], mode="lines", line=dict(color="black", width=2, dash="dash"),
-                                     name="δ: left of it, loss > log 2", legendgroup="delta", showlegend=show,
+                                     name="margin δ (left: loss > log 2)", legendgroup="delta", showlegend=show,
                                      hovertemplate=f"δ_{p['space'].upper()} = {delta:g}<extra></extra>"), row=1, col=col)
             fig.layout.annotations[col - 1].text += f" (δ_{p['space'].upper()} = {delta:g})"
         fig.layout.annotations[col - 1].text += f"<br>{p['summary']}"  # two lines: panels side by side

@@ -27,7 +27,7 @@ __all__ = ["similarity_panels", "similarity_histogram", "similarity_histogram_mp
 _SPACES = ("h", "e")
 _SPACE_NAMES = {"h": "hyperbolic", "e": "Euclidean"}
 _MARGIN_COLOR = "#6a51a3"  # neither the positive (red) nor the negative (blue) class colour
-_NOT_COMPUTED = "not computed<br>(its weight η is 0,<br>or the loss has no proxies)"
+_NOT_COMPUTED = "not computed<br>(its weight η is 0,<br>or the loss<br>has no proxies)"  # narrow lines: half a compare column
 
 
 def _finite(delta: Optional[float]) -> bool:

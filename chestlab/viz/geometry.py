@@ -192,9 +192,10 @@ def circle_note(circles: Sequence[float], plan: Sequence[Optional[tuple[float, f
 
 
 def _place_labels(c: float, circles: Sequence[float], n_diameters: int = 6, *, label_angle: Optional[float] = None,
-                  avoid: Any = None) -> list[tuple[tuple[float, float], int, bool]]:
+                  avoid: Any = None, size: float = 0.135) -> list[tuple[tuple[float, float], int, bool]]:
     """(spot, data points it covers, whether it overlaps an earlier label) for each circle's label: the
-    search of :func:`circle_label_points`."""
+    search of :func:`circle_label_points`; ``size``: a label's half-height over the disk's radius, for
+    the points it covers."""
     n = max(int(n_diameters), 1)
     start = math.pi * ((n - 1) // 2 + 0.5) / n  # the largest pi (k + 1/2) / n up to pi / 2
     if label_angle is not None:
@@ -214,9 +215,12 @@ def _place_labels(c: float, circles: Sequence[float], n_diameters: int = 6, *, l
         best, best_cost, best_hits = None, None, (0, False)
         for th in angles:
             p = np.array([r * math.cos(th), r * math.sin(th)])
-            near = 0.09 * scale  # about a label's half-width on a disk a few inches across
+            # about a label's half-height (half-width: twice that) on a disk 200-300 px across (the page's; 0.09
+            # before, for a disk a few inches across, let labels sit on the points of the page's smaller disks)
+            near = size * scale
             data = 0 if pts is None or not len(pts) else int((np.abs(pts - p) < [2 * near, near]).all(1).sum())
-            clash = sum(1 for q in out if q is not None and abs(q[0][0] - p[0]) < 4 * near and abs(q[0][1] - p[1]) < 2 * near)
+            gap = 0.09 * scale  # two labels apart (the fixed layout without data keeps its spots)
+            clash = sum(1 for q in out if q is not None and abs(q[0][0] - p[0]) < 4 * gap and abs(q[0][1] - p[1]) < 2 * gap)
             cost = data + 0.5 * (abs(p[0]) > 0.8 * scale) + 1000 * clash  # (x > 0.8 R: it would stick out of the view)
             if best_cost is None or cost < best_cost:
                 best, best_cost, best_hits = (float(p[0]), float(p[1])), cost, (data, clash > 0)

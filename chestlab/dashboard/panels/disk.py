@@ -195,7 +195,7 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
 def render(ctx: Any, box: Any) -> None:
     from chestlab.viz.style import legend_below
 
-    from .chart import PLOTLY_CONFIG, readable
+    from .chart import PLOTLY_CONFIG, modebar_room, readable
 
     state = ctx.state
     box.markdown(f"**{TITLE}** — colour = super-class (shade = class), ★ = proxies, ◆ = super-class nodes, "
@@ -228,6 +228,7 @@ def render(ctx: Any, box: Any) -> None:
     else:
         fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", yref="paper"),
                           margin_b=10)
+        modebar_room(fig)  # the mode bar sat on the legend's first entry
     fig_box.plotly_chart(readable(fig), key=f"disk_{ctx.name}", config=PLOTLY_CONFIG)
     fig_box.caption(label + (f" · c = {d['c']:g}: boundary radius 1/√c = {1 / math.sqrt(d['c']):.2f}" if d["c"] > 0
                              else " · c = 0: the Euclidean plane (no boundary)") + tree_caption(d, umap is not None))

@@ -179,3 +179,15 @@ def test_a_bad_scenario_link_is_reported() -> None:
     at = _run(_page(scenario="no-such-thing"))
     assert any("scenario=no-such-thing" in w.value for w in at.warning)
     assert at.session_state["dash"].trainer is not None
+
+
+def test_sidebar_labels_are_short_and_name_their_scenario() -> None:
+    """The sidebar's selectbox (a text input at 1280×720: it cuts what is longer) shows each scenario's
+    short label; the scenario box keeps the full title; a link may name either."""
+    for name, sc in scenarios.SCENARIOS.items():
+        assert 0 < len(sc.label) <= scenarios.SHORT_MAX, (name, sc.label)
+        assert scenarios.find(sc.label) == name and scenarios.find(sc.title) == name
+        assert scenarios._label(name) == sc.label
+        if len(sc.title) > scenarios.SHORT_MAX:  # a long title has a short label, and the two differ
+            assert sc.short and sc.short != sc.title
+    assert scenarios.SCENARIOS["margin-never-met"].title == "δ_H = 20: a margin that is never met"

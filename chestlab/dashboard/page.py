@@ -37,14 +37,14 @@ __all__ = ["main", "body", "live_panel", "status_row", "warm_up", "draw_runs", "
 
 #: Projector layout (1280×720): little padding above the page, a one-line title, compact metrics and
 #: headings, so that the panel a scenario names is in view without scrolling.
-_CSS = ("<style>div.block-container{padding-top:0.8rem;padding-bottom:1rem;}"
+_CSS = ("<style>div.block-container{padding-top:0.8rem;padding-bottom:1rem;padding-left:1.5rem;padding-right:1.5rem;}"
+        # (side padding 1.5rem, not 5rem: ~110 px more for the two charts of compare mode)
         " [data-testid='stMetricValue']{font-size:1.2rem;line-height:1.3;}"
         " [data-testid='stMetricLabel']{min-height:0;}"
         " h3.chestlab-title{font-size:1.35rem;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;margin:0;padding:0 0 0.2rem 0;}"
-        " h4{padding:0.2rem 0 0.1rem 0;}"
-        # the lecture scenario's title in the sidebar box wraps instead of being cut ("… pairwise cros")
-        " .st-key-scenario [data-baseweb='select'] div{white-space:normal !important;overflow:visible !important;"
-        "text-overflow:clip !important;}</style>")
+        # (the sidebar's scenario selectbox is a text input, which cannot wrap: its labels are short instead,
+        # scenarios.SHORT_MAX)
+        " h4{padding:0.2rem 0 0.1rem 0;}</style>")
 #: the page's title: one line at 1280 px (with the sidebar open)
 TITLE = "chestlab · hyperbolic + Euclidean metric learning, live"
 #: what the title's (?) says (on a projector, one line of title instead of a paragraph)

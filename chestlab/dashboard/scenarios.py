@@ -54,6 +54,14 @@ class Scenario:
     view: dict = field(default_factory=dict)  #: page widgets: key -> value (e.g. ``sim_view``)
     #: the panel "look at" names (a key of :data:`PANELS`): the page draws it first, in view at 1280×720
     panel: str = "curves"
+    #: the sidebar's selectbox shows this (at most :data:`SHORT_MAX` characters: its box cannot wrap
+    #: and cuts longer ones); default ``title``. The scenario box is headed by the full ``title``.
+    short: str = ""
+
+    @property
+    def label(self) -> str:
+        """What the sidebar's selectbox shows: ``short``, else ``title``."""
+        return self.short or self.title
 
     def values(self, base: Optional[TrainConfig] = None) -> dict[str, Any]:
         """The settings it changes, in the order they apply: dataset preset, loss preset (``K=None``:
@@ -74,6 +82,9 @@ def _sim_views() -> tuple[str, str]:
 
 
 _MARGINS = "per-sample margins (Eq. 7)"
+#: the longest label the sidebar's scenario selectbox shows uncut (its text box does not wrap; checked in
+#: headless Chromium at 1280×720 by tests/test_app_projector.py)
+SHORT_MAX = 26
 
 #: The panels a scenario may name: panel module -> (the words "look at" begins with, the prefix of
 #: its chart's key; the chart of run X has key ``PREFIX_X``, found in the browser as ``.st-key-PREFIX_X``).
@@ -97,7 +108,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "and Recall@1 of H and E in the curves.",
         settings=dict(c=0.01), compare=("c", 1.0), panel="disk"),
     Scenario(
-        "margin-never-met", "δ_H = 20: a margin that is never met",
+        "margin-never-met", "δ_H = 20: a margin that is never met", short="δ_H = 20: margin never met",
         question="The paper trains CUB with δ_H = 20. With the clipping radius r = 2.3 every point lies within "
                  "d_H = 2r of the origin, so similarities differ by at most about 4r ≈ 9. Can any sample "
                  "meet a margin of 20, and what does Eq. 7 do then?",
@@ -106,7 +117,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "L_H in the curves stays high. Run B has δ_H = 1.",
         settings=dict(delta_h=20.0), compare=("delta_h", 1.0), view={"sim_view": _MARGINS}, panel="similarity"),
     Scenario(
-        "h-only-fig3", "η_E = 0 and the paper's Fig. 3",
+        "h-only-fig3", "η_E = 0 and the paper's Fig. 3", short="η_E = 0 and Fig. 3",
         question="The paper's Fig. 3 shows that adding the Euclidean loss changes the hyperbolic similarities. "
                  "Train with the hyperbolic loss alone (η_E = 0): how do S_H of the own class and of the other "
                  "classes differ from a run with η_E = 1?",
@@ -115,7 +126,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "δ_H; then Recall@1 (H) of both runs.",
         loss_preset="Hyperbolic only (H only)", compare=("eta_e", 1.0), panel="similarity"),
     Scenario(
-        "hyphc-lca", "HypHC, reading 1: LCA depths",
+        "hyphc-lca", "HypHC, reading 1: LCA depths", short="HypHC 1: LCA depths",
         question="HypHC's regulariser (Eq. 8–9, τ > 0) asks the proxies to form a hierarchy, in HypHC's reading "
                  "(a softmax over the depths of the lowest common ancestors). Where does it put the proxies, "
                  "and how large is L_HypHC?",
@@ -128,7 +139,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "(docs/reproduce.md, “Does each regulariser act?”). Lesson 04 shows the term acting alone.",
         loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="lca"), compare=("tau", 0.0), panel="curves"),
     Scenario(
-        "hyphc-literal", "HypHC, reading 2: Eq. 9 read literally",
+        "hyphc-literal", "HypHC, reading 2: Eq. 9 read literally", short="HypHC 2: Eq. 9 literally",
         question="Read Eq. 9 literally: the softmax runs over the pairwise distances instead of LCA depths. "
                  "Does it still build a hierarchy of the proxies, or does it only push them apart?",
         look_at="The curves: L_HypHC is as small as in “HypHC, reading 1” — Eq. 9 never exceeds the sum of its "
@@ -137,7 +148,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "paper's r. Lesson 04 trains this reading alone on a toy, where it pushes the proxies apart.",
         loss_preset="CHEST (paper)", settings=dict(tau=1.0, hyphc="pairwise"), compare=("tau", 0.0), panel="curves"),
     Scenario(
-        "pair-ce-temperature", "The temperature of pairwise cross-entropy",
+        "pair-ce-temperature", "The temperature of pairwise cross-entropy", short="Pairwise CE: temperature",
         question="The hard-negative paper concludes that most of the gain of hyperbolic pairwise cross-entropy "
                  "comes from tuning the temperature t. How does t decide which negatives get the gradient?",
         look_at="The hard-negative panel: weights w over the negatives sorted by distance — at t = 0.05 (run A) "
@@ -145,7 +156,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "Recall@1 of the two runs in the curves.",
         loss_preset="Pairwise CE — hyperbolic", settings=dict(t=0.05), compare=("t", 0.5), panel="hardneg"),
     Scenario(
-        "temperature-collapse", "t = 0.05: the embedding collapses inside d_H < 1",
+        "temperature-collapse", "t = 0.05: the embedding collapses inside d_H < 1", short="t = 0.05: the collapse",
         question="Pairwise cross-entropy divides the logit −d_H by the temperature t. With a small t, does the "
                  "model still need to spread the points over the ball to separate the classes?",
         look_at="The disk with the circles d_H = 1, 2, 3: at t = 0.05 (run A) every point and proxy falls inside "
@@ -156,7 +167,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         loss_preset="Pairwise CE — hyperbolic", settings=dict(t=0.05), compare=("t", 0.5), view={"disk_circles": True},
         panel="disk"),
     Scenario(
-        "mix-product", "Mix: a product of hard-negative weights",
+        "mix-product", "Mix: a product of hard-negative weights", short="Mix: product of weights",
         question="Mix sums the cosine logit cos/t_E and the hyperbolic logit β(−d_H)/t_H. Is a negative then hard "
                  "if it is hard in either geometry (a union), or only in both (a product)?",
         look_at="The hard-negative panel (sphere vs ball for the run's temperatures), and run A (β = 1) against "
@@ -164,7 +175,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "w ∝ w_E · w_H^β.",
         loss_preset="Mix (cos/t_E + β(−d_H)/t_H)", compare=("mix_lam", 0.0), panel="hardneg"),
     Scenario(
-        "hier-on-tree", "HIER on a tree: a hierarchy without super-class labels",
+        "hier-on-tree", "HIER on a tree: a hierarchy without super-class labels", short="HIER on a tree",
         question="HIER learns hierarchical proxies from class labels alone. On the tree data, do the "
                  "super-classes it never sees show up in the embedding?",
         look_at="The disk with geodesics on: the points' colours (super-classes) and the super-class nodes (◆) — "
@@ -172,7 +183,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "on unseen classes.",
         loss_preset="CHEST + HIER", compare=("hier_weight", 0.0), view={"disk_grid": True}, panel="disk"),
     Scenario(
-        "clip-radius", "What r controls: d_H(0, x) ≤ 2r for every c",
+        "clip-radius", "What r controls: d_H(0, x) ≤ 2r for every c", short="What r controls",
         question="Feature clipping bounds the tangent vector: ‖v‖ ≤ r, so d_H(0, exp_0(v)) = 2‖v‖ ≤ 2r whatever "
                  "the curvature. What happens to the embedding and the similarities with a small r?",
         look_at="The disk's distance circles d_H = 1, 2, 3: with r = 0.5 (run A) every point and proxy lies within "
@@ -181,7 +192,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                 "no longer tiny, because proxies this close give S = e^{−d_H} near 1.",
         settings=dict(r=0.5), compare=("r", 4.0), view={"disk_circles": True}, panel="disk"),
     Scenario(
-        "unsup-pretrained", "Unsupervised: from a random network or a pretrained one",
+        "unsup-pretrained", "Unsupervised: from a random network or a pretrained one", short="Unsupervised pretraining",
         question="The unsupervised method clusters the embeddings and learns its own clusters. From a random "
                  "network R@1 falls; paper 004 starts from a pretrained network. Does that change the outcome?",
         look_at="The curves: Reset first trains run A 300 steps on the classes of another tree (pretrain_steps, a few "
@@ -195,12 +206,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 
 
 def find(name: str) -> Optional[str]:
-    """The scenario a URL names (its name, any case, or its title), or None."""
+    """The scenario a URL names (its name, any case, its title or its short label), or None."""
     if name in SCENARIOS:
         return name
     want = " ".join(str(name).lower().split())
     for key, s in SCENARIOS.items():
-        if want in (key.lower(), s.title.lower()):
+        if want in (key.lower(), s.title.lower(), s.label.lower()):
             return key
     return None
 
@@ -267,7 +278,7 @@ def url_params(state: DashState, session: Mapping) -> dict[str, str]:
 
 
 def _label(name: str) -> str:
-    return "— none —" if name == NONE else SCENARIOS[name].title
+    return "— none —" if name == NONE else SCENARIOS[name].label
 
 
 def draw(session: MutableMapping, box: Any, on_change: Any = None) -> Optional[str]:

@@ -27,6 +27,8 @@ __all__ = [
     "boundary_circle",
     "geodesic_grid",
     "circle_label_points",
+    "circle_label_plan",
+    "circle_note",
     "hyperbolic_circle",
     "geodesic_arc",
     "geodesic_arcs",
@@ -165,6 +167,35 @@ def circle_label_points(c: float, circles: Sequence[float], n_diameters: int = 6
     among the same angles half-way between diameters (tried in the order above), the first one with
     the fewest of these points and earlier labels near it.
     """
+    return [p for p, _, _ in _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)]
+
+
+def circle_label_plan(c: float, circles: Sequence[float], n_diameters: int = 6, *, label_angle: Optional[float] = None,
+                      avoid: Any = None, tolerate: Optional[int] = None) -> list[Optional[tuple[float, float]]]:
+    """:func:`circle_label_points`, with None for each label that has no place clear of the others and
+    of the data: every candidate spot overlaps an earlier label, or covers more than ``tolerate`` of the
+    ``avoid`` points (default 2). Near ``c = 0`` the circles ``d_H = 1, 2, 3``
+    are a few pixels apart in the middle of a large view, inside the data: their labels on the circles
+    would hide the points and each other, so the figures name such circles once in a corner instead
+    (:func:`circle_note`). Without ``avoid`` (no data) every label keeps its fixed spot, as in
+    :func:`circle_label_points`."""
+    placed = _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
+    if avoid is None:
+        return [p for p, _, _ in placed]
+    limit = 2 if tolerate is None else int(tolerate)
+    return [None if hits_label or hits_data > limit else p for p, hits_data, hits_label in placed]
+
+
+def circle_note(circles: Sequence[float], plan: Sequence[Optional[tuple[float, float]]]) -> list[float]:
+    """The distances of the circles :func:`circle_label_plan` left unlabelled (named in a corner note)."""
+    return [float(d) for d, p in zip(circles, plan) if p is None]
+
+
+def _place_labels(c: float, circles: Sequence[float], n_diameters: int = 6, *, label_angle: Optional[float] = None,
+                  avoid: Any = None, size: float = 0.135) -> list[tuple[tuple[float, float], int, bool]]:
+    """(spot, data points it covers, whether it overlaps an earlier label) for each circle's label: the
+    search of :func:`circle_label_points`; ``size``: a label's half-height over the disk's radius, for
+    the points it covers."""
     n = max(int(n_diameters), 1)
     start = math.pi * ((n - 1) // 2 + 0.5) / n  # the largest pi (k + 1/2) / n up to pi / 2
     if label_angle is not None:
@@ -181,16 +212,19 @@ def circle_label_points(c: float, circles: Sequence[float], n_diameters: int = 6
         d, k = circles[idx], int(rank[idx])
         r = euclid_radius(float(d), c)
         angles = [start - math.pi * (k + j) / n for j in range(2 * n)] if pts is not None else [start - math.pi * k / n]
-        best, best_cost = None, None
+        best, best_cost, best_hits = None, None, (0, False)
         for th in angles:
             p = np.array([r * math.cos(th), r * math.sin(th)])
-            near = 0.09 * scale  # about a label's half-width on a disk a few inches across
-            cost = 0 if pts is None or not len(pts) else int((np.abs(pts - p) < [2 * near, near]).all(1).sum())
-            cost += 0.5 * (abs(p[0]) > 0.8 * scale)  # a label there would stick out of the disk's view
-            cost += 1000 * sum(1 for q in out if q is not None and abs(q[0] - p[0]) < 4 * near and abs(q[1] - p[1]) < 2 * near)
+            # about a label's half-height (half-width: twice that) on a disk 200-300 px across (the page's; 0.09
+            # before, for a disk a few inches across, let labels sit on the points of the page's smaller disks)
+            near = size * scale
+            data = 0 if pts is None or not len(pts) else int((np.abs(pts - p) < [2 * near, near]).all(1).sum())
+            gap = 0.09 * scale  # two labels apart (the fixed layout without data keeps its spots)
+            clash = sum(1 for q in out if q is not None and abs(q[0][0] - p[0]) < 4 * gap and abs(q[0][1] - p[1]) < 2 * gap)
+            cost = data + 0.5 * (abs(p[0]) > 0.8 * scale) + 1000 * clash  # (x > 0.8 R: it would stick out of the view)
             if best_cost is None or cost < best_cost:
-                best, best_cost = (float(p[0]), float(p[1])), cost
-        out[idx] = best
+                best, best_cost, best_hits = (float(p[0]), float(p[1])), cost, (data, clash > 0)
+        out[idx] = (best, *best_hits)
     return out
 
 

@@ -79,8 +79,12 @@ def weights_figure(
             name = f"hyperbolic c = {cur['c']:g}, t = {cur['t']:g}  · max w = {w.max():.2f}"
             line = dict(color=_SHADES[(i - 1) % len(_SHADES)], width=2)
         fig.add_trace(go.Scatter(x=cur["x"], y=w, mode="lines+markers", marker=dict(size=4), name=name, line=line))
-    fig.add_hline(y=1.0 / max(len(curves[-1]["w"]), 1), line=dict(color="gray", dash="dot"), annotation_text="uniform 1/N",
-                  annotation_position="top right")
+    uniform = 1.0 / max(len(curves[-1]["w"]), 1)
+    fig.add_hline(y=uniform, line=dict(color="gray", dash="dot"))
+    # the label just above the line, at its right end; on a log axis an annotation's y is log10 of the
+    # value (add_hline's own annotation took 1/N as the exponent and sat at w = 1, the top of the plot)
+    fig.add_annotation(text="uniform 1/N", x=1.0, xref="x domain", xanchor="right", y=math.log10(uniform), yref="y",
+                       yanchor="bottom", showarrow=False, font=dict(color="gray"))
     k = plotly_scale()
     # the y axis is bounded: at t = 0.01 the softest weights reach 1e-290, and an axis down to there
     # squeezes the curves into a band with unreadable ticks; weights below W_FLOOR lie under the axis

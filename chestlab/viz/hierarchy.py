@@ -34,7 +34,7 @@ from .. import poincare
 from . import geometry
 from .geometry import geodesic_arcs
 from .style import COLORS, FONT_SIZE, crowd_size, super_color
-from .plotly import circle_label, lines_xy
+from .plotly import circle_label, circle_note_text, lines_xy
 
 __all__ = ["MIXED", "LEVELS", "true_linkage", "dendrogram_geometry", "hier_disk_geometry", "disk_tree_geometry",
            "dendrogram_figure",
@@ -303,7 +303,7 @@ def dendrogram_figure(decoded: dict, true: dict, group_names: Sequence[str], *, 
         top = max(g["height"], 1e-9) * 1.05
         layout[f"xaxis{suffix}"] = dict(
             domain=dom, anchor=f"y{suffix}", range=[0, 10 * n], showticklabels=False, ticks="", showgrid=False,
-            zeroline=False, title=dict(text=f"{n} leaves ({_plural(what)}), colour = super-class",
+            zeroline=False, title=dict(text=f"{n} leaves ({_plural(what)})",  # colour: the legend ("super-class")
                                        font=dict(size=FONT_SIZE)))
         layout[f"yaxis{suffix}"] = dict(
             anchor=f"x{suffix}", range=[-0.04 * top, top], title=dict(text=ytitle, font=dict(size=FONT_SIZE)),
@@ -371,12 +371,18 @@ def hier_disk_figure(g: dict, group_names: Sequence[str], *, anchor_what: str = 
     if math.isfinite(R):
         shapes.append(dict(type="circle", x0=-R, y0=-R, x1=R, y1=R, line=dict(color=COLORS["boundary"], width=2),
                            layer="below"))
-        spots = geometry.circle_label_points(c, circles, avoid=np.concatenate([g["hier"][shown], g["anchors"]]))
-        for d, (lx, ly) in zip(circles, spots):
+        spots = geometry.circle_label_plan(c, circles, avoid=np.concatenate([g["hier"][shown], g["anchors"]]))
+        for d, spot in zip(circles, spots):
             r = geometry.euclid_radius(float(d), c)
             shapes.append(dict(type="circle", x0=-r, y0=-r, x1=r, y1=r, layer="below",
                                line=dict(color=COLORS["circle"], width=1, dash="dot")))
-            notes.append(dict(x=lx, y=ly, text=circle_label(d), showarrow=False, bgcolor="white",
+            if spot is not None:  # else no room clear of the proxies and the other labels: in the corner note
+                notes.append(dict(x=spot[0], y=spot[1], text=circle_label(d), showarrow=False, bgcolor="white",
+                                  font=dict(size=FONT_SIZE - 2, color=COLORS["circle"])))
+        unlabelled = geometry.circle_note(circles, spots)
+        if unlabelled:
+            notes.append(dict(x=0.0, y=0.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                              text=circle_note_text(unlabelled), bgcolor="white",
                               font=dict(size=FONT_SIZE - 2, color=COLORS["circle"])))
     lim = geometry.view_limit(c, np.concatenate([g["hier"][shown], g["anchors"], g["x"]]))
     axis = dict(range=[-lim, lim], showgrid=False, zeroline=False, ticks="outside", tickfont=dict(size=FONT_SIZE - 2))

@@ -44,13 +44,20 @@ def draw_disk(ax: Any, c: float, *, grid: bool = False, circles: Sequence[float]
     if grid:
         add_polylines(ax, geometry.geodesic_grid(c, n_diameters, grid_dists), color=COLORS["grid"], lw=0.7,
                       label="geodesic grid")
-    labels_at = geometry.circle_label_points(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
-    for d, (x, y) in zip(circles, labels_at):
+    labels_at = geometry.circle_label_plan(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
+    for d, spot in zip(circles, labels_at):
         r = geometry.euclid_radius(float(d), c)
         ax.add_patch(Circle((0, 0), r, fill=False, color=COLORS["circle"], lw=0.8, ls=":", zorder=0))
+        if spot is None:  # no room clear of the data and the other labels: named in the corner note
+            continue
         # on a white box, between two diameters of the grid (geometry.circle_label_points)
-        ax.annotate(circle_label(d), (x, y), fontsize="medium", color=COLORS["circle_label"], ha="center",
+        ax.annotate(circle_label(d), spot, fontsize="medium", color=COLORS["circle_label"], ha="center",
                     va="center", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=2.5)
+    unlabelled = geometry.circle_note(circles, labels_at)
+    if unlabelled:
+        ax.text(0.01, 0.01, "dotted: $d_H$ = " + ", ".join(f"{d:g}" for d in unlabelled), transform=ax.transAxes,
+                ha="left", va="bottom", fontsize="medium", color=COLORS["circle_label"],
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=2.5)
 
 
 def circle_label(d: float) -> str:

@@ -62,16 +62,29 @@ def add_disk(fig: go.Figure, c: float, *, grid: bool = False, circles: Sequence[
     if grid:
         add_polylines(fig, geometry.geodesic_grid(c, n_diameters, grid_dists), name="geodesics",
                       color=COLORS["grid"], width=1, showlegend=True)
-    labels_at = geometry.circle_label_points(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
-    for d, (x, y) in zip(circles, labels_at):
+    labels_at = geometry.circle_label_plan(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
+    for d, spot in zip(circles, labels_at):
         r = geometry.euclid_radius(float(d), c)
         fig.add_shape(type="circle", x0=-r, y0=-r, x1=r, y1=r, line=dict(color=COLORS["circle"], width=1, dash="dot"),
                       layer="below")
+        if spot is None:  # no room clear of the data and the other labels: named in the corner note
+            continue
         # on a white box, between two diameters of the grid (geometry.circle_label_points); no fixed
         # size: the layout's (or the template's) font size, like the rest of the figure
-        fig.add_annotation(x=x, y=y, text=circle_label(d), showarrow=False, font=dict(color=COLORS["circle_label"]),
+        fig.add_annotation(x=spot[0], y=spot[1], text=circle_label(d), showarrow=False, font=dict(color=COLORS["circle_label"]),
+                           bgcolor="rgba(255,255,255,0.85)", borderpad=2)
+    unlabelled = geometry.circle_note(circles, labels_at)
+    if unlabelled:
+        # bottom left: a corner of the square view outside the disk, where no point lies
+        fig.add_annotation(x=0.0, y=0.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                           text=circle_note_text(unlabelled), font=dict(color=COLORS["circle_label"]),
                            bgcolor="rgba(255,255,255,0.85)", borderpad=2)
     return fig
+
+
+def circle_note_text(circles: Sequence[float]) -> str:
+    """The corner note naming the dotted circles that have no label of their own: ``dotted: d_H = 1, 2, 3``."""
+    return "dotted: <i>d</i><sub>H</sub> = " + ", ".join(f"{d:g}" for d in circles)
 
 
 def circle_label(d: float) -> str:

@@ -27,7 +27,7 @@ __all__ = ["similarity_panels", "similarity_histogram", "similarity_histogram_mp
 _SPACES = ("h", "e")
 _SPACE_NAMES = {"h": "hyperbolic", "e": "Euclidean"}
 _MARGIN_COLOR = "#6a51a3"  # neither the positive (red) nor the negative (blue) class colour
-_NOT_COMPUTED = "not computed<br>(its weight η is 0,<br>or the loss has no proxies)"
+_NOT_COMPUTED = "not computed<br>(its weight η is 0,<br>or the loss<br>has no proxies)"  # narrow lines: half a compare column
 
 
 def _finite(delta: Optional[float]) -> bool:
@@ -138,15 +138,23 @@ def similarity_histogram(
 
 
 
+#: the bottom margin (px, scaled with the lecture style) of the histogram figures: tick labels, the x-axis
+#: title and one line of legend, at up to 14 px (the dashboard's projector floor)
+BOTTOM_PX = 78
+
+
 def _histogram_layout(fig: Any, *, title: Optional[str], uirevision: Any, height: Any, top: int, text_size: int,
                       xtitle: str, ytitle: str) -> Any:
     """The layout the two plotly histogram figures share: overlaid bars, the legend under the panels,
     ``top`` px above them (scaled with the lecture style, as the left margin), legend and x-axis title
     at ``text_size``, panel titles at the body size."""
     k = plotly_scale()  # > 1 under the lecture style: larger fonts need room
+    # the legend sits at the figure's foot (container coordinates) below a bottom margin that holds the tick
+    # labels and the x-axis title: placed in plot fractions it ran into the axis title once the figure was
+    # made lower (the dashboard caps the height of a scenario's panel)
     fig.update_layout(barmode="overlay", uirevision=uirevision, height=plotly_height(height), title=title,
-                      font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int(top * k), b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.25 * k, x=0.5, xanchor="center",
+                      font_size=plotly_font_size(12), margin=dict(l=int(40 * k), r=10, t=int(top * k), b=int(BOTTOM_PX * k)),
+                      legend=dict(orientation="h", yref="container", yanchor="bottom", y=0.0, x=0.5, xanchor="center",
                                   font=dict(size=plotly_font_size(text_size))))
     fig.update_xaxes(title_text=xtitle, title_font_size=plotly_font_size(text_size))
     if k > 1:  # the panel titles (make_subplots sets their size itself) projector-sized too
@@ -259,7 +267,7 @@ def margin_histogram(
         mid, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
         show = col == 1
         fig.add_trace(go.Bar(x=mid, y=soft, width=width, marker_color=_MARGIN_COLOR, opacity=0.7, legendgroup="soft",
-                             name="m = S_own − (1/λ) log Σ exp(λ S_other)", showlegend=show), row=1, col=col)
+                             name="m (Eq. 7, soft-max λ)", showlegend=show), row=1, col=col)
         fig.add_trace(go.Scatter(x=np.r_[edges[0], edges], y=np.r_[0, hard, 0], mode="lines", line_shape="hv",
                                  line=dict(color="black", width=1.5), legendgroup="hard",
                                  name="S_own − max S_other", showlegend=show), row=1, col=col)
@@ -267,12 +275,12 @@ def margin_histogram(
             top = 1.05 * max(soft.max(), hard.max(), 1)
             fig.add_vrect(x0=edges[0], x1=delta, fillcolor="#bdbdbd", opacity=0.3, line_width=0, row=1, col=col)
             fig.add_trace(go.Scatter(x=[delta] * 2, y=[0, top], mode="lines", line=dict(color="black", width=2, dash="dash"),
-                                     name="margin δ (left of it: loss > log 2)", legendgroup="delta", showlegend=show,
+                                     name="margin δ (left: loss > log 2)", legendgroup="delta", showlegend=show,
                                      hovertemplate=f"δ_{p['space'].upper()} = {delta:g}<extra></extra>"), row=1, col=col)
             fig.layout.annotations[col - 1].text += f" (δ_{p['space'].upper()} = {delta:g})"
         fig.layout.annotations[col - 1].text += f"<br>{p['summary']}"  # two lines: panels side by side
     return _histogram_layout(fig, title=title, uirevision=uirevision, height=height, top=88 if title else 58,
-                             text_size=12, xtitle="per-sample margin (higher = better separated)", ytitle="samples")
+                             text_size=12, xtitle="margin m (higher = better)", ytitle="samples")  # under each half: short
 
 
 def margin_histogram_mpl(

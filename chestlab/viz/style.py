@@ -10,7 +10,8 @@ from typing import Any, Iterator, Optional, Sequence
 __all__ = ["COLORS", "PALETTE", "SUPER_PALETTE", "PLOTLY_SYMBOLS", "MPL_MARKERS", "FONT_SIZE", "MPL_FONT_SIZE", "class_color",
            "super_color", "shade", "SHADES", "class_colors", "class_super_of", "COLOR_BY", "disk_palette", "crowd_size", "short_names", "name_of",
            "LECTURE_RC", "LECTURE_TEMPLATE", "LECTURE_PLOTLY_SCALE", "use_lecture_style", "lecture_style",
-           "lecture_active", "plotly_font_size", "plotly_scale", "plotly_height", "fit_figsize", "lecture_axes"]
+           "lecture_active", "plotly_font_size", "plotly_scale", "plotly_height", "fit_figsize", "lecture_axes",
+           "PROJECTOR_MIN_PX", "PLOTLY_DEFAULT_FONT", "floor_fonts", "plotly_font_sizes", "legend_rows", "legend_below"]
 
 #: Fixed colours: hyperbolic (H, green) vs Euclidean (E, orange), positive vs negative class (the
 #: paper's Fig. 3: positive red, negatives blue), and the disk's layers. H has a colour of its own, so
@@ -270,3 +271,108 @@ def lecture_axes(ax: Any) -> Any:
     ax.tick_params(axis="x", labelsize=rc["xtick.labelsize"])
     ax.tick_params(axis="y", labelsize=rc["ytick.labelsize"])
     return ax
+
+
+#: The smallest chart text on a projector (px): the dashboard's plotly charts at 1280×720 (issue 19).
+PROJECTOR_MIN_PX = 14
+#: plotly's font size where a figure sets none (layout.font.size, inherited by every text that sets none)
+PLOTLY_DEFAULT_FONT = 12
+
+
+def _font_paths(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """``(path, size)`` of every ``font.size`` (tickfont, title.font, legend.font, annotation fonts …)
+    under the plotly JSON ``node``, ``path`` in plotly's dotted form (``xaxis.tickfont.size``,
+    ``annotations[2].font.size``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            sub = f"{path}.{key}" if path else key
+            if key.endswith("font") and isinstance(value, dict) and "size" in value:
+                yield f"{sub}.size", value["size"]
+            if isinstance(value, (dict, list, tuple)):
+                yield from _font_paths(value, sub)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            if isinstance(value, (dict, list, tuple)):
+                yield from _font_paths(value, f"{path}[{i}]")
+
+
+def plotly_font_sizes(fig: Any) -> dict[str, float]:
+    """Every font size a plotly figure sets, by its dotted path (``layout.font.size`` as ``font.size``,
+    plotly's default :data:`PLOTLY_DEFAULT_FONT` when unset; the traces' as ``data[i].textfont.size``)."""
+    layout = fig.layout.to_plotly_json()
+    out = {"font.size": float((layout.get("font") or {}).get("size") or PLOTLY_DEFAULT_FONT)}
+    for path, size in _font_paths(layout, ""):
+        if path != "font.size" and isinstance(size, (int, float)):
+            out[path] = float(size)
+    for i, trace in enumerate(fig.data):
+        for path, size in _font_paths(trace.to_plotly_json(), ""):
+            if isinstance(size, (int, float)):
+                out[f"data[{i}].{path}"] = float(size)
+    return out
+
+
+def floor_fonts(fig: Any, least: float = PROJECTOR_MIN_PX) -> Any:
+    """``fig`` (plotly) with every text at least ``least`` px: the figure's base font
+    (``layout.font.size``) and each size it sets (ticks, legend, titles, annotations, the traces'
+    text) raised to ``least`` where smaller, larger sizes kept. The tick labels of every axis, the
+    legend (and its title) and every annotation get an explicit size (``least`` where they set none):
+    a size left to inheritance is the page's to choose (Streamlit's plotly theme draws ticks and the
+    legend title at 12 px). Returns ``fig`` (changed in place; idempotent)."""
+    import re
+
+    for path, size in plotly_font_sizes(fig).items():
+        if size >= least:
+            continue
+        if path.startswith("data["):
+            i, _, rest = path[5:].partition("].")
+            fig.data[int(i)][rest] = least
+        else:
+            fig.layout[path] = least
+    layout = fig.layout.to_plotly_json()
+    axes = {k for k in layout if re.fullmatch(r"[xy]axis\d*", k)} | {"xaxis", "yaxis"}
+    unset = [f"{a}.tickfont.size" for a in sorted(axes)] + ["legend.font.size"]
+    if ((layout.get("legend") or {}).get("title") or {}).get("text"):
+        unset.append("legend.title.font.size")
+    unset += [f"annotations[{i}].font.size" for i in range(len(layout.get("annotations") or ()))]
+    for path in unset:
+        if fig.layout[path] is None:
+            fig.layout[path] = least
+    return fig
+
+
+#: an estimate of the width of one character of the page's sans-serif font, per px of font size (a
+#: little more than Source Sans's average, so that an estimate errs towards one legend row too many)
+CHAR_WIDTH = 0.56
+#: plotly's legend entry: the symbol and the gaps around it (px)
+LEGEND_ITEM_PX = 46
+
+
+def legend_rows(names: Sequence[str], width: float, font: float = PROJECTOR_MIN_PX) -> int:
+    """How many rows plotly's horizontal legend of ``names`` takes in a figure ``width`` px wide at
+    ``font`` px (an estimate: entries packed left to right, a new row where the next would not fit)."""
+    rows, used = 0, width + 1
+    for name in names:
+        w = LEGEND_ITEM_PX + CHAR_WIDTH * font * len(str(name))
+        if used + w > width:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
+
+
+def legend_below(fig: Any, width: float, *, font: float = PROJECTOR_MIN_PX, axis_px: int = 52, grow: bool = False) -> Any:
+    """``fig`` (plotly) with its legend at the foot of the figure (container coordinates) and a bottom
+    margin that holds the tick labels and x-axis title (``axis_px``) and the legend's rows as estimated
+    for a figure ``width`` px wide (:func:`legend_rows`): a legend placed in plot fractions below
+    the plot runs into the axis titles when its rows grow (a narrow column) or the figure is made
+    lower. ``grow``: the figure's height grows by the margin added (the plot keeps its height).
+    Returns ``fig``."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False]
+    rows = legend_rows(names, width, font)
+    line = int(round(font * 1.5))
+    bottom = axis_px + rows * line + 6
+    old = fig.layout.margin.b if fig.layout.margin.b is not None else 80
+    fig.update_layout(margin_b=bottom, legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom",
+                                                   x=0.5, xanchor="center"))
+    if grow and fig.layout.height:
+        fig.update_layout(height=int(fig.layout.height + max(0, bottom - old)))
+    return fig

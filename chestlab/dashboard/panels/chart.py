@@ -1,11 +1,12 @@
 """What every plotly chart of the page shares: plotly's options (:data:`PLOTLY_CONFIG`) and room for
-the mode bar above a figure's titles (:func:`modebar_room`)."""
+the mode bar above a figure's titles (:func:`modebar_room`), and text readable on a projector
+(:func:`readable`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room"]
+__all__ = ["PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "readable"]
 
 #: plotly's options for every chart of the page
 PLOTLY_CONFIG = {"displaylogo": False}
@@ -20,3 +21,12 @@ def modebar_room(fig: Any) -> Any:
         fig.update_layout(margin_t=(fig.layout.margin.t or 40) + MODEBAR_PX)
         fig._modebar_room = True
     return fig
+
+
+def readable(fig: Any) -> Any:
+    """``fig`` with every text (ticks, legend, titles, annotations) at least
+    :data:`chestlab.viz.style.PROJECTOR_MIN_PX` (14 px): what a 1280×720 projector needs, in single and
+    in compare mode (:func:`chestlab.viz.style.floor_fonts`; the figures of the lessons keep their sizes)."""
+    from chestlab.viz.style import floor_fonts
+
+    return floor_fonts(fig)

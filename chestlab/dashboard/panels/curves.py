@@ -8,6 +8,10 @@ from typing import Any
 
 TITLE = "Loss and retrieval"
 SLOT = "left"
+#: the legend groups of the retrieval curves (split + space, :func:`chestlab.viz.training.training_curves`)
+_METRIC_GROUPS = {f"{split}{space}" for split in ("test", "train") for space in ("H", "E")}
+#: the width (px) of this chart at 1280×720: alone (the left column), in compare mode (half the page)
+WIDE_PX, NARROW_PX = 550, 450
 
 
 def figure(ctx: Any) -> Any:
@@ -18,10 +22,16 @@ def figure(ctx: Any) -> Any:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG, modebar_room
+    from .chart import PLOTLY_CONFIG, modebar_room, readable
+
+    from chestlab.viz.style import legend_below
 
     fig = figure(ctx)
     twin = any(str(t.name or "").endswith("right axis, log)") for t in fig.data)
-    box.markdown(f"**{TITLE}** — solid: unseen test classes, dashed: training classes"
-                 + ("; dotted: a regulariser, on the log axis right of the loss" if twin else ""))
-    box.plotly_chart(modebar_room(fig), key=f"cur_{ctx.name}", config=PLOTLY_CONFIG)  # the bar covered "MAP@R"
+    box.markdown(f"**{TITLE}** — :green[H green], :orange[E orange]; solid: unseen test, dashed: training "
+                 "classes" + ("; dotted: regulariser, log axis right of the loss" if twin else ""))
+    # the legend names the loss's terms; the retrieval curves' key (colour = space, dash = split) is the line
+    # above: their four entries made the legend 5 rows deep in a compare column, over the axis titles
+    fig.for_each_trace(lambda t: t.update(showlegend=False), selector=lambda t: t.legendgroup in _METRIC_GROUPS)
+    legend_below(fig, WIDE_PX if ctx.wide else NARROW_PX)
+    box.plotly_chart(readable(modebar_room(fig)), key=f"cur_{ctx.name}", config=PLOTLY_CONFIG)  # the bar covered "MAP@R"

@@ -193,7 +193,9 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG
+    from chestlab.viz.style import legend_below
+
+    from .chart import PLOTLY_CONFIG, modebar_room, readable
 
     state = ctx.state
     box.markdown(f"**{TITLE}** — colour = super-class (shade = class), ★ = proxies, ◆ = super-class nodes, "
@@ -218,11 +220,21 @@ def render(ctx: Any, box: Any) -> None:
     if umap is not None and umap.get("split") != split:
         umap = None  # computed on the other split: show the live projection instead
     fig, label = figure(d, umap, grid=opts["disk_grid"], circles=opts["disk_circles"], key=f"disk{ctx.name}")
-    fig_box.plotly_chart(fig, key=f"disk_{ctx.name}", config=PLOTLY_CONFIG)
+    # alone: the legend's rows counted for the column, below the x₁ title, not over it ("branch B" ran into it);
+    # a compare column (a scenario's panel, at most 300 px high): the legend at the disk's right, so that
+    # the disk keeps the height (below it, 3 rows of legend left a disk 130 px across)
+    if ctx.wide:
+        legend_below(fig, 370, axis_px=50, grow=True)
+    else:
+        fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", yref="paper"),
+                          margin_b=10)
+        modebar_room(fig)  # the mode bar sat on the legend's first entry
+    fig_box.plotly_chart(readable(fig), key=f"disk_{ctx.name}", config=PLOTLY_CONFIG)
     fig_box.caption(label + (f" · c = {d['c']:g}: boundary radius 1/√c = {1 / math.sqrt(d['c']):.2f}" if d["c"] > 0
                              else " · c = 0: the Euclidean plane (no boundary)") + tree_caption(d, umap is not None))
     if d.get("tree") is not None:
-        fig_box.plotly_chart(level_figure(d, key=f"levels{ctx.name}"), key=f"levels_{ctx.name}",
+        fig_box.plotly_chart(readable(legend_below(level_figure(d, key=f"levels{ctx.name}"), 360 if ctx.wide else 450,
+                                                    axis_px=40, grow=True)), key=f"levels_{ctx.name}",
                              config={**PLOTLY_CONFIG, "displayModeBar": False})  # a strip: no tools over its legend
     if ctl_box is not None and opts["disk_view"] == "UMAP" and not state.umap:
         ctl_box.caption("No UMAP yet: press Compute UMAP.")

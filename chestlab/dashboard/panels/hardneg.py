@@ -59,7 +59,14 @@ def figure(ctx: Any, d: dict, t: float, t_e: float) -> Any:
     x = d["x_h"][:N_POINTS].double()
     v = P.logmap0(x, c) if c > 0 else x
     c_values = sorted({round(c, 3), 0.1, 1.0} - {0.0}) or [0.5]
-    return hardneg.weights_figure(c_values, t, t_sphere=t_e, v=v, labels=d["labels"][:N_POINTS], uirevision="hardneg")
+    from chestlab.viz.style import legend_below
+
+    from .chart import modebar_room, readable
+
+    fig = hardneg.weights_figure(c_values, t, t_sphere=t_e, v=v, labels=d["labels"][:N_POINTS], uirevision="hardneg")
+    # the mode bar covered the "uniform 1/N" label (top right); the legend's rows are counted for the
+    # width of the figure (a compare column or the page) so that it stays clear of the x-axis title
+    return readable(legend_below(modebar_room(fig), 900 if getattr(ctx, "wide", True) else 440, grow=True))
 
 
 def render(ctx: Any, box: Any) -> None:

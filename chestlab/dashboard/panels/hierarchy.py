@@ -33,7 +33,8 @@ N_DRAWN = 300
 DECODERS = ("average", "lca", "single")
 DECODER_HELP = ("how the dendrogram is decoded from the points: average = average linkage on the Poincaré distance "
                 "(what the evaluator logs as proxies/H/*, and scores the plane with on its own distance), lca = "
-                "HypHC's decoding (leaves moved to one radius, merged by the deepest hyperbolic LCA: proxies/H/lca_*), "
+                "HypHC's decoding (leaves moved to one radius R = max d(0, x), merged by the deepest hyperbolic LCA, at "
+                "height 2(R − d_o): proxies/H/lca_*), "
                 "single = single linkage on the Poincaré distance")
 
 #: trainer -> {"key": (step, decoder, c, loss), "data": dict, "prev": the data of the previous step}
@@ -150,19 +151,26 @@ def cached(ctx: Any, decoder: str = DECODERS[0]) -> tuple[dict, Optional[dict]]:
     return entry["data"], entry["prev"]
 
 
-def figures(d: dict, name: str = "") -> dict:
-    """The plotly figures of :func:`data`: ``"tree"`` (decoded beside true) and, with HIER, ``"disk"``."""
+def figures(d: dict, name: str = "", narrow: bool = False) -> dict:
+    """The plotly figures of :func:`data`: ``"tree"`` (decoded beside true) and, with HIER, ``"disk"``.
+    ``narrow`` (a compare column): the two subplot titles take two lines each, so that they stay
+    inside their halves of the figure."""
     from chestlab.viz import hierarchy as vh
 
     out: dict[str, Any] = {}
     if d["decoded"] is not None:
-        heights = {"lca": "merge height 2(R − d_o), R = max d(0, x): leaves moved to radius R", "average": "mean d_H at the merge", "single": "min d_H at the merge"}
+        # (the lca decoder's full definition, R = max d(0, x) and leaves moved to radius R, is in its help)
+        heights = {"lca": "merge height 2(R − d_o)", "average": "mean d_H at the merge", "single": "min d_H at the merge"}
+        br = "<br>" if narrow else " "
         out["tree"] = vh.dendrogram_figure(
             d["decoded"], d["true"], d["group_names"],
-            left_title=f"decoded from the {d['source']} ({d['decoder']}), step {d['step']}",
+            left_title=f"decoded from the {d['source']}{br}({d['decoder']}), step {d['step']}",
+            right_title=f"the true hierarchy{br}(classes)",
             left_y=heights.get(d["decoder"], "merge height"),
             leaves_what="proxy" if d["source"].startswith("proxies") else "class mean",
             uirevision=f"hier{name}")
+        if narrow:
+            out["tree"].update_layout(margin_t=62)
     if d["hier"] is not None:
         out["disk"] = vh.hier_disk_figure(d["hier"], d["group_names"], anchor_what=d["hier_what"], uirevision=f"hierdisk{name}",
                                           title=f"HIER's hierarchical proxies, step {d['step']}")
@@ -190,19 +198,20 @@ def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> di
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG, modebar_room
+    from .chart import PLOTLY_CONFIG, modebar_room, readable
 
     exp = box.expander(TITLE + (f" · run {ctx.name}" if ctx.name and not ctx.wide else ""), expanded=True)
     if ctx.primary:
         ctx.session.setdefault("hier_decoder", DECODERS[0])
-        top = exp.columns([1, 3])
+        top = exp.columns([1, 3] if ctx.wide else [3, 2])  # a compare column: room for "average" in the box
         decoder = top[0].selectbox("decoder", DECODERS, key="hier_decoder", help=DECODER_HELP)
         ctx.shared["hier_decoder"] = decoder
     else:
         decoder = ctx.shared.get("hier_decoder", ctx.session.get("hier_decoder", DECODERS[0]))
     d, prev = cached(ctx, decoder)
     s = d["scores"]
-    cols = exp.columns(4)
+    # four in a row alone, two by two in a compare column (four there cut the labels: "cophen…")
+    cols = exp.columns(4) if ctx.wide else [c for _ in range(2) for c in exp.columns(2)]
     cols[0].metric("cophenetic correlation ↑", _fmt(s["cophenet"]), **_delta(s["cophenet"], prev, "cophenet"),
                    help="Pearson r between the decoded tree's merge heights and the true LCA heights (levels) of "
                         "every pair of leaves; 1 = the same tree shape")
@@ -217,9 +226,9 @@ def render(ctx: Any, box: Any) -> None:
                         f"{d['depth']} = another super-class) between a query and its wrong top-1 neighbour in the ball")
     figs = d.setdefault("figures", {}).get(ctx.name)
     if figs is None:  # built once per step and run
-        figs = d["figures"][ctx.name] = figures(d, ctx.name)
+        figs = d["figures"][ctx.name] = figures(d, ctx.name, narrow=not ctx.wide)
     if "tree" in figs:
-        exp.plotly_chart(modebar_room(figs["tree"]), key=f"hier_{ctx.name}", config=PLOTLY_CONFIG)
+        exp.plotly_chart(readable(modebar_room(figs["tree"])), key=f"hier_{ctx.name}", config=PLOTLY_CONFIG)
     else:
         exp.info("Fewer than two leaves: no dendrogram to decode.")
     exp.caption(
@@ -228,7 +237,7 @@ def render(ctx: Any, box: Any) -> None:
         f"one super-class, are coloured by super-class; grey links join several. Computed in {d['seconds'] * 1e3:.0f} ms, "
         "once per step.")
     if "disk" in figs:
-        exp.plotly_chart(figs["disk"], key=f"hierdisk_{ctx.name}", config=PLOTLY_CONFIG)
+        exp.plotly_chart(readable(figs["disk"]), key=f"hierdisk_{ctx.name}", config=PLOTLY_CONFIG)
         shown, n_hier = int(np.sum(d["hier"]["shown"])), len(d["hier"]["shown"])
         exp.caption(
             f"◆ HIER's hierarchical proxies (filled: the nearest one of some {d['hier_what'][:-1]}, i.e. its LCA"

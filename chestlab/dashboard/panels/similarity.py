@@ -54,11 +54,16 @@ def view_of(ctx: Any, box: Any) -> str:
                          help="the pooled histograms of the paper's Fig. 3, or each sample's margin of Eq. 7")
         ctx.shared[VIEW_KEY] = view
         return view
-    return ctx.shared.get(VIEW_KEY, ctx.session.get(VIEW_KEY, VIEWS[0]))
+    view = ctx.shared.get(VIEW_KEY, ctx.session.get(VIEW_KEY, VIEWS[0]))
+    if not ctx.wide:  # compare mode: the same radio, greyed, so that B's chart lies level with A's (not ~80 px higher)
+        ctx.session[f"{VIEW_KEY}_{ctx.name}"] = view
+        box.radio("view", VIEWS, key=f"{VIEW_KEY}_{ctx.name}", horizontal=True, disabled=True,
+                  help=f"run A's view: set it in run A's column (run {ctx.name} shows the same)")
+    return view
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG, modebar_room
+    from .chart import PLOTLY_CONFIG, modebar_room, readable
 
     box.markdown(f"**{TITLE}** — positive class vs negative classes (paper Fig. 3), or each sample's margin (Eq. 7)")
     tr = ctx.trainer
@@ -71,7 +76,11 @@ def render(ctx: Any, box: Any) -> None:
             box.info(f"The {tr.config.loss} loss computes no class similarities (it has no proxies): "
                      "the histograms need a loss with class proxies, such as chest.")
         return
-    box.plotly_chart(modebar_room(fig), key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)
+    from chestlab.viz.style import legend_below
+
+    # the legend's rows counted for the column (3 long entries in the margins view): clear of the axis titles
+    legend_below(fig, 550 if ctx.wide else 450)
+    box.plotly_chart(readable(modebar_room(fig)), key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)
     if "delta_h" not in tr.config.keys():
         return
     if view == VIEWS[1]:

@@ -1,7 +1,8 @@
 """Results computed once and shipped: the lessons' expensive studies, read instead of retrained.
 
-Lessons 02, 04 and 05 each contain a study that takes minutes on a laptop CPU (a t × c sweep, an
-eight-seed HypHC study, an ablation and a grid of margin runs behind a slider). Their full-mode
+Lessons 02, 04, 05 and 07 each contain a study that takes minutes on a laptop CPU (a t × c sweep, an
+eight-seed HypHC study, an ablation and a grid of margin runs behind a slider, CHEST against
+CHEST + HIER over five paired seeds). Their full-mode
 results are computed once, stored as JSON under ``chestlab/assets/results/`` (shipped with the
 package) and read by the notebooks. Each file records
 
@@ -245,6 +246,22 @@ def hyphc_study(settings: dict, seeds: Sequence[int], steps: int) -> list:
             for name, (preset, tau_on) in settings.items() for tau in (0.0, float(tau_on))]
 
 
+def hier_study(seeds: Sequence[int], steps: int, eval_max: int) -> dict:
+    """Lesson 07 §6: :func:`chestlab.lessons.hier_arm` for every seed and arm (CHEST, CHEST + HIER):
+    ``rows`` (one per arm and seed, for :func:`chestlab.lessons.paired_table`) and ``shares`` (η_HIER·L_HIER's
+    share of the loss, one per seed), with the ``seeds``, ``steps`` and ``eval_max`` they were run with."""
+    from .lessons import HIER_ARMS, hier_arm
+
+    rows, shares = [], []
+    for seed in seeds:
+        for arm in HIER_ARMS:
+            _, row, share = hier_arm(arm, seed, steps, eval_max=eval_max)
+            rows.append(row)
+            if share is not None:
+                shares.append(share)
+    return {"seeds": list(seeds), "steps": steps, "eval_max": eval_max, "rows": rows, "shares": shares}
+
+
 def _hyphc_settings() -> dict:
     from .paper import PRESETS
 
@@ -292,18 +309,26 @@ ENTRIES: dict[str, Entry] = {
         ablation, lambda: {"steps": 300, "seeds": [0, 1, 2], "eval_max": 4000},
         lambda: {"steps": 40, "seeds": [0], "eval_max": 800},
         doc="lesson 05 §3: the small version of Tables 6–7, 3 seeds"),
+    "lesson07_hier_study": Entry(
+        hier_study, lambda: {"seeds": list(range(5)), "steps": 150, "eval_max": 4000},
+        lambda: {"seeds": [0, 1, 2], "steps": 30, "eval_max": 1500},
+        doc="lesson 07 §6: CHEST against CHEST + HIER on the wide tree, 5 paired seeds"),
 }
 
 
-def load(name: str, *, fast: Optional[bool] = None, folder: Optional[Path] = None) -> Any:
+def load(name: str, *, fast: Optional[bool] = None, folder: Optional[Path] = None, recompute: bool = False) -> Any:
     """A lesson's study ``name`` (see :data:`ENTRIES`): in full mode the shipped result (recomputed and
     stored if it is missing or stale); in fast mode (default: ``chestlab.lessons.FAST``) its small
-    version, computed now and not stored."""
+    version, computed now and not stored. ``recompute=True`` (a lesson's ``RECOMPUTE`` switch) computes
+    the full version now, whatever is shipped, and stores nothing: what a student runs to see the
+    shipped numbers come out of the code (it takes minutes)."""
     e = ENTRIES[name]
     if fast is None:
         from .lessons import FAST as fast
     if fast:
         return to_json(e.compute(**e.fast()))
+    if recompute:
+        return to_json(e.compute(**e.full()))
     return cached(name, e.compute, params=e.full(), version=e.version, folder=folder)
 
 

@@ -96,6 +96,41 @@ def test_shipped_margin_run_is_what_the_code_computes():
     assert fresh["sim"]["step"] == shipped["sim"]["step"] == full["steps"]
 
 
+def test_shipped_hier_study_seed0_is_what_the_code_computes():
+    """Recompute seed 0 of lesson 07's shipped study (both arms, 150 steps each) and compare the scores
+    and η_HIER·L_HIER's share with the shipped ones."""
+    e = R.ENTRIES["lesson07_hier_study"]
+    full = e.full()
+    study = R.read("lesson07_hier_study", params=full, version=e.version)
+    assert study is not None
+    assert study["steps"] == full["steps"] and study["seeds"] == full["seeds"]
+    assert sorted((r["arm"], r["seed"]) for r in study["rows"]) == sorted(
+        (arm, s) for arm in ("CHEST", "CHEST + HIER") for s in full["seeds"])
+    assert len(study["shares"]) == len(full["seeds"]) and all(0 < x < 0.05 for x in study["shares"])
+    fresh = R.to_json(R.hier_study([0], full["steps"], full["eval_max"]))
+    for row in fresh["rows"]:
+        shipped = next(r for r in study["rows"] if r["arm"] == row["arm"] and r["seed"] == 0)
+        assert set(row) == set(shipped)
+        for k in ("R@1", "MAP@R", "super_R@1", "severity", "cophenet", "purity"):
+            assert row[k] == pytest.approx(shipped[k], abs=2e-3), (row["arm"], k)
+    assert fresh["shares"][0] == pytest.approx(study["shares"][0], rel=1e-3)
+
+
+def test_load_recompute_computes_the_full_version_and_stores_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def compute(**params):
+        calls.append(params)
+        return {"n": params["n"], "arr": np.arange(params["n"])}
+
+    monkeypatch.setitem(R.ENTRIES, "tiny", R.Entry(compute, lambda: {"n": 3}, lambda: {"n": 1}, version="t1"))
+    R.write("tiny", {"n": -1, "arr": []}, params={"n": 3}, version="t1", folder=tmp_path)  # a current entry
+    before = (tmp_path / "tiny.json").read_text()
+    assert R.load("tiny", fast=False, folder=tmp_path) == {"n": -1, "arr": []} and calls == []  # read
+    assert R.load("tiny", fast=False, folder=tmp_path, recompute=True) == {"n": 3, "arr": [0, 1, 2]}
+    assert calls == [{"n": 3}] and (tmp_path / "tiny.json").read_text() == before  # computed, not stored
+
+
 def test_regenerate_cli_writes_a_current_entry_that_load_reads(tmp_path, monkeypatch, capsys):
     tiny = R.Entry(R.margin_grid, lambda: {"eta_es": [1.0], "delta_hs": [2.0], "steps": 3, "eval_max": 64},
                    lambda: {"eta_es": [1.0], "delta_hs": [2.0], "steps": 2, "eval_max": 64}, version="t1")

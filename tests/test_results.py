@@ -116,6 +116,40 @@ def test_shipped_hier_study_seed0_is_what_the_code_computes():
     assert fresh["shares"][0] == pytest.approx(study["shares"][0], rel=1e-3)
 
 
+@pytest.mark.parametrize("name", ["lesson00_nk_sweep", "lesson06_wide_tree_fits"])
+def test_shipped_tree_fits_of_seed0_are_what_the_code_computes(name):
+    """Refit seed 0 of a shipped direct tree embedding study (disk and plane at the smallest dimension,
+    with the learning rate the study chose) and compare the scores."""
+    e = R.ENTRIES[name]
+    full = e.full()
+    rows = R.read(name, params=full, version=e.version)
+    assert rows is not None
+    assert sorted({(r["space"], r["D"], r["seed"]) for r in rows}) == sorted(
+        (sp, d, s) for sp in ("disk", "plane") for d in full["dims"] for s in full["seeds"])
+    dim = min(full["dims"])
+    for space in ("disk", "plane"):
+        shipped = next(r for r in rows if r["space"] == space and r["D"] == dim and r["seed"] == 0)
+        assert shipped["lr"] in full["lrs"]
+        fresh = R.tree_sweep(full["branching"], [dim], [0], full["steps"], [shipped["lr"]])
+        got = next(r for r in fresh if r["space"] == space)
+        for k in ("MAP", "MAP (edges)", "distortion", "worst", "loss"):
+            assert got[k] == pytest.approx(shipped[k], rel=1e-5, abs=1e-9), (space, k)
+
+
+def test_shipped_wide_spaces_seed0_is_what_the_code_computes():
+    """Retrain seed 0 of lesson 06's shipped H-only / E-only study (two 400-step networks) and compare."""
+    e = R.ENTRIES["lesson06_wide_spaces"]
+    full = e.full()
+    rows = R.read("lesson06_wide_spaces", params=full, version=e.version)
+    assert rows is not None and sorted((r["space"], r["seed"]) for r in rows) == sorted(
+        (sp, s) for sp in ("H", "E") for s in full["seeds"])
+    fresh = R.space_study(full["preset"], full["dim"], [0], full["steps"], full["eval_max"])
+    for row in fresh:
+        shipped = next(r for r in rows if r["space"] == row["space"] and r["seed"] == 0)
+        for k in ("R@1", "MAP@R", "super_R@1", "severity"):
+            assert row[k] == pytest.approx(shipped[k], abs=2e-3), (row["space"], k)
+
+
 def test_load_recompute_computes_the_full_version_and_stores_nothing(tmp_path, monkeypatch):
     calls = []
 

@@ -146,6 +146,24 @@ def space_study(preset: str, dim: int, seeds: Sequence[int], steps: int, eval_ma
     return rows.to_dict("records")
 
 
+def umap_of_digits(steps: int, n: int, seed: int) -> dict:
+    """Lesson 06 §1: the network of the lesson's first cell (``demo-digits``, batches of 5 × 6, ``steps``
+    steps), its test embeddings (``max_n = n``: a fixed subset) and their UMAP to the disk
+    (:func:`chestlab.viz.geometry.umap_disk`, ``seed``): the disk coordinates ``xy``, the samples'
+    ``index`` and the mean ``d_H(0, x)`` of the embeddings (to check the notebook's network is the same)."""
+    from . import poincare
+    from .engine import Trainer
+    from .settings import TrainConfig
+    from .viz.geometry import umap_disk
+
+    tr = Trainer(TrainConfig.preset("demo-digits", batch_size=30, eval_every=0))
+    for _ in tr.run(steps):
+        pass
+    te = tr.embed("test", max_n=n)
+    return {"xy": np.asarray(umap_disk(te["x_h"], tr.config.c, seed=seed)), "index": te["index"].tolist(),
+            "mean_dist0": float(poincare.dist0(te["x_h"].double(), tr.config.c).mean())}
+
+
 def hardneg_sweep(ts: Sequence[float], cs: Sequence[float], seeds: Sequence[int], steps: Optional[int] = None) -> list:
     """Lesson 02: :func:`chestlab.reproduce.hardneg_fig2` (the hard-negative paper's Fig. 2, t × c),
     its CSV rows as records."""
@@ -333,6 +351,9 @@ ENTRIES: dict[str, Entry] = {
         ablation, lambda: {"steps": 300, "seeds": [0, 1, 2], "eval_max": 4000},
         lambda: {"steps": 40, "seeds": [0], "eval_max": 800},
         doc="lesson 05 §3: the small version of Tables 6–7, 3 seeds"),
+    "lesson06_umap_disk": Entry(
+        umap_of_digits, lambda: {"steps": 400, "n": 600, "seed": 0}, lambda: {"steps": 20, "n": 100, "seed": 0},
+        doc="lesson 06 §1: UMAP of the unseen test digits to the disk (the lesson's network, 600 samples)"),
     "lesson06_wide_spaces": Entry(
         space_study, lambda: {"preset": "demo-tree-wide", "dim": 4, "seeds": list(range(5)), "steps": 400, "eval_max": 4000},
         lambda: {"preset": "demo-tree-wide", "dim": 4, "seeds": list(range(5)), "steps": 60, "eval_max": 1500},

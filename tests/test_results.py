@@ -150,6 +150,28 @@ def test_shipped_wide_spaces_seed0_is_what_the_code_computes():
             assert row[k] == pytest.approx(shipped[k], abs=2e-3), (row["space"], k)
 
 
+def test_shipped_umap_of_lesson06_is_of_the_lessons_samples():
+    """The shipped UMAP disk of lesson 06 holds one point inside the disk per test sample of the lesson's
+    fixed subset (the subset does not depend on training: an untrained trainer draws the same)."""
+    from chestlab import poincare
+    from chestlab.engine import Trainer
+    from chestlab.settings import TrainConfig
+
+    e = R.ENTRIES["lesson06_umap_disk"]
+    full = e.full()
+    u = R.read("lesson06_umap_disk", params=full, version=e.version)
+    assert u is not None
+    tr = Trainer(TrainConfig.preset("demo-digits", batch_size=30, eval_every=0))
+    te = tr.embed("test", max_n=full["n"])
+    assert u["index"] == te["index"].tolist()
+    xy = np.asarray(u["xy"])
+    assert xy.shape == (full["n"], 2) and np.isfinite(xy).all()
+    assert (np.linalg.norm(xy, axis=1) < 1 / math.sqrt(tr.config.c)).all()
+    assert len(np.unique(xy.round(6), axis=0)) > 0.9 * full["n"]  # a layout, not a collapsed point
+    untrained = float(poincare.dist0(te["x_h"].double(), tr.config.c).mean())
+    assert u["mean_dist0"] != pytest.approx(untrained, rel=1e-3)  # the trained network's embeddings, not these
+
+
 def test_load_recompute_computes_the_full_version_and_stores_nothing(tmp_path, monkeypatch):
     calls = []
 

@@ -15,7 +15,7 @@ help:
 	@echo "make notebooks  open JupyterLab on notebooks/"
 	@echo "make book       execute the lessons and render them to HTML handouts in book/student and book/instructor (CHESTLAB_FAST=1: fast mode)"
 	@echo "make slides     the lessons as reveal.js slideshows in book/slides (EXECUTED=build/executed: reuse make book's runs)"
-	@echo "make results    recompute the lessons' shipped studies in chestlab/assets/results (NAME=...: one; ~20 min in all)"
+	@echo "make results    recompute the lessons' shipped studies in chestlab/assets/results (NAME=...: one; ~20 min of CPU in all)"
 	@echo "make bench      run the benchmark scripts in benchmarks/"
 
 $(BIN)/python:

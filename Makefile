@@ -15,7 +15,7 @@ help:
 	@echo "make notebooks  open JupyterLab on notebooks/"
 	@echo "make book       execute the lessons and render them to HTML handouts in book/student and book/instructor (CHESTLAB_FAST=1: fast mode)"
 	@echo "make slides     the lessons as reveal.js slideshows in book/slides (EXECUTED=build/executed: reuse make book's runs)"
-	@echo "make results    recompute the lessons' shipped studies in chestlab/assets/results (NAME=...: one; ~20 min in all)"
+	@echo "make results    recompute the lessons' shipped studies in chestlab/assets/results (NAME=...: one; ~20 min of CPU in all)"
 	@echo "make bench      run the benchmark scripts in benchmarks/"
 
 $(BIN)/python:
@@ -58,8 +58,10 @@ book: $(VENV)/.stamp-dev
 slides: $(VENV)/.stamp-dev
 	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --what slides --out book $(if $(EXECUTED),--executed $(EXECUTED))
 
-# The lessons' expensive studies (02's t × c sweep, 04's eight-seed study, 05's ablation and slider grid),
-# computed once and shipped as JSON in chestlab/assets/results/; the lessons read them in full mode.
+# The lessons' expensive studies (00's disk-vs-plane sweep, 02's t × c sweep, 04's eight-seed study, 05's
+# ablation and slider grid, 06's H-vs-E networks and tree fits, 07's CHEST-vs-HIER seeds), computed once
+# and shipped as JSON in chestlab/assets/results/; the lessons read them in full mode (each has a
+# RECOMPUTE switch), fast mode computes their short versions. `python -m chestlab.results list`: current?
 results: $(VENV)/.stamp-dev
 	OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.results regenerate $(NAME)
 

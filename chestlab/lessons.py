@@ -17,7 +17,8 @@ reader move sliders. What is shared and not part of the kit itself lives here, s
   (a few-step version of Tables 6-7), :func:`retrieval_examples` (queries and their neighbours, as
   :func:`chestlab.viz.paper.retrieval_figure` draws them);
 * comparisons -- :func:`paired_table` (two spaces over the same seeds: the mean per-seed
-  difference and its standard error), :func:`space_runs` (H-only and E-only networks, seed by seed).
+  difference and its standard error), :func:`space_runs` (H-only and E-only networks, seed by seed),
+  :func:`hier_arm` (one network of lesson 07's CHEST against CHEST + HIER).
 
 Everything computes with the library's functions (``poincare``, ``losses``, ``train``); nothing
 here re-implements a formula of the paper.
@@ -51,6 +52,8 @@ __all__ = [
     "paired_table",
     "paired_verdict",
     "space_runs",
+    "HIER_ARMS",
+    "hier_arm",
     "retrieval_examples",
 ]
 
@@ -368,6 +371,36 @@ def space_runs(preset: str, dim: int, seeds: Sequence[int], steps: int, **overri
                          **{k[len(prefix):]: float(v) for k, v in last.items() if k.startswith(prefix)}})
             trainers[(space, seed)] = tr
     return pd.DataFrame(rows), trainers
+
+
+#: Lesson 07 §6: the two arms, CHEST (preset ``demo-tree-wide``) and CHEST + HIER (the kit's CPU-sized
+#: HIER), as overrides of the preset.
+HIER_ARMS: dict = {"CHEST": {}, "CHEST + HIER": {"loss": "chest_hier"}}
+
+
+def hier_arm(arm: str, seed: int, steps: int, *, preset: str = "demo-tree-wide", eval_max: int = 4000):
+    r"""Train one network of lesson 07's comparison: arm ``arm`` of :data:`HIER_ARMS` (CHEST or CHEST + HIER)
+    from ``preset`` with ``seed`` for ``steps`` steps, evaluated on the unseen test classes with the
+    hierarchy metrics. Returns ``(trainer, row, share)``: ``row`` holds ``arm``, ``seed`` and the test
+    scores in :math:`H` (``R@1``, ``MAP@R``, ``super_R@1``, ``severity``, ``cophenet``, ``purity``, ...);
+    ``share`` is :math:`\eta_{HIER} L_{HIER}` / total loss averaged over the last third of the steps (None
+    for CHEST). Both arms of a seed start from the same network and draw the same batches.
+    ``python -m chestlab.results regenerate lesson07_hier_study`` runs it for every arm and seed."""
+    from .engine import Trainer
+    from .settings import TrainConfig
+
+    kw = HIER_ARMS[arm]
+    tr = Trainer(TrainConfig.preset(preset, seed=seed, eval_every=0, eval_train=False, eval_hierarchy=True,
+                                    eval_max=eval_max, **kw))
+    events = list(tr.run(steps))
+    last = tr.history[-1]
+    row = {"arm": arm, "seed": seed, **{k[len("test/H/"):]: float(v) for k, v in last.items() if k.startswith("test/H/")}}
+    share = None
+    if "loss" in kw:  # the share of η_HIER·L_HIER in the total loss over the last third of the steps
+        eta = tr.config.hier_weight  # 0.5, the paper's
+        tail = [ev for ev in events if hasattr(ev, "components")][-max(steps // 3, 1):]
+        share = float(np.mean([eta * ev.components["l_hier"] / ev.loss for ev in tail]))
+    return tr, row, share
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Results computed once and shipped: the lessons' expensive studies, read instead of retrained.
 
-Lessons 02, 04 and 05 each contain a study that takes minutes on a laptop CPU (a t × c sweep, an
-eight-seed HypHC study, an ablation and a grid of margin runs behind a slider). Their full-mode
+Lessons 00, 02, 04, 05, 06 and 07 each contain a study that takes minutes on a laptop CPU (disk against
+plane over dimensions and seeds, a t × c sweep, an eight-seed HypHC study, an ablation and a grid of
+margin runs behind a slider, H only against E only on the wide tree, CHEST against CHEST + HIER over
+five paired seeds). Their full-mode
 results are computed once, stored as JSON under ``chestlab/assets/results/`` (shipped with the
 package) and read by the notebooks. Each file records
 
@@ -126,6 +128,42 @@ def cached(name: str, compute: Callable[..., Any], *, params: dict, version: str
 # ------------------------------------------------------------------------------------------------
 # the lessons' studies
 # ------------------------------------------------------------------------------------------------
+def tree_sweep(branching: Sequence[int], dims: Sequence[int], seeds: Sequence[int], steps: int, lrs: Sequence[float]) -> list:
+    """Lessons 00 §3 and 06 §5: :func:`chestlab.tree_embedding.dimension_sweep` of the complete tree of
+    ``branching`` (Nickel & Kiela's loss, disk against plane at every dimension and seed), its rows as records."""
+    from . import tree_embedding as te
+
+    tree = te.Tree.complete(tuple(branching))
+    return te.dimension_sweep(tree, list(dims), list(seeds), steps=steps, lrs=list(lrs)).to_dict("records")
+
+
+def space_study(preset: str, dim: int, seeds: Sequence[int], steps: int, eval_max: int) -> list:
+    """Lesson 06 §5: :func:`chestlab.lessons.space_runs` (H only against E only, seed by seed), its rows as
+    records."""
+    from .lessons import space_runs
+
+    rows, _ = space_runs(preset, dim, list(seeds), steps, eval_max=eval_max)
+    return rows.to_dict("records")
+
+
+def umap_of_digits(steps: int, n: int, seed: int) -> dict:
+    """Lesson 06 §1: the network of the lesson's first cell (``demo-digits``, batches of 5 × 6, ``steps``
+    steps), its test embeddings (``max_n = n``: a fixed subset) and their UMAP to the disk
+    (:func:`chestlab.viz.geometry.umap_disk`, ``seed``): the disk coordinates ``xy``, the samples'
+    ``index`` and the mean ``d_H(0, x)`` of the embeddings (to check the notebook's network is the same)."""
+    from . import poincare
+    from .engine import Trainer
+    from .settings import TrainConfig
+    from .viz.geometry import umap_disk
+
+    tr = Trainer(TrainConfig.preset("demo-digits", batch_size=30, eval_every=0))
+    for _ in tr.run(steps):
+        pass
+    te = tr.embed("test", max_n=n)
+    return {"xy": np.asarray(umap_disk(te["x_h"], tr.config.c, seed=seed)), "index": te["index"].tolist(),
+            "mean_dist0": float(poincare.dist0(te["x_h"].double(), tr.config.c).mean())}
+
+
 def hardneg_sweep(ts: Sequence[float], cs: Sequence[float], seeds: Sequence[int], steps: Optional[int] = None) -> list:
     """Lesson 02: :func:`chestlab.reproduce.hardneg_fig2` (the hard-negative paper's Fig. 2, t × c),
     its CSV rows as records."""
@@ -245,6 +283,22 @@ def hyphc_study(settings: dict, seeds: Sequence[int], steps: int) -> list:
             for name, (preset, tau_on) in settings.items() for tau in (0.0, float(tau_on))]
 
 
+def hier_study(seeds: Sequence[int], steps: int, eval_max: int) -> dict:
+    """Lesson 07 §6: :func:`chestlab.lessons.hier_arm` for every seed and arm (CHEST, CHEST + HIER):
+    ``rows`` (one per arm and seed, for :func:`chestlab.lessons.paired_table`) and ``shares`` (η_HIER·L_HIER's
+    share of the loss, one per seed), with the ``seeds``, ``steps`` and ``eval_max`` they were run with."""
+    from .lessons import HIER_ARMS, hier_arm
+
+    rows, shares = [], []
+    for seed in seeds:
+        for arm in HIER_ARMS:
+            _, row, share = hier_arm(arm, seed, steps, eval_max=eval_max)
+            rows.append(row)
+            if share is not None:
+                shares.append(share)
+    return {"seeds": list(seeds), "steps": steps, "eval_max": eval_max, "rows": rows, "shares": shares}
+
+
 def _hyphc_settings() -> dict:
     from .paper import PRESETS
 
@@ -272,6 +326,11 @@ def _hardneg_full() -> dict:
 
 
 ENTRIES: dict[str, Entry] = {
+    "lesson00_nk_sweep": Entry(
+        tree_sweep, lambda: {"branching": [4, 4, 4], "dims": [2, 4, 8], "seeds": list(range(5)), "steps": 500,
+                           "lrs": [0.03, 0.1, 0.3]},
+        lambda: {"branching": [4, 4, 4], "dims": [2, 8], "seeds": list(range(5)), "steps": 150, "lrs": [0.03]},
+        doc="lesson 00 §3: disk against plane at D = 2, 4, 8, 5 seeds (Nickel & Kiela's loss)"),
     "lesson02_hardneg_sweep": Entry(
         hardneg_sweep, _hardneg_full, lambda: {"ts": [0.05, 0.2], "cs": [0.1], "seeds": [0], "steps": 60},
         doc="lesson 02 §5: the t × c sweep (hard-negative paper, Fig. 2), 3 seeds"),
@@ -292,18 +351,37 @@ ENTRIES: dict[str, Entry] = {
         ablation, lambda: {"steps": 300, "seeds": [0, 1, 2], "eval_max": 4000},
         lambda: {"steps": 40, "seeds": [0], "eval_max": 800},
         doc="lesson 05 §3: the small version of Tables 6–7, 3 seeds"),
+    "lesson06_umap_disk": Entry(
+        umap_of_digits, lambda: {"steps": 400, "n": 600, "seed": 0}, lambda: {"steps": 20, "n": 100, "seed": 0},
+        doc="lesson 06 §1: UMAP of the unseen test digits to the disk (the lesson's network, 600 samples)"),
+    "lesson06_wide_spaces": Entry(
+        space_study, lambda: {"preset": "demo-tree-wide", "dim": 4, "seeds": list(range(5)), "steps": 400, "eval_max": 4000},
+        lambda: {"preset": "demo-tree-wide", "dim": 4, "seeds": list(range(5)), "steps": 60, "eval_max": 1500},
+        doc="lesson 06 §5: H only against E only on the wide tree, D = 4, 5 paired seeds"),
+    "lesson06_wide_tree_fits": Entry(
+        tree_sweep, lambda: {"branching": [4, 4, 4, 4], "dims": [4], "seeds": list(range(5)), "steps": 300, "lrs": [0.03]},
+        lambda: {"branching": [4, 4, 4, 4], "dims": [4], "seeds": list(range(5)), "steps": 30, "lrs": [0.03]},
+        doc="lesson 06 §5: the wide tree's 341 nodes fitted directly, disk against plane, D = 4, 5 seeds"),
+    "lesson07_hier_study": Entry(
+        hier_study, lambda: {"seeds": list(range(5)), "steps": 150, "eval_max": 4000},
+        lambda: {"seeds": [0, 1, 2], "steps": 30, "eval_max": 1500},
+        doc="lesson 07 §6: CHEST against CHEST + HIER on the wide tree, 5 paired seeds"),
 }
 
 
-def load(name: str, *, fast: Optional[bool] = None, folder: Optional[Path] = None) -> Any:
+def load(name: str, *, fast: Optional[bool] = None, folder: Optional[Path] = None, recompute: bool = False) -> Any:
     """A lesson's study ``name`` (see :data:`ENTRIES`): in full mode the shipped result (recomputed and
     stored if it is missing or stale); in fast mode (default: ``chestlab.lessons.FAST``) its small
-    version, computed now and not stored."""
+    version, computed now and not stored. ``recompute=True`` (a lesson's ``RECOMPUTE`` switch) computes
+    the full version now, whatever is shipped, and stores nothing: what a student runs to see the
+    shipped numbers come out of the code (it takes minutes)."""
     e = ENTRIES[name]
     if fast is None:
         from .lessons import FAST as fast
     if fast:
         return to_json(e.compute(**e.fast()))
+    if recompute:
+        return to_json(e.compute(**e.full()))
     return cached(name, e.compute, params=e.full(), version=e.version, folder=folder)
 
 

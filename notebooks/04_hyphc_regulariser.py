@@ -457,7 +457,8 @@ hc_settings = {  # name -> (preset, τ > 0)
 # 2 settings × 2 τ × 8 seeds of 600 steps take about 9 minutes: full mode reads the runs shipped in
 # chestlab/assets/results/ (`python -m chestlab.results regenerate lesson04_hyphc_study` recomputes them);
 # fast mode trains its small version here. One run: `chestlab.results.hyphc_run(preset, tau, seed, steps)`.
-study = results.load("lesson04_hyphc_study")
+RECOMPUTE = False  # True: train the 32 runs now (minutes) instead of reading them
+study = results.load("lesson04_hyphc_study", recompute=RECOMPUTE)
 truth = hierarchy_of(Trainer(TrainConfig.preset("demo-tree-hyphc")).train_set)  # the true tree of the classes
 hc = {(s["setting"], s["tau"]): [{**{k: np.nan if v is None else v for k, v in r.items()}, "Z": np.array(r["Z"]),
                                   "groups": np.array(r["groups"]), "truth": truth} for r in s["runs"]] for s in study}

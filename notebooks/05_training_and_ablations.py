@@ -188,7 +188,8 @@ def drop_empty_panels(fig, width_per_panel=7.5):
 
 # Two runs of 600 steps: full mode reads them from chestlab/assets/results/ (`python -m chestlab.results
 # regenerate lesson05_fig3` retrains them, with train_run's settings); fast mode trains them here.
-fig3 = stored.load("lesson05_fig3")
+RECOMPUTE = False  # True: train the two runs now instead of reading them
+fig3 = stored.load("lesson05_fig3", recompute=RECOMPUTE)
 results = {eta_e: (stored.similarity_event(r), r["components"], r["r1"])
            for eta_e, r in ((eta_e, fig3[stored.grid_label(eta_e, 1.0)]) for eta_e in (0.0, 1.0))}
 for eta_e, (sim, _, r1) in results.items():
@@ -247,7 +248,8 @@ for eta_e, (sim, _, r1) in results.items():
 # chestlab/assets/results/; sliders update on release):
 
 # %%
-margin_grid = stored.load("lesson05_margins")  # the slider's runs, trained once: one per (η_E, δ_H) of the grid
+RECOMPUTE = False  # True: train the 15 runs of the grid now (minutes) instead of reading them
+margin_grid = stored.load("lesson05_margins", recompute=RECOMPUTE)  # the slider's runs, trained once: one per (η_E, δ_H)
 
 
 def show_margins(eta_e=1.0, delta_h=1.0):
@@ -284,7 +286,8 @@ show_margins(eta_e=1.0, delta_h=5.0)  # the callback once more: a larger margin 
 seeds = lessons.pick((0, 1, 2), (0,))
 # 8 rows × 3 seeds: full mode reads them from chestlab/assets/results/ (`python -m chestlab.results regenerate
 # lesson05_ablation` reruns lessons.small_ablation(steps=300, seeds=seeds, eval_max=eval_max)); fast mode runs them.
-table = pd.DataFrame(stored.load("lesson05_ablation")).astype({"R@1 std": float, "paper R@1 (Cars196)": float})
+RECOMPUTE = False  # True: train the 24 runs now (minutes) instead of reading them
+table = pd.DataFrame(stored.load("lesson05_ablation", recompute=RECOMPUTE)).astype({"R@1 std": float, "paper R@1 (Cars196)": float})
 pd.options.display.float_format = "{:.1f}".format
 table
 

@@ -96,6 +96,97 @@ def test_shipped_margin_run_is_what_the_code_computes():
     assert fresh["sim"]["step"] == shipped["sim"]["step"] == full["steps"]
 
 
+def test_shipped_hier_study_seed0_is_what_the_code_computes():
+    """Recompute seed 0 of lesson 07's shipped study (both arms, 150 steps each) and compare the scores
+    and η_HIER·L_HIER's share with the shipped ones."""
+    e = R.ENTRIES["lesson07_hier_study"]
+    full = e.full()
+    study = R.read("lesson07_hier_study", params=full, version=e.version)
+    assert study is not None
+    assert study["steps"] == full["steps"] and study["seeds"] == full["seeds"]
+    assert sorted((r["arm"], r["seed"]) for r in study["rows"]) == sorted(
+        (arm, s) for arm in ("CHEST", "CHEST + HIER") for s in full["seeds"])
+    assert len(study["shares"]) == len(full["seeds"]) and all(0 < x < 0.05 for x in study["shares"])
+    fresh = R.to_json(R.hier_study([0], full["steps"], full["eval_max"]))
+    for row in fresh["rows"]:
+        shipped = next(r for r in study["rows"] if r["arm"] == row["arm"] and r["seed"] == 0)
+        assert set(row) == set(shipped)
+        for k in ("R@1", "MAP@R", "super_R@1", "severity", "cophenet", "purity"):
+            assert row[k] == pytest.approx(shipped[k], abs=2e-3), (row["arm"], k)
+    assert fresh["shares"][0] == pytest.approx(study["shares"][0], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["lesson00_nk_sweep", "lesson06_wide_tree_fits"])
+def test_shipped_tree_fits_of_seed0_are_what_the_code_computes(name):
+    """Refit seed 0 of a shipped direct tree embedding study (disk and plane at the smallest dimension,
+    with the learning rate the study chose) and compare the scores."""
+    e = R.ENTRIES[name]
+    full = e.full()
+    rows = R.read(name, params=full, version=e.version)
+    assert rows is not None
+    assert sorted({(r["space"], r["D"], r["seed"]) for r in rows}) == sorted(
+        (sp, d, s) for sp in ("disk", "plane") for d in full["dims"] for s in full["seeds"])
+    dim = min(full["dims"])
+    for space in ("disk", "plane"):
+        shipped = next(r for r in rows if r["space"] == space and r["D"] == dim and r["seed"] == 0)
+        assert shipped["lr"] in full["lrs"]
+        fresh = R.tree_sweep(full["branching"], [dim], [0], full["steps"], [shipped["lr"]])
+        got = next(r for r in fresh if r["space"] == space)
+        for k in ("MAP", "MAP (edges)", "distortion", "worst", "loss"):
+            assert got[k] == pytest.approx(shipped[k], rel=1e-5, abs=1e-9), (space, k)
+
+
+def test_shipped_wide_spaces_seed0_is_what_the_code_computes():
+    """Retrain seed 0 of lesson 06's shipped H-only / E-only study (two 400-step networks) and compare."""
+    e = R.ENTRIES["lesson06_wide_spaces"]
+    full = e.full()
+    rows = R.read("lesson06_wide_spaces", params=full, version=e.version)
+    assert rows is not None and sorted((r["space"], r["seed"]) for r in rows) == sorted(
+        (sp, s) for sp in ("H", "E") for s in full["seeds"])
+    fresh = R.space_study(full["preset"], full["dim"], [0], full["steps"], full["eval_max"])
+    for row in fresh:
+        shipped = next(r for r in rows if r["space"] == row["space"] and r["seed"] == 0)
+        for k in ("R@1", "MAP@R", "super_R@1", "severity"):
+            assert row[k] == pytest.approx(shipped[k], abs=2e-3), (row["space"], k)
+
+
+def test_shipped_umap_of_lesson06_is_of_the_lessons_samples():
+    """The shipped UMAP disk of lesson 06 holds one point inside the disk per test sample of the lesson's
+    fixed subset (the subset does not depend on training: an untrained trainer draws the same)."""
+    from chestlab import poincare
+    from chestlab.engine import Trainer
+    from chestlab.settings import TrainConfig
+
+    e = R.ENTRIES["lesson06_umap_disk"]
+    full = e.full()
+    u = R.read("lesson06_umap_disk", params=full, version=e.version)
+    assert u is not None
+    tr = Trainer(TrainConfig.preset("demo-digits", batch_size=30, eval_every=0))
+    te = tr.embed("test", max_n=full["n"])
+    assert u["index"] == te["index"].tolist()
+    xy = np.asarray(u["xy"])
+    assert xy.shape == (full["n"], 2) and np.isfinite(xy).all()
+    assert (np.linalg.norm(xy, axis=1) < 1 / math.sqrt(tr.config.c)).all()
+    assert len(np.unique(xy.round(6), axis=0)) > 0.9 * full["n"]  # a layout, not a collapsed point
+    untrained = float(poincare.dist0(te["x_h"].double(), tr.config.c).mean())
+    assert u["mean_dist0"] != pytest.approx(untrained, rel=1e-3)  # the trained network's embeddings, not these
+
+
+def test_load_recompute_computes_the_full_version_and_stores_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def compute(**params):
+        calls.append(params)
+        return {"n": params["n"], "arr": np.arange(params["n"])}
+
+    monkeypatch.setitem(R.ENTRIES, "tiny", R.Entry(compute, lambda: {"n": 3}, lambda: {"n": 1}, version="t1"))
+    R.write("tiny", {"n": -1, "arr": []}, params={"n": 3}, version="t1", folder=tmp_path)  # a current entry
+    before = (tmp_path / "tiny.json").read_text()
+    assert R.load("tiny", fast=False, folder=tmp_path) == {"n": -1, "arr": []} and calls == []  # read
+    assert R.load("tiny", fast=False, folder=tmp_path, recompute=True) == {"n": 3, "arr": [0, 1, 2]}
+    assert calls == [{"n": 3}] and (tmp_path / "tiny.json").read_text() == before  # computed, not stored
+
+
 def test_regenerate_cli_writes_a_current_entry_that_load_reads(tmp_path, monkeypatch, capsys):
     tiny = R.Entry(R.margin_grid, lambda: {"eta_es": [1.0], "delta_hs": [2.0], "steps": 3, "eval_max": 64},
                    lambda: {"eta_es": [1.0], "delta_hs": [2.0], "steps": 2, "eval_max": 64}, version="t1")

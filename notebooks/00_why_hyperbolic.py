@@ -675,7 +675,7 @@ for wrong in (dict(ex1_small=lambda rho, c: (2 * math.pi * rho, math.pi * rho**2
 #   worst-case distortion near 1 for large $\tau$; the best 2-D Euclidean layout (MDS) crushes leaves
 #   together, and its worst case grows with depth.
 # * Learnt with the same loss, optimiser, steps and seeds (Nickel & Kiela's Poincaré embeddings,
-#   #   `chestlab.tree_embedding`), an 85-node tree is reconstructed by the disk at $D = 2$ (MAP 0.98) and not by
+#   `chestlab.tree_embedding`), an 85-node tree is reconstructed by the disk at $D = 2$ (MAP 0.98) and not by
 #   the plane (0.56), +0.42 ± 0.004 over 5 paired seeds; the plane needs $D = 8$ to catch up. The disk puts the
 #   root at the origin and each deeper level farther out, the leaves near the boundary.
 # * A network trained with two hyperbolic dimensions puts super-classes in angular sectors; the tree's

@@ -701,6 +701,7 @@ else:
 # a, b = torch.randn(2, 3, dtype=torch.float64)
 # h = torch.linalg.cross(a, b).norm() / (a - b).norm()
 # lessons.verify("c = 0", poincare.lca_depth(a, b, 0.0), 2 * h)
+# ex2_limit = lambda a, b: 2 * torch.linalg.cross(a, b).norm() / (a - b).norm()  # what section 6 checks
 # ```
 # </details>
 #

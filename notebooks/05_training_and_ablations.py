@@ -445,7 +445,7 @@ def check_exercises(answer_3=None, answer_4=None):
 
 
 check_exercises(globals().get("answer_3"), globals().get("answer_4"))
-for wrong in (dict(answer_3=0.1), dict(answer_4=18)):  # the check does fail on a wrong answer (18 seeds: power ≈ 50 %)
+for wrong in (dict(answer_3=0.1), dict(answer_4=10)):  # the check does fail on a wrong answer
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # quietly: no ✗ line for these deliberate misses
             check_exercises(**wrong)
@@ -505,6 +505,8 @@ for wrong in (dict(answer_3=0.1), dict(answer_4=18)):  # the check does fail on 
 # for c_, r_ in ((0.5, 2.3), (0.5, 1.0), (0.1, 2.3)):
 #     d = 2 / math.sqrt(c_) * math.asinh(math.sinh(2 * math.sqrt(c_) * r_) * math.sin(math.radians(15)))
 #     print(f"c = {c_}, r = {r_}: d_H = {d:.2f}, 3 max ω = {3 * math.exp(-d):.3f}")
+# d = 2 / math.sqrt(c) * math.asinh(math.sinh(2 * math.sqrt(c) * r) * math.sin(math.radians(15)))
+# answer_3 = 3 * math.exp(-d)  # this lesson's c and r: what section 3 checks
 # ```
 # $(c, r) = (0.5, 2.3)$: $d_H = 5.43$, $3\max \omega = 0.013$; $r = 1$: $d_H = 1.36$, $0.77$; $c = 0.1$: $d_H = 3.18$, $0.12$.
 # </details>
@@ -516,4 +518,7 @@ for wrong in (dict(answer_3=0.1), dict(answer_4=18)):  # the check does fail on 
 # about **half** the time (power ≈ 50 %, the power cell of section 3). To see it 80 % of the time the
 # difference must be $2 + 0.84$ standard errors: $1.5\sqrt{2/n}\le 1/2.84$, i.e. $n\ge 2(1.5\cdot 2.84)^2\approx 36$
 # — the cell finds 37 — about 35–40 seeds per row.
+# ```python
+# answer_4 = 37  # what section 3 checks
+# ```
 # </details>

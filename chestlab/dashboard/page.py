@@ -397,6 +397,7 @@ def live_panel(state: DashState) -> None:
             elif state.playing:
                 # TRAIN_FRACTION of each refresh trains, the rest draws and leaves the browser time to render
                 done = runner.train_chunk(state, budget_s=TRAIN_FRACTION * refresh, between_steps=_yield_point)
+            runner.settle(state, _yield_point)  # an evaluation a click interrupted (metrics at the step shown)
         t_train = time.perf_counter() - t0
         runner.measure_rate(state, done, refresh)
         runs = state.runs

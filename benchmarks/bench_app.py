@@ -163,10 +163,14 @@ _PAUSES = 6  # Pause clicks per run, at different moments of the refresh cycle
 
 def _first_plot(T: Any, browser: str, profile: Path, url: str) -> tuple[Any, float]:
     chrome = T.Chromium(browser, profile)
-    chrome.stamp_on_load("__first_plot", T._PLOTS_JS)
-    chrome.goto(url)
-    chrome.wait_for("window.__first_plot !== undefined", 90, "the first plot", poll=0.05)
-    return chrome, chrome.js("window.__first_plot") / 1000  # the browser's clock, from the navigation's start
+    try:
+        chrome.stamp_on_load("__first_plot", T._PLOTS_JS)
+        chrome.goto(url)
+        chrome.wait_for("window.__first_plot !== undefined", 180, "the first plot", poll=0.05)
+        return chrome, chrome.js("window.__first_plot") / 1000  # the browser's clock, from the navigation's start
+    except BaseException:
+        chrome.close()  # not left running when the page does not answer
+        raise
 
 
 def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:

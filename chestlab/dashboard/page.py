@@ -58,6 +58,42 @@ FOCUS_HEIGHT = 350
 FOCUS_HEIGHTS = {"similarity": 260, "disk": 300, "curves": 320}
 
 
+#: the key of the hidden element that starts loading the browser's plotting library (see :func:`preload_plotly`)
+PRELOAD_KEY = "chestlab_preload"
+
+
+def _plotly_chunk() -> Optional[str]:
+    """The file name of Streamlit's frontend chunk that holds plotly.js (``PlotlyChart.<hash>.js``),
+    or None when this Streamlit has none."""
+    import glob
+    import os
+
+    import streamlit
+
+    found = sorted(glob.glob(os.path.join(os.path.dirname(streamlit.__file__), "static", "static", "js", "PlotlyChart.*.js")))
+    return os.path.basename(found[0]) if found else None
+
+
+_PLOTLY_CHUNK = _plotly_chunk()
+
+
+def preload_plotly(box: Any) -> None:
+    """A hidden element, first on the page, whose script imports Streamlit's plotly chunk (4.7 MB of
+    JavaScript) at once. Without it the browser fetches and compiles that chunk only when the first
+    chart arrives, after the server has built the run and its first figures; with it, both happen
+    at the same time, so the first chart is drawn as soon as it arrives. The chunk is found next to
+    the page's own script (``…/static/js/index.<hash>.js``), so a server path prefix is kept."""
+    if _PLOTLY_CHUNK is None:
+        return
+    import json
+
+    js = ("(function(){if(window.__chestlabPreload) return; const s=[...document.scripts].find(s=>/static\\/js\\/index\\.[^/]+\\.js/.test(s.src));"
+          f" if(!s) return; window.__chestlabPreload=performance.now(); import(s.src.replace(/index\\.[^/]+\\.js.*$/, {json.dumps(_PLOTLY_CHUNK)}))"
+          ".catch(e=>console.warn('chestlab preload',e));})();")
+    box.container(key=PRELOAD_KEY).html(f"<style>.st-key-{PRELOAD_KEY}{{display:none}}</style><script>{js}</script>",
+                                        unsafe_allow_javascript=True)
+
+
 def _threads() -> None:
     # The demo models are tiny: one intra-op thread is ~10x faster than two on a 2-core machine, where the
     # second thread competes with the Streamlit server and the browser (measured: 93 vs 10 steps/s on
@@ -443,6 +479,7 @@ def main() -> None:
     session = st.session_state
     state = get_state(session)
     st.markdown(_CSS, unsafe_allow_html=True)
+    preload_plotly(st)  # the browser loads its plotting library while the run is built and drawn
     _plugins()
     values.init(state, session)
     if not state.url_loaded:  # once per session: the link's settings, before any widget is drawn

@@ -163,10 +163,14 @@ _PAUSES = 6  # Pause clicks per run, at different moments of the refresh cycle
 
 def _first_plot(T: Any, browser: str, profile: Path, url: str) -> tuple[Any, float]:
     chrome = T.Chromium(browser, profile)
-    chrome.stamp_on_load("__first_plot", T._PLOTS_JS)
-    chrome.goto(url)
-    chrome.wait_for("window.__first_plot !== undefined", 90, "the first plot", poll=0.05)
-    return chrome, chrome.js("window.__first_plot") / 1000  # the browser's clock, from the navigation's start
+    try:
+        chrome.stamp_on_load("__first_plot", T._PLOTS_JS)
+        chrome.goto(url)
+        chrome.wait_for("window.__first_plot !== undefined", 180, "the first plot", poll=0.05)
+        return chrome, chrome.js("window.__first_plot") / 1000  # the browser's clock, from the navigation's start
+    except BaseException:
+        chrome.close()  # not left running when the page does not answer
+        raise
 
 
 def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
@@ -339,6 +343,7 @@ def part3(seconds: float, loaded: bool) -> tuple[list[list[str]], dict]:
         if busy is not None:
             os.killpg(busy.pid, signal.SIGTERM)
             busy.wait(10)
+    out["load_end"] = _load()
     rows = [
         [f"[{tag}] first plot, single page / compare link {COMPARE_QUERY} (s)",
          f"{out['first_plot_single_s']:.1f} / {out['first_plot_compare_s']:.1f}"],
@@ -347,7 +352,7 @@ def part3(seconds: float, loaded: bool) -> tuple[list[list[str]], dict]:
         [f"[{tag}] compare: samples with a blank chart", f"{out['blank'][0]} of {out['blank'][1]}"],
         [f"[{tag}] compare: Pause -> page answers (s), worst of {len(pauses)}: " + " / ".join(f"{t:.2f}" for t in pauses),
          f"{out['pause_response_s']:.2f}"],
-        [f"[{tag}] load average at start of this part", out["load"]],
+        [f"[{tag}] load average at start / end of this part", f"{out['load']} / {out['load_end']}"],
     ]
     return rows, out
 

@@ -439,7 +439,7 @@ class Chromium:
         mid = self.msg_id
         await self.ws.write_message(json.dumps({"id": mid, "method": method, "params": params}))
         while True:
-            raw = await asyncio.wait_for(self.ws.read_message(), 60)
+            raw = await asyncio.wait_for(self.ws.read_message(), 180)  # a loaded 2-core machine: the renderer may be busy for long
             if raw is None:
                 raise RuntimeError("DevTools connection closed")
             msg = json.loads(raw)

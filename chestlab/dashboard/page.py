@@ -58,6 +58,42 @@ FOCUS_HEIGHT = 350
 FOCUS_HEIGHTS = {"similarity": 260, "disk": 300, "curves": 320}
 
 
+#: the key of the hidden element that starts loading the browser's plotting library (see :func:`preload_plotly`)
+PRELOAD_KEY = "chestlab_preload"
+
+
+def _plotly_chunk() -> Optional[str]:
+    """The file name of Streamlit's frontend chunk that holds plotly.js (``PlotlyChart.<hash>.js``),
+    or None when this Streamlit has none."""
+    import glob
+    import os
+
+    import streamlit
+
+    found = sorted(glob.glob(os.path.join(os.path.dirname(streamlit.__file__), "static", "static", "js", "PlotlyChart.*.js")))
+    return os.path.basename(found[0]) if found else None
+
+
+_PLOTLY_CHUNK = _plotly_chunk()
+
+
+def preload_plotly(box: Any) -> None:
+    """A hidden element, first on the page, whose script imports Streamlit's plotly chunk (4.7 MB of
+    JavaScript) at once. Without it the browser fetches and compiles that chunk only when the first
+    chart arrives, after the server has built the run and its first figures; with it, both happen
+    at the same time, so the first chart is drawn as soon as it arrives. The chunk is found next to
+    the page's own script (``…/static/js/index.<hash>.js``), so a server path prefix is kept."""
+    if _PLOTLY_CHUNK is None:
+        return
+    import json
+
+    js = ("(function(){if(window.__chestlabPreload) return; const s=[...document.scripts].find(s=>/static\\/js\\/index\\.[^/]+\\.js/.test(s.src));"
+          f" if(!s) return; window.__chestlabPreload=performance.now(); import(s.src.replace(/index\\.[^/]+\\.js.*$/, {json.dumps(_PLOTLY_CHUNK)}))"
+          ".catch(e=>console.warn('chestlab preload',e));})();")
+    box.container(key=PRELOAD_KEY).html(f"<style>.st-key-{PRELOAD_KEY}{{display:none}}</style><script>{js}</script>",
+                                        unsafe_allow_javascript=True)
+
+
 def _threads() -> None:
     # The demo models are tiny: one intra-op thread is ~10x faster than two on a 2-core machine, where the
     # second thread competes with the Streamlit server and the browser (measured: 93 vs 10 steps/s on
@@ -144,23 +180,43 @@ def prepare(ctx: PanelContext, split: str) -> None:
 
 
 class HeldCharts:
-    """A Streamlit container whose ``plotly_chart(fig, key=K)`` sends the figure last sent under
-    ``K`` while ``hold`` (a bool, or a function of K) says so, and records what it sends otherwise;
-    containers it makes are held alike.
+    """A Streamlit container whose ``plotly_chart(fig, key=K)`` decides, per chart, what the browser
+    does with it; containers it makes behave alike. ``hold`` (a bool, or a function of K giving a bool
+    or one of ``"draw"``, ``"hold"``, ``"patch"``) says which:
 
-    Why: Streamlit derives a chart's element id from its figure, so a changed figure is a new
-    element, which the browser mounts and draws from scratch — the chart is blank until plotly has
-    drawn it. Redrawing every chart at every refresh (twice as many in compare mode) kept the
-    browser of a loaded 2-core machine so busy that charts were blank much of the time and a Pause
-    click waited seconds for it. Re-sending the same figure keeps the same id and the drawn chart
-    stays. So while playing, each timer redraw updates ``CHART_UPDATES`` charts in turn
-    (:func:`chart_turns`); a stopped run holds its charts for good."""
+    * ``"draw"`` (False): send ``fig`` and remember it under ``K`` -- a new figure is a new element
+      (see below): the browser mounts it and draws it from scratch;
+    * ``"hold"`` (True): send the figure last *drawn* under ``K`` again: same element, the chart
+      stays as it is in the browser;
+    * ``"patch"``: send the figure last drawn under ``K`` (same element: the browser keeps the chart
+      and its SVG) and queue ``fig`` in ``patches``: :func:`send_patches` then updates the drawn
+      chart in place with ``Plotly.react`` (the figures carry ``uirevision``: zoom and legend
+      clicks survive). A chart never drawn under ``K`` is drawn.
+
+    Why: Streamlit derives a chart's element id from its figure, and the browser's React key from
+    the id, so a changed figure is a new element that is mounted blank and drawn from scratch (the
+    browser also ignores a new figure sent under the *same* id: it keeps the figure it mounted).
+    Redrawing every chart at every refresh kept the browser of a loaded 2-core machine so busy that
+    charts were blank much of the time and a Pause click waited seconds for it. So while playing,
+    charts are updated in place, ``CHART_UPDATES`` per timer redraw in turn (:func:`chart_turns`);
+    a stopped run holds its charts for good; any other redraw draws them anew."""
 
     _WRAP_ONE = ("container", "expander", "empty", "popover")
     _WRAP_MANY = ("columns", "tabs")
 
-    def __init__(self, box: Any, sent: dict, hold: bool, cap: Optional[int] = None) -> None:
+    def __init__(self, box: Any, sent: dict, hold: Any, cap: Optional[int] = None,
+                 patches: Optional[list] = None) -> None:
         self._box, self._sent, self._hold, self._cap = box, sent, hold, cap
+        self._patches = patches
+
+    def _mode(self, key: Any) -> str:
+        hold = self._hold(key) if callable(self._hold) else self._hold
+        mode = {True: "hold", False: "draw"}.get(hold, hold) if isinstance(hold, bool) else hold
+        if mode != "draw" and key not in self._sent:
+            return "draw"  # nothing drawn under this key yet
+        if mode == "patch" and self._patches is None:
+            return "hold"  # nowhere to send a patch: keep the chart as it is
+        return mode
 
     def plotly_chart(self, fig: Any, *args: Any, key: Any = None, **kw: Any) -> Any:
         if self._cap is not None and fig is not None and hasattr(fig, "update_layout"):
@@ -168,19 +224,21 @@ class HeldCharts:
             if height > self._cap:
                 fig.update_layout(height=self._cap)  # the scenario's panel: in view on a projector
         if key is not None:
-            hold = self._hold(key) if callable(self._hold) else self._hold
-            if hold and key in self._sent:
-                fig = self._sent[key]
-            else:
+            mode = self._mode(key)
+            if mode == "draw":
                 self._sent[key] = fig
+            else:
+                if mode == "patch" and fig is not self._sent[key]:
+                    self._patches.append((str(key), fig))
+                fig = self._sent[key]
         return self._box.plotly_chart(fig, *args, key=key, **kw)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._box, name)
         if name in self._WRAP_ONE:
-            return lambda *a, **k: HeldCharts(attr(*a, **k), self._sent, self._hold, self._cap)
+            return lambda *a, **k: HeldCharts(attr(*a, **k), self._sent, self._hold, self._cap, self._patches)
         if name in self._WRAP_MANY:
-            return lambda *a, **k: [HeldCharts(b, self._sent, self._hold, self._cap) for b in attr(*a, **k)]
+            return lambda *a, **k: [HeldCharts(b, self._sent, self._hold, self._cap, self._patches) for b in attr(*a, **k)]
         return attr
 
     def __enter__(self) -> Any:
@@ -190,10 +248,52 @@ class HeldCharts:
         return self._box.__exit__(*exc)
 
 
+#: the key of the (hidden) element that carries the in-place chart updates of a redraw
+PATCH_KEY = "chestlab_patch"
+#: the browser side of :func:`send_patches`: for each (element key, figure), ``Plotly.react`` on the
+#: chart drawn under that key, with what Streamlit's frontend gave it when it mounted it (its themed
+#: template, its width; its height unless the figure has one; a bold title, as the theme draws it)
+_PATCH_JS = """(function(){const P=window.Plotly; if(!P||!P.react) return; const figs=%s;
+for(const k in figs){const gd=document.querySelector('.st-key-'+CSS.escape(k)+' .js-plotly-plot');
+ if(!gd||!gd.layout||!gd._fullLayout) continue; const f=figs[k], lay=f.layout||{};
+ lay.template=gd.layout.template; lay.width=gd.layout.width; if(lay.height==null) lay.height=gd.layout.height;
+ if(lay.title){const t=typeof lay.title==='string'?{text:lay.title}:lay.title;
+  if(t.text&&!String(t.text).startsWith('\\x3cb>')) lay.title=Object.assign({},t,{text:'\\x3cb>'+t.text+'\\x3c/b>'});}
+ try{P.react(gd,f.data||[],lay);}catch(e){console.warn('chestlab patch',k,e);}}
+window.__chestlabPatches=(window.__chestlabPatches||0)+1;})();"""
+
+
+def patch_json(fig: Any) -> str:
+    """``fig`` as the JSON :data:`_PATCH_JS` applies: data and layout, without the template (the
+    browser keeps the themed template of the chart it drew)."""
+    import plotly.io as pio
+
+    d = fig.to_plotly_json() if hasattr(fig, "to_plotly_json") else dict(fig)
+    layout = dict(d.get("layout") or {})
+    layout.pop("template", None)
+    return pio.to_json({"data": d.get("data") or [], "layout": layout}, validate=False)
+
+
+def send_patches(box: Any, patches: list) -> None:
+    """One hidden element at a fixed place (the end of the fragment) whose script updates the charts
+    in ``patches`` (``(key, figure)``) in place. Drawn at every redraw (empty when there is nothing to
+    update), so that it never moves the elements before it."""
+    import json
+
+    body = ",".join(f"{json.dumps(k)}:{patch_json(f)}" for k, f in patches)
+    # no "<" in the script: the browser's HTML sanitiser drops a script whose text looks like markup
+    # ("<b>", "<extra>" in titles and hover templates); in JSON strings "\u003c" reads as "<"
+    body = body.replace("<", "\\u003c")
+    style = f"<style>.st-key-{PATCH_KEY}{{display:none}}</style>"
+    box.container(key=PATCH_KEY).html(f"{style}<script>{_PATCH_JS % ('{' + body + '}')}</script>",
+                                      unsafe_allow_javascript=True)
+
+
 def chart_turns(state: DashState, run: Any, timer: bool) -> Any:
     """``hold`` for :class:`HeldCharts`: a stopped run holds every chart; a timer redraw while
-    playing updates the ``CHART_UPDATES`` charts whose turn it is (over all runs' charts,
-    in the order first drawn; a chart never drawn is drawn); any other redraw updates all."""
+    playing patches the ``CHART_UPDATES`` charts whose turn it is in place (over all runs' charts,
+    in the order first drawn; a chart never drawn is drawn) and holds the others; any other redraw
+    draws all."""
     if run.diverged:
         return True
     if not timer:
@@ -201,13 +301,13 @@ def chart_turns(state: DashState, run: Any, timer: bool) -> Any:
     order = state.chart_order
     n = CHART_UPDATES
 
-    def hold(key: Any) -> bool:
+    def hold(key: Any) -> Any:
         item = (run.name, key)
         if item not in order:
             order.append(item)
             return False
         start = (state.redraws * n) % len(order)
-        return (order.index(item) - start) % len(order) >= n
+        return "hold" if (order.index(item) - start) % len(order) >= n else "patch"
 
     return hold
 
@@ -249,13 +349,15 @@ def hardneg_each(ctx: PanelContext, box: Any) -> None:
     box.plotly_chart(hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
 
 
-def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, status: Any = None) -> None:
+def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, status: Any = None,
+              patches: Optional[list] = None) -> None:
     """The runs' panels, the panel ``focus`` (the scenario's) first, right under the run headers and
     above ``status()`` (the metrics row), with its charts at most :data:`FOCUS_HEIGHT` px high: on a
     1280×720 projector it is in view without scrolling. One run: its panels (columns and a
     full-width part). Compare mode: a header row, then one row per panel with run A and run B side
     by side, so that the two columns stay aligned; the hard-negative panel is drawn per run
-    (:func:`hardneg_each`) where a scenario names it."""
+    (:func:`hardneg_each`) where a scenario names it. Charts a timer redraw updates in place go to
+    ``patches`` (see :class:`HeldCharts`); a click is noticed between two panels (:func:`_yield_point`)."""
     helds = [chart_turns(state, ctx.run, timer) for ctx in contexts]
     panels = ordered_panels(focus)
     status = status or (lambda: None)
@@ -264,16 +366,17 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
     if len(contexts) == 1:
         ctx = contexts[0]
         if first:
-            draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0], cap), first)
+            draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0], cap, patches), first)
         status()
-        draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0]), tuple(p for p in panels if p not in first))
+        _yield_point()
+        draw_run(ctx, HeldCharts(st.container(), ctx.run.sent, helds[0], None, patches), tuple(p for p in panels if p not in first))
         return
     for ctx, col in zip(contexts, st.columns(len(contexts))):
         compare.header(ctx, col)
     if focus == "hardneg":
         for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
             try:
-                hardneg_each(ctx, HeldCharts(col, ctx.run.sent, hold, FOCUS_HEIGHT))
+                hardneg_each(ctx, HeldCharts(col, ctx.run.sent, hold, FOCUS_HEIGHT, patches))
             except Exception as err:
                 col.warning(cannot_draw(ctx, hardneg_panel(), err))
     done_status = False
@@ -287,7 +390,8 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
             done_status = True
         for ctx, col, hold in zip(contexts, st.columns(len(contexts)), helds):
             if any(c is ctx for c in drawn):
-                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold, row_cap), (panel,))
+                _yield_point()
+                draw_run(ctx, HeldCharts(col, ctx.run.sent, hold, row_cap, patches), (panel,))
     if not done_status and focus is not None:
         status()
 
@@ -329,6 +433,7 @@ def live_panel(state: DashState) -> None:
             elif state.playing:
                 # TRAIN_FRACTION of each refresh trains, the rest draws and leaves the browser time to render
                 done = runner.train_chunk(state, budget_s=TRAIN_FRACTION * refresh, between_steps=_yield_point)
+            runner.settle(state, _yield_point)  # an evaluation a click interrupted (metrics at the step shown)
         t_train = time.perf_counter() - t0
         runner.measure_rate(state, done, refresh)
         runs = state.runs
@@ -347,7 +452,10 @@ def live_panel(state: DashState) -> None:
         if focus is None:
             status_row(state)
         # a scenario's panel first, the metrics under it (see draw_runs)
-        draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None)
+        patches: list = []
+        draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None,
+                  patches=patches)
+        send_patches(st, patches)  # the charts of this timer redraw, updated in place (hidden, always there)
         a = contexts[0]
         split = shared.get("disk", {}).get("disk_split", "train")
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
@@ -371,6 +479,7 @@ def main() -> None:
     session = st.session_state
     state = get_state(session)
     st.markdown(_CSS, unsafe_allow_html=True)
+    preload_plotly(st)  # the browser loads its plotting library while the run is built and drawn
     _plugins()
     values.init(state, session)
     if not state.url_loaded:  # once per session: the link's settings, before any widget is drawn

@@ -28,7 +28,7 @@ from chestlab.settings import GROUPS, ConfigError, Problem, SettingError, TrainC
 from .state import DashState, Run
 
 __all__ = ["pick_device", "n_parameters", "TINY_PARAMS", "structural", "changed_structural", "repair", "build", "reset", "apply_live", "problems", "hints",
-           "train_chunk", "measure_rate", "eval_due", "explain", "stop", "finite", "remember", "build_error", "LOG"]
+           "train_chunk", "settle", "measure_rate", "eval_due", "explain", "stop", "finite", "remember", "build_error", "LOG"]
 
 #: The server log of the page: the exceptions behind its one-line messages (an unexpected one as an error).
 LOG = logging.getLogger("chestlab.dashboard")
@@ -378,7 +378,9 @@ def eval_due(tr: Any) -> bool:
     return bool(every) and tr.step_count % every == 0
 
 
-def _one_step(run: Run) -> None:
+def _one_step(run: Run, evaluate: bool = True) -> None:
+    """One training step of ``run``; the evaluation due at it is done now (``evaluate``) or owed
+    (``run.eval_owed``: :func:`settle` does it)."""
     with run.lock:  # another script thread may be finishing its step on this run (see Run.lock)
         if run.diverged:  # it stopped the run meanwhile
             return
@@ -386,7 +388,10 @@ def _one_step(run: Run) -> None:
         ev = tr.train_step()
         run.rows.append({"step": ev.step, "loss": ev.loss, **ev.components, "grad_norm": ev.grad_norm})
         if eval_due(tr):
-            tr.evaluate()
+            run.eval_owed = True
+            if evaluate:
+                tr.evaluate()
+                run.eval_owed = False
 
 
 def finite(tr: Any) -> bool:
@@ -462,11 +467,16 @@ def train_chunk(state: DashState, budget_s: float, max_steps: Optional[int] = No
     ``max_steps`` steps; returns the steps done. A run whose step fails (divergence, nothing to
     train, …) stops with :func:`explain` 's line in ``run.diverged`` (and ``state.diverged``) and
     pauses the page; in compare mode the other run trains on at the next Play or Step.
-    ``between_steps()`` is called after each step: the page passes a Streamlit yield point there, so
-    a widget change interrupts the chunk (Streamlit's control-flow exceptions are
-    ``BaseException`` s and pass through)."""
+
+    ``between_steps()`` is called after each step of all runs (A then B: they stay in lock-step) and
+    between the runs' evaluations: the page passes a Streamlit yield point there, so a click
+    interrupts the chunk within one step or one evaluation (Streamlit's control-flow exceptions are
+    ``BaseException`` s and pass through). An evaluation due at a step is done after every run has
+    taken it (``run.eval_owed``); one an interruption left undone is done first by the next chunk or
+    by :func:`settle`."""
     t0 = time.perf_counter()
     done = 0
+    settle(state, between_steps)
     while (max_steps is None or done < max_steps) and (time.perf_counter() - t0 < budget_s or done == 0):
         active = [r for r in state.runs if not r.diverged]
         if not active:
@@ -474,7 +484,7 @@ def train_chunk(state: DashState, budget_s: float, max_steps: Optional[int] = No
         failed = False
         for run in active:
             try:
-                _one_step(run)
+                _one_step(run, evaluate=False)
             except Exception as err:  # explained on the page, never raised
                 stop(state, run, explain(run, err))
                 failed = True
@@ -484,10 +494,27 @@ def train_chunk(state: DashState, budget_s: float, max_steps: Optional[int] = No
             break
         if between_steps is not None:
             between_steps()
+        settle(state, between_steps)
     dt = time.perf_counter() - t0
     if done and dt > 0:
         state.rate = done / dt if not state.rate else 0.7 * state.rate + 0.3 * done / dt
     return done
+
+
+def settle(state: DashState, between_steps: Any = None) -> None:
+    """Do the evaluations the runs owe (due at their last step, not done yet: :func:`train_chunk`
+    was interrupted between them), one run at a time, ``between_steps()`` after each."""
+    for run in state.runs:
+        if run.eval_owed and not run.diverged:
+            try:
+                with run.lock:
+                    if run.eval_owed and not run.diverged:
+                        run.trainer.evaluate()
+            except Exception as err:
+                stop(state, run, explain(run, err))
+            run.eval_owed = False
+            if between_steps is not None:
+                between_steps()
 
 
 def measure_rate(state: DashState, done: int, refresh: float) -> None:

@@ -48,6 +48,9 @@ class Run:
     #: reruns a click starts a new script thread while the old one finishes its step, and two
     #: threads must not step one model at once (a backward would meet weights the other's update changed)
     lock: Any = field(default_factory=threading.RLock, repr=False, compare=False)
+    #: an evaluation is due at the run's current step and not done yet (the page was interrupted
+    #: between the runs' evaluations): :func:`chestlab.dashboard.runner.settle` does it
+    eval_owed: bool = False
 
 
 @dataclass

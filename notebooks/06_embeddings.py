@@ -97,10 +97,13 @@ else:  # UMAP takes about half a minute of CPU: full mode reads the disk coordin
         uxy = viz.geometry.umap_disk(te["x_h"], c, seed=0)
     else:
         shipped = stored.load("lesson06_umap_disk")
-        lessons.verify("shipped UMAP: the same test samples", te["index"], shipped["index"], rtol=0, atol=0)
-        lessons.verify("shipped UMAP: the same network (mean d_H(0, x))", poincare.dist0(te["x_h"].double(), c).mean(),
-                       shipped["mean_dist0"], rtol=1e-3)
-        uxy = np.asarray(shipped["xy"])
+        same = (torch.equal(te["index"].cpu(), torch.as_tensor(shipped["index"]))
+                and math.isclose(float(poincare.dist0(te["x_h"].double(), c).mean()), shipped["mean_dist0"], rel_tol=1e-3))
+        if same:
+            uxy = np.asarray(shipped["xy"])
+        else:  # another CPU or thread count sums in another order, and training amplifies it: this network differs
+            print("this network is not the one the shipped UMAP was computed from: running UMAP here (about half a minute)")
+            uxy = viz.geometry.umap_disk(te["x_h"], c, seed=0)
     how = "UMAP to the disk"
 fig = viz.disk.poincare_disk(uxy, te["labels"], te["super"], c=c, class_names=trainer.test_set.classes,
                              super_names=trainer.test_set.superclasses, title=f"unseen test digits (5–9), {how}", height=560)

@@ -493,10 +493,10 @@ plt.show()
 # %% [markdown]
 # **What the full run shows** (150 steps, 5 paired seeds; fast mode's 30 steps are too short to read). Adding
 # HIER changes none of the six scores beyond two standard errors: R@1 0.072 with HIER against 0.071 without
-# (+0.001 ± 0.001, higher in 3 of 5 seeds), MAP@R +0.000 ± 0.000, super-class R@1 −0.002 ± 0.004, mistake
-# severity +0.006 ± 0.008, cophenetic correlation +0.003 ± 0.003, purity −0.001 ± 0.004. The paired differences
+# (+0.001 ± 0.001, higher in 3 of 5 seeds), MAP@R +0.000 ± 0.000, super-class R@1 +0.001 ± 0.003, mistake
+# severity +0.002 ± 0.006, cophenetic correlation +0.004 ± 0.004, purity −0.001 ± 0.004. The paired differences
 # are tiny because the two networks hardly differ: $\eta_{HIER} L_{HIER}$ is about 0.5 % of the total loss (mean
-# 0.52 %, largest 0.63 %), so CHEST's terms make nearly all of the gradient.
+# 0.52 %, largest 0.62 %), so CHEST's terms make nearly all of the gradient.
 #
 # So this run **does not reproduce** the paper's conclusion that HIER "consistently improved the performance of
 # conventional methods". Nor is it a test of that claim: the paper adds HIER to Proxy-Anchor and Multi-Similarity

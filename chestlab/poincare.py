@@ -70,8 +70,9 @@ Every formula is rewritten so that nothing cancels and nothing divides by zero:
   the vectors.
 
 The unchecked numerics helpers ``alpha_of``, ``asinh_nonneg_``, ``sqdist_screened``,
-``overflow_scale``, ``tiny_c`` and ``check_pairwise`` are not in ``__all__``: they are shared with
-the fused loss (``chestlab.losses.parts``) so that its numerics stay the ones written here.
+``overflow_scale``, ``tiny_c``, ``check_pairwise`` and ``one_minus_c_sqnorm_exact`` are not in
+``__all__``: they are shared with the fused loss (``chestlab.losses.parts``) so that its numerics
+stay the ones written here.
 """
 
 from __future__ import annotations
@@ -600,7 +601,7 @@ def _two_prod(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return p, e
 
 
-def _one_minus_c_sqnorm_exact(x: Tensor, c: Curvature) -> Tensor:
+def one_minus_c_sqnorm_exact(x: Tensor, c: Curvature) -> Tensor:
     """1 - c||x||^2 to ~1 ulp in float64 (double-double sum of squares, pairwise tree)."""
     hi, lo = _two_prod(x, x)
     while hi.shape[-1] > 1:
@@ -627,7 +628,7 @@ def alpha_of(x: Tensor, c: Curvature, sq: Optional[Tensor] = None) -> Tensor:
     if x.dtype != torch.float64 or x.shape[-1] == 0 or _c_value(c) == 0:
         return naive
     with torch.no_grad():
-        correction = _one_minus_c_sqnorm_exact(x.detach(), c) - naive.detach()
+        correction = one_minus_c_sqnorm_exact(x.detach(), c) - naive.detach()
     return naive + correction
 
 
@@ -1463,7 +1464,7 @@ def group_dist_lca(x: Tensor, groups: Tensor, c: Curvature, lca: bool = True) ->
     al = 1 - cc * diag
     if x.dtype == torch.float64 and _c_value(c) != 0:
         with torch.no_grad():
-            al_exact = _one_minus_c_sqnorm_exact(x.detach(), c)[groups]
+            al_exact = one_minus_c_sqnorm_exact(x.detach(), c)[groups]
         al = al + (al_exact - al.detach())
     aa, abeta = al.index_select(1, ia), al.index_select(1, ib)
     sq = (A + B - 2 * p).clamp_min(0)

@@ -55,7 +55,7 @@ INTRO = ("CHEST (Combined Hyperbolic and Euclidean Soft Triple) trains class pro
 #: the controls and the run headers above it, it fits a 1280×720 projector
 FOCUS_HEIGHT = 350
 #: ... less for a panel with more above its chart (the similarity panel's heading and view radio)
-FOCUS_HEIGHTS = {"similarity": 260, "disk": 300, "curves": 320}
+FOCUS_HEIGHTS = {"similarity": 260, "disk": 290, "curves": 320}
 
 
 #: the key of the hidden element that starts loading the browser's plotting library (see :func:`preload_plotly`)

@@ -500,7 +500,7 @@ def _hyphc_gram_parts(x: Tensor, t: Tensor, c: float, lca: bool, chunk: int) -> 
         diag = G[:, 0::4]  # (M, 3): the squared norms
         A, B, p = diag.index_select(1, ia), diag.index_select(1, ib), G.index_select(1, off)
         if x.dtype == torch.float64:
-            al = poincare._one_minus_c_sqnorm_exact(x, c)[t]  # as group_dist_lca: exact in float64
+            al = poincare.one_minus_c_sqnorm_exact(x, c)[t]  # as group_dist_lca: exact in float64
         else:
             al = torch.mul(diag, -c).add_(1)
         aa, ab = al.index_select(1, ia), al.index_select(1, ib)

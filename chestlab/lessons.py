@@ -70,6 +70,22 @@ def pick(full: Any, fast: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # numerical checks
 # ------------------------------------------------------------------------------------------------
+def refuses(check: Any, *wrongs: dict) -> None:
+    """Show that an exercise's ``check`` fails on wrong answers: call ``check(**wrong)`` quietly (its
+    lines hidden) for each ``wrong`` and raise ``RuntimeError`` if one is accepted (no ``AssertionError``),
+    so a check that passes everything cannot ship."""
+    import contextlib
+    import io
+
+    for wrong in wrongs:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                check(**wrong)
+        except AssertionError:
+            continue
+        raise RuntimeError(f"{getattr(check, '__name__', 'the check')} accepted {wrong}")
+
+
 def verify(label: str, got: Any, want: Any, *, rtol: float = 1e-9, atol: float = 1e-12) -> None:
     """Print ``✓ label  max|Δ| = ...``; raise ``AssertionError`` when ``got`` and ``want`` (tensors,
     arrays or numbers) are not close, so a notebook run in CI fails when the library and the

@@ -213,3 +213,14 @@ def test_draw_tree_in_the_disk_the_unrolled_disk_and_the_plane():
     leaves = axs[1].collections[-1].get_offsets()
     assert np.linalg.norm(leaves, axis=1) == pytest.approx(poincare.dist0(x[tree.level == 2], 1.0).numpy())
     assert np.asarray(axs[2].collections[-1].get_offsets()) == pytest.approx(0.6 * x[tree.level == 2].numpy())
+def test_refuses_raises_when_a_check_accepts_a_wrong_answer(capsys):
+    """lessons.refuses: quiet on a check that rejects every wrong answer; RuntimeError naming the
+    accepted one otherwise (the check's printed lines hidden either way)."""
+    def check(x=None):
+        print("✓ noisy line")
+        assert x == 1, "wrong"
+
+    lessons.refuses(check, dict(x=0), dict(x=2))
+    with pytest.raises(RuntimeError, match=r"check accepted \{'x': 1\}"):
+        lessons.refuses(check, dict(x=0), dict(x=1))
+    assert "noisy" not in capsys.readouterr().out

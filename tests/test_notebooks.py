@@ -258,7 +258,7 @@ def test_exercises_check_themselves(name):
     if name in EXERCISE_CHECKS:
         check = nb.cells[_check_cell(nb, [n for names in checked.values() for n in names])].source
         assert "run this cell again" in check, f"{name}: without answers the check must say what to define"
-        assert "except AssertionError" in check, f"{name}: the check never shows that it fails on a wrong answer"
+        assert "lessons.refuses(check_exercises" in check, f"{name}: the check never shows that it fails on a wrong answer"
 
 
 def _names(source: str) -> tuple[set[str], set[str]]:

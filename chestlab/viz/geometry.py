@@ -174,15 +174,17 @@ def circle_label_plan(c: float, circles: Sequence[float], n_diameters: int = 6, 
                       avoid: Any = None, tolerate: Optional[int] = None) -> list[Optional[tuple[float, float]]]:
     """:func:`circle_label_points`, with None for each label that has no place clear of the others and
     of the data: every candidate spot overlaps an earlier label, or covers more than ``tolerate`` of the
-    ``avoid`` points (default 2). Near ``c = 0`` the circles ``d_H = 1, 2, 3``
-    are a few pixels apart in the middle of a large view, inside the data: their labels on the circles
-    would hide the points and each other, so the figures name such circles once in a corner instead
-    (:func:`circle_note`). Without ``avoid`` (no data) every label keeps its fixed spot, as in
+    ``avoid`` points (default 2); a label overlaps (or touches) another when their boxes, the size the
+    data footprint assumes (2 × 0.135 R high, twice that wide), come closer than :data:`TOUCH_GAP` of a
+    half-height. Near ``c = 0`` the circles ``d_H = 1, 2, 3`` are a few pixels apart in the middle of a
+    large view, inside the data: their labels on the circles would hide the points and each other, so
+    the figures name such circles once in a corner instead (:func:`circle_note`). Without ``avoid`` (no data) every label keeps its fixed spot, as in
     :func:`circle_label_points`."""
-    placed = _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
+    limit = 2 if tolerate is None else int(tolerate)
+    placed = _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid,
+                           tolerate=None if avoid is None else limit)
     if avoid is None:
         return [p for p, _, _ in placed]
-    limit = 2 if tolerate is None else int(tolerate)
     return [None if hits_label or hits_data > limit else p for p, hits_data, hits_label in placed]
 
 
@@ -191,11 +193,18 @@ def circle_note(circles: Sequence[float], plan: Sequence[Optional[tuple[float, f
     return [float(d) for d, p in zip(circles, plan) if p is None]
 
 
+#: the room kept between two circle labels, as a fraction of a label's half-height (labels that merely touch
+#: read as one: "d_H = 3d_H = 2")
+TOUCH_GAP = 0.15
+
+
 def _place_labels(c: float, circles: Sequence[float], n_diameters: int = 6, *, label_angle: Optional[float] = None,
-                  avoid: Any = None, size: float = 0.135) -> list[tuple[tuple[float, float], int, bool]]:
+                  avoid: Any = None, size: float = 0.135,
+                  tolerate: Optional[int] = None) -> list[tuple[tuple[float, float], int, bool]]:
     """(spot, data points it covers, whether it overlaps an earlier label) for each circle's label: the
     search of :func:`circle_label_points`; ``size``: a label's half-height over the disk's radius, for
-    the points it covers."""
+    the points it covers; ``tolerate`` (:func:`circle_label_plan`'s): an earlier label that covers more
+    points than that, or overlaps another, goes to the corner note and does not keep later ones away."""
     n = max(int(n_diameters), 1)
     start = math.pi * ((n - 1) // 2 + 0.5) / n  # the largest pi (k + 1/2) / n up to pi / 2
     if label_angle is not None:
@@ -219,8 +228,13 @@ def _place_labels(c: float, circles: Sequence[float], n_diameters: int = 6, *, l
             # before, for a disk a few inches across, let labels sit on the points of the page's smaller disks)
             near = size * scale
             data = 0 if pts is None or not len(pts) else int((np.abs(pts - p) < [2 * near, near]).all(1).sum())
-            gap = 0.09 * scale  # two labels apart (the fixed layout without data keeps its spots)
-            clash = sum(1 for q in out if q is not None and abs(q[0][0] - p[0]) < 4 * gap and abs(q[0][1] - p[1]) < 2 * gap)
+            # two labels are the same boxes (2 near x near each side of their spot): they meet when their
+            # centres are closer than a box's full width and height, plus TOUCH_GAP (0.09 R before: on the
+            # page's 185 px compare disks "d_H = 2" and "d_H = 3" sat side by side, touching; the fixed
+            # layout without data keeps its spots)
+            apart = (1 + TOUCH_GAP) * near
+            clash = sum(1 for q in out if q is not None and not (tolerate is not None and (q[2] or q[1] > tolerate))
+                        and abs(q[0][0] - p[0]) < 4 * apart and abs(q[0][1] - p[1]) < 2 * apart)
             cost = data + 0.5 * (abs(p[0]) > 0.8 * scale) + 1000 * clash  # (x > 0.8 R: it would stick out of the view)
             if best_cost is None or cost < best_cost:
                 best, best_cost, best_hits = (float(p[0]), float(p[1])), cost, (data, clash > 0)

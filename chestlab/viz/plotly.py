@@ -16,7 +16,7 @@ from . import geometry
 from .style import (COLORS, FONT_SIZE, PLOTLY_SYMBOLS, class_color, crowd_size, disk_palette, name_of, plotly_font_size,
                     plotly_scale, short_names, super_color)
 
-__all__ = ["lines_xy", "polyline_trace", "add_polylines", "add_disk", "circle_label", "add_embeddings", "super_legend",
+__all__ = ["lines_xy", "polyline_trace", "add_polylines", "add_disk", "note_to_axis_title", "circle_label", "add_embeddings", "super_legend",
            "add_proxies", "add_tree",
            "style_disk"]
 
@@ -79,6 +79,24 @@ def add_disk(fig: go.Figure, c: float, *, grid: bool = False, circles: Sequence[
         fig.add_annotation(x=0.0, y=0.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
                            text=circle_note_text(unlabelled), font=dict(color=COLORS["circle_label"]),
                            bgcolor="rgba(255,255,255,0.85)", borderpad=2)
+    return fig
+
+
+def note_to_axis_title(fig: go.Figure) -> go.Figure:
+    """``fig`` with the corner note of :func:`add_disk` ("dotted: d_H = 1, 2, 3") moved into the x axis
+    title ("x₁ · dotted: d_H = 1, 2, 3"), where it meets neither the data nor a tick label nor a circle's
+    label: the note's corner is the plot area's, which, left of a square view narrower than the plot
+    (``constrain="domain"``), lies over the y axis's tick labels, and on a disk ~185 px across (a compare
+    column) the note is wider than the corner outside the disk and covers points near the boundary.
+    Idempotent; a figure without the note is returned unchanged."""
+    anns = list(fig.layout.annotations)
+    is_note = [str(a.text or "").startswith("dotted:") and a.xref == "paper" for a in anns]
+    if not any(is_note):
+        return fig
+    notes = [a for a, n in zip(anns, is_note) if n]
+    fig.layout.annotations = [a for a, n in zip(anns, is_note) if not n]
+    title = fig.layout.xaxis.title.text or ""
+    fig.update_xaxes(title_text=" · ".join([t for t in (title, *(str(a.text) for a in notes)) if t]))
     return fig
 
 

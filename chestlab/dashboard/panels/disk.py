@@ -192,7 +192,48 @@ def run_umap(ctx: Any, d: dict, box: Any) -> None:
     state.umap = dict(xy=xy, pxy=pxy, labels=d["labels"], super=d["super"], step=tr.step_count, split=d.get("split", "train"))
 
 
+#: rows of plotly's vertical legend (14 px text: 21 px a row, 10 px of padding) that fit beside a compare
+#: column's disk at the page's smallest disk height (``page.FOCUS_HEIGHTS["disk"]`` = 290 px: a plot
+#: area ~178 px high, which bounds a legend anchored at its top; one more row and plotly scrolls it)
+RIGHT_LEGEND_ROWS = 7
+#: the legend-only entries a crowded right-hand legend leaves out first, in this order (the panel's
+#: heading names them: ★ = proxies, ◆ = super-class nodes, ■ = root; the geodesics are the grey lines
+#: of the "geodesics" toggle); a super-class entry is never left out: the colours have no other key
+SPARE_ENTRIES = ("root", "geodesics", "proxies (train classes)", "super-class nodes")
+
+
+def legend_entries(fig: Any) -> list[str]:
+    """The names of the entries plotly's legend shows for ``fig``: every named trace whose
+    ``showlegend`` is not False (plotly's default for a scatter trace is to show it)."""
+    return [str(t.name) for t in fig.data if t.showlegend is not False and t.name]
+
+
+def fit_right_legend(fig: Any, rows: int = RIGHT_LEGEND_ROWS) -> Any:
+    """``fig``'s legend at the disk's right without a scroll bar: the entries one below the other with no
+    gap between legend groups (plotly's default 10 px after every super-class's own group made 7 entries
+    31 px apart, and the 7th scrolled out of view: issue 19), and, while there are more than ``rows``,
+    the :data:`SPARE_ENTRIES` left out (the root's entry first: the nodes' entry, in the same legend
+    group, still hides and shows the whole tree, and says "nodes, ■ root"); with more super-classes than
+    ``rows`` no legend at all (the hover names each point's super-class). Returns ``fig``."""
+    fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", yref="paper",
+                                  tracegroupgap=0))
+    for name in SPARE_ENTRIES:
+        if len(legend_entries(fig)) <= rows:
+            break
+        for t in fig.data:
+            if t.name == name and t.showlegend is not False:
+                t.showlegend = False
+        if name == "root":
+            for t in fig.data:
+                if t.name == "super-class nodes" and t.showlegend is not False:
+                    t.name = "nodes, ■ root"
+    if len(legend_entries(fig)) > rows:
+        fig.update_layout(showlegend=False)
+    return fig
+
+
 def render(ctx: Any, box: Any) -> None:
+    from chestlab.viz.plotly import note_to_axis_title
     from chestlab.viz.style import legend_below
 
     from .chart import PLOTLY_CONFIG, modebar_room, readable
@@ -220,14 +261,18 @@ def render(ctx: Any, box: Any) -> None:
     if umap is not None and umap.get("split") != split:
         umap = None  # computed on the other split: show the live projection instead
     fig, label = figure(d, umap, grid=opts["disk_grid"], circles=opts["disk_circles"], key=f"disk{ctx.name}")
+    # the note naming the unlabelled circles under the disk, in the x₁ title: in the plot's corner it sat
+    # on the y ticks and, on a compare column's small disk, on the points near the boundary
+    note_to_axis_title(fig)
     # alone: the legend's rows counted for the column, below the x₁ title, not over it ("branch B" ran into it);
     # a compare column (a scenario's panel, at most 300 px high): the legend at the disk's right, so that
-    # the disk keeps the height (below it, 3 rows of legend left a disk 130 px across)
+    # the disk keeps the height (below it, 3 rows of legend left a disk 130 px across), as many entries
+    # as fit there without a scroll bar
     if ctx.wide:
         legend_below(fig, 370, axis_px=50, grow=True)
     else:
-        fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", yref="paper"),
-                          margin_b=10)
+        fit_right_legend(fig)
+        fig.update_layout(margin_b=10)
         modebar_room(fig)  # the mode bar sat on the legend's first entry
     fig_box.plotly_chart(readable(fig), key=f"disk_{ctx.name}", config=PLOTLY_CONFIG)
     fig_box.caption(label + (f" · c = {d['c']:g}: boundary radius 1/√c = {1 / math.sqrt(d['c']):.2f}" if d["c"] > 0

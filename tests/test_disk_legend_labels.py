@@ -49,19 +49,19 @@ def test_circle_labels_do_not_touch_on_a_compare_disk(c: float, max_dist: float)
     # (before: 166 of these 320 layouts had two labels touching, e.g. clip-radius run B's "d_H = 3d_H = 2")
     for seed in range(4):
         for side in (None, 0.0, 2.0, 3.5, 5.0):
-            plan = geometry.circle_label_plan(c, CIRCLES, avoid=_cloud(c, max_dist, seed=seed, side=side))
+            plan = geometry.circle_label_plan(c, CIRCLES, avoid=_cloud(c, max_dist, seed=seed, side=side), compact=True)
             assert not _touching(plan, c), (seed, side, plan)
 
 
 def test_a_label_that_would_touch_goes_to_the_note() -> None:
     """Two labels with one clear spot between them: the second one is named in the corner note instead."""
     c = 0.5
-    plan = geometry.circle_label_plan(c, (2.0, 3.0), n_diameters=1, avoid=np.zeros((0, 2)))
+    plan = geometry.circle_label_plan(c, (2.0, 3.0), n_diameters=1, avoid=np.zeros((0, 2)), compact=True)
     # one diameter: the candidate angles are 90° and -90°, the labels at r(2) = 0.61 R, r(3) = 0.79 R on the same
     # side (both 90° first) would be 0.18 R = 17 px apart vertically on a 185 px disk: touching
     assert plan[0] is not None and plan[1] is not None and plan[1][1] * plan[0][1] < 0  # the other side instead
     crowd = _cloud(c, 8.0, n=2000)  # every other spot covered by points
-    plan = geometry.circle_label_plan(c, CIRCLES, n_diameters=1, avoid=crowd)
+    plan = geometry.circle_label_plan(c, CIRCLES, n_diameters=1, avoid=crowd, compact=True)
     assert geometry.circle_note(CIRCLES, plan) and not _touching(plan, c)
 
 
@@ -135,7 +135,7 @@ def test_a_label_sent_to_the_note_does_not_keep_the_others_away(seed: int, side:
     its spot (temperature-collapse run B: all three circles in the note, "d_H = 3" had room)."""
     c = 0.5
     pts = _wedge(c, side, seed)
-    plan = geometry.circle_label_plan(c, CIRCLES, avoid=pts)
+    plan = geometry.circle_label_plan(c, CIRCLES, avoid=pts, compact=True)
     R = geometry.disk_radius(c)
     w, h = 0.27 * R, 0.135 * R
 
@@ -164,3 +164,31 @@ def _wedge(c: float, side: float, seed: int = 0) -> np.ndarray:
     th = side + g.uniform(-2.6, 2.6, 300)
     r = np.array([geometry.euclid_radius(float(v), c) for v in d])
     return np.stack([r * np.cos(th), r * np.sin(th)], 1)
+
+
+def test_the_lessons_static_disks_keep_their_label_spots() -> None:
+    """The lessons' matplotlib disks (a few inches across) keep the looser rule: lesson 01's geodesic figure
+    (c = 1, the curves to avoid) has its three labels where they were (numbers from before this change);
+    the plotly disk (the page's, ~185 px in a compare column) moves "d_H = 2", which would touch "d_H = 1"
+    there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from chestlab import lessons
+    from chestlab.viz import mpl as viz_mpl
+
+    c = 1.0
+    x = torch.tensor([0.6 * math.cos(math.radians(20)), 0.6 * math.sin(math.radians(20))], dtype=torch.float64)
+    y = torch.tensor([0.8 * math.cos(math.radians(150)), 0.8 * math.sin(math.radians(150))], dtype=torch.float64)
+    avoid = np.concatenate([lessons.geodesic_arc(x, y, c).numpy(), np.linspace(x.numpy(), y.numpy(), 50),
+                            lessons.hyperbolic_circle(x, 1.0, c).numpy()])
+    before = [(0.32676617560120313, -0.326766175601203), (0.5385283921883665, -0.5385283921883662),
+              (0.23426960668457855, -0.8743060748160247)]
+    np.testing.assert_allclose(geometry.circle_label_plan(c, CIRCLES, avoid=avoid), before, atol=1e-12)
+    ax = Figure().subplots()
+    viz_mpl.disk_view(ax, c, circles=CIRCLES, avoid=avoid)
+    np.testing.assert_allclose([t.xy for t in ax.texts if t.get_text().startswith("$d_H$")], before, atol=1e-12)
+    compact = geometry.circle_label_plan(c, CIRCLES, avoid=avoid, compact=True)
+    assert compact[0] == before[0] and compact[1] != before[1] and not _touching(compact, c)

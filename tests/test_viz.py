@@ -231,15 +231,18 @@ def test_circle_labels_avoid_the_figures_points() -> None:
     for (x0, y0), (x1, y1), d in zip(default, moved, circles):
         assert math.hypot(x1 - x0, y1 - y0) > 0.2  # away from the crowd ...
         assert math.hypot(x1, y1) == pytest.approx(viz.euclid_radius(d, c), rel=1e-12)  # ... still on its circle
-    # nothing to avoid: the first label keeps its spot; the second one too unless it would touch the first
-    # (here it would, on a disk ~185 px across: the labels' boxes are 0.54 R × 0.27 R), then it moves on
-    empty = viz.circle_label_points(c, circles, avoid=np.zeros((0, 2)))
+    assert viz.circle_label_points(c, circles, avoid=np.zeros((0, 2))) == default  # nothing to avoid: as before
+    # compact (the plotly figures: a disk as small as ~185 px): with nothing to avoid the first label keeps
+    # its spot; the second one too unless it would touch the first (here it would: the labels' boxes are
+    # 0.54 R × 0.27 R), then it moves on
+    empty = viz.circle_label_points(c, circles, avoid=np.zeros((0, 2)), compact=True)
     assert empty[0] == default[0]
     (ax0, ay0), (bx, by) = empty
     assert abs(bx - ax0) >= 0.54 or abs(by - ay0) >= 0.27
     assert math.hypot(bx, by) == pytest.approx(viz.euclid_radius(2.0, c), rel=1e-12)
     fig = vdisk.poincare_disk(crowd, np.zeros(100, dtype=int), c=c, circles=circles)
-    np.testing.assert_allclose([(a.x, a.y) for a in fig.layout.annotations], moved, atol=1e-12)
+    np.testing.assert_allclose([(a.x, a.y) for a in fig.layout.annotations],
+                               viz.circle_label_points(c, circles, avoid=crowd, compact=True), atol=1e-12)
     (x, y), = viz.circle_label_points(c, (2.0,), label_angle=200.0)
     assert math.degrees(math.atan2(y, x)) % 360 == pytest.approx(200.0)
 

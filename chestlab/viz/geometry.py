@@ -153,7 +153,8 @@ def geodesic_grid(c: float, n_diameters: int = 6, dists: Sequence[float] = (1.0,
 
 
 def circle_label_points(c: float, circles: Sequence[float], n_diameters: int = 6, *,
-                        label_angle: Optional[float] = None, avoid: Any = None) -> list[tuple[float, float]]:
+                        label_angle: Optional[float] = None, avoid: Any = None,
+                        compact: bool = False) -> list[tuple[float, float]]:
     r"""Where the labels of the distance circles go: one point on each circle (in the order of
     ``circles``), away from the diameters of the :func:`geodesic_grid` with ``n_diameters``.
 
@@ -165,24 +166,31 @@ def circle_label_points(c: float, circles: Sequence[float], n_diameters: int = 6
     ``label_angle`` (degrees): the first label's angle instead, e.g. where a figure's data leave room.
     ``avoid``: points (N, 2) the labels should not cover (a figure's data): each label then takes,
     among the same angles half-way between diameters (tried in the order above), the first one with
-    the fewest of these points and earlier labels near it.
+    the fewest of these points and earlier labels near it. ``compact``: the labels are large for the
+    disk (:func:`circle_label_plan`).
     """
-    return [p for p, _, _ in _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)]
+    return [p for p, _, _ in _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid,
+                                           compact=compact)]
 
 
 def circle_label_plan(c: float, circles: Sequence[float], n_diameters: int = 6, *, label_angle: Optional[float] = None,
-                      avoid: Any = None, tolerate: Optional[int] = None) -> list[Optional[tuple[float, float]]]:
+                      avoid: Any = None, tolerate: Optional[int] = None,
+                      compact: bool = False) -> list[Optional[tuple[float, float]]]:
     """:func:`circle_label_points`, with None for each label that has no place clear of the others and
     of the data: every candidate spot overlaps an earlier label, or covers more than ``tolerate`` of the
-    ``avoid`` points (default 2); a label overlaps (or touches) another when their boxes, the size the
-    data footprint assumes (2 × 0.135 R high, twice that wide), come closer than :data:`TOUCH_GAP` of a
-    half-height. Near ``c = 0`` the circles ``d_H = 1, 2, 3`` are a few pixels apart in the middle of a
-    large view, inside the data: their labels on the circles would hide the points and each other, so
-    the figures name such circles once in a corner instead (:func:`circle_note`). Without ``avoid`` (no data) every label keeps its fixed spot, as in
+    ``avoid`` points (default 2). Two labels overlap when their centres are closer than 0.36 R across and
+    0.18 R up or down (a label on a disk a few inches across: the lessons' static figures); ``compact``
+    (a disk ~185 px across, the dashboard's compare columns: its plotly figures): when their boxes, the
+    size the data footprint assumes (2 × 0.135 R high, twice that wide), come closer than
+    :data:`TOUCH_GAP` of a half-height -- labels that merely touch count as overlapping. Near ``c = 0``
+    the circles ``d_H = 1, 2, 3`` are a few pixels apart in the middle of a large view, inside the data:
+    their labels on the circles would hide the points and each other, so the figures name such circles
+    once in a corner instead (:func:`circle_note`). A label sent there does not keep the later ones from
+    its spot. Without ``avoid`` (no data) every label keeps its fixed spot, as in
     :func:`circle_label_points`."""
     limit = 2 if tolerate is None else int(tolerate)
     placed = _place_labels(c, circles, n_diameters, label_angle=label_angle, avoid=avoid,
-                           tolerate=None if avoid is None else limit)
+                           tolerate=None if avoid is None else limit, compact=compact)
     if avoid is None:
         return [p for p, _, _ in placed]
     return [None if hits_label or hits_data > limit else p for p, hits_data, hits_label in placed]
@@ -200,11 +208,12 @@ TOUCH_GAP = 0.15
 
 def _place_labels(c: float, circles: Sequence[float], n_diameters: int = 6, *, label_angle: Optional[float] = None,
                   avoid: Any = None, size: float = 0.135,
-                  tolerate: Optional[int] = None) -> list[tuple[tuple[float, float], int, bool]]:
+                  tolerate: Optional[int] = None, compact: bool = False) -> list[tuple[tuple[float, float], int, bool]]:
     """(spot, data points it covers, whether it overlaps an earlier label) for each circle's label: the
     search of :func:`circle_label_points`; ``size``: a label's half-height over the disk's radius, for
     the points it covers; ``tolerate`` (:func:`circle_label_plan`'s): an earlier label that covers more
-    points than that, or overlaps another, goes to the corner note and does not keep later ones away."""
+    points than that, or overlaps another, goes to the corner note and does not keep later ones away;
+    ``compact``: :func:`circle_label_plan`'s (which two labels overlap)."""
     n = max(int(n_diameters), 1)
     start = math.pi * ((n - 1) // 2 + 0.5) / n  # the largest pi (k + 1/2) / n up to pi / 2
     if label_angle is not None:
@@ -228,11 +237,11 @@ def _place_labels(c: float, circles: Sequence[float], n_diameters: int = 6, *, l
             # before, for a disk a few inches across, let labels sit on the points of the page's smaller disks)
             near = size * scale
             data = 0 if pts is None or not len(pts) else int((np.abs(pts - p) < [2 * near, near]).all(1).sum())
-            # two labels are the same boxes (2 near x near each side of their spot): they meet when their
-            # centres are closer than a box's full width and height, plus TOUCH_GAP (0.09 R before: on the
-            # page's 185 px compare disks "d_H = 2" and "d_H = 3" sat side by side, touching; the fixed
-            # layout without data keeps its spots)
-            apart = (1 + TOUCH_GAP) * near
+            # compact: two labels are the same boxes (2 near x near each side of their spot): they meet when
+            # their centres are closer than a box's full width and height, plus TOUCH_GAP (with 0.09 R, the
+            # lessons', on the page's 185 px compare disks "d_H = 2" and "d_H = 3" sat side by side,
+            # touching); the fixed layout without data keeps its spots
+            apart = (1 + TOUCH_GAP) * near if compact else 0.09 * scale
             clash = sum(1 for q in out if q is not None and not (tolerate is not None and (q[2] or q[1] > tolerate))
                         and abs(q[0][0] - p[0]) < 4 * apart and abs(q[0][1] - p[1]) < 2 * apart)
             cost = data + 0.5 * (abs(p[0]) > 0.8 * scale) + 1000 * clash  # (x > 0.8 R: it would stick out of the view)

@@ -371,7 +371,8 @@ def hier_disk_figure(g: dict, group_names: Sequence[str], *, anchor_what: str = 
     if math.isfinite(R):
         shapes.append(dict(type="circle", x0=-R, y0=-R, x1=R, y1=R, line=dict(color=COLORS["boundary"], width=2),
                            layer="below"))
-        spots = geometry.circle_label_plan(c, circles, avoid=np.concatenate([g["hier"][shown], g["anchors"]]))
+        spots = geometry.circle_label_plan(c, circles, avoid=np.concatenate([g["hier"][shown], g["anchors"]]),
+                                           compact=True)  # the dashboard's disk: labels that touch overlap
         for d, spot in zip(circles, spots):
             r = geometry.euclid_radius(float(d), c)
             shapes.append(dict(type="circle", x0=-r, y0=-r, x1=r, y1=r, layer="below",

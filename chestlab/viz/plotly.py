@@ -48,13 +48,14 @@ def add_polylines(fig: go.Figure, lines: Sequence[np.ndarray], **kw: Any) -> go.
 
 def add_disk(fig: go.Figure, c: float, *, grid: bool = False, circles: Sequence[float] = (), n_diameters: int = 6,
              grid_dists: Sequence[float] = (1.0, 2.0, 3.0), label_angle: Optional[float] = None,
-             avoid: Any = None) -> go.Figure:
+             avoid: Any = None, compact: bool = True) -> go.Figure:
     """The disk of curvature ``-c`` behind the data: boundary (radius ``1/sqrt(c)``, none at ``c = 0``),
     the :func:`~chestlab.viz.geometry.geodesic_grid` (trace ``"geodesics"``) when ``grid``, and a
     dotted circle labelled ``d_H = d`` at each Poincaré distance ``d`` of ``circles`` from the origin,
     the labels where :func:`~chestlab.viz.geometry.circle_label_points` puts them (``label_angle``:
     the first one's angle in degrees, default between two diameters; ``avoid``: points (N, 2) they
-    should not cover)."""
+    should not cover; ``compact``: labels that would touch count as overlapping, for a disk as small as
+    the dashboard's compare columns', :func:`~chestlab.viz.geometry.circle_label_plan`)."""
     R = geometry.disk_radius(c)
     if math.isfinite(R):
         fig.add_shape(type="circle", x0=-R, y0=-R, x1=R, y1=R, line=dict(color=COLORS["boundary"], width=2),
@@ -62,7 +63,7 @@ def add_disk(fig: go.Figure, c: float, *, grid: bool = False, circles: Sequence[
     if grid:
         add_polylines(fig, geometry.geodesic_grid(c, n_diameters, grid_dists), name="geodesics",
                       color=COLORS["grid"], width=1, showlegend=True)
-    labels_at = geometry.circle_label_plan(c, circles, n_diameters, label_angle=label_angle, avoid=avoid)
+    labels_at = geometry.circle_label_plan(c, circles, n_diameters, label_angle=label_angle, avoid=avoid, compact=compact)
     for d, spot in zip(circles, labels_at):
         r = geometry.euclid_radius(float(d), c)
         fig.add_shape(type="circle", x0=-r, y0=-r, x1=r, y1=r, line=dict(color=COLORS["circle"], width=1, dash="dot"),

@@ -184,7 +184,7 @@ def test_every_scenario_shows_its_panel_at_1280x720(tmp_path: Path) -> None:
     port = _free_port()
     server = start_server(port, tmp_path / "server.log")
     chrome = None
-    misses, text_problems, sizes = [], [], {}
+    misses, text_problems, sizes, labels = [], [], {}, {}
     try:
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 120)
         chrome = Chromium(browser, tmp_path / "profile", size=SIZE)
@@ -208,11 +208,15 @@ def test_every_scenario_shows_its_panel_at_1280x720(tmp_path: Path) -> None:
             assert found and found["texts"], f"{name}: no chart text found"
             sizes[name] = (min(t["px"] for t in found["texts"]), len(found["texts"]), len(found["charts"]))
             text_problems += [f"{name}: {p}" for p in chart_text_problems(found)]
-            text_problems += [f"{name}: {p}" for p in chart_layout_problems(chrome.js(_LAYOUT_JS) or [])]
+            layout = chrome.js(_LAYOUT_JS) or []
+            text_problems += [f"{name}: {p}" for p in chart_layout_problems(layout)]
+            labels[name] = sorted((round(a["r"] - a["l"]), round(a["b"] - a["t"])) for ch in layout
+                                  if ch["key"].startswith("disk_") for a in ch["anns"])
             picked = chrome.js(_SELECT_JS)
             if query and (not picked or picked["cut"]):
                 text_problems.append(f"{name}: the scenario selectbox cuts its label: {picked}")
         print("smallest chart text (px), texts, charts:", sizes)
+        print("the disks' annotation boxes (w, h px):", labels)
         assert not misses, "named panel not in view at 1280×720: " + "; ".join(misses)
         assert not text_problems, "chart text too small, cut, overlapping or scrolled:\n" + "\n".join(text_problems)
     finally:

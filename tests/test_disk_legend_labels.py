@@ -21,9 +21,9 @@ from chestlab.viz.plotly import circle_label, note_to_axis_title
 CIRCLES = (1.0, 2.0, 3.0)
 #: a compare column's disk at the page's focus height (measured in Chromium: 178 px of plot area)
 DISK_PX = 185
-#: a "d_H = 2" label on the page (14 px text on its white box), measured in Chromium: ~40 × 20 px; a
-#: little more here, so that labels merely touching count as meeting
-LABEL_PX = (44, 22)
+#: a "d_H = 2" label on the page (14 px text on its white box), measured in Chromium: 38 × 25 px (the
+#: projector test prints them); a little more here, so that labels merely touching count as meeting
+LABEL_PX = (42, 28)
 
 
 def _cloud(c: float, max_dist: float, n: int = 300, seed: int = 0, side=None) -> np.ndarray:
@@ -46,7 +46,7 @@ def _touching(plan, c: float) -> list:
 @pytest.mark.parametrize("c", [0.1, 0.5, 1.0, 2.0])
 @pytest.mark.parametrize("max_dist", [1.0, 2.0, 4.0, 8.0])
 def test_circle_labels_do_not_touch_on_a_compare_disk(c: float, max_dist: float) -> None:
-    # (before: 166 of these 320 layouts had two labels touching, e.g. clip-radius run B's "d_H = 3d_H = 2")
+    # (before: 134 of these 320 layouts had two labels touching, e.g. clip-radius run B's "d_H = 3d_H = 2")
     for seed in range(4):
         for side in (None, 0.0, 2.0, 3.5, 5.0):
             plan = geometry.circle_label_plan(c, CIRCLES, avoid=_cloud(c, max_dist, seed=seed, side=side), compact=True)

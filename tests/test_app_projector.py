@@ -212,6 +212,8 @@ def test_every_scenario_shows_its_panel_at_1280x720(tmp_path: Path) -> None:
             text_problems += [f"{name}: {p}" for p in chart_layout_problems(layout)]
             labels[name] = sorted((round(a["r"] - a["l"]), round(a["b"] - a["t"])) for ch in layout
                                   if ch["key"].startswith("disk_") for a in ch["anns"])
+            if query:  # the sidebar is drawn last: on a loaded machine it may still be on its way
+                chrome.wait_for("!!document.querySelector('.st-key-scenario input')", 120, f"the scenario selectbox ({name})")
             picked = chrome.js(_SELECT_JS)
             if query and (not picked or picked["cut"]):
                 text_problems.append(f"{name}: the scenario selectbox cuts its label: {picked}")

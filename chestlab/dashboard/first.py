@@ -83,8 +83,8 @@ class Hold:
     the first chart at once, the later ones when :attr:`drawn` is set (checked at each message) or
     by :meth:`release`. Thread-safe (a spinner sends from its own thread)."""
 
-    def __init__(self, send: Any, hold_s: float = HOLD_S) -> None:
-        self.send, self.hold_s = send, hold_s
+    def __init__(self, send: Any, hold_s: Optional[float] = None) -> None:
+        self.send, self.hold_s = send, HOLD_S if hold_s is None else hold_s
         self.drawn = threading.Event()
         self.kept: list = []
         self.chart_at: Optional[float] = None  # when the first chart was sent (time.monotonic)

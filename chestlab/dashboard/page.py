@@ -599,16 +599,19 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------
 def warm_up(should_stop: Any = None) -> bool:
     """Do once what the first page would do: build the default run, train a step, draw every
-    panel's figure (imports plotly's validators) and serialise it as Streamlit does. Nothing is kept:
-    the session builds its own run; the data caches and imports stay warm. ``should_stop()`` is
-    asked between the steps; returns False when it stopped early."""
+    panel's figure (imports plotly's validators) and serialise it as Streamlit does; the data caches
+    and imports stay warm. Then build the default run once more and keep it, untrained
+    (:func:`chestlab.dashboard.warm.keep`): the first session with the default settings takes it
+    instead of building it. ``should_stop()`` is asked between the steps; returns False when it
+    stopped early."""
+    from . import warm
     from .panels import curves, disk, hardneg, similarity
 
     stop = should_stop or (lambda: False)
     _threads()
     state = DashState()
     cfg = BASE
-    state.runs.append(runner.build(cfg))
+    state.runs.append(runner.build(cfg, use_warm=False))
     if stop():
         return False
     runner.train_chunk(state, budget_s=0.0, max_steps=1)
@@ -621,4 +624,9 @@ def warm_up(should_stop: Any = None) -> bool:
         fig = make()
         if fig is not None:
             fig.to_json()
+    if stop():
+        return False
+    # then the default run once more, untrained, for the first session to take (runner.build)
+    ready = runner.build(cfg, use_warm=False)
+    warm.keep(ready.trainer, torch.get_rng_state())
     return True

@@ -5,7 +5,9 @@ optimizer's ``torch._dynamo`` (~1.3 s, imported when the first optimizer is buil
 plotly. In a plain ``streamlit run`` all of it happens when the first browser session starts its
 script. ``app.py`` therefore declares an ``st.App`` whose lifespan calls :func:`start` when the
 server starts: a background thread imports all of it and builds the default run once (data caches,
-first kernels, first figures), while the server already answers. A session whose page opens before
+first kernels, first figures), while the server already answers, then builds it once more and
+keeps it (:func:`keep`): the first session whose run A has the default settings takes that trainer
+(:func:`take`, from ``runner.build``) instead of building and evaluating it. A session whose page opens before
 the warm-up's imports are done waits for them (:func:`wait`) instead of importing the same modules
 concurrently, and the warm-up stops there: the page builds and draws its own run.
 
@@ -20,7 +22,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Optional
 
-__all__ = ["start", "wait", "is_ready", "seconds", "lifespan"]
+__all__ = ["start", "wait", "is_ready", "seconds", "lifespan", "keep", "take", "config_key"]
 
 _IMPORTED = threading.Event()  # torch, torch._dynamo and the page's modules are imported
 _PAGE_ARRIVED = threading.Event()  # a page asked to go on: stop warming up (it warms itself up)
@@ -30,6 +32,38 @@ _SECONDS: Optional[float] = None
 _ERROR: Optional[str] = None
 #: The line the server prints when the warm-up is done (benchmarks/bench_app.py waits for it).
 READY_LINE = "chestlab dashboard: warm-up done"
+#: ready trainers (built and evaluated at step 0, never trained), per config: the first session that
+#: builds a run with that config takes it instead of building it (``runner.build``)
+_READY: dict[str, tuple[Any, Any]] = {}
+
+
+def config_key(cfg: Any) -> str:
+    """A config's identity: every setting's value (``TrainConfig.to_dict``)."""
+    import json
+
+    return json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+
+
+def keep(trainer: Any, rng_state: Any) -> None:
+    """Keep ``trainer`` (just built and evaluated, never trained; ``rng_state``: torch's global RNG
+    state right after that) for the first :func:`take` of its config."""
+    with _LOCK:
+        _READY[config_key(trainer.config)] = (trainer, rng_state)
+
+
+def take(cfg: Any) -> Any:
+    """The kept trainer of ``cfg`` (once; None when there is none), with torch's global RNG put back
+    where its build left it: what follows is what would follow a build of ``cfg`` at this moment."""
+    with _LOCK:
+        got = _READY.pop(config_key(cfg), None)
+    if got is None:
+        return None
+    import torch
+
+    trainer, rng_state = got
+    if rng_state is not None:
+        torch.set_rng_state(rng_state)
+    return trainer
 
 
 def _warm() -> None:

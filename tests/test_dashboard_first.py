@@ -1,6 +1,6 @@
 """Time to the first plot (issue 19 item 5): what a new session's first script run sends, in which
 order (:mod:`chestlab.dashboard.first`), the page's HTML asking for the first frame's JavaScript
-(:mod:`chestlab.dashboard.assets`), and the warm-up's ready run (:func:`chestlab.dashboard.warm.take`):
+(:mod:`chestlab.dashboard.assets`), and the warm-up's ready run (:func:`chestlab.dashboard.ready.take`):
 mechanisms, not timings (benchmarks/bench_app.py measures those)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.testing.v1 import AppTest
 
-from chestlab.dashboard import assets, first, warm
+from chestlab.dashboard import assets, first, ready
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -226,16 +226,16 @@ def test_the_warm_run_is_taken_once_and_equals_a_cold_build() -> None:
     cold_run = runner.build(BASE, use_warm=False)
     cold_rng = torch.get_rng_state()  # where a build leaves torch's global RNG
     cold = _first_steps(cold_run)
-    ready = runner.build(BASE, use_warm=False)
-    warm.keep(ready.trainer, torch.get_rng_state())
+    kept = runner.build(BASE, use_warm=False)
+    ready.keep(kept.trainer, torch.get_rng_state())
     torch.rand(1000)  # the server does other things between the warm-up and the first page
     other = BASE.replace(eta_e=0.0)
-    assert warm.take(other) is None  # another config is built as before
+    assert ready.take(other) is None  # another config is built as before
     taken = runner.build(BASE, "A", label="x")
     assert torch.equal(torch.get_rng_state(), cold_rng)  # as if it had just been built
-    assert taken.trainer is ready.trainer and taken.name == "A" and taken.label == "x"
+    assert taken.trainer is kept.trainer and taken.name == "A" and taken.label == "x"
     assert taken.built == runner.structural(BASE)
     assert _first_steps(taken) == cold  # same seed, same evaluation at step 0, same first steps
     again = runner.build(BASE)  # taken once: the next build is a new trainer
-    assert again.trainer is not ready.trainer
+    assert again.trainer is not kept.trainer
     assert _first_steps(again) == cold

@@ -601,10 +601,10 @@ def warm_up(should_stop: Any = None) -> bool:
     """Do once what the first page would do: build the default run, train a step, draw every
     panel's figure (imports plotly's validators) and serialise it as Streamlit does; the data caches
     and imports stay warm. Then build the default run once more and keep it, untrained
-    (:func:`chestlab.dashboard.warm.keep`): the first session with the default settings takes it
+    (:func:`chestlab.dashboard.ready.keep`): the first session with the default settings takes it
     instead of building it. ``should_stop()`` is asked between the steps; returns False when it
     stopped early."""
-    from . import warm
+    from . import ready as ready_runs
     from .panels import curves, disk, hardneg, similarity
 
     stop = should_stop or (lambda: False)
@@ -628,5 +628,5 @@ def warm_up(should_stop: Any = None) -> bool:
         return False
     # then the default run once more, untrained, for the first session to take (runner.build)
     ready = runner.build(cfg, use_warm=False)
-    warm.keep(ready.trainer, torch.get_rng_state())
+    ready_runs.keep(ready.trainer, torch.get_rng_state())
     return True

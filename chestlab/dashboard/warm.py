@@ -6,8 +6,8 @@ plotly. In a plain ``streamlit run`` all of it happens when the first browser se
 script. ``app.py`` therefore declares an ``st.App`` whose lifespan calls :func:`start` when the
 server starts: a background thread imports all of it and builds the default run once (data caches,
 first kernels, first figures), while the server already answers, then builds it once more and
-keeps it (:func:`keep`): the first session whose run A has the default settings takes that trainer
-(:func:`take`, from ``runner.build``) instead of building and evaluating it. A session whose page opens before
+keeps it (:mod:`.ready`): the first session whose run A has the default settings takes that trainer
+(``runner.build``) instead of building and evaluating it. A session whose page opens before
 the warm-up's imports are done waits for them (:func:`wait`) instead of importing the same modules
 concurrently, and the warm-up stops there: the page builds and draws its own run.
 
@@ -22,6 +22,8 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Optional
 
+from .ready import config_key, keep, take  # noqa: F401  (the warm-up's ready run: chestlab.dashboard.ready)
+
 __all__ = ["start", "wait", "is_ready", "seconds", "lifespan", "keep", "take", "config_key"]
 
 _IMPORTED = threading.Event()  # torch, torch._dynamo and the page's modules are imported
@@ -32,40 +34,6 @@ _SECONDS: Optional[float] = None
 _ERROR: Optional[str] = None
 #: The line the server prints when the warm-up is done (benchmarks/bench_app.py waits for it).
 READY_LINE = "chestlab dashboard: warm-up done"
-#: ready trainers (built and evaluated at step 0, never trained), per config: the first session that
-#: builds a run with that config takes it instead of building it (``runner.build``)
-_READY: dict[str, tuple[Any, Any]] = {}
-
-
-def config_key(cfg: Any) -> str:
-    """A config's identity: every setting's value (``TrainConfig.to_dict``)."""
-    import json
-
-    return json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
-
-
-def keep(trainer: Any, rng_state: Any) -> None:
-    """Keep ``trainer`` (just built and evaluated, never trained; ``rng_state``: torch's global RNG
-    state right after that) for the first :func:`take` of its config."""
-    with _LOCK:
-        _READY[config_key(trainer.config)] = (trainer, rng_state)
-
-
-def take(cfg: Any) -> Any:
-    """The kept trainer of ``cfg`` (once; None when there is none), with torch's global RNG put back
-    where its build left it: what follows is what would follow a build of ``cfg`` at this moment."""
-    with _LOCK:
-        got = _READY.pop(config_key(cfg), None)
-    if got is None:
-        return None
-    import torch
-
-    trainer, rng_state = got
-    if rng_state is not None:
-        torch.set_rng_state(rng_state)
-    return trainer
-
-
 def _warm() -> None:
     global _SECONDS, _ERROR
     t0 = time.perf_counter()

@@ -169,6 +169,9 @@ def test_first_frame_chunks_are_streamlit_s_files() -> None:
     assert not any(c.startswith("BaseButton") for c in chunks)  # "Button" is that chunk only
     head = assets.head_html(chunks)
     assert head.count('rel="modulepreload"') == len(chunks) and f'href="./static/js/{chunks[0]}"' in head
+    # the plotly chunk is evaluated when the websocket opens (a classic script: before Streamlit's module runs)
+    assert head.count("<script>") == 1 and f'"./static/js/{chunks[0]}"' in head and "addEventListener('open'" in head
+    assert "<script>" not in assets.head_html(chunks[1:])  # no plotly chunk: links only
 
 
 def _serve(mw: Any, path: str, body: bytes, ctype: bytes = b"text/html; charset=utf-8", extra: tuple = ()) -> tuple:

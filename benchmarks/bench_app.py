@@ -38,6 +38,7 @@ depend on what else runs.
 
     .venv/bin/python benchmarks/bench_app.py            # both parts
     .venv/bin/python benchmarks/bench_app.py --quick    # fewer repeats, one run per case, 8 s of playing
+    .venv/bin/python benchmarks/bench_app.py --first-plot --quick [--app-root ../before]   # first plot only, with its breakdown
 """
 
 from __future__ import annotations

@@ -5,12 +5,14 @@ Streamlit's frontend loads most of its element code lazily: the plotly chunk (``
 fetched only when the first element of that kind *arrives* over the websocket, one after the other.
 Measured on the 2-core demo machine (``notes/first26.md``): the page's own script opened its websocket
 ~1 s after the navigation, the chunks of the first frame were fetched from ~1.2 s to ~4.7 s, the plotly
-chunk at 1.4–4.1 s (:func:`chestlab.dashboard.page.preload_plotly` starts it with the first element).
+chunk at 1.4–5.4 s (:func:`chestlab.dashboard.page.preload_plotly` starts it with the first element).
 
 :class:`IndexPreload` (an ASGI middleware; ``app.py`` gives it to its ``st.App``) adds one
 ``<link rel="modulepreload">`` per chunk of the first frame (:func:`first_frame_chunks`) to the page's
 ``index.html``: the browser fetches and compiles them while Streamlit's own code starts, and a chunk is
-ready when its first element arrives. Nothing else of the page changes; static files keep Streamlit's
+ready when its first element arrives, and a small classic script that evaluates the plotly chunk when the
+page's websocket opens (the server then works on the first frame for a second or more). Nothing else of
+the page changes; static files keep Streamlit's
 headers (uncompressed on purpose, ``Cache-Control: immutable``: see
 ``streamlit/web/server/starlette/starlette_gzip_middleware.py``).
 """

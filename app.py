@@ -9,7 +9,9 @@ This file plays two parts:
 
 * ``streamlit run app.py`` finds the ``st.App`` below and imports this file once as the server's
   app: its lifespan starts the warm-up (torch, the engine, plotly and one default run, in the
-  background), so the first page opened draws its first plot without importing them;
+  background), so the first page opened draws its first plot without importing them, and its
+  middleware (:class:`chestlab.dashboard.assets.IndexPreload`) makes the browser fetch the first
+  frame's JavaScript as soon as the page's HTML arrives;
 * every browser session then runs this file as its page script (so does ``AppTest.from_file``):
   it waits for the warm-up's imports if they are still running, and draws the page.
 
@@ -36,9 +38,16 @@ if get_script_run_ctx(suppress_warning=True) is not None or not hasattr(st, "App
     main()
 else:
     # `streamlit run app.py` (or uvicorn) imports this file once: the server, warmed up at start
+    from starlette.middleware import Middleware
+
+    from chestlab.dashboard import first
+    from chestlab.dashboard.assets import IndexPreload
     from chestlab.dashboard.warm import lifespan
 
-    app = st.App(__file__, lifespan=lifespan)
+    # IndexPreload: the page's HTML asks for the first frame's JavaScript (plotly's 4.7 MB chunk,
+    # the widgets') at once, instead of when the first element of each kind arrives; first.routes():
+    # the browser says when it has drawn the first chart (the rest of the first frame goes out then)
+    app = st.App(__file__, lifespan=lifespan, middleware=[Middleware(IndexPreload)], routes=first.routes())
 
     if __name__ == "__main__":  # python app.py
         app.run()

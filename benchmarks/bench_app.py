@@ -38,6 +38,7 @@ depend on what else runs.
 
     .venv/bin/python benchmarks/bench_app.py            # both parts
     .venv/bin/python benchmarks/bench_app.py --quick    # fewer repeats, one run per case, 8 s of playing
+    .venv/bin/python benchmarks/bench_app.py --first-plot --quick [--app-root ../before]   # first plot only, with its breakdown
 """
 
 from __future__ import annotations
@@ -132,10 +133,10 @@ _CAP_JS = ("(() => { const c = [...document.querySelectorAll('[data-testid=stCap
 class _Server:
     """``streamlit run app.py`` in a new process (as the tests start it), its log and its start time."""
 
-    def __init__(self, T: Any, tmp: Path, name: str) -> None:
+    def __init__(self, T: Any, tmp: Path, name: str, root: Any = None) -> None:
         self.T, self.port, self.log = T, T._free_port(), tmp / f"{name}.log"
         self.t0 = time.monotonic()
-        self.proc = T.start_server(self.port, self.log)
+        self.proc = T.start_server(self.port, self.log) if root is None else _start_server_at(Path(root), self.port, self.log)
         T._wait_http(f"http://127.0.0.1:{self.port}/_stcore/health", 60)
         self.health_s = time.monotonic() - self.t0
 
@@ -159,6 +160,87 @@ class _Server:
 
 
 _PAUSES = 6  # Pause clicks per run, at different moments of the refresh cycle
+
+
+def _start_server_at(root: Path, port: int, log: Path) -> Any:
+    """``streamlit run <root>/app.py`` with ``root`` first on the path (``--app-root``: the code of
+    another checkout, for a before/after comparison on the same machine and browser)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.headless", "true", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return subprocess.Popen(cmd, cwd=root, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+
+#: JS: the first-plot breakdown the browser saw (ms from the navigation's start): websocket open, the
+#: plotly chunk's preload start/end, the first chart element and its SVG, the plotly chunk's fetch,
+#: and the long tasks (> 50 ms of the main thread) before the first SVG
+_BREAKDOWN_JS = r"""(() => { const r = {}; const res = performance.getEntriesByType('resource');
+ const p = res.find(e => /PlotlyChart\./.test(e.name)); r.chunk = p ? [Math.round(p.startTime), Math.round(p.responseEnd)] : null;
+ r.ws = window.__fpWs; r.preload = [window.__chestlabPreload, window.__chestlabPreloaded].map(x => x && Math.round(x));
+ r.svg = window.__first_plot; r.long = (window.__fpLong || []).filter(x => x[0] < (r.svg || 1e9)).map(x => [Math.round(x[0]), Math.round(x[1])]);
+ return r; })()"""
+_BREAKDOWN_HOOK = r"""(() => { window.__fpLong = [];
+ try { new PerformanceObserver(l => { for (const e of l.getEntries()) window.__fpLong.push([e.startTime, e.duration]); }).observe({type: 'longtask', buffered: true}); } catch (e) {}
+ const W = window.WebSocket; window.WebSocket = function (u, p) { const s = p ? new W(u, p) : new W(u);
+   s.addEventListener('open', () => { if (window.__fpWs === undefined) window.__fpWs = Math.round(performance.now()); }); return s; };
+ window.WebSocket.prototype = W.prototype; Object.assign(window.WebSocket, W); })()"""
+
+
+def first_plot_tables(args: Any) -> int:
+    """``--first-plot``: the first plot alone (quiet, then with one core loaded), single page and
+    compare link, each page on a new ready server (its first session, as a user opening the link
+    after the server started); with the browser's breakdown. ``--app-root`` runs another checkout's
+    ``app.py`` (before/after on one machine, back to back)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_app as T
+
+    browser = T.find_browser()
+    if browser is None:
+        print("first plot: skipped (no chromium)")
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="bench_first_"))
+    rows, checks, n = [], [], 0
+    for loaded in ((False,) if args.no_loaded else (False, True)):
+        tag = "one core loaded" if loaded else "quiet"
+        busy = _busy_core() if loaded else None
+        try:
+            times: dict = {"single": [], "compare": []}
+            for _ in range(max(1, args.runs if not args.quick else 1)):
+                for what, path in (("single", "/"), ("compare", COMPARE_QUERY)):
+                    n += 1
+                    server = _Server(T, tmp, f"fp{n}", root=args.app_root)
+                    try:
+                        server.wait_ready()
+                        load = _load()
+                        chrome = T.Chromium(browser, tmp / f"pf{n}")
+                        try:
+                            chrome.call("Page.enable")
+                            chrome.call("Page.addScriptToEvaluateOnNewDocument", source=_BREAKDOWN_HOOK)
+                            chrome.stamp_on_load("__first_plot", T._PLOTS_JS)
+                            chrome.goto(server.url(path))
+                            chrome.wait_for("window.__first_plot !== undefined", 180, "the first plot", poll=0.05)
+                            b = chrome.js(_BREAKDOWN_JS) or {}
+                        finally:
+                            chrome.close()
+                    finally:
+                        server.stop()
+                    t = (b.get("svg") or float("nan")) / 1000
+                    times[what].append(t)
+                    big = sorted(b.get("long") or [], key=lambda x: -x[1])[:2]
+                    rows.append([f"[{tag}] first plot, {what} {path} (s) — {load}; ws open {b.get('ws')} ms, plotly chunk fetched "
+                                 f"{b.get('chunk')} ms, preload {b.get('preload')} ms, longest tasks before it {big} ms", f"{t:.1f}"])
+            limit = 6.0 if loaded else 4.0
+            worst = max(max(v) for v in times.values())
+            checks.append((f"[{tag}] first plot ≤ {limit:g} s, single and compare", worst <= limit))
+        finally:
+            if busy is not None:
+                os.killpg(busy.pid, signal.SIGTERM)
+                busy.wait(10)
+    notes = [f"{cm.verdict(ok)}  {name}" for name, ok in checks] + [f"code: {args.app_root or ROOT}", f"{_load()} at end"]
+    print(cm.table(["## app.py first plot (streamlit + headless Chromium, fresh profile, server ready, tree)"], ["measure", "value"], rows, notes))
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 def _first_plot(T: Any, browser: str, profile: Path, url: str) -> tuple[Any, float]:
@@ -370,7 +452,11 @@ def main() -> int:
     p.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
     p.add_argument("--compare-only", action="store_true", help="only the compare-mode rows (quiet, then one core loaded)")
     p.add_argument("--no-loaded", action="store_true", help="compare-mode rows without the one-core-loaded repeat")
+    p.add_argument("--first-plot", action="store_true", help="only the first-plot rows (quiet, then one core loaded), with their breakdown")
+    p.add_argument("--app-root", default=None, help="with --first-plot: run the app.py of this checkout (a before/after comparison)")
     args = p.parse_args()
+    if args.first_plot:
+        return first_plot_tables(args)
     repeats = 5 if args.quick else 15
     seconds = 8.0 if args.quick else args.seconds
     runs = 1 if args.quick else max(1, args.runs)

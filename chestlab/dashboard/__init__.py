@@ -27,6 +27,9 @@ r"""The dashboard (``make app`` = ``streamlit run app.py``) as a package of part
 - :mod:`.page` — the page: lays the panels out and runs the training fragment.
 - :mod:`.warm` — the server's warm-up (torch, the engine, plotly) at start, so the first page
   opened does not pay for the imports.
+- :mod:`.assets` — the page's HTML asks for the first frame's JavaScript at once (``app.py``'s middleware).
+- :mod:`.first` — a new session's first chart goes out alone; the rest once the browser has drawn it.
+- :mod:`.ready` — the warm-up's ready run of the default settings, for the first session.
 
 Importing this package is cheap (no torch): ``app.py`` imports :mod:`.warm` when the server starts.
 """
@@ -37,7 +40,7 @@ import importlib
 from typing import Any
 
 _PARTS = ("state", "text", "defaults", "fields", "values", "presets", "compare", "urlcodec", "widgets", "scenarios",
-          "runner", "panels", "page", "warm")
+          "runner", "panels", "page", "warm", "assets", "first", "ready")
 
 __all__ = ["PAGE_CONFIG", *_PARTS, "main"]
 

@@ -22,10 +22,13 @@ from typing import Any, Optional
 
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from .. import plugins
 from ..settings import schema
-from . import runner, scenarios, urlcodec, values
+from . import assets, runner, scenarios, urlcodec, values
+from .first import ROUTE as FIRST_CHART_ROUTE
+from .first import hold_after_first_chart
 from .defaults import BASE, CHART_UPDATES, TRAIN_FRACTION
 from .fields import format_value
 from .panels import PanelContext, available, cannot_draw, compare, draw_run, export, run_panels
@@ -62,34 +65,37 @@ FOCUS_HEIGHTS = {"similarity": 260, "disk": 290, "curves": 320}
 PRELOAD_KEY = "chestlab_preload"
 
 
-def _plotly_chunk() -> Optional[str]:
-    """The file name of Streamlit's frontend chunk that holds plotly.js (``PlotlyChart.<hash>.js``),
-    or None when this Streamlit has none."""
-    import glob
-    import os
-
-    import streamlit
-
-    found = sorted(glob.glob(os.path.join(os.path.dirname(streamlit.__file__), "static", "static", "js", "PlotlyChart.*.js")))
-    return os.path.basename(found[0]) if found else None
+_PLOTLY_CHUNK = assets.plotly_chunk()  # PlotlyChart.<hash>.js, or None
 
 
-_PLOTLY_CHUNK = _plotly_chunk()
-
-
-def preload_plotly(box: Any) -> None:
+def preload_plotly(box: Any, token: Optional[str] = None) -> None:
     """A hidden element, first on the page, whose script imports Streamlit's plotly chunk (4.7 MB of
     JavaScript) at once. Without it the browser fetches and compiles that chunk only when the first
     chart arrives, after the server has built the run and its first figures; with it, both happen
     at the same time, so the first chart is drawn as soon as it arrives. The chunk is found next to
-    the page's own script (``…/static/js/index.<hash>.js``), so a server path prefix is kept."""
-    if _PLOTLY_CHUNK is None:
+    the page's own script (``…/static/js/index.<hash>.js``), so a server path prefix is kept (the
+    page's HTML already asked the browser to fetch it: :mod:`chestlab.dashboard.assets`).
+
+    ``token`` (a new session's first run, :mod:`chestlab.dashboard.first`): the script also tells
+    the server, at :data:`chestlab.dashboard.first.ROUTE`, when the first chart is drawn, so that the rest of the first
+    frame goes out then."""
+    if _PLOTLY_CHUNK is None and token is None:
         return
     import json
 
-    js = ("(function(){if(window.__chestlabPreload) return; const s=[...document.scripts].find(s=>/static\\/js\\/index\\.[^/]+\\.js/.test(s.src));"
-          f" if(!s) return; window.__chestlabPreload=performance.now(); import(s.src.replace(/index\\.[^/]+\\.js.*$/, {json.dumps(_PLOTLY_CHUNK)}))"
-          ".catch(e=>console.warn('chestlab preload',e));})();")
+    base = "const s=[...document.scripts].find(s=>/static\\/js\\/index\\.[^/]+\\.js/.test(s.src)); if(!s) return;"
+    js = ""
+    if _PLOTLY_CHUNK is not None:
+        js += ("(function(){if(window.__chestlabPreload) return; " + base +
+               f" window.__chestlabPreload=performance.now(); import(s.src.replace(/index\\.[^/]+\\.js.*$/, {json.dumps(_PLOTLY_CHUNK)}))"
+               ".then(()=>{window.__chestlabPreloaded=performance.now();}).catch(e=>console.warn('chestlab preload',e));})();")
+    if token is not None:
+        # at the first animation frame that shows a drawn chart: the server sends the rest of the first frame
+        url = json.dumps(FIRST_CHART_ROUTE.lstrip("/") + "?t=" + token)
+        js += ("(function(){" + base + " const u=s.src.replace(/static\\/js\\/index\\.[^/]+\\.js.*$/, " + url + "); const t0=performance.now();"
+               " const f=()=>{ if(document.querySelector('.js-plotly-plot .main-svg')){ window.__chestlabFirstChart=performance.now();"
+               " fetch(u,{method:'POST',keepalive:true}).catch(()=>{}); return; }"
+               " if(performance.now()-t0 > 60000) return; requestAnimationFrame(f); }; requestAnimationFrame(f);})();")
     box.container(key=PRELOAD_KEY).html(f"<style>.st-key-{PRELOAD_KEY}{{display:none}}</style><script>{js}</script>",
                                         unsafe_allow_javascript=True)
 
@@ -478,8 +484,16 @@ def main() -> None:
     _threads()
     session = st.session_state
     state = get_state(session)
+    # a new session's first frame: what follows its first chart goes out once the browser has drawn
+    # that chart (else the browser draws all the first frame's charts before it shows one: first.py)
+    new = state.trainer is None and not state.error and not state.redraws
+    with hold_after_first_chart(get_script_run_ctx(), on=new) as token:
+        _page(state, session, token)
+
+
+def _page(state: DashState, session: Any, token: Optional[str]) -> None:
     st.markdown(_CSS, unsafe_allow_html=True)
-    preload_plotly(st)  # the browser loads its plotting library while the run is built and drawn
+    preload_plotly(st, token)  # the browser loads its plotting library while the run is built and drawn
     _plugins()
     values.init(state, session)
     if not state.url_loaded:  # once per session: the link's settings, before any widget is drawn
@@ -585,16 +599,19 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------
 def warm_up(should_stop: Any = None) -> bool:
     """Do once what the first page would do: build the default run, train a step, draw every
-    panel's figure (imports plotly's validators) and serialise it as Streamlit does. Nothing is kept:
-    the session builds its own run; the data caches and imports stay warm. ``should_stop()`` is
-    asked between the steps; returns False when it stopped early."""
+    panel's figure (imports plotly's validators) and serialise it as Streamlit does; the data caches
+    and imports stay warm. Then build the default run once more and keep it, untrained
+    (:func:`chestlab.dashboard.ready.keep`): the first session with the default settings takes it
+    instead of building it. ``should_stop()`` is asked between the steps; returns False when it
+    stopped early."""
+    from . import ready as ready_runs
     from .panels import curves, disk, hardneg, similarity
 
     stop = should_stop or (lambda: False)
     _threads()
     state = DashState()
     cfg = BASE
-    state.runs.append(runner.build(cfg))
+    state.runs.append(runner.build(cfg, use_warm=False))
     if stop():
         return False
     runner.train_chunk(state, budget_s=0.0, max_steps=1)
@@ -607,4 +624,9 @@ def warm_up(should_stop: Any = None) -> bool:
         fig = make()
         if fig is not None:
             fig.to_json()
+    if stop():
+        return False
+    # then the default run once more, untrained, for the first session to take (runner.build)
+    ready = runner.build(cfg, use_warm=False)
+    ready_runs.keep(ready.trainer, torch.get_rng_state())
     return True

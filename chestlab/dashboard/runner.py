@@ -129,19 +129,27 @@ def n_parameters(tr: Any) -> int:
     return sum(p.numel() for p in tr.system.parameters() if p.requires_grad)
 
 
-def build(cfg: TrainConfig, name: str = "A", label: str = "", keep: Optional[TrainConfig] = None) -> Run:
+def build(cfg: TrainConfig, name: str = "A", label: str = "", keep: Optional[TrainConfig] = None,
+          use_warm: bool = True) -> Run:
     """A new run from ``cfg`` (:func:`repair` ed, keeping the live values of ``keep`` that ``cfg``
-    cannot have), evaluated once at step 0 so the curves start from the untrained model.
+    cannot have), evaluated once at step 0 so the curves start from the untrained model. The
+    server's warm-up keeps one such trainer of the default settings ready
+    (:func:`chestlab.dashboard.ready.take`, ``use_warm``): the first build of that config takes it.
     ``device = auto`` builds on :func:`pick_device` 's device: a demo model is built on the CPU and
     moved to CUDA (rebuilt there) only when it has more than :data:`TINY_PARAMS` parameters."""
     from chestlab.engine import Trainer
 
+    from . import ready
+
     fixed = repair(cfg, keep)[0]
     device = pick_device(fixed)
-    tr = Trainer(fixed.replace(device=device) if device != fixed.device else fixed)
-    if fixed.device == "auto" and device == "cpu" and pick_device(fixed, n_parameters(tr)) != "cpu":
-        tr = Trainer(fixed.replace(device="cuda"))  # not tiny after all: the GPU
-    tr.evaluate()
+    want = fixed.replace(device=device) if device != fixed.device else fixed
+    tr = ready.take(want) if use_warm else None  # the server's warm-up built this one already
+    if tr is None:
+        tr = Trainer(want)
+        if fixed.device == "auto" and device == "cpu" and pick_device(fixed, n_parameters(tr)) != "cpu":
+            tr = Trainer(fixed.replace(device="cuda"))  # not tiny after all: the GPU
+        tr.evaluate()
     return Run(name=name, trainer=tr, built=structural(cfg), label=label)
 
 

@@ -5,7 +5,9 @@ optimizer's ``torch._dynamo`` (~1.3 s, imported when the first optimizer is buil
 plotly. In a plain ``streamlit run`` all of it happens when the first browser session starts its
 script. ``app.py`` therefore declares an ``st.App`` whose lifespan calls :func:`start` when the
 server starts: a background thread imports all of it and builds the default run once (data caches,
-first kernels, first figures), while the server already answers. A session whose page opens before
+first kernels, first figures), while the server already answers, then builds it once more and
+keeps it (:mod:`.ready`): the first session whose run A has the default settings takes that trainer
+(``runner.build``) instead of building and evaluating it. A session whose page opens before
 the warm-up's imports are done waits for them (:func:`wait`) instead of importing the same modules
 concurrently, and the warm-up stops there: the page builds and draws its own run.
 
@@ -20,7 +22,9 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Optional
 
-__all__ = ["start", "wait", "is_ready", "seconds", "lifespan"]
+from .ready import config_key, keep, take  # noqa: F401  (the warm-up's ready run: chestlab.dashboard.ready)
+
+__all__ = ["start", "wait", "is_ready", "seconds", "lifespan", "keep", "take", "config_key"]
 
 _IMPORTED = threading.Event()  # torch, torch._dynamo and the page's modules are imported
 _PAGE_ARRIVED = threading.Event()  # a page asked to go on: stop warming up (it warms itself up)
@@ -30,8 +34,6 @@ _SECONDS: Optional[float] = None
 _ERROR: Optional[str] = None
 #: The line the server prints when the warm-up is done (benchmarks/bench_app.py waits for it).
 READY_LINE = "chestlab dashboard: warm-up done"
-
-
 def _warm() -> None:
     global _SECONDS, _ERROR
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ import torch
 
 from .. import plugins
 from ..settings import schema
-from . import runner, scenarios, urlcodec, values
+from . import runner, scenarios, trace, urlcodec, values
 from .defaults import BASE, CHART_UPDATES, TRAIN_FRACTION
 from .fields import format_value
 from .panels import PanelContext, available, cannot_draw, compare, draw_run, export, run_panels
@@ -75,6 +75,7 @@ def _plotly_chunk() -> Optional[str]:
 
 
 _PLOTLY_CHUNK = _plotly_chunk()
+trace.install()  # CHESTLAB_TRACE=file: timestamps of what a click sets off (benchmarks/bench_app.py --trace)
 
 
 def preload_plotly(box: Any) -> None:
@@ -124,6 +125,7 @@ def _on_play(playing: bool) -> None:
     # sets the value the button showed (not a toggle): a callback Streamlit runs twice -- a rerun
     # interrupted by the fragment's timer is rerun with the same click -- must not undo itself
     get_state(st.session_state).playing = playing
+    trace.event("on_play", playing=playing)
 
 
 def _on_step() -> None:
@@ -225,6 +227,7 @@ class HeldCharts:
                 fig.update_layout(height=self._cap)  # the scenario's panel: in view on a projector
         if key is not None:
             mode = self._mode(key)
+            trace.event("chart", key=str(key), mode=mode)
             if mode == "draw":
                 self._sent[key] = fig
             else:
@@ -421,6 +424,7 @@ def live_panel(state: DashState) -> None:
         full_run, state.full_run = state.full_run, False
         fresh, state.fresh = state.fresh, False
         refresh = float(session["refresh"])
+        trace.event("frag_start", playing=state.playing, full_run=full_run, pending=pending, fresh=fresh)
         t0 = time.perf_counter()
         done = 0
         if any(not r.diverged for r in state.runs):
@@ -435,12 +439,14 @@ def live_panel(state: DashState) -> None:
                 done = runner.train_chunk(state, budget_s=TRAIN_FRACTION * refresh, between_steps=_yield_point)
             runner.settle(state, _yield_point)  # an evaluation a click interrupted (metrics at the step shown)
         t_train = time.perf_counter() - t0
+        trace.event("trained", steps=done)
         runner.measure_rate(state, done, refresh)
         runs = state.runs
         shared: dict = {}
         contexts = [PanelContext(state, session, run, wide=len(runs) == 1, shared=shared) for run in runs]
         for ctx in contexts:
             prepare(ctx, session.get("disk_split", "train"))
+        trace.event("prepared")
         notes = st.container()  # always there: a warning that appears does not shift the charts below
         for run in runs:
             if run.diverged:
@@ -461,6 +467,7 @@ def live_panel(state: DashState) -> None:
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
                           "sim": a.cache.get("sim"), "disk": a.cache.get(("disk", split))}
         t_draw = time.perf_counter() - t0 - t_train
+        trace.event("frag_end", timer=timer)
         state.timing = dict(steps=done, train_s=t_train, draw_s=t_draw)
         st.caption(f"Last redraw: {done} step(s) in {t_train:.2f} s, then drawing in {t_draw:.2f} s "
                    f"({'playing, refresh every %g s' % refresh if state.playing else 'paused'}).")
@@ -508,6 +515,7 @@ def _plugins() -> None:
 def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     """Everything but the sidebar: header, controls row, warnings, the panels, share and export."""
     session = st.session_state
+    trace.event("script", playing=state.playing)
     do_reset, state.want_reset = state.want_reset, False
     st.markdown(f"<h3 class='chestlab-title'>{TITLE}</h3>", unsafe_allow_html=True, help=INTRO)
     for p in state.url_problems:  # shown once, in the first run
@@ -533,6 +541,7 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     c1.button("Pause" if state.playing else "Play", icon=":material/pause:" if state.playing else ":material/play_arrow:",
               on_click=_on_play, args=(not state.playing,), type="primary", key="btn_play", width="stretch",
               disabled=state.trainer is None)
+    trace.event("button", label="Pause" if state.playing else "Play")
     c2.button(f"Step {session['step_n']}", icon=":material/skip_next:", on_click=_on_step, key="btn_step", width="stretch",
               disabled=state.trainer is None, help="train this many steps, then redraw (change n under Page)")
     c3.button("Reset", icon=":material/restart_alt:", on_click=_on_reset, key="btn_reset", width="stretch",

@@ -192,6 +192,7 @@ def _pause_clicks(T: Any, chrome: Any, timeout: float, trace_file: Any = None) -
     time.sleep(0.5)
     events = [json.loads(line) for line in Path(trace_file).read_text().splitlines() if line.strip()]
     longtasks = chrome.js("window.__longtasks || []") or []
+    Path(str(trace_file) + ".clicks.json").write_text(json.dumps({"clicks": clicks, "longtasks": longtasks}))
     return pauses, [_breakdown(c[0] / 1000, c[1] / 1000, events, longtasks) for c in clicks]
 
 
@@ -206,7 +207,7 @@ def _breakdown(click: float, answer: float, events: list, longtasks: list) -> di
         return float("nan")
 
     req = first("request_rerun", click - 0.02, fragment=False)
-    intr = first("interrupt", req) if req == req else float("nan")
+    intr = first("interrupt", req, how="stop") if req == req else float("nan")  # the running script stops
     play = first("on_play", req, playing=False) if req == req else float("nan")
     button = first("button", play, label="Play") if play == play else float("nan")
     frag = [e for e in events if e["ev"] == "frag_start" and e["t"] < req]

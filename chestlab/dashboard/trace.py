@@ -40,22 +40,26 @@ def install() -> None:
     if PATH is None or _installed:
         return
     _installed = True
+    from streamlit.runtime import app_session
     from streamlit.runtime.scriptrunner import script_runner as sr
 
-    R = sr.ScriptRunner
-    rerun, check = R.request_rerun, R._maybe_handle_execution_control_request
+    S, R = app_session.AppSession, sr.ScriptRunner
+    rerun, check = S.request_rerun, R._maybe_handle_execution_control_request
 
-    def request_rerun(self: Any, rerun_data: Any) -> Any:
-        event("request_rerun", fragment=bool(getattr(rerun_data, "fragment_id", None)),
-              widgets=len(getattr(getattr(rerun_data, "widget_states", None), "widgets", []) or []))
-        return rerun(self, rerun_data)
+    def request_rerun(self: Any, client_state: Any) -> Any:
+        # a click's rerun (no fragment id) makes a new script thread at once (runner.fastReruns) and asks
+        # the running one to stop at its next yield point; a fragment's timer rerun waits for the running one
+        event("request_rerun", fragment=bool(client_state is not None and client_state.fragment_id))
+        return rerun(self, client_state)
 
     def maybe(self: Any) -> Any:
         try:
             return check(self)
-        except sr.RerunException as exc:
-            data = exc.rerun_data
-            event("interrupt", fragment=bool(getattr(data, "fragment_id", None) or getattr(data, "fragment_id_queue", None)))
+        except sr.RerunException:
+            event("interrupt", how="rerun")
+            raise
+        except sr.StopException:
+            event("interrupt", how="stop")
             raise
 
-    R.request_rerun, R._maybe_handle_execution_control_request = request_rerun, maybe
+    S.request_rerun, R._maybe_handle_execution_control_request = request_rerun, maybe

@@ -173,9 +173,10 @@ def test_timer_redraws_patch_in_turn_and_full_redraws_draw() -> None:
     assert [hold(k) for k in keys] == [False] * len(keys)  # first seen: drawn
     for redraw in range(3):
         state.redraws += 1
+        hold = page.chart_turns(state, run, timer=True)  # one per redraw (it decides each chart once)
         modes = [hold(k) for k in keys]
         assert sorted(set(modes)) == ["hold", "patch"] and modes.count("patch") == CHART_UPDATES
-    assert page.chart_turns(state, run, timer=False) is False  # a full redraw draws every chart
+    assert page.chart_turns(state, run, timer=False) is False  # a full redraw without a layout fingerprint draws every chart
     run.diverged = "stopped"
     assert page.chart_turns(state, run, timer=True) is True  # a stopped run holds its charts
 

@@ -229,12 +229,22 @@ class HeldCharts:
             mode = self._mode(key)
             trace.event("chart", key=str(key), mode=mode)
             if mode == "draw":
+                if fig is None:
+                    raise ValueError(f"chart {key!r}: no figure to draw (holds() said it was held)")
                 self._sent[key] = fig
             else:
-                if mode == "patch" and fig is not self._sent[key]:
+                if mode == "patch" and fig is not None and fig is not self._sent[key]:
                     self._patches.append((str(key), fig))
                 fig = self._sent[key]
+            record = getattr(self._hold, "record", None)
+            if record is not None:
+                record(key, mode)
         return self._box.plotly_chart(fig, *args, key=key, **kw)
+
+    def holds(self, key: Any) -> bool:
+        """The chart ``key`` is held in this redraw: the browser keeps what it shows, so a panel need
+        not build its figure (:func:`chestlab.dashboard.panels.chart.chart` passes None)."""
+        return self._mode(key) == "hold"
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._box, name)
@@ -292,27 +302,111 @@ def send_patches(box: Any, patches: list) -> None:
                                       unsafe_allow_javascript=True)
 
 
-def chart_turns(state: DashState, run: Any, timer: bool) -> Any:
-    """``hold`` for :class:`HeldCharts`: a stopped run holds every chart; a timer redraw while
+#: session keys that are no setting and change nothing drawn (buttons: True only in the run they were clicked)
+_NOT_LAYOUT = ("btn_", "dl_", "$$")
+
+
+def layout_fingerprint(state: DashState, session: Any) -> int:
+    """A fingerprint of everything but the training step that decides what the charts show and
+    where: the widget values (sidebar, compare, views, the scenario's focus) without the buttons,
+    the runs on the page and the disk's UMAP. Two redraws with the same fingerprint lay the page
+    out alike, so a chart drawn under one is still mounted, in place, under the other."""
+    items = []
+    for k in list(session.keys()):
+        name = str(k)
+        if name == KEY or name.startswith(_NOT_LAYOUT):
+            continue
+        v = session.get(k)
+        if isinstance(v, (bool, int, float, str, type(None))) or (
+                isinstance(v, (tuple, list)) and all(isinstance(x, (bool, int, float, str)) for x in v)):
+            items.append((name, repr(v)))
+    runs = tuple((r.name, id(r), bool(r.diverged)) for r in state.runs)
+    return hash((tuple(sorted(items)), runs, id(state.umap)))
+
+
+def refingerprint(state: DashState, old: Any, new: Any) -> None:
+    """After a redraw: the charts it drew or updated under the fingerprint ``old`` (taken before
+    it) count as drawn under ``new`` (taken after it): the panels set some widget values while they
+    draw (a view's default, run B's greyed copy of run A's view), which the next redraw finds."""
+    if old == new:
+        return
+    for run in state.runs:
+        for k, v in run.mounted.items():
+            if v == old:
+                run.mounted[k] = new
+        for k, tok in run.shown.items():
+            if tok and tok[0] == old:
+                run.shown[k] = (new,) + tuple(tok[1:])
+
+
+def redraw_token(run: Any, fp: Any) -> tuple:
+    """What a run's chart shows, short of building it: the layout fingerprint and the run's step,
+    evaluations and rows (a figure is a function of these)."""
+    tr = run.trainer
+    return (fp, getattr(tr, "step_count", None), len(getattr(tr, "history", None) or ()), len(run.rows), run.diverged)
+
+
+class Turns:
+    """``hold`` for :class:`HeldCharts` (see :func:`chart_turns`), one per run and redraw: decides
+    each chart's mode once (a panel may ask before it builds the figure: :meth:`HeldCharts.holds`)
+    and records what the browser then shows (:meth:`record`)."""
+
+    def __init__(self, state: DashState, run: Any, timer: bool, fp: Any = None) -> None:
+        self.state, self.run, self.timer, self.fp = state, run, timer, fp
+        self.token = redraw_token(run, fp) if fp is not None else None
+        self._memo: dict = {}
+
+    def __call__(self, key: Any) -> Any:
+        if key not in self._memo:
+            self._memo[key] = self._decide(key)
+        return self._memo[key]
+
+    def _decide(self, key: Any) -> Any:
+        run = self.run
+        mounted = key in run.sent and self.fp is not None and run.mounted.get(key) == self.fp
+        same = mounted and run.shown.get(key) == self.token
+        if self.timer:
+            order, n = self.state.chart_order, CHART_UPDATES
+            item = (run.name, key)
+            if item not in order:
+                order.append(item)
+                if not mounted:
+                    return False  # never drawn (or, without a fingerprint, not known to be)
+            elif self.fp is not None and not mounted:
+                return "draw"  # mounted under another layout (a widget inside the fragment changed)
+            start = (self.state.redraws * n) % len(order)
+            if (order.index(item) - start) % len(order) >= n or same:
+                return "hold"
+            return "patch"
+        if self.fp is not None and (run.name, key) not in self.state.chart_order:
+            self.state.chart_order.append((run.name, key))  # the order of the timer redraws' turns, complete from the start
+        if not mounted:
+            return "draw"
+        return "hold" if same else "patch"
+
+    def record(self, key: Any, mode: str) -> None:
+        if self.fp is None:
+            return
+        if mode == "draw":
+            self.run.mounted[key] = self.fp
+        if mode in ("draw", "patch"):
+            self.run.shown[key] = self.token
+
+
+def chart_turns(state: DashState, run: Any, timer: bool, fp: Any = None) -> Any:
+    """``hold`` for :class:`HeldCharts`: a stopped run holds every chart. A timer redraw while
     playing patches the ``CHART_UPDATES`` charts whose turn it is in place (over all runs' charts,
-    in the order first drawn; a chart never drawn is drawn) and holds the others; any other redraw
-    draws all."""
+    in the order first drawn; a chart never drawn is drawn) and holds the others. Any other redraw
+    (a click: Pause, Play, Step; a widget) with the page's layout fingerprint ``fp``
+    (:func:`layout_fingerprint`): a chart mounted under the same fingerprint is held when it shows
+    this step already (:func:`redraw_token`: a Pause or Play click changes nothing drawn), else
+    updated in place; a chart mounted under another layout (a widget changed) is drawn anew.
+    Without ``fp`` every chart is drawn."""
     if run.diverged:
         return True
-    if not timer:
+    if not timer and fp is None:
         return False
-    order = state.chart_order
-    n = CHART_UPDATES
-
-    def hold(key: Any) -> Any:
-        item = (run.name, key)
-        if item not in order:
-            order.append(item)
-            return False
-        start = (state.redraws * n) % len(order)
-        return "hold" if (order.index(item) - start) % len(order) >= n else "patch"
-
-    return hold
+    return Turns(state, run, timer, fp)
 
 
 def stopped_warning(state: DashState, run: Any) -> str:
@@ -341,7 +435,7 @@ def hardneg_each(ctx: PanelContext, box: Any) -> None:
     from chestlab.settings import schema as _schema
 
     from .panels import hardneg
-    from .panels.chart import PLOTLY_CONFIG
+    from .panels.chart import PLOTLY_CONFIG, chart
 
     cfg, sch = ctx.trainer.config, _schema()
     keys = set(cfg.keys())
@@ -349,11 +443,11 @@ def hardneg_each(ctx: PanelContext, box: Any) -> None:
     box.markdown(f"**Hard negatives, run {ctx.name}** — weights w over the negatives sorted by distance, "
                  f"at t = {temps['t']:g}, t_E = {temps['t_e']:g}")
     d = ctx.disk_data(ctx.session.get("disk_split", "train"))
-    box.plotly_chart(hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
+    chart(box, lambda: hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
 
 
 def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, status: Any = None,
-              patches: Optional[list] = None) -> None:
+              patches: Optional[list] = None, fp: Any = None) -> None:
     """The runs' panels, the panel ``focus`` (the scenario's) first, right under the run headers and
     above ``status()`` (the metrics row), with its charts at most :data:`FOCUS_HEIGHT` px high: on a
     1280×720 projector it is in view without scrolling. One run: its panels (columns and a
@@ -361,7 +455,7 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
     by side, so that the two columns stay aligned; the hard-negative panel is drawn per run
     (:func:`hardneg_each`) where a scenario names it. Charts a timer redraw updates in place go to
     ``patches`` (see :class:`HeldCharts`); a click is noticed between two panels (:func:`_yield_point`)."""
-    helds = [chart_turns(state, ctx.run, timer) for ctx in contexts]
+    helds = [chart_turns(state, ctx.run, timer, fp) for ctx in contexts]
     panels = ordered_panels(focus)
     status = status or (lambda: None)
     first = panels[:1] if focus is not None and panels and _name(panels[0]) == focus else ()
@@ -459,9 +553,11 @@ def live_panel(state: DashState) -> None:
             status_row(state)
         # a scenario's panel first, the metrics under it (see draw_runs)
         patches: list = []
+        fp = layout_fingerprint(state, session)  # a click that changes nothing drawn holds the charts drawn
         draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None,
-                  patches=patches)
+                  patches=patches, fp=fp)
         send_patches(st, patches)  # the charts of this timer redraw, updated in place (hidden, always there)
+        refingerprint(state, fp, layout_fingerprint(state, session))
         a = contexts[0]
         split = shared.get("disk", {}).get("disk_split", "train")
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),

@@ -154,7 +154,7 @@ def test_the_patch_script_carries_the_new_data_and_no_markup() -> None:
     (body,) = box.bodies
     script = body.split("<script>", 1)[1].rsplit("</script>", 1)[0]
     assert "<" not in script and "Plotly" in script and ".react(" in script
-    figs = json.loads(script.split("const figs=", 1)[1].split(";\nfor(", 1)[0])
+    figs = json.loads(script.split("const figs=", 1)[1].split(";\nconst q=", 1)[0])
     assert figs["cur_A"]["data"][0]["y"] == [5.0, 6.0, 7.0] and figs["cur_A"]["data"][0]["name"] == "loss <b>L</b>"
     assert "template" not in figs["cur_A"]["layout"] and figs["cur_A"]["layout"]["uirevision"] == "u"
     box = _Box()

@@ -265,15 +265,24 @@ class HeldCharts:
 PATCH_KEY = "chestlab_patch"
 #: the browser side of :func:`send_patches`: for each (element key, figure), ``Plotly.react`` on the
 #: chart drawn under that key, with what Streamlit's frontend gave it when it mounted it (its themed
-#: template, its width; its height unless the figure has one; a bold title, as the theme draws it)
+#: template, its width; its height unless the figure has one; a bold title, as the theme draws it).
+#: The figures wait in one queue, the newest per chart (a chart's older update not yet applied is
+#: dropped: a browser that falls behind catches up instead of piling work up), and are applied one
+#: chart per animation frame, so that a click (and the server's answer) is handled between two
+#: charts, not after all of them
 _PATCH_JS = """(function(){const P=window.Plotly; if(!P||!P.react) return; const figs=%s;
-for(const k in figs){const gd=document.querySelector('.st-key-'+CSS.escape(k)+' .js-plotly-plot');
- if(!gd||!gd.layout||!gd._fullLayout) continue; const f=figs[k], lay=f.layout||{};
+const q=window.__chestlabQueue=window.__chestlabQueue||{}; for(const k in figs) q[k]=figs[k];
+window.__chestlabPatches=(window.__chestlabPatches||0)+1;
+if(window.__chestlabBusy) return; window.__chestlabBusy=true;
+const apply=(k,f)=>{const gd=document.querySelector('.st-key-'+CSS.escape(k)+' .js-plotly-plot');
+ if(!gd||!gd.layout||!gd._fullLayout) return; const lay=f.layout||{};
  lay.template=gd.layout.template; lay.width=gd.layout.width; if(lay.height==null) lay.height=gd.layout.height;
  if(lay.title){const t=typeof lay.title==='string'?{text:lay.title}:lay.title;
   if(t.text&&!String(t.text).startsWith('\\x3cb>')) lay.title=Object.assign({},t,{text:'\\x3cb>'+t.text+'\\x3c/b>'});}
- try{P.react(gd,f.data||[],lay);}catch(e){console.warn('chestlab patch',k,e);}}
-window.__chestlabPatches=(window.__chestlabPatches||0)+1;})();"""
+ try{P.react(gd,f.data||[],lay);}catch(e){console.warn('chestlab patch',k,e);}};
+const next=()=>{const ks=Object.keys(q); if(!ks.length){window.__chestlabBusy=false; return;}
+ const k=ks[0], f=q[k]; delete q[k]; apply(k,f); requestAnimationFrame(()=>setTimeout(next,0));};
+requestAnimationFrame(()=>setTimeout(next,0));})();"""
 
 
 def patch_json(fig: Any) -> str:
@@ -311,7 +320,19 @@ def layout_fingerprint(state: DashState, session: Any) -> int:
     where: the widget values (sidebar, compare, views, the scenario's focus) without the buttons,
     the runs on the page and the disk's UMAP. Two redraws with the same fingerprint lay the page
     out alike, so a chart drawn under one is still mounted, in place, under the other."""
-    items = []
+    items = _layout_items(session)
+    runs = tuple((r.name, id(r), bool(r.diverged)) for r in state.runs)
+    if trace.on():  # which values changed since the last fingerprint
+        last = getattr(state, "_fp_items", {})
+        diff = sorted(k for k in set(items) | set(last) if items.get(k) != last.get(k))
+        if diff:
+            trace.event("fingerprint", changed=diff[:20])
+        state._fp_items = items
+    return hash((tuple(sorted(items.items())), runs, id(state.umap)))
+
+
+def _layout_items(session: Any) -> dict:
+    items = {}
     for k in list(session.keys()):
         name = str(k)
         if name == KEY or name.startswith(_NOT_LAYOUT):
@@ -319,9 +340,8 @@ def layout_fingerprint(state: DashState, session: Any) -> int:
         v = session.get(k)
         if isinstance(v, (bool, int, float, str, type(None))) or (
                 isinstance(v, (tuple, list)) and all(isinstance(x, (bool, int, float, str)) for x in v)):
-            items.append((name, repr(v)))
-    runs = tuple((r.name, id(r), bool(r.diverged)) for r in state.runs)
-    return hash((tuple(sorted(items)), runs, id(state.umap)))
+            items[name] = repr(v)
+    return items
 
 
 def refingerprint(state: DashState, old: Any, new: Any) -> None:

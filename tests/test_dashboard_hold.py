@@ -53,7 +53,7 @@ def runs() -> list:
     return [a, b]
 
 
-def _redraw(state: DashState, session: dict, timer: bool) -> tuple[dict, list]:
+def _redraw(state: DashState, session: dict, timer: bool, keep: bool = True) -> tuple[dict, list]:
     """One redraw of the fragment's panels (compare mode), as ``page.live_panel`` does: the
     figures sent per (run, key) and the in-place updates queued."""
     fp = page.layout_fingerprint(state, session)
@@ -65,7 +65,7 @@ def _redraw(state: DashState, session: dict, timer: bool) -> tuple[dict, list]:
         ctx = P.PanelContext(state, session, run, wide=False, shared=shared)
         page.prepare(ctx, "train")
         box = Box(session)
-        P.draw_run(ctx, page.HeldCharts(box, run.sent, page.chart_turns(state, run, timer, fp), None, patches))
+        P.draw_run(ctx, page.HeldCharts(box, run.sent, page.chart_turns(state, run, timer, fp, keep), None, patches))
         sent.update({(run.name, k): f for k, f in box.figures().items()})
     page.refingerprint(state, fp, page.layout_fingerprint(state, session))
     return sent, patches
@@ -84,10 +84,10 @@ def test_a_click_that_changes_nothing_holds_every_chart_and_builds_no_figure(run
     n = len(first)
     assert n >= 8 and patches == [] and len(builds) >= n - 1  # (a run's two hierarchy charts: one build)
     builds.clear()
-    # Play, then Pause (buttons: no layout change), same step: every chart held, none built, none patched
+    # Play, then Pause (the button's reruns), same step: every chart held, none built, none patched
     for click in ("btn_play", "btn_play"):
         session[click] = True
-        again, patches = _redraw(state, session, timer=False)
+        again, patches = _redraw(state, session, timer=False, keep=True)
         session[click] = False
         assert builds == [] and patches == []
         assert all(again[k] is first[k] for k in first)  # the mounted figures: same elements, charts kept
@@ -106,20 +106,39 @@ def test_a_click_that_changes_nothing_holds_every_chart_and_builds_no_figure(run
     assert builds == [] and patches == []
     # a widget change (another layout, maybe): every chart drawn anew
     session["disk_grid"] = not session.get("disk_grid", False)
-    changed, patches = _redraw(state, session, timer=False)
+    changed, patches = _redraw(state, session, timer=False, keep=False)
     assert patches == [] and len(builds) >= n - 2
     assert all(changed[k] is not first[k] for k in first)
+    builds.clear()
+    # then Pause again: kept (drawn under this layout, at this step)
+    again, patches = _redraw(state, session, timer=False, keep=True)
+    assert builds == [] and patches == [] and all(again[k] is changed[k] for k in changed)
+    # a view changed, and the rerun claims to be a click: the charts drawn under the other view are drawn anew
+    session["disk_grid"] = not session["disk_grid"]
+    again, patches = _redraw(state, session, timer=False, keep=True)
+    # (the hierarchy figures are cached per step: drawn anew, they are the same objects)
+    assert patches == [] and all(again[k] is not changed[k] for k in changed if not k[1].startswith("hier"))
+    fp = page.layout_fingerprint(state, session)
+    assert all(r.mounted[k] == fp for r in state.runs for k in r.sent)
 
 
-def test_the_layout_fingerprint_ignores_buttons_and_sees_settings() -> None:
-    state = DashState()
-    session: dict = {"lr": 0.01, "compare": False, "btn_play": False}
+def test_the_layout_fingerprint_ignores_buttons_and_sees_views_and_runs(runs: list) -> None:
+    state = DashState(runs=runs)
+    session: dict = {"compare": True, "btn_play": False}
     fp = page.layout_fingerprint(state, session)
     session["btn_play"] = True
-    session["dl_config_png"] = True
     assert page.layout_fingerprint(state, session) == fp
-    session["lr"] = 0.02
-    assert page.layout_fingerprint(state, session) != fp
+    session[similarity.VIEW_KEY] = similarity.VIEWS[1]
+    fp2 = page.layout_fingerprint(state, session)
+    assert fp2 != fp
+    assert page.layout_fingerprint(DashState(runs=runs[:1]), session) != fp2  # compare mode off: one run
+    b = runs[1]
+    old = b.trainer.config
+    try:
+        b.trainer.config = old.replace(lr=old.lr * 2)  # a live setting changed
+        assert page.layout_fingerprint(state, session) != fp2
+    finally:
+        b.trainer.config = old
 
 
 def test_a_held_chart_is_sent_without_a_figure_and_a_drawn_one_needs_one() -> None:

@@ -124,7 +124,9 @@ def _on_reset() -> None:
 def _on_play(playing: bool) -> None:
     # sets the value the button showed (not a toggle): a callback Streamlit runs twice -- a rerun
     # interrupted by the fragment's timer is rerun with the same click -- must not undo itself
-    get_state(st.session_state).playing = playing
+    state = get_state(st.session_state)
+    state.playing = playing
+    state.play_click = True  # the redraw keeps the charts as drawn (see chart_turns)
     trace.event("on_play", playing=playing)
 
 
@@ -311,37 +313,25 @@ def send_patches(box: Any, patches: list) -> None:
                                       unsafe_allow_javascript=True)
 
 
-#: session keys that are no setting and change nothing drawn (buttons: True only in the run they were clicked)
-_NOT_LAYOUT = ("btn_", "dl_", "$$")
+def _layout_keys() -> tuple:
+    """The widget values besides the runs' settings that decide what the charts show and where:
+    compare mode, the scenario (its focus panel), the panels' views."""
+    from .panels import disk, hardneg, similarity
+
+    return (("compare", "cmp_key", "cmp_value", scenarios.KEY, similarity.VIEW_KEY, "hier_decoder")
+            + tuple(disk.DEFAULTS) + tuple(hardneg.OWN_KEYS.values()))
 
 
 def layout_fingerprint(state: DashState, session: Any) -> int:
     """A fingerprint of everything but the training step that decides what the charts show and
-    where: the widget values (sidebar, compare, views, the scenario's focus) without the buttons,
-    the runs on the page and the disk's UMAP. Two redraws with the same fingerprint lay the page
-    out alike, so a chart drawn under one is still mounted, in place, under the other."""
-    items = _layout_items(session)
-    runs = tuple((r.name, id(r), bool(r.diverged)) for r in state.runs)
-    if trace.on():  # which values changed since the last fingerprint
-        last = getattr(state, "_fp_items", {})
-        diff = sorted(k for k in set(items) | set(last) if items.get(k) != last.get(k))
-        if diff:
-            trace.event("fingerprint", changed=diff[:20])
-        state._fp_items = items
-    return hash((tuple(sorted(items.items())), runs, id(state.umap)))
-
-
-def _layout_items(session: Any) -> dict:
-    items = {}
-    for k in list(session.keys()):
-        name = str(k)
-        if name == KEY or name.startswith(_NOT_LAYOUT):
-            continue
-        v = session.get(k)
-        if isinstance(v, (bool, int, float, str, type(None))) or (
-                isinstance(v, (tuple, list)) and all(isinstance(x, (bool, int, float, str)) for x in v)):
-            items[name] = repr(v)
-    return items
+    where: the runs on the page and their settings, compare mode, the scenario, the panels' views,
+    the disk's UMAP. Two redraws with the same fingerprint lay the page out alike, so a chart drawn
+    under one is still mounted, in place, under the other. (Named keys only: iterating the whole
+    session state from a fragment is not safe while a click's fast rerun runs in another thread.)"""
+    items = tuple(repr(session.get(k)) for k in _layout_keys())
+    runs = tuple((r.name, id(r), bool(r.diverged), repr(sorted(r.trainer.config.to_dict().items()))
+                  if r.trainer is not None else None) for r in state.runs)
+    return hash((items, runs, id(state.umap)))
 
 
 def refingerprint(state: DashState, old: Any, new: Any) -> None:
@@ -371,8 +361,8 @@ class Turns:
     each chart's mode once (a panel may ask before it builds the figure: :meth:`HeldCharts.holds`)
     and records what the browser then shows (:meth:`record`)."""
 
-    def __init__(self, state: DashState, run: Any, timer: bool, fp: Any = None) -> None:
-        self.state, self.run, self.timer, self.fp = state, run, timer, fp
+    def __init__(self, state: DashState, run: Any, timer: bool, fp: Any = None, keep: bool = True) -> None:
+        self.state, self.run, self.timer, self.fp, self.keep = state, run, timer, fp, keep
         self.token = redraw_token(run, fp) if fp is not None else None
         self._memo: dict = {}
 
@@ -400,7 +390,7 @@ class Turns:
             return "patch"
         if self.fp is not None and (run.name, key) not in self.state.chart_order:
             self.state.chart_order.append((run.name, key))  # the order of the timer redraws' turns, complete from the start
-        if not mounted:
+        if not mounted or not self.keep:
             return "draw"
         return "hold" if same else "patch"
 
@@ -413,7 +403,7 @@ class Turns:
             self.run.shown[key] = self.token
 
 
-def chart_turns(state: DashState, run: Any, timer: bool, fp: Any = None) -> Any:
+def chart_turns(state: DashState, run: Any, timer: bool, fp: Any = None, keep: bool = True) -> Any:
     """``hold`` for :class:`HeldCharts`: a stopped run holds every chart. A timer redraw while
     playing patches the ``CHART_UPDATES`` charts whose turn it is in place (over all runs' charts,
     in the order first drawn; a chart never drawn is drawn) and holds the others. Any other redraw
@@ -421,12 +411,13 @@ def chart_turns(state: DashState, run: Any, timer: bool, fp: Any = None) -> Any:
     (:func:`layout_fingerprint`): a chart mounted under the same fingerprint is held when it shows
     this step already (:func:`redraw_token`: a Pause or Play click changes nothing drawn), else
     updated in place; a chart mounted under another layout (a widget changed) is drawn anew.
-    Without ``fp`` every chart is drawn."""
+    ``keep=False`` (a redraw for anything but Play/Pause: a widget, Step, Reset) draws every chart
+    anew, as does a redraw without ``fp``."""
     if run.diverged:
         return True
     if not timer and fp is None:
         return False
-    return Turns(state, run, timer, fp)
+    return Turns(state, run, timer, fp, keep)
 
 
 def stopped_warning(state: DashState, run: Any) -> str:
@@ -467,7 +458,7 @@ def hardneg_each(ctx: PanelContext, box: Any) -> None:
 
 
 def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, status: Any = None,
-              patches: Optional[list] = None, fp: Any = None) -> None:
+              patches: Optional[list] = None, fp: Any = None, keep: bool = True) -> None:
     """The runs' panels, the panel ``focus`` (the scenario's) first, right under the run headers and
     above ``status()`` (the metrics row), with its charts at most :data:`FOCUS_HEIGHT` px high: on a
     1280×720 projector it is in view without scrolling. One run: its panels (columns and a
@@ -475,7 +466,7 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
     by side, so that the two columns stay aligned; the hard-negative panel is drawn per run
     (:func:`hardneg_each`) where a scenario names it. Charts a timer redraw updates in place go to
     ``patches`` (see :class:`HeldCharts`); a click is noticed between two panels (:func:`_yield_point`)."""
-    helds = [chart_turns(state, ctx.run, timer, fp) for ctx in contexts]
+    helds = [chart_turns(state, ctx.run, timer, fp, keep) for ctx in contexts]
     panels = ordered_panels(focus)
     status = status or (lambda: None)
     first = panels[:1] if focus is not None and panels and _name(panels[0]) == focus else ()
@@ -537,6 +528,7 @@ def live_panel(state: DashState) -> None:
         pending, state.pending_steps = state.pending_steps, 0
         full_run, state.full_run = state.full_run, False
         fresh, state.fresh = state.fresh, False
+        play_click, state.play_click = state.play_click, False
         refresh = float(session["refresh"])
         trace.event("frag_start", playing=state.playing, full_run=full_run, pending=pending, fresh=fresh)
         t0 = time.perf_counter()
@@ -573,9 +565,9 @@ def live_panel(state: DashState) -> None:
             status_row(state)
         # a scenario's panel first, the metrics under it (see draw_runs)
         patches: list = []
-        fp = layout_fingerprint(state, session)  # a click that changes nothing drawn holds the charts drawn
+        fp = layout_fingerprint(state, session)  # a Play/Pause click changes nothing drawn: the charts drawn are kept
         draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None,
-                  patches=patches, fp=fp)
+                  patches=patches, fp=fp, keep=play_click and not pending and not fresh)
         send_patches(st, patches)  # the charts of this timer redraw, updated in place (hidden, always there)
         refingerprint(state, fp, layout_fingerprint(state, session))
         a = contexts[0]

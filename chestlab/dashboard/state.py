@@ -96,6 +96,9 @@ class DashState:
     #: fragment runs so far, and every (run, chart key) drawn, in order: while playing, the charts
     #: are updated in turn, ``defaults.CHART_UPDATES`` per redraw
     redraws: int = 0
+    #: the rerun is a Play/Pause click's: the redraw keeps the charts as the browser shows them
+    #: (held, or updated in place: :func:`chestlab.dashboard.page.chart_turns`), none is mounted anew
+    play_click: bool = False
     chart_order: list = field(default_factory=list)
     #: the last redraw: steps, training and drawing seconds
     timing: dict = field(default_factory=dict)

@@ -270,8 +270,9 @@ PATCH_KEY = "chestlab_patch"
 #: template, its width; its height unless the figure has one; a bold title, as the theme draws it).
 #: The figures wait in one queue, the newest per chart (a chart's older update not yet applied is
 #: dropped: a browser that falls behind catches up instead of piling work up), and are applied one
-#: chart per animation frame, so that a click (and the server's answer) is handled between two
-#: charts, not after all of them
+#: chart per animation frame, the first 150 ms after they arrive, so that the redraw's other
+#: elements (the Play/Pause button of a click's rerun) are shown first and a click is handled
+#: between two charts, not after all of them
 _PATCH_JS = """(function(){const P=window.Plotly; if(!P||!P.react) return; const figs=%s;
 const q=window.__chestlabQueue=window.__chestlabQueue||{}; for(const k in figs) q[k]=figs[k];
 window.__chestlabPatches=(window.__chestlabPatches||0)+1;
@@ -284,7 +285,7 @@ const apply=(k,f)=>{const gd=document.querySelector('.st-key-'+CSS.escape(k)+' .
  try{P.react(gd,f.data||[],lay);}catch(e){console.warn('chestlab patch',k,e);}};
 const next=()=>{const ks=Object.keys(q); if(!ks.length){window.__chestlabBusy=false; return;}
  const k=ks[0], f=q[k]; delete q[k]; apply(k,f); requestAnimationFrame(()=>setTimeout(next,0));};
-requestAnimationFrame(()=>setTimeout(next,0));})();"""
+setTimeout(next,150);})();"""
 
 
 def patch_json(fig: Any) -> str:
@@ -536,7 +537,7 @@ def live_panel(state: DashState) -> None:
         if any(not r.diverged for r in state.runs):
             if pending:
                 done = runner.train_chunk(state, budget_s=60.0, max_steps=pending, between_steps=_yield_point)
-            elif state.playing and full_run and not fresh:
+            elif state.playing and full_run and not fresh and not play_click:
                 done = runner.train_chunk(state, budget_s=0.0, max_steps=1)  # a widget changed: answer it fast
             elif fresh:
                 pass  # new runs (the page just opened, or Reset): their first frame first, the timer trains next

@@ -161,3 +161,26 @@ def test_a_held_chart_is_sent_without_a_figure_and_a_drawn_one_needs_one() -> No
     assert made == [1] and rec.sent["k"] == "fig1"  # held: not built, the mounted figure sent
     with pytest.raises(ValueError):
         page.HeldCharts(rec, {}, hold=False).plotly_chart(None, key="new")
+
+
+def test_a_kept_redraw_holds_own_charts_and_updates_a_plugins_chart() -> None:
+    """Kept (Pause, or the fragment's own rerun while paused), same step and layout: the built-in
+    charts are held; a plug-in's chart, whose widgets the fingerprint does not know, is updated in
+    place (never left stale); not kept (a widget's full rerun): drawn anew."""
+    from chestlab.dashboard.state import Run
+
+    class Tr:
+        step_count, history = 5, []
+
+    state, run = DashState(), Run("A", Tr())
+    fp = 123
+    turns = page.chart_turns(state, run, timer=False, fp=fp)
+    for key in ("cur_A", "myplugin_A"):
+        run.sent[key] = object()
+        turns.record(key, "draw")
+    again = page.chart_turns(state, run, timer=False, fp=fp, keep=True)
+    assert again("cur_A") == "hold" and again("myplugin_A") == "patch"
+    widget = page.chart_turns(state, run, timer=False, fp=fp, keep=False)
+    assert widget("cur_A") == "draw" and widget("myplugin_A") == "draw"
+    other = page.chart_turns(state, run, timer=False, fp=fp + 1, keep=True)  # another layout
+    assert other("cur_A") == "draw"

@@ -314,6 +314,11 @@ def send_patches(box: Any, patches: list) -> None:
                                       unsafe_allow_javascript=True)
 
 
+#: the keys of the built-in panels' charts (their figures depend on the run's step and on the widgets
+#: :func:`layout_fingerprint` reads, nothing else)
+_OWN_CHARTS = ("sim_", "cur_", "disk_", "levels_", "hardneg", "hier_", "hierdisk_")
+
+
 def _layout_keys() -> tuple:
     """The widget values besides the runs' settings that decide what the charts show and where:
     compare mode, the scenario (its focus panel), the panels' views."""
@@ -393,7 +398,8 @@ class Turns:
             self.state.chart_order.append((run.name, key))  # the order of the timer redraws' turns, complete from the start
         if not mounted or not self.keep:
             return "draw"
-        return "hold" if same else "patch"
+        # a plug-in's chart may change with a widget of its own, which the fingerprint does not know: updated
+        return "hold" if same and str(key).startswith(_OWN_CHARTS) else "patch"
 
     def record(self, key: Any, mode: str) -> None:
         if self.fp is None:
@@ -412,8 +418,10 @@ def chart_turns(state: DashState, run: Any, timer: bool, fp: Any = None, keep: b
     (:func:`layout_fingerprint`): a chart mounted under the same fingerprint is held when it shows
     this step already (:func:`redraw_token`: a Pause or Play click changes nothing drawn), else
     updated in place; a chart mounted under another layout (a widget changed) is drawn anew.
-    ``keep=False`` (a redraw for anything but Play/Pause: a widget, Step, Reset) draws every chart
-    anew, as does a redraw without ``fp``."""
+    ``keep=False`` (a full rerun for anything but Play/Pause: a widget, Step, Reset) draws every
+    chart anew, as does a redraw without ``fp``; a fragment's own rerun while paused (its timer's
+    last one after Pause, a panel's widget) keeps them (a changed view changes ``fp``; a plug-in's
+    chart is updated, never held)."""
     if run.diverged:
         return True
     if not timer and fp is None:
@@ -568,7 +576,7 @@ def live_panel(state: DashState) -> None:
         patches: list = []
         fp = layout_fingerprint(state, session)  # a Play/Pause click changes nothing drawn: the charts drawn are kept
         draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None,
-                  patches=patches, fp=fp, keep=play_click and not pending and not fresh)
+                  patches=patches, fp=fp, keep=(play_click or not full_run) and not pending and not fresh)
         send_patches(st, patches)  # the charts of this timer redraw, updated in place (hidden, always there)
         refingerprint(state, fp, layout_fingerprint(state, session))
         a = contexts[0]

@@ -38,6 +38,8 @@ depend on what else runs.
 
     .venv/bin/python benchmarks/bench_app.py            # both parts
     .venv/bin/python benchmarks/bench_app.py --quick    # fewer repeats, one run per case, 8 s of playing
+    .venv/bin/python benchmarks/bench_app.py --trace    # + each Pause click's breakdown: the server's events
+                                                        #   (CHESTLAB_TRACE) and the browser's long tasks
 """
 
 from __future__ import annotations

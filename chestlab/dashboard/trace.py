@@ -6,8 +6,8 @@ so ``benchmarks/bench_app.py --trace`` lines a click up with what the server did
 Events: ``request_rerun`` (the server got a rerun request: a click, or the fragment's timer;
 ``fragment`` says which), ``interrupt`` (a running script stopped at a yield point to rerun),
 ``script`` (a script run starts), ``on_play`` (the Play/Pause callback), ``button`` (the Play/Pause
-button sent), ``frag_start`` / ``frag_end`` (the live fragment; ``timer``: a timer redraw), and
-``built`` (one figure built by a panel, ``key``)."""
+button sent), ``frag_start`` / ``trained`` / ``prepared`` / ``frag_end`` (the live fragment; ``timer``: a
+timer redraw), and ``chart`` (one chart sent: ``key`` and ``mode``, draw / hold / patch)."""
 
 from __future__ import annotations
 

@@ -39,6 +39,8 @@ depend on what else runs.
     .venv/bin/python benchmarks/bench_app.py            # both parts
     .venv/bin/python benchmarks/bench_app.py --quick    # fewer repeats, one run per case, 8 s of playing
     .venv/bin/python benchmarks/bench_app.py --first-plot --quick [--app-root ../before]   # first plot only, with its breakdown
+    .venv/bin/python benchmarks/bench_app.py --trace    # + each Pause click's breakdown: the server's events
+                                                        #   (CHESTLAB_TRACE) and the browser's long tasks
 """
 
 from __future__ import annotations
@@ -136,7 +138,14 @@ class _Server:
     def __init__(self, T: Any, tmp: Path, name: str, root: Any = None) -> None:
         self.T, self.port, self.log = T, T._free_port(), tmp / f"{name}.log"
         self.t0 = time.monotonic()
-        self.proc = T.start_server(self.port, self.log) if root is None else _start_server_at(Path(root), self.port, self.log)
+        self.trace = None
+        if TRACE["on"]:  # the server's events (chestlab.dashboard.trace), read by _pause_clicks
+            self.trace = tmp / f"{name}.trace.jsonl"
+            os.environ["CHESTLAB_TRACE"] = str(self.trace)
+        try:
+            self.proc = T.start_server(self.port, self.log) if root is None else _start_server_at(Path(root), self.port, self.log)
+        finally:
+            os.environ.pop("CHESTLAB_TRACE", None)
         T._wait_http(f"http://127.0.0.1:{self.port}/_stcore/health", 60)
         self.health_s = time.monotonic() - self.t0
 
@@ -160,6 +169,72 @@ class _Server:
 
 
 _PAUSES = 6  # Pause clicks per run, at different moments of the refresh cycle
+#: JS run in every page (``--trace``): the browser's long tasks (> 50 ms on the main thread), as [epoch ms, ms]
+_LONGTASKS_JS = ("(() => { window.__longtasks = []; try { new PerformanceObserver(l => { for (const e of l.getEntries())"
+                 " window.__longtasks.push([performance.timeOrigin + e.startTime, e.duration]); })"
+                 ".observe({type: 'longtask', buffered: true}); } catch (e) {} })()")
+#: ``--trace``: the server's event file (``chestlab.dashboard.trace``), set per server
+TRACE: dict = {"on": False}
+
+
+def _pause_clicks(T: Any, chrome: Any, timeout: float, trace_file: Any = None) -> tuple[list[float], list[dict]]:
+    """Pause at several moments of the refresh cycle (mid-training, mid-drawing, waiting): Play
+    again, let it play a varying while, click Pause. Returns the answer times (s) and, with a trace
+    file, each click's breakdown (:func:`_breakdown`)."""
+    pauses, clicks = [], []
+    for k in range(_PAUSES):
+        if k:
+            chrome.click_and_time("Play", T.button_reads("Pause"), timeout, "Play to answer")
+            time.sleep(0.5 + 0.8 * k / _PAUSES)  # spreads the clicks over the 0.8-s cycle
+        pauses.append(chrome.click_and_time("Pause", T.button_reads("Play"), timeout, "Pause to answer"))
+        clicks.append(chrome.js("[performance.timeOrigin + window.__clicked, performance.timeOrigin + window.__answered]"))
+    if trace_file is None:
+        return pauses, []
+    import json
+
+    time.sleep(0.5)
+    events = [json.loads(line) for line in Path(trace_file).read_text().splitlines() if line.strip()]
+    longtasks = chrome.js("window.__longtasks || []") or []
+    Path(str(trace_file) + ".clicks.json").write_text(json.dumps({"clicks": clicks, "longtasks": longtasks}))
+    return pauses, [_breakdown(c[0] / 1000, c[1] / 1000, events, longtasks) for c in clicks]
+
+
+def _breakdown(click: float, answer: float, events: list, longtasks: list) -> dict:
+    """Where one Pause click's time went (s after the click): the server got the rerun request,
+    interrupted the running script, ran the callback and sent the button; the browser's main thread
+    was busy in long tasks for ``busy`` s of the wait (the largest one: ``longest``)."""
+    def first(ev: str, after: float, **match: Any) -> float:
+        for e in events:
+            if e["ev"] == ev and e["t"] >= after and all(e.get(k) == v for k, v in match.items()):
+                return e["t"]
+        return float("nan")
+
+    req = first("request_rerun", click - 0.02, fragment=False)
+    intr = first("interrupt", req, how="stop") if req == req else float("nan")  # the running script stops
+    play = first("on_play", req, playing=False) if req == req else float("nan")
+    button = first("button", play, label="Play") if play == play else float("nan")
+    frag = [e for e in events if e["ev"] == "frag_start" and e["t"] < req]
+    busy, longest = 0.0, 0.0
+    for start, dur in longtasks:
+        s, e = start / 1000, (start + dur) / 1000
+        overlap = min(e, answer) - max(s, click)
+        if overlap > 0:
+            busy += overlap
+            longest = max(longest, dur / 1000)
+    charts = [e for e in events if e["ev"] == "chart" and click <= e["t"] <= answer]
+    return dict(total=answer - click, request=req - click, interrupt=intr - click, on_play=play - click,
+                button=button - click, browser_after_button=answer - button, busy=busy, longest=longest,
+                charts_before_answer=len(charts), last_frag_timer=bool(frag) and frag[-1].get("full_run") is False)
+
+
+def _breakdown_rows(tag: str, clicks: list[dict]) -> list[list[str]]:
+    rows = []
+    for i, b in enumerate(clicks):
+        rows.append([f"{tag}click {i + 1}: total · server got it · interrupted · on_play · button sent · browser after button · "
+                     "main thread busy (longest task) · charts sent before the answer",
+                     f"{b['total']:.2f} · {b['request']:.2f} · {b['interrupt']:.2f} · {b['on_play']:.2f} · {b['button']:.2f} · "
+                     f"{b['browser_after_button']:.2f} · {b['busy']:.2f} ({b['longest']:.2f}) · {b['charts_before_answer']}"])
+    return rows
 
 
 def _start_server_at(root: Path, port: int, log: Path) -> Any:
@@ -247,6 +322,8 @@ def _first_plot(T: Any, browser: str, profile: Path, url: str) -> tuple[Any, flo
     chrome = T.Chromium(browser, profile)
     try:
         chrome.stamp_on_load("__first_plot", T._PLOTS_JS)
+        if TRACE["on"]:
+            chrome.call("Page.addScriptToEvaluateOnNewDocument", source=_LONGTASKS_JS)
         chrome.goto(url)
         chrome.wait_for("window.__first_plot !== undefined", 180, "the first plot", poll=0.05)
         return chrome, chrome.js("window.__first_plot") / 1000  # the browser's clock, from the navigation's start
@@ -315,12 +392,7 @@ def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
                 out["draw_median_s"] = statistics.median(draws) if draws else float("nan")
                 # Pause at several moments of the refresh cycle (mid-training, mid-drawing, waiting):
                 # Play again, let it play a varying while, click Pause; the worst answer counts
-                pauses = []
-                for k in range(_PAUSES):
-                    if k:
-                        chrome.click_and_time("Play", T.button_reads("Pause"), 30, "Play to answer")
-                        time.sleep(0.5 + 0.8 * k / _PAUSES)  # spreads the clicks over the 0.8-s cycle
-                    pauses.append(chrome.click_and_time("Pause", T.button_reads("Play"), 30, "Pause to answer"))
+                pauses, out["pause_breakdown"] = _pause_clicks(T, chrome, 30, server.trace)
                 out["pause_response_s"] = max(pauses)
                 out["pause_all"] = pauses
                 out["stopped"] = chrome.js("document.body.innerText.includes('Training stopped')")
@@ -344,7 +416,7 @@ def part2(seconds: float, runs: int) -> tuple[list[list[str]], dict]:
         ["fragment run: drawing median / max (s)", f"{out['draw_median_s']:.2f} / {out['draw_max_s']:.2f}"],
         [f"click Pause while playing -> page answers (s), worst of {len(out['pause_all'])}: "
          + " / ".join(f"{t:.2f}" for t in out["pause_all"]), f"{out['pause_response_s']:.2f}"],
-    ]
+    ] + _breakdown_rows("", out.get("pause_breakdown", []))
     out["screenshot"] = str(tmp / "bench_app.png")
     return rows, out
 
@@ -408,12 +480,7 @@ def part3(seconds: float, loaded: bool) -> tuple[list[list[str]], dict]:
                 out["lockstep_max"] = max(diffs) if diffs else float("nan")
                 out["blank"] = (blank, n)
                 out["steps_s"] = (last[1] - first[1]) / (last[0] - first[0]) if first and last and last[0] > first[0] else float("nan")
-                pauses = []
-                for k in range(_PAUSES):
-                    if k:
-                        chrome.click_and_time("Play", T.button_reads("Pause"), 60, "Play to answer")
-                        time.sleep(0.5 + 0.8 * k / _PAUSES)
-                    pauses.append(chrome.click_and_time("Pause", T.button_reads("Play"), 60, "Pause to answer"))
+                pauses, out["pause_breakdown"] = _pause_clicks(T, chrome, 60, server.trace)
                 out["pause_all"] = pauses
                 out["pause_response_s"] = max(pauses)
                 chrome.screenshot(tmp / "bench_app_compare.png")
@@ -435,7 +502,7 @@ def part3(seconds: float, loaded: bool) -> tuple[list[list[str]], dict]:
         [f"[{tag}] compare: Pause -> page answers (s), worst of {len(pauses)}: " + " / ".join(f"{t:.2f}" for t in pauses),
          f"{out['pause_response_s']:.2f}"],
         [f"[{tag}] load average at start / end of this part", f"{out['load']} / {out['load_end']}"],
-    ]
+    ] + _breakdown_rows(f"[{tag}] compare ", out.get("pause_breakdown", []))
     return rows, out
 
 
@@ -454,7 +521,10 @@ def main() -> int:
     p.add_argument("--no-loaded", action="store_true", help="compare-mode rows without the one-core-loaded repeat")
     p.add_argument("--first-plot", action="store_true", help="only the first-plot rows (quiet, then one core loaded), with their breakdown")
     p.add_argument("--app-root", default=None, help="with --first-plot: run the app.py of this checkout (a before/after comparison)")
+    p.add_argument("--trace", action="store_true", help="each Pause click's breakdown: server events (CHESTLAB_TRACE) and "
+                   "the browser's long tasks")
     args = p.parse_args()
+    TRACE["on"] = args.trace
     if args.first_plot:
         return first_plot_tables(args)
     repeats = 5 if args.quick else 15

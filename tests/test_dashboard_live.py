@@ -154,7 +154,7 @@ def test_the_patch_script_carries_the_new_data_and_no_markup() -> None:
     (body,) = box.bodies
     script = body.split("<script>", 1)[1].rsplit("</script>", 1)[0]
     assert "<" not in script and "Plotly" in script and ".react(" in script
-    figs = json.loads(script.split("const figs=", 1)[1].split(";\nfor(", 1)[0])
+    figs = json.loads(script.split("const figs=", 1)[1].split(";\nconst q=", 1)[0])
     assert figs["cur_A"]["data"][0]["y"] == [5.0, 6.0, 7.0] and figs["cur_A"]["data"][0]["name"] == "loss <b>L</b>"
     assert "template" not in figs["cur_A"]["layout"] and figs["cur_A"]["layout"]["uirevision"] == "u"
     box = _Box()
@@ -173,9 +173,10 @@ def test_timer_redraws_patch_in_turn_and_full_redraws_draw() -> None:
     assert [hold(k) for k in keys] == [False] * len(keys)  # first seen: drawn
     for redraw in range(3):
         state.redraws += 1
+        hold = page.chart_turns(state, run, timer=True)  # one per redraw (it decides each chart once)
         modes = [hold(k) for k in keys]
         assert sorted(set(modes)) == ["hold", "patch"] and modes.count("patch") == CHART_UPDATES
-    assert page.chart_turns(state, run, timer=False) is False  # a full redraw draws every chart
+    assert page.chart_turns(state, run, timer=False) is False  # a full redraw without a layout fingerprint draws every chart
     run.diverged = "stopped"
     assert page.chart_turns(state, run, timer=True) is True  # a stopped run holds its charts
 

@@ -26,7 +26,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from .. import plugins
 from ..settings import schema
-from . import assets, runner, scenarios, urlcodec, values
+from . import assets, runner, scenarios, trace, urlcodec, values
 from .first import ROUTE as FIRST_CHART_ROUTE
 from .first import hold_after_first_chart
 from .defaults import BASE, CHART_UPDATES, TRAIN_FRACTION
@@ -66,6 +66,7 @@ PRELOAD_KEY = "chestlab_preload"
 
 
 _PLOTLY_CHUNK = assets.plotly_chunk()  # PlotlyChart.<hash>.js, or None
+trace.install()  # CHESTLAB_TRACE=file: timestamps of what a click sets off (benchmarks/bench_app.py --trace)
 
 
 def preload_plotly(box: Any, token: Optional[str] = None) -> None:
@@ -129,7 +130,10 @@ def _on_reset() -> None:
 def _on_play(playing: bool) -> None:
     # sets the value the button showed (not a toggle): a callback Streamlit runs twice -- a rerun
     # interrupted by the fragment's timer is rerun with the same click -- must not undo itself
-    get_state(st.session_state).playing = playing
+    state = get_state(st.session_state)
+    state.playing = playing
+    state.play_click = True  # the redraw keeps the charts as drawn (see chart_turns)
+    trace.event("on_play", playing=playing)
 
 
 def _on_step() -> None:
@@ -231,13 +235,24 @@ class HeldCharts:
                 fig.update_layout(height=self._cap)  # the scenario's panel: in view on a projector
         if key is not None:
             mode = self._mode(key)
+            trace.event("chart", key=str(key), mode=mode)
             if mode == "draw":
+                if fig is None:
+                    raise ValueError(f"chart {key!r}: no figure to draw (holds() said it was held)")
                 self._sent[key] = fig
             else:
-                if mode == "patch" and fig is not self._sent[key]:
+                if mode == "patch" and fig is not None and fig is not self._sent[key]:
                     self._patches.append((str(key), fig))
                 fig = self._sent[key]
+            record = getattr(self._hold, "record", None)
+            if record is not None:
+                record(key, mode)
         return self._box.plotly_chart(fig, *args, key=key, **kw)
+
+    def holds(self, key: Any) -> bool:
+        """The chart ``key`` is held in this redraw: the browser keeps what it shows, so a panel need
+        not build its figure (:func:`chestlab.dashboard.panels.chart.chart` passes None)."""
+        return self._mode(key) == "hold"
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._box, name)
@@ -258,15 +273,25 @@ class HeldCharts:
 PATCH_KEY = "chestlab_patch"
 #: the browser side of :func:`send_patches`: for each (element key, figure), ``Plotly.react`` on the
 #: chart drawn under that key, with what Streamlit's frontend gave it when it mounted it (its themed
-#: template, its width; its height unless the figure has one; a bold title, as the theme draws it)
+#: template, its width; its height unless the figure has one; a bold title, as the theme draws it).
+#: The figures wait in one queue, the newest per chart (a chart's older update not yet applied is
+#: dropped: a browser that falls behind catches up instead of piling work up), and are applied one
+#: chart per animation frame, the first 150 ms after they arrive, so that the redraw's other
+#: elements (the Play/Pause button of a click's rerun) are shown first and a click is handled
+#: between two charts, not after all of them
 _PATCH_JS = """(function(){const P=window.Plotly; if(!P||!P.react) return; const figs=%s;
-for(const k in figs){const gd=document.querySelector('.st-key-'+CSS.escape(k)+' .js-plotly-plot');
- if(!gd||!gd.layout||!gd._fullLayout) continue; const f=figs[k], lay=f.layout||{};
+const q=window.__chestlabQueue=window.__chestlabQueue||{}; for(const k in figs) q[k]=figs[k];
+window.__chestlabPatches=(window.__chestlabPatches||0)+1;
+if(window.__chestlabBusy) return; window.__chestlabBusy=true;
+const apply=(k,f)=>{const gd=document.querySelector('.st-key-'+CSS.escape(k)+' .js-plotly-plot');
+ if(!gd||!gd.layout||!gd._fullLayout) return; const lay=f.layout||{};
  lay.template=gd.layout.template; lay.width=gd.layout.width; if(lay.height==null) lay.height=gd.layout.height;
  if(lay.title){const t=typeof lay.title==='string'?{text:lay.title}:lay.title;
   if(t.text&&!String(t.text).startsWith('\\x3cb>')) lay.title=Object.assign({},t,{text:'\\x3cb>'+t.text+'\\x3c/b>'});}
- try{P.react(gd,f.data||[],lay);}catch(e){console.warn('chestlab patch',k,e);}}
-window.__chestlabPatches=(window.__chestlabPatches||0)+1;})();"""
+ try{P.react(gd,f.data||[],lay);}catch(e){console.warn('chestlab patch',k,e);}};
+const next=()=>{const ks=Object.keys(q); if(!ks.length){window.__chestlabBusy=false; return;}
+ const k=ks[0], f=q[k]; delete q[k]; apply(k,f); requestAnimationFrame(()=>setTimeout(next,0));};
+setTimeout(next,150);})();"""
 
 
 def patch_json(fig: Any) -> str:
@@ -295,27 +320,119 @@ def send_patches(box: Any, patches: list) -> None:
                                       unsafe_allow_javascript=True)
 
 
-def chart_turns(state: DashState, run: Any, timer: bool) -> Any:
-    """``hold`` for :class:`HeldCharts`: a stopped run holds every chart; a timer redraw while
+#: the keys of the built-in panels' charts (their figures depend on the run's step and on the widgets
+#: :func:`layout_fingerprint` reads, nothing else)
+_OWN_CHARTS = ("sim_", "cur_", "disk_", "levels_", "hardneg", "hier_", "hierdisk_")
+
+
+def _layout_keys() -> tuple:
+    """The widget values besides the runs' settings that decide what the charts show and where:
+    compare mode, the scenario (its focus panel), the panels' views."""
+    from .panels import disk, hardneg, similarity
+
+    return (("compare", "cmp_key", "cmp_value", scenarios.KEY, similarity.VIEW_KEY, "hier_decoder")
+            + tuple(disk.DEFAULTS) + tuple(hardneg.OWN_KEYS.values()))
+
+
+def layout_fingerprint(state: DashState, session: Any) -> int:
+    """A fingerprint of everything but the training step that decides what the charts show and
+    where: the runs on the page and their settings, compare mode, the scenario, the panels' views,
+    the disk's UMAP. Two redraws with the same fingerprint lay the page out alike, so a chart drawn
+    under one is still mounted, in place, under the other. (Named keys only: iterating the whole
+    session state from a fragment is not safe while a click's fast rerun runs in another thread.)"""
+    items = tuple(repr(session.get(k)) for k in _layout_keys())
+    runs = tuple((r.name, id(r), bool(r.diverged), repr(sorted(r.trainer.config.to_dict().items()))
+                  if r.trainer is not None else None) for r in state.runs)
+    return hash((items, runs, id(state.umap)))
+
+
+def refingerprint(state: DashState, old: Any, new: Any) -> None:
+    """After a redraw: the charts it drew or updated under the fingerprint ``old`` (taken before
+    it) count as drawn under ``new`` (taken after it): the panels set some widget values while they
+    draw (a view's default, run B's greyed copy of run A's view), which the next redraw finds."""
+    if old == new:
+        return
+    for run in state.runs:
+        for k, v in run.mounted.items():
+            if v == old:
+                run.mounted[k] = new
+        for k, tok in run.shown.items():
+            if tok and tok[0] == old:
+                run.shown[k] = (new,) + tuple(tok[1:])
+
+
+def redraw_token(run: Any, fp: Any) -> tuple:
+    """What a run's chart shows, short of building it: the layout fingerprint and the run's step,
+    evaluations and rows (a figure is a function of these)."""
+    tr = run.trainer
+    return (fp, getattr(tr, "step_count", None), len(getattr(tr, "history", None) or ()), len(run.rows), run.diverged)
+
+
+class Turns:
+    """``hold`` for :class:`HeldCharts` (see :func:`chart_turns`), one per run and redraw: decides
+    each chart's mode once (a panel may ask before it builds the figure: :meth:`HeldCharts.holds`)
+    and records what the browser then shows (:meth:`record`)."""
+
+    def __init__(self, state: DashState, run: Any, timer: bool, fp: Any = None, keep: bool = True) -> None:
+        self.state, self.run, self.timer, self.fp, self.keep = state, run, timer, fp, keep
+        self.token = redraw_token(run, fp) if fp is not None else None
+        self._memo: dict = {}
+
+    def __call__(self, key: Any) -> Any:
+        if key not in self._memo:
+            self._memo[key] = self._decide(key)
+        return self._memo[key]
+
+    def _decide(self, key: Any) -> Any:
+        run = self.run
+        mounted = key in run.sent and self.fp is not None and run.mounted.get(key) == self.fp
+        same = mounted and run.shown.get(key) == self.token
+        if self.timer:
+            order, n = self.state.chart_order, CHART_UPDATES
+            item = (run.name, key)
+            if item not in order:
+                order.append(item)
+                if not mounted:
+                    return False  # never drawn (or, without a fingerprint, not known to be)
+            elif self.fp is not None and not mounted:
+                return "draw"  # mounted under another layout (a widget inside the fragment changed)
+            start = (self.state.redraws * n) % len(order)
+            if (order.index(item) - start) % len(order) >= n or same:
+                return "hold"
+            return "patch"
+        if self.fp is not None and (run.name, key) not in self.state.chart_order:
+            self.state.chart_order.append((run.name, key))  # the order of the timer redraws' turns, complete from the start
+        if not mounted or not self.keep:
+            return "draw"
+        # a plug-in's chart may change with a widget of its own, which the fingerprint does not know: updated
+        return "hold" if same and str(key).startswith(_OWN_CHARTS) else "patch"
+
+    def record(self, key: Any, mode: str) -> None:
+        if self.fp is None:
+            return
+        if mode == "draw":
+            self.run.mounted[key] = self.fp
+        if mode in ("draw", "patch"):
+            self.run.shown[key] = self.token
+
+
+def chart_turns(state: DashState, run: Any, timer: bool, fp: Any = None, keep: bool = True) -> Any:
+    """``hold`` for :class:`HeldCharts`: a stopped run holds every chart. A timer redraw while
     playing patches the ``CHART_UPDATES`` charts whose turn it is in place (over all runs' charts,
-    in the order first drawn; a chart never drawn is drawn) and holds the others; any other redraw
-    draws all."""
+    in the order first drawn; a chart never drawn is drawn) and holds the others. Any other redraw
+    (a click: Pause, Play, Step; a widget) with the page's layout fingerprint ``fp``
+    (:func:`layout_fingerprint`): a chart mounted under the same fingerprint is held when it shows
+    this step already (:func:`redraw_token`: a Pause or Play click changes nothing drawn), else
+    updated in place; a chart mounted under another layout (a widget changed) is drawn anew.
+    ``keep=False`` (a full rerun for anything but Play/Pause: a widget, Step, Reset) draws every
+    chart anew, as does a redraw without ``fp``; a fragment's own rerun while paused (its timer's
+    last one after Pause, a panel's widget) keeps them (a changed view changes ``fp``; a plug-in's
+    chart is updated, never held)."""
     if run.diverged:
         return True
-    if not timer:
+    if not timer and fp is None:
         return False
-    order = state.chart_order
-    n = CHART_UPDATES
-
-    def hold(key: Any) -> Any:
-        item = (run.name, key)
-        if item not in order:
-            order.append(item)
-            return False
-        start = (state.redraws * n) % len(order)
-        return "hold" if (order.index(item) - start) % len(order) >= n else "patch"
-
-    return hold
+    return Turns(state, run, timer, fp, keep)
 
 
 def stopped_warning(state: DashState, run: Any) -> str:
@@ -344,7 +461,7 @@ def hardneg_each(ctx: PanelContext, box: Any) -> None:
     from chestlab.settings import schema as _schema
 
     from .panels import hardneg
-    from .panels.chart import PLOTLY_CONFIG
+    from .panels.chart import PLOTLY_CONFIG, chart
 
     cfg, sch = ctx.trainer.config, _schema()
     keys = set(cfg.keys())
@@ -352,11 +469,11 @@ def hardneg_each(ctx: PanelContext, box: Any) -> None:
     box.markdown(f"**Hard negatives, run {ctx.name}** — weights w over the negatives sorted by distance, "
                  f"at t = {temps['t']:g}, t_E = {temps['t_e']:g}")
     d = ctx.disk_data(ctx.session.get("disk_split", "train"))
-    box.plotly_chart(hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
+    chart(box, lambda: hardneg.figure(ctx, d, temps["t"], temps["t_e"]), key=f"hardneg_{ctx.name}", config=PLOTLY_CONFIG)
 
 
 def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, status: Any = None,
-              patches: Optional[list] = None) -> None:
+              patches: Optional[list] = None, fp: Any = None, keep: bool = True) -> None:
     """The runs' panels, the panel ``focus`` (the scenario's) first, right under the run headers and
     above ``status()`` (the metrics row), with its charts at most :data:`FOCUS_HEIGHT` px high: on a
     1280×720 projector it is in view without scrolling. One run: its panels (columns and a
@@ -364,7 +481,7 @@ def draw_runs(state: DashState, contexts: list, timer: bool, focus: Any = None, 
     by side, so that the two columns stay aligned; the hard-negative panel is drawn per run
     (:func:`hardneg_each`) where a scenario names it. Charts a timer redraw updates in place go to
     ``patches`` (see :class:`HeldCharts`); a click is noticed between two panels (:func:`_yield_point`)."""
-    helds = [chart_turns(state, ctx.run, timer) for ctx in contexts]
+    helds = [chart_turns(state, ctx.run, timer, fp, keep) for ctx in contexts]
     panels = ordered_panels(focus)
     status = status or (lambda: None)
     first = panels[:1] if focus is not None and panels and _name(panels[0]) == focus else ()
@@ -426,13 +543,15 @@ def live_panel(state: DashState) -> None:
         pending, state.pending_steps = state.pending_steps, 0
         full_run, state.full_run = state.full_run, False
         fresh, state.fresh = state.fresh, False
+        play_click, state.play_click = state.play_click, False
         refresh = float(session["refresh"])
+        trace.event("frag_start", playing=state.playing, full_run=full_run, pending=pending, fresh=fresh)
         t0 = time.perf_counter()
         done = 0
         if any(not r.diverged for r in state.runs):
             if pending:
                 done = runner.train_chunk(state, budget_s=60.0, max_steps=pending, between_steps=_yield_point)
-            elif state.playing and full_run and not fresh:
+            elif state.playing and full_run and not fresh and not play_click:
                 done = runner.train_chunk(state, budget_s=0.0, max_steps=1)  # a widget changed: answer it fast
             elif fresh:
                 pass  # new runs (the page just opened, or Reset): their first frame first, the timer trains next
@@ -441,12 +560,14 @@ def live_panel(state: DashState) -> None:
                 done = runner.train_chunk(state, budget_s=TRAIN_FRACTION * refresh, between_steps=_yield_point)
             runner.settle(state, _yield_point)  # an evaluation a click interrupted (metrics at the step shown)
         t_train = time.perf_counter() - t0
+        trace.event("trained", steps=done)
         runner.measure_rate(state, done, refresh)
         runs = state.runs
         shared: dict = {}
         contexts = [PanelContext(state, session, run, wide=len(runs) == 1, shared=shared) for run in runs]
         for ctx in contexts:
             prepare(ctx, session.get("disk_split", "train"))
+        trace.event("prepared")
         notes = st.container()  # always there: a warning that appears does not shift the charts below
         for run in runs:
             if run.diverged:
@@ -459,14 +580,17 @@ def live_panel(state: DashState) -> None:
             status_row(state)
         # a scenario's panel first, the metrics under it (see draw_runs)
         patches: list = []
+        fp = layout_fingerprint(state, session)  # a Play/Pause click changes nothing drawn: the charts drawn are kept
         draw_runs(state, contexts, timer, focus, status=(lambda: status_row(state)) if focus is not None else None,
-                  patches=patches)
+                  patches=patches, fp=fp, keep=(play_click or not full_run) and not pending and not fresh)
         send_patches(st, patches)  # the charts of this timer redraw, updated in place (hidden, always there)
+        refingerprint(state, fp, layout_fingerprint(state, session))
         a = contexts[0]
         split = shared.get("disk", {}).get("disk_split", "train")
         state.snapshot = {"config": a.trainer.config.to_dict(), "rows": list(a.run.rows), "history": list(a.trainer.history),
                           "sim": a.cache.get("sim"), "disk": a.cache.get(("disk", split))}
         t_draw = time.perf_counter() - t0 - t_train
+        trace.event("frag_end", timer=timer)
         state.timing = dict(steps=done, train_s=t_train, draw_s=t_draw)
         st.caption(f"Last redraw: {done} step(s) in {t_train:.2f} s, then drawing in {t_draw:.2f} s "
                    f"({'playing, refresh every %g s' % refresh if state.playing else 'paused'}).")
@@ -522,6 +646,7 @@ def _plugins() -> None:
 def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     """Everything but the sidebar: header, controls row, warnings, the panels, share and export."""
     session = st.session_state
+    trace.event("script", playing=state.playing)
     do_reset, state.want_reset = state.want_reset, False
     st.markdown(f"<h3 class='chestlab-title'>{TITLE}</h3>", unsafe_allow_html=True, help=INTRO)
     for p in state.url_problems:  # shown once, in the first run
@@ -547,6 +672,7 @@ def body(state: DashState, cfg: Any, invalid: list[str]) -> None:
     c1.button("Pause" if state.playing else "Play", icon=":material/pause:" if state.playing else ":material/play_arrow:",
               on_click=_on_play, args=(not state.playing,), type="primary", key="btn_play", width="stretch",
               disabled=state.trainer is None)
+    trace.event("button", label="Pause" if state.playing else "Play")
     c2.button(f"Step {session['step_n']}", icon=":material/skip_next:", on_click=_on_step, key="btn_step", width="stretch",
               disabled=state.trainer is None, help="train this many steps, then redraw (change n under Page)")
     c3.button("Reset", icon=":material/restart_alt:", on_click=_on_reset, key="btn_reset", width="stretch",

@@ -41,6 +41,11 @@ class Run:
     #: the figure last sent per chart key (re-sent unchanged while the run's charts are held, see
     #: :class:`chestlab.dashboard.page.HeldCharts`)
     sent: dict = field(default_factory=dict)
+    #: per chart key: the page's layout fingerprint when the browser mounted the chart (it was
+    #: drawn anew), and the redraw token of the figure it shows now (drawn or updated in place);
+    #: a redraw whose chart has the same token holds it, see :func:`chestlab.dashboard.page.chart_turns`
+    mounted: dict = field(default_factory=dict)
+    shown: dict = field(default_factory=dict)
     #: the model's and loss's parameters at the last good redraw: a run whose update left them NaN
     #: is put back to them when it stops, so every panel can still draw it
     good_state: Optional[dict] = None
@@ -91,6 +96,9 @@ class DashState:
     #: fragment runs so far, and every (run, chart key) drawn, in order: while playing, the charts
     #: are updated in turn, ``defaults.CHART_UPDATES`` per redraw
     redraws: int = 0
+    #: the rerun is a Play/Pause click's: the redraw keeps the charts as the browser shows them
+    #: (held, or updated in place: :func:`chestlab.dashboard.page.chart_turns`), none is mounted anew
+    play_click: bool = False
     chart_order: list = field(default_factory=list)
     #: the last redraw: steps, training and drawing seconds
     timing: dict = field(default_factory=dict)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "readable"]
+__all__ = ["PLOTLY_CONFIG", "MODEBAR_PX", "modebar_room", "readable", "chart", "holds"]
 
 #: plotly's options for every chart of the page
 PLOTLY_CONFIG = {"displaylogo": False}
@@ -30,3 +30,23 @@ def readable(fig: Any) -> Any:
     from chestlab.viz.style import floor_fonts
 
     return floor_fonts(fig)
+
+
+def holds(box: Any, key: Any) -> bool:
+    """``box`` keeps the chart ``key`` as the browser shows it in this redraw (the page's
+    :class:`chestlab.dashboard.page.HeldCharts` while playing, or after a click that changed nothing
+    drawn): its figure need not be built. False for any other box (``st``, a test's recorder)."""
+    fn = getattr(type(box), "holds", None)  # on the class: a Streamlit container answers any name with an error
+    return key is not None and callable(fn) and bool(fn(box, key))
+
+
+def chart(box: Any, make: Any, key: Any, **kw: Any) -> Any:
+    """``box.plotly_chart(make(), key=key, **kw)``, except that a chart ``box`` holds (:func:`holds`)
+    is sent without building its figure (``make`` is not called): building plotly figures is most of
+    a redraw's server time. Returns the figure built, or None."""
+    if holds(box, key):
+        box.plotly_chart(None, key=key, **kw)
+        return None
+    fig = make()
+    box.plotly_chart(fig, key=key, **kw)
+    return fig

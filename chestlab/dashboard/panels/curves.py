@@ -22,16 +22,25 @@ def figure(ctx: Any) -> Any:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG, modebar_room, readable
+    from .chart import PLOTLY_CONFIG, chart, holds, modebar_room, readable
 
     from chestlab.viz.style import legend_below
+    from chestlab.viz.training import loss_terms
 
-    fig = figure(ctx)
-    twin = any(str(t.name or "").endswith("right axis, log)") for t in fig.data)
+    key = f"cur_{ctx.name}"
+    fig = None if holds(box, key) else figure(ctx)  # a chart the page holds is not built
+    if fig is not None:
+        twin = any(str(t.name or "").endswith("right axis, log)") for t in fig.data)
+    else:  # what the figure would have: a regulariser on its own log axis
+        twin = any(t["small"] for t in loss_terms(list(ctx.run.rows), ctx.trainer.config.loss))
     box.markdown(f"**{TITLE}** — :green[H green], :orange[E orange]; solid: unseen test, dashed: training "
                  "classes" + ("; dotted: regulariser, log axis right of the loss" if twin else ""))
-    # the legend names the loss's terms; the retrieval curves' key (colour = space, dash = split) is the line
-    # above: their four entries made the legend 5 rows deep in a compare column, over the axis titles
-    fig.for_each_trace(lambda t: t.update(showlegend=False), selector=lambda t: t.legendgroup in _METRIC_GROUPS)
-    legend_below(fig, WIDE_PX if ctx.wide else NARROW_PX)
-    box.plotly_chart(readable(modebar_room(fig)), key=f"cur_{ctx.name}", config=PLOTLY_CONFIG)  # the bar covered "MAP@R"
+
+    def make() -> Any:
+        # the legend names the loss's terms; the retrieval curves' key (colour = space, dash = split) is the line
+        # above: their four entries made the legend 5 rows deep in a compare column, over the axis titles
+        fig.for_each_trace(lambda t: t.update(showlegend=False), selector=lambda t: t.legendgroup in _METRIC_GROUPS)
+        legend_below(fig, WIDE_PX if ctx.wide else NARROW_PX)
+        return readable(modebar_room(fig))  # the bar covered "MAP@R"
+
+    chart(box, make, key=key, config=PLOTLY_CONFIG)

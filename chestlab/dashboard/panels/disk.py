@@ -80,9 +80,10 @@ def data(tr: Any, split: str, n: int = 600) -> dict:
 
 
 def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles: bool = True,
-           key: str = "disk") -> tuple[Any, str]:
+           key: str = "disk", held: bool = False) -> tuple[Any, str]:
     """The disk figure of ``d`` (or of a UMAP view of it, without the tree: UMAP moves every point on
-    its own) and what the projection was."""
+    its own) and what the projection was. ``held``: the page keeps this chart as drawn (it sends the
+    figure drawn before, :func:`chestlab.dashboard.panels.chart.holds`): an empty figure, not built."""
     from chestlab.viz import disk, geometry
 
     if umap is not None:
@@ -91,6 +92,10 @@ def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles:
     else:
         xy, pxy, label = d["xy"], d["pxy"], geometry.projection_label(d["dim_h"])
         labels, sup = d["labels"], d["super"]
+    if held:
+        import plotly.graph_objects as go
+
+        return go.Figure(), label
     fig = disk.poincare_disk(
         xy, labels, sup, pxy, c=d["c"] if d["c"] > 0 else 0.0, grid=grid,
         circles=(1.0, 2.0, 3.0) if circles else (), class_names=d["names"], super_names=d["super_names"],
@@ -99,10 +104,16 @@ def figure(d: dict, umap: Optional[dict] = None, *, grid: bool = False, circles:
     return fig, label
 
 
-def level_figure(d: dict, key: str = "levels") -> Any:
+def level_figure(d: dict, key: str = "levels", held: bool = False) -> Any:
     """The level strip of ``d``: the mean d_H(0, ·) of the root, the super-class nodes, the classes
-    and the samples over the steps drawn so far (:func:`chestlab.viz.training.level_strip`)."""
+    and the samples over the steps drawn so far (:func:`chestlab.viz.training.level_strip`);
+    ``held``: an empty figure, as :func:`figure`."""
     from chestlab.viz import training
+
+    if held:
+        import plotly.graph_objects as go
+
+        return go.Figure()
 
     tree = d.get("tree") or {}
     return training.level_strip(d.get("levels") or [], classes_are=tree.get("children_are", "proxies"),
@@ -236,7 +247,7 @@ def render(ctx: Any, box: Any) -> None:
     from chestlab.viz.plotly import note_to_axis_title
     from chestlab.viz.style import legend_below
 
-    from .chart import PLOTLY_CONFIG, modebar_room, readable
+    from .chart import PLOTLY_CONFIG, holds, modebar_room, readable
 
     state = ctx.state
     box.markdown(f"**{TITLE}** — colour = super-class (shade = class), ★ = proxies, ◆ = super-class nodes, "
@@ -260,7 +271,8 @@ def render(ctx: Any, box: Any) -> None:
     umap = state.umap if (ctx.primary and opts["disk_view"] == "UMAP" and state.umap) else None
     if umap is not None and umap.get("split") != split:
         umap = None  # computed on the other split: show the live projection instead
-    fig, label = figure(d, umap, grid=opts["disk_grid"], circles=opts["disk_circles"], key=f"disk{ctx.name}")
+    fig, label = figure(d, umap, grid=opts["disk_grid"], circles=opts["disk_circles"], key=f"disk{ctx.name}",
+                        held=holds(fig_box, f"disk_{ctx.name}"))  # a chart the page holds is not built
     # the note naming the unlabelled circles under the disk, in the x₁ title: in the plot's corner it sat
     # on the y ticks and, on a compare column's small disk, on the points near the boundary
     note_to_axis_title(fig)
@@ -278,7 +290,7 @@ def render(ctx: Any, box: Any) -> None:
     fig_box.caption(label + (f" · c = {d['c']:g}: boundary radius 1/√c = {1 / math.sqrt(d['c']):.2f}" if d["c"] > 0
                              else " · c = 0: the Euclidean plane (no boundary)") + tree_caption(d, umap is not None))
     if d.get("tree") is not None:
-        fig_box.plotly_chart(readable(legend_below(level_figure(d, key=f"levels{ctx.name}"), 360 if ctx.wide else 450,
+        fig_box.plotly_chart(readable(legend_below(level_figure(d, key=f"levels{ctx.name}", held=holds(fig_box, f"levels_{ctx.name}")), 360 if ctx.wide else 450,
                                                     axis_px=40, grow=True)), key=f"levels_{ctx.name}",
                              config={**PLOTLY_CONFIG, "displayModeBar": False})  # a strip: no tools over its legend
     if ctl_box is not None and opts["disk_view"] == "UMAP" and not state.umap:

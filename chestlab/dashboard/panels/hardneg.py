@@ -70,14 +70,14 @@ def figure(ctx: Any, d: dict, t: float, t_e: float) -> Any:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG
+    from .chart import PLOTLY_CONFIG, chart
     from .disk import options
 
     exp = box.expander(TITLE, expanded=True)
     fig_box, ctl_box = exp.container(), exp.container()
     temps = temperatures(ctx, ctl_box)
     d = ctx.disk_data(options(ctx)["disk_split"])
-    fig_box.plotly_chart(figure(ctx, d, temps["t"], temps["t_e"]), key="hardneg", config=PLOTLY_CONFIG)
+    chart(fig_box, lambda: figure(ctx, d, temps["t"], temps["t_e"]), key="hardneg", config=PLOTLY_CONFIG)
     fig_box.caption(f"For one anchor of the current model, the weight w of each negative in the pairwise cross-entropy "
                     f"gradient, negatives sorted by distance (1 = hardest). Temperature t = {temps['t']:g} (hyperbolic), "
                     f"t_E = {temps['t_e']:g} (sphere); move t, t_E or c to see the weights concentrate on hard negatives.")

@@ -198,7 +198,7 @@ def _delta(now: float, prev: Optional[dict], key: str, better: str = "up") -> di
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG, modebar_room, readable
+    from .chart import PLOTLY_CONFIG, chart, modebar_room, readable
 
     exp = box.expander(TITLE + (f" · run {ctx.name}" if ctx.name and not ctx.wide else ""), expanded=True)
     if ctx.primary:
@@ -224,11 +224,15 @@ def render(ctx: Any, box: Any) -> None:
     cols[3].metric("mistake severity ↓", _fmt(d["severity"], 2), **_delta(d["severity"], prev, "severity", "down"),
                    help=f"test classes (unseen), {d['n_test']} samples: mean LCA height (levels, 1 = a sibling class, "
                         f"{d['depth']} = another super-class) between a query and its wrong top-1 neighbour in the ball")
-    figs = d.setdefault("figures", {}).get(ctx.name)
-    if figs is None:  # built once per step and run
-        figs = d["figures"][ctx.name] = figures(d, ctx.name, narrow=not ctx.wide)
-    if "tree" in figs:
-        exp.plotly_chart(readable(modebar_room(figs["tree"])), key=f"hier_{ctx.name}", config=PLOTLY_CONFIG)
+    built = d.setdefault("figures", {})
+
+    def figs_() -> dict:
+        if built.get(ctx.name) is None:  # built once per step and run, and only when a chart is not held
+            built[ctx.name] = figures(d, ctx.name, narrow=not ctx.wide)
+        return built[ctx.name]
+
+    if d["decoded"] is not None:  # (what gives figures() its "tree")
+        chart(exp, lambda: readable(modebar_room(figs_()["tree"])), key=f"hier_{ctx.name}", config=PLOTLY_CONFIG)
     else:
         exp.info("Fewer than two leaves: no dendrogram to decode.")
     exp.caption(
@@ -236,8 +240,8 @@ def render(ctx: Any, box: Any) -> None:
         f"the dataset's true hierarchy of those classes ({d['depth']} levels). Leaves, and links whose leaves share "
         f"one super-class, are coloured by super-class; grey links join several. Computed in {d['seconds'] * 1e3:.0f} ms, "
         "once per step.")
-    if "disk" in figs:
-        exp.plotly_chart(readable(figs["disk"]), key=f"hierdisk_{ctx.name}", config=PLOTLY_CONFIG)
+    if d["hier"] is not None:  # (what gives figures() its "disk")
+        chart(exp, lambda: readable(figs_()["disk"]), key=f"hierdisk_{ctx.name}", config=PLOTLY_CONFIG)
         shown, n_hier = int(np.sum(d["hier"]["shown"])), len(d["hier"]["shown"])
         exp.caption(
             f"◆ HIER's hierarchical proxies (filled: the nearest one of some {d['hier_what'][:-1]}, i.e. its LCA"

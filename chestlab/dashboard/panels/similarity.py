@@ -63,24 +63,27 @@ def view_of(ctx: Any, box: Any) -> str:
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG, modebar_room, readable
+    from .chart import PLOTLY_CONFIG, chart, modebar_room, readable
 
     box.markdown(f"**{TITLE}** — positive class vs negative classes (paper Fig. 3), or each sample's margin (Eq. 7)")
     tr = ctx.trainer
     view = view_of(ctx, box)
-    fig = figure(ctx, view)
-    if fig is None:
+    if ctx.similarities() is None:  # (what makes figure() None)
         if tr.last_output is None:
             box.info("Press Play or Step: the histograms show the last training batch.")
         else:
             box.info(f"The {tr.config.loss} loss computes no class similarities (it has no proxies): "
                      "the histograms need a loss with class proxies, such as chest.")
         return
-    from chestlab.viz.style import legend_below
+    def make() -> Any:
+        from chestlab.viz.style import legend_below
 
-    # the legend's rows counted for the column (3 long entries in the margins view): clear of the axis titles
-    legend_below(fig, 550 if ctx.wide else 450)
-    box.plotly_chart(readable(modebar_room(fig)), key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)
+        fig = figure(ctx, view)
+        # the legend's rows counted for the column (3 long entries in the margins view): clear of the axis titles
+        legend_below(fig, 550 if ctx.wide else 450)
+        return readable(modebar_room(fig))
+
+    chart(box, make, key=f"sim_{ctx.name}", config=PLOTLY_CONFIG)  # not built while the page holds it
     if "delta_h" not in tr.config.keys():
         return
     if view == VIEWS[1]:

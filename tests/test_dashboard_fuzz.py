@@ -375,3 +375,19 @@ def test_fuzz_values_come_from_the_schema(data: Any) -> None:
         assert value in fields.options_of(s)
     elif kind == "number":
         assert (s.low is None or value >= s.low) and (s.high is None or value <= s.high)
+
+
+def test_a_link_comparing_a_nullable_setting_at_none_is_refused_in_one_line() -> None:
+    """A fuzz find: ``?cmp=lr_head:None`` (a nullable setting's "none") raised TypeError in the range
+    check (``None < low``). Run B's value box holds a number: the link's value is refused in one
+    line naming the setting, and the page opens with run A."""
+    from chestlab.dashboard.compare import check_compare
+    from chestlab.settings import SettingError, schema
+
+    with pytest.raises(SettingError, match="lr_head = None: run B needs a number"):
+        check_compare(schema()["lr_head"], None)
+    page = Page({"cmp": "lr_head:None"})
+    page.run()
+    warned = " ".join(w.value for w in page.at.warning)
+    assert "cmp=lr_head:None" in warned and "run B needs a number" in warned, warned
+    assert not list(page.at.exception) and page.state.run_b is None

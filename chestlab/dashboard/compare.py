@@ -57,6 +57,9 @@ def check_compare(s: Setting, value: Any) -> Any:
     or :class:`SettingError` (one line: key, value, allowed range)."""
     value = s.validate(value)
     lo, hi = compare_range(s)
+    if value is None:  # a nullable setting's "none" (lr_head: as lr): run B's value box holds a number
+        bounds = f"a number from {lo:g} to {hi:g}" if lo is not None and hi is not None else "a number"
+        raise SettingError(s.name, value, f"{bounds} for run B on this page", "run B needs a number")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         bounds = (f"from {lo:g} to {hi:g}" if lo is not None and hi is not None else f">= {lo:g}" if lo is not None
                   else f"<= {hi:g}")

@@ -184,3 +184,15 @@ def test_a_kept_redraw_holds_own_charts_and_updates_a_plugins_chart() -> None:
     assert widget("cur_A") == "draw" and widget("myplugin_A") == "draw"
     other = page.chart_turns(state, run, timer=False, fp=fp + 1, keep=True)  # another layout
     assert other("cur_A") == "draw"
+
+
+def test_the_server_does_not_collect_garbage_after_every_script_run() -> None:
+    """A Play/Pause click ends a script run; Streamlit's ``runner.postScriptGC`` then ran
+    ``gc.collect(2)``, which held the GIL for 0.15–0.35 s while the click's new script thread waited
+    to send the button (bench_app --trace: 'on_play' → 'script' 0.27–0.40 s in 3 of 11 clicks).
+    The page's config turns it off, and keeps fast reruns on."""
+    import tomllib
+    from pathlib import Path
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert cfg["runner"]["postScriptGC"] is False and cfg["runner"]["fastReruns"] is True

@@ -508,7 +508,13 @@ class Chromium:
     def close(self) -> None:
         try:
             if self.ws is not None:
-                self.ws.close()
+                # tornado's close makes a Future of the current loop: make it this client's (an earlier
+                # test's asyncio.run() may have left the main thread with none)
+                asyncio.set_event_loop(self.loop)
+                try:
+                    self.ws.close()
+                finally:
+                    asyncio.set_event_loop(None)
             self.loop.close()
         finally:
             os.killpg(self.proc.pid, signal.SIGTERM)

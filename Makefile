@@ -33,12 +33,13 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 app: $(VENV)/.stamp-app
 	$(BIN)/python -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
+# The 25 slowest tests are listed at the end of the run (the suite aims at a few minutes on 2 cores).
 # The notebooks run in fast mode (CHESTLAB_FAST=1: each under a minute) in their own pytest run:
 # inside the workers that ran the other tests, nbclient twice stalled forever waiting on an idle
 # kernel; a stalled notebook fails after 120 s and is retried. One thread per process
 # (OMP_NUM_THREADS=1): two kernels with two spinning threads each on two cores run 3-10x slower.
 test: $(VENV)/.stamp-dev
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=25 tests
 	OMP_NUM_THREADS=1 CHESTLAB_FAST=1 $(BIN)/python -m pytest -n 2 notebooks --nbmake --nbmake-timeout=120 --reruns 2
 	CHESTLAB_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m chestlab.book --what all --out build/book  # handouts and slides build; exit 1 if a page lacks a figure
 

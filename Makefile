@@ -33,7 +33,7 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 app: $(VENV)/.stamp-app
 	$(BIN)/python -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
-# The 25 slowest tests are listed at the end of the run (the suite aims at a few minutes on 2 cores).
+# The 25 slowest tests are listed at the end of the run (to keep an eye on the suite's ~13 minutes on 2 cores).
 # The notebooks run in fast mode (CHESTLAB_FAST=1: each under a minute) in their own pytest run:
 # inside the workers that ran the other tests, nbclient twice stalled forever waiting on an idle
 # kernel; a stalled notebook fails after 120 s and is retried. One thread per process

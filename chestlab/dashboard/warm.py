@@ -22,9 +22,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Optional
 
-from .ready import config_key, keep, take  # noqa: F401  (the warm-up's ready run: chestlab.dashboard.ready)
-
-__all__ = ["start", "wait", "is_ready", "seconds", "lifespan", "keep", "take", "config_key"]
+__all__ = ["start", "wait", "is_ready", "seconds", "lifespan"]
 
 _IMPORTED = threading.Event()  # torch, torch._dynamo and the page's modules are imported
 _PAGE_ARRIVED = threading.Event()  # a page asked to go on: stop warming up (it warms itself up)
@@ -34,6 +32,8 @@ _SECONDS: Optional[float] = None
 _ERROR: Optional[str] = None
 #: The line the server prints when the warm-up is done (benchmarks/bench_app.py waits for it).
 READY_LINE = "chestlab dashboard: warm-up done"
+
+
 def _warm() -> None:
     global _SECONDS, _ERROR
     t0 = time.perf_counter()

@@ -14,33 +14,34 @@ _METRIC_GROUPS = {f"{split}{space}" for split in ("test", "train") for space in 
 WIDE_PX, NARROW_PX = 550, 450
 
 
+def _rows(ctx: Any) -> list:
+    """The rows the curves are drawn from: the run's step rows, then its evaluations."""
+    return list(ctx.run.rows) + list(ctx.trainer.history)
+
+
 def figure(ctx: Any) -> Any:
     from chestlab.viz import training
 
-    return training.training_curves(list(ctx.run.rows) + list(ctx.trainer.history), uirevision=f"cur{ctx.name}",
-                                    loss=ctx.trainer.config.loss)
+    return training.training_curves(_rows(ctx), uirevision=f"cur{ctx.name}", loss=ctx.trainer.config.loss)
 
 
 def render(ctx: Any, box: Any) -> None:
-    from .chart import PLOTLY_CONFIG, chart, holds, modebar_room, readable
+    from .chart import PLOTLY_CONFIG, chart, modebar_room, readable
 
     from chestlab.viz.style import legend_below
     from chestlab.viz.training import loss_terms
 
-    key = f"cur_{ctx.name}"
-    fig = None if holds(box, key) else figure(ctx)  # a chart the page holds is not built
-    if fig is not None:
-        twin = any(str(t.name or "").endswith("right axis, log)") for t in fig.data)
-    else:  # what the figure would have: a regulariser on its own log axis
-        twin = any(t["small"] for t in loss_terms(list(ctx.run.rows), ctx.trainer.config.loss))
+    # a regulariser on its own log axis: as the figure decides it (training_curves), without building it
+    twin = any(t["small"] for t in loss_terms(_rows(ctx), ctx.trainer.config.loss))
     box.markdown(f"**{TITLE}** — :green[H green], :orange[E orange]; solid: unseen test, dashed: training "
                  "classes" + ("; dotted: regulariser, log axis right of the loss" if twin else ""))
 
     def make() -> Any:
+        fig = figure(ctx)
         # the legend names the loss's terms; the retrieval curves' key (colour = space, dash = split) is the line
         # above: their four entries made the legend 5 rows deep in a compare column, over the axis titles
         fig.for_each_trace(lambda t: t.update(showlegend=False), selector=lambda t: t.legendgroup in _METRIC_GROUPS)
         legend_below(fig, WIDE_PX if ctx.wide else NARROW_PX)
         return readable(modebar_room(fig))  # the bar covered "MAP@R"
 
-    chart(box, make, key=key, config=PLOTLY_CONFIG)
+    chart(box, make, key=f"cur_{ctx.name}", config=PLOTLY_CONFIG)  # a chart the page holds is not built

@@ -290,8 +290,9 @@ def render(ctx: Any, box: Any) -> None:
     fig_box.caption(label + (f" · c = {d['c']:g}: boundary radius 1/√c = {1 / math.sqrt(d['c']):.2f}" if d["c"] > 0
                              else " · c = 0: the Euclidean plane (no boundary)") + tree_caption(d, umap is not None))
     if d.get("tree") is not None:
-        fig_box.plotly_chart(readable(legend_below(level_figure(d, key=f"levels{ctx.name}", held=holds(fig_box, f"levels_{ctx.name}")), 360 if ctx.wide else 450,
-                                                    axis_px=40, grow=True)), key=f"levels_{ctx.name}",
+        strip = level_figure(d, key=f"levels{ctx.name}", held=holds(fig_box, f"levels_{ctx.name}"))
+        fig_box.plotly_chart(readable(legend_below(strip, 360 if ctx.wide else 450, axis_px=40, grow=True)),
+                             key=f"levels_{ctx.name}",
                              config={**PLOTLY_CONFIG, "displayModeBar": False})  # a strip: no tools over its legend
     if ctl_box is not None and opts["disk_view"] == "UMAP" and not state.umap:
         ctl_box.caption("No UMAP yet: press Compute UMAP.")
